@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Prepare every real component the test suite talks to, then write .cache/test-env.
+#   - PostgreSQL on 127.0.0.1:5432 (started if installed but stopped; installed with apt if absent)
+#   - Debian's chromium for the browser tests (Playwright drives it; no browser download)
+#   - Node 22 and the pinned MCP conformance suite from the npm registry
+# Idempotent and quick when everything is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p .cache
+env_file=.cache/test-env
+: >"$env_file"
+
+log() { echo "test-setup: $*" >&2; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
+apt_updated=0
+apt_install() {
+  command -v apt-get >/dev/null || { log "apt-get not available; install $* yourself"; return 1; }
+  if [ "$apt_updated" = 0 ]; then as_root apt-get update -qq >/dev/null; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+pg_up() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
+
+# PostgreSQL ---------------------------------------------------------------------------------
+if ! pg_up; then
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    log "installing PostgreSQL"
+    apt_install postgresql || true
+  fi
+  if ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    log "starting PostgreSQL $version"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null \
+      || as_root pg_ctlcluster "$version" main start || true
+    for _ in $(seq 1 30); do pg_up && break; sleep 1; done
+  fi
+fi
+if pg_up; then
+  if [ -z "${BASTION_TEST_POSTGRES_URL:-}" ]; then
+    # A fresh Debian install wants a password over TCP; this machine kind trusts loopback.
+    if ! PGCONNECT_TIMEOUT=3 psql -h 127.0.0.1 -U postgres -d test -c 'select 1' >/dev/null 2>&1; then
+      if command -v runuser >/dev/null && [ "$(id -u)" = 0 ]; then
+        runuser -u postgres -- psql -qc "ALTER USER postgres PASSWORD 'postgres'" >/dev/null 2>&1 || true
+        runuser -u postgres -- createdb test 2>/dev/null || true
+        echo "export BASTION_TEST_POSTGRES_URL=postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/test" >>"$env_file"
+      fi
+    fi
+  fi
+  log "PostgreSQL is up"
+else
+  log "PostgreSQL is not available: its tests will skip (or fail where BASTION_REQUIRE_POSTGRES=1)"
+fi
+
+# Chromium -----------------------------------------------------------------------------------
+if [ ! -x /usr/bin/chromium ]; then
+  log "installing Debian's chromium"
+  apt_install chromium || log "could not install chromium: browser tests will fail"
+fi
+
+# Node 22 + MCP conformance suite --------------------------------------------------------------
+if ! command -v npm >/dev/null; then
+  log "installing node and npm"
+  apt_install nodejs npm || true
+fi
+if conformance=$(bash scripts/setup-node.sh); then
+  echo "export BASTION_CONFORMANCE=$conformance" >>"$env_file"
+else
+  log "could not install the conformance suite: its tests will fail"
+fi
+log "ready"

@@ -1,0 +1,213 @@
+"""The authorization server as an ASGI application.
+
+``create_app(settings)`` declares the routes; the lifespan opens the database, runs migrations,
+loads the signing keys and starts the housekeeping task. When the issuer has a path
+(``https://example.com/auth``), every endpoint lives under it and the well-known documents are
+served path-inserted at the root as RFC 8414 §3.1 requires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bastion.authserver import interaction
+from bastion.authserver.authorize import authorize
+from bastion.authserver.cimd import MetadataDocumentResolver
+from bastion.authserver.clients import ClientDirectory
+from bastion.authserver.context import AuthServer, make_templates
+from bastion.authserver.introspect import introspect
+from bastion.authserver.metadata import jwks_endpoint, metadata_endpoint
+from bastion.authserver.registration import manage, register
+from bastion.authserver.revoke import revoke
+from bastion.authserver.token import token
+from bastion.clock import Clock, system_clock
+from bastion.config import Settings
+from bastion.identity.local import LocalUsers
+from bastion.oauth.well_known import metadata_paths
+from bastion.store import clients as client_rows
+from bastion.store import grants
+from bastion.store.database import Database
+from bastion.tokens.cipher import Cipher, load_or_create_secret
+from bastion.tokens.keys import KeyManager
+
+log = logging.getLogger("bastion.authserver")
+
+HOUSEKEEPING_INTERVAL = 600
+
+
+def secret_for(settings: Settings) -> str:
+    """The key-encryption secret: configured, or generated once into the data directory."""
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value()
+    return load_or_create_secret(settings.data_dir / "secret.key")
+
+
+async def open_server(
+    settings: Settings,
+    *,
+    clock: Clock = system_clock,
+    cimd_transport: httpx.AsyncBaseTransport | None = None,
+) -> AuthServer:
+    """Open the database (migrated), the keys and the client directory."""
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.effective_database_url, schema=settings.database_schema)
+    await db.upgrade()
+    keys = KeyManager(
+        db,
+        Cipher(secret_for(settings)),
+        alg=settings.tokens.signing_alg,
+        token_ttl=settings.tokens.access_token_ttl,
+        prepublish=settings.tokens.key_prepublish,
+        clock=clock,
+    )
+    await keys.load()
+    resolver = MetadataDocumentResolver(db, settings.cimd, clock=clock, transport=cimd_transport)
+    templates = make_templates()
+    templates.globals["base"] = urlsplit(settings.issuer).path
+    return AuthServer(
+        settings=settings,
+        db=db,
+        keys=keys,
+        users=LocalUsers(db, clock),
+        clients=ClientDirectory(db, settings, resolver, clock),
+        templates=templates,
+        clock=clock,
+    )
+
+
+async def close_server(bastion: AuthServer) -> None:
+    """Release what :func:`open_server` opened."""
+    await bastion.clients.resolver.aclose()
+    await bastion.db.dispose()
+
+
+async def housekeeping(bastion: AuthServer) -> None:
+    """Delete expired grants and unused dynamic registrations."""
+    now = bastion.clock()
+    async with bastion.db.transaction() as conn:
+        await grants.purge_expired(conn, now)
+        ttl = bastion.settings.registration.unused_client_ttl
+        if ttl:
+            removed = await client_rows.delete_unused_dynamic(conn, now - ttl)
+            if removed:
+                log.info("deleted %d dynamically registered clients that were never used", removed)
+
+
+async def _housekeeping_loop(bastion: AuthServer) -> None:
+    while True:
+        try:
+            await housekeeping(bastion)
+        except Exception:  # a failed sweep must not stop the server; the next one retries
+            log.exception("housekeeping failed; retrying in %s s", HOUSEKEEPING_INTERVAL)
+        await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+
+
+class CatchAll:
+    """Last-resort handler: an unexpected error becomes a JSON 500 without a stack trace in the
+    response (the trace goes to the log for the operator)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            response = JSONResponse(
+                {"error": "server_error", "error_description": "internal error; see server log"},
+                status_code=500,
+                headers={"Cache-Control": "no-store"},
+            )
+            await response(scope, receive, send)
+
+
+def routes(settings: Settings) -> list[BaseRoute]:
+    """The routes of the authorization server, under the issuer's path."""
+    endpoints: list[BaseRoute] = [
+        Route("/authorize", authorize, methods=["GET", "POST"]),
+        Route("/token", token, methods=["POST"]),
+        Route("/introspect", introspect, methods=["POST"]),
+        Route("/revoke", revoke, methods=["POST"]),
+        Route("/jwks", jwks_endpoint, methods=["GET"]),
+        Route("/interaction/{request_id}", interaction.show, methods=["GET"]),
+        Route("/interaction/{request_id}/login", interaction.login, methods=["POST"]),
+        Route("/interaction/{request_id}/consent", interaction.consent, methods=["POST"]),
+        Route("/logout", interaction.logout, methods=["GET", "POST"]),
+        Mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static"),
+    ]
+    if settings.registration.enabled:
+        endpoints += [
+            Route("/register", register, methods=["POST"]),
+            Route("/register/{client_id}", manage, methods=["GET", "PUT", "DELETE"]),
+        ]
+    well_known: list[BaseRoute] = [
+        Route(path, metadata_endpoint, methods=["GET"]) for path in metadata_paths(settings.issuer)
+    ]
+    prefix = urlsplit(settings.issuer).path
+    if prefix:
+        return [*well_known, Mount(prefix, routes=endpoints)]
+    return [*well_known, *endpoints]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock = system_clock,
+    cimd_transport: httpx.AsyncBaseTransport | None = None,
+) -> Starlette:
+    """The authorization server app for ``settings``."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        bastion = await open_server(settings, clock=clock, cimd_transport=cimd_transport)
+        app.state.bastion = bastion
+        task = asyncio.create_task(_housekeeping_loop(bastion))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await close_server(bastion)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"error": "not_found", "error_description": "no such endpoint"}, 404)
+
+    return Starlette(
+        routes=routes(settings),
+        middleware=[Middleware(CatchAll)],
+        lifespan=lifespan,
+        exception_handlers={404: not_found},
+    )
+
+
+__all__ = ["close_server", "create_app", "housekeeping", "open_server", "routes", "secret_for"]

@@ -1,0 +1,168 @@
+"""The authorization endpoint (OAuth 2.1 §4.1.1, RFC 6749 §3.1).
+
+A chain of checks, in the order the RFCs dictate: first the client and its redirect URI (failures
+are shown on a page, never redirected: RFC 6749 §4.1.2.1, no open redirects); then everything else
+(failures go back to the client as an error response with ``state`` and ``iss``, RFC 9207 §2).
+A valid request is stored and the browser continues at the interaction (log-in, consent) pages.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from bastion.authserver.context import AuthServer, server
+from bastion.authserver.errors import error_page, redirect_error
+from bastion.authserver.http import NO_STORE, query_params, read_form, single
+from bastion.oauth import pkce
+from bastion.oauth import scopes as scope_syntax
+from bastion.oauth.errors import (
+    InvalidClient,
+    InvalidRequest,
+    InvalidScope,
+    InvalidTarget,
+    OAuthError,
+    UnauthorizedClient,
+    UnsupportedResponseType,
+)
+from bastion.oauth.resource import canonical, check_indicator
+from bastion.store import grants
+from bastion.store.clients import Client
+
+REQUEST_TTL = 900
+
+
+@dataclass(frozen=True)
+class AuthorizationRequest:
+    """A validated authorization request."""
+
+    client_id: str
+    redirect_uri: str
+    scope: str
+    resource: str
+    state: str | None
+    code_challenge: str
+
+
+def select_resource(bastion: AuthServer, values: list[str]) -> str:
+    """The audience of the tokens (RFC 8707 §2): one configured resource, compared canonically."""
+    if len(values) > 1:
+        raise InvalidTarget("send one resource per request; each token has a single audience")
+    if not values:
+        if bastion.settings.default_resource:
+            return bastion.settings.default_resource
+        raise InvalidTarget(
+            "the resource parameter is required: send the canonical URI of the MCP server "
+            "(RFC 8707)"
+        )
+    wanted = canonical(check_indicator(values[0]))
+    known = {r.uri for r in bastion.settings.resources}
+    if bastion.settings.default_resource:
+        known.add(bastion.settings.default_resource)
+    if wanted not in known:
+        raise InvalidTarget(f"resource {values[0]} is not served by this authorization server")
+    return wanted
+
+
+def select_scope(bastion: AuthServer, client: Client, requested: str | None) -> str:
+    """The granted scope: what was asked, if the AS knows it and the client may ask for it."""
+    asked = set(scope_syntax.parse(requested))
+    allowed_for_client = set(scope_syntax.parse(client.metadata.scope))
+    if not asked:
+        return scope_syntax.join(allowed_for_client)
+    unknown = asked - set(bastion.settings.all_scopes)
+    if unknown:
+        raise InvalidScope(f"unknown scope: {' '.join(sorted(unknown))}")
+    if allowed_for_client and not asked <= allowed_for_client:
+        extra = " ".join(sorted(asked - allowed_for_client))
+        raise InvalidScope(f"client {client.client_id} is not registered for scope {extra}")
+    return scope_syntax.join(asked)
+
+
+def validate(
+    bastion: AuthServer, client: Client, params: dict[str, list[str]], redirect_uri: str
+) -> AuthorizationRequest:
+    """Check everything after the client and redirect URI; raise the OAuth error to redirect."""
+    response_type = single(params, "response_type")
+    if response_type is None:
+        raise InvalidRequest("response_type is required")
+    if response_type != "code":
+        raise UnsupportedResponseType(f"response_type {response_type} is not supported; use code")
+    if "authorization_code" not in client.metadata.grant_types:
+        raise UnauthorizedClient("this client is not registered for the authorization_code grant")
+    challenge = pkce.check_challenge(
+        single(params, "code_challenge"), single(params, "code_challenge_method")
+    )
+    for unsupported in ("request", "request_uri"):
+        if unsupported in params:
+            raise InvalidRequest(f"the {unsupported} parameter is not supported")
+    return AuthorizationRequest(
+        client_id=client.client_id,
+        redirect_uri=redirect_uri,
+        scope=select_scope(bastion, client, single(params, "scope")),
+        resource=select_resource(bastion, params.get("resource", [])),
+        state=single(params, "state"),
+        code_challenge=challenge,
+    )
+
+
+async def authorize(request: Request) -> Response:
+    """GET or POST /authorize."""
+    bastion = server(request)
+    try:
+        if request.method == "POST":
+            params = await read_form(request, bastion.settings.max_body_bytes)
+        else:
+            params = query_params(request)
+    except OAuthError as exc:
+        return error_page(request, "Invalid authorization request", exc.description)
+    client_id = single(params, "client_id")
+    if not client_id:
+        return error_page(request, "Invalid authorization request", "The request has no client_id.")
+    try:
+        client = await bastion.clients.find(client_id)
+    except InvalidClient as exc:
+        return error_page(request, "Unknown application", exc.description)
+    redirect_uri = single(params, "redirect_uri")
+    registered = client.metadata.redirect_uris
+    if redirect_uri is None and len(registered) == 1:
+        redirect_uri = registered[0]
+    if redirect_uri is None:
+        return error_page(
+            request, "Invalid authorization request", "The request has no redirect_uri."
+        )
+    if not bastion.clients.redirect_allowed(client, redirect_uri):
+        return error_page(
+            request,
+            "Invalid redirect URI",
+            f"The redirect URI {redirect_uri} is not registered for {client.name}. The request "
+            "was stopped so that the authorization cannot be sent to an unknown address.",
+        )
+    try:
+        valid = validate(bastion, client, params, redirect_uri)
+    except OAuthError as exc:
+        return redirect_error(exc, redirect_uri, single(params, "state"), bastion.issuer)
+    request_id = secrets.token_urlsafe(24)
+    now = bastion.clock()
+    async with bastion.db.transaction() as conn:
+        await grants.save_request(
+            conn,
+            id=request_id,
+            client_id=valid.client_id,
+            redirect_uri=valid.redirect_uri,
+            scope=valid.scope,
+            resource=valid.resource,
+            state=valid.state,
+            code_challenge=valid.code_challenge,
+            created_at=now,
+            expires_at=now + REQUEST_TTL,
+        )
+    return RedirectResponse(
+        bastion.url(f"/interaction/{request_id}"), status_code=303, headers=NO_STORE
+    )
+
+
+__all__ = ["AuthorizationRequest", "authorize", "select_resource", "select_scope", "validate"]

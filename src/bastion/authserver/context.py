@@ -1,0 +1,59 @@
+"""The authorization server's shared services, made once per app in its lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.requests import Request
+
+from bastion.clock import Clock
+from bastion.config import Settings
+from bastion.identity.local import LocalUsers
+from bastion.store.database import Database
+from bastion.tokens.keys import KeyManager
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def make_templates() -> Environment:
+    """The Jinja2 environment for the log-in, consent and error pages (autoescaped)."""
+    return Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html"]),
+        enable_async=False,
+    )
+
+
+@dataclass
+class AuthServer:
+    """Everything an endpoint needs; reached through ``request.app.state.bastion``."""
+
+    settings: Settings
+    db: Database
+    keys: KeyManager
+    users: LocalUsers
+    clients: ClientDirectory
+    templates: Environment
+    clock: Clock
+
+    @property
+    def issuer(self) -> str:
+        """The issuer identifier, string-identical everywhere."""
+        return self.settings.issuer
+
+    def url(self, path: str) -> str:
+        """An absolute URL of this server for a path like ``/token``."""
+        return f"{self.settings.issuer}{path}"
+
+
+def server(request: Request) -> AuthServer:
+    """The AuthServer of the app handling ``request``."""
+    found: AuthServer = request.app.state.bastion
+    return found
+
+
+from bastion.authserver.clients import ClientDirectory  # noqa: E402
+
+__all__ = ["AuthServer", "make_templates", "server"]

@@ -1,0 +1,82 @@
+"""Turning OAuth errors into the exact responses the RFCs prescribe, in one place.
+
+- Token, introspection, revocation, registration endpoints: a JSON body (RFC 6749 §5.2,
+  RFC 7591 §3.2.2) with no-store headers; 401 for invalid_client carries WWW-Authenticate.
+- Authorization endpoint, once client and redirect URI are trusted: a redirect carrying
+  ``error``, ``error_description``, ``state`` and ``iss`` (RFC 6749 §4.1.2.1, RFC 9207 §2).
+- Before that (bad client_id or redirect_uri): an HTML page, never a redirect (RFC 6749 §4.1.2.1).
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from bastion.authserver.http import NO_STORE, json_response
+from bastion.oauth.errors import OAuthError
+
+log = logging.getLogger("bastion.authserver")
+
+PAGE_HEADERS = {
+    **NO_STORE,
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; "
+        "base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def json_error(exc: OAuthError, request: Request) -> Response:
+    """The JSON error response of a back-channel endpoint."""
+    log.info(
+        "%s %s -> %s: %s%s",
+        request.method,
+        request.url.path,
+        exc.error,
+        exc.description,
+        f" ({exc.detail})" if exc.detail else "",
+    )
+    headers: dict[str, str] = {}
+    if exc.status_code == 401:
+        scheme = "Bearer" if exc.error == "invalid_token" else "Basic"
+        headers["WWW-Authenticate"] = f'{scheme} error="{exc.error}"'
+        if scheme == "Basic":
+            headers["WWW-Authenticate"] = 'Basic realm="bastion"'
+    return json_response(exc.body(), status=exc.status_code, headers=headers)
+
+
+def with_query(uri: str, params: dict[str, str]) -> str:
+    """``uri`` with ``params`` appended to its query, keeping what is there (RFC 6749 §3.1.2)."""
+    parts = urlsplit(uri)
+    query = parts.query + ("&" if parts.query else "") + urlencode(params)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+def redirect_error(
+    exc: OAuthError, redirect_uri: str, state: str | None, issuer: str
+) -> RedirectResponse:
+    """The authorization error response, sent to a verified redirect URI with ``iss``."""
+    log.info("authorization error %s: %s", exc.error, exc.description)
+    params = exc.body()
+    if state is not None:
+        params["state"] = state
+    params["iss"] = issuer
+    return RedirectResponse(with_query(redirect_uri, params), status_code=302, headers=NO_STORE)
+
+
+def error_page(request: Request, title: str, message: str, *, status: int = 400) -> Response:
+    """An HTML page for errors that must not be redirected."""
+    from bastion.authserver.context import server
+
+    log.info("error page %s: %s", title, message)
+    html = server(request).templates.get_template("error.html").render(title=title, message=message)
+    return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
+
+
+__all__ = ["PAGE_HEADERS", "error_page", "json_error", "redirect_error", "with_query"]

@@ -1,0 +1,80 @@
+"""The refresh_token grant with rotation and reuse detection (OAuth 2.1 §4.3, RFC 9700 §4.14.2).
+
+Each refresh token works once. Presenting one that was already used means two parties hold it,
+so the whole family (every refresh and access token descending from the original code) is
+revoked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bastion.authserver.context import AuthServer
+from bastion.authserver.http import single
+from bastion.authserver.issuance import add_refresh, mint_access
+from bastion.oauth import scopes as scope_syntax
+from bastion.oauth.errors import InvalidGrant, InvalidRequest, InvalidScope, InvalidTarget
+from bastion.oauth.resource import canonical
+from bastion.store import grants
+from bastion.store.clients import Client
+from bastion.tokens import secrets as opaque
+
+
+async def refresh(
+    bastion: AuthServer, client: Client, params: dict[str, list[str]]
+) -> dict[str, Any]:
+    """Exchange a refresh token for a new access token and a new refresh token."""
+    token = single(params, "refresh_token")
+    if token is None:
+        raise InvalidRequest("refresh_token is required")
+    resources = params.get("resource", [])
+    if len(resources) > 1:
+        raise InvalidTarget("send one resource per request")
+    now = bastion.clock()
+    token_hash = opaque.digest(token)
+    async with bastion.db.transaction() as conn:
+        row = await grants.consume_refresh(conn, token_hash, now)
+        family = await grants.get_family(conn, row.family_id) if row is not None else None
+    if row is None or family is None:
+        await _explain_failure(bastion, token_hash, client, now)
+        raise InvalidGrant("the refresh token is not valid")
+    if family.client_id != client.client_id:
+        raise InvalidGrant("the refresh token was issued to another client")
+    if family.revoked_at is not None:
+        raise InvalidGrant("the refresh token has been revoked")
+    if family.expires_at <= now:
+        raise InvalidGrant("the refresh token has expired; authorize again")
+    granted = set(family.scope.split())
+    asked = set(scope_syntax.parse(single(params, "scope"))) or granted
+    if not asked <= granted:
+        extra = " ".join(sorted(asked - granted))
+        raise InvalidScope(f"scope {extra} was not granted; authorize again to get it")
+    if resources and canonical(resources[0]) != family.resource:
+        raise InvalidTarget("resource differs from the one that was authorized")
+    issued, body = await mint_access(
+        bastion,
+        client=client,
+        subject=family.subject,
+        scope=scope_syntax.join(asked),
+        resource=family.resource,
+    )
+    async with bastion.db.transaction() as conn:
+        await add_refresh(
+            bastion, conn, client=client, family_id=family.id, issued=issued, body=body
+        )
+    return body
+
+
+async def _explain_failure(bastion: AuthServer, token_hash: str, client: Client, now: int) -> None:
+    async with bastion.db.transaction() as conn:
+        known = await grants.get_refresh(conn, token_hash)
+        if known is not None and known.used_at is not None:
+            await grants.revoke_family(conn, known.family_id, now, "refresh token reused")
+    if known is not None and known.used_at is not None:
+        raise InvalidGrant(
+            "the refresh token was already used; every token of this grant has been revoked. "
+            "Authorize again"
+        )
+
+
+__all__ = ["refresh"]

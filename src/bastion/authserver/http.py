@@ -1,0 +1,121 @@
+"""Request parsing and response helpers shared by the endpoints.
+
+Parsing is strict: a wrong content type, an oversized body, a repeated parameter or a body that
+is not what it claims to be is an ``invalid_request`` with a message that says what was wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from bastion.oauth.errors import InvalidRequest
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+# Parameters that may appear more than once (RFC 8707 §2 allows several `resource` values; we
+# then refuse with invalid_target, which is the RFC's error for it, rather than invalid_request).
+REPEATABLE = frozenset({"resource"})
+
+
+class BodyTooLarge(InvalidRequest):
+    """The request body exceeds the configured maximum."""
+
+    status_code = 413
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes without reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InvalidRequest("Content-Length is not a number")
+        if int(declared) > limit:
+            raise BodyTooLarge(f"request body exceeds {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"request body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def parse_params(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """Group parameters; parameters sent with an empty value are treated as omitted
+    (RFC 6749 §3.1), and repeated ones are refused (RFC 6749 §3.1, §3.2)."""
+    out: dict[str, list[str]] = {}
+    for key, value in pairs:
+        if value == "":
+            continue
+        out.setdefault(key, []).append(value)
+    for key, values in out.items():
+        if len(values) > 1 and key not in REPEATABLE:
+            raise InvalidRequest(f"parameter {key} is repeated; send it once")
+    return out
+
+
+async def read_form(request: Request, limit: int) -> dict[str, list[str]]:
+    """An ``application/x-www-form-urlencoded`` POST body as grouped parameters."""
+    if _media_type(request) != "application/x-www-form-urlencoded":
+        raise InvalidRequest("send the parameters as application/x-www-form-urlencoded")
+    body = await read_body(request, limit)
+    try:
+        text = body.decode("utf-8")
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False, max_num_fields=100)
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidRequest("the form body is not valid UTF-8 form encoding") from None
+    return parse_params(pairs)
+
+
+def query_params(request: Request) -> dict[str, list[str]]:
+    """The query string as grouped parameters (same rules as forms)."""
+    try:
+        pairs = parse_qsl(request.url.query, keep_blank_values=True, max_num_fields=100)
+    except ValueError:
+        raise InvalidRequest("the query string has too many parameters") from None
+    return parse_params(pairs)
+
+
+def single(params: dict[str, list[str]], name: str) -> str | None:
+    """The one value of a parameter, or None."""
+    values = params.get(name)
+    return values[0] if values else None
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """A JSON request body."""
+    if _media_type(request) != "application/json":
+        raise InvalidRequest("send the body as application/json")
+    body = await read_body(request, limit)
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON response that caches nowhere (RFC 6749 §5.1)."""
+    return JSONResponse(data, status_code=status, headers={**NO_STORE, **(headers or {})})
+
+
+__all__ = [
+    "NO_STORE",
+    "BodyTooLarge",
+    "json_response",
+    "parse_params",
+    "query_params",
+    "read_body",
+    "read_form",
+    "read_json",
+    "single",
+]

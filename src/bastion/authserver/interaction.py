@@ -1,0 +1,308 @@
+"""The browser steps between /authorize and the redirect back: log-in and consent.
+
+- The pending request lives in the database (any process can continue it) and is finished with one
+  atomic delete, so a consent form can be submitted only once.
+- CSRF: a double-submit token, a random cookie whose value every form must repeat; the cookies are
+  HttpOnly, SameSite=Lax, and under https carry the ``__Host-`` prefix (no Domain, Secure, Path=/).
+- Consent is remembered per user, client, resource and scope set; a request for scopes not yet
+  granted asks again.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Any
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from bastion.authserver.context import AuthServer, server
+from bastion.authserver.errors import PAGE_HEADERS, error_page, redirect_error, with_query
+from bastion.authserver.http import NO_STORE, read_form, single
+from bastion.oauth.errors import AccessDenied, InvalidClient, OAuthError
+from bastion.oauth.redirect_uri import is_loopback_uri
+from bastion.store import grants
+from bastion.store import users as user_rows
+from bastion.store.clients import Client
+from bastion.store.users import User
+from bastion.tokens import secrets as opaque
+
+EXPIRED = (
+    "This sign-in request has expired or was already completed. Go back to the application and "
+    "start again."
+)
+
+SCOPE_DESCRIPTIONS = {
+    "mcp:tools": "List and call the server's tools",
+    "mcp:resources": "Read the server's resources",
+    "mcp:prompts": "Use the server's prompts",
+    "registry:read": "Read entries of the MCP registry",
+    "registry:write": "Publish and edit your entries in the MCP registry",
+    "registry:admin": "Administer every entry of the MCP registry",
+}
+
+
+def cookie_name(bastion: AuthServer, name: str) -> str:
+    """``__Host-bastion-<name>`` under https, ``bastion-<name>`` on plain-http development."""
+    return f"__Host-bastion-{name}" if bastion.settings.is_https else f"bastion-{name}"
+
+
+def set_cookie(
+    bastion: AuthServer, response: Response, name: str, value: str, max_age: int
+) -> None:
+    """Set one of bastion's cookies with the strict attributes."""
+    response.set_cookie(
+        cookie_name(bastion, name),
+        value,
+        max_age=max_age,
+        path="/",
+        secure=bastion.settings.is_https,
+        httponly=True,
+        samesite="lax",
+    )
+
+
+async def current_user(bastion: AuthServer, request: Request) -> User | None:
+    """The logged-in user of this browser, if any."""
+    sid = request.cookies.get(cookie_name(bastion, "session"))
+    if not sid:
+        return None
+    async with bastion.db.connect() as conn:
+        return await user_rows.session_user(conn, opaque.digest(sid), bastion.clock())
+
+
+def _csrf(bastion: AuthServer, request: Request) -> tuple[str, bool]:
+    existing = request.cookies.get(cookie_name(bastion, "csrf"))
+    if existing and len(existing) >= 32:
+        return existing, False
+    return secrets.token_urlsafe(32), True
+
+
+def _csrf_ok(bastion: AuthServer, request: Request, form: dict[str, list[str]]) -> bool:
+    cookie = request.cookies.get(cookie_name(bastion, "csrf")) or ""
+    sent = single(form, "csrf") or ""
+    return bool(cookie) and hmac.compare_digest(cookie, sent)
+
+
+def _page(bastion: AuthServer, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    html = bastion.templates.get_template(template).render(**context)
+    return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
+
+
+def _client_view(client: Client, redirect_uri: str) -> dict[str, Any]:
+    host = urlsplit(redirect_uri).hostname or redirect_uri
+    return {
+        "name": client.name,
+        "client_id": client.client_id,
+        "origin": client.origin,
+        "client_uri": client.metadata.client_uri,
+        "redirect_host": host,
+        "redirect_uri": redirect_uri,
+        "loopback": is_loopback_uri(redirect_uri),
+        "document_host": urlsplit(client.client_id).hostname
+        if client.origin == "metadata_document"
+        else None,
+    }
+
+
+async def _load(bastion: AuthServer, request_id: str) -> tuple[sa.Row[Any], Client] | None:
+    async with bastion.db.connect() as conn:
+        row = await grants.get_request(conn, request_id, bastion.clock())
+    if row is None:
+        return None
+    client = await bastion.clients.find(row.client_id)
+    return row, client
+
+
+async def show(request: Request) -> Response:
+    """GET /interaction/{id}: the log-in form, the consent form, or straight back to the client."""
+    bastion = server(request)
+    request_id = request.path_params["request_id"]
+    try:
+        loaded = await _load(bastion, request_id)
+    except InvalidClient as exc:
+        return error_page(request, "Unknown application", exc.description)
+    if loaded is None:
+        return error_page(request, "Sign-in expired", EXPIRED)
+    row, client = loaded
+    csrf, fresh = _csrf(bastion, request)
+    user = await current_user(bastion, request)
+    if user is None:
+        response: Response = _page(
+            bastion,
+            "login.html",
+            csrf=csrf,
+            request_id=request_id,
+            client=_client_view(client, row.redirect_uri),
+            error=None,
+        )
+    else:
+        asked = set(row.scope.split())
+        async with bastion.db.connect() as conn:
+            granted = await user_rows.consented_scope(conn, user.id, client.client_id, row.resource)
+        if bastion.settings.login.remember_consent and granted is not None and asked <= granted:
+            return await _approve(bastion, request_id, user)
+        response = _page(
+            bastion,
+            "consent.html",
+            csrf=csrf,
+            request_id=request_id,
+            user=user,
+            client=_client_view(client, row.redirect_uri),
+            resource=row.resource,
+            scopes=[(s, SCOPE_DESCRIPTIONS.get(s, s)) for s in sorted(asked)],
+        )
+    if fresh:
+        set_cookie(bastion, response, "csrf", csrf, bastion.settings.login.session_ttl)
+    return response
+
+
+async def login(request: Request) -> Response:
+    """POST /interaction/{id}/login: check the user name and password, start a session."""
+    bastion = server(request)
+    request_id = request.path_params["request_id"]
+    try:
+        form = await read_form(request, 8192)
+        loaded = await _load(bastion, request_id)
+    except OAuthError as exc:
+        return error_page(request, "Invalid sign-in request", exc.description)
+    if loaded is None:
+        return error_page(request, "Sign-in expired", EXPIRED)
+    if not _csrf_ok(bastion, request, form):
+        return error_page(
+            request,
+            "Sign-in refused",
+            "The form's security token does not match. Reload the page and try again.",
+            status=403,
+        )
+    row, client = loaded
+    user = None
+    if bastion.settings.login.local_users:
+        user = await bastion.users.authenticate(
+            single(form, "username") or "", single(form, "password") or ""
+        )
+    if user is None:
+        return _page(
+            bastion,
+            "login.html",
+            status=401,
+            csrf=single(form, "csrf"),
+            request_id=request_id,
+            client=_client_view(client, row.redirect_uri),
+            error="The user name or password is not correct.",
+        )
+    sid = secrets.token_urlsafe(32)
+    now = bastion.clock()
+    ttl = bastion.settings.login.session_ttl
+    async with bastion.db.transaction() as conn:
+        await user_rows.create_session(conn, opaque.digest(sid), user.id, now, now + ttl)
+    response = RedirectResponse(
+        bastion.url(f"/interaction/{request_id}"), status_code=303, headers=NO_STORE
+    )
+    set_cookie(bastion, response, "session", sid, ttl)
+    return response
+
+
+async def consent(request: Request) -> Response:
+    """POST /interaction/{id}/consent: the user allows or denies the request."""
+    bastion = server(request)
+    request_id = request.path_params["request_id"]
+    try:
+        form = await read_form(request, 8192)
+    except OAuthError as exc:
+        return error_page(request, "Invalid consent request", exc.description)
+    if not _csrf_ok(bastion, request, form):
+        return error_page(
+            request,
+            "Consent refused",
+            "The form's security token does not match. Reload the page and try again.",
+            status=403,
+        )
+    user = await current_user(bastion, request)
+    if user is None:
+        return error_page(
+            request, "Not signed in", "Your session has ended. " + EXPIRED, status=401
+        )
+    if single(form, "decision") == "allow":
+        return await _approve(bastion, request_id, user)
+    async with bastion.db.transaction() as conn:
+        row = await grants.finish_request(conn, request_id, bastion.clock())
+    if row is None:
+        return error_page(request, "Sign-in expired", EXPIRED)
+    return redirect_error(
+        AccessDenied("the user denied the request"), row.redirect_uri, row.state, bastion.issuer
+    )
+
+
+async def _approve(bastion: AuthServer, request_id: str, user: User) -> Response:
+    """Finish the request: remember consent, issue the code, redirect with code, state, iss."""
+    now = bastion.clock()
+    code = opaque.new_token()
+    async with bastion.db.transaction() as conn:
+        row = await grants.finish_request(conn, request_id, now)
+        if row is not None:
+            await user_rows.remember_consent(
+                conn, user.id, row.client_id, row.resource, set(row.scope.split()), now
+            )
+            await grants.save_code(
+                conn,
+                code_hash=opaque.digest(code),
+                client_id=row.client_id,
+                subject=user.id,
+                redirect_uri=row.redirect_uri,
+                scope=row.scope,
+                resource=row.resource,
+                code_challenge=row.code_challenge,
+                family_id=secrets.token_hex(16),
+                auth_time=now,
+                expires_at=now + bastion.settings.tokens.code_ttl,
+            )
+    if row is None:
+        return HTMLResponse(
+            bastion.templates.get_template("error.html").render(
+                title="Sign-in expired", message=EXPIRED
+            ),
+            status_code=400,
+            headers=PAGE_HEADERS,
+        )
+    params = {"code": code}
+    if row.state is not None:
+        params["state"] = row.state
+    params["iss"] = bastion.issuer
+    return RedirectResponse(with_query(row.redirect_uri, params), status_code=303, headers=NO_STORE)
+
+
+async def logout(request: Request) -> Response:
+    """GET shows a confirmation form; POST ends the browser session."""
+    bastion = server(request)
+    if request.method == "GET":
+        csrf, fresh = _csrf(bastion, request)
+        response: Response = _page(bastion, "logout.html", csrf=csrf, done=False)
+        if fresh:
+            set_cookie(bastion, response, "csrf", csrf, bastion.settings.login.session_ttl)
+        return response
+    try:
+        form = await read_form(request, 4096)
+    except OAuthError as exc:
+        return error_page(request, "Invalid request", exc.description)
+    if not _csrf_ok(bastion, request, form):
+        return error_page(request, "Sign-out refused", "Reload the page and try again.", status=403)
+    sid = request.cookies.get(cookie_name(bastion, "session"))
+    if sid:
+        async with bastion.db.transaction() as conn:
+            await user_rows.end_session(conn, opaque.digest(sid))
+    response = _page(bastion, "logout.html", csrf=None, done=True)
+    response.delete_cookie(
+        cookie_name(bastion, "session"),
+        path="/",
+        secure=bastion.settings.is_https,
+        httponly=True,
+        samesite="lax",
+    )
+    return response
+
+
+__all__ = ["consent", "cookie_name", "current_user", "login", "logout", "show"]

@@ -1,0 +1,98 @@
+"""Token introspection (RFC 7662).
+
+Callers authenticate as confidential clients (resource servers register as such). Access tokens
+are reported to any authenticated caller; a refresh token only to the client it was issued to.
+Anything else answers ``{"active": false}`` (RFC 7662 §2.2).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from bastion.authserver.client_auth import authenticate
+from bastion.authserver.context import AuthServer, server
+from bastion.authserver.errors import json_error
+from bastion.authserver.http import json_response, read_form, single
+from bastion.oauth.errors import InvalidClient, InvalidRequest, OAuthError
+from bastion.store import grants
+from bastion.store.clients import Client
+from bastion.tokens import access_token
+from bastion.tokens import secrets as opaque
+
+INACTIVE: dict[str, Any] = {"active": False}
+
+
+async def describe_access_token(bastion: AuthServer, token: str) -> dict[str, Any] | None:
+    """The introspection answer for one of our JWT access tokens, or None if it is not one."""
+    keys = await bastion.keys.verification_keys()
+    claims = access_token.decode_own(token, keys, issuer=bastion.issuer, now=bastion.clock())
+    if claims is None:
+        return None
+    jti = str(claims.get("jti", ""))
+    async with bastion.db.connect() as conn:
+        if await grants.is_access_token_revoked(conn, jti):
+            return INACTIVE
+        family_id = await grants.family_of_access_token(conn, jti)
+        family = await grants.get_family(conn, family_id) if family_id else None
+    if family is not None and family.revoked_at is not None:
+        return INACTIVE
+    answer = {"active": True, "token_type": "Bearer"}
+    for name in ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "jti"):
+        if name in claims:
+            answer[name] = claims[name]
+    return answer
+
+
+async def describe_refresh_token(
+    bastion: AuthServer, token: str, caller: Client
+) -> dict[str, Any] | None:
+    """The introspection answer for a refresh token, or None if it is not one of ours."""
+    now = bastion.clock()
+    async with bastion.db.connect() as conn:
+        row = await grants.get_refresh(conn, opaque.digest(token))
+        family = await grants.get_family(conn, row.family_id) if row else None
+    if row is None or family is None:
+        return None
+    if (
+        family.client_id != caller.client_id
+        or row.used_at is not None
+        or family.revoked_at is not None
+        or family.expires_at <= now
+    ):
+        return INACTIVE
+    return {
+        "active": True,
+        "token_type": "refresh_token",
+        "scope": family.scope,
+        "client_id": family.client_id,
+        "sub": family.subject,
+        "aud": family.resource,
+        "iss": bastion.issuer,
+        "exp": family.expires_at,
+        "iat": row.issued_at,
+    }
+
+
+async def introspect(request: Request) -> Response:
+    """POST /introspect."""
+    bastion = server(request)
+    try:
+        params = await read_form(request, bastion.settings.max_body_bytes)
+        caller = await authenticate(bastion, request, params)
+        if caller.is_public:
+            raise InvalidClient("introspection requires a confidential client")
+        token = single(params, "token")
+        if token is None:
+            raise InvalidRequest("token is required")
+    except OAuthError as exc:
+        return json_error(exc, request)
+    answer = await describe_access_token(bastion, token)
+    if answer is None:
+        answer = await describe_refresh_token(bastion, token, caller)
+    return json_response(answer or INACTIVE)
+
+
+__all__ = ["describe_access_token", "describe_refresh_token", "introspect"]

@@ -1,0 +1,69 @@
+"""Minting the token response (RFC 6749 §5.1): a JWT access token and, when allowed, a rotated
+opaque refresh token in the grant's family."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bastion.authserver.context import AuthServer
+from bastion.store import clients as client_rows
+from bastion.store import grants
+from bastion.store.clients import Client
+from bastion.tokens import access_token
+from bastion.tokens import secrets as opaque
+
+
+async def mint_access(
+    bastion: AuthServer, *, client: Client, subject: str, scope: str, resource: str
+) -> tuple[access_token.IssuedToken, dict[str, Any]]:
+    """Sign an access token and build the response body around it."""
+    key = await bastion.keys.signing_key()
+    ttl = bastion.settings.tokens.access_token_ttl
+    issued = access_token.issue(
+        key,
+        issuer=bastion.issuer,
+        subject=subject,
+        audience=resource,
+        client_id=client.client_id,
+        scope=scope,
+        now=bastion.clock(),
+        ttl=ttl,
+    )
+    body: dict[str, Any] = {
+        "access_token": issued.token,
+        "token_type": "Bearer",
+        "expires_in": ttl,
+    }
+    if scope:
+        body["scope"] = scope
+    return issued, body
+
+
+async def add_refresh(
+    bastion: AuthServer,
+    conn: AsyncConnection,
+    *,
+    client: Client,
+    family_id: str,
+    issued: access_token.IssuedToken,
+    body: dict[str, Any],
+) -> None:
+    """Record the access token in its family and, if the client may refresh, add a new refresh
+    token to the body (rotation: every use of a refresh token returns a new one)."""
+    await grants.record_access_token(conn, family_id, issued.jti, issued.expires_at)
+    if "refresh_token" in client.metadata.grant_types:
+        refresh = opaque.new_token()
+        await grants.save_refresh(
+            conn,
+            token_hash=opaque.digest(refresh),
+            family_id=family_id,
+            issued_at=bastion.clock(),
+        )
+        body["refresh_token"] = refresh
+    if client.origin == "dynamic" and client.first_used_at is None:
+        await client_rows.mark_used(conn, client.client_id, bastion.clock())
+
+
+__all__ = ["add_refresh", "mint_access"]

@@ -1,0 +1,182 @@
+"""Dynamic Client Registration (RFC 7591) and its management protocol (RFC 7592).
+
+Deprecated by MCP 2026-07-28 in favour of Client ID Metadata Documents, still widely used. A
+registration answers 201 with the client's credentials, a registration access token and the
+client's configuration URL; the token allows reading (GET), replacing (PUT) and deleting (DELETE)
+the registration. Unused registrations expire (``registration.unused_client_ttl``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from bastion.authserver.context import AuthServer, server
+from bastion.authserver.errors import json_error
+from bastion.authserver.http import NO_STORE, json_response, read_json
+from bastion.oauth import client_metadata
+from bastion.oauth.errors import InvalidClientMetadata, InvalidRequest, InvalidToken, OAuthError
+from bastion.store import clients as client_rows
+from bastion.store.clients import Client
+from bastion.tokens import secrets as opaque
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def _check_initial_token(bastion: AuthServer, request: Request) -> None:
+    """RFC 7591 §3: an initial access token, when the operator requires one."""
+    required = bastion.settings.registration.initial_access_token
+    if required is None:
+        return
+    sent = _bearer(request) or ""
+    if not hmac.compare_digest(sent.encode(), required.get_secret_value().encode()):
+        raise InvalidToken("registration requires a valid initial access token")
+
+
+def _validate_scope(bastion: AuthServer, meta: client_metadata.ClientMetadata) -> None:
+    if meta.scope:
+        unknown = set(meta.scope.split()) - set(bastion.settings.all_scopes)
+        if unknown:
+            raise InvalidClientMetadata(f"scope: unknown {' '.join(sorted(unknown))}")
+
+
+def _response(
+    bastion: AuthServer,
+    client: Client,
+    *,
+    secret: str | None = None,
+    registration_token: str | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "client_id": client.client_id,
+        "client_id_issued_at": client.created_at,
+        **client.metadata.public_dict(),
+        "registration_client_uri": bastion.url(f"/register/{client.client_id}"),
+    }
+    if secret is not None:
+        body["client_secret"] = secret
+    if not client.is_public and client.metadata.token_endpoint_auth_method != "private_key_jwt":
+        body["client_secret_expires_at"] = client.secret_expires_at
+    if registration_token is not None:
+        body["registration_access_token"] = registration_token
+    return body
+
+
+def _uses_secret(meta: client_metadata.ClientMetadata) -> bool:
+    return meta.token_endpoint_auth_method in ("client_secret_basic", "client_secret_post")
+
+
+async def register(request: Request) -> Response:
+    """POST /register (RFC 7591 §3.1)."""
+    bastion = server(request)
+    try:
+        _check_initial_token(bastion, request)
+        data = await read_json(request, bastion.settings.max_body_bytes)
+        if isinstance(data, dict) and ("client_id" in data or "client_secret" in data):
+            raise InvalidClientMetadata("client_id and client_secret are assigned by the server")
+        meta = client_metadata.parse(data)
+        _validate_scope(bastion, meta)
+    except OAuthError as exc:
+        return json_error(exc, request)
+    now = bastion.clock()
+    secret = opaque.new_token() if _uses_secret(meta) else None
+    registration_token = opaque.new_token()
+    client = Client(
+        client_id=secrets.token_urlsafe(18),
+        origin="dynamic",
+        metadata=meta,
+        secret_hash=opaque.digest(secret) if secret else None,
+        registration_token_hash=opaque.digest(registration_token),
+        created_at=now,
+    )
+    async with bastion.db.transaction() as conn:
+        await client_rows.insert(conn, client, now)
+    body = _response(bastion, client, secret=secret, registration_token=registration_token)
+    return json_response(body, status=201)
+
+
+async def _authorized_client(bastion: AuthServer, request: Request) -> Client:
+    """RFC 7592 §3: the registration access token must match the client in the URL. An unknown
+    client and a wrong token answer the same 401, so client ids cannot be probed."""
+    token = _bearer(request)
+    client_id = request.path_params["client_id"]
+    async with bastion.db.connect() as conn:
+        client = await client_rows.get(conn, client_id)
+    if (
+        token is None
+        or client is None
+        or client.registration_token_hash is None
+        or not opaque.matches(token, client.registration_token_hash)
+    ):
+        raise InvalidToken("the registration access token is not valid for this client")
+    return client
+
+
+async def manage(request: Request) -> Response:
+    """GET, PUT or DELETE /register/{client_id} (RFC 7592 §2)."""
+    bastion = server(request)
+    try:
+        client = await _authorized_client(bastion, request)
+        if request.method == "GET":
+            return json_response(_response(bastion, client))
+        if request.method == "DELETE":
+            async with bastion.db.transaction() as conn:
+                await client_rows.delete(conn, client.client_id)
+            return Response(status_code=204, headers=NO_STORE)
+        data = await read_json(request, bastion.settings.max_body_bytes)
+        if not isinstance(data, dict):
+            raise InvalidClientMetadata("client metadata must be a JSON object")
+        if data.get("client_id") != client.client_id:
+            raise InvalidRequest("the body's client_id must be the client's id (RFC 7592 2.2)")
+        sent_secret = data.get("client_secret")
+        if sent_secret is not None and (
+            not client.secret_hash or not opaque.matches(str(sent_secret), client.secret_hash)
+        ):
+            raise InvalidRequest("client_secret does not match the client's secret")
+        fields = {
+            k: v
+            for k, v in data.items()
+            if k
+            not in (
+                "client_id",
+                "client_secret",
+                "registration_access_token",
+                "registration_client_uri",
+                "client_id_issued_at",
+                "client_secret_expires_at",
+            )
+        }
+        meta = client_metadata.parse(fields)
+        _validate_scope(bastion, meta)
+        if _uses_secret(meta) != _uses_secret(client.metadata) or (
+            meta.is_public != client.is_public
+        ):
+            raise InvalidClientMetadata(
+                "token_endpoint_auth_method cannot change between secret and non-secret kinds; "
+                "register a new client instead"
+            )
+    except OAuthError as exc:
+        return json_error(exc, request)
+    now = bastion.clock()
+    async with bastion.db.transaction() as conn:
+        await client_rows.update(conn, client.client_id, now, metadata=meta)
+    updated = Client(
+        client_id=client.client_id,
+        origin=client.origin,
+        metadata=meta,
+        secret_hash=client.secret_hash,
+        secret_expires_at=client.secret_expires_at,
+        created_at=client.created_at,
+    )
+    return json_response(_response(bastion, updated))
+
+
+__all__ = ["manage", "register"]

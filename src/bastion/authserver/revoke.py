@@ -1,0 +1,57 @@
+"""Token revocation (RFC 7009).
+
+A client may revoke only its own tokens. Revoking a refresh token revokes its whole grant (every
+access and refresh token of the family, RFC 7009 §2.1); revoking an access token revokes that
+token. Invalid or unknown tokens still get 200 (RFC 7009 §2.2).
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from bastion.authserver.client_auth import authenticate
+from bastion.authserver.context import AuthServer, server
+from bastion.authserver.errors import json_error
+from bastion.authserver.http import NO_STORE, read_form, single
+from bastion.oauth.errors import InvalidRequest, OAuthError
+from bastion.store import grants
+from bastion.store.clients import Client
+from bastion.tokens import access_token
+from bastion.tokens import secrets as opaque
+
+
+async def revoke_token(bastion: AuthServer, client: Client, token: str) -> None:
+    """Revoke ``token`` if it is one of ``client``'s; do nothing otherwise."""
+    now = bastion.clock()
+    async with bastion.db.transaction() as conn:
+        row = await grants.get_refresh(conn, opaque.digest(token))
+        if row is not None:
+            family = await grants.get_family(conn, row.family_id)
+            if family is not None and family.client_id == client.client_id:
+                await grants.revoke_family(conn, family.id, now, "revoked by the client")
+            return
+    keys = await bastion.keys.verification_keys()
+    claims = access_token.decode_own(token, keys, issuer=bastion.issuer, now=now)
+    if claims is None or claims.get("client_id") != client.client_id:
+        return
+    async with bastion.db.transaction() as conn:
+        await grants.revoke_access_token(conn, str(claims["jti"]), int(claims["exp"]))
+
+
+async def revoke(request: Request) -> Response:
+    """POST /revoke."""
+    bastion = server(request)
+    try:
+        params = await read_form(request, bastion.settings.max_body_bytes)
+        client = await authenticate(bastion, request, params)
+        token = single(params, "token")
+        if token is None:
+            raise InvalidRequest("token is required")
+    except OAuthError as exc:
+        return json_error(exc, request)
+    await revoke_token(bastion, client, token)
+    return Response(status_code=200, headers=NO_STORE)
+
+
+__all__ = ["revoke", "revoke_token"]

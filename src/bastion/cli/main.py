@@ -1,0 +1,359 @@
+"""``bastion``: serve, quickstart, and administration commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from bastion import __version__
+from bastion.config import Settings, load_settings
+
+app = typer.Typer(
+    name="bastion",
+    help="OAuth 2.1 for the Model Context Protocol: authorization server, gateway, registry, "
+    "client.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+clients_app = typer.Typer(help="Pre-registered OAuth clients.", no_args_is_help=True)
+users_app = typer.Typer(
+    help="Local users who sign in to the authorization server.", no_args_is_help=True
+)
+keys_app = typer.Typer(help="Access-token signing keys.", no_args_is_help=True)
+db_app = typer.Typer(help="The database.", no_args_is_help=True)
+app.add_typer(clients_app, name="clients")
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
+
+console = Console()
+err = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML configuration file (see docs/configuration.md)."),
+]
+
+
+def settings_or_exit(config: Path | None, **overrides: Any) -> Settings:
+    """Load settings, turning configuration mistakes into a clear message and exit code 2."""
+    try:
+        return load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
+    except FileNotFoundError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+    except ValidationError as exc:
+        err.print("[red]error:[/red] the configuration is not valid:")
+        for e in exc.errors():
+            where = ".".join(str(p) for p in e["loc"])
+            err.print(f"  {where}: {e['msg']}")
+    raise typer.Exit(2)
+
+
+def run(coro: Any) -> Any:
+    """Run a library coroutine; AdminError-style failures print and exit 1."""
+    from bastion.authserver.admin import AdminError
+    from bastion.identity.local import UserExistsError
+
+    try:
+        return asyncio.run(coro)
+    except (AdminError, UserExistsError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(__version__)
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes (share the database).")] = 1,
+) -> None:
+    """Run the authorization server."""
+    from bastion.serve import run_server
+
+    settings = settings_or_exit(config, host=host, port=port)
+    run_server(settings, config_file=config, workers=workers)
+
+
+@app.command()
+def quickstart(
+    data_dir: Annotated[Path, typer.Option(help="Where the quickstart keeps its data.")] = Path(
+        "bastion-data"
+    ),
+    port: Annotated[int, typer.Option(help="Port of the authorization server.")] = 8000,
+) -> None:
+    """Set up a data directory (config, admin user) on first run and start everything."""
+    from bastion.quickstart import prepare, write_config
+    from bastion.serve import run_server
+
+    prepared = run(prepare(write_config(data_dir, port)))
+    settings = settings_or_exit(prepared.config_file)
+    console.rule("[bold]bastion quickstart")
+    console.print(f"Authorization server  {settings.issuer}")
+    console.print(f"Metadata              {settings.issuer}/.well-known/oauth-authorization-server")
+    console.print(f"Configuration         {prepared.config_file}")
+    if prepared.admin_password:
+        console.print(
+            f"Admin user            [bold]admin[/bold] / [bold]{prepared.admin_password}[/bold]"
+            "  (shown once; change it with `bastion users passwd admin`)"
+        )
+    else:
+        console.print("Admin user            admin (password set on first run)")
+    console.print("Stop with Ctrl-C. Next steps: README.md, 'Going further'.")
+    console.rule()
+    run_server(settings, config_file=prepared.config_file, workers=1)
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOption = None) -> None:
+    """Apply database migrations (serve does this on start too)."""
+    from bastion.authserver.admin import database
+
+    async def go() -> None:
+        async with database(settings_or_exit(config)):
+            pass
+
+    run(go())
+    console.print("database is up to date")
+
+
+@clients_app.command("add")
+def clients_add(
+    name: Annotated[str, typer.Option(help="Name shown on the consent page.")],
+    redirect_uri: Annotated[
+        list[str] | None, typer.Option("--redirect-uri", help="Allowed redirect URI (repeat).")
+    ] = None,
+    client_id: Annotated[str | None, typer.Option(help="Client id (default: random).")] = None,
+    confidential: Annotated[
+        bool, typer.Option("--confidential/--public", help="Issue a client secret.")
+    ] = False,
+    grant: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grant", help="authorization_code, refresh_token, client_credentials (repeat)."
+        ),
+    ] = None,
+    scope: Annotated[
+        str | None, typer.Option(help="Space-separated scopes it may ask for.")
+    ] = None,
+    auth_method: Annotated[
+        str | None, typer.Option(help="Token endpoint auth method (default by kind).")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Pre-register a client. A secret is printed once and stored only as a hash."""
+    from bastion.authserver.admin import add_client
+    from bastion.oauth.errors import OAuthError
+
+    grants = grant or (
+        ["client_credentials"]
+        if confidential and not redirect_uri
+        else ["authorization_code", "refresh_token"]
+    )
+    try:
+        created = run(
+            add_client(
+                settings_or_exit(config),
+                client_id=client_id,
+                name=name,
+                redirect_uris=redirect_uri or [],
+                confidential=confidential,
+                grant_types=grants,
+                scope=scope,
+                auth_method=auth_method,
+            )
+        )
+    except OAuthError as exc:
+        err.print(f"[red]error:[/red] {exc.description}")
+        raise typer.Exit(1) from None
+    console.print(f"client_id      {created.client.client_id}")
+    if created.secret:
+        console.print(f"client_secret  {created.secret}")
+        console.print("[yellow]Store the secret now: it is not shown again.[/yellow]")
+
+
+@clients_app.command("list")
+def clients_list(config: ConfigOption = None) -> None:
+    """List registered clients."""
+    from bastion.authserver.admin import list_clients
+
+    table = Table("client_id", "name", "origin", "auth", "grants")
+    for c in run(list_clients(settings_or_exit(config))):
+        table.add_row(
+            c.client_id,
+            c.metadata.client_name or "",
+            c.origin,
+            c.metadata.token_endpoint_auth_method,
+            " ".join(c.metadata.grant_types),
+        )
+    console.print(table)
+
+
+@clients_app.command("show")
+def clients_show(client_id: str, config: ConfigOption = None) -> None:
+    """Show one client's registration as JSON."""
+    from bastion.authserver.admin import get_client
+
+    c = run(get_client(settings_or_exit(config), client_id))
+    data = {"client_id": c.client_id, "origin": c.origin, **c.metadata.public_dict()}
+    console.print_json(json.dumps(data))
+
+
+@clients_app.command("remove")
+def clients_remove(client_id: str, config: ConfigOption = None) -> None:
+    """Delete a client."""
+    from bastion.authserver.admin import remove_client
+
+    run(remove_client(settings_or_exit(config), client_id))
+    console.print(f"removed {client_id}")
+
+
+@clients_app.command("rotate-secret")
+def clients_rotate_secret(client_id: str, config: ConfigOption = None) -> None:
+    """Issue a new secret for a confidential client; the old one stops working."""
+    from bastion.authserver.admin import rotate_client_secret
+
+    secret = run(rotate_client_secret(settings_or_exit(config), client_id))
+    console.print(f"client_secret  {secret}")
+    console.print("[yellow]Store the secret now: it is not shown again.[/yellow]")
+
+
+def _users(config: Path | None) -> Any:
+    from bastion.authserver.admin import database
+    from bastion.identity.local import LocalUsers
+
+    return database(settings_or_exit(config)), LocalUsers
+
+
+@users_app.command("add")
+def users_add(
+    username: str,
+    password: Annotated[
+        str | None, typer.Option(help="Password (default: prompt; empty generates one).")
+    ] = None,
+    email: Annotated[str | None, typer.Option()] = None,
+    group: Annotated[list[str] | None, typer.Option("--group", help="Group (repeat).")] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="Make the user an administrator.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Create a local user."""
+    from bastion.identity.passwords import generate_password
+
+    generated = False
+    if password is None:
+        password = typer.prompt(
+            "Password (empty to generate)", default="", hide_input=True, show_default=False
+        )
+    if not password:
+        password, generated = generate_password(), True
+    db_cm, local = _users(config)
+
+    async def go() -> None:
+        async with db_cm as db:
+            await local(db).add(username, password, email=email, groups=group, is_admin=admin)
+
+    run(go())
+    console.print(f"user {username} created")
+    if generated:
+        console.print(f"password  {password}  [yellow](shown once)[/yellow]")
+
+
+@users_app.command("list")
+def users_list(config: ConfigOption = None) -> None:
+    """List local users."""
+    db_cm, local = _users(config)
+
+    async def go() -> list[Any]:
+        async with db_cm as db:
+            found: list[Any] = await local(db).list()
+            return found
+
+    table = Table("username", "email", "groups", "admin")
+    for u in run(go()):
+        table.add_row(u.username, u.email or "", " ".join(u.groups), "yes" if u.is_admin else "")
+    console.print(table)
+
+
+@users_app.command("remove")
+def users_remove(username: str, config: ConfigOption = None) -> None:
+    """Delete a local user, their sessions and consents."""
+    db_cm, local = _users(config)
+
+    async def go() -> bool:
+        async with db_cm as db:
+            removed: bool = await local(db).remove(username)
+            return removed
+
+    if not run(go()):
+        err.print(f"[red]error:[/red] no user {username!r}; see `bastion users list`")
+        raise typer.Exit(1)
+    console.print(f"removed {username}")
+
+
+@users_app.command("passwd")
+def users_passwd(
+    username: str,
+    password: Annotated[str | None, typer.Option(help="New password (default: prompt).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Set a local user's password."""
+    if password is None:
+        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    db_cm, local = _users(config)
+
+    async def go() -> bool:
+        async with db_cm as db:
+            changed: bool = await local(db).set_password(username, password)
+            return changed
+
+    if not run(go()):
+        err.print(f"[red]error:[/red] no user {username!r}; see `bastion users list`")
+        raise typer.Exit(1)
+    console.print(f"password of {username} changed")
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    now: Annotated[
+        bool, typer.Option("--now", help="Sign with the new key at once (no pre-publication).")
+    ] = False,
+    alg: Annotated[str | None, typer.Option(help="ES256, EdDSA or RS256.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Add a new signing key; old keys stay published until their tokens expire."""
+    from bastion.authserver.admin import rotate_keys
+
+    kid = run(rotate_keys(settings_or_exit(config), now=now, alg=alg))
+    console.print(f"new key {kid}")
+
+
+@keys_app.command("list")
+def keys_list(config: ConfigOption = None) -> None:
+    """List the published signing keys."""
+    from bastion.authserver.admin import list_keys
+
+    table = Table("kid", "alg", "activates_at", "retire_at")
+    for k in run(list_keys(settings_or_exit(config))):
+        table.add_row(k["kid"], k["alg"], str(k["activates_at"]), str(k["retire_at"] or ""))
+    console.print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+__all__ = ["app", "main"]

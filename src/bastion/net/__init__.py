@@ -1,0 +1,1 @@
+"""Outbound networking for requests whose destination comes from untrusted input."""

@@ -1,0 +1,170 @@
+"""Client rows: pre-registered, dynamically registered (RFC 7591), and cached CIMD documents."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bastion.oauth.client_metadata import ClientMetadata
+from bastion.store.schema import cimd_documents, clients
+
+ORIGINS = ("preregistered", "dynamic", "metadata_document", "unknown_loopback")
+
+
+@dataclass(frozen=True)
+class Client:
+    """A client as the authorization server sees it."""
+
+    client_id: str
+    origin: str
+    metadata: ClientMetadata
+    secret_hash: str | None = None
+    secret_expires_at: int = 0
+    registration_token_hash: str | None = None
+    created_at: int = 0
+    first_used_at: int | None = None
+
+    @property
+    def is_public(self) -> bool:
+        """Whether the client authenticates with no secret or key."""
+        return self.metadata.is_public
+
+    @property
+    def name(self) -> str:
+        """A human-readable name for pages and logs."""
+        return self.metadata.client_name or self.client_id
+
+
+def _from_row(row: sa.Row[Any]) -> Client:
+    return Client(
+        client_id=row.client_id,
+        origin=row.origin,
+        metadata=ClientMetadata.model_validate(row.metadata),
+        secret_hash=row.secret_hash,
+        secret_expires_at=row.secret_expires_at,
+        registration_token_hash=row.registration_token_hash,
+        created_at=row.created_at,
+        first_used_at=row.first_used_at,
+    )
+
+
+async def get(conn: AsyncConnection, client_id: str) -> Client | None:
+    """The client with this id, or None."""
+    row = (await conn.execute(sa.select(clients).where(clients.c.client_id == client_id))).first()
+    return _from_row(row) if row else None
+
+
+async def list_all(conn: AsyncConnection) -> list[Client]:
+    """Every stored client, oldest first."""
+    rows = await conn.execute(sa.select(clients).order_by(clients.c.created_at))
+    return [_from_row(r) for r in rows]
+
+
+async def insert(conn: AsyncConnection, client: Client, now: int) -> None:
+    """Store a new client."""
+    await conn.execute(
+        sa.insert(clients).values(
+            client_id=client.client_id,
+            origin=client.origin,
+            secret_hash=client.secret_hash,
+            secret_expires_at=client.secret_expires_at,
+            metadata=client.metadata.public_dict(),
+            registration_token_hash=client.registration_token_hash,
+            created_at=now,
+            updated_at=now,
+            first_used_at=None,
+        )
+    )
+
+
+async def update(conn: AsyncConnection, client_id: str, now: int, **values: Any) -> bool:
+    """Change stored fields; ``metadata`` may be a ClientMetadata. True if the client exists."""
+    if isinstance(values.get("metadata"), ClientMetadata):
+        values["metadata"] = values["metadata"].public_dict()
+    result = await conn.execute(
+        sa.update(clients).where(clients.c.client_id == client_id).values(updated_at=now, **values)
+    )
+    return bool(result.rowcount)
+
+
+async def mark_used(conn: AsyncConnection, client_id: str, now: int) -> None:
+    """Record the first successful token issuance (unused registrations expire)."""
+    await conn.execute(
+        sa.update(clients)
+        .where(clients.c.client_id == client_id, clients.c.first_used_at.is_(None))
+        .values(first_used_at=now)
+    )
+
+
+async def delete(conn: AsyncConnection, client_id: str) -> bool:
+    """Remove a client. True if it existed."""
+    result = await conn.execute(sa.delete(clients).where(clients.c.client_id == client_id))
+    return bool(result.rowcount)
+
+
+async def delete_unused_dynamic(conn: AsyncConnection, created_before: int) -> int:
+    """Delete dynamically registered clients that never obtained a token; return how many."""
+    result = await conn.execute(
+        sa.delete(clients).where(
+            clients.c.origin == "dynamic",
+            clients.c.first_used_at.is_(None),
+            clients.c.created_at < created_before,
+        )
+    )
+    return int(result.rowcount or 0)
+
+
+@dataclass(frozen=True)
+class CachedDocument:
+    """A fetched Client ID Metadata Document and its HTTP caching facts."""
+
+    url: str
+    document: dict[str, Any]
+    fetched_at: int
+    expires_at: int
+    etag: str | None
+    last_modified: str | None
+
+
+async def get_document(conn: AsyncConnection, url: str) -> CachedDocument | None:
+    """The cached metadata document for ``url``, fresh or stale, or None."""
+    row = (await conn.execute(sa.select(cimd_documents).where(cimd_documents.c.url == url))).first()
+    if row is None:
+        return None
+    return CachedDocument(
+        row.url, dict(row.document), row.fetched_at, row.expires_at, row.etag, row.last_modified
+    )
+
+
+async def put_document(conn: AsyncConnection, doc: CachedDocument) -> None:
+    """Insert or replace a cached metadata document."""
+    await conn.execute(sa.delete(cimd_documents).where(cimd_documents.c.url == doc.url))
+    await conn.execute(
+        sa.insert(cimd_documents).values(
+            url=doc.url,
+            document=doc.document,
+            fetched_at=doc.fetched_at,
+            expires_at=doc.expires_at,
+            etag=doc.etag,
+            last_modified=doc.last_modified,
+        )
+    )
+
+
+__all__ = [
+    "ORIGINS",
+    "CachedDocument",
+    "Client",
+    "delete",
+    "delete_unused_dynamic",
+    "get",
+    "get_document",
+    "insert",
+    "list_all",
+    "mark_used",
+    "put_document",
+    "update",
+]

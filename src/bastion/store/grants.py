@@ -1,0 +1,209 @@
+"""Authorization requests, codes, refresh-token families and revoked access tokens.
+
+Single-use items are consumed with one conditional UPDATE ... RETURNING, so of any number of
+racing redemptions exactly one sees the row (SQLite >= 3.35 and PostgreSQL both support it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bastion.store.schema import (
+    authorization_codes,
+    authorization_requests,
+    family_access_tokens,
+    refresh_tokens,
+    revoked_access_tokens,
+    token_families,
+)
+
+
+async def save_request(conn: AsyncConnection, **row: Any) -> None:
+    """Store a pending authorization request."""
+    await conn.execute(sa.insert(authorization_requests).values(**row))
+
+
+async def get_request(conn: AsyncConnection, request_id: str, now: int) -> sa.Row[Any] | None:
+    """A pending authorization request that has not expired."""
+    q = sa.select(authorization_requests).where(
+        authorization_requests.c.id == request_id, authorization_requests.c.expires_at > now
+    )
+    return (await conn.execute(q)).first()
+
+
+async def finish_request(conn: AsyncConnection, request_id: str, now: int) -> sa.Row[Any] | None:
+    """Delete a pending request and return it, atomically: a consent form submits once."""
+    q = (
+        sa.delete(authorization_requests)
+        .where(authorization_requests.c.id == request_id, authorization_requests.c.expires_at > now)
+        .returning(*authorization_requests.c)
+    )
+    return (await conn.execute(q)).first()
+
+
+async def save_code(conn: AsyncConnection, **row: Any) -> None:
+    """Store an issued authorization code (by hash)."""
+    await conn.execute(sa.insert(authorization_codes).values(consumed_at=None, **row))
+
+
+async def consume_code(conn: AsyncConnection, code_hash: str, now: int) -> sa.Row[Any] | None:
+    """Mark a code used and return it; None if it is unknown, expired or already used."""
+    q = (
+        sa.update(authorization_codes)
+        .where(
+            authorization_codes.c.code_hash == code_hash,
+            authorization_codes.c.consumed_at.is_(None),
+            authorization_codes.c.expires_at > now,
+        )
+        .values(consumed_at=now)
+        .returning(*authorization_codes.c)
+    )
+    return (await conn.execute(q)).first()
+
+
+async def get_code(conn: AsyncConnection, code_hash: str) -> sa.Row[Any] | None:
+    """A code row in any state (to tell a replay from an unknown code)."""
+    q = sa.select(authorization_codes).where(authorization_codes.c.code_hash == code_hash)
+    return (await conn.execute(q)).first()
+
+
+async def create_family(conn: AsyncConnection, **row: Any) -> None:
+    """Start a refresh-token family."""
+    await conn.execute(
+        sa.insert(token_families).values(revoked_at=None, revoked_reason=None, **row)
+    )
+
+
+async def get_family(conn: AsyncConnection, family_id: str) -> sa.Row[Any] | None:
+    """A family by id."""
+    q = sa.select(token_families).where(token_families.c.id == family_id)
+    return (await conn.execute(q)).first()
+
+
+async def save_refresh(conn: AsyncConnection, **row: Any) -> None:
+    """Store an issued refresh token (by hash)."""
+    await conn.execute(sa.insert(refresh_tokens).values(used_at=None, **row))
+
+
+async def consume_refresh(conn: AsyncConnection, token_hash: str, now: int) -> sa.Row[Any] | None:
+    """Mark a refresh token used (rotated) and return it; None if unknown or already used."""
+    q = (
+        sa.update(refresh_tokens)
+        .where(refresh_tokens.c.token_hash == token_hash, refresh_tokens.c.used_at.is_(None))
+        .values(used_at=now)
+        .returning(*refresh_tokens.c)
+    )
+    return (await conn.execute(q)).first()
+
+
+async def get_refresh(conn: AsyncConnection, token_hash: str) -> sa.Row[Any] | None:
+    """A refresh token row in any state."""
+    q = sa.select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash)
+    return (await conn.execute(q)).first()
+
+
+async def revoke_family(conn: AsyncConnection, family_id: str, now: int, reason: str) -> None:
+    """Revoke a family: its refresh tokens stop working and its live access tokens are listed
+    as revoked so that introspection reports them inactive."""
+    await conn.execute(
+        sa.update(token_families)
+        .where(token_families.c.id == family_id, token_families.c.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_reason=reason)
+    )
+    live = await conn.execute(
+        sa.select(family_access_tokens.c.jti, family_access_tokens.c.expires_at).where(
+            family_access_tokens.c.family_id == family_id, family_access_tokens.c.expires_at > now
+        )
+    )
+    for jti, exp in live:
+        await revoke_access_token(conn, jti, exp)
+
+
+async def record_access_token(
+    conn: AsyncConnection, family_id: str, jti: str, expires_at: int
+) -> None:
+    """Remember that an access token was issued in a family."""
+    await conn.execute(
+        sa.insert(family_access_tokens).values(jti=jti, family_id=family_id, expires_at=expires_at)
+    )
+
+
+async def revoke_access_token(conn: AsyncConnection, jti: str, expires_at: int) -> None:
+    """Record an access token as revoked until it expires (idempotent)."""
+    exists = await conn.execute(
+        sa.select(revoked_access_tokens.c.jti).where(revoked_access_tokens.c.jti == jti)
+    )
+    if exists.first() is None:
+        await conn.execute(sa.insert(revoked_access_tokens).values(jti=jti, expires_at=expires_at))
+
+
+async def is_access_token_revoked(conn: AsyncConnection, jti: str) -> bool:
+    """Whether an access token was revoked."""
+    q = sa.select(revoked_access_tokens.c.jti).where(revoked_access_tokens.c.jti == jti)
+    return (await conn.execute(q)).first() is not None
+
+
+async def family_of_access_token(conn: AsyncConnection, jti: str) -> str | None:
+    """The family an access token was issued in (code and refresh grants), if any."""
+    q = sa.select(family_access_tokens.c.family_id).where(family_access_tokens.c.jti == jti)
+    row = (await conn.execute(q)).first()
+    return row.family_id if row else None
+
+
+async def purge_expired(conn: AsyncConnection, now: int) -> None:
+    """Delete expired requests, codes, families and revocation records."""
+    await conn.execute(
+        sa.delete(authorization_requests).where(authorization_requests.c.expires_at <= now)
+    )
+    await conn.execute(
+        sa.delete(authorization_codes).where(authorization_codes.c.expires_at <= now - 3600)
+    )
+    await conn.execute(
+        sa.delete(revoked_access_tokens).where(revoked_access_tokens.c.expires_at <= now)
+    )
+    expired = sa.select(token_families.c.id).where(token_families.c.expires_at <= now)
+    await conn.execute(sa.delete(refresh_tokens).where(refresh_tokens.c.family_id.in_(expired)))
+    await conn.execute(
+        sa.delete(family_access_tokens).where(family_access_tokens.c.expires_at <= now)
+    )
+    await conn.execute(sa.delete(token_families).where(token_families.c.expires_at <= now))
+
+
+async def use_assertion_once(conn: AsyncConnection, key: str, expires_at: int, now: int) -> bool:
+    """Record a client assertion's id; False if it was seen before (a replay)."""
+    from sqlalchemy.exc import IntegrityError
+
+    from bastion.store.schema import used_assertions
+
+    await conn.execute(sa.delete(used_assertions).where(used_assertions.c.expires_at <= now))
+    try:
+        async with conn.begin_nested():
+            await conn.execute(sa.insert(used_assertions).values(key=key, expires_at=expires_at))
+    except IntegrityError:
+        return False
+    return True
+
+
+__all__ = [
+    "consume_code",
+    "consume_refresh",
+    "create_family",
+    "family_of_access_token",
+    "finish_request",
+    "get_code",
+    "get_family",
+    "get_refresh",
+    "get_request",
+    "is_access_token_revoked",
+    "purge_expired",
+    "record_access_token",
+    "revoke_access_token",
+    "revoke_family",
+    "save_code",
+    "save_refresh",
+    "save_request",
+    "use_assertion_once",
+]

@@ -1,0 +1,208 @@
+"""The database tables (SQLAlchemy Core). Times are integer Unix seconds (UTC).
+
+Secrets are never stored in the clear: client secrets, authorization codes, refresh tokens,
+registration access tokens and session ids are stored as SHA-256 (high-entropy values) or argon2
+(client secrets shown to people) hashes; signing keys are encrypted.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+clients = sa.Table(
+    "clients",
+    metadata,
+    sa.Column("client_id", sa.String(255), primary_key=True),
+    # preregistered | dynamic | unknown_loopback
+    sa.Column("origin", sa.String(32), nullable=False),
+    sa.Column("secret_hash", sa.String(255), nullable=True),
+    sa.Column("secret_expires_at", sa.BigInteger, nullable=False, default=0),
+    sa.Column("metadata", sa.JSON, nullable=False),
+    sa.Column("registration_token_hash", sa.String(64), nullable=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("first_used_at", sa.BigInteger, nullable=True),
+)
+
+cimd_documents = sa.Table(
+    "cimd_documents",
+    metadata,
+    sa.Column("url", sa.String(2048), primary_key=True),
+    sa.Column("document", sa.JSON, nullable=False),
+    sa.Column("fetched_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Column("etag", sa.String(255), nullable=True),
+    sa.Column("last_modified", sa.String(64), nullable=True),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("username", sa.String(255), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(255), nullable=True),
+    sa.Column("email", sa.String(320), nullable=True),
+    sa.Column("name", sa.String(255), nullable=True),
+    sa.Column("groups", sa.JSON, nullable=False),
+    sa.Column("is_admin", sa.Boolean, nullable=False, default=False),
+    sa.Column("disabled", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.String(64), sa.ForeignKey("users.id", ondelete="CASCADE")),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+)
+
+# A pending authorization request, between /authorize and the redirect back to the client. It
+# lives in the database so that any process can continue the log-in and consent steps.
+authorization_requests = sa.Table(
+    "authorization_requests",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("client_id", sa.String(2048), nullable=False),
+    sa.Column("redirect_uri", sa.String(2048), nullable=False),
+    sa.Column("scope", sa.String(2048), nullable=False),
+    sa.Column("resource", sa.String(2048), nullable=False),
+    sa.Column("state", sa.String(2048), nullable=True),
+    sa.Column("code_challenge", sa.String(128), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+)
+
+authorization_codes = sa.Table(
+    "authorization_codes",
+    metadata,
+    sa.Column("code_hash", sa.String(64), primary_key=True),
+    sa.Column("client_id", sa.String(2048), nullable=False),
+    sa.Column("subject", sa.String(255), nullable=False),
+    sa.Column("redirect_uri", sa.String(2048), nullable=False),
+    sa.Column("scope", sa.String(2048), nullable=False),
+    sa.Column("resource", sa.String(2048), nullable=False),
+    sa.Column("code_challenge", sa.String(128), nullable=False),
+    sa.Column("family_id", sa.String(64), nullable=False),
+    sa.Column("auth_time", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Column("consumed_at", sa.BigInteger, nullable=True),
+)
+
+# A refresh family: every token issued from one authorization code. Reuse of a rotated refresh
+# token, or a replayed code, revokes the whole family (RFC 9700 §4.14.2).
+token_families = sa.Table(
+    "token_families",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("client_id", sa.String(2048), nullable=False, index=True),
+    sa.Column("subject", sa.String(255), nullable=False, index=True),
+    sa.Column("scope", sa.String(2048), nullable=False),
+    sa.Column("resource", sa.String(2048), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Column("revoked_at", sa.BigInteger, nullable=True),
+    sa.Column("revoked_reason", sa.String(64), nullable=True),
+)
+
+refresh_tokens = sa.Table(
+    "refresh_tokens",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column(
+        "family_id",
+        sa.String(64),
+        sa.ForeignKey("token_families.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("issued_at", sa.BigInteger, nullable=False),
+    sa.Column("used_at", sa.BigInteger, nullable=True),
+)
+
+# The access tokens issued in a family, so that revoking the family (code replay, refresh reuse)
+# also marks them revoked for introspection.
+family_access_tokens = sa.Table(
+    "family_access_tokens",
+    metadata,
+    sa.Column("jti", sa.String(64), primary_key=True),
+    sa.Column(
+        "family_id",
+        sa.String(64),
+        sa.ForeignKey("token_families.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+)
+
+# Access tokens are JWTs; revoking one (or its family) records its jti until it expires so that
+# introspection answers active=false.
+revoked_access_tokens = sa.Table(
+    "revoked_access_tokens",
+    metadata,
+    sa.Column("jti", sa.String(64), primary_key=True),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+)
+
+# jti values of private_key_jwt client assertions already accepted (RFC 7523 §3 replay check).
+used_assertions = sa.Table(
+    "used_assertions",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+)
+
+consents = sa.Table(
+    "consents",
+    metadata,
+    sa.Column(
+        "user_id", sa.String(64), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("client_id", sa.String(2048), primary_key=True),
+    sa.Column("resource", sa.String(2048), primary_key=True),
+    sa.Column("scope", sa.String(2048), nullable=False),
+    sa.Column("granted_at", sa.BigInteger, nullable=False),
+)
+
+signing_keys = sa.Table(
+    "signing_keys",
+    metadata,
+    sa.Column("kid", sa.String(64), primary_key=True),
+    sa.Column("alg", sa.String(16), nullable=False),
+    sa.Column("public_jwk", sa.JSON, nullable=False),
+    sa.Column("private_jwk_encrypted", sa.Text, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    # The key signs from activates_at until a newer key activates; it stays published in the JWKS
+    # until retire_at, so verifiers that cached the JWKS never see a gap.
+    sa.Column("activates_at", sa.BigInteger, nullable=False),
+    sa.Column("retire_at", sa.BigInteger, nullable=True),
+)
+
+__all__ = [
+    "authorization_codes",
+    "authorization_requests",
+    "cimd_documents",
+    "clients",
+    "consents",
+    "family_access_tokens",
+    "metadata",
+    "refresh_tokens",
+    "revoked_access_tokens",
+    "sessions",
+    "signing_keys",
+    "token_families",
+    "used_assertions",
+    "users",
+]

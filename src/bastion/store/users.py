@@ -1,0 +1,168 @@
+"""Local users, browser sessions and remembered consents."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bastion.store.schema import consents, sessions, users
+
+
+@dataclass(frozen=True)
+class User:
+    """A person who can log in to the authorization server."""
+
+    id: str
+    username: str
+    password_hash: str | None
+    email: str | None = None
+    name: str | None = None
+    groups: list[str] = field(default_factory=list)
+    is_admin: bool = False
+    disabled: bool = False
+    created_at: int = 0
+
+
+def _user(row: sa.Row[Any]) -> User:
+    return User(
+        id=row.id,
+        username=row.username,
+        password_hash=row.password_hash,
+        email=row.email,
+        name=row.name,
+        groups=list(row.groups or []),
+        is_admin=bool(row.is_admin),
+        disabled=bool(row.disabled),
+        created_at=row.created_at,
+    )
+
+
+async def insert(conn: AsyncConnection, user: User) -> None:
+    """Store a new user."""
+    await conn.execute(
+        sa.insert(users).values(
+            id=user.id,
+            username=user.username,
+            password_hash=user.password_hash,
+            email=user.email,
+            name=user.name,
+            groups=user.groups,
+            is_admin=user.is_admin,
+            disabled=user.disabled,
+            created_at=user.created_at,
+        )
+    )
+
+
+async def by_username(conn: AsyncConnection, username: str) -> User | None:
+    """The user with this user name, or None."""
+    row = (await conn.execute(sa.select(users).where(users.c.username == username))).first()
+    return _user(row) if row else None
+
+
+async def by_id(conn: AsyncConnection, user_id: str) -> User | None:
+    """The user with this id, or None."""
+    row = (await conn.execute(sa.select(users).where(users.c.id == user_id))).first()
+    return _user(row) if row else None
+
+
+async def list_all(conn: AsyncConnection) -> list[User]:
+    """All users by user name."""
+    return [_user(r) for r in await conn.execute(sa.select(users).order_by(users.c.username))]
+
+
+async def set_password(conn: AsyncConnection, username: str, password_hash: str) -> bool:
+    """Replace a user's password hash; True if the user exists."""
+    result = await conn.execute(
+        sa.update(users).where(users.c.username == username).values(password_hash=password_hash)
+    )
+    return bool(result.rowcount)
+
+
+async def delete(conn: AsyncConnection, username: str) -> bool:
+    """Remove a user (sessions and consents go with it); True if the user existed."""
+    user = await by_username(conn, username)
+    if user is None:
+        return False
+    await conn.execute(sa.delete(sessions).where(sessions.c.user_id == user.id))
+    await conn.execute(sa.delete(consents).where(consents.c.user_id == user.id))
+    await conn.execute(sa.delete(users).where(users.c.id == user.id))
+    return True
+
+
+async def create_session(
+    conn: AsyncConnection, id_hash: str, user_id: str, now: int, expires_at: int
+) -> None:
+    """Start a browser session (the cookie holds the id; the database only its hash)."""
+    await conn.execute(
+        sa.insert(sessions).values(
+            id_hash=id_hash, user_id=user_id, created_at=now, expires_at=expires_at
+        )
+    )
+
+
+async def session_user(conn: AsyncConnection, id_hash: str, now: int) -> User | None:
+    """The user of a live session, or None."""
+    q = (
+        sa.select(users)
+        .join(sessions, sessions.c.user_id == users.c.id)
+        .where(sessions.c.id_hash == id_hash, sessions.c.expires_at > now)
+    )
+    row = (await conn.execute(q)).first()
+    return _user(row) if row else None
+
+
+async def end_session(conn: AsyncConnection, id_hash: str) -> None:
+    """Log out."""
+    await conn.execute(sa.delete(sessions).where(sessions.c.id_hash == id_hash))
+
+
+async def consented_scope(
+    conn: AsyncConnection, user_id: str, client_id: str, resource: str
+) -> set[str] | None:
+    """The scopes a user already granted to a client for a resource; None if never asked."""
+    q = sa.select(consents.c.scope).where(
+        consents.c.user_id == user_id,
+        consents.c.client_id == client_id,
+        consents.c.resource == resource,
+    )
+    row = (await conn.execute(q)).first()
+    return set(row.scope.split()) if row else None
+
+
+async def remember_consent(
+    conn: AsyncConnection, user_id: str, client_id: str, resource: str, scope: set[str], now: int
+) -> None:
+    """Record (the union of) what a user granted to a client for a resource."""
+    known = await consented_scope(conn, user_id, client_id, resource) or set()
+    merged = " ".join(sorted(known | scope))
+    where = (
+        (consents.c.user_id == user_id)
+        & (consents.c.client_id == client_id)
+        & (consents.c.resource == resource)
+    )
+    await conn.execute(sa.delete(consents).where(where))
+    await conn.execute(
+        sa.insert(consents).values(
+            user_id=user_id, client_id=client_id, resource=resource, scope=merged, granted_at=now
+        )
+    )
+
+
+__all__ = [
+    "User",
+    "by_id",
+    "by_username",
+    "consented_scope",
+    "create_session",
+    "delete",
+    "end_session",
+    "insert",
+    "list_all",
+    "remember_consent",
+    "session_user",
+    "set_password",
+]

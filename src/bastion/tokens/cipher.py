@@ -1,0 +1,69 @@
+"""Encryption at rest for signing keys: AES-256-GCM under a key derived from the secret key."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+_VERSION = "v1"
+
+
+class SecretKeyError(Exception):
+    """The secret key is missing, too short, or not the one the data was encrypted with."""
+
+
+class Cipher:
+    """Encrypts small secrets (private JWKs) bound to an identifier (additional data)."""
+
+    def __init__(self, secret: str) -> None:
+        if len(secret) < 32:
+            raise SecretKeyError(
+                "secret_key must be at least 32 characters; generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            )
+        key = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"bastion signing keys v1"
+        ).derive(secret.encode("utf-8"))
+        self._aead = AESGCM(key)
+
+    def encrypt(self, plaintext: bytes, *, bound_to: str) -> str:
+        """Encrypt ``plaintext``; ``bound_to`` must be given again to decrypt."""
+        nonce = os.urandom(12)
+        sealed = self._aead.encrypt(nonce, plaintext, bound_to.encode("utf-8"))
+        return f"{_VERSION}.{base64.urlsafe_b64encode(nonce + sealed).decode('ascii')}"
+
+    def decrypt(self, token: str, *, bound_to: str) -> bytes:
+        """Decrypt a value made by :meth:`encrypt`; raise SecretKeyError if the key is wrong."""
+        version, _, body = token.partition(".")
+        if version != _VERSION:
+            raise SecretKeyError(f"unknown encryption format {version!r}")
+        raw = base64.urlsafe_b64decode(body)
+        try:
+            return self._aead.decrypt(raw[:12], raw[12:], bound_to.encode("utf-8"))
+        except InvalidTag as exc:
+            raise SecretKeyError(
+                "cannot decrypt signing keys: the configured secret_key is not the one they were "
+                "encrypted with. Restore the original secret_key (or <data_dir>/secret.key)."
+            ) from exc
+
+
+def load_or_create_secret(path: Path) -> str:
+    """Read the secret key from ``path``; on first use generate one there with mode 0600."""
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(value + "\n")
+    return value
+
+
+__all__ = ["Cipher", "SecretKeyError", "load_or_create_secret"]

@@ -1,0 +1,92 @@
+"""Shared fixtures: settings on SQLite and PostgreSQL, the AS app with its lifespan, a client.
+
+PostgreSQL tests use the server named by BASTION_TEST_POSTGRES_URL (default: the local one on
+127.0.0.1:5432, database ``test``), each test in a schema of its own. Without a server they skip
+with a message, unless BASTION_REQUIRE_POSTGRES=1 (CI), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from bastion.config import ResourceSettings, Settings
+
+POSTGRES_URL = os.environ.get(
+    "BASTION_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+REQUIRE_POSTGRES = os.environ.get("BASTION_REQUIRE_POSTGRES") == "1"
+ISSUER = "http://localhost"
+RESOURCE = "http://localhost:9001/mcp"
+
+
+def _postgres_reachable() -> bool:
+    parts = urlsplit(POSTGRES_URL.replace("+asyncpg", ""))
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5432), 1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
+    """Database settings for one test: a fresh SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield {"database_url": f"sqlite+aiosqlite:///{tmp_path / 'bastion.db'}"}
+        return
+    if not _postgres_reachable():
+        message = f"PostgreSQL is not reachable at {POSTGRES_URL}"
+        if REQUIRE_POSTGRES:
+            pytest.fail(message + " (BASTION_REQUIRE_POSTGRES=1)")
+        pytest.skip(message + "; set BASTION_TEST_POSTGRES_URL to run these tests")
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    yield {"database_url": POSTGRES_URL, "database_schema": schema}
+    engine = create_async_engine(POSTGRES_URL)
+    async with engine.begin() as conn:
+        await conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    await engine.dispose()
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, backend: dict[str, Any]) -> Callable[..., Settings]:
+    """Build Settings for a test; keyword arguments override the defaults."""
+
+    def build(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "issuer": ISSUER,
+            "data_dir": tmp_path / "data",
+            "secret_key": "test-secret-key-that-is-long-enough-0123456789",
+            "resources": [ResourceSettings(uri=RESOURCE, name="demo", scopes=["mcp:tools"])],
+            **backend,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return build
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    """Default test settings."""
+    return make_settings()
+
+
+@pytest.fixture
+async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client talking to the AS app in-process, lifespan run."""
+    async with running(settings) as client:
+        yield client
+
+
+from tests.support.asgi import running  # noqa: E402
