@@ -21,7 +21,9 @@ from pydantic_settings import (
 from bastion.oauth.redirect_uri import is_loopback_host
 from bastion.oauth.resource import canonical
 
-SigningAlg = Literal["ES256", "EdDSA", "RS256"]
+# Ed25519 is the fully-specified name of RFC 9864; EdDSA is the older polymorphic name, kept for
+# verifiers that do not know Ed25519 yet.
+SigningAlg = Literal["ES256", "Ed25519", "EdDSA", "RS256"]
 
 
 class ResourceSettings(BaseModel):
@@ -66,7 +68,13 @@ class CimdSettings(BaseModel):
     )
     timeout: float = Field(5.0, gt=0, le=30)
     max_bytes: int = Field(5 * 1024, ge=512, le=1024 * 1024)
-    max_redirects: int = Field(3, ge=0, le=10)
+    max_redirects: int = Field(
+        0,
+        ge=0,
+        le=10,
+        description="Redirects followed when fetching a document. 0, as later revisions of the "
+        "CIMD draft require: the document must be served at the client_id URL itself.",
+    )
     default_cache_ttl: int = Field(300, ge=0, description="Seconds, when no cache headers.")
     max_cache_ttl: int = Field(86400, ge=0)
     trusted_domains: list[str] = Field(
@@ -246,6 +254,13 @@ def settings_from_environment() -> Settings:
     return load_settings(Path(path) if path else None)
 
 
+def export_config_file(config_file: Path) -> None:
+    """Name the configuration file for worker processes started later by uvicorn."""
+    import os
+
+    os.environ[CONFIG_FILE_VARIABLE] = str(config_file.resolve())
+
+
 __all__ = [
     "CONFIG_FILE_VARIABLE",
     "CimdSettings",
@@ -256,6 +271,7 @@ __all__ = [
     "SigningAlg",
     "TokenSettings",
     "UnknownClientSettings",
+    "export_config_file",
     "load_settings",
     "settings_from_environment",
 ]

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
 
-from bastion.config import CONFIG_FILE_VARIABLE, Settings, settings_from_environment
+from bastion.config import Settings, export_config_file, settings_from_environment
 
 
 def worker_app() -> Starlette:
@@ -26,7 +25,7 @@ def run_server(settings: Settings, *, config_file: Path | None, workers: int = 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if workers > 1:
         if config_file is not None:
-            os.environ[CONFIG_FILE_VARIABLE] = str(config_file.resolve())
+            export_config_file(config_file)
         uvicorn.run(
             "bastion.serve:worker_app",
             factory=True,

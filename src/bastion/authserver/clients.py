@@ -48,7 +48,10 @@ class ClientDirectory:
             if secret_expired:
                 raise InvalidClient(f"the secret of client {client_id} has expired")
             return client
-        if self.settings.cimd.enabled and self.resolver.is_metadata_document_id(client_id):
+        cimd = self.settings.cimd
+        if cimd.enabled and self.resolver.is_metadata_document_id(
+            client_id, allow_http=cimd.allow_private_addresses
+        ):
             metadata = await self.resolver.resolve(client_id)
             return Client(client_id=client_id, origin="metadata_document", metadata=metadata)
         if self.settings.unknown_clients.policy == "loopback_public":

@@ -22,15 +22,15 @@ from bastion.tokens.cipher import Cipher
 
 JWK = ECKey | OKPKey | RSAKey
 
-ALGORITHMS = ("ES256", "EdDSA", "RS256")
+ALGORITHMS = ("ES256", "Ed25519", "EdDSA", "RS256")
 
 
 def generate(alg: str, kid: str) -> JWK:
-    """Generate a private key for ``alg`` (ES256: P-256, EdDSA: Ed25519, RS256: RSA 3072)."""
+    """Generate a private key for ``alg`` (ES256: P-256, Ed25519/EdDSA: Ed25519, RS256: RSA 3072)."""
     params: KeyParameters = {"kid": kid, "alg": alg, "use": "sig"}
     if alg == "ES256":
         return ECKey.generate_key("P-256", parameters=params, private=True)
-    if alg == "EdDSA":
+    if alg in ("Ed25519", "EdDSA"):
         return OKPKey.generate_key("Ed25519", parameters=params, private=True)
     if alg == "RS256":
         return RSAKey.generate_key(3072, parameters=params, private=True)
@@ -93,8 +93,9 @@ class KeyManager:
         async with self.db.connect() as conn:
             rows = await key_rows.live(conn, now)
         if not any(r.activates_at <= now for r in rows):
-            await self.rotate(prepublish=0)
-            return
+            await self._create(self.alg, activates_at=now, now=now)
+            async with self.db.connect() as conn:
+                rows = await key_rows.live(conn, now)
         keys = []
         for r in rows:
             private = self.cipher.decrypt(r.private_jwk_encrypted, bound_to=r.kid)
@@ -142,9 +143,19 @@ class KeyManager:
     async def rotate(self, *, alg: str | None = None, prepublish: int | None = None) -> str:
         """Create a new key; it signs after ``prepublish`` seconds, old keys retire after the
         longest lifetime of a token they may have signed. Returns the new kid."""
-        alg = alg or self.alg
         now = self.clock()
         delay = self.prepublish if prepublish is None else prepublish
+        async with self.db.connect() as conn:
+            latest = max((r.activates_at for r in await key_rows.live(conn, now)), default=0)
+        # Activation times strictly increase, so "the newest active key" is never a tie.
+        kid = await self._create(
+            alg or self.alg, activates_at=max(now + delay, latest + 1), now=now
+        )
+        self._loaded_at = -(10**9)
+        await self.load()
+        return kid
+
+    async def _create(self, alg: str, *, activates_at: int, now: int) -> str:
         kid = secrets.token_urlsafe(12)
         key = generate(alg, kid)
         public = key.as_dict(private=False)
@@ -152,7 +163,6 @@ class KeyManager:
         sealed = self.cipher.encrypt(
             json.dumps(key.as_dict(private=True)).encode("utf-8"), bound_to=kid
         )
-        activates = now + delay
         async with self.db.transaction() as conn:
             await key_rows.purge(conn, now)
             await key_rows.insert(
@@ -162,14 +172,12 @@ class KeyManager:
                 public_jwk=public,
                 private_jwk_encrypted=sealed,
                 created_at=now,
-                activates_at=activates,
+                activates_at=activates_at,
                 retire_at=None,
             )
             await key_rows.schedule_retirement(
-                conn, activates + self.token_ttl + 60, except_kid=kid
+                conn, activates_at + self.token_ttl + 60, except_kid=kid
             )
-        self._loaded_at = -(10**9)
-        await self.load()
         return kid
 
 

@@ -1,0 +1,155 @@
+"""`bastion clients|users|keys|db` commands against a real SQLite data directory."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bastion.cli.main import app
+from bastion.tokens import secrets as opaque
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "bastion.toml"
+    path.write_text(
+        f'issuer = "http://127.0.0.1:8123"\ndata_dir = "{tmp_path / "data"}"\n'
+        'secret_key = "cli-test-secret-key-long-enough-0123456789"\n'
+    )
+    return path
+
+
+def bastion(config: Path, *args: str, input: str | None = None) -> tuple[int, str]:
+    result = runner.invoke(app, [*args, "--config", str(config)], input=input)
+    return result.exit_code, result.output
+
+
+def db_rows(config: Path, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(config.parent / "data" / "bastion.db") as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_confidential_client_secret_is_shown_once_and_stored_as_a_hash(config: Path) -> None:
+    code, out = bastion(
+        config,
+        "clients",
+        "add",
+        "--name",
+        "agent",
+        "--confidential",
+        "--client-id",
+        "agent-1",
+        "--scope",
+        "mcp:tools",
+    )
+    assert code == 0, out
+    secret = re.search(r"client_secret\s+(\S+)", out).group(1)  # type: ignore[union-attr]
+    assert "not shown again" in out
+    [(stored,)] = db_rows(config, "select secret_hash from clients where client_id='agent-1'")
+    assert stored == opaque.digest(secret) and secret not in str(
+        db_rows(config, "select * from clients")
+    )
+    code, out = bastion(config, "clients", "show", "agent-1")
+    assert code == 0 and '"client_credentials"' in out and secret not in out
+
+
+def test_public_client_with_redirect_uri(config: Path) -> None:
+    code, out = bastion(
+        config,
+        "clients",
+        "add",
+        "--name",
+        "Desktop",
+        "--client-id",
+        "desk",
+        "--redirect-uri",
+        "http://127.0.0.1/callback",
+    )
+    assert code == 0, out
+    assert "client_secret" not in out
+    code, out = bastion(config, "clients", "list")
+    assert "desk" in out and "none" in out and "authorization_code" in out
+
+
+def test_bad_redirect_uri_is_refused_with_the_reason(config: Path) -> None:
+    code, out = bastion(
+        config, "clients", "add", "--name", "x", "--redirect-uri", "http://evil.example.com/cb"
+    )
+    assert code == 1
+    assert "non-loopback" in out
+
+
+def test_rotate_secret_replaces_the_hash(config: Path) -> None:
+    bastion(config, "clients", "add", "--name", "a", "--confidential", "--client-id", "c1")
+    [(before,)] = db_rows(config, "select secret_hash from clients")
+    code, out = bastion(config, "clients", "rotate-secret", "c1")
+    assert code == 0, out
+    secret = re.search(r"client_secret\s+(\S+)", out).group(1)  # type: ignore[union-attr]
+    [(after,)] = db_rows(config, "select secret_hash from clients")
+    assert after != before and after == opaque.digest(secret)
+
+
+def test_remove_client_and_unknown_client_message(config: Path) -> None:
+    bastion(config, "clients", "add", "--name", "a", "--confidential", "--client-id", "c1")
+    assert bastion(config, "clients", "remove", "c1")[0] == 0
+    code, out = bastion(config, "clients", "remove", "c1")
+    assert code == 1 and "no client with id 'c1'" in out and "bastion clients list" in out
+
+
+def test_users_lifecycle(config: Path) -> None:
+    code, out = bastion(
+        config,
+        "users",
+        "add",
+        "alice",
+        "--password",
+        "pw-one",
+        "--group",
+        "eng",
+        "--email",
+        "a@example.com",
+    )
+    assert code == 0, out
+    [(hashed,)] = db_rows(config, "select password_hash from users")
+    assert hashed.startswith("$argon2id$") and "pw-one" not in hashed
+    code, out = bastion(config, "users", "add", "alice", "--password", "x")
+    assert code == 1 and "already exists" in out
+    assert "eng" in bastion(config, "users", "list")[1]
+    assert bastion(config, "users", "passwd", "alice", "--password", "pw-two")[0] == 0
+    [(changed,)] = db_rows(config, "select password_hash from users")
+    assert changed != hashed
+    assert bastion(config, "users", "remove", "alice")[0] == 0
+    assert bastion(config, "users", "remove", "alice")[0] == 1
+
+
+def test_users_add_generates_a_password_when_left_empty(config: Path) -> None:
+    code, out = bastion(config, "users", "add", "bob", input="\n")
+    assert code == 0, out
+    assert re.search(r"password\s+\S{16,}\s+\(shown once\)", out)
+
+
+def test_keys_rotate_and_list(config: Path) -> None:
+    code, out = bastion(config, "keys", "rotate", "--now")
+    assert code == 0, out
+    kid = out.split()[-1]
+    code, out = bastion(config, "keys", "list")
+    assert code == 0 and kid in out
+
+
+def test_invalid_configuration_names_the_setting(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('issuer = "http://auth.example.com"\n')
+    result = runner.invoke(app, ["clients", "list", "--config", str(bad)])
+    assert result.exit_code == 2
+    assert "issuer" in result.output and "https" in result.output
+
+
+def test_missing_configuration_file(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["clients", "list", "--config", str(tmp_path / "nope.toml")])
+    assert result.exit_code == 2 and "does not exist" in result.output
