@@ -43,11 +43,10 @@ def json_error(exc: OAuthError, request: Request) -> Response:
         f" ({exc.detail})" if exc.detail else "",
     )
     headers: dict[str, str] = {}
-    if exc.status_code == 401:
-        scheme = "Bearer" if exc.error == "invalid_token" else "Basic"
-        headers["WWW-Authenticate"] = f'{scheme} error="{exc.error}"'
-        if scheme == "Basic":
-            headers["WWW-Authenticate"] = 'Basic realm="bastion"'
+    if exc.error == "invalid_token":  # RFC 6750 §3: a Bearer challenge naming the error
+        headers["WWW-Authenticate"] = f'Bearer error="{exc.error}"'
+    elif exc.status_code == 401:  # RFC 6749 §5.2: invalid_client answers with the Basic scheme
+        headers["WWW-Authenticate"] = 'Basic realm="bastion"'
     return json_response(exc.body(), status=exc.status_code, headers=headers)
 
 
