@@ -90,3 +90,24 @@ async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 from tests.support.asgi import running  # noqa: E402
+
+
+@pytest.fixture
+async def live_as(make_settings: Callable[..., Settings]) -> AsyncIterator[tuple[str, Settings]]:
+    """The authorization server under uvicorn on a loopback port; yields (issuer, settings).
+
+    The issuer is http://127.0.0.1:<port>; the resource http://127.0.0.1:<port>/mcp is configured.
+    """
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    settings = make_settings(
+        issuer=issuer,
+        resources=[ResourceSettings(uri=f"{issuer}/mcp", name="demo", scopes=["mcp:tools"])],
+    )
+    async with serve(create_app(settings), port=port) as url:
+        assert url == issuer
+        yield issuer, settings
+
+
+from bastion.authserver.app import create_app  # noqa: E402
+from tests.support.live import free_port, serve  # noqa: E402
