@@ -115,6 +115,10 @@ class LoginSettings(BaseModel):
     local_users: bool = True
     session_ttl: int = Field(8 * 3600, ge=60)
     remember_consent: bool = True
+    max_failures: int = Field(
+        10, ge=1, description="Failed log-ins per user name and address before a pause."
+    )
+    failure_window: int = Field(900, ge=60, description="Seconds the failure count covers.")
 
 
 class Settings(BaseSettings):

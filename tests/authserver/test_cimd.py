@@ -8,6 +8,7 @@ guard's refusals are asserted with it off, against the same server, which must s
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import logging
 import time
@@ -21,7 +22,7 @@ import pytest
 import uvicorn
 
 from bastion.authserver.cimd import (
-    MetadataDocumentError,
+    DocumentRefused,
     MetadataDocumentResolver,
     redirect_target,
 )
@@ -100,7 +101,8 @@ async def server() -> AsyncIterator[DocumentServer]:
     task = asyncio.create_task(runner.serve())
     while not runner.started:
         await asyncio.sleep(0.01)
-    app.base = "http://127.0.0.1:{}".format(runner.servers[0].sockets[0].getsockname()[1])
+    port = runner.servers[0].sockets[0].getsockname()[1]
+    app.base = f"http://127.0.0.1:{port}"
     yield app
     app.release.set()
     runner.should_exit = True
@@ -172,19 +174,19 @@ async def test_a03_valid_document_resolves(
     assert metadata.redirect_uris == ["http://127.0.0.1:33418/callback"]
     assert metadata.token_endpoint_auth_method == "none"
     assert server.requests[0]["accept"] == "application/json"
+    assert server.requests[0]["accept-encoding"] == "identity"
 
 
 async def test_a03_client_id_must_equal_document_url(
-    server: DocumentServer, resolver: MetadataDocumentResolver
+    server: DocumentServer, resolver: MetadataDocumentResolver, db: Database
 ) -> None:
     url = server.url("/client")
     server.serve("/client", server.document("/client", client_id=url + "/"))
     description = await refused(resolver, url)
     assert description == (
-        f"client metadata document at {url}: client_id inside is '{url}/', "
-        "expected the URL exactly"
+        f"client metadata document at {url}: client_id inside is '{url}/', expected the URL exactly"
     )
-    assert await cached(resolver._db, url) is None  # invalid documents are never cached
+    assert await cached(db, url) is None  # invalid documents are never cached
 
 
 async def test_a03_client_id_missing_from_document(
@@ -225,7 +227,11 @@ async def test_a03_client_secret_properties_refused(
 async def test_a03_private_key_jwt_accepted(
     server: DocumentServer, resolver: MetadataDocumentResolver
 ) -> None:
-    jwks = {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}
+    jwks = {
+        "keys": [
+            {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+        ]
+    }
     doc = server.document("/c", token_endpoint_auth_method="private_key_jwt", jwks=jwks)
     metadata = await resolver.resolve(server.serve("/c", doc))
     assert metadata.token_endpoint_auth_method == "private_key_jwt"
@@ -272,6 +278,15 @@ async def test_a03_non_json_refused(
     server.reply("/c", 200, {"content-type": content_type}, body)
     resolver = make_resolver(max_bytes=20_000)
     assert (await refused(resolver, server.url("/c"))).endswith(expected)
+
+
+async def test_compressed_answer_refused(
+    server: DocumentServer, resolver: MetadataDocumentResolver
+) -> None:
+    body = gzip.compress(json.dumps(server.document("/c")).encode())
+    server.reply("/c", 200, {**JSON, "content-encoding": "gzip"}, body)
+    description = await refused(resolver, server.url("/c"))
+    assert description.endswith("content-encoding gzip was not asked for; send it plain")
 
 
 async def test_a03_json_subtype_accepted(
@@ -340,7 +355,9 @@ async def test_redirects_followed_up_to_the_limit(
     server.serve("/last", server.document("/start"), cache_control="no-store")
     description = await refused(make_resolver(max_redirects=1), client_id)
     assert description.endswith("more than 1 redirects (cimd.max_redirects)")
-    assert "redirects (cimd.max_redirects)" in await refused(make_resolver(max_redirects=0), client_id)
+    assert "redirects (cimd.max_redirects)" in await refused(
+        make_resolver(max_redirects=0), client_id
+    )
 
 
 class LoopbackFor(httpx.AsyncBaseTransport):
@@ -372,7 +389,7 @@ async def test_a03_redirect_to_blocked_address_refused(
     port = httpx.URL(server.base).port
     redirect(server, "/start", target.format(port=port))
     server.serve("/doc", server.document("/start"))
-    resolver = make_resolver(transport=LoopbackFor(server.base))
+    resolver = make_resolver(transport=LoopbackFor(server.base), max_redirects=3)
     with caplog.at_level(logging.WARNING, logger="bastion.cimd"):
         description = await refused(resolver, server.url("/start"))
     assert "is not a public internet address (SSRF protection" in description
@@ -404,7 +421,7 @@ def test_redirect_target_followed(location: str, allow_http: bool, expected: str
     ],
 )
 def test_a03_redirect_hop_checked(location: str | None, reason: str) -> None:
-    with pytest.raises(MetadataDocumentError, match=reason):
+    with pytest.raises(DocumentRefused, match=reason):
         redirect_target("https://a.example/a", location, allow_http=False)
 
 
@@ -448,13 +465,13 @@ async def test_a03_cache_control_max_age_honoured(
 
 
 async def test_a03_no_store_not_cached(
-    server: DocumentServer, resolver: MetadataDocumentResolver
+    server: DocumentServer, resolver: MetadataDocumentResolver, db: Database
 ) -> None:
     url = server.serve("/c", cache_control="no-store")
     await resolver.resolve(url)
     await resolver.resolve(url)
     assert server.hits["/c"] == 2
-    assert await cached(resolver._db, url) is None
+    assert await cached(db, url) is None
 
 
 def conditional(server: DocumentServer, path: str, etag: str, cache_control: str) -> None:
@@ -470,7 +487,7 @@ def conditional(server: DocumentServer, path: str, etag: str, cache_control: str
 
 
 async def test_a03_etag_revalidation_with_304(
-    server: DocumentServer, resolver: MetadataDocumentResolver, clock: Clock
+    server: DocumentServer, resolver: MetadataDocumentResolver, db: Database, clock: Clock
 ) -> None:
     conditional(server, "/c", '"v1"', "max-age=10")
     url = server.url("/c")
@@ -482,7 +499,7 @@ async def test_a03_etag_revalidation_with_304(
     clock.now += 9  # the 304 refreshed the lifetime
     await resolver.resolve(url)
     assert server.hits["/c"] == 2
-    stored = await cached(resolver._db, url)
+    stored = await cached(db, url)
     assert stored is not None
     assert (stored.etag, stored.expires_at) == ('"v1"', START + 21)
 
@@ -524,12 +541,13 @@ async def test_last_modified_revalidation(
 async def test_a03_cache_lifetime(
     server: DocumentServer,
     resolver: MetadataDocumentResolver,
+    db: Database,
     headers: dict[str, str],
     lifetime: int,
 ) -> None:
     url = server.serve("/c", **headers)
     await resolver.resolve(url)
-    stored = await cached(resolver._db, url)
+    stored = await cached(db, url)
     assert stored is not None
     assert stored.expires_at - stored.fetched_at == lifetime
 
@@ -573,7 +591,9 @@ async def test_a03_client_id_url_rules(
     resolver = make_resolver(allow_private_addresses=False)
     assert not MetadataDocumentResolver.is_metadata_document_id(client_id)
     description = await refused(resolver, client_id)
+    assert description.startswith(f"client metadata document at {client_id[:80]}")
     assert f"the client_id URL {reason}" in description
+    assert description.endswith("(CIMD draft section 3)")
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,17 @@ addresses are refused before any socket is opened.
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from bastion.net.ssrf import (
     BlockedAddressError,
@@ -179,3 +186,49 @@ async def test_allow_private_gives_a_plain_transport(listener: CountingServer) -
         response = await client.get(f"http://127.0.0.1:{listener.port}/")
     assert response.text == "ok"
     assert listener.connections == 1
+
+
+def self_signed_for_localhost(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server TLS context with a certificate for DNS name localhost only; a client trusting it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert_file, key_file)
+    return server, ssl.create_default_context(cafile=str(cert_file))
+
+
+async def test_tls_verifies_the_url_hostname_not_the_vetted_ip(tmp_path: Path) -> None:
+    server_tls, client_tls = self_signed_for_localhost(tmp_path)
+    counter = CountingServer()
+    tcp = await asyncio.start_server(counter._handle, "127.0.0.1", 0, ssl=server_tls)
+    port = tcp.sockets[0].getsockname()[1]
+    transport = _GuardedTransport(1.0, lambda ip: ip.is_loopback, ssl_context=client_tls)
+    async with tcp, httpx.AsyncClient(transport=transport) as client:
+        # The socket goes to 127.0.0.1, yet the certificate for "localhost" verifies.
+        response = await client.get(f"https://localhost:{port}/")
+        assert response.text == "ok"
+        # The same certificate does not cover the IP literal: verification is real.
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            await client.get(f"https://127.0.0.1:{port}/")

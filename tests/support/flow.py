@@ -22,6 +22,7 @@ async def add_user(settings: Settings, username: str = "alice", **kwargs: Any) -
     """Create a local user with PASSWORD."""
     db = Database(settings.effective_database_url, schema=settings.database_schema)
     try:
+        await db.upgrade()
         await LocalUsers(db).add(username, PASSWORD, **kwargs)
     finally:
         await db.dispose()

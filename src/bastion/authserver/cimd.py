@@ -36,8 +36,8 @@ SHARED_SECRET_METHODS = frozenset(
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
-class MetadataDocumentError(Exception):
-    """Why a document cannot be used: ``reason`` for the client, ``detail`` for the log only."""
+class DocumentRefused(Exception):
+    """Why a document can't be used: ``reason`` for the client, ``detail`` only for the log."""
 
     def __init__(self, reason: str, detail: str | None = None) -> None:
         super().__init__(reason)
@@ -80,10 +80,10 @@ def client_id_problem(client_id: str, *, allow_http: bool = False) -> str | None
 def redirect_target(url: str, location: str | None, *, allow_http: bool) -> str:
     """The absolute URL of a redirect hop; raise if it may not be followed (draft §6.5)."""
     if not location:
-        raise MetadataDocumentError(f"{url} answered a redirect without a Location header")
+        raise DocumentRefused(f"{url} answered a redirect without a Location header")
     target = urljoin(url, location)
     if problem := _location_problem(urlsplit(target), allow_http=allow_http):
-        raise MetadataDocumentError(f"redirect to {target} refused: the URL {problem}")
+        raise DocumentRefused(f"redirect to {target} refused: the URL {problem}")
     return target
 
 
@@ -114,25 +114,27 @@ def cache_lifetime(headers: httpx.Headers, now: int, settings: CimdSettings) -> 
 def validate_document(client_id: str, document: object) -> ClientMetadata:
     """Check a fetched document (draft §4.1, MCP client registration) and parse it (RFC 7591)."""
     if not isinstance(document, dict):
-        raise MetadataDocumentError("the document must be a JSON object")
+        raise DocumentRefused("the document must be a JSON object")
     inside = document.get("client_id")
     if inside != client_id:
-        raise MetadataDocumentError(f"client_id inside is {inside!r}, expected the URL exactly")
+        raise DocumentRefused(f"client_id inside is {inside!r}, expected the URL exactly")
     for required in ("client_name", "redirect_uris"):
         if not document.get(required):
-            raise MetadataDocumentError(f"{required} is required (MCP client registration)")
+            raise DocumentRefused(f"{required} is required (MCP client registration)")
     method = document.get("token_endpoint_auth_method")
     if method in SHARED_SECRET_METHODS:
-        raise MetadataDocumentError(
+        raise DocumentRefused(
             f"token_endpoint_auth_method {method} needs a shared secret, which a metadata "
-            "document cannot have; use none or private_key_jwt (draft §4.1)"
+            "document cannot have; use none or private_key_jwt (CIMD draft section 4.1)"
         )
     if secret_fields := sorted({"client_secret", "client_secret_expires_at"} & document.keys()):
-        raise MetadataDocumentError(f"{' and '.join(secret_fields)} must not appear (draft §4.1)")
+        raise DocumentRefused(
+            f"{' and '.join(secret_fields)} must not appear (CIMD draft section 4.1)"
+        )
     try:
         return parse(document, default_auth_method="none")
     except OAuthError as exc:
-        raise MetadataDocumentError(exc.description) from None
+        raise DocumentRefused(exc.description) from None
 
 
 @dataclass
@@ -155,6 +157,7 @@ class MetadataDocumentResolver:
         self._db = db
         self._settings = settings
         self._clock = clock
+        self._allow_http = settings.allow_private_addresses  # for development only
         self._trusted = [d.lower().strip(".") for d in settings.trusted_domains]
         self._http = httpx.AsyncClient(
             transport=transport
@@ -162,7 +165,12 @@ class MetadataDocumentResolver:
                 allow_private=settings.allow_private_addresses, timeout=settings.timeout
             ),
             timeout=settings.timeout,
-            headers={"Accept": "application/json", "User-Agent": "mcp-bastion"},
+            # Uncompressed: the size limit then bounds memory too (no decompression bombs).
+            headers={
+                "Accept": "application/json",
+                "Accept-Encoding": "identity",
+                "User-Agent": "mcp-bastion",
+            },
             cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),  # keeps none
         )
 
@@ -172,11 +180,11 @@ class MetadataDocumentResolver:
         return client_id_problem(client_id, allow_http=allow_http) is None
 
     async def resolve(self, client_id: str) -> ClientMetadata:
-        """The validated metadata behind ``client_id``, or InvalidClient saying why not."""
+        """The validated metadata behind ``client_id``; InvalidClient if none (draft §4.3)."""
         try:
             return await self._resolve(client_id)
-        except MetadataDocumentError as exc:
-            log.warning("client metadata document %s refused: %s", client_id, exc.detail or exc)
+        except DocumentRefused as exc:
+            log.warning("client metadata document %r refused: %s", client_id, exc.detail or exc)
             raise InvalidClient(
                 f"client metadata document at {client_id}: {exc.reason}", detail=exc.detail
             ) from None
@@ -186,11 +194,11 @@ class MetadataDocumentResolver:
         await self._http.aclose()
 
     async def _resolve(self, client_id: str) -> ClientMetadata:
-        if problem := client_id_problem(client_id, allow_http=self._allow_private):
-            raise MetadataDocumentError(f"the client_id URL {problem} (draft §3)")
+        if problem := client_id_problem(client_id, allow_http=self._allow_http):
+            raise DocumentRefused(f"the client_id URL {problem} (CIMD draft section 3)")
         host = (urlsplit(client_id).hostname or "").rstrip(".")
         if self._trusted and not any(host == d or host.endswith("." + d) for d in self._trusted):
-            raise MetadataDocumentError(f"host {host} is not in cimd.trusted_domains")
+            raise DocumentRefused(f"host {host} is not in cimd.trusted_domains")
         now = self._clock()
         async with self._db.connect() as conn:
             cached = await clients.get_document(conn, client_id)
@@ -200,32 +208,23 @@ class MetadataDocumentResolver:
         metadata = validate_document(client_id, answer.document)
         lifetime = cache_lifetime(answer.headers, now, self._settings)
         if lifetime is not None:
-            etag = answer.headers.get("etag") or (cached.etag if cached else None)
-            modified = answer.headers.get("last-modified") or (
-                cached.last_modified if cached else None
+            # Validators from a 304 update the stored ones (RFC 9111 §4.3.4); sized to the columns.
+            etag = answer.headers.get("etag") or (cached and cached.etag)
+            modified = answer.headers.get("last-modified") or (cached and cached.last_modified)
+            doc = CachedDocument(
+                client_id,
+                answer.document,
+                now,
+                now + lifetime,
+                etag if etag and len(etag) <= 255 else None,
+                modified if modified and len(modified) <= 64 else None,
             )
-            await self._store(
-                CachedDocument(
-                    client_id,
-                    answer.document,
-                    now,
-                    now + lifetime,
-                    etag if etag and len(etag) <= 255 else None,
-                    modified if modified and len(modified) <= 64 else None,
-                )
-            )
+            try:
+                async with self._db.transaction() as conn:
+                    await clients.put_document(conn, doc)
+            except IntegrityError:  # a concurrent request stored it first
+                log.debug("client metadata document %s cached concurrently", client_id)
         return metadata
-
-    @property
-    def _allow_private(self) -> bool:
-        return self._settings.allow_private_addresses
-
-    async def _store(self, doc: CachedDocument) -> None:
-        try:
-            async with self._db.transaction() as conn:
-                await clients.put_document(conn, doc)
-        except IntegrityError:  # a concurrent request stored it first
-            log.debug("client metadata document %s cached concurrently", doc.url)
 
     async def _fetch(self, client_id: str, cached: CachedDocument | None) -> _Answer:
         """GET the document, following at most cimd.max_redirects redirects (draft §4)."""
@@ -241,62 +240,61 @@ class MetadataDocumentResolver:
                     async with self._http.stream("GET", url, headers=conditional) as response:
                         if response.status_code in _REDIRECTS:
                             location = response.headers.get("location")
-                            url = redirect_target(url, location, allow_http=self._allow_private)
+                            url = redirect_target(url, location, allow_http=self._allow_http)
                             continue
                         if response.status_code == 304 and cached is not None and conditional:
                             return _Answer(cached.document, response.headers)
                         return _Answer(await self._read(url, response), response.headers)
         except (TimeoutError, httpx.TimeoutException):
-            raise MetadataDocumentError(
+            raise DocumentRefused(
                 f"no complete answer within {timeout} seconds (cimd.timeout)"
             ) from None
         except BlockedAddressError as exc:
-            raise MetadataDocumentError(
+            raise DocumentRefused(
                 f"refused to fetch it: {exc.host} is not a public internet address "
                 "(SSRF protection; the server log has details)",
                 detail=str(exc),
             ) from None
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise MetadataDocumentError(
-                f"could not be fetched ({type(exc).__name__}: {exc})"
-            ) from None
+            raise DocumentRefused(f"could not be fetched ({type(exc).__name__}: {exc})") from None
         limit = self._settings.max_redirects
-        raise MetadataDocumentError(f"more than {limit} redirects (cimd.max_redirects)")
+        raise DocumentRefused(f"more than {limit} redirects (cimd.max_redirects)")
 
     async def _read(self, url: str, response: httpx.Response) -> dict[str, Any]:
         """The JSON body of a 200 answer of at most cimd.max_bytes (draft §6.6)."""
         if response.status_code != 200:
-            raise MetadataDocumentError(
-                f"{url} answered HTTP {response.status_code}; 200 is required"
-            )
+            raise DocumentRefused(f"{url} answered HTTP {response.status_code}; 200 is required")
         content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-        if not (content_type == "application/json" or content_type.endswith("+json")):
-            raise MetadataDocumentError(
+        if content_type != "application/json" and not (
+            content_type.startswith("application/") and content_type.endswith("+json")
+        ):
+            raise DocumentRefused(
                 f"content type is {content_type or 'missing'}, not application/json"
             )
+        encoding = response.headers.get("content-encoding", "identity").lower()
+        if encoding != "identity":
+            raise DocumentRefused(f"content-encoding {encoding} was not asked for; send it plain")
         limit = self._settings.max_bytes
-        too_big = MetadataDocumentError(
-            f"the document is larger than {limit} bytes (cimd.max_bytes)"
-        )
+        too_big = DocumentRefused(f"the document is larger than {limit} bytes (cimd.max_bytes)")
         length = response.headers.get("content-length", "")
         if length.isdigit() and int(length) > limit:
             raise too_big
         body = bytearray()
-        async for chunk in response.aiter_bytes():
+        async for chunk in response.aiter_raw():
             body += chunk
             if len(body) > limit:
                 raise too_big
         try:
             document = json.loads(body)
         except (ValueError, RecursionError):
-            raise MetadataDocumentError("the document is not valid JSON") from None
+            raise DocumentRefused("the document is not valid JSON") from None
         if not isinstance(document, dict):
-            raise MetadataDocumentError("the document must be a JSON object")
+            raise DocumentRefused("the document must be a JSON object")
         return document
 
 
 __all__ = [
-    "MetadataDocumentError",
+    "DocumentRefused",
     "MetadataDocumentResolver",
     "cache_lifetime",
     "client_id_problem",

@@ -179,12 +179,31 @@ async def login(request: Request) -> Response:
             status=403,
         )
     row, client = loaded
-    user = None
-    if bastion.settings.login.local_users:
-        user = await bastion.users.authenticate(
-            single(form, "username") or "", single(form, "password") or ""
+    username = single(form, "username") or ""
+    limits = bastion.settings.login
+    now = bastion.clock()
+    # Password guessing is slowed per (client address, user name); the count lives in the
+    # database so that every process sees it.
+    address = request.client.host if request.client else ""
+    throttle_key = opaque.digest(f"{address}|{username}")
+    async with bastion.db.connect() as conn:
+        failed = await user_rows.failures(conn, throttle_key, now - limits.failure_window)
+    if failed >= limits.max_failures:
+        return _page(
+            bastion,
+            "login.html",
+            status=429,
+            csrf=single(form, "csrf"),
+            request_id=request_id,
+            client=_client_view(client, row.redirect_uri),
+            error="Too many failed attempts. Wait a few minutes before trying again.",
         )
+    user = None
+    if limits.local_users:
+        user = await bastion.users.authenticate(username, single(form, "password") or "")
     if user is None:
+        async with bastion.db.transaction() as conn:
+            await user_rows.record_failure(conn, throttle_key, now, limits.failure_window)
         return _page(
             bastion,
             "login.html",
@@ -195,9 +214,9 @@ async def login(request: Request) -> Response:
             error="The user name or password is not correct.",
         )
     sid = secrets.token_urlsafe(32)
-    now = bastion.clock()
-    ttl = bastion.settings.login.session_ttl
+    ttl = limits.session_ttl
     async with bastion.db.transaction() as conn:
+        await user_rows.clear_failures(conn, throttle_key)
         await user_rows.create_session(conn, opaque.digest(sid), user.id, now, now + ttl)
     response = RedirectResponse(
         bastion.url(f"/interaction/{request_id}"), status_code=303, headers=NO_STORE

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import ipaddress
 import socket
+import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import cast
 
@@ -157,9 +158,14 @@ class _ResponseStream(httpx.AsyncByteStream):
 class _GuardedTransport(httpx.AsyncBaseTransport):
     """An httpx transport over an httpcore pool that uses the guarded network backend."""
 
-    def __init__(self, timeout: float, allow: Callable[[IPAddress], bool]) -> None:
+    def __init__(
+        self,
+        timeout: float,
+        allow: Callable[[IPAddress], bool],
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
+            ssl_context=ssl_context or httpx.create_ssl_context(trust_env=False),
             max_connections=20,
             keepalive_expiry=5.0,
             network_backend=_GuardedBackend(timeout, allow),

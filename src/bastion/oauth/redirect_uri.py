@@ -35,7 +35,10 @@ def is_loopback_host(host: str | None) -> bool:
 
 def is_loopback_uri(uri: str) -> bool:
     """True when ``uri`` is an http URI on a loopback host (RFC 8252 §7.3)."""
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return False
     return parts.scheme == "http" and is_loopback_host(parts.hostname)
 
 
@@ -50,7 +53,11 @@ def validate_for_registration(uri: str, *, application_type: str = "web") -> str
         raise RedirectUriError("redirect URI must be a non-empty string of at most 2000 characters")
     if any(c.isspace() for c in uri):
         raise RedirectUriError(f"redirect URI {uri!r} contains whitespace")
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number in range
+    except ValueError:
+        raise RedirectUriError(f"redirect URI {uri!r} is not a valid URI") from None
     scheme = parts.scheme.lower()
     if not scheme:
         raise RedirectUriError(f"redirect URI {uri!r} is not an absolute URI")
@@ -86,7 +93,10 @@ def matches(requested: str, registered: list[str]) -> bool:
     """
     if requested in registered:
         return True
-    req = urlsplit(requested)
+    try:
+        req = urlsplit(requested)
+    except ValueError:  # not a URI at all (e.g. an unclosed IPv6 bracket): matches nothing
+        return False
     if req.scheme != "http" or not is_loopback_host(req.hostname) or req.fragment:
         return False
     for candidate in registered:

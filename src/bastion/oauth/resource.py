@@ -30,7 +30,11 @@ def canonical(uri: str) -> str:
 
 def check_indicator(uri: str) -> str:
     """Validate one ``resource`` value (RFC 8707 §2): an absolute URI without a fragment."""
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number in range
+    except ValueError:
+        raise InvalidTarget(f"resource is not a valid URI; got {uri!r}") from None
     if not parts.scheme or not parts.netloc:
         raise InvalidTarget(f"resource must be an absolute URI; got {uri!r}")
     if parts.fragment or "#" in uri:

@@ -68,6 +68,15 @@ sessions = sa.Table(
     sa.Column("expires_at", sa.BigInteger, nullable=False),
 )
 
+# Failed log-ins per (client address, user name), to slow down password guessing.
+login_failures = sa.Table(
+    "login_failures",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("failures", sa.BigInteger, nullable=False),
+    sa.Column("window_start", sa.BigInteger, nullable=False),
+)
+
 # A pending authorization request, between /authorize and the redirect back to the client. It
 # lives in the database so that any process can continue the log-in and consent steps.
 authorization_requests = sa.Table(
@@ -197,6 +206,7 @@ __all__ = [
     "clients",
     "consents",
     "family_access_tokens",
+    "login_failures",
     "metadata",
     "refresh_tokens",
     "revoked_access_tokens",

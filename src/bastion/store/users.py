@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bastion.store.schema import consents, sessions, users
+from bastion.store.schema import consents, login_failures, sessions, users
 
 
 @dataclass(frozen=True)
@@ -152,16 +152,52 @@ async def remember_consent(
     )
 
 
+async def failures(conn: AsyncConnection, key: str, window_start: int) -> int:
+    """Failed log-ins recorded for ``key`` since ``window_start``."""
+    q = sa.select(login_failures.c.failures).where(
+        login_failures.c.key == key, login_failures.c.window_start >= window_start
+    )
+    row = (await conn.execute(q)).first()
+    return int(row.failures) if row else 0
+
+
+async def record_failure(conn: AsyncConnection, key: str, now: int, window: int) -> None:
+    """Count one failed log-in for ``key``, starting a new window when the old one is over."""
+    row = (await conn.execute(sa.select(login_failures).where(login_failures.c.key == key))).first()
+    if row is None:
+        await conn.execute(sa.insert(login_failures).values(key=key, failures=1, window_start=now))
+    elif row.window_start < now - window:
+        await conn.execute(
+            sa.update(login_failures)
+            .where(login_failures.c.key == key)
+            .values(failures=1, window_start=now)
+        )
+    else:
+        await conn.execute(
+            sa.update(login_failures)
+            .where(login_failures.c.key == key)
+            .values(failures=login_failures.c.failures + 1)
+        )
+
+
+async def clear_failures(conn: AsyncConnection, key: str) -> None:
+    """Forget failed log-ins after a success."""
+    await conn.execute(sa.delete(login_failures).where(login_failures.c.key == key))
+
+
 __all__ = [
     "User",
     "by_id",
     "by_username",
+    "clear_failures",
     "consented_scope",
     "create_session",
     "delete",
     "end_session",
+    "failures",
     "insert",
     "list_all",
+    "record_failure",
     "remember_consent",
     "session_user",
     "set_password",

@@ -26,7 +26,7 @@ ALGORITHMS = ("ES256", "Ed25519", "EdDSA", "RS256")
 
 
 def generate(alg: str, kid: str) -> JWK:
-    """Generate a private key for ``alg`` (ES256: P-256, Ed25519/EdDSA: Ed25519, RS256: RSA 3072)."""
+    """Generate a private key for ``alg`` (ES256: P-256; Ed25519, EdDSA: Ed25519; RS256: RSA)."""
     params: KeyParameters = {"kid": kid, "alg": alg, "use": "sig"}
     if alg == "ES256":
         return ECKey.generate_key("P-256", parameters=params, private=True)

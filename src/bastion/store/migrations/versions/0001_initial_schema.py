@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 03:12:36.895603
+Create Date: 2026-11-22 03:20:33.776207
 """
 
 from collections.abc import Sequence
@@ -68,6 +68,13 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.BigInteger(), nullable=False),
         sa.Column("first_used_at", sa.BigInteger(), nullable=True),
         sa.PrimaryKeyConstraint("client_id", name=op.f("pk_clients")),
+    )
+    op.create_table(
+        "login_failures",
+        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("failures", sa.BigInteger(), nullable=False),
+        sa.Column("window_start", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_login_failures")),
     )
     op.create_table(
         "revoked_access_tokens",
@@ -209,6 +216,7 @@ def downgrade() -> None:
     op.drop_table("token_families")
     op.drop_table("signing_keys")
     op.drop_table("revoked_access_tokens")
+    op.drop_table("login_failures")
     op.drop_table("clients")
     op.drop_table("cimd_documents")
     op.drop_table("authorization_requests")
