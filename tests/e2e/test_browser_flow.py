@@ -324,10 +324,12 @@ async def test_a01_a06_dcr_client_signs_in_through_a_browser_and_uses_rotating_t
         inactive = {"active": False}
         assert await introspect(http, resource_server, rotated["access_token"]) == inactive
 
-        # A new grant (consent is remembered: straight back), then revocation (RFC 7009 §2.1).
+        # A new grant: still signed in, but a public loopback client is asked again (RFC 8252
+        # §8.6), then revocation (RFC 7009 §2.1).
         pending = authorization_request(issuer, client_id, app.redirect_uri)
         await page.goto(pending.url)
-        response = await landed_on_callback(page, app)
+        await check_consent_page(page, app.name)
+        response = await answer_consent(page, app, "Allow")
         assert response["state"] == pending.state
         fresh = await redeem(http, app, client_id, pending, response["code"])
         assert (await introspect(http, resource_server, fresh["access_token"]))["active"]
@@ -337,11 +339,12 @@ async def test_a01_a06_dcr_client_signs_in_through_a_browser_and_uses_rotating_t
         assert_invalid_grant(await use_refresh_token(http, client_id, fresh["refresh_token"]))
 
 
-async def test_a03_cimd_client_signs_in_through_a_browser_and_consent_is_remembered(
+async def test_a03_cimd_client_signs_in_through_a_browser_and_is_asked_again_on_loopback(
     live_as_cimd: tuple[str, Settings], page: Page
 ) -> None:
     """MCP client registration (Client ID Metadata Documents) + OAuth 2.1 §4.1: the consent page
-    says who vouches for the client; a second request for the same scopes skips consent."""
+    says who vouches for the client; a second request keeps the session but asks again, since the
+    redirect goes to loopback (RFC 8252 §8.6)."""
     issuer, settings = live_as_cimd
     await add_user(settings, USERNAME)
     resource_server = await add_resource_server(settings)
@@ -370,10 +373,13 @@ async def test_a03_cimd_client_signs_in_through_a_browser_and_consent_is_remembe
         await revoke(http, client_id, tokens["access_token"])
         assert await introspect(http, resource_server, tokens["access_token"]) == {"active": False}
 
-        # Same user, same client, same scopes: no consent page this time.
+        # Same user, client and scopes: the session is kept (no log-in page), but the consent
+        # page shows again, because this public client redirects to loopback, where any local
+        # program could present its client_id (RFC 8252 §8.6; MCP: warn on localhost).
         pending = authorization_request(issuer, client_id, app.redirect_uri)
         await page.goto(pending.url)
-        response = await landed_on_callback(page, app)
+        await check_consent_page(page, app.name)
+        response = await answer_consent(page, app, "Allow")
         assert set(response) == {"code", "state", "iss"}
         assert response["state"] == pending.state
         assert response["iss"] == issuer

@@ -202,11 +202,19 @@ def create_app(
     async def not_found(request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": "not_found", "error_description": "no such endpoint"}, 404)
 
+    async def wrong_method(request: Request, exc: Exception) -> Response:
+        allowed = getattr(exc, "headers", None) or {}
+        return JSONResponse(
+            {"error": "invalid_request", "error_description": f"{request.method} is not allowed"},
+            405,
+            headers=dict(allowed),
+        )
+
     return Starlette(
         routes=routes(settings),
         middleware=[Middleware(CatchAll)],
         lifespan=lifespan,
-        exception_handlers={404: not_found},
+        exception_handlers={404: not_found, 405: wrong_method},
     )
 
 

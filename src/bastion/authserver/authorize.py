@@ -41,6 +41,7 @@ class AuthorizationRequest:
 
     client_id: str
     redirect_uri: str
+    redirect_uri_sent: bool
     scope: str
     resource: str
     state: str | None
@@ -102,6 +103,7 @@ def validate(
     return AuthorizationRequest(
         client_id=client.client_id,
         redirect_uri=redirect_uri,
+        redirect_uri_sent=single(params, "redirect_uri") is not None,
         scope=select_scope(bastion, client, single(params, "scope")),
         resource=select_resource(bastion, params.get("resource", [])),
         state=single(params, "state"),
@@ -153,6 +155,7 @@ async def authorize(request: Request) -> Response:
             id=request_id,
             client_id=valid.client_id,
             redirect_uri=valid.redirect_uri,
+            redirect_uri_sent=valid.redirect_uri_sent,
             scope=valid.scope,
             resource=valid.resource,
             state=valid.state,

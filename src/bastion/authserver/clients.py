@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from bastion.authserver.cimd import MetadataDocumentResolver
+from bastion.authserver.http import is_vschar
 from bastion.clock import Clock
 from bastion.config import Settings
 from bastion.oauth.client_metadata import ClientMetadata
@@ -41,6 +42,8 @@ class ClientDirectory:
         """The client for ``client_id``; raise InvalidClient with a reason when there is none."""
         if not client_id or len(client_id) > 2048:
             raise InvalidClient("client_id is missing or too long")
+        if not is_vschar(client_id):
+            raise InvalidClient("client_id has characters RFC 6749 appendix A.1 does not allow")
         async with self.db.connect() as conn:
             client = await client_rows.get(conn, client_id)
         if client is not None:

@@ -43,8 +43,10 @@ def json_error(exc: OAuthError, request: Request) -> Response:
         f" ({exc.detail})" if exc.detail else "",
     )
     headers: dict[str, str] = {}
-    if exc.error == "invalid_token":  # RFC 6750 §3: a Bearer challenge naming the error
-        headers["WWW-Authenticate"] = f'Bearer error="{exc.error}"'
+    if exc.error == "invalid_token":
+        # RFC 6750 §3.1: name the error only when credentials were sent at all.
+        sent = "authorization" in request.headers
+        headers["WWW-Authenticate"] = f'Bearer error="{exc.error}"' if sent else "Bearer"
     elif exc.status_code == 401:  # RFC 6749 §5.2: invalid_client answers with the Basic scheme
         headers["WWW-Authenticate"] = 'Basic realm="bastion"'
     return json_response(exc.body(), status=exc.status_code, headers=headers)

@@ -55,6 +55,9 @@ def parse_params(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
     (RFC 6749 §3.1), and repeated ones are refused (RFC 6749 §3.1, §3.2)."""
     out: dict[str, list[str]] = {}
     for key, value in pairs:
+        if "\x00" in key or "\x00" in value:
+            # Never meaningful in OAuth parameters, and PostgreSQL text cannot store it.
+            raise InvalidRequest("a parameter contains a NUL character")
         if value == "":
             continue
         out.setdefault(key, []).append(value)
@@ -86,6 +89,12 @@ def query_params(request: Request) -> dict[str, list[str]]:
     return parse_params(pairs)
 
 
+def is_vschar(value: str) -> bool:
+    """Whether ``value`` is made of visible ASCII and spaces only (RFC 6749 Appendix A: VSCHAR,
+    %x20-7E), the syntax of client_id and similar identifiers."""
+    return all(" " <= c <= "~" for c in value)
+
+
 def single(params: dict[str, list[str]], name: str) -> str | None:
     """The one value of a parameter, or None."""
     values = params.get(name)
@@ -111,6 +120,7 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 __all__ = [
     "NO_STORE",
     "BodyTooLarge",
+    "is_vschar",
     "json_response",
     "parse_params",
     "query_params",

@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from bastion.authserver.context import AuthServer, server
 from bastion.authserver.errors import PAGE_HEADERS, error_page, redirect_error, with_query
-from bastion.authserver.http import NO_STORE, read_form, single
+from bastion.authserver.http import NO_STORE, is_vschar, read_form, single
 from bastion.oauth.errors import AccessDenied, InvalidClient, OAuthError
 from bastion.oauth.redirect_uri import is_loopback_uri
 from bastion.store import grants
@@ -109,6 +109,8 @@ def _client_view(client: Client, redirect_uri: str) -> dict[str, Any]:
 
 
 async def _load(bastion: AuthServer, request_id: str) -> tuple[sa.Row[Any], Client] | None:
+    if not is_vschar(request_id):  # from the URL path; ids are URL-safe base64
+        return None
     async with bastion.db.connect() as conn:
         row = await grants.get_request(conn, request_id, bastion.clock())
     if row is None:
@@ -143,7 +145,11 @@ async def show(request: Request) -> Response:
         asked = set(row.scope.split())
         async with bastion.db.connect() as conn:
             granted = await user_rows.consented_scope(conn, user.id, client.client_id, row.resource)
-        if bastion.settings.login.remember_consent and granted is not None and asked <= granted:
+        # RFC 8252 §8.6: any local program can present a public client's id with its own
+        # loopback port, so for public clients on loopback the user is asked every time.
+        may_skip = not (client.is_public and is_loopback_uri(row.redirect_uri))
+        remembered = granted is not None and asked <= granted
+        if bastion.settings.login.remember_consent and may_skip and remembered:
             return await _approve(bastion, request_id, user)
         response = _page(
             bastion,
@@ -272,6 +278,7 @@ async def _approve(bastion: AuthServer, request_id: str, user: User) -> Response
                 client_id=row.client_id,
                 subject=user.id,
                 redirect_uri=row.redirect_uri,
+                redirect_uri_sent=row.redirect_uri_sent,
                 scope=row.scope,
                 resource=row.resource,
                 code_challenge=row.code_challenge,

@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from bastion.authserver.context import AuthServer, server
 from bastion.authserver.errors import json_error
-from bastion.authserver.http import NO_STORE, json_response, read_json
+from bastion.authserver.http import NO_STORE, is_vschar, json_response, read_json
 from bastion.oauth import client_metadata
 from bastion.oauth.errors import InvalidClientMetadata, InvalidRequest, InvalidToken, OAuthError
 from bastion.store import clients as client_rows
@@ -108,8 +108,10 @@ async def _authorized_client(bastion: AuthServer, request: Request) -> Client:
     client and a wrong token answer the same 401, so client ids cannot be probed."""
     token = _bearer(request)
     client_id = request.path_params["client_id"]
-    async with bastion.db.connect() as conn:
-        client = await client_rows.get(conn, client_id)
+    client = None
+    if is_vschar(client_id):
+        async with bastion.db.connect() as conn:
+            client = await client_rows.get(conn, client_id)
     if (
         token is None
         or client is None

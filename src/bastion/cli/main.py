@@ -89,6 +89,29 @@ def serve(
 
 
 @app.command()
+def gateway(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+) -> None:
+    """Run the gateway: OAuth in front of the MCP servers in [[gateway.upstreams]]."""
+    from bastion.gateway.app import run_gateway
+
+    settings = settings_or_exit(config)
+    if host is not None:
+        settings.gateway.host = host
+    if port is not None:
+        settings.gateway.port = port
+    if not settings.gateway.upstreams:
+        err.print(
+            "[red]error:[/red] no upstreams configured; add \\[\\[gateway.upstreams]] entries "
+            "(name, path, and url or command) to the configuration file"
+        )
+        raise typer.Exit(2)
+    run_gateway(settings)
+
+
+@app.command()
 def quickstart(
     data_dir: Annotated[Path, typer.Option(help="Where the quickstart keeps its data.")] = Path(
         "bastion-data"

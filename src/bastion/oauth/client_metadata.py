@@ -109,11 +109,11 @@ def _check_consistency(meta: ClientMetadata) -> None:
             "grant_types",
             "client_credentials requires a confidential client (not auth method none)",
         )
-    if meta.token_endpoint_auth_method == "private_key_jwt":
-        if not meta.jwks and not meta.jwks_uri:
-            raise _reject("jwks", "private_key_jwt needs jwks or jwks_uri")
-        if meta.jwks and meta.jwks_uri:
-            raise _reject("jwks", "jwks and jwks_uri must not both be present (RFC 7591 2)")
+    if meta.jwks is not None and meta.jwks_uri is not None:
+        # RFC 7591 §2: MUST NOT both be present, whatever the authentication method.
+        raise _reject("jwks", "jwks and jwks_uri must not both be present (RFC 7591 2)")
+    if meta.token_endpoint_auth_method == "private_key_jwt" and not meta.jwks and not meta.jwks_uri:
+        raise _reject("jwks", "private_key_jwt needs jwks or jwks_uri")
     if meta.jwks is not None and not isinstance(meta.jwks.get("keys"), list):
         raise _reject("jwks", "must be a JWK Set with a 'keys' array")
     if uses_code and not meta.redirect_uris:

@@ -53,6 +53,8 @@ def validate_for_registration(uri: str, *, application_type: str = "web") -> str
         raise RedirectUriError("redirect URI must be a non-empty string of at most 2000 characters")
     if any(c.isspace() for c in uri):
         raise RedirectUriError(f"redirect URI {uri!r} contains whitespace")
+    if any(c < " " or c == "\x7f" for c in uri):
+        raise RedirectUriError(f"redirect URI {uri!r} contains control characters")
     try:
         parts = urlsplit(uri)
         parts.port  # noqa: B018 -- raises ValueError for a port that is not a number in range

@@ -7,7 +7,7 @@ import re
 from bastion.oauth.errors import InvalidScope
 
 # scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
+_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+\Z")
 
 
 def parse(value: str | None) -> tuple[str, ...]:

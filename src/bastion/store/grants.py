@@ -132,12 +132,21 @@ async def record_access_token(
 
 
 async def revoke_access_token(conn: AsyncConnection, jti: str, expires_at: int) -> None:
-    """Record an access token as revoked until it expires (idempotent)."""
+    """Record an access token as revoked until it expires (idempotent, also when two
+    transactions revoke the same token at once: the loser's insert meets the primary key)."""
+    from sqlalchemy.exc import IntegrityError
+
     exists = await conn.execute(
         sa.select(revoked_access_tokens.c.jti).where(revoked_access_tokens.c.jti == jti)
     )
     if exists.first() is None:
-        await conn.execute(sa.insert(revoked_access_tokens).values(jti=jti, expires_at=expires_at))
+        try:
+            async with conn.begin_nested():
+                await conn.execute(
+                    sa.insert(revoked_access_tokens).values(jti=jti, expires_at=expires_at)
+                )
+        except IntegrityError:
+            pass  # revoked concurrently by another transaction: the record exists
 
 
 async def is_access_token_revoked(conn: AsyncConnection, jti: str) -> bool:

@@ -85,6 +85,9 @@ authorization_requests = sa.Table(
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("client_id", sa.String(2048), nullable=False),
     sa.Column("redirect_uri", sa.String(2048), nullable=False),
+    # Whether the client sent redirect_uri; if so the token request must repeat it (OAuth 2.1
+    # §4.1.3).
+    sa.Column("redirect_uri_sent", sa.Boolean, nullable=False),
     sa.Column("scope", sa.String(2048), nullable=False),
     sa.Column("resource", sa.String(2048), nullable=False),
     sa.Column("state", sa.String(2048), nullable=True),
@@ -100,6 +103,9 @@ authorization_codes = sa.Table(
     sa.Column("client_id", sa.String(2048), nullable=False),
     sa.Column("subject", sa.String(255), nullable=False),
     sa.Column("redirect_uri", sa.String(2048), nullable=False),
+    # Whether the client sent redirect_uri; if so the token request must repeat it (OAuth 2.1
+    # §4.1.3).
+    sa.Column("redirect_uri_sent", sa.Boolean, nullable=False),
     sa.Column("scope", sa.String(2048), nullable=False),
     sa.Column("resource", sa.String(2048), nullable=False),
     sa.Column("code_challenge", sa.String(128), nullable=False),

@@ -1,19 +1,22 @@
 """The authorization_code grant (OAuth 2.1 §4.1.3, RFC 7636 §4.6, RFC 8707 §2.2).
 
-The code is consumed atomically before anything is issued; a second redemption finds it used and
-revokes every token the first one produced (OAuth 2.1 §4.1.3, RFC 9700 §4.2.4).
+The code is consumed in the same transaction that stores the tokens it yields; a second redemption
+finds it used and revokes every token the first one produced (OAuth 2.1 §4.1.3, RFC 9700 §4.2.4).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from bastion.authserver.context import AuthServer
 from bastion.authserver.http import single
 from bastion.authserver.issuance import add_refresh, mint_access
 from bastion.oauth import pkce
-from bastion.oauth.errors import InvalidGrant, InvalidRequest, InvalidTarget
-from bastion.oauth.resource import canonical
+from bastion.oauth.errors import InvalidGrant, InvalidRequest, InvalidTarget, OAuthError
+from bastion.oauth.resource import canonical, check_indicator
 from bastion.store import grants
 from bastion.store.clients import Client
 from bastion.tokens import secrets as opaque
@@ -33,38 +36,68 @@ async def exchange(
         raise InvalidTarget("send one resource per request")
     now = bastion.clock()
     code_hash = opaque.digest(code)
+    # Load the signing keys now, so that minting inside the transaction needs no other connection.
+    await bastion.keys.signing_key()
+    refused: OAuthError | None = None
+    body: dict[str, Any] = {}
+    # One transaction consumes the code and stores the family with its tokens: a concurrent
+    # replay either wins the code or, once this commits, finds the family and revokes it. A
+    # failed check still commits the consumption (the code is spent) and nothing else.
     async with bastion.db.transaction() as conn:
         row = await grants.consume_code(conn, code_hash, now)
+        if row is not None:
+            try:
+                _check(client, row, redirect_uri, verifier, resources)
+                body = await _issue(bastion, conn, client, row, now)
+            except OAuthError as exc:
+                refused = exc
     if row is None:
         await _explain_failure(bastion, code_hash, now)
-    assert row is not None  # _explain_failure always raises
+    if refused is not None:
+        raise refused
+    return body
+
+
+def _check(
+    client: Client,
+    row: sa.Row[Any],
+    redirect_uri: str | None,
+    verifier: str | None,
+    resources: list[str],
+) -> None:
+    """OAuth 2.1 §4.1.3 and RFC 7636 §4.6 checks of a consumed code against the request."""
     if row.client_id != client.client_id:
         raise InvalidGrant("the authorization code was issued to another client")
     if redirect_uri is None:
-        if len(client.metadata.redirect_uris) != 1:
+        if row.redirect_uri_sent:
             raise InvalidRequest("redirect_uri is required: send the one used to authorize")
     elif redirect_uri != row.redirect_uri:
         raise InvalidGrant("redirect_uri does not match the one used in the authorization request")
     pkce.verify(verifier, row.code_challenge)
-    if resources and canonical(resources[0]) != row.resource:
+    if resources and canonical(check_indicator(resources[0])) != row.resource:
         raise InvalidTarget("resource differs from the one that was authorized")
+
+
+async def _issue(
+    bastion: AuthServer, conn: AsyncConnection, client: Client, row: sa.Row[Any], now: int
+) -> dict[str, Any]:
+    """Mint the tokens of a redeemed code and store its family, in the caller's transaction."""
     issued, body = await mint_access(
         bastion, client=client, subject=row.subject, scope=row.scope, resource=row.resource
     )
-    async with bastion.db.transaction() as conn:
-        await grants.create_family(
-            conn,
-            id=row.family_id,
-            client_id=client.client_id,
-            subject=row.subject,
-            scope=row.scope,
-            resource=row.resource,
-            created_at=now,
-            expires_at=now + bastion.settings.tokens.refresh_token_ttl,
-        )
-        await add_refresh(
-            bastion, conn, client=client, family_id=row.family_id, issued=issued, body=body
-        )
+    await grants.create_family(
+        conn,
+        id=row.family_id,
+        client_id=client.client_id,
+        subject=row.subject,
+        scope=row.scope,
+        resource=row.resource,
+        created_at=now,
+        expires_at=now + bastion.settings.tokens.refresh_token_ttl,
+    )
+    await add_refresh(
+        bastion, conn, client=client, family_id=row.family_id, issued=issued, body=body
+    )
     return body
 
 

@@ -14,7 +14,7 @@ from bastion.authserver.http import single
 from bastion.authserver.issuance import add_refresh, mint_access
 from bastion.oauth import scopes as scope_syntax
 from bastion.oauth.errors import InvalidGrant, InvalidRequest, InvalidScope, InvalidTarget
-from bastion.oauth.resource import canonical
+from bastion.oauth.resource import canonical, check_indicator
 from bastion.store import grants
 from bastion.store.clients import Client
 from bastion.tokens import secrets as opaque
@@ -32,11 +32,12 @@ async def refresh(
         raise InvalidTarget("send one resource per request")
     now = bastion.clock()
     token_hash = opaque.digest(token)
-    async with bastion.db.transaction() as conn:
-        row = await grants.consume_refresh(conn, token_hash, now)
+    # Check the request against the grant first, and spend the token only once it is known to
+    # succeed: a malformed retry by the rightful client must not look like reuse later.
+    async with bastion.db.connect() as conn:
+        row = await grants.get_refresh(conn, token_hash)
         family = await grants.get_family(conn, row.family_id) if row is not None else None
     if row is None or family is None:
-        await _explain_failure(bastion, token_hash, client, now)
         raise InvalidGrant("the refresh token is not valid")
     if family.client_id != client.client_id:
         raise InvalidGrant("the refresh token was issued to another client")
@@ -49,7 +50,7 @@ async def refresh(
     if not asked <= granted:
         extra = " ".join(sorted(asked - granted))
         raise InvalidScope(f"scope {extra} was not granted; authorize again to get it")
-    if resources and canonical(resources[0]) != family.resource:
+    if resources and canonical(check_indicator(resources[0])) != family.resource:
         raise InvalidTarget("resource differs from the one that was authorized")
     issued, body = await mint_access(
         bastion,
@@ -58,10 +59,17 @@ async def refresh(
         scope=scope_syntax.join(asked),
         resource=family.resource,
     )
+    # Spending the old token and storing its successor is one transaction: a concurrent reuse
+    # either loses the token or, after this commits, finds the successor and revokes it too.
     async with bastion.db.transaction() as conn:
-        await add_refresh(
-            bastion, conn, client=client, family_id=family.id, issued=issued, body=body
-        )
+        spent = await grants.consume_refresh(conn, token_hash, now)
+        if spent is not None:
+            await add_refresh(
+                bastion, conn, client=client, family_id=family.id, issued=issued, body=body
+            )
+    if spent is None:
+        await _explain_failure(bastion, token_hash, client, now)
+        raise InvalidGrant("the refresh token is not valid")
     return body
 
 

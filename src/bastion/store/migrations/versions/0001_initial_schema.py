@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 03:20:33.776207
+Create Date: 2026-11-22 03:36:57.895992
 """
 
 from collections.abc import Sequence
@@ -24,6 +24,7 @@ def upgrade() -> None:
         sa.Column("client_id", sa.String(length=2048), nullable=False),
         sa.Column("subject", sa.String(length=255), nullable=False),
         sa.Column("redirect_uri", sa.String(length=2048), nullable=False),
+        sa.Column("redirect_uri_sent", sa.Boolean(), nullable=False),
         sa.Column("scope", sa.String(length=2048), nullable=False),
         sa.Column("resource", sa.String(length=2048), nullable=False),
         sa.Column("code_challenge", sa.String(length=128), nullable=False),
@@ -38,6 +39,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(length=64), nullable=False),
         sa.Column("client_id", sa.String(length=2048), nullable=False),
         sa.Column("redirect_uri", sa.String(length=2048), nullable=False),
+        sa.Column("redirect_uri_sent", sa.Boolean(), nullable=False),
         sa.Column("scope", sa.String(length=2048), nullable=False),
         sa.Column("resource", sa.String(length=2048), nullable=False),
         sa.Column("state", sa.String(length=2048), nullable=True),

@@ -1,0 +1,147 @@
+"""The gateway app: every configured upstream behind its own resource-server middleware.
+
+For each upstream (``[[gateway.upstreams]]``) the stack is::
+
+    AuditMiddleware                  one record per request, refusals included
+      ResourceServerMiddleware       RFC 9728 metadata, 401/403/400, Origin (R01-R07, R11)
+        HttpProxy | StdioBridge      the upstream, never given the client's token (R05)
+
+routed at the upstream's path (and below) and at the path-inserted well-known URL of its resource
+(``/.well-known/oauth-protected-resource/<path>``, RFC 9728 §3.1). Tokens are JWTs of bastion's
+AS (``settings.issuer``), checked against its JWKS, with the upstream's resource URI as the
+audience (RFC 8707, R04). Anything else is 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
+
+import httpx
+from starlette.applications import Starlette
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from bastion.config import Settings, UpstreamSettings
+from bastion.gateway import jsonrpc
+from bastion.gateway.asgi import send_json
+from bastion.gateway.audit import AuditLog, AuditMiddleware
+from bastion.gateway.http_proxy import HttpProxy
+from bastion.gateway.stdio_bridge import StdioBridge
+from bastion.oauth.protected_resource import metadata_url
+from bastion.resource import JwtVerifier, ResourceServerMiddleware
+
+log = logging.getLogger(__name__)
+
+
+class _NotFound:
+    """404 for every path no upstream serves, any method (an ASGI class, not an endpoint)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await send_json(
+                send, 404, jsonrpc.error(jsonrpc.INVALID_REQUEST, "no MCP server at this path")
+            )
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1000})
+
+
+def _resource(upstream: UpstreamSettings) -> str:
+    if upstream.resource is None:  # Settings fills it in; a hand-built model may not have
+        raise ValueError(f"upstream {upstream.name!r} has no resource URI")
+    return upstream.resource
+
+
+def create_gateway_app(settings: Settings, *, http: httpx.AsyncClient | None = None) -> Starlette:
+    """The gateway for ``settings.gateway``; ``http`` (default: one made here and closed on
+    shutdown) carries upstream requests and JWKS fetches."""
+    gateway = settings.gateway
+    client = http or httpx.AsyncClient(
+        timeout=httpx.Timeout(10.0),
+        follow_redirects=False,
+        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+        trust_env=False,
+    )
+    audit = AuditLog(gateway.audit_log)
+    secret = (
+        gateway.identity_secret.get_secret_value().encode() if gateway.identity_secret else None
+    )
+    jwks_uri = gateway.jwks_uri or f"{settings.issuer}/jwks"
+    bridges: list[StdioBridge] = []
+    verifiers: list[JwtVerifier] = []
+    routes: list[Route] = []
+    for upstream in gateway.upstreams:
+        resource = _resource(upstream)
+        inner: ASGIApp
+        if upstream.url is not None:
+            inner = HttpProxy(
+                upstream, http=client, identity_secret=secret, max_body_bytes=gateway.max_body_bytes
+            )
+        else:
+            bridge = StdioBridge(upstream, max_body_bytes=gateway.max_body_bytes)
+            bridges.append(bridge)
+            inner = bridge
+        verifier = JwtVerifier(
+            issuer=settings.issuer, audience=resource, jwks_uri=jwks_uri, http=client
+        )
+        verifiers.append(verifier)
+        protected = ResourceServerMiddleware(
+            inner,
+            resource=resource,
+            verifier=verifier,
+            authorization_servers=[settings.issuer],
+            scopes_supported=upstream.scopes,
+            resource_name=upstream.name,
+            policy=upstream.policy.to_policy(),
+            allowed_origins=gateway.allowed_origins or None,
+            max_body_bytes=gateway.max_body_bytes,
+            protect_paths=[upstream.path],
+        )
+        stack = AuditMiddleware(protected, upstream=upstream.name, log=audit)
+        metadata_path = urlsplit(metadata_url(resource)).path
+        routes += [
+            Route(upstream.path, stack),
+            Route(upstream.path + "/{below:path}", stack),
+            Route(metadata_path, stack),
+        ]
+    routes.append(Route("/{anything:path}", _NotFound()))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        for bridge in bridges:
+            await bridge.start()
+        for upstream in gateway.upstreams:
+            where = upstream.url or " ".join(upstream.command or [])
+            log.info("gateway: %s -> %s (resource %s)", upstream.path, where, upstream.resource)
+        try:
+            yield
+        finally:
+            await asyncio.gather(*(bridge.aclose() for bridge in bridges))
+            for verifier in verifiers:
+                await verifier.aclose()
+            if http is None:
+                await client.aclose()
+            audit.close()
+
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def run_gateway(settings: Settings) -> None:
+    """Serve the gateway with uvicorn on ``gateway.host``:``gateway.port`` until interrupted."""
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    uvicorn.run(
+        create_gateway_app(settings),
+        host=settings.gateway.host,
+        port=settings.gateway.port,
+        proxy_headers=True,
+        server_header=False,
+        timeout_graceful_shutdown=5,
+    )
+
+
+__all__ = ["create_gateway_app", "run_gateway"]

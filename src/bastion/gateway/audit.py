@@ -1,0 +1,199 @@
+"""One audit record per gateway request: who called which upstream, what, and how it went.
+
+A record is one JSON object::
+
+    {"time": "2026-01-02T03:04:05.678Z", "upstream": "notes", "sub": "alice",
+     "client_id": "vscode", "http_method": "POST", "path": "/mcp/notes",
+     "rpc_method": "tools/call", "tool": "search", "rpc_id": 7, "status": 200,
+     "error": null, "completed": true, "latency_ms": 12.3, "session_id": "…"}
+
+``sub`` and ``client_id`` are null when the request was refused before a token was verified
+(401); ``error`` is the OAuth ``error`` code of a refusal (``invalid_token``,
+``insufficient_scope``…) or the message of a gateway error (502, 504); ``status`` is null and
+``completed`` false when the client left before an answer; ``latency_ms`` runs until the last
+byte of the answer (for an SSE stream: until it closed). Tokens and headers other than
+``Mcp-Session-Id`` are never read.
+
+Records go to the ``bastion.audit`` logger (INFO) and, when configured, are appended as JSON
+lines to a file created with mode 0600.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bastion.gateway import jsonrpc
+from bastion.gateway.asgi import principal_of
+
+LOGGER = "bastion.audit"
+# Enough of a body to find the JSON-RPC method, id and tool name; bodies are not kept.
+PEEK_BYTES = 64 * 1024
+ERROR_PEEK_BYTES = 4096
+
+
+class AuditLog:
+    """Where records go: the ``bastion.audit`` logger and an optional JSON-lines file."""
+
+    def __init__(self, path: Path | None = None, *, logger: logging.Logger | None = None) -> None:
+        self.path = path
+        self._logger = logger or logging.getLogger(LOGGER)
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"AuditLog(path={str(self.path) if self.path else None!r})"
+
+    def _open(self, path: Path) -> int:
+        if self._fd is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+            fd = os.open(path, flags, 0o600)
+            os.fchmod(fd, 0o600)  # an existing file may have been created more openly
+            self._fd = fd
+        return self._fd
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Log one record and append it to the file (one ``write``: lines never interleave)."""
+        line = json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str)
+        self._logger.info("%s", line)
+        if self.path is None:
+            return
+        with self._lock:
+            try:
+                os.write(self._open(self.path), (line + "\n").encode())
+            except OSError as exc:
+                self._logger.error("cannot write the audit log %s: %s", self.path, exc)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _error_of(body: bytes) -> str | None:
+    """The OAuth ``error`` code, or the JSON-RPC error message, of an error answer."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(document, dict):
+        return None
+    error = document.get("error")
+    if isinstance(error, str):
+        return error
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])
+    return None
+
+
+class AuditMiddleware:
+    """Wrap one upstream's stack (outside the resource-server middleware, so refusals are
+    recorded too) and write one record per HTTP request when its answer ends."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        upstream: str,
+        log: AuditLog,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.app = app
+        self.upstream = upstream
+        self.log = log
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = self.clock()
+        seen = bytearray()
+        error_body = bytearray()
+        status: int | None = None
+        completed = False
+        request_headers: list[tuple[bytes, bytes]] = list(scope.get("headers", []))
+        session_id = _header(request_headers, b"mcp-session-id")
+
+        async def peek_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request" and len(seen) < PEEK_BYTES:
+                seen.extend(message.get("body", b"")[: PEEK_BYTES - len(seen)])
+            return message
+
+        async def watch_send(message: Message) -> None:
+            nonlocal status, completed, session_id
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                session_id = session_id or _header(
+                    list(message.get("headers", [])), b"mcp-session-id"
+                )
+            elif message["type"] == "http.response.body":
+                if status is not None and status >= 400 and len(error_body) < ERROR_PEEK_BYTES:
+                    error_body.extend(message.get("body", b"")[:ERROR_PEEK_BYTES])
+                if not message.get("more_body", False):
+                    completed = True
+            await send(message)
+
+        try:
+            await self.app(scope, peek_receive, watch_send)
+        finally:
+            self.log.write(
+                self._record(
+                    scope, bytes(seen), status, completed, bytes(error_body), session_id, started
+                )
+            )
+
+    def _record(
+        self,
+        scope: Scope,
+        body: bytes,
+        status: int | None,
+        completed: bool,
+        error_body: bytes,
+        session_id: str | None,
+        started: float,
+    ) -> dict[str, Any]:
+        summary = jsonrpc.summarize(body) if body else jsonrpc.Summary()
+        calls = scope.get("bastion.calls") or ()
+        method, tool = summary.method, summary.tool
+        if calls:  # what the middleware's policy saw (the same body)
+            method, tool = calls[0].method, calls[0].tool
+        principal = principal_of(scope)
+        return {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "upstream": self.upstream,
+            "sub": principal.subject if principal else None,
+            "client_id": principal.client_id if principal else None,
+            "http_method": scope.get("method"),
+            "path": scope.get("path"),
+            "rpc_method": method,
+            "tool": tool,
+            "rpc_id": summary.request_ids[0] if len(summary.request_ids) == 1 else None,
+            "status": status,
+            "error": _error_of(error_body) if error_body else None,
+            "completed": completed,
+            "latency_ms": round((self.clock() - started) * 1000, 2),
+            "session_id": session_id,
+        }
+
+
+__all__ = ["LOGGER", "AuditLog", "AuditMiddleware"]

@@ -1,0 +1,371 @@
+"""Reverse proxy to a streamable HTTP MCP server (MCP transports, "Streamable HTTP").
+
+POST, GET and DELETE go to the upstream endpoint (paths below the mount path to the same paths
+below the upstream URL). Answers come back as they arrive: a JSON body as it is read, an SSE
+stream event by event, never buffered whole. When the client goes away the upstream request is
+closed too (for 2026-07-28 servers that is how a request is cancelled).
+
+Header rules:
+
+- The client's ``Authorization`` never reaches the upstream: token passthrough is forbidden
+  (MCP authorization, "Token Passthrough"; checklist R05). Neither do ``Cookie``, hop-by-hop
+  headers (RFC 9110 §7.6.1), ``Origin`` and ``Referer`` (the gateway already checked Origin; the
+  upstream sees the gateway as its client), nor any ``X-Bastion-*`` header a client made up.
+- Everything else passes through both ways, the MCP ones included: ``Mcp-Session-Id``,
+  ``MCP-Protocol-Version``, ``Mcp-Method``, ``Mcp-Name``, ``Mcp-Param-*``, ``Last-Event-ID``,
+  ``Accept``, ``Content-Type``.
+- The upstream's configured ``headers`` are added (its own credential); with ``forward_identity``
+  the signed identity headers of :mod:`bastion.gateway.identity`.
+- From the upstream, ``Set-Cookie`` (the gateway's origin is shared by all upstreams) and
+  ``WWW-Authenticate`` (a challenge for the gateway's credential, not the client's token) are
+  dropped, and a 401 becomes 502: the client's token was fine, the gateway's credential was not.
+
+Session ids the upstream issues are bound to the caller who started the session (see
+:class:`SessionOwners`); another caller naming one gets 404 (checklist R10).
+
+Failures are JSON-RPC error responses naming the upstream (not its address): 502 when it cannot
+be reached or breaks the exchange, 504 when it does not answer within ``timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable
+from urllib.parse import quote
+
+import httpx
+from starlette.types import Receive, Scope, Send
+
+from bastion.config import UpstreamSettings
+from bastion.gateway import jsonrpc
+from bastion.gateway.asgi import (
+    ClientGone,
+    header,
+    principal_of,
+    race_disconnect,
+    read_body,
+    send_json,
+    wait_for_disconnect,
+)
+from bastion.gateway.identity import HEADER_PREFIX, sign_identity_headers
+
+log = logging.getLogger(__name__)
+
+METHODS = ("GET", "POST", "DELETE")
+# RFC 9110 §7.6.1 and the headers RFC 9112 gives connection-specific meaning.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+# Never sent upstream (besides hop-by-hop). Authorization: R05. Host, Content-Length and
+# Accept-Encoding are set by the proxy itself.
+REQUEST_DROPPED = frozenset(
+    {"authorization", "cookie", "origin", "referer", "host", "content-length", "accept-encoding"}
+)
+RESPONSE_DROPPED = frozenset({"set-cookie", "www-authenticate", "content-length"})
+SESSION_NOT_FOUND = -32001
+
+
+class _UpstreamFailure(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class SessionOwners:
+    """Which caller each upstream session id was issued to, for the sessions this process saw
+    begin (bounded, least recently used first out).
+
+    MCP security best practices, "Session Hijacking": session ids are bound to the user. A
+    request naming a session another caller started is answered 404 like an unknown session and
+    never reaches the upstream (checklist R10: a session id is not authentication). Sessions
+    this process did not see begin (another gateway process, an evicted entry) are left to the
+    upstream, which can bind them itself with ``forward_identity``.
+    """
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._owners: OrderedDict[str, tuple[str, str | None]] = OrderedDict()
+        self._size = size
+
+    def owner(self, session_id: str) -> tuple[str, str | None] | None:
+        found = self._owners.get(session_id)
+        if found is not None:
+            self._owners.move_to_end(session_id)
+        return found
+
+    def bind(self, session_id: str, owner: tuple[str, str | None]) -> None:
+        if session_id in self._owners:
+            return  # the first caller keeps it
+        self._owners[session_id] = owner
+        if len(self._owners) > self._size:
+            self._owners.popitem(last=False)
+
+    def forget(self, session_id: str) -> None:
+        self._owners.pop(session_id, None)
+
+
+def _connection_listed(headers: Iterable[tuple[bytes, bytes]]) -> set[str]:
+    """Header names a Connection header declares hop-by-hop (RFC 9110 §7.6.1)."""
+    listed: set[str] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            listed.update(p.strip().lower() for p in value.decode("latin-1").split(","))
+    return listed
+
+
+class HttpProxy:
+    """ASGI app relaying MCP streamable HTTP to one upstream (see the module docstring)."""
+
+    def __init__(
+        self,
+        upstream: UpstreamSettings,
+        *,
+        http: httpx.AsyncClient,
+        identity_secret: bytes | None = None,
+        max_body_bytes: int = 4 * 1024 * 1024,
+    ) -> None:
+        if upstream.url is None:
+            raise ValueError(f"upstream {upstream.name!r} has no url; it is a stdio upstream")
+        if upstream.forward_identity and (identity_secret is None or upstream.resource is None):
+            raise ValueError(
+                f"upstream {upstream.name!r} forwards identity but has no secret or resource"
+            )
+        self.upstream = upstream
+        self.url: str = upstream.url
+        self._http = http
+        self._identity_secret = identity_secret if upstream.forward_identity else None
+        self._audience = upstream.resource or ""
+        self._max_body_bytes = max_body_bytes
+        self._extra = [(k, v.get_secret_value()) for k, v in upstream.headers.items()]
+        self._extra_names = {k.lower() for k, _ in self._extra}
+        self.sessions = SessionOwners()
+
+    def __repr__(self) -> str:
+        return f"HttpProxy(upstream={self.upstream.name!r})"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1003})
+            return
+        method: str = scope["method"]
+        if method not in METHODS:
+            await send_json(
+                send,
+                405,
+                jsonrpc.error(jsonrpc.INVALID_REQUEST, f"method {method} is not allowed here"),
+                [("Allow", ", ".join(METHODS))],
+            )
+            return
+        try:
+            body = await read_body(receive, self._max_body_bytes)
+        except ClientGone:
+            return
+        if body is None:
+            await send_json(
+                send,
+                413,
+                jsonrpc.error(
+                    jsonrpc.INVALID_REQUEST,
+                    f"the request body is larger than {self._max_body_bytes} bytes",
+                ),
+            )
+            return
+        request_id = self._request_id(body) if method == "POST" else None
+        if not self._may_use_session(scope):
+            await send_json(send, 404, jsonrpc.error(SESSION_NOT_FOUND, "Session not found"))
+            return
+        disconnected = asyncio.ensure_future(wait_for_disconnect(receive))
+        try:
+            await self._exchange(scope, method, body, send, disconnected)
+        except _UpstreamFailure as failure:
+            await send_json(
+                send,
+                failure.status,
+                jsonrpc.error(jsonrpc.UPSTREAM_ERROR, failure.message, request_id),
+            )
+        except ClientGone:
+            log.debug("client left; closed the request to upstream %s", self.upstream.name)
+        finally:
+            disconnected.cancel()
+
+    @staticmethod
+    def _owner(scope: Scope) -> tuple[str, str | None] | None:
+        principal = principal_of(scope)
+        return None if principal is None else (principal.subject, principal.client_id)
+
+    def _may_use_session(self, scope: Scope) -> bool:
+        session_id = header(scope, "mcp-session-id")
+        if session_id is None:
+            return True
+        owner = self.sessions.owner(session_id)
+        return owner is None or owner == self._owner(scope)
+
+    def _note_session(self, scope: Scope, method: str, response: httpx.Response) -> None:
+        """Bind a session the upstream just issued to the caller; forget one it ended."""
+        owner = self._owner(scope)
+        issued = response.headers.get("mcp-session-id")
+        if issued is not None and owner is not None and response.is_success:
+            self.sessions.bind(issued, owner)
+        sent = header(scope, "mcp-session-id")
+        if sent is not None and (
+            (method == "DELETE" and response.is_success) or response.status_code == 404
+        ):
+            self.sessions.forget(sent)
+
+    @staticmethod
+    def _request_id(body: bytes) -> jsonrpc.RequestId | None:
+        ids = jsonrpc.summarize(body).request_ids
+        return ids[0] if len(ids) == 1 else None
+
+    # -- the exchange ---------------------------------------------------------------------------
+
+    async def _exchange(
+        self, scope: Scope, method: str, body: bytes, send: Send, disconnected: asyncio.Task[None]
+    ) -> None:
+        request = self._http.build_request(
+            method,
+            self._target(scope),
+            headers=self._request_headers(scope),
+            content=body if method == "POST" else None,
+            # The whole wait for the answer is bounded below; reads of an SSE stream are not
+            # (a GET stream may rightly stay quiet for a long time).
+            timeout=httpx.Timeout(self.upstream.timeout, read=None),
+        )
+        response = await race_disconnect(self._send(request), disconnected)
+        try:
+            if response.status_code == 401:
+                log.warning(
+                    "upstream %s answered 401 to the gateway: its configured credential "
+                    "(upstreams.headers) is missing or wrong",
+                    self.upstream.name,
+                )
+                raise _UpstreamFailure(
+                    502, f"upstream {self.upstream.name!r} refused the gateway's credentials"
+                )
+            self._note_session(scope, method, response)
+            streaming = self._is_event_stream(response)
+            headers = self._response_headers(response, streaming)
+            await send(
+                {"type": "http.response.start", "status": response.status_code, "headers": headers}
+            )
+            chunks = self._chunks(response, streaming)
+            try:
+                await race_disconnect(self._relay(chunks, send), disconnected)
+            except _UpstreamFailure as failure:
+                # The status is sent already: end the body; the client sees no response.
+                log.warning("upstream %s broke off: %s", self.upstream.name, failure.message)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await response.aclose()
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        name = self.upstream.name
+        try:
+            async with asyncio.timeout(self.upstream.timeout):
+                return await self._http.send(request, stream=True)
+        except (TimeoutError, httpx.TimeoutException):
+            log.warning(
+                "upstream %s (%s) did not answer within %s s", name, self.url, self.upstream.timeout
+            )
+            raise _UpstreamFailure(
+                504, f"upstream {name!r} did not answer within {self.upstream.timeout:g} s"
+            ) from None
+        except httpx.HTTPError as exc:
+            log.warning("upstream %s (%s) is unreachable: %r", name, self.url, exc)
+            raise _UpstreamFailure(502, f"upstream {name!r} is unreachable") from None
+
+    async def _chunks(self, response: httpx.Response, streaming: bool) -> AsyncIterator[bytes]:
+        """The raw body as it arrives; outside SSE each read is bounded by ``timeout``."""
+        iterator = response.aiter_raw()
+        while True:
+            try:
+                if streaming:
+                    chunk = await anext(iterator)
+                else:
+                    async with asyncio.timeout(self.upstream.timeout):
+                        chunk = await anext(iterator)
+            except StopAsyncIteration:
+                return
+            except (TimeoutError, httpx.HTTPError) as exc:
+                raise _UpstreamFailure(502, f"{type(exc).__name__}: {exc}") from None
+            yield chunk
+
+    @staticmethod
+    async def _relay(chunks: AsyncIterator[bytes], send: Send) -> None:
+        async for chunk in chunks:
+            if chunk:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    # -- URLs and headers -----------------------------------------------------------------------
+
+    def _target(self, scope: Scope) -> str:
+        """The upstream URL for this request: the path below the mount path, then the query."""
+        mount = self.upstream.path
+        raw_path: bytes | None = scope.get("raw_path")
+        raw = raw_path.decode("latin-1") if raw_path else None
+        if raw is not None and (raw == mount or raw.startswith(mount + "/")):
+            below = raw[len(mount) :]
+        else:
+            below = quote(scope["path"][len(mount) :])
+        url = self.url if not below else self.url.rstrip("/") + below
+        query: bytes = scope.get("query_string", b"")
+        return f"{url}?{query.decode('latin-1')}" if query else url
+
+    def _request_headers(self, scope: Scope) -> list[tuple[str, str]]:
+        raw: list[tuple[bytes, bytes]] = list(scope.get("headers", []))
+        dropped = HOP_BY_HOP | REQUEST_DROPPED | _connection_listed(raw) | self._extra_names
+        out: list[tuple[str, str]] = []
+        for name_b, value_b in raw:
+            name = name_b.decode("latin-1").lower()
+            if name in dropped or name.startswith(HEADER_PREFIX):
+                continue
+            out.append((name, value_b.decode("latin-1")))
+        out.append(("accept-encoding", "identity"))
+        out.extend(self._extra)
+        principal = principal_of(scope)
+        if self._identity_secret is not None and principal is not None:
+            signed = sign_identity_headers(
+                self._identity_secret,
+                subject=principal.subject,
+                client_id=principal.client_id or "",
+                scopes=principal.scopes,
+                audience=self._audience,
+            )
+            out.extend(signed.items())
+        return out
+
+    @staticmethod
+    def _is_event_stream(response: httpx.Response) -> bool:
+        media: str = response.headers.get("content-type", "")
+        return media.split(";")[0].strip().lower() == "text/event-stream"
+
+    @staticmethod
+    def _response_headers(response: httpx.Response, streaming: bool) -> list[tuple[bytes, bytes]]:
+        raw = response.headers.raw
+        dropped = HOP_BY_HOP | _connection_listed(raw)
+        if not streaming:
+            dropped = dropped | (RESPONSE_DROPPED - {"content-length"})
+        else:
+            dropped = dropped | RESPONSE_DROPPED
+        out = [(k.lower(), v) for k, v in raw if k.decode("latin-1").lower() not in dropped]
+        if streaming:
+            # MCP streamable HTTP: ask reverse proxies in front of the gateway not to buffer.
+            out.append((b"x-accel-buffering", b"no"))
+        return out
+
+
+__all__ = ["HOP_BY_HOP", "METHODS", "HttpProxy", "SessionOwners"]

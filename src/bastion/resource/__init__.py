@@ -1,0 +1,36 @@
+"""Resource-server side of MCP authorization: protect any ASGI app with bastion's tokens.
+
+- :class:`ResourceServerMiddleware`: Protected Resource Metadata (RFC 9728), Bearer challenges
+  (RFC 6750 §3), scope policy per JSON-RPC method and tool, Origin checks.
+- :class:`JwtVerifier` (RFC 9068 via JWKS) and :class:`IntrospectionVerifier` (RFC 7662), both
+  :class:`TokenVerifier`\\ s returning a :class:`Principal`.
+- :class:`ScopePolicy` / :class:`ScopePolicySettings`: which scopes an operation needs.
+
+The adapter for the official ``mcp`` SDK lives in :mod:`bastion.resource.mcp_sdk` (it imports
+``mcp``, an optional dependency).
+"""
+
+from bastion.resource.middleware import ResourceServerMiddleware, RpcCall, rpc_calls
+from bastion.resource.policy import ScopePolicy, ScopePolicySettings
+from bastion.resource.principal import Principal
+from bastion.resource.verifier import (
+    DEFAULT_ALGORITHMS,
+    SUPPORTED_ALGORITHMS,
+    IntrospectionVerifier,
+    JwtVerifier,
+    TokenVerifier,
+)
+
+__all__ = [
+    "DEFAULT_ALGORITHMS",
+    "SUPPORTED_ALGORITHMS",
+    "IntrospectionVerifier",
+    "JwtVerifier",
+    "Principal",
+    "ResourceServerMiddleware",
+    "RpcCall",
+    "ScopePolicy",
+    "ScopePolicySettings",
+    "TokenVerifier",
+    "rpc_calls",
+]

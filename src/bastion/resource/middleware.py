@@ -1,0 +1,574 @@
+"""ASGI middleware that makes an app an OAuth 2.1 resource server for MCP.
+
+What it does, in order, for a request under the protected path(s) (MCP authorization, "Access
+Token Usage" and "Error Handling"; checklist ids in brackets):
+
+1. ``Origin`` not allowed -> 403 (streamable HTTP transport, DNS rebinding) [R11].
+2. A token in the query string (``access_token``, RFC 6750 §2.3) or a form body (RFC 6750
+   §2.2), a repeated or malformed ``Authorization`` header -> 400 ``invalid_request`` (MCP:
+   tokens only in the Authorization header) [R06].
+3. No Bearer token -> 401 with ``WWW-Authenticate: Bearer resource_metadata="…", scope="…"``
+   (RFC 9728 §5.1, RFC 6750 §3) [R02, R03].
+4. Token refused by the verifier (expired, wrong audience, bad signature…) -> 401
+   ``error="invalid_token"`` with ``error_description`` [R04, R06].
+5. POST bodies (JSON) are read, bounded by ``max_body_bytes`` (413 beyond), parsed as a JSON-RPC
+   message or batch; the scopes their methods and tools need come from the :class:`ScopePolicy`.
+   Missing scopes -> 403 ``error="insufficient_scope"`` naming every scope the operation needs
+   (RFC 6750 §3.1, MCP "Runtime Insufficient Scope Errors") [R07].
+6. Otherwise the app runs, with the body replayed unchanged and the :class:`Principal` in
+   ``scope["state"]["principal"]`` (``request.state.principal`` in Starlette) and
+   ``scope["bastion.principal"]``; the JSON-RPC calls seen are in ``scope["bastion.calls"]``.
+
+It also serves the Protected Resource Metadata document (RFC 9728 §3) at the path-inserted
+well-known URL of the resource, and at the root well-known URL when the resource has no path
+[R01, R02]. It is a plain ASGI class (not Starlette's ``BaseHTTPMiddleware``) so streaming
+responses and ``http.disconnect`` pass through untouched. The token is never logged.
+
+Put a CORS middleware, if any, outside this one: browsers send preflights without credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+from urllib.parse import parse_qsl, urlsplit
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bastion.oauth.errors import InvalidToken, OAuthError
+from bastion.oauth.protected_resource import build_metadata, check_resource, metadata_url
+from bastion.oauth.redirect_uri import is_loopback_host
+from bastion.oauth.www_authenticate import build_bearer_challenge
+from bastion.resource.policy import TOOLS_CALL, ScopePolicy
+from bastion.resource.principal import Principal
+from bastion.resource.verifier import TokenVerifier
+
+log = logging.getLogger(__name__)
+
+# RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_HEADER_LIST = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~, ]*")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+WEBSOCKET_POLICY_VIOLATION = 1008
+# The body's error code for a request that carried no token (its challenge has no error code).
+UNAUTHORIZED = "unauthorized"
+
+
+class RpcCall(NamedTuple):
+    """One JSON-RPC request or notification of a request body: its method and, for
+    ``tools/call``, the tool name."""
+
+    method: str
+    tool: str | None
+
+
+class _Refusal(Exception):
+    """An answer the middleware gives instead of calling the app."""
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        description: str,
+        *,
+        challenge: bool = True,
+        scope: str | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        super().__init__(description)
+        self.status = status
+        self.error = error
+        self.description = description
+        self.challenge = challenge
+        self.scope = scope
+        self.headers = headers
+
+
+def _origin(value: str) -> str | None:
+    """An origin (RFC 6454 §6.1) normalised: lowercase scheme and host, default port dropped."""
+    if value == "null":
+        return "null"
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    host = parts.hostname
+    if scheme not in ("http", "https") or not host or parts.path not in ("", "/"):
+        return None
+    host = f"[{host}]" if ":" in host else host
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}:{port}"
+    return f"{scheme}://{host}"
+
+
+def _normalize_path(path: str) -> str:
+    """RFC 3986 §5.2.4 dot-segment removal plus empty-segment collapsing, for matching only."""
+    out: list[str] = []
+    for segment in path.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if out:
+                out.pop()
+            continue
+        out.append(segment)
+    return "/" + "/".join(out)
+
+
+def _duplicate_keys_refused(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate member {key!r}")
+        out[key] = value
+    return out
+
+
+def rpc_calls(body: bytes) -> list[RpcCall] | None:
+    """The JSON-RPC calls in a request body (a message or a batch), or None when the body is
+    not JSON. Members repeated within an object make it invalid (None): a server that read the
+    other copy would otherwise run a method or tool the policy never saw."""
+    try:
+        text = body.decode("utf-8")
+        document = json.loads(text, object_pairs_hook=_duplicate_keys_refused)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    messages = document if isinstance(document, list) else [document]
+    calls: list[RpcCall] = []
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        method = message.get("method")
+        if not isinstance(method, str):
+            continue
+        tool = None
+        if method == TOOLS_CALL:
+            params = message.get("params")
+            name = params.get("name") if isinstance(params, dict) else None
+            tool = name if isinstance(name, str) else None
+        calls.append(RpcCall(method, tool))
+    return calls
+
+
+class ResourceServerMiddleware:
+    """Protect ``app`` as the OAuth resource ``resource`` (see the module docstring).
+
+    ``resource`` is the canonical URI of the server (what clients send as the RFC 8707
+    ``resource``); ``authorization_servers`` the issuers listed in the metadata (at least one);
+    ``scopes_supported`` the scopes advertised (never ``offline_access``); ``policy`` the scopes
+    each operation needs (default: none beyond a valid token); ``allowed_origins`` the browser
+    origins accepted (default: the resource's own origin, plus any loopback origin when the
+    resource is on loopback; ``"*"`` accepts any); ``protect_paths`` the path prefixes that need
+    a token (default: the resource's path and everything below it).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        resource: str,
+        verifier: TokenVerifier,
+        authorization_servers: Sequence[str],
+        scopes_supported: Sequence[str] = (),
+        resource_name: str | None = None,
+        policy: ScopePolicy | None = None,
+        allowed_origins: Sequence[str] | None = None,
+        max_body_bytes: int = 4 * 1024 * 1024,
+        protect_paths: Sequence[str] | None = None,
+    ) -> None:
+        if max_body_bytes < 1:
+            raise ValueError("max_body_bytes must be positive")
+        self.app = app
+        self.resource = check_resource(resource)
+        self.verifier = verifier
+        self.policy = policy or ScopePolicy()
+        self.max_body_bytes = max_body_bytes
+        self.metadata = build_metadata(
+            resource=self.resource,
+            authorization_servers=authorization_servers,
+            scopes_supported=scopes_supported,
+            resource_name=resource_name,
+        )
+        self._metadata_body = json.dumps(self.metadata).encode("utf-8")
+        self.metadata_url = metadata_url(self.resource)
+        self.metadata_path = urlsplit(self.metadata_url).path
+        parts = urlsplit(self.resource)
+        prefixes = [parts.path] if protect_paths is None else list(protect_paths)
+        for prefix in prefixes:
+            if prefix and not prefix.startswith("/"):
+                raise ValueError(f"protect_paths entries must start with '/'; got {prefix!r}")
+        self.protect_paths = tuple(p.rstrip("/") for p in prefixes)
+        # What a 401 suggests (RFC 6750 §3, MCP "Scope Selection Strategy"): what every request
+        # needs, else the advertised scopes.
+        base = self.policy.required(None, None) or frozenset(
+            self.metadata.get("scopes_supported", [])
+        )
+        self._challenge_scope = " ".join(sorted(base)) or None
+        own = _origin(f"{parts.scheme}://{parts.netloc}")
+        self._any_origin = False
+        self._loopback_origins = False
+        if allowed_origins is None:
+            self._origins = {own} if own else set()
+            self._loopback_origins = is_loopback_host(parts.hostname)
+        else:
+            self._any_origin = "*" in allowed_origins
+            normal = {_origin(o) for o in allowed_origins if o != "*"}
+            if None in normal:
+                bad = [o for o in allowed_origins if o != "*" and _origin(o) is None]
+                raise ValueError(f"allowed_origins has values that are not origins: {bad!r}")
+            self._origins = {o for o in normal if o}
+
+    def __repr__(self) -> str:
+        return f"ResourceServerMiddleware(resource={self.resource!r}, verifier={self.verifier!r})"
+
+    # -- dispatch -------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if kind == "http" and path == self.metadata_path:
+            await self._serve_metadata(scope, send)
+            return
+        if not self._protected(path):
+            await self.app(scope, receive, send)
+            return
+        if kind == "websocket":
+            await self._websocket(scope, receive, send)
+            return
+        try:
+            receive = await self._admit(scope, receive)
+        except _Refusal as refusal:
+            await self._refuse(send, refusal)
+            return
+        except _ClientGone:
+            return
+        await self.app(scope, receive, send)
+
+    def _protected(self, path: str) -> bool:
+        candidates = {path, _normalize_path(path)}
+        for prefix in self.protect_paths:
+            if not prefix:
+                return True
+            for candidate in candidates:
+                if candidate == prefix or candidate.startswith(prefix + "/"):
+                    return True
+        return False
+
+    async def _admit(self, scope: Scope, receive: Receive) -> Receive:
+        """Check the request; return the ``receive`` the app must use, or raise _Refusal."""
+        headers = _Headers(scope)
+        self._check_origin(headers)
+        self._check_query(scope)
+        token = self._bearer(headers)
+        body: bytes | None = None
+        media = headers.media_type()
+        if scope["method"] == "POST" and media == "application/x-www-form-urlencoded":
+            body = await self._read_body(headers, receive)
+            if any(k == "access_token" for k, _ in parse_qsl(body.decode("latin-1"), True)):
+                raise _Refusal(
+                    400,
+                    "invalid_request",
+                    "access tokens go in the Authorization header, never in a form body (MCP)",
+                )
+        if token is None:
+            raise _Refusal(
+                401,
+                UNAUTHORIZED,
+                "this resource needs a Bearer access token; see resource_metadata",
+                scope=self._challenge_scope,
+            )
+        principal = await self._verify(token)
+        calls: list[RpcCall] = []
+        if scope["method"] == "POST" and body is None and headers.json_like():
+            body = await self._read_body(headers, receive)
+            parsed = rpc_calls(body)
+            if parsed is None:
+                raise _Refusal(400, "invalid_request", "the request body is not valid JSON")
+            calls = parsed
+        required = self._required(calls)
+        missing = self.policy.missing(principal.scopes, required)
+        if missing:
+            raise _Refusal(
+                403,
+                "insufficient_scope",
+                f"this operation needs scope {' '.join(sorted(required))}; the token lacks "
+                f"{' '.join(sorted(missing))}",
+                scope=" ".join(sorted(required)),
+            )
+        scope["bastion.principal"] = principal
+        scope["bastion.calls"] = tuple(calls)
+        state = scope.get("state")
+        if state is None:
+            scope["state"] = state = {}
+        state["principal"] = principal
+        return receive if body is None else _replay(body, receive)
+
+    def _required(self, calls: list[RpcCall]) -> frozenset[str]:
+        if not calls:
+            return self.policy.required(None, None)
+        needed: set[str] = set()
+        for call in calls:
+            needed |= self.policy.required(call.method, call.tool)
+        return frozenset(needed)
+
+    async def _verify(self, token: str) -> Principal:
+        try:
+            return await self.verifier.verify(token)
+        except InvalidToken as exc:
+            log.info("refused a bearer token: %s", exc.description)
+            raise _Refusal(
+                401,
+                "invalid_token",
+                exc.description or "invalid token",
+                scope=self._challenge_scope,
+            ) from None
+        except OAuthError as exc:
+            # TemporarilyUnavailable (AS unreachable) and the like: not the token's fault.
+            log.warning("could not verify a bearer token: %s (%s)", exc.description, exc.detail)
+            extra = [("Retry-After", "5")] if exc.status_code == 503 else []
+            raise _Refusal(
+                exc.status_code,
+                exc.error,
+                exc.description,
+                challenge=exc.status_code in (400, 401, 403),
+                headers=extra,
+            ) from None
+
+    # -- request checks -------------------------------------------------------------------------
+
+    def _check_origin(self, headers: _Headers) -> None:
+        origins = headers.all("origin")
+        if not origins:
+            return
+        if len(origins) > 1:
+            raise _Refusal(403, "invalid_origin", "more than one Origin header", challenge=False)
+        if self._any_origin:
+            return
+        value = origins[0]
+        normal = _origin(value)
+        if normal is not None and normal in self._origins:
+            return
+        if normal is not None and self._loopback_origins:
+            host = urlsplit(normal).hostname
+            if is_loopback_host(host):
+                return
+        raise _Refusal(
+            403,
+            "invalid_origin",
+            f"Origin {value[:100]!r} is not allowed for this resource (MCP streamable HTTP "
+            "transport: servers must validate Origin)",
+            challenge=False,
+        )
+
+    def _check_query(self, scope: Scope) -> None:
+        query: bytes = scope.get("query_string", b"")
+        if b"access_token" not in query:
+            return
+        for key, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+            if key == "access_token":
+                raise _Refusal(
+                    400,
+                    "invalid_request",
+                    "access tokens must not be sent in the query string (MCP, RFC 6750 "
+                    "section 2.3); use the Authorization header",
+                )
+
+    def _bearer(self, headers: _Headers) -> str | None:
+        values = headers.all("authorization")
+        if not values:
+            return None
+        if len(values) > 1:
+            raise _Refusal(400, "invalid_request", "more than one Authorization header")
+        scheme, _, rest = values[0].strip(" \t").partition(" ")
+        if scheme.lower() != "bearer":
+            # RFC 6750 §3.1: an unsupported method gets a challenge without an error code.
+            return None
+        token = rest.strip(" ")
+        if not _B64TOKEN.fullmatch(token):
+            raise _Refusal(
+                400,
+                "invalid_request",
+                "malformed Authorization header: expected 'Bearer <token>' (RFC 6750 section 2.1)",
+            )
+        return token
+
+    async def _read_body(self, headers: _Headers, receive: Receive) -> bytes:
+        declared = headers.get("content-length")
+        if (
+            declared is not None
+            and declared.strip().isdigit()
+            and int(declared) > self.max_body_bytes
+        ):
+            raise self._too_large()
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            body += message.get("body", b"")
+            if len(body) > self.max_body_bytes:
+                raise self._too_large()
+            if not message.get("more_body", False):
+                return bytes(body)
+
+    def _too_large(self) -> _Refusal:
+        return _Refusal(
+            413,
+            "invalid_request",
+            f"the request body is larger than {self.max_body_bytes} bytes",
+            challenge=False,
+        )
+
+    # -- answers --------------------------------------------------------------------------------
+
+    def _challenge(self, refusal: _Refusal) -> str:
+        # RFC 6750 §3.1: a request without authentication gets a challenge without error code.
+        bare = refusal.error == UNAUTHORIZED
+        return build_bearer_challenge(
+            resource_metadata=self.metadata_url,
+            scope=refusal.scope,
+            error=None if bare else refusal.error,
+            error_description=None if bare else refusal.description,
+        )
+
+    async def _refuse(self, send: Send, refusal: _Refusal) -> None:
+        body = {"error": refusal.error, "error_description": refusal.description}
+        headers = [("Cache-Control", "no-store"), *refusal.headers]
+        if refusal.challenge:
+            headers.append(("WWW-Authenticate", self._challenge(refusal)))
+        await _send_json(send, refusal.status, body, headers)
+
+    async def _serve_metadata(self, scope: Scope, send: Send) -> None:
+        """GET the metadata document (RFC 9728 §3.2), readable from any origin."""
+        method = scope["method"]
+        cors = [("Access-Control-Allow-Origin", "*")]
+        if method == "OPTIONS":
+            requested = _Headers(scope).get("access-control-request-headers") or ""
+            allow = requested if _HEADER_LIST.fullmatch(requested) and requested else "*"
+            await _send(
+                send,
+                204,
+                b"",
+                [
+                    *cors,
+                    ("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS"),
+                    ("Access-Control-Allow-Headers", allow),
+                    ("Access-Control-Max-Age", "86400"),
+                ],
+            )
+            return
+        if method not in ("GET", "HEAD"):
+            await _send_json(
+                send,
+                405,
+                {"error": "invalid_request", "error_description": "use GET"},
+                [*cors, ("Allow", "GET, HEAD, OPTIONS")],
+            )
+            return
+        headers = [
+            *cors,
+            ("Content-Type", "application/json"),
+            ("Cache-Control", "public, max-age=300"),
+        ]
+        body = self._metadata_body
+        await _send(send, 200, b"" if method == "HEAD" else body, headers, length=len(body))
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """WebSocket handshakes under a protected path need a valid token too (and an allowed
+        Origin); without one the handshake is refused (close code 1008 before accept)."""
+        headers = _Headers(scope)
+        try:
+            self._check_origin(headers)
+            self._check_query(scope)
+            token = self._bearer(headers)
+            if token is None:
+                raise _Refusal(401, UNAUTHORIZED, "no token")
+            principal = await self._verify(token)
+            required = self.policy.required(None, None)
+            if self.policy.missing(principal.scopes, required):
+                raise _Refusal(403, "insufficient_scope", "missing scope")
+        except _Refusal as refusal:
+            log.info("refused a websocket handshake: %s", refusal.description)
+            await send({"type": "websocket.close", "code": WEBSOCKET_POLICY_VIOLATION})
+            return
+        scope["bastion.principal"] = principal
+        state = scope.get("state")
+        if state is None:
+            scope["state"] = state = {}
+        state["principal"] = principal
+        await self.app(scope, receive, send)
+
+
+class _ClientGone(Exception):
+    """The client disconnected while its body was being read: nothing to answer."""
+
+
+class _Headers:
+    """Read access to the headers of an ASGI scope (names are lowercase in ASGI)."""
+
+    def __init__(self, scope: Scope) -> None:
+        self._raw: list[tuple[bytes, bytes]] = list(scope.get("headers", []))
+
+    def all(self, name: str) -> list[str]:
+        key = name.encode("latin-1")
+        return [v.decode("latin-1") for k, v in self._raw if k.lower() == key]
+
+    def get(self, name: str) -> str | None:
+        values = self.all(name)
+        return values[0] if values else None
+
+    def media_type(self) -> str:
+        return (self.get("content-type") or "").split(";")[0].strip().lower()
+
+    def json_like(self) -> bool:
+        """Whether the body may be JSON to the app: no content type, or one that mentions json
+        anywhere (servers differ in how they read ``Content-Type``; err on reading the body)."""
+        value = self.get("content-type")
+        return value is None or value.strip() == "" or "json" in value.lower()
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that yields the already-read body once, then defers to the real one (so
+    ``http.disconnect`` still reaches the app)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _send(
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: Sequence[tuple[str, str]],
+    *,
+    length: int | None = None,
+) -> None:
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    raw.append((b"content-length", str(len(body) if length is None else length).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_json(
+    send: Send, status: int, document: dict[str, str], headers: Sequence[tuple[str, str]]
+) -> None:
+    body = json.dumps(document).encode("utf-8")
+    await _send(send, status, body, [("Content-Type", "application/json"), *headers])
+
+
+__all__ = ["WEBSOCKET_POLICY_VIOLATION", "ResourceServerMiddleware", "RpcCall", "rpc_calls"]

@@ -1,0 +1,32 @@
+"""The verified identity behind a request: who the token speaks for and what it may do."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Principal:
+    """What a verified access token says (RFC 9068 §2.2, RFC 7662 §2.2).
+
+    ``subject`` is ``sub`` (for client_credentials tokens, the client itself); ``client_id`` the
+    client the token was issued to; ``scopes`` the granted scopes; ``claims`` every claim of the
+    token or introspection answer; ``token_id`` its ``jti``; ``expires_at`` its ``exp``
+    (Unix seconds).
+    """
+
+    subject: str
+    client_id: str | None
+    scopes: frozenset[str]
+    claims: Mapping[str, Any]
+    token_id: str | None
+    expires_at: int
+
+    def has_scopes(self, required: frozenset[str] | set[str]) -> bool:
+        """Whether every scope in ``required`` was granted (no hierarchy; see ScopePolicy)."""
+        return required <= self.scopes
+
+
+__all__ = ["Principal"]

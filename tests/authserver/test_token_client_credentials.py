@@ -1,0 +1,400 @@
+"""The client_credentials grant and client authentication at the token endpoint.
+
+OAuth 2.1 §4.2 (client credentials grant) and §2.4 (client authentication), RFC 6749 §2.3.1
+(client_secret_basic / client_secret_post), RFC 7523 §2.2 and §3 (private_key_jwt assertions),
+RFC 9068 §2 (JWT access token profile), RFC 8707 §2 (resource).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from joserfc import jwt
+from joserfc.jwk import ECKey, KeySet
+
+from bastion.config import Settings
+from tests.authserver._tokens import (
+    RESOURCE,
+    Confidential,
+    assert_error,
+    assert_no_store,
+    basic,
+    confidential_client,
+)
+from tests.support.asgi import running
+from tests.support.flow import REDIRECT_URI, register
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+def cc(**extra: str) -> dict[str, str]:
+    """A client_credentials token request body."""
+    return {"grant_type": "client_credentials", "resource": RESOURCE, **extra}
+
+
+@pytest.fixture
+async def service(settings: Settings, app_client: httpx.AsyncClient) -> Confidential:
+    """A confidential client registered for client_credentials with client_secret_basic."""
+    return await confidential_client(settings)
+
+
+def assert_token_response(response: httpx.Response, settings: Settings, scope: str) -> None:
+    """RFC 6749 §4.4.3, §5.1: no refresh token for client_credentials."""
+    assert response.status_code == 200, response.text
+    assert_no_store(response)
+    body = response.json()
+    assert set(body) == {"access_token", "token_type", "expires_in", "scope"}
+    assert body["token_type"] == "Bearer"
+    assert body["expires_in"] == settings.tokens.access_token_ttl
+    assert body["scope"] == scope
+
+
+async def test_a01_client_secret_basic_gets_an_access_token(
+    settings: Settings, app_client: httpx.AsyncClient, service: Confidential
+) -> None:
+    """OAuth 2.1 §4.2, RFC 6749 §2.3.1: HTTP Basic with client_id and client_secret."""
+    response = await app_client.post(
+        "/token", data=cc(scope="mcp:tools"), headers=service.authorization
+    )
+    assert_token_response(response, settings, "mcp:tools")
+
+
+async def test_basic_credentials_are_form_urlencoded_before_base64(
+    settings: Settings, app_client: httpx.AsyncClient
+) -> None:
+    """RFC 6749 §2.3.1: client_id and secret are application/x-www-form-urlencoded, then joined
+    with ':' and base64-encoded; an id holding a space and a colon must round-trip."""
+    odd = await confidential_client(settings, client_id="a b:c")
+    header = basic(odd.client_id, odd.secret)
+    raw = base64.b64decode(header.split(" ", 1)[1]).decode()
+    assert raw.startswith("a+b%3Ac:")
+    response = await app_client.post(
+        "/token", data=cc(scope="mcp:tools"), headers={"Authorization": header}
+    )
+    assert_token_response(response, settings, "mcp:tools")
+
+
+async def test_client_secret_post_gets_an_access_token(
+    settings: Settings, app_client: httpx.AsyncClient
+) -> None:
+    """RFC 6749 §2.3.1: client_id and client_secret in the form body."""
+    poster = await confidential_client(settings, auth_method="client_secret_post")
+    response = await app_client.post(
+        "/token",
+        data=cc(scope="mcp:tools", client_id=poster.client_id, client_secret=poster.secret),
+    )
+    assert_token_response(response, settings, "mcp:tools")
+
+
+async def test_registered_method_is_enforced(
+    app_client: httpx.AsyncClient, service: Confidential
+) -> None:
+    """OAuth 2.1 §2.4: a client registered for client_secret_basic that posts its secret in the
+    body is not authenticated -> 401 invalid_client."""
+    response = await app_client.post(
+        "/token", data=cc(client_id=service.client_id, client_secret=service.secret)
+    )
+    assert_error(response, 401, "invalid_client")
+
+
+async def test_access_token_is_an_rfc9068_jwt_verified_against_the_jwks(
+    settings: Settings, app_client: httpx.AsyncClient, service: Confidential
+) -> None:
+    """RFC 9068 §2.1, §2.2: header typ at+jwt and a kid published in /jwks; claims iss, sub (the
+    client itself for client_credentials), aud (the resource), client_id, scope, iat, exp, jti."""
+    response = await app_client.post(
+        "/token", data=cc(scope="mcp:tools"), headers=service.authorization
+    )
+    assert response.status_code == 200, response.text
+    token = response.json()["access_token"]
+    jwks = (await app_client.get("/jwks")).json()
+    token_obj = jwt.decode(token, KeySet.import_key_set(jwks))
+    header = token_obj.header
+    assert header["typ"] == "at+jwt"
+    assert header["kid"] in {key["kid"] for key in jwks["keys"]}
+    assert header["alg"] == settings.tokens.signing_alg
+    claims = token_obj.claims
+    assert claims["iss"] == settings.issuer
+    assert claims["sub"] == service.client_id
+    assert claims["aud"] == RESOURCE
+    assert claims["client_id"] == service.client_id
+    assert claims["scope"] == "mcp:tools"
+    assert isinstance(claims["iat"], int)
+    assert abs(claims["iat"] - int(time.time())) < 60
+    assert claims["exp"] == claims["iat"] + settings.tokens.access_token_ttl
+    assert isinstance(claims["jti"], str)
+    assert len(claims["jti"]) >= 16
+
+
+async def test_each_token_has_a_fresh_jti(
+    app_client: httpx.AsyncClient, service: Confidential
+) -> None:
+    """RFC 9068 §2.2, RFC 7519 §4.1.7: jti is unique per token."""
+    jtis = set()
+    keys = KeySet.import_key_set((await app_client.get("/jwks")).json())
+    for _ in range(3):
+        response = await app_client.post("/token", data=cc(), headers=service.authorization)
+        assert response.status_code == 200, response.text
+        jtis.add(jwt.decode(response.json()["access_token"], keys).claims["jti"])
+    assert len(jtis) == 3
+
+
+async def test_public_client_is_unauthorized_client(app_client: httpx.AsyncClient) -> None:
+    """OAuth 2.1 §4.2: the grant is for confidential clients only; a public client (auth method
+    none) -> unauthorized_client."""
+    public = await register(app_client)
+    response = await app_client.post("/token", data=cc(client_id=public["client_id"]))
+    assert_error(response, 400, "unauthorized_client")
+
+
+async def test_client_without_the_grant_is_unauthorized_client(
+    settings: Settings, app_client: httpx.AsyncClient
+) -> None:
+    """RFC 6749 §5.2: an authenticated client not registered for client_credentials."""
+    web = await confidential_client(
+        settings,
+        grant_types=["authorization_code", "refresh_token"],
+        redirect_uris=[REDIRECT_URI],
+    )
+    response = await app_client.post("/token", data=cc(), headers=web.authorization)
+    assert_error(response, 400, "unauthorized_client")
+
+
+async def test_wrong_secret_is_401_invalid_client_with_www_authenticate(
+    app_client: httpx.AsyncClient, service: Confidential
+) -> None:
+    """RFC 6749 §5.2: failed authentication through the Authorization header answers 401 with a
+    WWW-Authenticate challenge for the scheme used."""
+    headers = {"Authorization": basic(service.client_id, "wrong-" + service.secret)}
+    response = await app_client.post("/token", data=cc(), headers=headers)
+    assert_error(response, 401, "invalid_client")
+    assert response.headers["www-authenticate"].startswith("Basic ")
+
+
+async def test_unknown_client_is_401_invalid_client(app_client: httpx.AsyncClient) -> None:
+    """RFC 6749 §5.2: an unknown client -> invalid_client."""
+    headers = {"Authorization": basic("nobody", "secret")}
+    response = await app_client.post("/token", data=cc(), headers=headers)
+    assert_error(response, 401, "invalid_client")
+    assert response.headers["www-authenticate"].startswith("Basic ")
+
+
+async def test_two_authentication_methods_in_one_request_are_invalid_request(
+    app_client: httpx.AsyncClient, service: Confidential
+) -> None:
+    """RFC 6749 §2.3: the client MUST NOT use more than one authentication method per request."""
+    response = await app_client.post(
+        "/token",
+        data=cc(client_id=service.client_id, client_secret=service.secret),
+        headers=service.authorization,
+    )
+    assert_error(response, 400, "invalid_request")
+
+
+async def test_unknown_scope_is_invalid_scope(
+    app_client: httpx.AsyncClient, service: Confidential
+) -> None:
+    """RFC 6749 §5.2: a scope the server does not know -> invalid_scope."""
+    response = await app_client.post(
+        "/token", data=cc(scope="mcp:tools admin:everything"), headers=service.authorization
+    )
+    assert_error(response, 400, "invalid_scope")
+
+
+async def test_scope_outside_the_clients_registration_is_invalid_scope(
+    settings: Settings, app_client: httpx.AsyncClient
+) -> None:
+    """RFC 6749 §5.2: a known scope the client is not registered for -> invalid_scope."""
+    narrow = await confidential_client(settings, scope="mcp:tools")
+    response = await app_client.post(
+        "/token", data=cc(scope="mcp:prompts"), headers=narrow.authorization
+    )
+    assert_error(response, 400, "invalid_scope")
+
+
+async def test_unknown_resource_is_invalid_target(
+    app_client: httpx.AsyncClient, service: Confidential
+) -> None:
+    """RFC 8707 §2: a resource the server does not serve -> invalid_target."""
+    response = await app_client.post(
+        "/token",
+        data={"grant_type": "client_credentials", "resource": "https://elsewhere.example/mcp"},
+        headers=service.authorization,
+    )
+    assert_error(response, 400, "invalid_target")
+
+
+async def test_no_resource_without_a_default_resource_is_invalid_target(
+    app_client: httpx.AsyncClient, service: Confidential
+) -> None:
+    """RFC 8707 §2, MCP: tokens are audience-restricted; with no resource and no configured
+    default_resource the audience is unknown -> invalid_target."""
+    response = await app_client.post(
+        "/token", data={"grant_type": "client_credentials"}, headers=service.authorization
+    )
+    assert_error(response, 400, "invalid_target")
+
+
+async def test_no_resource_uses_the_default_resource(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """With ``default_resource`` configured, a request without resource gets that audience."""
+    settings = make_settings(default_resource=RESOURCE)
+    async with running(settings) as client:
+        service = await confidential_client(settings)
+        response = await client.post(
+            "/token", data={"grant_type": "client_credentials"}, headers=service.authorization
+        )
+        assert response.status_code == 200, response.text
+        keys = KeySet.import_key_set((await client.get("/jwks")).json())
+    assert jwt.decode(response.json()["access_token"], keys).claims["aud"] == RESOURCE
+
+
+# private_key_jwt (RFC 7523) ---------------------------------------------------------------
+
+
+class KeyClient:
+    """A client registered (RFC 7591) with the public half of an EC key it holds."""
+
+    def __init__(self, client_id: str, key: ECKey, issuer: str) -> None:
+        self.client_id = client_id
+        self.key = key
+        self.issuer = issuer
+
+    def assertion(self, *, lifetime: int = 60, drop: str | None = None, **overrides: Any) -> str:
+        """An RFC 7523 §3 client assertion: iss = sub = client_id, aud = issuer, exp, jti.
+
+        ``lifetime`` sets exp relative to now (negative: already expired); ``drop`` omits a claim.
+        """
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.client_id,
+            "sub": self.client_id,
+            "aud": self.issuer,
+            "iat": min(now, now + lifetime - 60),
+            "exp": now + lifetime,
+            "jti": secrets.token_urlsafe(16),
+        }
+        claims.update(overrides)
+        if drop is not None:
+            del claims[drop]
+        header = {"alg": "ES256", "kid": self.key.kid}
+        return jwt.encode(header, claims, self.key)
+
+    def form(self, assertion: str) -> dict[str, str]:
+        return cc(client_assertion_type=ASSERTION_TYPE, client_assertion=assertion)
+
+
+@pytest.fixture
+async def key_client(settings: Settings, app_client: httpx.AsyncClient) -> KeyClient:
+    key = ECKey.generate_key("P-256", parameters={"kid": "k1", "alg": "ES256"}, private=True)
+    public = key.as_dict(private=False)
+    reg = await register(
+        app_client,
+        token_endpoint_auth_method="private_key_jwt",
+        jwks={"keys": [public]},
+        grant_types=["client_credentials"],
+        response_types=[],
+        redirect_uris=[],
+        application_type="web",
+    )
+    assert "client_secret" not in reg
+    return KeyClient(reg["client_id"], key, settings.issuer)
+
+
+async def test_private_key_jwt_gets_an_access_token(
+    settings: Settings, app_client: httpx.AsyncClient, key_client: KeyClient
+) -> None:
+    """RFC 7523 §2.2: client_assertion_type jwt-bearer and a signed assertion authenticate."""
+    response = await app_client.post(
+        "/token", data=key_client.form(key_client.assertion()) | {"scope": "mcp:tools"}
+    )
+    assert_token_response(response, settings, "mcp:tools")
+
+
+async def test_private_key_jwt_with_the_token_endpoint_as_audience_is_accepted(
+    settings: Settings, app_client: httpx.AsyncClient, key_client: KeyClient
+) -> None:
+    """RFC 7523 §3: the token endpoint URL is an acceptable audience as well as the issuer."""
+    assertion = key_client.assertion(aud=f"{settings.issuer}/token")
+    response = await app_client.post("/token", data=key_client.form(assertion))
+    assert response.status_code == 200, response.text
+
+
+async def test_replayed_client_assertion_is_invalid_client(
+    app_client: httpx.AsyncClient, key_client: KeyClient
+) -> None:
+    """RFC 7523 §3 (jti), RFC 9700 §2.2: an assertion is accepted once."""
+    assertion = key_client.assertion()
+    first = await app_client.post("/token", data=key_client.form(assertion))
+    assert first.status_code == 200, first.text
+    again = await app_client.post("/token", data=key_client.form(assertion))
+    assert_error(again, 401, "invalid_client")
+
+
+@pytest.mark.parametrize(
+    "variation",
+    [
+        pytest.param({"aud": "https://other-as.example"}, id="wrong-aud"),
+        pytest.param({"lifetime": -120}, id="expired"),
+        pytest.param({"lifetime": 3600}, id="lives-too-long"),
+        pytest.param({"drop": "jti"}, id="no-jti"),
+        pytest.param({"drop": "exp"}, id="no-exp"),
+        pytest.param({"iss": "someone-else"}, id="wrong-iss"),
+        pytest.param({"sub": "someone-else"}, id="wrong-sub"),
+    ],
+)
+async def test_bad_client_assertion_is_invalid_client(
+    app_client: httpx.AsyncClient, key_client: KeyClient, variation: dict[str, Any]
+) -> None:
+    """RFC 7523 §3: aud must name this AS, exp must be present and not passed, iss = sub =
+    client_id, jti present; otherwise the client is not authenticated -> 401 invalid_client."""
+    assertion = key_client.assertion(**variation)
+    data = key_client.form(assertion) | {"client_id": key_client.client_id}
+    response = await app_client.post("/token", data=data)
+    assert_error(response, 401, "invalid_client")
+
+
+async def test_assertion_signed_by_another_key_is_invalid_client(
+    app_client: httpx.AsyncClient, key_client: KeyClient
+) -> None:
+    """RFC 7523 §3: the signature must verify with the client's registered keys."""
+    stranger = ECKey.generate_key("P-256", parameters={"kid": "k1"}, private=True)
+    forged = KeyClient(key_client.client_id, stranger, key_client.issuer).assertion()
+    response = await app_client.post("/token", data=key_client.form(forged))
+    assert_error(response, 401, "invalid_client")
+
+
+async def test_wrong_client_assertion_type_is_invalid_client(
+    app_client: httpx.AsyncClient, key_client: KeyClient
+) -> None:
+    """RFC 7523 §2.2: client_assertion_type must be the jwt-bearer URN."""
+    data = key_client.form(key_client.assertion())
+    data["client_assertion_type"] = "urn:ietf:params:oauth:client-assertion-type:saml2-bearer"
+    response = await app_client.post("/token", data=data)
+    assert_error(response, 401, "invalid_client")
+
+
+def _unsigned(claims: dict[str, Any]) -> str:
+    def part(data: dict[str, Any]) -> str:
+        raw = json.dumps(data).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+async def test_unsigned_client_assertion_is_invalid_client(
+    app_client: httpx.AsyncClient, key_client: KeyClient
+) -> None:
+    """RFC 7523 §3 item 9, RFC 8725 §3.1: an assertion with alg none is never accepted."""
+    signed = key_client.assertion()
+    claims = dict(jwt.decode(signed, key_client.key).claims)
+    response = await app_client.post("/token", data=key_client.form(_unsigned(claims)))
+    assert_error(response, 401, "invalid_client")

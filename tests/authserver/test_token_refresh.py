@@ -1,0 +1,179 @@
+"""The refresh_token grant: rotation and reuse detection.
+
+OAuth 2.1 §4.3 (refresh token grant) and §4.3.1 (rotation for public clients), RFC 6749 §6
+(scope of the refreshed token), RFC 9700 §4.14.2 (reuse of a rotated refresh token revokes the
+active one). Checklist A06.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from joserfc import jwt
+from joserfc.jwk import KeySet
+
+from bastion.config import Settings
+from tests.authserver._tokens import (
+    FakeClock,
+    assert_error,
+    assert_no_store,
+    code_grant,
+    confidential_client,
+    introspect,
+    refresh,
+)
+from tests.support.asgi import running
+from tests.support.flow import add_user, register
+
+
+@pytest.fixture
+async def alice(settings: Settings, app_client: httpx.AsyncClient) -> None:
+    """The resource owner every flow logs in as (added once the app has migrated the database)."""
+    await add_user(settings)
+
+
+async def claims_of(client: httpx.AsyncClient, token: str) -> dict[str, object]:
+    keys = KeySet.import_key_set((await client.get("/jwks")).json())
+    return dict(jwt.decode(token, keys).claims)
+
+
+async def test_a06_refresh_rotates_the_refresh_token(
+    settings: Settings, app_client: httpx.AsyncClient, alice: None
+) -> None:
+    """OAuth 2.1 §4.3.1: every refresh answers a new refresh token; the new one works and the
+    previous one is refused."""
+    grant = await code_grant(app_client)
+    seen = {grant.tokens["refresh_token"]}
+    current = grant.tokens["refresh_token"]
+    for _ in range(3):
+        response = await refresh(app_client, grant.client_id, current)
+        assert response.status_code == 200, response.text
+        assert_no_store(response)
+        body = response.json()
+        assert set(body) == {"access_token", "token_type", "expires_in", "scope", "refresh_token"}
+        assert body["token_type"] == "Bearer"
+        assert body["expires_in"] == settings.tokens.access_token_ttl
+        assert body["scope"] == "mcp:tools"
+        assert body["refresh_token"] not in seen
+        seen.add(body["refresh_token"])
+        current = body["refresh_token"]
+    refused = await refresh(app_client, grant.client_id, grant.tokens["refresh_token"])
+    assert_error(refused, 400, "invalid_grant")
+
+
+async def test_a06_reuse_of_a_rotated_refresh_token_revokes_the_whole_family(
+    settings: Settings, app_client: httpx.AsyncClient, alice: None
+) -> None:
+    """RFC 9700 §4.14.2: when a rotated refresh token is presented again, the active refresh
+    token and the access tokens of the grant are revoked."""
+    resource_server = await confidential_client(settings)
+    grant = await code_grant(app_client)
+    first = grant.tokens
+    rotated = await refresh(app_client, grant.client_id, first["refresh_token"])
+    assert rotated.status_code == 200, rotated.text
+    second = rotated.json()
+    for token in (first["access_token"], second["access_token"]):
+        assert (await introspect(app_client, resource_server, token))["active"] is True
+
+    reused = await refresh(app_client, grant.client_id, first["refresh_token"])
+    assert_error(reused, 400, "invalid_grant")
+
+    newest = await refresh(app_client, grant.client_id, second["refresh_token"])
+    assert_error(newest, 400, "invalid_grant")
+    for token in (first["access_token"], second["access_token"]):
+        assert await introspect(app_client, resource_server, token) == {"active": False}
+
+
+async def test_refresh_with_a_narrower_scope_is_allowed(
+    app_client: httpx.AsyncClient, alice: None
+) -> None:
+    """RFC 6749 §6: the refreshed token may carry less than was granted; omitting scope gives
+    the originally granted scope back."""
+    grant = await code_grant(app_client, scope="mcp:tools mcp:resources")
+    assert grant.tokens["scope"] == "mcp:resources mcp:tools"
+    narrow = await refresh(
+        app_client, grant.client_id, grant.tokens["refresh_token"], scope="mcp:tools"
+    )
+    assert narrow.status_code == 200, narrow.text
+    assert narrow.json()["scope"] == "mcp:tools"
+    assert (await claims_of(app_client, narrow.json()["access_token"]))["scope"] == "mcp:tools"
+
+    full = await refresh(app_client, grant.client_id, narrow.json()["refresh_token"])
+    assert full.status_code == 200, full.text
+    assert full.json()["scope"] == "mcp:resources mcp:tools"
+
+
+async def test_refresh_with_a_wider_scope_is_invalid_scope(
+    app_client: httpx.AsyncClient, alice: None
+) -> None:
+    """RFC 6749 §6: the requested scope must not include any scope not originally granted."""
+    grant = await code_grant(app_client, scope="mcp:tools")
+    response = await refresh(
+        app_client, grant.client_id, grant.tokens["refresh_token"], scope="mcp:tools mcp:prompts"
+    )
+    assert_error(response, 400, "invalid_scope")
+
+
+async def test_refresh_token_of_another_client_is_invalid_grant(
+    app_client: httpx.AsyncClient, alice: None
+) -> None:
+    """RFC 6749 §6, OAuth 2.1 §4.3: the refresh token must have been issued to the client."""
+    grant = await code_grant(app_client)
+    other = await register(app_client)
+    response = await refresh(app_client, other["client_id"], grant.tokens["refresh_token"])
+    assert_error(response, 400, "invalid_grant")
+
+
+async def test_refresh_token_of_an_expired_family_is_invalid_grant(settings: Settings) -> None:
+    """RFC 6749 §5.2: an expired refresh token -> invalid_grant (tokens.refresh_token_ttl bounds
+    the family from the code's redemption)."""
+    clock = FakeClock()
+    async with running(settings, clock=clock) as client:
+        await add_user(settings)
+        grant = await code_grant(client)
+        clock.advance(settings.tokens.refresh_token_ttl)
+        response = await refresh(client, grant.client_id, grant.tokens["refresh_token"])
+    assert_error(response, 400, "invalid_grant")
+
+
+async def test_unknown_refresh_token_is_invalid_grant(app_client: httpx.AsyncClient) -> None:
+    """RFC 6749 §5.2: a refresh token the server never issued -> invalid_grant."""
+    reg = await register(app_client)
+    response = await refresh(app_client, reg["client_id"], "not-a-refresh-token")
+    assert_error(response, 400, "invalid_grant")
+
+
+async def test_missing_refresh_token_is_invalid_request(app_client: httpx.AsyncClient) -> None:
+    """RFC 6749 §6, §5.2: refresh_token is required."""
+    reg = await register(app_client)
+    response = await app_client.post(
+        "/token", data={"grant_type": "refresh_token", "client_id": reg["client_id"]}
+    )
+    assert_error(response, 400, "invalid_request")
+
+
+async def test_refresh_by_a_client_without_the_refresh_grant_is_unauthorized_client(
+    app_client: httpx.AsyncClient, alice: None
+) -> None:
+    """RFC 6749 §5.2: a client not registered for refresh_token may not use the grant."""
+    grant = await code_grant(app_client, grant_types=["authorization_code"])
+    response = await refresh(app_client, grant.client_id, "anything")
+    assert_error(response, 400, "unauthorized_client")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"scope": "mcp:tools mcp:prompts"}, {"resource": "http://localhost:9999/other"}],
+)
+async def test_a_refused_refresh_does_not_spend_the_token(
+    app_client: httpx.AsyncClient, alice: None, bad: dict[str, str]
+) -> None:
+    """RFC 9700 §4.14.2: reuse detection must only fire on real reuse. A request refused for its
+    scope or resource leaves the refresh token usable, so the rightful client's corrected retry
+    succeeds and does not revoke the grant."""
+    grant = await code_grant(app_client, scope="mcp:tools")
+    token = grant.tokens["refresh_token"]
+    refused = await refresh(app_client, grant.client_id, token, **bad)
+    assert refused.status_code == 400
+    retry = await refresh(app_client, grant.client_id, token)
+    assert retry.status_code == 200, retry.text
