@@ -1,0 +1,105 @@
+"""`bastion quickstart` as a newcomer runs it (README): a real process, then the README's
+client-credentials example against it."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.live import free_port
+
+BASTION = str(Path(sys.executable).with_name("bastion"))
+
+
+def start(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [BASTION, "quickstart", "--data-dir", str(data_dir), "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"quickstart exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"quickstart did not answer within 30 s:\n{log.read_text()}")
+
+
+@pytest.fixture
+def stop() -> Iterator[list[subprocess.Popen[bytes]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    for proc in procs:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_quickstart_serves_prints_the_admin_password_once_and_the_readme_example_works(
+    tmp_path: Path, stop: list[subprocess.Popen[bytes]]
+) -> None:
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    data = tmp_path / "bastion-data"
+    log = tmp_path / "first.log"
+    proc = start(data, port, log)
+    stop.append(proc)
+    wait_ready(f"{issuer}/.well-known/oauth-authorization-server", proc, log)
+    first = log.read_text()
+    assert re.search(r"Admin user\s+admin / \S{16,}\s+\(shown once", first), first
+    assert (data / "bastion.toml").is_file() and (data / "secret.key").stat().st_mode & 0o077 == 0
+
+    added = subprocess.run(
+        [
+            BASTION,
+            "clients",
+            "add",
+            "--name",
+            "nightly agent",
+            "--confidential",
+            "--scope",
+            "mcp:tools",
+            "--config",
+            str(data / "bastion.toml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    client_id = re.search(r"client_id\s+(\S+)", added).group(1)  # type: ignore[union-attr]
+    secret = re.search(r"client_secret\s+(\S+)", added).group(1)  # type: ignore[union-attr]
+    token = httpx.post(
+        f"{issuer}/token",
+        auth=(client_id, secret),
+        data={"grant_type": "client_credentials", "resource": f"{issuer}/mcp"},
+    )
+    assert token.status_code == 200, token.text
+    assert token.json()["scope"] == "mcp:tools"
+
+    proc.terminate()
+    proc.wait(10)
+    log2 = tmp_path / "second.log"
+    again = start(data, port, log2)
+    stop.append(again)
+    wait_ready(f"{issuer}/jwks", again, log2)
+    second = log2.read_text()
+    assert "password set on first run" in second
+    assert "shown once" not in second
