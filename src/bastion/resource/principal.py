@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -20,7 +20,8 @@ class Principal:
     subject: str
     client_id: str | None
     scopes: frozenset[str]
-    claims: Mapping[str, Any]
+    # Left out of hash(): a mapping is unhashable, and sub, client_id and jti identify the token.
+    claims: Mapping[str, Any] = field(hash=False)
     token_id: str | None
     expires_at: int
 
