@@ -1,0 +1,1 @@
+"""The quickstart's demo MCP server, built with the official `mcp` SDK."""
