@@ -406,9 +406,25 @@ class Settings(BaseSettings):
                 f"gateway.public_url {gateway.public_url} uses http on a non-loopback host; MCP "
                 "requires https. Use https, or set allow_insecure_http for a test network."
             )
+        known = {r.uri for r in self.resources}
         for upstream in gateway.upstreams:
             if upstream.resource is None:
                 upstream.resource = canonical(gateway.public_url + upstream.path)
+            # The AS of the same configuration issues tokens for every upstream, with every scope
+            # its policy can ask for (step-up needs the AS to know them).
+            if upstream.resource not in known:
+                policy = upstream.policy
+                wanted = set(upstream.scopes) | set(policy.default)
+                for group in (policy.methods, policy.tools, policy.implies):
+                    for names in group.values():
+                        wanted.update(names)
+                wanted.update(policy.implies)
+                self.resources.append(
+                    ResourceSettings(
+                        uri=upstream.resource, name=upstream.name, scopes=sorted(wanted)
+                    )
+                )
+                known.add(upstream.resource)
         return self
 
     @property

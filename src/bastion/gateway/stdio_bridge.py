@@ -248,6 +248,10 @@ class StdioSession:
             target = self._target(message)
             if target is None:
                 if "method" in message:
+                    if len(self._backlog) == BACKLOG:
+                        log.warning(
+                            "%s: no GET stream for a while; dropped its oldest message", self
+                        )
                     self._backlog.append(message)
                 else:
                     log.debug("%s: dropped a response to an abandoned request", self)

@@ -286,6 +286,12 @@ class ResourceServerMiddleware:
                 scope=self._challenge_scope,
             )
         principal = await self._verify(token)
+        # Recorded before the scope check, so that an audit of a 403 names who was refused.
+        scope["bastion.principal"] = principal
+        state = scope.get("state")
+        if state is None:
+            scope["state"] = state = {}
+        state["principal"] = principal
         calls: list[RpcCall] = []
         if scope["method"] == "POST" and body is None and headers.json_like():
             body = await self._read_body(headers, receive)
@@ -293,6 +299,7 @@ class ResourceServerMiddleware:
             if parsed is None:
                 raise _Refusal(400, "invalid_request", "the request body is not valid JSON")
             calls = parsed
+        scope["bastion.calls"] = tuple(calls)
         required = self._required(calls)
         missing = self.policy.missing(principal.scopes, required)
         if missing:
@@ -303,12 +310,6 @@ class ResourceServerMiddleware:
                 f"{' '.join(sorted(missing))}",
                 scope=" ".join(sorted(required)),
             )
-        scope["bastion.principal"] = principal
-        scope["bastion.calls"] = tuple(calls)
-        state = scope.get("state")
-        if state is None:
-            scope["state"] = state = {}
-        state["principal"] = principal
         return receive if body is None else _replay(body, receive)
 
     def _required(self, calls: list[RpcCall]) -> frozenset[str]:

@@ -1,0 +1,96 @@
+"""Fixtures of the gateway tests: a recording upstream and the proxy or bridge under uvicorn."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from bastion.config import UpstreamSettings
+from bastion.gateway.http_proxy import HttpProxy
+from bastion.resource.principal import Principal
+from tests.gateway.upstream import RecordingUpstream
+from tests.support.live import serve
+
+STDIO_SERVER = str(Path(__file__).with_name("stdio_server.py"))
+STDIO_COMMAND = [sys.executable, STDIO_SERVER]
+ALICE = Principal(
+    subject="alice",
+    client_id="client-1",
+    scopes=frozenset({"mcp:tools", "notes:read"}),
+    claims={},
+    token_id=None,
+    expires_at=0,
+)
+
+
+def with_principal(app: ASGIApp, principal: Principal | None) -> ASGIApp:
+    """Stand in for the resource-server middleware: put a verified caller in the scope."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if principal is not None:
+            scope["bastion.principal"] = principal
+        await app(scope, receive, send)
+
+    return wrapped
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[tuple[RecordingUpstream, str]]:
+    """The recording upstream under uvicorn; yields it and its MCP endpoint URL."""
+    recorder = RecordingUpstream()
+    async with serve(recorder.app) as base:
+        try:
+            yield recorder, f"{base}/mcp"
+        finally:
+            recorder.release()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=10) as client:
+        yield client
+
+
+ProxyFactory = Callable[..., AbstractAsyncContextManager[str]]
+
+
+@pytest.fixture
+def proxied() -> ProxyFactory:
+    """``async with proxied(url=..., **settings) as base``: an HttpProxy for that upstream,
+    mounted at /mcp under uvicorn; ``principal=`` and ``identity_secret=`` as for the proxy."""
+
+    @asynccontextmanager
+    async def start(
+        *,
+        principal: Principal | None = ALICE,
+        identity_secret: bytes | None = None,
+        max_body_bytes: int = 4 * 1024 * 1024,
+        **fields: Any,
+    ) -> AsyncIterator[str]:
+        values: dict[str, Any] = {
+            "name": "notes",
+            "path": "/mcp",
+            "resource": "http://127.0.0.1:1/mcp",
+            **fields,
+        }
+        async with httpx.AsyncClient() as client:
+            proxy = HttpProxy(
+                UpstreamSettings(**values),
+                http=client,
+                identity_secret=identity_secret,
+                max_body_bytes=max_body_bytes,
+            )
+            async with serve(with_principal(proxy, principal)) as base:
+                yield base
+
+    return start
+
+
+__all__ = ["ALICE", "STDIO_COMMAND", "STDIO_SERVER", "ProxyFactory", "with_principal"]
