@@ -53,7 +53,7 @@ def test_only_config_reads_the_environment() -> None:
 def test_every_module_declares_its_exports(name: str) -> None:
     """Each module has an explicit __all__ whose names all exist."""
     module = importlib.import_module(name)
-    if name.endswith("__init__") or module.__file__ and module.__file__.endswith("__init__.py"):
+    if name.endswith("__init__") or (module.__file__ and module.__file__.endswith("__init__.py")):
         exported = getattr(module, "__all__", [])
     else:
         assert hasattr(module, "__all__"), f"{name} has no __all__"

@@ -1,9 +1,9 @@
-"""Signing keys: encryption at rest, rotation with overlap, JWKS (issue 2: `bastion keys rotate`)."""
+"""Signing keys: encryption at rest, rotation with overlap, JWKS (`bastion keys rotate`)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 import sqlalchemy as sa
