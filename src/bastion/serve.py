@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from bastion.config import Settings, export_config_file, settings_from_environment
 
@@ -45,4 +51,58 @@ def run_server(settings: Settings, *, config_file: Path | None, workers: int = 1
     )
 
 
-__all__ = ["run_server", "worker_app"]
+@dataclass(frozen=True)
+class Listener:
+    """One app of a stack and where it listens."""
+
+    name: str
+    app: ASGIApp
+    host: str
+    port: int
+
+
+class _QuietServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to :func:`serve_together`."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve_together(listeners: list[Listener]) -> None:
+    """Serve several apps in one process until SIGINT/SIGTERM; if one stops, all stop."""
+    servers = [
+        _QuietServer(
+            uvicorn.Config(
+                item.app,
+                host=item.host,
+                port=item.port,
+                proxy_headers=True,
+                server_header=False,
+                timeout_graceful_shutdown=5,
+                log_level="info",
+            )
+        )
+        for item in listeners
+    ]
+
+    def stop() -> None:
+        for server in servers:
+            server.should_exit = True
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    tasks = [asyncio.create_task(server.serve()) for server in servers]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            task.result()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+__all__ = ["Listener", "run_server", "serve_together", "worker_app"]

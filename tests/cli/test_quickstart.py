@@ -86,13 +86,45 @@ def test_quickstart_serves_prints_the_admin_password_once_and_the_readme_example
     ).stdout
     client_id = re.search(r"client_id\s+(\S+)", added).group(1)  # type: ignore[union-attr]
     secret = re.search(r"client_secret\s+(\S+)", added).group(1)  # type: ignore[union-attr]
+    gateway = f"http://127.0.0.1:{port + 1}"
+    resource = f"{gateway}/mcp/demo"
+    assert f"MCP server demo-stdio  {gateway}/mcp/demo-stdio" in first
     token = httpx.post(
         f"{issuer}/token",
         auth=(client_id, secret),
-        data={"grant_type": "client_credentials", "resource": f"{issuer}/mcp"},
+        data={"grant_type": "client_credentials", "resource": resource},
     )
     assert token.status_code == 200, token.text
     assert token.json()["scope"] == "mcp:tools"
+
+    # The README's next step: the demo server through the gateway, with and without the token.
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "readme", "version": "1"},
+        },
+    }
+    headers = {"Accept": "application/json, text/event-stream"}
+    refused = httpx.post(resource, json=initialize, headers=headers)
+    assert refused.status_code == 401
+    assert f'resource_metadata="{gateway}/.well-known/oauth-protected-resource/mcp/demo"' in (
+        refused.headers["www-authenticate"]
+    )
+    for path in ("/mcp/demo", "/mcp/demo-stdio"):
+        # Each upstream is its own resource: a token is bound to one audience (RFC 8707).
+        own = httpx.post(
+            f"{issuer}/token",
+            auth=(client_id, secret),
+            data={"grant_type": "client_credentials", "resource": f"{gateway}{path}"},
+        )
+        headers["Authorization"] = f"Bearer {own.json()['access_token']}"
+        answered = httpx.post(f"{gateway}{path}", json=initialize, headers=headers, timeout=20)
+        assert answered.status_code == 200, answered.text
+        assert "bastion-demo" in answered.text
 
     proc.terminate()
     proc.wait(10)

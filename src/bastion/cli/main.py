@@ -119,25 +119,41 @@ def quickstart(
     port: Annotated[int, typer.Option(help="Port of the authorization server.")] = 8000,
 ) -> None:
     """Set up a data directory (config, admin user) on first run and start everything."""
-    from bastion.quickstart import prepare, write_config
-    from bastion.serve import run_server
+    import logging
+
+    from bastion.quickstart import listeners, prepare, write_config
+    from bastion.serve import serve_together
 
     prepared = run(prepare(write_config(data_dir, port)))
     settings = settings_or_exit(prepared.config_file)
-    console.rule("[bold]bastion quickstart")
-    console.print(f"Authorization server  {settings.issuer}")
-    console.print(f"Metadata              {settings.issuer}/.well-known/oauth-authorization-server")
-    console.print(f"Configuration         {prepared.config_file}")
+    rows = [
+        ("Authorization server", settings.issuer),
+        ("Metadata", f"{settings.issuer}/.well-known/oauth-authorization-server"),
+    ]
+    for upstream in settings.gateway.upstreams if settings.gateway.enabled else []:
+        rows.append((f"MCP server {upstream.name}", str(upstream.resource)))
+    rows.append(("Configuration", str(prepared.config_file)))
     if prepared.admin_password:
-        console.print(
-            f"Admin user            [bold]admin[/bold] / [bold]{prepared.admin_password}[/bold]"
-            "  (shown once; change it with `bastion users passwd admin`)"
+        rows.append(
+            (
+                "Admin user",
+                f"[bold]admin[/bold] / [bold]{prepared.admin_password}[/bold]  (shown once; "
+                "change it with `bastion users passwd admin`)",
+            )
         )
     else:
-        console.print("Admin user            admin (password set on first run)")
-    console.print("Stop with Ctrl-C. Next steps: README.md, 'Going further'.")
+        rows.append(("Admin user", "admin (password set on first run)"))
+    width = max(len(label) for label, _ in rows) + 2
+    console.rule("[bold]bastion quickstart")
+    for label, value in rows:
+        console.print(f"{label:<{width}}{value}")
+    console.print(
+        "Add the MCP server to VS Code or the MCP Inspector: see README.md, 'What you see'. "
+        "Stop with Ctrl-C."
+    )
     console.rule()
-    run_server(settings, config_file=prepared.config_file, workers=1)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(serve_together(listeners(settings)))
 
 
 @db_app.command("upgrade")
