@@ -2,7 +2,7 @@
 # Prepare every real component the test suite talks to, then write .cache/test-env.
 #   - PostgreSQL on 127.0.0.1:5432 (started if installed but stopped; installed with apt if absent)
 #   - Debian's chromium for the browser tests (Playwright drives it; no browser download)
-#   - Node 22 and the pinned MCP conformance suite from the npm registry
+#   - Node 22, the pinned MCP conformance suite and oidc-provider from the npm registry
 # Idempotent and quick when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,7 +63,9 @@ if ! command -v npm >/dev/null; then
 fi
 if conformance=$(bash scripts/setup-node.sh); then
   echo "export BASTION_CONFORMANCE=$conformance" >>"$env_file"
+  # node22 (Node 22 + oidc-provider) sits beside the conformance wrapper.
+  echo "export BASTION_NODE=$(dirname "$conformance")/node22" >>"$env_file"
 else
-  log "could not install the conformance suite: its tests will fail"
+  log "could not install the conformance suite and oidc-provider: their tests will fail or skip"
 fi
 log "ready"

@@ -678,7 +678,7 @@ class IntrospectionVerifier:
             raise self._unavailable(f"request failed: {exc}") from None
         if response.status_code != 200:
             hint = " (check client_id and client_secret)" if response.status_code == 401 else ""
-            raise self._unavailable(f"HTTP {response.status_code}{hint}")
+            raise self._unavailable(f"HTTP {response.status_code}{hint}{_error_of(response)}")
         try:
             answer = response.json()
         except ValueError:
@@ -734,3 +734,16 @@ __all__ = [
     "JwtVerifier",
     "TokenVerifier",
 ]
+
+
+def _error_of(response: httpx.Response) -> str:
+    """The AS's own RFC 6749 error and description, for the operator's log, if it sent them."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if not isinstance(body, dict) or not isinstance(body.get("error"), str):
+        return ""
+    description = body.get("error_description")
+    detail = f": {description}" if isinstance(description, str) else ""
+    return f" ({body['error']}{detail})"[:300]
