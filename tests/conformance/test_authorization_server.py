@@ -57,10 +57,13 @@ def conformance_cli() -> str:
     """The wrapper script of the conformance suite (scripts/setup-node.sh prints its path)."""
     path = os.environ.get("BASTION_CONFORMANCE")
     if not path:
-        pytest.skip(
+        message = (
             "BASTION_CONFORMANCE is not set: run `make test` (it runs scripts/test-setup.sh), or "
             "`export BASTION_CONFORMANCE=$(bash scripts/setup-node.sh)`"
         )
+        if os.environ.get("BASTION_REQUIRE_NODE") == "1":
+            pytest.fail(message + " (BASTION_REQUIRE_NODE=1)")
+        pytest.skip(message)
     if not os.access(path, os.X_OK):
         pytest.fail(
             f"BASTION_CONFORMANCE={path} is not an executable file: rerun scripts/setup-node.sh"
