@@ -324,6 +324,45 @@ async def test_client_registered_for_a_scope_cannot_ask_for_another(
     assert_redirect_error(response, "invalid_scope")
 
 
+STEP_UP_RESOURCE = "http://localhost:9001/mcp"
+
+
+async def test_self_registered_client_may_step_up_to_scopes_its_resource_lists(
+    make_settings: Any,
+) -> None:
+    """MCP step-up authorization: a client that registered itself (DCR) with the scope of the
+    first challenge may later ask for more scopes the resource lists, without registering again;
+    the user's consent still decides. Scopes the resource does not list stay refused."""
+    from bastion.config import ResourceSettings
+    from tests.support.asgi import running
+
+    settings = make_settings(
+        resources=[ResourceSettings(uri=STEP_UP_RESOURCE, scopes=["mcp:tools", "notes:write"])]
+    )
+    async with running(settings) as client:
+        reg = await register(client, scope="mcp:tools")
+        wider = valid(reg["client_id"], scope="mcp:tools notes:write")
+        assert_accepted(await get_authorize(client, wider))
+        unlisted = valid(reg["client_id"], scope="mcp:tools mcp:prompts")
+        assert_redirect_error(await get_authorize(client, unlisted), "invalid_scope")
+
+
+async def test_preregistered_client_stays_within_its_registered_scope(make_settings: Any) -> None:
+    """RFC 7591 §2 scope: an operator's registration is a limit, also for scopes the resource
+    lists."""
+    from bastion.config import ResourceSettings
+    from tests.authserver.browser_steps import preregister
+    from tests.support.asgi import running
+
+    settings = make_settings(
+        resources=[ResourceSettings(uri=STEP_UP_RESOURCE, scopes=["mcp:tools", "notes:write"])]
+    )
+    async with running(settings) as client:
+        client_id, _ = await preregister(settings, scope="mcp:tools")
+        wider = valid(client_id, scope="mcp:tools notes:write")
+        assert_redirect_error(await get_authorize(client, wider), "invalid_scope")
+
+
 async def test_a05_iss_and_state_are_in_the_successful_response(
     settings: Settings, app_client: httpx.AsyncClient, client_id: str
 ) -> None:

@@ -172,7 +172,8 @@ async def test_expired_token_is_refused_after_the_leeway(bastion_as: LiveAS) -> 
     """RFC 7519 §4.1.4 with a small clock-skew leeway."""
     key = await signing_key_of(bastion_as.settings)
     now = bastion_as.clock()
-    async with verifier_for(bastion_as, leeway=30) as verifier:
+    # The verifier's clock is frozen at `now`: the boundary must not move with the wall clock.
+    async with verifier_for(bastion_as, leeway=30, clock=lambda: now) as verifier:
         assert await verifier.verify(forge(key, good_claims(bastion_as, exp=now - 29)))
         description = await refused(verifier, forge(key, good_claims(bastion_as, exp=now - 30)))
         assert description == f"token expired at {now - 30} (now {now})"

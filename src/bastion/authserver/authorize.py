@@ -68,8 +68,16 @@ def select_resource(bastion: AuthServer, values: list[str]) -> str:
     return wanted
 
 
-def select_scope(bastion: AuthServer, client: Client, requested: str | None) -> str:
-    """The granted scope: what was asked, if the AS knows it and the client may ask for it."""
+def select_scope(
+    bastion: AuthServer, client: Client, requested: str | None, resource: str | None = None
+) -> str:
+    """The granted scope: what was asked, if the AS knows it and the client may ask for it.
+
+    With ``resource`` (a user's authorization request, shown on the consent page), a client that
+    registered itself (DCR or CIMD) may also ask for the scopes that resource lists: MCP step-up
+    authorization (RFC 6750 §3.1, MCP "Step-Up Authorization Flow") re-authorizes with scopes the
+    server challenges for later, beyond what the client registered with its first challenge.
+    Pre-registered clients stay within the scope their operator gave them."""
     asked = set(scope_syntax.parse(requested))
     allowed_for_client = set(scope_syntax.parse(client.metadata.scope))
     if not asked:
@@ -77,6 +85,10 @@ def select_scope(bastion: AuthServer, client: Client, requested: str | None) -> 
     unknown = asked - set(bastion.settings.all_scopes)
     if unknown:
         raise InvalidScope(f"unknown scope: {' '.join(sorted(unknown))}")
+    if allowed_for_client and resource is not None and client.origin != "preregistered":
+        allowed_for_client |= {
+            s for r in bastion.settings.resources if r.uri == resource for s in r.scopes
+        }
     if allowed_for_client and not asked <= allowed_for_client:
         extra = " ".join(sorted(asked - allowed_for_client))
         raise InvalidScope(f"client {client.client_id} is not registered for scope {extra}")
@@ -100,12 +112,14 @@ def validate(
     for unsupported in ("request", "request_uri"):
         if unsupported in params:
             raise InvalidRequest(f"the {unsupported} parameter is not supported")
+    scope = single(params, "scope")
+    resource = select_resource(bastion, params.get("resource", []))
     return AuthorizationRequest(
         client_id=client.client_id,
         redirect_uri=redirect_uri,
         redirect_uri_sent=single(params, "redirect_uri") is not None,
-        scope=select_scope(bastion, client, single(params, "scope")),
-        resource=select_resource(bastion, params.get("resource", [])),
+        scope=select_scope(bastion, client, scope, resource),
+        resource=resource,
         state=single(params, "state"),
         code_challenge=challenge,
     )
