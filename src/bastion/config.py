@@ -44,6 +44,10 @@ class ResourceSettings(BaseModel):
         return canonical(value)
 
 
+IdentityClaim = Literal["email", "name", "groups"]
+_IDENTITY_CLAIMS: tuple[IdentityClaim, ...] = ("email", "name", "groups")
+
+
 class TokenSettings(BaseModel):
     """Lifetimes and signing of the tokens the authorization server issues."""
 
@@ -56,6 +60,19 @@ class TokenSettings(BaseModel):
         ge=0,
         description="Seconds a rotated-in key is published in the JWKS before it signs, so "
         "verifiers that cache the JWKS (bastion serves it with max-age=300) already know it.",
+    )
+    key_refresh: int = Field(
+        30,
+        ge=1,
+        le=3600,
+        description="Seconds between reloads of the signing keys from the database: how soon "
+        "every process sees a rotation made by another one or by `bastion keys rotate`.",
+    )
+    identity_claims: list[IdentityClaim] = Field(
+        default_factory=lambda: list(_IDENTITY_CLAIMS),
+        description="The user's attributes put in access tokens when known (RFC 9068 §2.2.3.1; "
+        "from the upstream identity provider for federated users). Drop those your resource "
+        "servers do not need (RFC 9068 §6).",
     )
 
 
@@ -314,6 +331,424 @@ class GatewaySettings(BaseModel):
         return self
 
 
+# Upstream identity providers (federation) ----------------------------------------------------
+
+IdentityProviderKind = Literal[
+    "oidc", "oauth2", "entra", "okta", "auth0", "keycloak", "google", "cognito", "github"
+]
+_PROVIDER_NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+# Parameters bastion sets itself in the upstream authorization request; not configurable.
+_PROTOCOL_PARAMETERS = frozenset(
+    {
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "scope",
+        "state",
+        "nonce",
+        "code_challenge",
+        "code_challenge_method",
+        "resource",
+        "audience",
+        "response_mode",
+        "request",
+        "request_uri",
+    }
+)
+_ENTRA_SHARED_TENANTS = frozenset({"common", "organizations", "consumers"})
+_KIND_FIELDS: dict[str, tuple[set[str], set[str]]] = {
+    # kind: (required preset fields, allowed preset fields)
+    "oidc": (set(), {"issuer", "discovery_url", "resource"}),
+    "oauth2": (
+        {"authorization_endpoint", "token_endpoint", "userinfo_endpoint"},
+        {"issuer", "resource"},
+    ),
+    "entra": ({"tenant"}, {"tenant", "authority_host"}),
+    "okta": ({"domain"}, {"domain", "authorization_server"}),
+    "auth0": ({"domain"}, {"domain", "audience"}),
+    "keycloak": ({"base_url", "realm"}, {"base_url", "realm"}),
+    "google": (set(), set()),
+    "cognito": ({"region", "user_pool_id"}, {"region", "user_pool_id"}),
+    "github": (set(), {"base_url", "api_url"}),
+}
+_PRESET_FIELDS = (
+    "issuer",
+    "discovery_url",
+    "resource",
+    "tenant",
+    "domain",
+    "authorization_server",
+    "audience",
+    "base_url",
+    "realm",
+    "region",
+    "user_pool_id",
+    "api_url",
+)
+_ENDPOINT_FIELDS = ("authorization_endpoint", "token_endpoint", "userinfo_endpoint", "jwks_uri")
+
+
+def _provider_url(value: str, what: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{what} must be an absolute http(s) URL; got {value!r}")
+    if parts.fragment:
+        raise ValueError(f"{what} must not have a fragment; got {value!r}")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError(
+            f"{what} uses http on a non-loopback host ({value}); identity providers must be "
+            "reached over https"
+        )
+    return value
+
+
+class ClaimMappingSettings(BaseModel):
+    """Which upstream claim holds each attribute; unset: the kind's default, "": not read."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subject: str | None = Field(
+        None, description='The stable user id: "sub" for OpenID Connect, "id" for GitHub.'
+    )
+    email: str | None = None
+    email_verified: str | None = Field(
+        None,
+        description="A boolean claim saying the e-mail is verified; an e-mail without it is "
+        "ignored unless trust_email is set.",
+    )
+    name: str | None = None
+    username: str | None = Field(None, description="A readable user name (preferred_username).")
+    groups: str | None = Field(None, description="A list of group names (or ids).")
+    organization: str | None = Field(
+        None, description="The organisation/tenant (Entra tid, Google hd, Auth0 org_id)."
+    )
+
+
+class AllowRulesSettings(BaseModel):
+    """Who may sign in through a provider. Each non-empty list must match (e-mail domain AND
+    organisation AND group); within a list one match is enough."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email_domains: list[str] = Field(
+        default_factory=list,
+        description='Verified e-mail domains, e.g. "example.com"; "*.example.com" for subdomains.',
+    )
+    organizations: list[str] = Field(
+        default_factory=list,
+        description="GitHub organisations, Entra tenant ids, Google Workspace domains (hd), "
+        "Auth0 organisation ids; compared without case.",
+    )
+    groups: list[str] = Field(
+        default_factory=list,
+        description='Groups (GitHub teams as "org/team-slug"); the user needs one of them.',
+    )
+    any_account: bool = Field(
+        False,
+        description="Allow every account of a public provider (Google, GitHub, multi-tenant "
+        "Entra) without rules. Rarely what you want.",
+    )
+
+    @field_validator("email_domains")
+    @classmethod
+    def _domains(cls, value: list[str]) -> list[str]:
+        out = []
+        for domain in value:
+            bare = domain.removeprefix("*.")
+            if not bare or "@" in bare or "/" in bare or bare.startswith("."):
+                raise ValueError(
+                    f"email_domains takes bare domains like example.com; got {domain!r}"
+                )
+            out.append(domain.lower())
+        return out
+
+    @property
+    def is_empty(self) -> bool:
+        """Whether no rule restricts anything."""
+        return not (self.email_domains or self.organizations or self.groups)
+
+
+class IdentityProviderSettings(BaseModel):
+    """An identity provider people sign in with: ``[[upstreams]]`` (see docs/providers/)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        pattern=_PROVIDER_NAME,
+        description="Short name in URLs: the redirect URI is <issuer>/login/<name>/callback.",
+    )
+    kind: IdentityProviderKind = Field(
+        description="oidc (OpenID Connect with discovery), oauth2 (plain OAuth 2.0 with a "
+        "user-info endpoint), or a preset: entra, okta, auth0, keycloak, google, cognito, github."
+    )
+    display_name: str | None = Field(None, description='Button text: "Continue with <this>".')
+    client_id: str = Field(min_length=1, description="bastion's client id at the provider.")
+    client_secret: SecretStr | None = Field(
+        None, description="bastion's client secret at the provider (a confidential client)."
+    )
+    token_endpoint_auth_method: (
+        Literal["client_secret_basic", "client_secret_post", "none"] | None
+    ) = Field(None, description="Default: the kind's (client_secret_basic for OpenID Connect).")
+    scopes: list[str] | None = Field(None, description="Default: the kind's scopes.")
+    claims: ClaimMappingSettings = Field(default_factory=ClaimMappingSettings)
+    allow: AllowRulesSettings = Field(default_factory=AllowRulesSettings)
+    trust_email: bool = Field(
+        False,
+        description="Treat every e-mail the provider returns as verified (only for a provider "
+        "that never returns an address its user has not proven).",
+    )
+    use_userinfo: bool | None = Field(
+        None, description="OpenID Connect: also read the user-info endpoint (default per kind)."
+    )
+    extra_authorization_params: dict[str, str] = Field(
+        default_factory=dict,
+        description='Added to the upstream authorization request, e.g. {prompt = "login"}.',
+    )
+    # Where the provider is: generic kinds.
+    issuer: str | None = Field(
+        None,
+        description="oidc: the issuer (discovery at <issuer>/.well-known/openid-configuration); "
+        "oauth2: the identifier accounts are linked under (default: the authorization "
+        "endpoint's origin).",
+    )
+    discovery_url: str | None = None
+    authorization_endpoint: str | None = None
+    token_endpoint: str | None = None
+    userinfo_endpoint: str | None = None
+    jwks_uri: str | None = None
+    resource: str | None = Field(
+        None, description="RFC 8707 resource sent upstream (oidc, oauth2; never Entra v2.0)."
+    )
+    # Presets.
+    tenant: str | None = Field(None, description="entra: tenant id or domain.")
+    authority_host: str = Field("login.microsoftonline.com", description="entra: cloud host.")
+    domain: str | None = Field(None, description="okta, auth0: the tenant's domain.")
+    authorization_server: str | None = Field(
+        None,
+        description='okta: custom authorization server id (default "default"; "" for '
+        "the org authorization server).",
+    )
+    audience: str | None = Field(None, description="auth0: API identifier sent as audience.")
+    base_url: str | None = Field(
+        None, description="keycloak: server URL; github: GitHub Enterprise Server URL."
+    )
+    realm: str | None = Field(None, description="keycloak: realm name.")
+    region: str | None = Field(None, description="cognito: AWS region.")
+    user_pool_id: str | None = Field(None, description="cognito: user pool id.")
+    api_url: str | None = Field(None, description="github: REST API base URL.")
+    # Operation.
+    allow_private_addresses: bool = Field(
+        False,
+        description="Reach the provider on loopback/private addresses (development, or an IdP "
+        "on your own network). It disables the SSRF guard for this provider.",
+    )
+    timeout: float = Field(10.0, gt=0, le=60, description="Seconds per request to the provider.")
+    store_refresh_token: bool = Field(
+        False,
+        description="Keep the provider's refresh token, encrypted with secret_key, for later "
+        "token exchange. Never given to MCP clients.",
+    )
+
+    @field_validator(
+        "issuer",
+        "discovery_url",
+        "authorization_endpoint",
+        "token_endpoint",
+        "userinfo_endpoint",
+        "jwks_uri",
+        "base_url",
+        "api_url",
+    )
+    @classmethod
+    def _urls(cls, value: str | None, info: Any) -> str | None:
+        if value is None:
+            return None
+        return _provider_url(value, info.field_name)
+
+    @field_validator("extra_authorization_params")
+    @classmethod
+    def _extra(cls, value: dict[str, str]) -> dict[str, str]:
+        taken = sorted(set(value) & _PROTOCOL_PARAMETERS)
+        if taken:
+            raise ValueError(
+                f"extra_authorization_params cannot set {', '.join(taken)}: bastion sets these "
+                "itself (use scopes, resource or audience)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _kind(self) -> IdentityProviderSettings:
+        required, allowed = _KIND_FIELDS[self.kind]
+        where = f"upstream {self.name!r} (kind {self.kind})"
+        missing = sorted(f for f in required if not getattr(self, f))
+        if missing:
+            raise ValueError(f"{where} needs {', '.join(missing)}")
+        stray = sorted(f for f in _PRESET_FIELDS if getattr(self, f) is not None)
+        stray = [f for f in stray if f not in allowed]
+        if self.kind == "entra" and self.resource is not None:
+            raise ValueError(
+                f"{where}: Entra ID v2.0 endpoints refuse the resource parameter (AADSTS901002); "
+                "ask for an API's permission in scopes instead, as api://<app-id>/<scope>"
+            )
+        if stray:
+            raise ValueError(f"{where} does not take {', '.join(stray)}")
+        if self.kind == "oidc" and not (self.issuer or self.discovery_url):
+            raise ValueError(f"{where} needs issuer (or discovery_url)")
+        if self.kind == "oauth2" and self.jwks_uri is not None:
+            raise ValueError(f"{where}: plain OAuth 2.0 has no id_token; jwks_uri is not used")
+        if self.kind != "oidc" and self.kind != "oauth2":
+            overridden = [f for f in _ENDPOINT_FIELDS if getattr(self, f) is not None]
+            if overridden:
+                raise ValueError(
+                    f"{where}: the preset sets the endpoints; drop {', '.join(overridden)} or "
+                    'use kind = "oidc"'
+                )
+        if self.token_endpoint_auth_method != "none" and self.client_secret is None:
+            raise ValueError(
+                f"{where} needs client_secret (bastion is a confidential client there), or "
+                'token_endpoint_auth_method = "none" for a public client with PKCE only'
+            )
+        if self.token_endpoint_auth_method == "none" and self.client_secret is not None:
+            raise ValueError(f"{where}: token_endpoint_auth_method none takes no client_secret")
+        if self.is_public and self.allow.is_empty and not self.allow.any_account:
+            raise ValueError(
+                f"{where}: anyone with an account there could sign in. Add allow rules "
+                "(allow.email_domains, allow.organizations or allow.groups), or set "
+                "allow.any_account = true if that is really intended"
+            )
+        return self
+
+    @property
+    def is_public(self) -> bool:
+        """Whether anyone on the internet can have an account at this provider."""
+        if self.kind == "google":
+            return True
+        if self.kind == "github":
+            return self.base_url is None or urlsplit(self.base_url).hostname == "github.com"
+        return self.kind == "entra" and (self.tenant or "").lower() in _ENTRA_SHARED_TENANTS
+
+    @property
+    def label(self) -> str:
+        """The name shown to people."""
+        return self.display_name or self.name
+
+
+# -- registry -------------------------------------------------------------------------------------
+
+_REGISTRY_MEMBER = re.compile(r"^(\*|(group|sub|client):\S+)$")
+_REGISTRY_NAMESPACE = re.compile(r"^(\*|[a-zA-Z0-9.-]+(\.\*)?)$")
+REGISTRY_SCOPES = ("registry:read", "registry:write", "registry:admin")
+
+
+def _registry_members(values: list[str], where: str) -> list[str]:
+    for value in values:
+        if not _REGISTRY_MEMBER.fullmatch(value):
+            raise ValueError(
+                f"{where}: {value!r} is not a member; use group:<name>, sub:<subject>, "
+                "client:<client_id> or *"
+            )
+    return values
+
+
+class RegistrySettings(BaseModel):
+    """The private MCP registry (``bastion registry serve``): the generic registry API v0.1
+    behind OAuth, as the registry authorization document describes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    public_url: str | None = Field(
+        None,
+        description="The registry URL as clients see it; also its OAuth resource identifier "
+        "(RFC 8707, RFC 9728 `resource`). Default: <issuer>/registry, served by the "
+        "authorization server's own listener.",
+    )
+    host: str = Field("127.0.0.1", description="Listen address when not on the issuer's origin.")
+    port: int = Field(8002, ge=0, le=65535, description="Port when not on the issuer's origin.")
+    jwks_uri: str | None = Field(None, description="The AS's keys; default: <issuer>/jwks.")
+    realm: str = Field(
+        "MCP Registry",
+        pattern=r"^[\x20-\x7e]{1,100}$",
+        description="`realm` of the Bearer challenges (printable ASCII).",
+    )
+    anonymous_read: bool = Field(
+        False,
+        description="Let requests without a token list and read entries that have no groups "
+        "and are approved (VS Code and the Copilot CLI send no token).",
+    )
+    namespaces: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Who may publish under a namespace (the part of a server name before '/'): "
+        'e.g. { "com.acme.team-a" = ["group:team-a"], "com.acme.*" = ["group:platform"] }. '
+        "Members: group:<name> (the token's groups claim), sub:<subject>, client:<client_id>, "
+        "or * (anyone with registry:write).",
+    )
+    admins: list[str] = Field(
+        default_factory=lambda: ["group:registry-admins"],
+        description="Who registry:admin applies to (the scope alone is not enough: bastion's AS "
+        "grants any known scope to whoever consents). * trusts the scope alone.",
+    )
+    scopes: list[str] = Field(
+        default_factory=list,
+        description="Fine-grained scopes registry:read:<group> (a token with one sees the "
+        "entries of that group). Only listed ones are known to the AS.",
+    )
+    groups_claim: str = Field("groups", description="Token claim holding the subject's groups.")
+    approve_on_publish: bool = Field(
+        False,
+        description="Entries published by non-admins are approved at once; otherwise only "
+        "their owner and admins see them until an admin approves them.",
+    )
+    default_groups: list[str] = Field(
+        default_factory=list,
+        description="Groups of an entry published without any (empty: every reader sees it).",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Browser origins allowed (CORS and the Origin check); * allows any.",
+    )
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest request body.")
+
+    @field_validator("public_url", "jwks_uri")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an absolute http(s) URL; got {value!r}")
+        if parts.query or parts.fragment:
+            raise ValueError(f"must not have a query or fragment; got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("namespaces")
+    @classmethod
+    def _namespaces(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for namespace, members in value.items():
+            if not _REGISTRY_NAMESPACE.fullmatch(namespace):
+                raise ValueError(
+                    f"namespaces: {namespace!r} is not a namespace (like com.acme or "
+                    "com.acme.*, or *)"
+                )
+            _registry_members(members, f"namespaces[{namespace!r}]")
+        return value
+
+    @field_validator("admins")
+    @classmethod
+    def _admins(cls, value: list[str]) -> list[str]:
+        return _registry_members(value, "admins")
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, value: list[str]) -> list[str]:
+        for scope in value:
+            if not re.fullmatch(r"registry:read:[\x21\x23-\x5b\x5d-\x7e]{1,255}", scope):
+                raise ValueError(
+                    f"scopes: {scope!r} is not a fine-grained read scope registry:read:<group>"
+                )
+        return value
+
+
 class Settings(BaseSettings):
     """All of bastion's configuration."""
 
@@ -355,12 +790,25 @@ class Settings(BaseSettings):
         "requests are refused with invalid_target.",
     )
     max_body_bytes: int = Field(64 * 1024, ge=1024)
+    client_cache_ttl: float = Field(
+        5.0,
+        ge=0,
+        le=300,
+        description="Seconds a process keeps a client's registration in memory. Changes made "
+        "through the same process, and on PostgreSQL changes from any process, apply at once; "
+        "otherwise within this time. 0 reads the database on every request.",
+    )
     tokens: TokenSettings = Field(default_factory=TokenSettings)
     cimd: CimdSettings = Field(default_factory=CimdSettings)
     registration: RegistrationSettings = Field(default_factory=RegistrationSettings)
     unknown_clients: UnknownClientSettings = Field(default_factory=UnknownClientSettings)
     login: LoginSettings = Field(default_factory=LoginSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    upstreams: list[IdentityProviderSettings] = Field(
+        default_factory=list,
+        description="Identity providers people sign in with (federation); see docs/providers/.",
+    )
 
     @field_validator("issuer")
     @classmethod
@@ -388,6 +836,13 @@ class Settings(BaseSettings):
             )
         if self.default_resource is not None:
             self.default_resource = canonical(self.default_resource)
+        return self
+
+    @model_validator(mode="after")
+    def _upstreams(self) -> Settings:
+        names = [u.name for u in self.upstreams]
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"upstreams: the name {name!r} is used twice; names must be unique")
         return self
 
     @model_validator(mode="after")
@@ -425,6 +880,29 @@ class Settings(BaseSettings):
                     )
                 )
                 known.add(upstream.resource)
+        return self
+
+    @model_validator(mode="after")
+    def _registry(self) -> Settings:
+        registry = self.registry
+        if registry.public_url is None:
+            registry.public_url = f"{self.issuer}/registry"
+        parts = urlsplit(registry.public_url)
+        if (
+            registry.enabled
+            and parts.scheme == "http"
+            and not is_loopback_host(parts.hostname)
+            and not self.allow_insecure_http
+        ):
+            raise ValueError(
+                f"registry.public_url {registry.public_url} uses http on a non-loopback host; "
+                "use https, or set allow_insecure_http for a test network."
+            )
+        resource = canonical(registry.public_url)
+        if registry.enabled and resource not in {r.uri for r in self.resources}:
+            # The AS of the same configuration issues the registry's tokens (G02, G03).
+            scopes = sorted({*REGISTRY_SCOPES, *registry.scopes})
+            self.resources.append(ResourceSettings(uri=resource, name="registry", scopes=scopes))
         return self
 
     @property
@@ -498,10 +976,16 @@ def export_config_file(config_file: Path) -> None:
 
 __all__ = [
     "CONFIG_FILE_VARIABLE",
+    "REGISTRY_SCOPES",
+    "AllowRulesSettings",
     "CimdSettings",
+    "ClaimMappingSettings",
     "GatewaySettings",
+    "IdentityProviderKind",
+    "IdentityProviderSettings",
     "LoginSettings",
     "RegistrationSettings",
+    "RegistrySettings",
     "ResourceSettings",
     "Settings",
     "SigningAlg",

@@ -24,11 +24,17 @@ def worker_app() -> Starlette:
     return create_app(settings_from_environment())
 
 
-def run_server(settings: Settings, *, config_file: Path | None, workers: int = 1) -> None:
-    """Serve until interrupted. Several workers share the database; nothing else is shared."""
+def run_server(
+    settings: Settings, *, config_file: Path | None, workers: int = 1, log_level: str = "info"
+) -> None:
+    """Serve until interrupted. Several workers share the database; nothing else is shared.
+    ``log_level`` (debug, info, warning, error) applies to bastion's and uvicorn's loggers;
+    below info, uvicorn writes no access log."""
     from bastion.authserver.app import create_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     if workers > 1:
         if config_file is not None:
             export_config_file(config_file)
@@ -40,6 +46,7 @@ def run_server(settings: Settings, *, config_file: Path | None, workers: int = 1
             workers=workers,
             proxy_headers=True,
             server_header=False,
+            log_level=log_level,
         )
         return
     uvicorn.run(
@@ -48,6 +55,7 @@ def run_server(settings: Settings, *, config_file: Path | None, workers: int = 1
         port=settings.port,
         proxy_headers=True,
         server_header=False,
+        log_level=log_level,
     )
 
 

@@ -111,8 +111,9 @@ def test_quickstart_serves_prints_the_admin_password_once_and_the_readme_example
     headers = {"Accept": "application/json, text/event-stream"}
     refused = httpx.post(resource, json=initialize, headers=headers)
     assert refused.status_code == 401
-    assert f'resource_metadata="{gateway}/.well-known/oauth-protected-resource/mcp/demo"' in (
-        refused.headers["www-authenticate"]
+    assert (
+        f'resource_metadata="{gateway}/.well-known/oauth-protected-resource/mcp/demo"'
+        in (refused.headers["www-authenticate"])
     )
     for path in ("/mcp/demo", "/mcp/demo-stdio"):
         # Each upstream is its own resource: a token is bound to one audience (RFC 8707).

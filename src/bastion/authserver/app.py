@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bastion.authserver import interaction
+from bastion.authserver import federation, interaction
 from bastion.authserver.authorize import authorize
 from bastion.authserver.cimd import MetadataDocumentResolver
 from bastion.authserver.clients import ClientDirectory
@@ -36,9 +36,11 @@ from bastion.authserver.revoke import revoke
 from bastion.authserver.token import token
 from bastion.clock import Clock, system_clock
 from bastion.config import Settings
+from bastion.identity.federation import Federation
 from bastion.identity.local import LocalUsers
 from bastion.oauth.well_known import metadata_paths
 from bastion.store import clients as client_rows
+from bastion.store import federation as federation_rows
 from bastion.store import grants
 from bastion.store.database import Database
 from bastion.tokens.cipher import Cipher, load_or_create_secret
@@ -67,45 +69,57 @@ async def open_server(
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.effective_database_url, schema=settings.database_schema)
     await db.upgrade()
+    cipher = Cipher(secret_for(settings))
     keys = KeyManager(
         db,
-        Cipher(secret_for(settings)),
+        cipher,
         alg=settings.tokens.signing_alg,
         token_ttl=settings.tokens.access_token_ttl,
         prepublish=settings.tokens.key_prepublish,
+        refresh=settings.tokens.key_refresh,
         clock=clock,
     )
     await keys.load()
     resolver = MetadataDocumentResolver(db, settings.cimd, clock=clock, transport=cimd_transport)
     templates = make_templates()
     templates.globals["base"] = urlsplit(settings.issuer).path
+    clients = ClientDirectory(db, settings, resolver, clock)
+    await clients.start()
     return AuthServer(
         settings=settings,
         db=db,
         keys=keys,
         users=LocalUsers(db, clock),
-        clients=ClientDirectory(db, settings, resolver, clock),
+        clients=clients,
         templates=templates,
         clock=clock,
+        federation=Federation(settings, cipher=cipher, clock=clock),
     )
 
 
 async def close_server(bastion: AuthServer) -> None:
     """Release what :func:`open_server` opened."""
+    await bastion.clients.aclose()
     await bastion.clients.resolver.aclose()
+    if bastion.federation is not None:
+        await bastion.federation.aclose()
     await bastion.db.dispose()
 
 
 async def housekeeping(bastion: AuthServer) -> None:
     """Delete expired grants and unused dynamic registrations."""
     now = bastion.clock()
+    removed = 0
     async with bastion.db.transaction() as conn:
         await grants.purge_expired(conn, now)
+        await federation_rows.purge_expired_states(conn, now)
         ttl = bastion.settings.registration.unused_client_ttl
         if ttl:
             removed = await client_rows.delete_unused_dynamic(conn, now - ttl)
             if removed:
                 log.info("deleted %d dynamically registered clients that were never used", removed)
+    if removed:
+        bastion.clients.invalidate()  # after the commit: a lookup meanwhile saw the old rows
 
 
 async def _housekeeping_loop(bastion: AuthServer) -> None:
@@ -161,6 +175,8 @@ def routes(settings: Settings) -> list[BaseRoute]:
         Route("/interaction/{request_id}", interaction.show, methods=["GET"]),
         Route("/interaction/{request_id}/login", interaction.login, methods=["POST"]),
         Route("/interaction/{request_id}/consent", interaction.consent, methods=["POST"]),
+        Route("/interaction/{request_id}/upstream/{name}", federation.start, methods=["POST"]),
+        Route("/login/{name}/callback", federation.callback, methods=["GET"]),
         Route("/logout", interaction.logout, methods=["GET", "POST"]),
         Mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static"),
     ]

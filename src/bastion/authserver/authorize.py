@@ -59,10 +59,12 @@ def select_resource(bastion: AuthServer, values: list[str]) -> str:
             "the resource parameter is required: send the canonical URI of the MCP server "
             "(RFC 8707)"
         )
-    wanted = canonical(check_indicator(values[0]))
     known = {r.uri for r in bastion.settings.resources}
     if bastion.settings.default_resource:
         known.add(bastion.settings.default_resource)
+    if values[0] in known:
+        return values[0]  # already canonical (the common case): nothing to parse
+    wanted = canonical(check_indicator(values[0]))
     if wanted not in known:
         raise InvalidTarget(f"resource {values[0]} is not served by this authorization server")
     return wanted

@@ -9,7 +9,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from bastion.authserver.cimd import MetadataDocumentResolver
 from bastion.authserver.http import is_vschar
@@ -22,21 +27,106 @@ from bastion.store import clients as client_rows
 from bastion.store.clients import Client
 from bastion.store.database import Database
 
+if TYPE_CHECKING:
+    from bastion.authserver.client_events import ClientChangeListener
+
 log = logging.getLogger("bastion.clients")
 
 UNKNOWN_LOOPBACK = "unknown_loopback"
 
 
 class ClientDirectory:
-    """Resolves client_ids to :class:`Client` objects."""
+    """Resolves client_ids to :class:`Client` objects.
+
+    Stored clients (pre-registered and dynamic) are kept in memory for ``cache_ttl`` seconds
+    (``client_cache_ttl``; 0 disables it), at most ``cache_size`` of them, so that the token
+    endpoint needs no database read per request. A change made through this process
+    (RFC 7592 update or delete, first use) drops the entry at once (:meth:`invalidate`); on
+    PostgreSQL every change, from any process or the CLI, is announced with NOTIFY and dropped
+    by every listening process (:mod:`bastion.authserver.client_events`). Otherwise, and while a
+    listener is reconnecting, another process's change is seen within ``cache_ttl`` seconds.
+    Unknown client_ids are never cached: a client registered elsewhere works here at once.
+    """
 
     def __init__(
-        self, db: Database, settings: Settings, resolver: MetadataDocumentResolver, clock: Clock
+        self,
+        db: Database,
+        settings: Settings,
+        resolver: MetadataDocumentResolver,
+        clock: Clock,
+        *,
+        cache_ttl: float | None = None,
+        cache_size: int = 10_000,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.db = db
         self.settings = settings
         self.resolver = resolver
         self.clock = clock
+        self.cache_ttl = settings.client_cache_ttl if cache_ttl is None else cache_ttl
+        self.cache_size = cache_size
+        self._monotonic = monotonic
+        self._cache: OrderedDict[str, tuple[Client, float]] = OrderedDict()
+        self._generation = 0
+        self._reads: dict[str, asyncio.Lock] = {}
+        self._listener: ClientChangeListener | None = None
+
+    async def start(self) -> None:
+        """Listen for changes other processes make (PostgreSQL; a no-op elsewhere)."""
+        from bastion.authserver.client_events import ClientChangeListener
+
+        if self._listener is None and self.cache_ttl > 0:
+            self._listener = ClientChangeListener(self.db, self)
+            await self._listener.start()
+
+    async def aclose(self) -> None:
+        """Stop listening."""
+        if self._listener is not None:
+            await self._listener.aclose()
+            self._listener = None
+
+    def invalidate(self, client_id: str | None = None) -> None:
+        """Forget one cached client (or all of them, with None) after a change to it."""
+        self._generation += 1
+        if client_id is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(client_id, None)
+
+    def _cached(self, client_id: str) -> Client | None:
+        hit = self._cache.get(client_id)
+        if hit is not None:
+            if hit[1] > self._monotonic():
+                return hit[0]
+            del self._cache[client_id]
+        return None
+
+    async def _stored(self, client_id: str) -> Client | None:
+        """The stored client, from the cache when fresh, else from the database. Concurrent
+        misses for one client_id wait for a single read (when an entry expires under load, one
+        query refreshes it instead of one per request in flight)."""
+        client = self._cached(client_id)
+        if client is not None:
+            return client
+        lock = self._reads.setdefault(client_id, asyncio.Lock())
+        try:
+            async with lock:
+                client = self._cached(client_id)
+                if client is not None:
+                    return client
+                generation = self._generation
+                now = self._monotonic()
+                async with self.db.connect() as conn:
+                    client = await client_rows.get(conn, client_id)
+                # Not cached if a change was announced meanwhile: the row may be the old one.
+                if client is not None and self.cache_ttl > 0 and generation == self._generation:
+                    self._cache[client_id] = (client, now + self.cache_ttl)
+                    while len(self._cache) > self.cache_size:
+                        self._cache.popitem(last=False)
+                return client
+        finally:
+            if not lock.locked() and self._reads.get(client_id) is lock:
+                del self._reads[client_id]
 
     async def find(self, client_id: str) -> Client:
         """The client for ``client_id``; raise InvalidClient with a reason when there is none."""
@@ -44,8 +134,7 @@ class ClientDirectory:
             raise InvalidClient("client_id is missing or too long")
         if not is_vschar(client_id):
             raise InvalidClient("client_id has characters RFC 6749 appendix A.1 does not allow")
-        async with self.db.connect() as conn:
-            client = await client_rows.get(conn, client_id)
+        client = await self._stored(client_id)
         if client is not None:
             secret_expired = client.secret_expires_at and client.secret_expires_at < self.clock()
             if secret_expired:

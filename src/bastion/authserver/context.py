@@ -37,6 +37,7 @@ class AuthServer:
     clients: ClientDirectory
     templates: Environment
     clock: Clock
+    federation: Federation | None = None
 
     @property
     def issuer(self) -> str:
@@ -55,5 +56,6 @@ def server(request: Request) -> AuthServer:
 
 
 from bastion.authserver.clients import ClientDirectory  # noqa: E402
+from bastion.identity.federation import Federation  # noqa: E402
 
 __all__ = ["AuthServer", "make_templates", "server"]

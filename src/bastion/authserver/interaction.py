@@ -88,6 +88,9 @@ def _csrf_ok(bastion: AuthServer, request: Request, form: dict[str, list[str]]) 
 
 
 def _page(bastion: AuthServer, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    # The log-in page offers the upstream identity providers and, if enabled, the local form.
+    context.setdefault("local_users", bastion.settings.login.local_users)
+    context.setdefault("providers", bastion.federation.providers if bastion.federation else [])
     html = bastion.templates.get_template(template).render(**context)
     return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
 

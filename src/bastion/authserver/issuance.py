@@ -11,14 +11,31 @@ from bastion.authserver.context import AuthServer
 from bastion.store import clients as client_rows
 from bastion.store import grants
 from bastion.store.clients import Client
+from bastion.store.users import User
 from bastion.tokens import access_token
 from bastion.tokens import secrets as opaque
 
 
+def identity_claims(bastion: AuthServer, user: User | None) -> dict[str, Any]:
+    """The user's e-mail, name and groups, as far as known and configured (RFC 9068 §2.2.3.1:
+    ``groups`` is a registered claim; e-mail and name are OpenID Connect's)."""
+    if user is None:
+        return {}
+    known: dict[str, Any] = {"email": user.email, "name": user.name, "groups": list(user.groups)}
+    wanted = bastion.settings.tokens.identity_claims
+    return {k: v for k, v in known.items() if k in wanted and v}
+
+
 async def mint_access(
-    bastion: AuthServer, *, client: Client, subject: str, scope: str, resource: str
+    bastion: AuthServer,
+    *,
+    client: Client,
+    subject: str,
+    scope: str,
+    resource: str,
+    claims: dict[str, Any] | None = None,
 ) -> tuple[access_token.IssuedToken, dict[str, Any]]:
-    """Sign an access token and build the response body around it."""
+    """Sign an access token (with ``claims`` about the user) and build the response body."""
     key = await bastion.keys.signing_key()
     ttl = bastion.settings.tokens.access_token_ttl
     issued = access_token.issue(
@@ -30,6 +47,7 @@ async def mint_access(
         scope=scope,
         now=bastion.clock(),
         ttl=ttl,
+        extra=claims,
     )
     body: dict[str, Any] = {
         "access_token": issued.token,
@@ -64,6 +82,7 @@ async def add_refresh(
         body["refresh_token"] = refresh
     if client.origin == "dynamic" and client.first_used_at is None:
         await client_rows.mark_used(conn, client.client_id, bastion.clock())
+        bastion.clients.invalidate(client.client_id)
 
 
-__all__ = ["add_refresh", "mint_access"]
+__all__ = ["add_refresh", "identity_claims", "mint_access"]

@@ -132,6 +132,7 @@ async def manage(request: Request) -> Response:
         if request.method == "DELETE":
             async with bastion.db.transaction() as conn:
                 await client_rows.delete(conn, client.client_id)
+            bastion.clients.invalidate(client.client_id)
             return Response(status_code=204, headers=NO_STORE)
         data = await read_json(request, bastion.settings.max_body_bytes)
         if not isinstance(data, dict):
@@ -170,6 +171,7 @@ async def manage(request: Request) -> Response:
     now = bastion.clock()
     async with bastion.db.transaction() as conn:
         await client_rows.update(conn, client.client_id, now, metadata=meta)
+    bastion.clients.invalidate(client.client_id)
     updated = Client(
         client_id=client.client_id,
         origin=client.origin,

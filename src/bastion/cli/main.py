@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from pydantic import ValidationError
@@ -32,6 +32,10 @@ app.add_typer(clients_app, name="clients")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+registry_app = typer.Typer(
+    help="The private MCP registry (generic registry API v0.1 behind OAuth).", no_args_is_help=True
+)
+app.add_typer(registry_app, name="registry")
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -39,6 +43,11 @@ err = Console(stderr=True, soft_wrap=True)
 ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="TOML configuration file (see docs/configuration.md)."),
+]
+
+LogLevelOption = Annotated[
+    Literal["debug", "info", "warning", "error"],
+    typer.Option(help="Log level; above info there is no access log."),
 ]
 
 
@@ -80,12 +89,13 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes (share the database).")] = 1,
+    log_level: LogLevelOption = "info",
 ) -> None:
     """Run the authorization server."""
     from bastion.serve import run_server
 
     settings = settings_or_exit(config, host=host, port=port)
-    run_server(settings, config_file=config, workers=workers)
+    run_server(settings, config_file=config, workers=workers, log_level=log_level)
 
 
 @app.command()
@@ -93,6 +103,7 @@ def gateway(
     config: ConfigOption = None,
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    log_level: LogLevelOption = "info",
 ) -> None:
     """Run the gateway: OAuth in front of the MCP servers in [[gateway.upstreams]]."""
     from bastion.gateway.app import run_gateway
@@ -108,7 +119,7 @@ def gateway(
             "(name, path, and url or command) to the configuration file"
         )
         raise typer.Exit(2)
-    run_gateway(settings)
+    run_gateway(settings, log_level=log_level)
 
 
 @app.command()
@@ -388,6 +399,180 @@ def keys_list(config: ConfigOption = None) -> None:
     for k in run(list_keys(settings_or_exit(config))):
         table.add_row(k["kid"], k["alg"], str(k["activates_at"]), str(k["retire_at"] or ""))
     console.print(table)
+
+
+@app.command()
+def doctor(
+    config: ConfigOption = None,
+    upstream: Annotated[
+        str | None,
+        typer.Option(help="Check this identity provider of [[upstreams]]; default: all of them."),
+    ] = None,
+) -> None:
+    """Check the configured identity providers: discovery, issuer, PKCE, JWKS, redirect URI,
+    client credentials. Exit code 1 when a check fails."""
+    from bastion.identity.doctor import check_upstream
+
+    settings = settings_or_exit(config)
+    names = [upstream] if upstream is not None else [u.name for u in settings.upstreams]
+    if not names:
+        console.print("no identity providers configured ([[upstreams]]); nothing to check")
+        return
+    failed = False
+    colour = {"ok": "green", "warn": "yellow", "fail": "red"}
+    for name in names:
+        table = Table("check", "result", "detail", title=f"upstream {name}")
+        for check in run(check_upstream(settings, name)):
+            failed = failed or check.status == "fail"
+            table.add_row(check.name, f"[{colour[check.status]}]{check.status}", check.detail)
+        console.print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
+# -- registry ---------------------------------------------------------------------------------
+
+
+@registry_app.command("serve")
+def registry_serve(
+    config: ConfigOption = None,
+    with_auth_server: Annotated[
+        bool,
+        typer.Option(
+            "--with-auth-server",
+            help="Also run the authorization server when the registry has its own origin.",
+        ),
+    ] = False,
+) -> None:
+    """Run the registry: on the authorization server's listener when registry.public_url is on
+    the issuer's origin (the default <issuer>/registry), else on registry.host:registry.port."""
+    from bastion.registry.app import run_registry
+
+    settings = settings_or_exit(config)
+    if not settings.registry.enabled:
+        err.print("[red]error:[/red] the registry is off; set \\[registry] enabled = true")
+        raise typer.Exit(2)
+    run_registry(settings, with_auth_server=with_auth_server)
+
+
+@registry_app.command("audit")
+def registry_audit(
+    since: Annotated[
+        str | None, typer.Option(help="Only records from this RFC 3339 time on.")
+    ] = None,
+    subject: Annotated[str | None, typer.Option(help="Only records of this subject (sub).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines on standard output.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Show or export the registry's audit trail (who read or changed which server, when)."""
+    from bastion.authserver.admin import database
+    from bastion.registry.audit import export
+    from bastion.registry.times import parse_rfc3339
+
+    start = None
+    if since is not None:
+        try:
+            start = parse_rfc3339(since)
+        except ValueError as exc:
+            err.print(f"[red]error:[/red] --since: {exc}")
+            raise typer.Exit(2) from None
+
+    async def go() -> list[dict[str, Any]]:
+        async with database(settings_or_exit(config)) as db:
+            return [line async for line in export(db, since=start, subject=subject)]
+
+    lines = run(go())
+    if as_json:
+        for line in lines:
+            typer.echo(json.dumps(line, separators=(",", ":")))
+        return
+    table = Table("time", "sub", "client_id", "action", "server", "version", "status", "result")
+    for line in lines:
+        table.add_row(
+            line["time"],
+            line["sub"] or "",
+            line["client_id"] or "",
+            line["action"],
+            line["server"] or "",
+            line["version"] or "",
+            str(line["status"]),
+            line["result"],
+        )
+    console.print(table)
+
+
+@registry_app.command("import")
+def registry_import(
+    source: Annotated[
+        str, typer.Argument(help="A file of server.json documents, or a registry URL.")
+    ],
+    search: Annotated[
+        str | None, typer.Option(help="From a registry: only servers matching this search.")
+    ] = None,
+    all_versions: Annotated[
+        bool, typer.Option("--all-versions", help="From a registry: every version, not the latest.")
+    ] = False,
+    group: Annotated[
+        list[str] | None, typer.Option("--group", help="Audience of the imported entries (repeat).")
+    ] = None,
+    owner: Annotated[str, typer.Option(help="Subject the entries belong to.")] = "import",
+    approve: Annotated[
+        bool, typer.Option("--approve/--no-approve", help="Approve the imported entries.")
+    ] = True,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(help="A file holding a Bearer token for the source registry."),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Import server.json documents from a file or from another registry (following nextCursor)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from bastion.registry.importer import ImportSourceError, run_import
+
+    settings = settings_or_exit(config)
+    token = None
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            err.print(f"[red]error:[/red] --token-file: {exc}")
+            raise typer.Exit(2) from None
+    with Progress(
+        TextColumn("[bold]import"), BarColumn(), MofNCompleteColumn(), console=err
+    ) as bar:
+        task = bar.add_task("import", total=None)
+
+        def progress(done: int, total: int | None) -> None:
+            if total is not None:
+                bar.update(task, total=total)
+            bar.update(task, completed=done)
+
+        try:
+            report = run(
+                run_import(
+                    settings,
+                    source,
+                    search=search,
+                    latest_only=not all_versions,
+                    owner=owner,
+                    groups=tuple(group or ()),
+                    approved=approve,
+                    token=token,
+                    progress=progress,
+                )
+            )
+        except ImportSourceError as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None
+    console.print(
+        f"imported {report.imported}, already present {report.skipped}, "
+        f"invalid {len(report.invalid)}"
+    )
+    for reason in report.invalid:
+        err.print(f"  [yellow]invalid[/yellow] {reason}")
+    if report.invalid:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -112,6 +112,7 @@ class TokenSet:
     client_id: str
     grant_type: GrantType
     access_token: str = field(repr=False)
+    client_auth_method: AuthMethod = "none"
     token_type: str = "Bearer"
     expires_at: float | None = None
     refresh_token: str | None = field(default=None, repr=False)
@@ -146,6 +147,7 @@ class TokenSet:
             "token_endpoint": self.token_endpoint,
             "client_id": self.client_id,
             "grant_type": self.grant_type,
+            "client_auth_method": self.client_auth_method,
             "access_token": self.access_token,
             "token_type": self.token_type,
             "expires_at": self.expires_at,
@@ -167,6 +169,7 @@ class TokenSet:
             client_id=str(data["client_id"]),
             grant_type=data.get("grant_type", "authorization_code"),
             access_token=str(data["access_token"]),
+            client_auth_method=data.get("client_auth_method", "none"),
             token_type=str(data.get("token_type", "Bearer")),
             expires_at=data.get("expires_at"),
             refresh_token=data.get("refresh_token"),

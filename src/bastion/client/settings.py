@@ -20,7 +20,9 @@ SigningAlg = Literal["ES256", "ES384", "RS256", "PS256", "EdDSA", "Ed25519"]
 def _absolute_http_url(value: str, what: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
-        raise ValueError(f"{what} must be an absolute http(s) URL without a fragment; got {value!r}")
+        raise ValueError(
+            f"{what} must be an absolute http(s) URL without a fragment; got {value!r}"
+        )
     return value
 
 

@@ -129,11 +129,14 @@ def create_gateway_app(settings: Settings, *, http: httpx.AsyncClient | None = N
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-def run_gateway(settings: Settings) -> None:
-    """Serve the gateway with uvicorn on ``gateway.host``:``gateway.port`` until interrupted."""
+def run_gateway(settings: Settings, *, log_level: str = "info") -> None:
+    """Serve the gateway with uvicorn on ``gateway.host``:``gateway.port`` until interrupted
+    (``log_level`` as for :func:`bastion.serve.run_server`; audit records log at info)."""
     import uvicorn
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     uvicorn.run(
         create_gateway_app(settings),
         host=settings.gateway.host,
@@ -141,6 +144,7 @@ def run_gateway(settings: Settings) -> None:
         proxy_headers=True,
         server_header=False,
         timeout_graceful_shutdown=5,
+        log_level=log_level,
     )
 
 

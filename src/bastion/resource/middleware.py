@@ -164,7 +164,9 @@ class ResourceServerMiddleware:
     each operation needs (default: none beyond a valid token); ``allowed_origins`` the browser
     origins accepted (default: the resource's own origin, plus any loopback origin when the
     resource is on loopback; ``"*"`` accepts any); ``protect_paths`` the path prefixes that need
-    a token (default: the resource's path and everything below it).
+    a token (default: the resource's path and everything below it); ``realm`` the RFC 6750 §3
+    ``realm`` of every challenge (e.g. "MCP Registry", as the registry authorization document
+    shows; default: none).
     """
 
     def __init__(
@@ -180,6 +182,7 @@ class ResourceServerMiddleware:
         allowed_origins: Sequence[str] | None = None,
         max_body_bytes: int = 4 * 1024 * 1024,
         protect_paths: Sequence[str] | None = None,
+        realm: str | None = None,
     ) -> None:
         if max_body_bytes < 1:
             raise ValueError("max_body_bytes must be positive")
@@ -188,6 +191,7 @@ class ResourceServerMiddleware:
         self.verifier = verifier
         self.policy = policy or ScopePolicy()
         self.max_body_bytes = max_body_bytes
+        self.realm = realm
         self.metadata = build_metadata(
             resource=self.resource,
             authorization_servers=authorization_servers,
@@ -301,7 +305,7 @@ class ResourceServerMiddleware:
             calls = parsed
         scope["bastion.calls"] = tuple(calls)
         required = self._required(calls)
-        missing = self.policy.missing(principal.scopes, required)
+        missing = self.policy.missing(principal.scopes, required) if required else required
         if missing:
             raise _Refusal(
                 403,
@@ -438,6 +442,7 @@ class ResourceServerMiddleware:
             scope=refusal.scope,
             error=None if bare else refusal.error,
             error_description=None if bare else refusal.description,
+            realm=self.realm,
         )
 
     async def _refuse(self, send: Send, refusal: _Refusal) -> None:
@@ -516,11 +521,13 @@ class _Headers:
     """Read access to the headers of an ASGI scope (names are lowercase in ASGI)."""
 
     def __init__(self, scope: Scope) -> None:
-        self._raw: list[tuple[bytes, bytes]] = list(scope.get("headers", []))
+        # One pass over the headers, however many of them are asked for.
+        self._by_name: dict[bytes, list[bytes]] = {}
+        for name, value in scope.get("headers", []):
+            self._by_name.setdefault(name.lower(), []).append(value)
 
     def all(self, name: str) -> list[str]:
-        key = name.encode("latin-1")
-        return [v.decode("latin-1") for k, v in self._raw if k.lower() == key]
+        return [v.decode("latin-1") for v in self._by_name.get(name.encode("latin-1"), ())]
 
     def get(self, name: str) -> str | None:
         values = self.all(name)

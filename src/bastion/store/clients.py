@@ -80,6 +80,27 @@ async def insert(conn: AsyncConnection, client: Client, now: int) -> None:
     )
 
 
+CHANGES_CHANNEL = "bastion_clients"
+
+
+async def announce_change(conn: AsyncConnection, client_id: str | None) -> None:
+    """On PostgreSQL, NOTIFY every process that the client (None: any client) changed, so that
+    in-memory copies are dropped; delivered when the transaction commits, and not at all if it
+    rolls back. The payload names the schema (several deployments may share a database)."""
+    if conn.dialect.name != "postgresql":
+        return
+    await conn.execute(
+        sa.select(
+            sa.func.pg_notify(
+                CHANGES_CHANNEL,
+                sa.func.json_build_object(
+                    "schema", sa.func.current_schema(), "client_id", client_id
+                ).cast(sa.Text),
+            )
+        )
+    )
+
+
 async def update(conn: AsyncConnection, client_id: str, now: int, **values: Any) -> bool:
     """Change stored fields; ``metadata`` may be a ClientMetadata. True if the client exists."""
     if isinstance(values.get("metadata"), ClientMetadata):
@@ -87,6 +108,7 @@ async def update(conn: AsyncConnection, client_id: str, now: int, **values: Any)
     result = await conn.execute(
         sa.update(clients).where(clients.c.client_id == client_id).values(updated_at=now, **values)
     )
+    await announce_change(conn, client_id)
     return bool(result.rowcount)
 
 
@@ -102,6 +124,7 @@ async def mark_used(conn: AsyncConnection, client_id: str, now: int) -> None:
 async def delete(conn: AsyncConnection, client_id: str) -> bool:
     """Remove a client. True if it existed."""
     result = await conn.execute(sa.delete(clients).where(clients.c.client_id == client_id))
+    await announce_change(conn, client_id)
     return bool(result.rowcount)
 
 
@@ -114,7 +137,10 @@ async def delete_unused_dynamic(conn: AsyncConnection, created_before: int) -> i
             clients.c.created_at < created_before,
         )
     )
-    return int(result.rowcount or 0)
+    removed = int(result.rowcount or 0)
+    if removed:
+        await announce_change(conn, None)
+    return removed
 
 
 @dataclass(frozen=True)
@@ -155,9 +181,11 @@ async def put_document(conn: AsyncConnection, doc: CachedDocument) -> None:
 
 
 __all__ = [
+    "CHANGES_CHANNEL",
     "ORIGINS",
     "CachedDocument",
     "Client",
+    "announce_change",
     "delete",
     "delete_unused_dynamic",
     "get",

@@ -46,8 +46,17 @@ class Database:
             yield conn
 
     async def upgrade(self) -> None:
-        """Bring the schema to the newest migration (Alembic ``upgrade head``)."""
+        """Bring the schema to the newest migration (Alembic ``upgrade head``).
+
+        On PostgreSQL a transaction-scoped advisory lock serialises processes that start
+        together (``--workers N``, several servers): the first migrates, the others then find
+        the schema at head. Without it they race on CREATE SCHEMA and CREATE TABLE."""
         async with self.engine.begin() as conn:
+            if not self.is_sqlite:
+                await conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
+                    {"name": f"bastion migrations {self.schema or ''}"},
+                )
             if self.schema and not self.is_sqlite:
                 await conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
             await conn.run_sync(_upgrade)

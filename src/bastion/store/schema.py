@@ -205,6 +205,114 @@ signing_keys = sa.Table(
     sa.Column("retire_at", sa.BigInteger, nullable=True),
 )
 
+# -- MCP registry (bastion.registry) --------------------------------------------------------------
+# Registry times are Unix *milliseconds* (UTC): clients synchronise with `updated_since`, an RFC
+# 3339 time, and whole seconds would hide changes made within the second of the last sync.
+
+# One row per server name: the row a publication locks (SELECT ... FOR UPDATE) so that concurrent
+# publications of one server choose its latest version one after the other.
+registry_servers = sa.Table(
+    "registry_servers",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+# One row per published version of a server (server.json as published, status, visibility).
+registry_entries = sa.Table(
+    "registry_entries",
+    metadata,
+    sa.Column(
+        "name",
+        sa.String(200),
+        sa.ForeignKey("registry_servers.name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("version", sa.String(255), primary_key=True),
+    sa.Column("description", sa.String(100), nullable=False),
+    sa.Column("server", sa.JSON, nullable=False),
+    # active | deprecated | deleted
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("status_message", sa.String(500), nullable=True),
+    sa.Column("status_changed_at", sa.BigInteger, nullable=False),
+    sa.Column("published_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False, index=True),
+    sa.Column("is_latest", sa.Boolean, nullable=False),
+    sa.Column("owner_subject", sa.String(255), nullable=False),
+    sa.Column("owner_client_id", sa.String(2048), nullable=True),
+    # The groups (audiences) that may see the entry, also in registry_entry_groups for filtering;
+    # empty: every reader.
+    sa.Column("groups", sa.JSON, nullable=False),
+    # Unapproved entries are seen only by their owner and registry admins.
+    sa.Column("approved", sa.Boolean, nullable=False),
+    sa.CheckConstraint("status IN ('active', 'deprecated', 'deleted')", name="status"),
+)
+
+registry_entry_groups = sa.Table(
+    "registry_entry_groups",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("version", sa.String(255), primary_key=True),
+    sa.Column("group_name", sa.String(255), primary_key=True),
+    sa.ForeignKeyConstraint(
+        ["name", "version"],
+        ["registry_entries.name", "registry_entries.version"],
+        ondelete="CASCADE",
+    ),
+)
+
+# Every registry request: who (sub, client_id), which entry, what, and how it went.
+registry_audit = sa.Table(
+    "registry_audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.BigInteger, nullable=False, index=True),
+    sa.Column("subject", sa.String(255), nullable=True, index=True),
+    sa.Column("client_id", sa.String(2048), nullable=True),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("server_name", sa.String(200), nullable=True),
+    sa.Column("version", sa.String(255), nullable=True),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("result", sa.String(64), nullable=False),
+    sa.Column("detail", sa.JSON, nullable=True),
+)
+
+# An account at an upstream identity provider, linked to a local user by the provider's issuer
+# and subject (never by e-mail). The upstream refresh token, when kept, is encrypted.
+linked_accounts = sa.Table(
+    "linked_accounts",
+    metadata,
+    sa.Column("issuer", sa.String(1024), primary_key=True),
+    sa.Column("subject", sa.String(255), primary_key=True),
+    sa.Column("provider", sa.String(64), nullable=False),
+    sa.Column(
+        "user_id",
+        sa.String(64),
+        sa.ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("refresh_token_encrypted", sa.Text, nullable=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("last_login_at", sa.BigInteger, nullable=False),
+)
+
+# A sign-in sent to an upstream identity provider, until its callback: the state (by hash), the
+# browser it is bound to (hash of a cookie), the pending authorization request it continues,
+# the nonce and the encrypted PKCE verifier. Consumed once, by one atomic delete.
+federation_states = sa.Table(
+    "federation_states",
+    metadata,
+    sa.Column("state_hash", sa.String(64), primary_key=True),
+    sa.Column("provider", sa.String(64), nullable=False),
+    sa.Column("request_id", sa.String(64), nullable=False),
+    sa.Column("binding_hash", sa.String(64), nullable=False),
+    sa.Column("nonce", sa.String(128), nullable=False),
+    sa.Column("verifier_encrypted", sa.Text, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+)
+
 __all__ = [
     "authorization_codes",
     "authorization_requests",
@@ -212,9 +320,15 @@ __all__ = [
     "clients",
     "consents",
     "family_access_tokens",
+    "federation_states",
+    "linked_accounts",
     "login_failures",
     "metadata",
     "refresh_tokens",
+    "registry_audit",
+    "registry_entries",
+    "registry_entry_groups",
+    "registry_servers",
     "revoked_access_tokens",
     "sessions",
     "signing_keys",

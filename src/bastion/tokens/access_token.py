@@ -6,11 +6,16 @@ Header ``typ: at+jwt`` (§2.1); claims iss, exp, aud, sub, client_id, iat, jti a
 
 from __future__ import annotations
 
+import base64
+import json
 import secrets
 import warnings
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc import jwt
 from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import KeySet
@@ -56,6 +61,9 @@ def issue(
     if scope:
         claims["scope"] = scope
     header = {"alg": key.alg, "kid": key.kid, "typ": TYP}
+    fast = _sign_compact(key, header, claims)
+    if fast is not None:
+        return IssuedToken(fast, jti, now + ttl)
     if key.alg == "EdDSA":
         with warnings.catch_warnings():
             # joserfc warns that RFC 9864 deprecates the polymorphic name; the operator chose it.
@@ -64,6 +72,38 @@ def issue(
     else:
         token = jwt.encode(header, claims, key.key, algorithms=[key.alg])
     return IssuedToken(token, jti, now + ttl)
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def _sign_compact(key: SigningKey, header: dict[str, Any], claims: dict[str, Any]) -> str | None:
+    """RFC 7515 §7.1 compact serialization signed with ``cryptography`` directly, for the
+    algorithms bastion signs with (a third of the cost of the generic path); None for others.
+
+    ES256 signatures are the raw 64-byte ``R || S`` of RFC 7518 §3.4, not DER.
+    """
+    private = key.key.private_key
+    signing_input = (
+        _b64(json.dumps(header, separators=(",", ":")).encode())
+        + b"."
+        + _b64(json.dumps(claims, separators=(",", ":")).encode())
+    )
+    if (
+        key.alg == "ES256"
+        and isinstance(private, ec.EllipticCurvePrivateKey)
+        and isinstance(private.curve, ec.SECP256R1)
+    ):
+        r, s = decode_dss_signature(private.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    elif key.alg in ("Ed25519", "EdDSA") and isinstance(private, ed25519.Ed25519PrivateKey):
+        signature = private.sign(signing_input)
+    elif key.alg == "RS256" and isinstance(private, rsa.RSAPrivateKey):
+        signature = private.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+    else:
+        return None
+    return (signing_input + b"." + _b64(signature)).decode("ascii")
 
 
 def decode_own(token: str, keys: KeySet, *, issuer: str, now: int) -> dict[str, Any] | None:

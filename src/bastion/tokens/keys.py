@@ -116,6 +116,8 @@ class KeyManager:
 
     async def _fresh(self) -> None:
         if self.clock() - self._loaded_at >= self.refresh:
+            # One request reloads; those arriving meanwhile use the keys already loaded.
+            self._loaded_at = self.clock()
             await self.load()
 
     async def signing_key(self) -> SigningKey:

@@ -13,11 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bastion.authserver.context import AuthServer
 from bastion.authserver.http import single
-from bastion.authserver.issuance import add_refresh, mint_access
+from bastion.authserver.issuance import add_refresh, identity_claims, mint_access
 from bastion.oauth import pkce
 from bastion.oauth.errors import InvalidGrant, InvalidRequest, InvalidTarget, OAuthError
 from bastion.oauth.resource import canonical, check_indicator
 from bastion.store import grants
+from bastion.store import users as user_rows
 from bastion.store.clients import Client
 from bastion.tokens import secrets as opaque
 
@@ -82,8 +83,14 @@ async def _issue(
     bastion: AuthServer, conn: AsyncConnection, client: Client, row: sa.Row[Any], now: int
 ) -> dict[str, Any]:
     """Mint the tokens of a redeemed code and store its family, in the caller's transaction."""
+    user = await user_rows.by_id(conn, row.subject)
     issued, body = await mint_access(
-        bastion, client=client, subject=row.subject, scope=row.scope, resource=row.resource
+        bastion,
+        client=client,
+        subject=row.subject,
+        scope=row.scope,
+        resource=row.resource,
+        claims=identity_claims(bastion, user),
     )
     await grants.create_family(
         conn,

@@ -1,6 +1,8 @@
 """The client_credentials grant (OAuth 2.1 §4.2) for confidential clients acting for themselves.
 
-It touches the database only to look up the client: the token is a JWT, nothing is stored.
+The token is a JWT and nothing is stored: with the client's registration cached
+(:class:`~bastion.authserver.clients.ClientDirectory`) a request touches no database at all, except
+the first one of a dynamically registered client, which records that it was used.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from bastion.authserver.context import AuthServer
 from bastion.authserver.http import single
 from bastion.authserver.issuance import mint_access
 from bastion.oauth.errors import UnauthorizedClient
+from bastion.store import clients as client_rows
 from bastion.store.clients import Client
 
 
@@ -30,6 +33,11 @@ async def issue(
     _, body = await mint_access(
         bastion, client=client, subject=client.client_id, scope=scope, resource=resource
     )
+    if client.origin == "dynamic" and client.first_used_at is None:
+        # Once per client: unused registrations are deleted (registration.unused_client_ttl).
+        async with bastion.db.transaction() as conn:
+            await client_rows.mark_used(conn, client.client_id, bastion.clock())
+        bastion.clients.invalidate(client.client_id)
     return body
 
 

@@ -11,11 +11,12 @@ from typing import Any
 
 from bastion.authserver.context import AuthServer
 from bastion.authserver.http import single
-from bastion.authserver.issuance import add_refresh, mint_access
+from bastion.authserver.issuance import add_refresh, identity_claims, mint_access
 from bastion.oauth import scopes as scope_syntax
 from bastion.oauth.errors import InvalidGrant, InvalidRequest, InvalidScope, InvalidTarget
 from bastion.oauth.resource import canonical, check_indicator
 from bastion.store import grants
+from bastion.store import users as user_rows
 from bastion.store.clients import Client
 from bastion.tokens import secrets as opaque
 
@@ -37,6 +38,7 @@ async def refresh(
     async with bastion.db.connect() as conn:
         row = await grants.get_refresh(conn, token_hash)
         family = await grants.get_family(conn, row.family_id) if row is not None else None
+        user = await user_rows.by_id(conn, family.subject) if family is not None else None
     if row is None or family is None:
         raise InvalidGrant("the refresh token is not valid")
     if family.client_id != client.client_id:
@@ -58,6 +60,7 @@ async def refresh(
         subject=family.subject,
         scope=scope_syntax.join(asked),
         resource=family.resource,
+        claims=identity_claims(bastion, user),
     )
     # Spending the old token and storing its successor is one transaction: a concurrent reuse
     # either loses the token or, after this commits, finds the successor and revokes it too.

@@ -1,0 +1,1 @@
+"""bastion's benchmarks: ``python -m benchmarks`` (see ``__main__.py`` and docs/performance.md)."""

@@ -1,0 +1,126 @@
+"""``python -m benchmarks``: every benchmark on loopback, bounded in time, one report.
+
+    python -m benchmarks                 # full run: 3 interleaved rounds of 5 s (~5 minutes)
+    python -m benchmarks --quick         # smoke run: 1 round of 2 s (~1 minute)
+    python -m benchmarks --simple-auth ~/src/python-sdk   # also the SDK's simple-auth example
+
+Writes benchmarks/results/latest.md and latest.json (``--output`` for elsewhere). PostgreSQL is
+used when reachable (BASTION_BENCH_POSTGRES_URL, default the local test server; ``--sqlite`` to
+use SQLite instead); node-oidc-provider when Node 22 is installed (scripts/setup-node.sh).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shlex
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from benchmarks import gateway, issuance, scaling, verification
+from benchmarks.machine import describe
+from benchmarks.node_provider import node_binary, node_version
+from benchmarks.plan import Plan, make_plan
+from benchmarks.report import Report
+from benchmarks.servers import bastion_serve, free_port
+from benchmarks.stack import POSTGRES_URL, postgres_reachable, postgres_version, stack
+
+SUITES = ("issuance", "verification", "gateway", "scaling")
+RESULTS = Path(__file__).parent / "results"
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=(__doc__ or "").split("\n")[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="one round of 2 s per target")
+    parser.add_argument(
+        "--simple-auth",
+        type=Path,
+        metavar="PATH",
+        help="a checkout of modelcontextprotocol/python-sdk (or its examples/servers/simple-auth)",
+    )
+    parser.add_argument("--sqlite", action="store_true", help="use SQLite even if PostgreSQL is up")
+    parser.add_argument("--only", choices=SUITES, action="append", help="run only these suites")
+    parser.add_argument("--duration", type=float, help="seconds per measurement (default 5, 2)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3, 1)")
+    parser.add_argument("--connections", type=int, default=32, help="concurrent connections")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="where latest.* go")
+    return parser.parse_args(argv)
+
+
+async def main(argv: list[str]) -> int:
+    args = parse(argv)
+    started = time.monotonic()
+    use_postgres = not args.sqlite and postgres_reachable()
+    plan = make_plan(
+        quick=args.quick,
+        simple_auth=args.simple_auth,
+        use_postgres=use_postgres,
+        duration=args.duration,
+        rounds=args.rounds,
+        connections=args.connections,
+    )
+    suites = args.only or list(SUITES)
+    node = node_binary()
+    report = Report(
+        command=shlex.join(["python", "-m", "benchmarks", *argv]),
+        machine=describe(
+            node_version(node) if node else None,
+            await postgres_version() if use_postgres else None,
+        ),
+        settings=_settings(plan),
+        started_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    )
+    ports = {
+        "as_port": free_port(),
+        "resource_port": free_port(),
+        "gateway_port": free_port(),
+        "upstream_port": free_port(),
+    }
+    async with stack(use_postgres=use_postgres, ports=ports) as run:
+        report.notes.append(
+            f"database: {run.database}"
+            + (f" ({POSTGRES_URL.split('@')[-1]}, a fresh schema)" if use_postgres else "")
+        )
+        if {"issuance", "verification", "gateway"} & set(suites):
+            with bastion_serve(run.settings(), port=run.as_port, cpus=plan.server_cpus) as server:
+                for name, suite in (
+                    ("issuance", issuance.run),
+                    ("verification", verification.run),
+                    ("gateway", gateway.run),
+                ):
+                    if name in suites:
+                        _progress(f"{name}…")
+                        await suite(plan, run, server, report)
+        if "scaling" in suites:
+            _progress("scaling…")
+            await scaling.run(plan, run, report)
+    report.seconds = time.monotonic() - started
+    report.compute_ratios()
+    md, js = report.write(args.output)
+    print(report.markdown())
+    _progress(f"wrote {md} and {js} in {report.seconds:.0f} s")
+    return 0
+
+
+def _settings(plan: Plan) -> dict[str, object]:
+    return {
+        "rounds": plan.rounds,
+        "seconds per measurement": plan.duration,
+        "warm-up s": plan.warmup,
+        "connections": plan.connections,
+        "server CPU": sorted(plan.server_cpus) if plan.server_cpus else "any",
+        "load generator CPU": sorted(plan.load_cpus) if plan.load_cpus else "any",
+        "log level": "warning",
+    }
+
+
+def _progress(message: str) -> None:
+    print(f"[benchmarks] {message}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(sys.argv[1:])))

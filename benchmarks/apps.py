@@ -1,0 +1,90 @@
+"""ASGI apps the benchmarks serve with uvicorn (``uvicorn --factory benchmarks.apps:<name>``).
+
+- :func:`bare`: GET /mcp answers a small JSON document; no middleware.
+- :func:`protected`: the same endpoint behind :class:`ResourceServerMiddleware` and a
+  :class:`JwtVerifier` of the AS at ``BENCH_ISSUER`` for the resource ``BENCH_RESOURCE``; the
+  verified-token cache holds ``BENCH_CACHE_SIZE`` tokens (0: every request checks the signature).
+- :func:`upstream`: a minimal stateless MCP server over HTTP: POST /mcp answers ``tools/call``
+  of ``echo`` with a JSON response (no SSE, no session), so that what a gateway adds shows.
+
+Every app answers GET /ready without a token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bastion.resource import JwtVerifier, ResourceServerMiddleware
+
+
+async def _ready(request: Request) -> Response:
+    return Response(b"ok")
+
+
+async def _hello(request: Request) -> Response:
+    principal = request.scope.get("bastion.principal")
+    subject = principal.subject if principal is not None else "anonymous"
+    return JSONResponse({"hello": subject})
+
+
+def _routes() -> list[Route]:
+    return [Route("/ready", _ready), Route("/mcp", _hello, methods=["GET", "POST"])]
+
+
+def bare() -> Starlette:
+    """The endpoint alone."""
+    return Starlette(routes=_routes())
+
+
+def protected() -> Starlette:
+    """The endpoint behind the resource-server middleware (settings from BENCH_*)."""
+    issuer = os.environ["BENCH_ISSUER"]
+    resource = os.environ["BENCH_RESOURCE"]
+    verifier = JwtVerifier(
+        issuer=issuer,
+        audience=resource,
+        jwks_uri=f"{issuer}/jwks",
+        cache_size=int(os.environ.get("BENCH_CACHE_SIZE", "10000")),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await verifier.aclose()
+
+    app = Starlette(routes=_routes(), lifespan=lifespan)
+    app.add_middleware(
+        ResourceServerMiddleware,
+        resource=resource,
+        verifier=verifier,
+        authorization_servers=[issuer],
+        scopes_supported=["mcp:tools"],
+        protect_paths=["/mcp"],
+    )
+    return app
+
+
+async def _rpc(request: Request) -> Response:
+    message = json.loads(await request.body())
+    params = message.get("params") or {}
+    text = json.dumps(params.get("arguments") or {})
+    result = {"content": [{"type": "text", "text": text}], "isError": False}
+    return JSONResponse({"jsonrpc": "2.0", "id": message.get("id"), "result": result})
+
+
+def upstream() -> Starlette:
+    """A stateless MCP echo server over HTTP (JSON responses)."""
+    return Starlette(routes=[Route("/ready", _ready), Route("/mcp", _rpc, methods=["POST"])])
+
+
+__all__ = ["bare", "protected", "upstream"]

@@ -1,0 +1,202 @@
+"""Token issuance: bastion against node-oidc-provider (client_credentials, ES256 JWTs, one
+process each, interleaved rounds), bastion's refresh_token and authorization_code grants, and
+the MCP SDK's simple-auth example for the grant it has (authorization_code)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from urllib.parse import urlencode
+
+import httpx
+
+from benchmarks import plan as planning
+from benchmarks import simple_auth
+from benchmarks.loadgen import Load, form_request
+from benchmarks.node_provider import NodeProvider, node_binary, node_provider
+from benchmarks.plan import Plan, Target
+from benchmarks.report import Ratio, Report, Row
+from benchmarks.servers import Process, free_port
+from benchmarks.stack import REDIRECT_URI, SCOPE, Stack
+
+GROUP = "token issuance (POST /token, one server process)"
+BASTION_CC = "bastion client_credentials"
+NODE_CC = "node-oidc-provider client_credentials"
+BASTION_RT = "bastion refresh_token (rotation)"
+BASTION_AC = "bastion authorization_code (PKCE, public client)"
+SIMPLE_AC = "simple-auth example authorization_code (PKCE, public client)"
+JWT_EXPECTED = b'"access_token"'
+
+
+def _header(token: str) -> dict[str, object]:
+    segment = token.split(".")[0]
+    decoded: dict[str, object] = json.loads(base64.urlsafe_b64decode(segment + "=="))
+    return decoded
+
+
+def check_token(url: str, body: str, authorization: str | None) -> str:
+    """One request before measuring: the answer must be a 200 with an access token; return a
+    description of the token (header alg and typ, size)."""
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    if authorization:
+        headers["Authorization"] = authorization
+    answer = httpx.post(url, content=body, headers=headers, timeout=10, trust_env=False)
+    if answer.status_code != 200:
+        raise RuntimeError(f"{url}: {answer.status_code} {answer.text}")
+    token = answer.json()["access_token"]
+    if token.count(".") == 2:
+        header = _header(token)
+        return f"JWT {header.get('alg')} typ {header.get('typ')}, {len(token)} bytes"
+    return f"opaque, {len(token)} bytes"
+
+
+def client_credentials_load(plan: Plan, stack: Stack, port: int, basic: str) -> Load:
+    request = form_request(
+        "127.0.0.1", port, "/token", stack.client_credentials_body(), {"Authorization": basic}
+    )
+    return planning.load(plan, port, [request], expect_body=JWT_EXPECTED)
+
+
+async def run(plan: Plan, stack: Stack, bastion: Process, report: Report) -> None:
+    """Every issuance measurement; ``bastion`` is the AS (``bastion serve``, one process)."""
+    service = stack.clients["service"]
+    notes = {
+        BASTION_CC: check_token(
+            f"{bastion.url}/token", stack.client_credentials_body(), service.basic()
+        )
+    }
+    node = node_binary()
+
+    async def bastion_cc() -> Load:
+        return client_credentials_load(plan, stack, bastion.port, service.basic())
+
+    targets: list[Target] = [(BASTION_CC, bastion_cc)]
+    rows = [Row(GROUP, BASTION_CC, "tokens/s", note=notes[BASTION_CC])]
+    if node is None:
+        rows.append(
+            Row(GROUP, NODE_CC, note="not measured: no Node 22 (run scripts/setup-node.sh)")
+        )
+        await _measure(plan, targets, rows, report)
+    else:
+        with node_provider(node, resource=stack.resource, scope=SCOPE, cpus=plan.server_cpus) as op:
+            basic = _basic(op)
+            note = check_token(f"{op.issuer}/token", stack.client_credentials_body(), basic)
+
+            async def node_cc() -> Load:
+                return client_credentials_load(plan, stack, op.port, basic)
+
+            targets.append((NODE_CC, node_cc))
+            rows.append(Row(GROUP, NODE_CC, "tokens/s", note=note))
+            await _measure(plan, targets, rows, report)
+    report.ratios.append(
+        Ratio("client_credentials: bastion / node-oidc-provider", BASTION_CC, NODE_CC, 1.0)
+    )
+    report.notes.append(
+        "issuance: node-oidc-provider runs with its in-memory adapter and the simple-auth example "
+        "keeps codes and tokens in dicts; bastion commits codes and refresh tokens to the "
+        f"database ({stack.database}) and stores nothing for client_credentials."
+    )
+    await _grants(plan, stack, bastion, report)
+
+
+async def _measure(plan: Plan, targets: list[Target], rows: list[Row], report: Report) -> None:
+    results = await planning.interleaved(plan, targets)
+    for row in rows:
+        row.rounds = results.get(row.name, [])
+        report.rows.append(row)
+
+
+def _basic(op: NodeProvider) -> str:
+    raw = f"{op.client_id}:{op.secret}".encode()
+    return "Basic " + base64.b64encode(raw).decode()
+
+
+async def _grants(plan: Plan, stack: Stack, bastion: Process, report: Report) -> None:
+    """refresh_token and authorization_code from pools of single-use items, interleaved with
+    the simple-auth example's authorization_code when a checkout is given."""
+    refresh = stack.clients["refresh"]
+    native = stack.clients["native"]
+    pool = plan.pool
+
+    async def bastion_refresh() -> Load:
+        tokens = await stack.refresh_pool(pool)
+        requests = [
+            form_request(
+                "127.0.0.1",
+                bastion.port,
+                "/token",
+                urlencode({"grant_type": "refresh_token", "refresh_token": t}),
+                {"Authorization": refresh.basic()},
+            )
+            for t in tokens
+        ]
+        return planning.load(plan, bastion.port, requests, pooled=True, expect_body=JWT_EXPECTED)
+
+    async def bastion_code() -> Load:
+        codes = await stack.code_pool(pool)
+        requests = [
+            form_request(
+                "127.0.0.1",
+                bastion.port,
+                "/token",
+                _code_form(native.client_id, c, stack.verifier, stack.resource),
+            )
+            for c in codes
+        ]
+        return planning.load(plan, bastion.port, requests, pooled=True, expect_body=JWT_EXPECTED)
+
+    targets: list[Target] = [(BASTION_RT, bastion_refresh), (BASTION_AC, bastion_code)]
+    rows = [
+        Row(GROUP, BASTION_RT, "tokens/s", note=f"pool of {pool} per round, each used once"),
+        Row(GROUP, BASTION_AC, "tokens/s", note=f"pool of {pool} codes per round"),
+    ]
+    checkout = plan.simple_auth
+    if checkout is None or simple_auth.package_dir(checkout) is None:
+        why = "no checkout given" if checkout is None else f"no mcp_simple_auth in {checkout}"
+        rows.append(Row(GROUP, SIMPLE_AC, note=f"not measured ({why})"))
+        await _measure(plan, targets, rows, report)
+    else:
+        port = free_port()
+        with simple_auth.serve(checkout, port=port, cpus=plan.server_cpus) as server:
+            # Its login form is slow to drive: a smaller pool, the rate is still per request.
+            small = min(pool, 2_000 if plan.quick else 4_000)
+
+            async def simple_code() -> Load:
+                client_id, codes = await simple_auth.code_pool(server.url, small, stack.verifier)
+                requests = [
+                    form_request(
+                        "127.0.0.1",
+                        port,
+                        "/token",
+                        _code_form(client_id, c, stack.verifier, None, simple_auth.REDIRECT_URI),
+                    )
+                    for c in codes
+                ]
+                return planning.load(plan, port, requests, pooled=True, expect_body=b"access_token")
+
+            targets.append((SIMPLE_AC, simple_code))
+            rows.append(
+                Row(GROUP, SIMPLE_AC, "tokens/s", note=f"opaque tokens; pool of {small} codes")
+            )
+            await _measure(plan, targets, rows, report)
+    report.ratios.append(
+        Ratio("authorization_code: bastion / simple-auth example", BASTION_AC, SIMPLE_AC)
+    )
+
+
+def _code_form(
+    client_id: str, code: str, verifier: str, resource: str | None, redirect: str = REDIRECT_URI
+) -> str:
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": redirect,
+        "code_verifier": verifier,
+        "client_id": client_id,
+    }
+    if resource:
+        form["resource"] = resource
+    return urlencode(form)
+
+
+__all__ = ["BASTION_CC", "GROUP", "NODE_CC", "check_token", "client_credentials_load", "run"]

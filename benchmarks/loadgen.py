@@ -1,0 +1,256 @@
+"""The load generator: N keep-alive HTTP/1.1 connections on loopback, in a process of its own.
+
+It writes prepared requests and reads the answers with asyncio streams, a deliberately small
+HTTP/1.1 client (Content-Length and chunked bodies, nothing else): a general-purpose client such
+as httpx spends more CPU per request than the servers under test, and would measure itself.
+Run in a child process (:func:`run`), pinned to its own CPU when the machine has one to spare.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from queue import Empty
+from typing import Any
+
+from benchmarks.machine import pin
+
+
+@dataclass(frozen=True)
+class Load:
+    """What to send: ``requests`` (one per request, each used once, when ``pooled``; else sent
+    round-robin), to ``host``:``port`` over ``connections`` connections, for at most
+    ``duration`` seconds and ``max_requests`` requests, after ``warmup`` seconds not counted."""
+
+    host: str
+    port: int
+    requests: Sequence[bytes]
+    connections: int = 32
+    duration: float = 5.0
+    warmup: float = 1.0
+    max_requests: int = 1_000_000
+    pooled: bool = False
+    expect_status: int = 200
+    expect_body: bytes = b""
+    cpus: frozenset[int] | None = None
+
+
+@dataclass
+class Result:
+    """What one run measured (latencies in milliseconds)."""
+
+    requests: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    statuses: dict[int, int] = field(default_factory=dict)
+    first_error: str = ""
+    latencies_ms: list[float] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def percentile(self, p: float) -> float:
+        if not self.latencies_ms:
+            return 0.0
+        ordered = sorted(self.latencies_ms)
+        index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))
+        return ordered[index]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "seconds": round(self.seconds, 3),
+            "rate": round(self.rate, 1),
+            "p50_ms": round(self.percentile(50), 3),
+            "p99_ms": round(self.percentile(99), 3),
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "first_error": self.first_error,
+        }
+
+
+class _Answer:
+    __slots__ = ("body", "status")
+
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status = status
+        self.body = body
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> _Answer:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split(b" ", 2)[1])
+    length = -1
+    chunked = False
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"transfer-encoding" and b"chunked" in value.lower():
+            chunked = True
+    if chunked:
+        parts: list[bytes] = []
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                await reader.readuntil(b"\r\n")
+                break
+            parts.append(await reader.readexactly(size))
+            await reader.readexactly(2)
+        return _Answer(status, b"".join(parts))
+    if length < 0:
+        raise ValueError("the answer has neither Content-Length nor chunked encoding")
+    return _Answer(status, await reader.readexactly(length) if length else b"")
+
+
+class _Feed:
+    """Hands out requests: round-robin, or each once (a pool), bounded by a request count."""
+
+    def __init__(self, requests: Sequence[bytes], pooled: bool, limit: int) -> None:
+        self.requests = requests
+        self.pooled = pooled
+        self.limit = min(limit, len(requests)) if pooled else limit
+        self.taken = 0
+
+    def next(self) -> bytes | None:
+        if self.taken >= self.limit:
+            return None
+        item = self.requests[self.taken if self.pooled else self.taken % len(self.requests)]
+        self.taken += 1
+        return item
+
+
+async def _drive(load: Load) -> Result:
+    result = Result()
+    feed = _Feed(load.requests, load.pooled, load.max_requests)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    measure_from = start + load.warmup
+    stop_at = measure_from + load.duration
+    measured_start: float | None = None
+    last_done = start
+
+    async def connection() -> None:
+        nonlocal measured_start, last_done
+        reader, writer = await asyncio.open_connection(load.host, load.port)
+        try:
+            while True:
+                now = loop.time()
+                if now >= stop_at:
+                    return
+                request = feed.next()
+                if request is None:
+                    return
+                sent = time.perf_counter()
+                writer.write(request)
+                answer = await _read_answer(reader)
+                elapsed = (time.perf_counter() - sent) * 1000
+                done = loop.time()
+                if done < measure_from:
+                    continue
+                if measured_start is None:
+                    measured_start = measure_from
+                last_done = max(last_done, done)
+                result.requests += 1
+                result.statuses[answer.status] = result.statuses.get(answer.status, 0) + 1
+                ok = answer.status == load.expect_status and load.expect_body in answer.body
+                if not ok:
+                    result.errors += 1
+                    if not result.first_error:
+                        result.first_error = f"{answer.status} {answer.body[:300]!r}"
+                result.latencies_ms.append(elapsed)
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+    await asyncio.gather(*(connection() for _ in range(load.connections)))
+    if measured_start is not None:
+        result.seconds = max(last_done - measured_start, 1e-9)
+    return result
+
+
+def _child(load: Load, queue: multiprocessing.Queue[Any]) -> None:
+    if load.cpus:
+        pin(os.getpid(), load.cpus)
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover - uvicorn[standard] brings uvloop
+        runner = asyncio.run
+    try:
+        result = runner(_drive(load))
+        queue.put(("ok", result))
+    except BaseException as exc:
+        queue.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def run(load: Load) -> Result:
+    """Generate ``load`` from a separate process and return what it measured."""
+    context = multiprocessing.get_context("spawn")
+    queue: multiprocessing.Queue[Any] = context.Queue()
+    process = context.Process(target=_child, args=(load, queue), daemon=True)
+    process.start()
+    deadline = time.monotonic() + load.warmup + load.duration + 120
+    try:
+        while True:
+            try:
+                kind, value = queue.get(timeout=1)
+                break
+            except Empty:
+                if not process.is_alive():
+                    raise RuntimeError(
+                        f"the load generator exited ({process.exitcode}) without a result"
+                    ) from None
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the load generator did not finish in time") from None
+    finally:
+        process.join(timeout=10)
+        if process.is_alive():
+            process.kill()
+    if kind != "ok":
+        raise RuntimeError(f"the load generator failed: {value}")
+    assert isinstance(value, Result)
+    return value
+
+
+def form_request(
+    host: str, port: int, path: str, body: str, headers: dict[str, str] | None = None
+) -> bytes:
+    """A prepared ``application/x-www-form-urlencoded`` POST."""
+    return raw_request(
+        host,
+        port,
+        "POST",
+        path,
+        body.encode(),
+        {"Content-Type": "application/x-www-form-urlencoded", **(headers or {})},
+    )
+
+
+def raw_request(
+    host: str,
+    port: int,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+) -> bytes:
+    """One HTTP/1.1 keep-alive request as bytes."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    if body or method in ("POST", "PUT"):
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+__all__ = ["Load", "Result", "form_request", "raw_request", "run"]

@@ -1,0 +1,100 @@
+"""How long and how hard each measurement runs, and the interleaved rounds that compare
+targets under the same conditions (A, B, A, B… so that drift hits both alike)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from benchmarks import loadgen
+from benchmarks.loadgen import Load, Result
+from benchmarks.machine import usable_cpus
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Bounds of one run."""
+
+    rounds: int
+    duration: float
+    warmup: float
+    connections: int
+    pool: int  # single-use items (codes, refresh tokens) prepared per round, at most
+    max_requests: int
+    quick: bool
+    simple_auth: Path | None
+    server_cpus: frozenset[int] | None
+    load_cpus: frozenset[int] | None
+    use_postgres: bool
+
+
+def make_plan(
+    *,
+    quick: bool,
+    simple_auth: Path | None,
+    use_postgres: bool,
+    duration: float | None = None,
+    rounds: int | None = None,
+    connections: int = 32,
+) -> Plan:
+    """The full plan (3 rounds of 5 s) or the quick one (1 round of 2 s)."""
+    cpus = usable_cpus()
+    server: frozenset[int] | None = None
+    load: frozenset[int] | None = None
+    if len(cpus) >= 2:
+        server, load = frozenset({cpus[0]}), frozenset(cpus[1:])
+    return Plan(
+        rounds=rounds or (1 if quick else 3),
+        duration=duration or (2.0 if quick else 5.0),
+        warmup=0.5 if quick else 1.0,
+        connections=connections,
+        pool=3_000 if quick else 12_000,
+        max_requests=200_000,
+        quick=quick,
+        simple_auth=simple_auth,
+        server_cpus=server,
+        load_cpus=load,
+        use_postgres=use_postgres,
+    )
+
+
+def load(plan: Plan, port: int, requests: Sequence[bytes], **fields: object) -> Load:
+    """A :class:`Load` with the plan's bounds. A pool of single-use requests has no warm-up:
+    a fast server could spend the whole pool in it (the server is warm from earlier targets)."""
+    if fields.get("pooled"):
+        fields.setdefault("warmup", 0.0)
+    base = Load(
+        host="127.0.0.1",
+        port=port,
+        requests=list(requests),
+        connections=plan.connections,
+        duration=plan.duration,
+        warmup=plan.warmup,
+        max_requests=plan.max_requests,
+        cpus=plan.load_cpus,
+    )
+    return replace(base, **fields)  # type: ignore[arg-type]
+
+
+async def measure(one: Load) -> Result:
+    """Run one load from its own process (without blocking the event loop)."""
+    return await asyncio.to_thread(loadgen.run, one)
+
+
+Target = tuple[str, Callable[[], Awaitable[Load]]]
+
+
+async def interleaved(plan: Plan, targets: Sequence[Target]) -> dict[str, list[Result]]:
+    """Each round measures every target once, in order; ``targets`` make a fresh Load per round
+    (pools of single-use items are prepared there, outside the measurement)."""
+    results: dict[str, list[Result]] = {name: [] for name, _ in targets}
+    for _ in range(plan.rounds):
+        for name, make in targets:
+            one = await make()
+            results[name].append(await measure(one))
+    return results
+
+
+__all__ = ["Plan", "Target", "interleaved", "load", "make_plan", "measure"]

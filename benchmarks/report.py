@@ -1,0 +1,202 @@
+"""Results of a run: rows (one per measured target), ratios between them, and their rendering
+as a markdown table (``latest.md``) and JSON (``latest.json``)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.loadgen import Result
+
+
+@dataclass
+class Row:
+    """One target measured in one or more rounds (or not measured, with the reason)."""
+
+    group: str
+    name: str
+    unit: str = "requests/s"
+    rounds: list[Result] = field(default_factory=list)
+    note: str = ""
+    rate_override: float | None = None  # for in-process loops measured without the loader
+
+    @property
+    def measured(self) -> bool:
+        return bool(self.rounds) or self.rate_override is not None
+
+    @property
+    def rate(self) -> float:
+        if self.rate_override is not None:
+            return self.rate_override
+        return statistics.median(r.rate for r in self.rounds) if self.rounds else 0.0
+
+    def _latencies(self) -> Result:
+        merged = Result()
+        for r in self.rounds:
+            merged.latencies_ms.extend(r.latencies_ms)
+        return merged
+
+    @property
+    def p50(self) -> float:
+        return self._latencies().percentile(50)
+
+    @property
+    def p99(self) -> float:
+        return self._latencies().percentile(99)
+
+    @property
+    def requests(self) -> int:
+        return sum(r.requests for r in self.rounds)
+
+    @property
+    def errors(self) -> int:
+        return sum(r.errors for r in self.rounds)
+
+    def as_dict(self) -> dict[str, Any]:
+        merged = self._latencies()
+        return {
+            "group": self.group,
+            "name": self.name,
+            "unit": self.unit,
+            "measured": self.measured,
+            "rate": round(self.rate, 1),
+            "p50_ms": round(merged.percentile(50), 3) if self.rounds else None,
+            "p99_ms": round(merged.percentile(99), 3) if self.rounds else None,
+            "requests": self.requests,
+            "errors": self.errors,
+            "round_rates": [round(r.rate, 1) for r in self.rounds],
+            "rounds": [r.summary() for r in self.rounds],
+            "note": self.note,
+        }
+
+
+@dataclass
+class Ratio:
+    """``numerator`` / ``denominator`` (row names), with the target it should reach, if any."""
+
+    label: str
+    numerator: str
+    denominator: str
+    target: float | None = None
+    value: float | None = None
+    note: str = ""
+
+    @property
+    def met(self) -> bool | None:
+        if self.target is None or self.value is None:
+            return None
+        return self.value >= self.target
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "numerator": self.numerator,
+            "denominator": self.denominator,
+            "value": None if self.value is None else round(self.value, 3),
+            "target": self.target,
+            "met": self.met,
+            "note": self.note,
+        }
+
+
+@dataclass
+class Report:
+    """Everything a run produced."""
+
+    command: str
+    machine: dict[str, Any]
+    settings: dict[str, Any]
+    rows: list[Row] = field(default_factory=list)
+    ratios: list[Ratio] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    started_at: str = ""
+    seconds: float = 0.0
+
+    def row(self, name: str) -> Row | None:
+        return next((r for r in self.rows if r.name == name), None)
+
+    def compute_ratios(self) -> None:
+        for ratio in self.ratios:
+            top, bottom = self.row(ratio.numerator), self.row(ratio.denominator)
+            if top is None or bottom is None or not top.measured or not bottom.measured:
+                ratio.value = None
+                ratio.note = ratio.note or "not measured"
+            elif bottom.rate:
+                ratio.value = top.rate / bottom.rate
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "command": self.command,
+            "started_at": self.started_at,
+            "seconds": round(self.seconds, 1),
+            "machine": self.machine,
+            "settings": self.settings,
+            "rows": [r.as_dict() for r in self.rows],
+            "ratios": [r.as_dict() for r in self.ratios],
+            "notes": self.notes,
+        }
+
+    def markdown(self) -> str:
+        m = self.machine
+        packages = ", ".join(f"{k} {v}" for k, v in m["packages"].items())
+        out = [
+            "# bastion benchmarks",
+            "",
+            f"Run {self.started_at}, {self.seconds:.0f} s: `{self.command}`",
+            "",
+            f"- Machine: {m['cpu']}, {m['cores']} cores ({m['memory']}), {m['os']}",
+            f"- {m['python']}; Node {m['node']}; PostgreSQL {m['postgresql']}",
+            f"- Packages: {packages}",
+            f"- Settings: {', '.join(f'{k} {v}' for k, v in self.settings.items())}",
+            "",
+        ]
+        groups: list[str] = []
+        for row in self.rows:
+            if row.group not in groups:
+                groups.append(row.group)
+        for group in groups:
+            out += [
+                f"## {group}",
+                "",
+                "| target | rate | p50 ms | p99 ms | requests | errors | rounds | note |",
+                "|---|---:|---:|---:|---:|---:|---|---|",
+            ]
+            for row in (r for r in self.rows if r.group == group):
+                if not row.measured:
+                    out.append(f"| {row.name} | not measured | | | | | | {row.note} |")
+                    continue
+                rounds = ", ".join(f"{r.rate:.0f}" for r in row.rounds)
+                latency = (f"{row.p50:.2f}", f"{row.p99:.2f}") if row.rounds else ("", "")
+                requests = str(row.requests) if row.rounds else ""
+                errors = str(row.errors) if row.rounds else ""
+                out.append(
+                    f"| {row.name} | {row.rate:,.0f} {row.unit} | {latency[0]} | {latency[1]} | "
+                    f"{requests} | {errors} | {rounds} | {row.note} |"
+                )
+            out.append("")
+        out += ["## ratios (same run)", "", "| ratio | value | target | met |"]
+        out.append("|---|---:|---:|---|")
+        for ratio in self.ratios:
+            value = "not measured" if ratio.value is None else f"{ratio.value:.2f}"
+            target = "" if ratio.target is None else f">= {ratio.target:.2f}"
+            met = {None: "", True: "yes", False: "**no**"}[ratio.met]
+            note = f" ({ratio.note})" if ratio.note and ratio.value is None else ""
+            out.append(f"| {ratio.label}{note} | {value} | {target} | {met} |")
+        out.append("")
+        if self.notes:
+            out += ["## notes", ""] + [f"- {n}" for n in self.notes] + [""]
+        return "\n".join(out)
+
+    def write(self, directory: Path) -> tuple[Path, Path]:
+        directory.mkdir(parents=True, exist_ok=True)
+        md = directory / "latest.md"
+        js = directory / "latest.json"
+        md.write_text(self.markdown())
+        js.write_text(json.dumps(self.as_dict(), indent=2) + "\n")
+        return md, js
+
+
+__all__ = ["Ratio", "Report", "Row"]

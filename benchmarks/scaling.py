@@ -1,0 +1,64 @@
+"""Throughput against process count: ``bastion serve --workers N`` on one database, measured
+with client_credentials. The machine's CPUs are shared by the workers and the load generator
+(nothing is pinned here), so the ceiling is the machine, not bastion: on a 2-core machine the
+load generator alone takes about one core."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import replace
+
+from benchmarks import plan as planning
+from benchmarks.issuance import check_token, client_credentials_load
+from benchmarks.loadgen import Load
+from benchmarks.machine import usable_cpus
+from benchmarks.plan import Plan, Target
+from benchmarks.report import Ratio, Report, Row
+from benchmarks.servers import bastion_serve, free_port
+from benchmarks.stack import Stack
+
+WORKERS = (1, 2)
+
+
+def group(stack: Stack) -> str:
+    return f"scale-out (client_credentials, bastion serve --workers N, {stack.database})"
+
+
+def name(workers: int) -> str:
+    return f"bastion client_credentials, {workers} worker{'s' if workers > 1 else ''}"
+
+
+async def run(plan: Plan, stack: Stack, report: Report) -> None:
+    unpinned = replace(plan, server_cpus=None, load_cpus=None)
+    service = stack.clients["service"]
+    targets: list[Target] = []
+    with ExitStack() as running:
+        for workers in WORKERS:
+            port = free_port()
+            server = running.enter_context(
+                bastion_serve(stack.settings(), port=port, workers=workers)
+            )
+            check_token(f"{server.url}/token", stack.client_credentials_body(), service.basic())
+
+            async def make(port: int = port) -> Load:
+                return client_credentials_load(unpinned, stack, port, service.basic())
+
+            targets.append((name(workers), make))
+        results = await planning.interleaved(unpinned, targets)
+    for workers in WORKERS:
+        report.rows.append(
+            Row(group(stack), name(workers), "tokens/s", rounds=results[name(workers)])
+        )
+    report.ratios.append(Ratio("2 workers / 1 worker", name(2), name(1)))
+    cpus = len(usable_cpus())
+    if cpus <= len(WORKERS):
+        report.notes.append(
+            f"scale-out: this machine has {cpus} usable CPUs, shared here by the workers, the "
+            "load generator and PostgreSQL, so the ratio is bounded by the machine, not by "
+            "bastion; run on 4+ cores to see what workers add. The kernel hands each of the 32 "
+            "keep-alive connections to one worker when it connects, so the split between "
+            "workers, and the rate, varies from round to round."
+        )
+
+
+__all__ = ["run"]

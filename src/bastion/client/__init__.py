@@ -1,0 +1,72 @@
+"""bastion's MCP client: OAuth for MCP servers and registries (MCP authorization 2026-07-28).
+
+- :class:`BastionAuth` (``httpx.Auth``) and :class:`Authorizer` (the engine behind it);
+- :func:`discover` and :class:`Trace` (``bastion doctor``);
+- :class:`ClientSettings`, :class:`PreRegisteredClient`;
+- :class:`TokenStorage` and its backends;
+- :mod:`bastion.client.mcp_sdk` (``connect``) for the official ``mcp`` SDK (imported on demand,
+  as it needs the ``mcp`` package).
+
+Never imports the server side (``bastion.authserver``, ``bastion.store``, ``bastion.resource``,
+``bastion.gateway``).
+"""
+
+from bastion.client.auth import BastionAuth
+from bastion.client.authorizer import Authorizer
+from bastion.client.browser import OpenUrl, headless_opener, open_in_browser
+from bastion.client.discovery import (
+    BearerChallenge,
+    Discovery,
+    Trace,
+    TraceStep,
+    bearer_challenge,
+    discover,
+)
+from bastion.client.errors import (
+    AuthorizationDenied,
+    AuthorizationError,
+    ClientError,
+    DiscoveryError,
+    RegistrationError,
+    StorageError,
+    TokenEndpointError,
+)
+from bastion.client.models import (
+    AuthorizationServerMetadata,
+    ProtectedResourceMetadata,
+    RegisteredClient,
+    TokenSet,
+)
+from bastion.client.settings import ClientSettings, PreRegisteredClient
+from bastion.client.storage import FileStorage, KeyringStorage, MemoryStorage, TokenStorage
+
+__all__ = [
+    "AuthorizationDenied",
+    "AuthorizationError",
+    "AuthorizationServerMetadata",
+    "Authorizer",
+    "BastionAuth",
+    "BearerChallenge",
+    "ClientError",
+    "ClientSettings",
+    "Discovery",
+    "DiscoveryError",
+    "FileStorage",
+    "KeyringStorage",
+    "MemoryStorage",
+    "OpenUrl",
+    "PreRegisteredClient",
+    "ProtectedResourceMetadata",
+    "RegisteredClient",
+    "RegistrationError",
+    "StorageError",
+    "TokenEndpointError",
+    "TokenSet",
+    "TokenStorage",
+    "Trace",
+    "TraceStep",
+    "bearer_challenge",
+    "discover",
+    "headless_opener",
+    "open_in_browser",
+]

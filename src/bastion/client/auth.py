@@ -1,0 +1,127 @@
+"""``BastionAuth``: MCP authorization as an ``httpx.Auth`` (httpx drives the generator: it sends
+each request the flow yields and sends the response back in).
+
+::
+
+    async with BastionAuth(ClientSettings(client_metadata_url=...)) as auth:
+        async with httpx.AsyncClient(auth=auth) as client:
+            await client.post("https://mcp.example.com/mcp", json=...)
+
+Per request: the stored token goes in the ``Authorization`` header only (MCP "Token
+Requirements", checklist C13); a 401 runs discovery, registration and authorization (or the
+client credentials grant) and the request is retried once; a token about to expire is refreshed
+first; a 403 ``insufficient_scope`` triggers step-up authorization (C15, at most
+``max_authorizations`` per request). The flow holds no lock while the request is in flight, so a
+long-lived stream never blocks other requests (unlike a lock held around the whole flow).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Generator, MutableMapping, Sequence
+from typing import Protocol, TypeVar
+
+import httpx
+
+from bastion.client.authorizer import Attempt, Authorizer
+from bastion.client.browser import OpenUrl
+from bastion.client.settings import ClientSettings
+from bastion.client.storage import TokenStorage
+
+
+class _Headers(Protocol):
+    def get_list(self, key: str, split_commas: bool = False) -> list[str]: ...
+
+
+class _Request(Protocol):
+    @property
+    def url(self) -> object: ...
+    @property
+    def headers(self) -> MutableMapping[str, str]: ...
+
+
+class _Response(Protocol):
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def headers(self) -> _Headers: ...
+
+
+RequestT = TypeVar("RequestT", bound=_Request)
+
+
+async def authorized_flow(
+    authorizer: Authorizer, request: RequestT
+) -> AsyncGenerator[RequestT, _Response]:
+    """The auth flow shared by the httpx and httpx2 adapters: yield the request with its header;
+    on a 401/403 ask the authorizer and yield it again with the new header (bounded)."""
+    url = str(request.url)
+    header = await authorizer.authorization(url)
+    if header is not None:
+        request.headers["Authorization"] = header
+    response = yield request
+    attempt = Attempt()
+    for _ in range(authorizer.settings.max_authorizations + 2):
+        challenges: Sequence[str] = response.headers.get_list("www-authenticate")
+        new = await authorizer.reconsider(url, response.status_code, challenges, header, attempt)
+        if new is None:
+            return
+        header = new
+        request.headers["Authorization"] = header
+        response = yield request
+
+
+class BastionAuth(httpx.Auth):
+    """MCP authorization for an ``httpx.AsyncClient`` (see the module docstring).
+
+    Give it settings (and optionally a token store and a URL opener), or an existing
+    :class:`Authorizer` to share tokens and logins between clients.
+    """
+
+    requires_request_body = True  # the body is sent again after a 401 or 403
+
+    def __init__(
+        self,
+        settings: ClientSettings | None = None,
+        *,
+        storage: TokenStorage | None = None,
+        open_url: OpenUrl | None = None,
+        authorizer: Authorizer | None = None,
+    ) -> None:
+        self.authorizer = authorizer or Authorizer(settings, storage=storage, open_url=open_url)
+
+    def __repr__(self) -> str:
+        return f"BastionAuth(storage={self.authorizer.storage!r})"
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        raise RuntimeError("BastionAuth does network I/O: use it with httpx.AsyncClient")
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        if self.requires_request_body:
+            await request.aread()
+        flow = authorized_flow(self.authorizer, request)
+        try:
+            outgoing = await flow.__anext__()
+            while True:
+                response = yield outgoing
+                outgoing = await flow.asend(response)
+        except StopAsyncIteration:
+            return
+        finally:
+            await flow.aclose()
+
+    async def aclose(self) -> None:
+        """Close the authorizer (its HTTP client, logins still waiting)."""
+        await self.authorizer.aclose()
+
+    async def __aenter__(self) -> BastionAuth:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+__all__ = ["BastionAuth", "authorized_flow"]

@@ -1,0 +1,552 @@
+"""The client's engine: which Authorization header a request gets, and what to do with a 401 or
+403 (MCP authorization, end to end).
+
+:class:`Authorizer` is independent of the HTTP client that carries MCP traffic: it makes its own
+discovery, registration and token requests with an ``httpx.AsyncClient`` of its own, and the thin
+``httpx.Auth`` adapters (:mod:`bastion.client.auth`, :mod:`bastion.client.mcp_sdk`) ask it
+
+- :meth:`Authorizer.authorization` before a request: the static header configured for the URL,
+  or the stored access token (refreshed silently when it is about to expire, also after a
+  restart), or nothing;
+- :meth:`Authorizer.reconsider` after a 401 or 403: discovery + registration + authorization
+  (or client credentials), refresh, or step-up, and the header to retry with.
+
+Logins are single-flight per server: concurrent requests that meet a 401 wait for one login
+instead of opening several browsers, and no lock is held while a request is in flight or while
+the browser is open (only the token store's lock, around a refresh, for a bounded time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx
+
+from bastion.client import flow, registration
+from bastion.client.browser import OpenUrl, check_authorization_url, open_in_browser
+from bastion.client.discovery import (
+    BearerChallenge,
+    Discovery,
+    bearer_challenge,
+    discover,
+    probe,
+    server_key,
+)
+from bastion.client.errors import AuthorizationError, ClientError, TokenEndpointError
+from bastion.client.loopback import LoopbackListener
+from bastion.client.models import AuthorizationServerMetadata, RegisteredClient, TokenSet
+from bastion.client.scope_selection import (
+    covers,
+    initial_scopes,
+    step_up_scopes,
+    with_offline_access,
+)
+from bastion.client.settings import ClientSettings
+from bastion.client.storage import TokenStorage, default_storage
+from bastion.net.ssrf import guarded_transport
+
+USER_AGENT = "mcp-bastion-client"
+# Token endpoint errors after which a refresh token is dropped (RFC 6749 §5.2).
+_DEAD_REFRESH = {"invalid_grant", "invalid_client", "unauthorized_client"}
+
+
+@dataclass
+class Attempt:
+    """What one request has already triggered (bounds retries: C15 and "retry once" on 401)."""
+
+    authorizations: int = 0
+    refreshed: bool = False
+    authorized_after_401: bool = False
+
+
+@dataclass
+class _Server:
+    key: str
+    tokens: TokenSet | None = None
+    loaded: bool = False
+    task: asyncio.Task[TokenSet] | None = None
+    discovery: Discovery | None = None
+
+
+class Authorizer:
+    """OAuth for MCP servers: discovery, registration, authorization, storage, refresh.
+
+    ``open_url`` sends the user to the authorization URL (default: print it and open the system
+    browser); ``storage`` keeps tokens (default: keyring or the 0600 token file); ``http`` is the
+    client for discovery and token requests (default: one made here, closed by :meth:`aclose`).
+    """
+
+    def __init__(
+        self,
+        settings: ClientSettings | None = None,
+        *,
+        storage: TokenStorage | None = None,
+        open_url: OpenUrl | None = None,
+        http: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings or ClientSettings()
+        self.storage = storage if storage is not None else default_storage(self.settings)
+        self.open_url = open_url or open_in_browser()
+        self._http = http
+        self._own_http = http is None
+        self._clock = clock
+        self._servers: dict[str, _Server] = {}
+
+    # ----------------------------------------------------------------------- plumbing
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The client for discovery, registration and token requests (made on first use)."""
+        if self._http is None:
+            transport = (
+                guarded_transport(allow_private=False, timeout=self.settings.http_timeout)
+                if self.settings.ssrf_guard
+                else None
+            )
+            self._http = httpx.AsyncClient(
+                timeout=self.settings.http_timeout,
+                follow_redirects=False,
+                headers={"User-Agent": USER_AGENT},
+                transport=transport,
+            )
+        return self._http
+
+    async def aclose(self) -> None:
+        """Cancel logins still waiting and close the HTTP client made here."""
+        for server in self._servers.values():
+            if server.task is not None and not server.task.done():
+                server.task.cancel()
+                with contextlib.suppress(BaseException):
+                    await server.task
+        if self._own_http and self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def __aenter__(self) -> Authorizer:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def _server(self, url: str) -> _Server:
+        key = server_key(url)
+        server = self._servers.get(key)
+        if server is None:
+            server = self._servers[key] = _Server(key)
+        return server
+
+    def static_header(self, url: str) -> str | None:
+        """The Authorization value configured for this server URL, which disables OAuth."""
+        key = server_key(url)
+        for configured, value in self.settings.static_headers.items():
+            if server_key(configured) == key:
+                return value.get_secret_value()
+        return None
+
+    @property
+    def _allow_http(self) -> bool:
+        return self.settings.allow_insecure_http and not self.settings.ssrf_guard
+
+    async def _tokens(self, server: _Server) -> TokenSet | None:
+        if not server.loaded:
+            server.tokens = await self.storage.get_tokens(server.key)
+            server.loaded = True
+        return server.tokens
+
+    # ----------------------------------------------------------------- public: per request
+    async def authorization(self, url: str) -> str | None:
+        """The Authorization header value for a request to ``url`` (RFC 6750 §2.1), or None.
+
+        An access token about to expire is refreshed first (silently, across restarts).
+        """
+        static = self.static_header(url)
+        if static is not None:
+            return static
+        server = self._server(url)
+        tokens = await self._tokens(server)
+        if tokens is None:
+            return None
+        if tokens.expired(self._clock(), self.settings.expiry_skew):
+            if tokens.refresh_token is None:
+                return None  # the server's 401 starts a new grant
+            try:
+                tokens = await self._single_flight(server, lambda: self._refresh_or_fail(server))
+            except ClientError:
+                return None  # the server's 401 then leads to a new authorization
+        return tokens.authorization
+
+    async def reconsider(
+        self,
+        url: str,
+        status: int,
+        www_authenticate: Sequence[str],
+        sent: str | None,
+        attempt: Attempt,
+    ) -> str | None:
+        """After a 401 or 403: the Authorization value to retry with, or None to give up.
+
+        401 (MCP "Authorization Flow Steps"): unless a newer token exists already, rediscover
+        the authorization server (it may have changed), refresh if the failed token can be
+        refreshed there, else authorize anew; a 401 right after this request's own
+        authorization is final. 403 ``insufficient_scope`` (MCP "Step-Up Authorization Flow"):
+        authorize again for the union of the scopes requested so far and the challenged ones,
+        unless the token was already granted all of them. At most
+        ``settings.max_authorizations`` authorizations per request (C15).
+        """
+        if status not in (401, 403) or self.static_header(url) is not None:
+            return None
+        server = self._server(url)
+        challenge = bearer_challenge(www_authenticate)
+        current = await self._tokens(server)
+        if status == 401:
+            newer = await self._newer(server, sent)
+            if newer is not None:
+                return newer.authorization  # refreshed or logged in meanwhile (maybe elsewhere)
+            if attempt.authorized_after_401:
+                return None
+            if attempt.authorizations >= self.settings.max_authorizations:
+                return None
+            allow_refresh = not attempt.refreshed
+            tokens = await self._single_flight(
+                server, lambda: self._after_401(server, challenge, sent, attempt, allow_refresh)
+            )
+            attempt.authorized_after_401 = True
+            return tokens.authorization
+        # 403
+        if challenge is None or challenge.error != "insufficient_scope" or not challenge.scope:
+            return None
+        if current is not None and covers(current.effective_scopes, challenge.scope):
+            if sent != current.authorization:
+                return current.authorization  # a newer token has the scopes already
+            return None  # already granted: another authorization cannot help
+        if attempt.authorizations >= self.settings.max_authorizations:
+            return None
+        attempt.authorizations += 1
+        tokens = await self._single_flight(server, lambda: self._step_up(server, challenge))
+        return tokens.authorization
+
+    # ----------------------------------------------------------- public: explicit actions
+    async def discover(self, url: str, challenge: BearerChallenge | None = None) -> Discovery:
+        """Run discovery for ``url`` with this client's settings (see
+        :func:`bastion.client.discovery.discover`)."""
+        # PKCE matters for the authorization code grant only (checked again before any
+        # authorization request); machine clients may use an AS that does not advertise it.
+        pre_cc = {
+            c.issuer for c in self.settings.pre_registered if c.grant_type == "client_credentials"
+        }
+        discovery = await discover(
+            self.http,
+            url,
+            challenge=challenge,
+            preferred_issuers=self.settings.preferred_issuers,
+            require_pkce=not pre_cc,
+            allow_insecure_http=self._allow_http,
+            https_only=self.settings.ssrf_guard,
+            legacy_2025_03_26=self.settings.legacy_2025_03_26,
+        )
+        self._server(url).discovery = discovery
+        return discovery
+
+    async def login(self, url: str, *, challenge: BearerChallenge | None = None) -> TokenSet:
+        """Authorize for ``url`` now (e.g. ``bastion login``), whatever is stored. Without a
+        ``challenge`` the server is probed for its 401 first (its ``scope`` guides the request)."""
+        server = self._server(url)
+        if challenge is None:
+            challenge = (await probe(self.http, server.key)).challenge
+        return await self._single_flight(server, lambda: self._fresh(server, challenge, ()))
+
+    async def access_token(self, url: str) -> str:
+        """A valid access token for ``url`` (stored, refreshed, or from a new login)."""
+        if self.static_header(url) is not None:
+            raise ClientError(
+                f"a static Authorization header is configured for {url}: OAuth is disabled there"
+            )
+        header = await self.authorization(url)
+        if header is not None and header.lower().startswith("bearer "):
+            return header[7:]
+        return (await self.login(url)).access_token
+
+    async def logout(self, url: str) -> None:
+        """Forget the tokens for ``url`` (every issuer)."""
+        server = self._server(url)
+        await self.storage.delete_tokens(server.key)
+        server.tokens = None
+        server.loaded = True
+
+    # ----------------------------------------------------------------------- internals
+    async def _newer(self, server: _Server, sent: str | None) -> TokenSet | None:
+        """A usable token other than the one just refused: in memory (another request of this
+        process) or in the store (another process)."""
+        now, skew = self._clock(), self.settings.expiry_skew
+        for candidate in (server.tokens, await self.storage.get_tokens(server.key)):
+            if (
+                candidate is not None
+                and candidate.authorization != sent
+                and not candidate.expired(now, skew)
+            ):
+                server.tokens = candidate
+                return candidate
+        return None
+
+    async def _single_flight(
+        self, server: _Server, make: Callable[[], Awaitable[TokenSet]]
+    ) -> TokenSet:
+        """Run ``make`` as the server's one login task, or wait for the one running."""
+        running = server.task
+        if running is not None and not running.done():
+            return await asyncio.shield(running)
+        task: asyncio.Task[TokenSet] = asyncio.ensure_future(make())
+        task.add_done_callback(_retrieve)
+        server.task = task
+        return await asyncio.shield(task)
+
+    async def _after_401(
+        self,
+        server: _Server,
+        challenge: BearerChallenge | None,
+        sent: str | None,
+        attempt: Attempt,
+        allow_refresh: bool,
+    ) -> TokenSet:
+        discovery = await self.discover(server.key, challenge)
+        current = server.tokens
+        if (
+            allow_refresh
+            and current is not None
+            and current.issuer == discovery.issuer
+            and current.refresh_token is not None
+            and sent == current.authorization
+        ):
+            attempt.refreshed = True
+            refreshed = await self._refresh(server, current)
+            if refreshed is not None:
+                return refreshed
+        previous: tuple[str, ...] = ()
+        if current is not None and current.issuer == discovery.issuer:
+            previous = current.requested_scopes
+        attempt.authorizations += 1
+        return await self._authorize(server, discovery, previous)
+
+    async def _fresh(
+        self, server: _Server, challenge: BearerChallenge | None, previous: Sequence[str]
+    ) -> TokenSet:
+        discovery = await self.discover(server.key, challenge)
+        return await self._authorize(server, discovery, previous)
+
+    async def _step_up(self, server: _Server, challenge: BearerChallenge) -> TokenSet:
+        discovery = await self.discover(server.key, challenge)
+        current = server.tokens
+        previous = (
+            current.requested_scopes if current and current.issuer == discovery.issuer else ()
+        )
+        scopes = step_up_scopes(previous, challenge.scope or ())
+        return await self._authorize(server, discovery, (), scopes=scopes)
+
+    async def _authorize(
+        self,
+        server: _Server,
+        discovery: Discovery,
+        previous: Sequence[str],
+        *,
+        scopes: Sequence[str] | None = None,
+    ) -> TokenSet:
+        """Obtain new tokens from the discovered authorization server."""
+        metadata = discovery.authorization_server
+        if scopes is None:
+            prm_scopes = (
+                discovery.protected_resource.scopes_supported
+                if discovery.protected_resource
+                else None
+            )
+            challenged = discovery.challenge.scope if discovery.challenge else None
+            chosen = initial_scopes(challenged, prm_scopes)
+            scopes = step_up_scopes(previous, chosen) if chosen else tuple(previous)
+        client = await registration.existing_client(
+            self.settings, self.storage, metadata, now=self._clock
+        )
+        if client is not None and client.grant_type == "client_credentials":
+            return await self._client_credentials(server, discovery, client, scopes)
+        requested = with_offline_access(
+            scopes, metadata.scopes_supported, wanted=self.settings.request_offline_access
+        )
+        return await self._authorization_code(server, discovery, client, requested)
+
+    async def _authorization_code(
+        self,
+        server: _Server,
+        discovery: Discovery,
+        client: RegisteredClient | None,
+        scopes: Sequence[str],
+    ) -> TokenSet:
+        metadata = discovery.authorization_server
+        port = self.settings.redirect_port
+        if client is not None and client.redirect_uris:
+            with contextlib.suppress(ValueError):
+                port = _port_of(client.redirect_uris[0]) or port
+        listener = await LoopbackListener.start(
+            self.settings.redirect_host, port, self.settings.redirect_path
+        )
+        try:
+            if client is None:
+                client = await registration.register(
+                    self.http, self.settings, self.storage, metadata, listener.redirect_uri
+                )
+            request = flow.build_authorization_request(
+                metadata,
+                client_id=client.client_id,
+                redirect_uri=listener.redirect_uri,
+                resource=discovery.resource,
+                scopes=scopes,
+            )
+            check_authorization_url(request.url, allow_insecure_http=self._allow_http)
+            query = await self._await_callback(listener, request.url)
+            code = flow.validate_callback(query, request)
+            response = await flow.exchange_code(
+                self.http, metadata, client, request, code, now=self._clock
+            )
+        finally:
+            await listener.close()
+        return await self._store(server, discovery, metadata, client, response, tuple(scopes))
+
+    async def _await_callback(self, listener: LoopbackListener, url: str) -> str:
+        """Open the URL and wait for the callback; an opener failure ends the wait early."""
+        opener = asyncio.ensure_future(self.open_url(url))
+        waiter = asyncio.ensure_future(listener.wait(self.settings.callback_timeout))
+        try:
+            done, _ = await asyncio.wait({opener, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if opener in done and opener.exception() is not None and waiter not in done:
+                raise AuthorizationError(
+                    f"could not open the authorization URL: {opener.exception()}"
+                ) from opener.exception()
+            return await waiter
+        finally:
+            for task in (opener, waiter):
+                if not task.done():
+                    task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+
+    async def _client_credentials(
+        self,
+        server: _Server,
+        discovery: Discovery,
+        client: RegisteredClient,
+        scopes: Sequence[str],
+    ) -> TokenSet:
+        metadata = discovery.authorization_server
+        response = await flow.client_credentials(
+            self.http, metadata, client, discovery.resource, scopes, now=self._clock
+        )
+        return await self._store(server, discovery, metadata, client, response, tuple(scopes))
+
+    async def _store(
+        self,
+        server: _Server,
+        discovery: Discovery,
+        metadata: AuthorizationServerMetadata,
+        client: RegisteredClient,
+        response: flow.TokenResponse,
+        requested: tuple[str, ...],
+    ) -> TokenSet:
+        now = self._clock()
+        tokens = TokenSet(
+            server_url=server.key,
+            resource=discovery.resource,
+            issuer=metadata.issuer,
+            token_endpoint=metadata.token_endpoint,
+            client_id=client.client_id,
+            grant_type=client.grant_type,
+            client_auth_method=client.token_endpoint_auth_method,
+            access_token=response.access_token,
+            expires_at=response.expires_at(now),
+            refresh_token=response.refresh_token,
+            requested_scopes=requested,
+            granted_scopes=response.scope,
+            obtained_at=now,
+        )
+        await self.storage.set_tokens(tokens)
+        server.tokens = tokens
+        server.loaded = True
+        return tokens
+
+    async def _refresh_or_fail(self, server: _Server) -> TokenSet:
+        tokens = server.tokens
+        refreshed = await self._refresh(server, tokens) if tokens is not None else None
+        if refreshed is None:
+            raise AuthorizationError(
+                f"the stored refresh token for {server.key} no longer works; log in again"
+            )
+        return refreshed
+
+    async def _refresh(self, server: _Server, tokens: TokenSet) -> TokenSet | None:
+        """Refresh under the store's lock: another process may have refreshed already, and a
+        rotated refresh token must not be replayed (RFC 9700 §4.14.2). None if it is dead."""
+        async with self.storage.lock():
+            stored = await self.storage.get_tokens(server.key, tokens.issuer)
+            if (
+                stored is not None
+                and stored.access_token != tokens.access_token
+                and not stored.expired(self._clock(), self.settings.expiry_skew)
+            ):
+                server.tokens = stored
+                return stored
+            if stored is not None and stored.refresh_token:
+                tokens = stored
+            if tokens.refresh_token is None:
+                return None
+            client = registration.client_for_refresh(
+                self.settings,
+                await self.storage.get_client(tokens.issuer),
+                tokens.issuer,
+                tokens.client_id,
+                tokens.client_auth_method,
+            )
+            if client is None:
+                return None
+            try:
+                response = await flow.refresh(
+                    self.http,
+                    tokens.issuer,
+                    tokens.token_endpoint,
+                    client,
+                    tokens.refresh_token,
+                    tokens.resource,
+                    now=self._clock,
+                )
+            except TokenEndpointError as exc:
+                if exc.error in _DEAD_REFRESH:
+                    await self.storage.delete_tokens(server.key, tokens.issuer)
+                    server.tokens = None
+                    return None
+                raise
+            now = self._clock()
+            renewed = tokens.with_changes(
+                access_token=response.access_token,
+                expires_at=response.expires_at(now),
+                refresh_token=response.refresh_token or tokens.refresh_token,
+                granted_scopes=response.scope
+                if response.scope is not None
+                else tokens.granted_scopes,
+                obtained_at=now,
+            )
+            await self.storage.set_tokens(renewed)
+            server.tokens = renewed
+            return renewed
+
+
+def _retrieve(task: asyncio.Task[TokenSet]) -> None:
+    """Mark a login task's exception as retrieved (its waiters may all have gone)."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _port_of(uri: str) -> int | None:
+    return urlsplit(uri).port
+
+
+__all__ = ["Attempt", "Authorizer"]

@@ -1,0 +1,306 @@
+"""The grants: authorization code with PKCE, refresh, client credentials (OAuth 2.1 §4).
+
+Authorization code (OAuth 2.1 §4.1, MCP "Authorization Flow Steps"):
+
+- PKCE with S256 only, refused unless advertised (RFC 7636, MCP security considerations) [C10];
+- ``state`` of 256 bits, checked on return (OAuth 2.1 §7.12, MCP "Open Redirection") [C17];
+- the validated issuer recorded with state and verifier before the browser opens; the response's
+  ``iss`` compared by simple string comparison, its absence refused when the server advertises
+  ``authorization_response_iss_parameter_supported``; ``error`` fields acted on only after that
+  (RFC 9207 §2.4, MCP "Authorization Response Validation") [C11];
+- ``resource`` (RFC 8707 §2) in the authorization and every token request [C12];
+- the authorization URL opened only if it is https (loopback http excepted) [C18].
+
+Client credentials (OAuth 2.1 §4.2) for machine clients, with client_secret_basic,
+client_secret_post or private_key_jwt (:mod:`bastion.client.client_auth`).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import httpx
+
+from bastion.client.client_auth import authenticate
+from bastion.client.errors import (
+    AuthorizationDenied,
+    InvalidCallback,
+    IssuerResponseMismatch,
+    PkceNotSupported,
+    StateMismatch,
+    TokenEndpointError,
+)
+from bastion.client.models import AuthorizationServerMetadata, RegisteredClient
+from bastion.client.scope_selection import scope_parameter
+from bastion.oauth import pkce
+
+
+@dataclass(frozen=True)
+class AuthorizationRequest:
+    """One authorization request and what its response is checked against."""
+
+    url: str = field(repr=False)
+    state: str = field(repr=False)
+    verifier: str = field(repr=False)
+    redirect_uri: str
+    expected_issuer: str
+    iss_required: bool
+    resource: str
+    scopes: tuple[str, ...]
+    client_id: str
+
+
+def build_authorization_request(
+    metadata: AuthorizationServerMetadata,
+    *,
+    client_id: str,
+    redirect_uri: str,
+    resource: str,
+    scopes: Sequence[str] = (),
+) -> AuthorizationRequest:
+    """The authorization URL (OAuth 2.1 §4.1.1) with PKCE S256, state and ``resource``.
+
+    The endpoint's own query is kept (OAuth 2.1 §3.1). Raises :class:`PkceNotSupported` when
+    the server does not advertise S256 (C10).
+    """
+    if metadata.authorization_endpoint is None:
+        raise PkceNotSupported(
+            f"authorization server {metadata.issuer} has no authorization_endpoint; it cannot "
+            "be used for an interactive log-in"
+        )
+    if not metadata.supports_s256:
+        raise PkceNotSupported(
+            f"authorization server {metadata.issuer} does not advertise PKCE S256 "
+            "(code_challenge_methods_supported); refusing to proceed"
+        )
+    verifier = pkce.new_verifier()
+    state = secrets.token_urlsafe(32)
+    params: list[tuple[str, str]] = [
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", redirect_uri),
+        ("state", state),
+        ("code_challenge", pkce.s256(verifier)),
+        ("code_challenge_method", "S256"),
+        ("resource", resource),
+    ]
+    scope = scope_parameter(scopes)
+    if scope:
+        params.append(("scope", scope))
+    parts = urlsplit(metadata.authorization_endpoint)
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    names = {k for k, _ in params}
+    query = urlencode([*(kv for kv in kept if kv[0] not in names), *params])
+    url = urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+    return AuthorizationRequest(
+        url=url,
+        state=state,
+        verifier=verifier,
+        redirect_uri=redirect_uri,
+        expected_issuer=metadata.issuer,
+        iss_required=metadata.iss_parameter_supported,
+        resource=resource,
+        scopes=tuple(scopes),
+        client_id=client_id,
+    )
+
+
+def _single(params: dict[str, list[str]], name: str) -> str | None:
+    values = params.get(name)
+    if values is None:
+        return None
+    if len(values) != 1:
+        raise InvalidCallback(f"the authorization response repeats {name} (RFC 6749 §3.1)")
+    return values[0]
+
+
+def validate_callback(query: str, request: AuthorizationRequest) -> str:
+    """Check an authorization response's query and return its ``code``.
+
+    In order: ``state`` equal (C17); ``iss`` equal to the recorded issuer by simple string
+    comparison, or absent only when the server does not advertise it (RFC 9207 §2.4, C11); only
+    then an ``error`` is reported (:class:`AuthorizationDenied`); ``code`` exactly once.
+    """
+    params: dict[str, list[str]] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        params.setdefault(name, []).append(value)
+    state = _single(params, "state")
+    if state is None or not secrets.compare_digest(state.encode(), request.state.encode()):
+        raise StateMismatch(
+            "the authorization response's state is missing or does not match the request; the "
+            "response was discarded (it may be forged or from another log-in)"
+        )
+    iss = _single(params, "iss")
+    if iss is None:
+        if request.iss_required:
+            raise IssuerResponseMismatch(
+                f"authorization server {request.expected_issuer} advertises "
+                "authorization_response_iss_parameter_supported but its response has no iss; "
+                "the response was discarded (RFC 9207 §2.4)"
+            )
+    elif iss != request.expected_issuer:
+        raise IssuerResponseMismatch(
+            f"the authorization response came with iss {iss!r}, not the issuer the request was "
+            f"sent to ({request.expected_issuer!r}); discarded as a possible mix-up attack "
+            "(RFC 9207 §2.4)"
+        )
+    error = _single(params, "error")
+    if error is not None:
+        raise AuthorizationDenied(error, _single(params, "error_description"))
+    code = _single(params, "code")
+    if not code:
+        raise InvalidCallback("the authorization response has no code (RFC 6749 §4.1.2)")
+    return code
+
+
+@dataclass(frozen=True)
+class TokenResponse:
+    """A successful token response (RFC 6749 §5.1)."""
+
+    access_token: str = field(repr=False)
+    token_type: str
+    expires_in: float | None
+    refresh_token: str | None = field(repr=False)
+    scope: tuple[str, ...] | None
+
+    def expires_at(self, now: float) -> float | None:
+        """The absolute expiry, if the server gave a lifetime."""
+        return None if self.expires_in is None else now + self.expires_in
+
+
+def parse_token_response(response: httpx.Response, endpoint: str) -> TokenResponse:
+    """Read a token endpoint answer; raise :class:`TokenEndpointError` for errors (RFC 6749
+    §5.2) and for answers this client cannot use (only Bearer tokens, RFC 6750)."""
+    try:
+        data: Any = json.loads(response.content)
+    except ValueError:
+        data = None
+    if response.status_code != 200:
+        error = data.get("error") if isinstance(data, dict) else None
+        description = data.get("error_description") if isinstance(data, dict) else None
+        raise TokenEndpointError(
+            f"{endpoint} answered HTTP {response.status_code}"
+            + (f" {error}" if isinstance(error, str) else "")
+            + (f": {description}" if isinstance(description, str) else ""),
+            error=error if isinstance(error, str) else None,
+            status=response.status_code,
+        )
+    if not isinstance(data, dict):
+        raise TokenEndpointError(f"{endpoint} answered 200 without a JSON object")
+    access = data.get("access_token")
+    token_type = data.get("token_type")
+    if not isinstance(access, str) or not access:
+        raise TokenEndpointError(f"{endpoint} answered without an access_token")
+    if not isinstance(token_type, str) or token_type.lower() != "bearer":
+        raise TokenEndpointError(
+            f"{endpoint} issued a token of type {token_type!r}; this client uses Bearer tokens"
+        )
+    expires_in = data.get("expires_in")
+    if isinstance(expires_in, str) and expires_in.isdigit():
+        expires_in = int(expires_in)
+    refresh = data.get("refresh_token")
+    scope = data.get("scope")
+    return TokenResponse(
+        access_token=access,
+        token_type="Bearer",
+        expires_in=float(expires_in)
+        if isinstance(expires_in, int | float) and expires_in >= 0
+        else None,
+        refresh_token=refresh if isinstance(refresh, str) and refresh else None,
+        scope=tuple(s for s in scope.split(" ") if s) if isinstance(scope, str) else None,
+    )
+
+
+async def token_request(
+    http: httpx.AsyncClient,
+    metadata_issuer: str,
+    token_endpoint: str,
+    client: RegisteredClient,
+    form: dict[str, str],
+    *,
+    now: Callable[[], float] = time.time,
+) -> TokenResponse:
+    """POST a token request with the client's authentication (OAuth 2.1 §3.2)."""
+    headers = {"Accept": "application/json"}
+    authenticate(client, form, headers, issuer=metadata_issuer, now=now)
+    try:
+        response = await http.post(token_endpoint, data=form, headers=headers)
+    except httpx.HTTPError as exc:
+        raise TokenEndpointError(f"the token request to {token_endpoint} failed: {exc}") from exc
+    return parse_token_response(response, token_endpoint)
+
+
+async def exchange_code(
+    http: httpx.AsyncClient,
+    metadata: AuthorizationServerMetadata,
+    client: RegisteredClient,
+    request: AuthorizationRequest,
+    code: str,
+    *,
+    now: Callable[[], float] = time.time,
+) -> TokenResponse:
+    """Redeem the code with the PKCE verifier and the same ``resource`` (OAuth 2.1 §4.1.3,
+    RFC 8707 §2)."""
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": request.redirect_uri,
+        "code_verifier": request.verifier,
+        "resource": request.resource,
+    }
+    return await token_request(
+        http, metadata.issuer, metadata.token_endpoint, client, form, now=now
+    )
+
+
+async def refresh(
+    http: httpx.AsyncClient,
+    issuer: str,
+    token_endpoint: str,
+    client: RegisteredClient,
+    refresh_token: str,
+    resource: str,
+    *,
+    now: Callable[[], float] = time.time,
+) -> TokenResponse:
+    """The refresh_token grant (OAuth 2.1 §4.3) for the same ``resource`` (RFC 8707 §2)."""
+    form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "resource": resource}
+    return await token_request(http, issuer, token_endpoint, client, form, now=now)
+
+
+async def client_credentials(
+    http: httpx.AsyncClient,
+    metadata: AuthorizationServerMetadata,
+    client: RegisteredClient,
+    resource: str,
+    scopes: Sequence[str] = (),
+    *,
+    now: Callable[[], float] = time.time,
+) -> TokenResponse:
+    """The client credentials grant (OAuth 2.1 §4.2) for ``resource``."""
+    form = {"grant_type": "client_credentials", "resource": resource}
+    scope = scope_parameter(scopes)
+    if scope:
+        form["scope"] = scope
+    return await token_request(
+        http, metadata.issuer, metadata.token_endpoint, client, form, now=now
+    )
+
+
+__all__ = [
+    "AuthorizationRequest",
+    "TokenResponse",
+    "build_authorization_request",
+    "client_credentials",
+    "exchange_code",
+    "parse_token_response",
+    "refresh",
+    "token_request",
+    "validate_callback",
+]

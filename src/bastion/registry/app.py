@@ -1,0 +1,350 @@
+"""The registry as an ASGI application, alone or on the authorization server's own listener.
+
+The stack of the API paths (``<prefix>/v0.1/…`` and ``<prefix>/v0/…``, where ``<prefix>`` is the
+path of ``registry.public_url``)::
+
+    RegistryCors                   preflights answered without a token (Copilot's headers)
+      AuditMiddleware              one database record per request, refusals included
+        anonymous GET?  ──────────────────────────────┐  (registry.anonymous_read only)
+        ResourceServerMiddleware   401/403 with realm="MCP Registry", scope="registry:read",
+                                   resource_metadata (G01); tokens: RFC 9068 JWTs of the AS
+                                   whose audience is the registry URL (G02)
+          RegistryApi  ◄──────────────────────────────┘
+
+plus the Protected Resource Metadata at the path-inserted well-known URL of the registry URL
+(its ``resource`` is the registry URL; RFC 9728 §3) and bastion's OpenAPI document at
+``<prefix>/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from functools import cache
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.middleware import Middleware
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bastion.config import REGISTRY_SCOPES, Settings
+from bastion.oauth.protected_resource import check_resource, metadata_url
+from bastion.oauth.www_authenticate import build_bearer_challenge
+from bastion.registry.access import SCOPE_POLICY
+from bastion.registry.api import RegistryApi
+from bastion.registry.audit import AuditMiddleware
+from bastion.registry.cors import RegistryCors
+from bastion.registry.problems import Problem, not_found
+from bastion.registry.service import Registry
+from bastion.registry.times import MillisClock, system_millis
+from bastion.resource import JwtVerifier, ResourceServerMiddleware, TokenVerifier
+from bastion.store.database import Database
+
+log = logging.getLogger("bastion.registry")
+
+
+@cache
+def _openapi_template() -> dict[str, Any]:
+    text = resources.files("bastion.registry").joinpath("openapi.json").read_text()
+    document: dict[str, Any] = json.loads(text)
+    return document
+
+
+def openapi_document(registry_url: str) -> dict[str, Any]:
+    """bastion's OpenAPI document of the registry API, its server URL set to ``registry_url``."""
+    document = dict(_openapi_template())
+    document["servers"] = [{"url": registry_url, "description": "this registry"}]
+    return document
+
+
+class _Anonymous:
+    """Send GET requests without an Authorization header straight to the API (anonymous read,
+    ``registry.anonymous_read``); everything else through the token check."""
+
+    def __init__(self, api: ASGIApp, protected: ASGIApp) -> None:
+        self.api = api
+        self.protected = protected
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "GET"
+            and "authorization" not in Headers(scope=scope)
+        ):
+            await self.api(scope, receive, send)
+            return
+        await self.protected(scope, receive, send)
+
+
+class _Failsafe:
+    """An unexpected error becomes a 500 problem without a traceback (logged for the operator)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            response = Problem(500, "internal error; see the server log").response()
+            await response(scope, receive, send)
+
+
+class _Terminal:
+    """Hand every HTTP and WebSocket request to ``handler``; the app it wraps (Starlette's
+    router) sees only lifespan events. Routing is by plain string comparison, so any path, even
+    one with a newline that no route pattern matches, reaches a handler that answers it."""
+
+    def __init__(self, app: ASGIApp, *, handler: ASGIApp) -> None:
+        self.app = app
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            await self.handler(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+class _RegistryRoutes:
+    """The registry's paths: metadata, OpenAPI document, API (audited); 404 problems else."""
+
+    def __init__(
+        self,
+        *,
+        protected: ASGIApp,
+        audited: ASGIApp,
+        openapi: bytes,
+        prefix: str,
+        metadata_path: str,
+    ) -> None:
+        self.protected = protected
+        self.audited = audited
+        self.openapi = openapi
+        self.metadata_path = metadata_path
+        self.openapi_path = f"{prefix}/openapi.json"
+        self.api = (f"{prefix}/v0.1/", f"{prefix}/v0/")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await send({"type": "websocket.close", "code": 1000})
+            return
+        path: str = scope["path"]
+        response: Response
+        if path == self.metadata_path:
+            await self.protected(scope, receive, send)
+            return
+        if path.startswith(self.api):
+            await self.audited(scope, receive, send)
+            return
+        if path == self.openapi_path and scope["method"] in ("GET", "HEAD"):
+            response = Response(self.openapi, media_type="application/json")
+        elif path == self.openapi_path:
+            response = Problem(405, "use GET", headers={"Allow": "GET, HEAD"}).response()
+        else:
+            response = not_found("no such registry endpoint; see the OpenAPI document").response()
+        await response(scope, receive, send)
+
+
+def registry_paths(settings: Settings) -> tuple[str, str, str]:
+    """The registry URL (its resource identifier), its path prefix, and its metadata path."""
+    public_url = settings.registry.public_url or f"{settings.issuer}/registry"
+    resource = check_resource(public_url)
+    return resource, urlsplit(resource).path, urlsplit(metadata_url(resource)).path
+
+
+def create_registry_app(
+    settings: Settings,
+    *,
+    http: httpx.AsyncClient | None = None,
+    verifier: TokenVerifier | None = None,
+    clock: MillisClock = system_millis,
+) -> Starlette:
+    """The registry for ``settings.registry``. ``http`` (default: one made here and closed on
+    shutdown) fetches the AS's JWKS; ``verifier`` replaces the default JWT verifier (e.g. an
+    IntrospectionVerifier for another AS); ``clock`` gives Unix milliseconds."""
+    config = settings.registry
+    resource, prefix, metadata_path = registry_paths(settings)
+    prm_url = metadata_url(resource)
+    db = Database(settings.effective_database_url, schema=settings.database_schema)
+    client = http or httpx.AsyncClient(
+        timeout=httpx.Timeout(10.0), follow_redirects=False, trust_env=False
+    )
+    own_verifier = verifier is None
+    token_verifier: TokenVerifier = verifier or JwtVerifier(
+        issuer=settings.issuer,
+        audience=resource,
+        jwks_uri=config.jwks_uri or f"{settings.issuer}/jwks",
+        http=client,
+    )
+
+    def challenge(scope: str) -> str:
+        return build_bearer_challenge(
+            realm=config.realm,
+            resource_metadata=prm_url,
+            scope=scope,
+            error="insufficient_scope",
+            error_description=f"this operation needs scope {scope}",
+        )
+
+    registry = Registry(db, config, clock=clock, challenge=challenge)
+    api = RegistryApi(registry, config, prefix=prefix, max_body=config.max_body_bytes)
+    protected = ResourceServerMiddleware(
+        api,
+        resource=resource,
+        verifier=token_verifier,
+        authorization_servers=[settings.issuer],
+        scopes_supported=sorted({*REGISTRY_SCOPES, *config.scopes}),
+        resource_name="MCP Registry",
+        policy=SCOPE_POLICY,
+        allowed_origins=config.allowed_origins,
+        max_body_bytes=config.max_body_bytes,
+        protect_paths=[f"{prefix}/v0.1", f"{prefix}/v0"],
+        realm=config.realm,
+    )
+    gate: ASGIApp = _Anonymous(api, protected) if config.anonymous_read else protected
+    audited = AuditMiddleware(gate, db=db, prefix=prefix, clock=clock)
+    routes = _RegistryRoutes(
+        protected=protected,
+        audited=audited,
+        openapi=json.dumps(openapi_document(resource)).encode("utf-8"),
+        prefix=prefix,
+        metadata_path=metadata_path,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if settings.database_url is None:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await db.upgrade()
+        app.state.registry = registry
+        log.info("registry %s (metadata %s)", resource, prm_url)
+        try:
+            yield
+        finally:
+            if own_verifier and isinstance(token_verifier, JwtVerifier):
+                await token_verifier.aclose()
+            if http is None:
+                await client.aclose()
+            await db.dispose()
+
+    return Starlette(
+        middleware=[
+            Middleware(_Failsafe),
+            Middleware(RegistryCors, allowed_origins=config.allowed_origins, skip=[metadata_path]),
+            Middleware(_Terminal, handler=routes),
+        ],
+        lifespan=lifespan,
+    )
+
+
+class _ByPath:
+    """Registry paths to the registry app, everything else to the authorization server."""
+
+    def __init__(self, auth: ASGIApp, registry: ASGIApp, prefix: str, metadata_path: str) -> None:
+        self.auth = auth
+        self.registry = registry
+        self.prefixes = (f"{prefix}/v0.1/", f"{prefix}/v0/")
+        self.exact = {metadata_path, f"{prefix}/openapi.json"}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if path in self.exact or path.startswith(self.prefixes):
+            await self.registry(scope, receive, send)
+        else:
+            await self.auth(scope, receive, send)
+
+
+def create_combined_app(settings: Settings, **registry_options: Any) -> Starlette:
+    """The authorization server and the registry in one app (the registry URL on the issuer's
+    origin, e.g. the default ``<issuer>/registry``)."""
+    from bastion.authserver.app import create_app
+
+    auth = create_app(settings)
+    registry = create_registry_app(settings, **registry_options)
+    _, prefix, metadata_path = registry_paths(settings)
+    dispatch = _ByPath(auth, registry, prefix, metadata_path)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with (
+            auth.router.lifespan_context(auth),
+            registry.router.lifespan_context(registry),
+        ):
+            yield
+
+    return Starlette(middleware=[Middleware(_Terminal, handler=dispatch)], lifespan=lifespan)
+
+
+def shares_issuer_origin(settings: Settings) -> bool:
+    """Whether the registry URL is on the issuer's origin (then the AS's listener serves it)."""
+    resource, _, _ = registry_paths(settings)
+    a, b = urlsplit(resource), urlsplit(settings.issuer)
+    return (a.scheme, a.netloc) == (b.scheme, b.netloc.lower())
+
+
+def run_registry(settings: Settings, *, with_auth_server: bool = False) -> None:
+    """Serve the registry until interrupted: with the AS on the issuer's listener when the
+    registry URL is on the issuer's origin, else alone on registry.host:registry.port (and the
+    AS beside it when ``with_auth_server``)."""
+    import asyncio
+
+    from bastion.serve import Listener, serve_together
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if shares_issuer_origin(settings):
+        listeners = [
+            Listener(
+                "authorization server and registry",
+                create_combined_app(settings),
+                settings.host,
+                settings.port,
+            )
+        ]
+    else:
+        listeners = [
+            Listener(
+                "registry",
+                create_registry_app(settings),
+                settings.registry.host,
+                settings.registry.port,
+            )
+        ]
+        if with_auth_server:
+            from bastion.authserver.app import create_app
+
+            listeners.append(
+                Listener("authorization server", create_app(settings), settings.host, settings.port)
+            )
+    asyncio.run(serve_together(listeners))
+
+
+__all__ = [
+    "create_combined_app",
+    "create_registry_app",
+    "openapi_document",
+    "registry_paths",
+    "run_registry",
+    "shares_issuer_origin",
+]

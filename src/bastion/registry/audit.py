@@ -1,0 +1,203 @@
+"""The registry's audit trail: one database record per API request, and its export.
+
+:class:`AuditMiddleware` sits outside the token check, so refusals are recorded too (401 without a
+subject, 403 with the subject the token named). A record holds who (``sub``, ``client_id``),
+which entry (server name and version, when the path or body names one), the action (``list``,
+``list_versions``, ``get``, ``publish``, ``update``, ``delete``, ``set_status``,
+``set_server_status``, ``unknown``), the HTTP status, a short result code (``ok``,
+``unauthorized``, ``invalid_token``, ``insufficient_scope``, ``not_found``, ``invalid``,
+``namespace_denied``…) and details (for lists: the entries returned). The record is written
+before the last byte of the answer is sent, so a client that has its answer can count on the
+record. Preflights, the OpenAPI document and the protected-resource metadata are not recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bastion.registry import paths
+from bastion.registry.names import VERSION_MAX, name_problem
+from bastion.registry.times import MillisClock, format_rfc3339
+from bastion.resource.principal import Principal
+from bastion.store import registry as rows
+from bastion.store.database import Database
+from bastion.store.registry import AuditRecord
+
+log = logging.getLogger("bastion.registry.audit")
+NOTE = "bastion.registry.audit"
+_PAGE = 1000
+
+
+@dataclass
+class Note:
+    """What a handler adds to its request's record (set in ``scope[NOTE]``)."""
+
+    action: str
+    name: str | None = None
+    version: str | None = None
+    result: str | None = None
+    detail: dict[str, Any] | None = None
+
+
+def note_of(scope: Scope) -> Note | None:
+    """The note of a request under the audit middleware."""
+    found = scope.get(NOTE)
+    return found if isinstance(found, Note) else None
+
+
+def clean_name(name: object) -> str | None:
+    """``name`` when it is a valid server name (what the audit stores), else None."""
+    return name if isinstance(name, str) and name_problem(name) is None else None
+
+
+def clean_version(version: object) -> str | None:
+    """``version`` when it can be stored (one short line of text), else None."""
+    if not isinstance(version, str) or len(version) > VERSION_MAX:
+        return None
+    if any(ord(c) < 0x20 or 0xD800 <= ord(c) <= 0xDFFF for c in version):
+        return None
+    return version
+
+
+def _result_of(status: int, challenge: str | None) -> str:
+    if 200 <= status < 300:
+        return "ok"
+    if challenge:
+        for code in ("invalid_token", "insufficient_scope", "invalid_request"):
+            if f'error="{code}"' in challenge:
+                return code
+    return {
+        400: "invalid",
+        401: "unauthorized",
+        403: "forbidden",
+        404: "not_found",
+        405: "method_not_allowed",
+        409: "conflict",
+        413: "too_large",
+        415: "unsupported_media_type",
+    }.get(status, "error" if status >= 500 else f"http_{status}")
+
+
+class AuditMiddleware:
+    """Record every request to the API paths under ``prefix`` (a plain ASGI middleware)."""
+
+    def __init__(self, app: ASGIApp, *, db: Database, prefix: str, clock: MillisClock) -> None:
+        self.app = app
+        self.db = db
+        self.prefix = prefix
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] == "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        raw = scope.get("raw_path") or scope["path"].encode("utf-8")
+        target = paths.parse(raw, self.prefix)
+        action = target.action(scope["method"]) if target else None
+        note = Note(
+            action=action or "unknown",
+            name=target.name if target else None,
+            version=target.version if target else None,
+        )
+        scope[NOTE] = note
+        started: dict[str, Any] = {}
+        written = False
+
+        async def audited(message: Message) -> None:
+            nonlocal written
+            if message["type"] == "http.response.start":
+                started["status"] = message["status"]
+                started["challenge"] = Headers(raw=message.get("headers", [])).get(
+                    "www-authenticate"
+                )
+            elif (
+                message["type"] == "http.response.body"
+                and not message.get("more_body")
+                and not written
+            ):
+                written = True
+                await self._write(scope, note, started.get("status", 500), started)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, audited)
+        except Exception:
+            if not written:
+                written = True
+                await self._write(scope, note, 500, {})
+            raise
+        if not written:  # the app returned without finishing an answer
+            await self._write(scope, note, started.get("status", 500), started)
+
+    async def _write(self, scope: Scope, note: Note, status: int, started: dict[str, Any]) -> None:
+        principal = scope.get("bastion.principal")
+        who = principal if isinstance(principal, Principal) else None
+        record = AuditRecord(
+            at=self.clock(),
+            subject=who.subject if who else None,
+            client_id=who.client_id if who else None,
+            action=note.action,
+            server_name=clean_name(note.name),
+            version=clean_version(note.version),
+            status=status,
+            result=note.result or _result_of(status, started.get("challenge")),
+            detail=note.detail,
+        )
+        try:
+            async with self.db.transaction() as conn:
+                await rows.add_audit(conn, record)
+        except Exception:
+            # The answer is already decided (a write is already committed): keep serving, but
+            # make the gap impossible to miss.
+            log.exception("could not write the registry audit record %r", record)
+
+
+def export_line(record: AuditRecord) -> dict[str, Any]:
+    """The JSON-lines form of a record."""
+    return {
+        "id": record.id,
+        "time": format_rfc3339(record.at),
+        "sub": record.subject,
+        "client_id": record.client_id,
+        "action": record.action,
+        "server": record.server_name,
+        "version": record.version,
+        "status": record.status,
+        "result": record.result,
+        "detail": record.detail,
+    }
+
+
+async def export(
+    db: Database, *, since: int | None = None, subject: str | None = None
+) -> AsyncIterator[dict[str, Any]]:
+    """Every record matching the filters, oldest first, as JSON-lines objects."""
+    after: int | None = None
+    while True:
+        async with db.connect() as conn:
+            page = await rows.audit_records(
+                conn, since=since, subject=subject, after_id=after, limit=_PAGE
+            )
+        for record in page:
+            yield export_line(record)
+        if len(page) < _PAGE:
+            return
+        after = page[-1].id
+
+
+__all__ = [
+    "NOTE",
+    "AuditMiddleware",
+    "Note",
+    "clean_name",
+    "clean_version",
+    "export",
+    "export_line",
+    "note_of",
+]
