@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -131,12 +131,22 @@ async def _housekeeping_loop(bastion: AuthServer) -> None:
         await asyncio.sleep(HOUSEKEEPING_INTERVAL)
 
 
+def _server_error() -> Response:
+    return JSONResponse(
+        {"error": "server_error", "error_description": "internal error; see server log"},
+        status_code=500,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
 class CatchAll:
     """Last-resort handler: an unexpected error becomes a JSON 500 without a stack trace in the
     response (the trace goes to the log for the operator)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, respond: Callable[[], Response] | None = None) -> None:
         self.app = app
+        # The 500 response; other apps (the registry) answer in their own error format.
+        self.respond = respond or _server_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -156,11 +166,7 @@ class CatchAll:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if started:
                 raise
-            response = JSONResponse(
-                {"error": "server_error", "error_description": "internal error; see server log"},
-                status_code=500,
-                headers={"Cache-Control": "no-store"},
-            )
+            response = self.respond()
             await response(scope, receive, send)
 
 

@@ -32,8 +32,9 @@ from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bastion.authserver.app import CatchAll
 from bastion.config import REGISTRY_SCOPES, Settings
 from bastion.oauth.protected_resource import check_resource, metadata_url
 from bastion.oauth.www_authenticate import build_bearer_challenge
@@ -83,32 +84,11 @@ class _Anonymous:
         await self.protected(scope, receive, send)
 
 
-class _Failsafe:
+def _failsafe(app: ASGIApp) -> CatchAll:
     """An unexpected error becomes a 500 problem without a traceback (logged for the operator)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracking(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking)
-        except Exception:
-            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
-            if started:
-                raise
-            response = Problem(500, "internal error; see the server log").response()
-            await response(scope, receive, send)
+    return CatchAll(
+        app, respond=lambda: Problem(500, "internal error; see the server log").response()
+    )
 
 
 class _Terminal:
@@ -251,7 +231,7 @@ def create_registry_app(
 
     return Starlette(
         middleware=[
-            Middleware(_Failsafe),
+            Middleware(_failsafe),
             Middleware(RegistryCors, allowed_origins=config.allowed_origins, skip=[metadata_path]),
             Middleware(_Terminal, handler=routes),
         ],
