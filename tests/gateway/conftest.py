@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.config import UpstreamSettings
 from bastion.gateway.http_proxy import HttpProxy
+from bastion.gateway.upstream_http import UpstreamPool
 from bastion.resource.principal import Principal
 from tests.gateway.upstream import RecordingUpstream
 from tests.support.live import serve
@@ -80,15 +81,18 @@ def proxied() -> ProxyFactory:
             "resource": "http://127.0.0.1:1/mcp",
             **fields,
         }
-        async with httpx.AsyncClient() as client:
+        pool = UpstreamPool()
+        try:
             proxy = HttpProxy(
                 UpstreamSettings(**values),
-                http=client,
+                http=pool,
                 identity_secret=identity_secret,
                 max_body_bytes=max_body_bytes,
             )
             async with serve(with_principal(proxy, principal)) as base:
                 yield base
+        finally:
+            await pool.aclose()
 
     return start
 

@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 from bastion.config import UpstreamSettings
 from bastion.gateway.http_proxy import HttpProxy
 from bastion.gateway.identity import verify_identity_headers
+from bastion.gateway.upstream_http import UpstreamPool
 from bastion.resource.principal import Principal
 from tests.gateway.conftest import ALICE, ProxyFactory
 from tests.gateway.upstream import RecordingUpstream
@@ -294,10 +295,11 @@ async def test_r10_an_upstream_session_stays_with_the_caller_who_started_it(
     session, and the upstream never sees the request); after DELETE the binding is gone."""
     recorder, url = upstream
     bob = Principal("bob", "client-2", frozenset({"mcp:tools"}), {}, None, 0)
-    async with httpx.AsyncClient() as client:
+    pool = UpstreamPool()
+    try:
         proxy = HttpProxy(
             UpstreamSettings(name="notes", path="/mcp", url=url, resource="http://gw/mcp"),
-            http=client,
+            http=pool,
         )
 
         async def as_caller(scope: Scope, receive: Receive, send: Send) -> None:
@@ -315,6 +317,8 @@ async def test_r10_an_upstream_session_stays_with_the_caller_who_started_it(
             as_alice = {"Accept": ACCEPT, "Mcp-Session-Id": session_id}
             own = await http.post(f"{base}/mcp", json=INIT, headers=as_alice)
             await http.delete(f"{base}/mcp", headers=as_alice)
+    finally:
+        await pool.aclose()
     assert stolen.status_code == 404
     assert stolen.json()["error"]["code"] == -32001
     assert own.status_code == 200

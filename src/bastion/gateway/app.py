@@ -31,6 +31,7 @@ from bastion.gateway.asgi import send_json
 from bastion.gateway.audit import AuditLog, AuditMiddleware
 from bastion.gateway.http_proxy import HttpProxy
 from bastion.gateway.stdio_bridge import StdioBridge
+from bastion.gateway.upstream_http import UpstreamPool
 from bastion.oauth.protected_resource import metadata_url
 from bastion.resource import JwtVerifier, ResourceServerMiddleware
 
@@ -57,14 +58,15 @@ def _resource(upstream: UpstreamSettings) -> str:
 
 def create_gateway_app(settings: Settings, *, http: httpx.AsyncClient | None = None) -> Starlette:
     """The gateway for ``settings.gateway``; ``http`` (default: one made here and closed on
-    shutdown) carries upstream requests and JWKS fetches."""
+    shutdown) fetches the JWKS.
+
+    Upstream requests go through a :class:`~bastion.gateway.upstream_http.UpstreamPool` made
+    here."""
     gateway = settings.gateway
     client = http or httpx.AsyncClient(
-        timeout=httpx.Timeout(10.0),
-        follow_redirects=False,
-        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
-        trust_env=False,
+        timeout=httpx.Timeout(10.0), follow_redirects=False, trust_env=False
     )
+    upstream_client = UpstreamPool()
     audit = AuditLog(gateway.audit_log)
     secret = (
         gateway.identity_secret.get_secret_value().encode() if gateway.identity_secret else None
@@ -78,7 +80,10 @@ def create_gateway_app(settings: Settings, *, http: httpx.AsyncClient | None = N
         inner: ASGIApp
         if upstream.url is not None:
             inner = HttpProxy(
-                upstream, http=client, identity_secret=secret, max_body_bytes=gateway.max_body_bytes
+                upstream,
+                http=upstream_client,
+                identity_secret=secret,
+                max_body_bytes=gateway.max_body_bytes,
             )
         else:
             bridge = StdioBridge(upstream, max_body_bytes=gateway.max_body_bytes)
@@ -124,6 +129,7 @@ def create_gateway_app(settings: Settings, *, http: httpx.AsyncClient | None = N
                 await verifier.aclose()
             if http is None:
                 await client.aclose()
+            await upstream_client.aclose()
             audit.close()
 
     return Starlette(routes=routes, lifespan=lifespan)

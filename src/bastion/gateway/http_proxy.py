@@ -35,7 +35,6 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable
 from urllib.parse import quote
 
-import httpx
 from starlette.types import Receive, Scope, Send
 
 from bastion.config import UpstreamSettings
@@ -50,6 +49,7 @@ from bastion.gateway.asgi import (
     wait_for_disconnect,
 )
 from bastion.gateway.identity import HEADER_PREFIX, sign_identity_headers
+from bastion.gateway.upstream_http import UpstreamError, UpstreamPool, UpstreamResponse
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class HttpProxy:
         self,
         upstream: UpstreamSettings,
         *,
-        http: httpx.AsyncClient,
+        http: UpstreamPool,
         identity_secret: bytes | None = None,
         max_body_bytes: int = 4 * 1024 * 1024,
     ) -> None:
@@ -213,10 +213,10 @@ class HttpProxy:
         owner = self.sessions.owner(session_id)
         return owner is None or owner == self._owner(scope)
 
-    def _note_session(self, scope: Scope, method: str, response: httpx.Response) -> None:
+    def _note_session(self, scope: Scope, method: str, response: UpstreamResponse) -> None:
         """Bind a session the upstream just issued to the caller; forget one it ended."""
         owner = self._owner(scope)
-        issued = response.headers.get("mcp-session-id")
+        issued = response.header("mcp-session-id")
         if issued is not None and owner is not None and response.is_success:
             self.sessions.bind(issued, owner)
         sent = header(scope, "mcp-session-id")
@@ -235,16 +235,15 @@ class HttpProxy:
     async def _exchange(
         self, scope: Scope, method: str, body: bytes, send: Send, disconnected: asyncio.Task[None]
     ) -> None:
-        request = self._http.build_request(
+        # The whole wait for the answer is bounded in _send; reads of an SSE stream are not (a
+        # GET stream may rightly stay quiet for a long time).
+        sending = self._send(
             method,
             self._target(scope),
-            headers=self._request_headers(scope),
-            content=body if method == "POST" else None,
-            # The whole wait for the answer is bounded below; reads of an SSE stream are not
-            # (a GET stream may rightly stay quiet for a long time).
-            timeout=httpx.Timeout(self.upstream.timeout, read=None),
+            self._request_headers(scope),
+            body if method == "POST" else None,
         )
-        response = await race_disconnect(self._send(request), disconnected)
+        response = await race_disconnect(sending, disconnected)
         try:
             if response.status_code == 401:
                 log.warning(
@@ -271,23 +270,25 @@ class HttpProxy:
         finally:
             await response.aclose()
 
-    async def _send(self, request: httpx.Request) -> httpx.Response:
+    async def _send(
+        self, method: str, url: str, headers: list[tuple[str, str]], body: bytes | None
+    ) -> UpstreamResponse:
         name = self.upstream.name
         try:
             async with asyncio.timeout(self.upstream.timeout):
-                return await self._http.send(request, stream=True)
-        except (TimeoutError, httpx.TimeoutException):
+                return await self._http.request(method, url, headers, body)
+        except TimeoutError:
             log.warning(
                 "upstream %s (%s) did not answer within %s s", name, self.url, self.upstream.timeout
             )
             raise _UpstreamFailure(
                 504, f"upstream {name!r} did not answer within {self.upstream.timeout:g} s"
             ) from None
-        except httpx.HTTPError as exc:
-            log.warning("upstream %s (%s) is unreachable: %r", name, self.url, exc)
+        except UpstreamError as exc:
+            log.warning("upstream %s (%s) is unreachable: %s", name, self.url, exc)
             raise _UpstreamFailure(502, f"upstream {name!r} is unreachable") from None
 
-    async def _chunks(self, response: httpx.Response, streaming: bool) -> AsyncIterator[bytes]:
+    async def _chunks(self, response: UpstreamResponse, streaming: bool) -> AsyncIterator[bytes]:
         """The raw body as it arrives; outside SSE each read is bounded by ``timeout``."""
         iterator = response.aiter_raw()
         while True:
@@ -299,7 +300,7 @@ class HttpProxy:
                         chunk = await anext(iterator)
             except StopAsyncIteration:
                 return
-            except (TimeoutError, httpx.HTTPError) as exc:
+            except (TimeoutError, UpstreamError) as exc:
                 raise _UpstreamFailure(502, f"{type(exc).__name__}: {exc}") from None
             yield chunk
 
@@ -349,13 +350,13 @@ class HttpProxy:
         return out
 
     @staticmethod
-    def _is_event_stream(response: httpx.Response) -> bool:
-        media: str = response.headers.get("content-type", "")
+    def _is_event_stream(response: UpstreamResponse) -> bool:
+        media = response.header("content-type") or ""
         return media.split(";")[0].strip().lower() == "text/event-stream"
 
     @staticmethod
-    def _response_headers(response: httpx.Response, streaming: bool) -> list[tuple[bytes, bytes]]:
-        raw = response.headers.raw
+    def _response_headers(response: UpstreamResponse, streaming: bool) -> list[tuple[bytes, bytes]]:
+        raw = response.raw_headers
         dropped = HOP_BY_HOP | _connection_listed(raw)
         if not streaming:
             dropped = dropped | (RESPONSE_DROPPED - {"content-length"})
