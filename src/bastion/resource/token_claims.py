@@ -1,0 +1,119 @@
+"""The claim checks both token verifiers share: times (RFC 7519 §4.1.4-§4.1.6), audience (RFC
+8707, checklist R04), scopes (RFC 9068 §2.2.3, RFC 7662 §2.2), sender-constrained tokens, and
+the :class:`~bastion.resource.principal.Principal` built from the claims."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from bastion.oauth.errors import InvalidToken
+from bastion.oauth.resource import canonical
+from bastion.resource.principal import Principal
+
+
+def short(value: object, limit: int = 120) -> str:
+    """``repr(value)``, cut to ``limit`` characters for error descriptions."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def number(claims: Mapping[str, Any], name: str) -> float | None:
+    """The NumericDate claim ``name`` (RFC 7519 §2), or None when absent."""
+    value = claims.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidToken(
+            f"claim {name} is not a NumericDate (RFC 7519 section 2); got {short(value)}"
+        )
+    return float(value)
+
+
+def check_times(
+    claims: Mapping[str, Any], now: int, leeway: int, *, need_exp: bool
+) -> float | None:
+    """Check exp, nbf and iat (RFC 7519 §4.1.4-§4.1.6) with ``leeway`` seconds of clock skew;
+    return exp."""
+    exp = number(claims, "exp")
+    if exp is None:
+        if need_exp:
+            raise InvalidToken("token has no exp claim (RFC 9068 section 2.2)")
+    elif now >= exp + leeway:
+        raise InvalidToken(f"token expired at {int(exp)} (now {now})")
+    nbf = number(claims, "nbf")
+    if nbf is not None and nbf > now + leeway:
+        raise InvalidToken(f"token is not valid before {int(nbf)} (now {now})")
+    iat = number(claims, "iat")
+    if iat is not None and iat > now + leeway:
+        raise InvalidToken(f"token was issued in the future ({int(iat)}, now {now})")
+    return exp
+
+
+def audience_matches(aud: object, expected: str) -> bool:
+    """Whether ``aud`` (a string or an array) holds ``expected``, compared in canonical form."""
+    values = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else None
+    if values is None:
+        return False
+    for value in values:
+        if not isinstance(value, str):
+            continue
+        try:
+            if canonical(value) == expected:
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def scopes_of(claims: Mapping[str, Any]) -> frozenset[str]:
+    """``scope`` (RFC 9068 §2.2.3, RFC 7662 §2.2: space-separated) or ``scp`` (a list, or a
+    space-separated string as Entra ID issues it)."""
+    scope = claims.get("scope")
+    if isinstance(scope, str):
+        return frozenset(s for s in scope.split(" ") if s)
+    if isinstance(scope, list) and all(isinstance(s, str) for s in scope):
+        return frozenset(s for s in scope if s)
+    scp = claims.get("scp")
+    if isinstance(scp, str):
+        return frozenset(s for s in scp.split(" ") if s)
+    if isinstance(scp, list) and all(isinstance(s, str) for s in scp):
+        return frozenset(s for s in scp if s)
+    return frozenset()
+
+
+def refuse_sender_constrained(claims: Mapping[str, Any]) -> None:
+    """Refuse a token bound to a key (``cnf``): this resource accepts bearer tokens only."""
+    # RFC 9449 §7.1, RFC 8705 §3: a token bound to a key (cnf) is only usable with a proof of
+    # possession, which a bearer-only resource server cannot check; accepting it as a bearer
+    # token would undo the binding.
+    if "cnf" in claims:
+        raise InvalidToken(
+            "token is sender-constrained (cnf claim); this resource accepts bearer tokens only"
+        )
+
+
+def principal_from_claims(claims: dict[str, Any], *, subject: str, expires_at: int) -> Principal:
+    """The principal a verified token speaks for (claims kept read-only)."""
+    client_id = claims.get("client_id", claims.get("azp"))
+    jti = claims.get("jti")
+    return Principal(
+        subject=subject,
+        client_id=client_id if isinstance(client_id, str) else None,
+        scopes=scopes_of(claims),
+        claims=MappingProxyType(claims),
+        token_id=jti if isinstance(jti, str) else None,
+        expires_at=expires_at,
+    )
+
+
+__all__ = [
+    "audience_matches",
+    "check_times",
+    "number",
+    "principal_from_claims",
+    "refuse_sender_constrained",
+    "scopes_of",
+    "short",
+]
