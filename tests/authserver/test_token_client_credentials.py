@@ -11,13 +11,15 @@ import base64
 import json
 import secrets
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 from joserfc import jwt
-from joserfc.jwk import ECKey, KeySet
+from joserfc.errors import SecurityWarning
+from joserfc.jwk import ECKey, KeySet, OKPKey
 
 from bastion.config import Settings
 from tests.authserver._tokens import (
@@ -317,6 +319,42 @@ async def test_private_key_jwt_gets_an_access_token(
         "/token", data=key_client.form(key_client.assertion()) | {"scope": "mcp:tools"}
     )
     assert_token_response(response, settings, "mcp:tools")
+
+
+@pytest.mark.parametrize("alg", ["Ed25519", "EdDSA"])
+async def test_private_key_jwt_with_an_ed25519_key_under_either_name_is_accepted(
+    settings: Settings, app_client: httpx.AsyncClient, alg: str
+) -> None:
+    """RFC 9864 §2: Ed25519 is the fully specified name of what RFC 8037 called EdDSA with an
+    Ed25519 key; assertions under either name authenticate, and metadata lists both."""
+    key = OKPKey.generate_key("Ed25519", parameters={"kid": "ed"}, private=True)
+    reg = await register(
+        app_client,
+        token_endpoint_auth_method="private_key_jwt",
+        jwks={"keys": [key.as_dict(private=False)]},
+        grant_types=["client_credentials"],
+        response_types=[],
+        redirect_uris=[],
+        application_type="web",
+    )
+    now = int(time.time())
+    claims = {
+        "iss": reg["client_id"],
+        "sub": reg["client_id"],
+        "aud": settings.issuer,
+        "iat": now,
+        "exp": now + 60,
+        "jti": secrets.token_urlsafe(16),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SecurityWarning)  # joserfc's note that EdDSA is older
+        assertion = jwt.encode({"alg": alg, "kid": "ed"}, claims, key, algorithms=[alg])
+    response = await app_client.post(
+        "/token", data=cc(client_assertion_type=ASSERTION_TYPE, client_assertion=assertion)
+    )
+    assert response.status_code == 200, response.text
+    metadata = (await app_client.get("/.well-known/oauth-authorization-server")).json()
+    assert {"Ed25519", "EdDSA"} <= set(metadata["token_endpoint_auth_signing_alg_values_supported"])
 
 
 async def test_private_key_jwt_with_the_token_endpoint_as_audience_is_accepted(

@@ -10,13 +10,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import warnings
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
 import httpx
 from joserfc import jwt
-from joserfc.errors import JoseError
+from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import KeySet
 from starlette.requests import Request
 
@@ -28,7 +29,18 @@ from bastion.store.clients import Client
 from bastion.tokens import secrets as opaque
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-ASSERTION_ALGS = ["ES256", "ES384", "ES512", "EdDSA", "RS256", "RS384", "RS512", "PS256"]
+# RFC 7518 §3.1 and RFC 9864 §2: Ed25519 is the fully specified name, EdDSA the older one.
+ASSERTION_ALGS = [
+    "ES256",
+    "ES384",
+    "ES512",
+    "Ed25519",
+    "EdDSA",
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+]
 MAX_ASSERTION_LIFETIME = 600
 
 
@@ -146,7 +158,11 @@ async def _verify_assertion(bastion: AuthServer, client: Client, assertion: str)
     """RFC 7523 §3: signature, iss = sub = client_id, aud names this AS, exp, single use."""
     keys = await _client_keys(bastion, client)
     try:
-        token = jwt.decode(assertion, keys, algorithms=ASSERTION_ALGS)
+        with warnings.catch_warnings():
+            # joserfc warns on every EdDSA assertion (RFC 9864 prefers Ed25519); clients
+            # still send it, and a warning per token request helps no operator.
+            warnings.simplefilter("ignore", SecurityWarning)
+            token = jwt.decode(assertion, keys, algorithms=ASSERTION_ALGS)
     except (JoseError, ValueError, TypeError):
         raise InvalidClient("the client assertion's signature does not verify") from None
     claims = token.claims
