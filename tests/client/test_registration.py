@@ -5,13 +5,15 @@ RFC 7523)."""
 from __future__ import annotations
 
 import base64
+import warnings
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from joserfc import jwt
-from joserfc.jwk import ECKey
+from joserfc.errors import SecurityWarning
+from joserfc.jwk import ECKey, OKPKey
 from pydantic import SecretStr
 
 from bastion.client.client_auth import ASSERTION_TYPE, authenticate, basic_authorization
@@ -248,3 +250,25 @@ def test_c07_the_client_metadata_document_names_its_own_url() -> None:
     assert "refresh_token" in document["grant_types"]
     with pytest.raises(ValueError, match="not configured"):
         client_metadata_document(ClientSettings())
+
+
+def test_private_key_jwt_with_an_ed25519_key_signs_eddsa_without_a_warning() -> None:
+    """RFC 8037 §3.1: an Ed25519 key signs the assertion with alg EdDSA, the name authorization
+    servers accept (node-oidc-provider, bastion's own), without joserfc's RFC 9864 deprecation
+    warning reaching the caller (pytest runs with filterwarnings=error)."""
+    key = OKPKey.generate_key("Ed25519")
+    client = RegisteredClient(
+        "https://as.example.com",
+        "machine",
+        "pre-registered",
+        "private_key_jwt",
+        private_key_pem=key.as_pem(private=True).decode(),
+        signing_alg="Ed25519",
+    )
+    form: dict[str, str] = {}
+    authenticate(client, form, {}, issuer="https://as.example.com")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SecurityWarning)
+        token = jwt.decode(form["client_assertion"], key, algorithms=["EdDSA"])
+    assert token.header["alg"] == "EdDSA"
+    assert token.claims["aud"] == "https://as.example.com"

@@ -67,3 +67,11 @@ def test_c02_garbage_never_raises() -> None:
     read, never an exception."""
     for value in ['Bearer scope="unterminated', "=,=,", "Bearer ,,,", '"', "Bearer a=b=c"]:
         bearer_challenge([value])
+
+
+def test_c01_c02_an_unquoted_resource_metadata_url_is_followed_whole() -> None:
+    """Out of the RFC 9110 grammar, but seen in the wild: ``resource_metadata`` unquoted. Its
+    URL is kept up to the next comma, not cut at the first ":" (RFC 9728 §5.1)."""
+    url = "https://h.example/.well-known/oauth-protected-resource/mcp"
+    found = bearer_challenge([f"Bearer resource_metadata={url}, scope=mcp:tools"])
+    assert found == BearerChallenge(resource_metadata=url, scope=("mcp:tools",))

@@ -129,6 +129,38 @@ def test_bare_schemes_in_a_list() -> None:
     ]
 
 
+def test_unquoted_url_value_is_kept_whole() -> None:
+    """Out of grammar (":" and "/" are not tchar, RFC 9110 §5.6.2) but sent by servers in the
+    wild: an unquoted value runs to the next comma or whitespace, so the URL is not cut at ":"."""
+    header = f"Bearer resource_metadata={PRM}?v=1, scope=mcp:tools, Basic realm=x/y"
+    assert parse_challenges(header) == [
+        Challenge("bearer", {"resource_metadata": f"{PRM}?v=1", "scope": "mcp:tools"}),
+        Challenge("basic", {"realm": "x/y"}),
+    ]
+
+
+def test_unquoted_value_ends_at_whitespace() -> None:
+    """What follows an unquoted value up to the next comma is not part of it (nor a parameter)."""
+    assert parse_challenges("Bearer realm=a b c, error=invalid_token") == [
+        Challenge("bearer", {"realm": "a", "error": "invalid_token"})
+    ]
+    assert parse_challenges("Bearer realm=https://h/p\t, Negotiate abc==") == [
+        Challenge("bearer", {"realm": "https://h/p"}),
+        Challenge("negotiate", {}, "abc=="),
+    ]
+
+
+def test_quoted_values_are_unchanged_by_the_unquoted_tolerance() -> None:
+    """RFC 9110 §5.6.4: a quoted URL with commas and escapes next to an unquoted one."""
+    header = f'Bearer resource_metadata="{PRM}", error_description="a, \\"b\\"", scope=x:y'
+    [challenge] = parse_challenges(header)
+    assert challenge.params == {
+        "resource_metadata": PRM,
+        "error_description": 'a, "b"',
+        "scope": "x:y",
+    }
+
+
 def test_repeated_parameter_keeps_the_first() -> None:
     """RFC 9110 §11.2: each parameter name only once per challenge; be lenient, keep the first."""
     [challenge] = parse_challenges('Bearer scope="a", scope="b"')

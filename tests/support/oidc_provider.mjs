@@ -11,6 +11,15 @@
 //                  "resource_scope": "mcp:tools" (optional: the most it gets of any resource) ],
 //     "accounts": { "<sub>": { "email": ..., "name": ..., "groups": [...] } },
 //     "ttl": { "AccessToken": 3600, "ClientCredentials": 600, ... },
+//     "mountPath": "/oidc",                // the issuer gets this path (default: none); only
+//                                          // requests below it are answered (else 404)
+//     "wellKnown": ["oauth-authorization-server", "openid-configuration"],  // the discovery
+//                                          // documents served below the issuer (default both)
+//     "registration": false,               // true: open Dynamic Client Registration (RFC 7591)
+//     "refreshTokens": "offline_access",   // oidc-provider's rule: a refresh token only when
+//                                          // offline_access is granted (which it drops unless
+//                                          // prompt=consent); "always": whenever the client may
+//                                          // use the refresh_token grant
 //     "watchStdin": true }                 // exit when stdin closes (the parent went away)
 //
 // Prints exactly one line on stdout, "READY <issuer>", once it listens on 127.0.0.1. Everything
@@ -61,7 +70,9 @@ await new Promise((resolve, reject) => {
   server.once('error', reject);
   server.listen(config.port ?? 0, '127.0.0.1', resolve);
 });
-const issuer = `http://127.0.0.1:${server.address().port}`;
+const mountPath = (config.mountPath ?? '').replace(/\/+$/, '');
+const issuer = `http://127.0.0.1:${server.address().port}${mountPath}`;
+const wellKnown = new Set(config.wellKnown ?? ['oauth-authorization-server', 'openid-configuration']);
 
 const provider = new Provider(issuer, {
   clients,
@@ -77,6 +88,11 @@ const provider = new Provider(issuer, {
   },
   // Fixed lifetimes (the defaults are functions that print a NOTICE on first use).
   ttl: { AccessToken: 3600, ClientCredentials: 600, ...config.ttl },
+  // "always": any client allowed the refresh_token grant gets one (else oidc-provider's own
+  // rule: only with offline_access granted).
+  ...(config.refreshTokens === 'always'
+    ? { issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token') }
+    : {}),
   // Any login name is an account (devInteractions accepts any login and password).
   async findAccount(ctx, sub) {
     const known = accounts[sub] ?? {};
@@ -95,7 +111,8 @@ const provider = new Provider(issuer, {
   },
   features: {
     devInteractions: { enabled: true }, // the built-in login and consent pages (dev only)
-    registration: { enabled: false }, // enterprise IdP: no Dynamic Client Registration
+    // Default as an enterprise IdP: no Dynamic Client Registration; else open registration.
+    registration: { enabled: config.registration === true },
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
     revocation: { enabled: true },
@@ -135,7 +152,26 @@ for (const event of ['server_error', 'grant.error', 'introspection.error', 'revo
     err.error_detail ?? ''));
 }
 
-server.on('request', provider.callback());
+// The provider below mountPath (as Express's app.use(mountPath, ...) would mount it: the
+// provider reads the mount from req.originalUrl), and only the chosen discovery documents.
+const callback = provider.callback();
+const notFound = (res) => {
+  res.writeHead(404, { 'content-type': 'application/json' });
+  res.end('{"error":"not_found"}');
+};
+server.on('request', (req, res) => {
+  const path = req.url.split('?')[0];
+  if (mountPath && path !== mountPath && !path.startsWith(`${mountPath}/`)) return notFound(res);
+  const below = path.slice(mountPath.length);
+  const doc = below.match(/^\/\.well-known\/([^/]+)$/);
+  if (doc && !wellKnown.has(doc[1])) return notFound(res);
+  if (mountPath) {
+    req.originalUrl = req.url;
+    const rest = req.url.slice(mountPath.length);
+    req.url = rest.startsWith('/') ? rest : `/${rest}`;
+  }
+  return callback(req, res);
+});
 process.on('SIGTERM', () => process.exit(0));
 if (config.watchStdin) {
   process.stdin.on('end', () => process.exit(0));

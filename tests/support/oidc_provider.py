@@ -7,13 +7,16 @@ skip, unless ``BASTION_REQUIRE_NODE=1``, where they fail::
     async with oidc_provider(resources=[resource(R)]) as op:
         token = await op.client_credentials(resource=R, scope="mcp:tools")
 
-What the provider is (see the .js file for the exact options): issuer ``http://127.0.0.1:<port>``;
-client_credentials, introspection (RFC 7662), revocation (RFC 7009), resource indicators
-(RFC 8707: only the configured resources; JWT access tokens per RFC 9068 signed ES256 by default,
-or opaque ones, which alone are introspectable); no Dynamic Client Registration; static clients
-(by default a confidential ``service`` client and a public native ``app`` client with PKCE and
-loopback redirect URIs, any port); the development login and consent pages (any login name is
-an account, the password is ignored; see :func:`log_in`); ES256 and RS256 keys made at start.
+What the provider is (see the .js file for the exact options): issuer ``http://127.0.0.1:<port>``
+(plus ``mount_path`` when given); client_credentials, introspection (RFC 7662), revocation
+(RFC 7009), resource indicators (RFC 8707: only the configured resources; JWT access tokens per
+RFC 9068 signed ES256 by default, or opaque ones, which alone are introspectable); no Dynamic
+Client Registration unless ``registration=True``; static clients (by default a confidential
+``service`` client and a public native ``app`` client with PKCE and loopback redirect URIs, any
+port); the development login and consent pages (any login name is an account, the password is
+ignored; see :func:`log_in` and :class:`BrowserUser`); ES256 and RS256 keys made at start; both
+discovery documents (RFC 8414 and OpenID Connect) below the issuer unless ``well_known`` names
+fewer.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ PUBLIC_CLIENT = "app"
 LOOPBACK_REDIRECT = "http://127.0.0.1/callback"  # any port matches (RFC 8252 §7.3)
 _FORM_ACTION = re.compile(r'<form[^>]*action="([^"]+)"')
 _FIRST = object()  # default_resource: the first resource
+WELL_KNOWN = ("oauth-authorization-server", "openid-configuration")
 
 
 def resource(
@@ -180,6 +184,10 @@ async def oidc_provider(
     default_resource: Any = _FIRST,
     accounts: Mapping[str, Mapping[str, Any]] | None = None,
     ttl: Mapping[str, int] | None = None,
+    mount_path: str = "",
+    well_known: Sequence[str] = WELL_KNOWN,
+    registration: bool = False,
+    refresh_tokens: str = "offline_access",
 ) -> AsyncIterator[OidcProvider]:
     """Start node-oidc-provider on 127.0.0.1 (any free port) for the block.
 
@@ -187,7 +195,12 @@ async def oidc_provider(
     ``clients``: default a :func:`confidential_client` and a :func:`public_client`;
     ``default_resource``: what a request without ``resource`` gets (default the first
     resource; None: no audience, an opaque token); ``accounts``: claims (email, name, groups)
-    per login name; ``ttl``: lifetimes in seconds by oidc-provider model name.
+    per login name; ``ttl``: lifetimes in seconds by oidc-provider model name; ``mount_path``:
+    the issuer's path (e.g. "/oidc"; nothing is served outside it); ``well_known``: the
+    discovery documents served below the issuer; ``registration``: open Dynamic Client
+    Registration (RFC 7591); ``refresh_tokens``: "offline_access" (oidc-provider's rule: only
+    with offline_access granted, which it drops unless prompt=consent) or "always" (whenever the
+    client may use the refresh_token grant).
     """
     node = node_binary()
     specs = [resource(r) if isinstance(r, str) else dict(r) for r in resources]
@@ -201,6 +214,10 @@ async def oidc_provider(
         else [confidential_client(), public_client()],
         "accounts": dict(accounts or {}),
         "ttl": dict(ttl or {}),
+        "mountPath": mount_path,
+        "wellKnown": list(well_known),
+        "registration": registration,
+        "refreshTokens": refresh_tokens,
         "watchStdin": True,  # the provider exits if this process dies without stopping it
     }
     fd, log_name = tempfile.mkstemp(prefix="oidc-provider-", suffix=".log")
@@ -219,7 +236,8 @@ async def oidc_provider(
     try:
         issuer = await _wait_ready(process, log_path)
         async with httpx.AsyncClient(timeout=10) as http:
-            response = await http.get(f"{issuer}/.well-known/oauth-authorization-server")
+            # The first document served, below the issuer (where oidc-provider serves both).
+            response = await http.get(f"{issuer}/.well-known/{well_known[0]}")
         response.raise_for_status()
         yield OidcProvider(issuer, response.json(), config, log_path)
     except BaseException:
@@ -308,28 +326,10 @@ async def log_in(
         params["resource"] = resource
     params.update(extra or {})
     response = await http.get(op.authorization_endpoint, params=params)
-    for _ in range(10):  # /auth -> login -> /auth/<uid> -> consent -> /auth/<uid> -> redirect_uri
-        assert response.status_code in (302, 303), (response.status_code, response.text)
-        location = urljoin(str(response.url), response.headers["location"])
-        if location.startswith(redirect_uri):
-            query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
-            assert query.get("state") == state, query
-            assert "code" in query, query
-            break
-        page = await http.get(location)
-        if page.status_code != 200:
-            response = page
-            continue
-        action = _FORM_ACTION.search(page.text)
-        assert action, page.text
-        form = (
-            {"prompt": "login", "login": login, "password": "any"}
-            if 'name="login"' in page.text
-            else {"prompt": "consent"}
-        )
-        response = await http.post(urljoin(location, action.group(1)), data=form)
-    else:
-        raise AssertionError("the login flow did not reach the redirect URI in 10 steps")
+    location = await _interact(http, response, redirect_uri, login)
+    query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+    assert query.get("state") == state, query
+    assert "code" in query, query
     token_form = {
         "grant_type": "authorization_code",
         "code": query["code"],
@@ -343,3 +343,67 @@ async def log_in(
     assert token.status_code == 200, token.text
     body: dict[str, Any] = token.json()
     return body
+
+
+async def _interact(
+    http: httpx.AsyncClient, response: httpx.Response, redirect_uri: str, login: str
+) -> str:
+    """Follow the provider's redirects from the authorization endpoint's ``response``, signing in
+    as ``login`` and consenting on its development pages, up to the redirect to
+    ``redirect_uri``; return that URL (the authorization response) without requesting it."""
+    for _ in range(10):  # /auth -> login -> /auth/<uid> -> consent -> /auth/<uid> -> redirect_uri
+        assert response.status_code in (302, 303), (response.status_code, response.text)
+        location = urljoin(str(response.url), response.headers["location"])
+        if location.startswith(redirect_uri):
+            return location
+        page = await http.get(location)
+        if page.status_code != 200:
+            response = page
+            continue
+        action = _FORM_ACTION.search(page.text)
+        assert action, page.text
+        form = (
+            {"prompt": "login", "login": login, "password": "any"}
+            if 'name="login"' in page.text
+            else {"prompt": "consent"}
+        )
+        response = await http.post(urljoin(location, action.group(1)), data=form)
+    raise AssertionError("the login flow did not reach the redirect URI in 10 steps")
+
+
+class OidcProviderUser:
+    """A scripted user at a browser for the provider's development pages: the ``open_url`` of
+    bastion's client (``Authorizer(open_url=user)``).
+
+    ``await user(url)`` opens the authorization URL, signs in as ``login`` and consents (the
+    cookies are kept between calls, a browser session), then requests the authorization
+    response at the client's loopback ``redirect_uri``. ``opened`` holds the authorization URLs,
+    ``responses`` the authorization responses (the redirects back, with code, state and iss).
+    """
+
+    def __init__(self, login: str = "alice") -> None:
+        self.login = login
+        self.opened: list[str] = []
+        self.responses: list[str] = []
+        self._browser = httpx.AsyncClient(timeout=10, follow_redirects=False)
+
+    def params(self, index: int = -1) -> dict[str, list[str]]:
+        """The query parameters of an opened authorization URL."""
+        return parse_qs(urlsplit(self.opened[index]).query, keep_blank_values=True)
+
+    def response_params(self, index: int = -1) -> dict[str, list[str]]:
+        """The query parameters of an authorization response."""
+        return parse_qs(urlsplit(self.responses[index]).query, keep_blank_values=True)
+
+    async def aclose(self) -> None:
+        await self._browser.aclose()
+
+    async def __call__(self, url: str) -> None:
+        self.opened.append(url)
+        [redirect_uri] = parse_qs(urlsplit(url).query)["redirect_uri"]
+        location = await _interact(
+            self._browser, await self._browser.get(url), redirect_uri, self.login
+        )
+        self.responses.append(location)
+        arrived = await self._browser.get(location)  # the client's loopback listener
+        assert arrived.status_code == 200, arrived.text

@@ -7,6 +7,8 @@
 - ``private_key_jwt``: a signed JWT assertion (RFC 7523 §2.2, §3) with ``iss`` = ``sub`` = the
   client_id and ``aud`` = the authorization server's issuer identifier (as
   draft-ietf-oauth-rfc7523bis recommends, and the MCP client-credentials extension expects).
+  An Ed25519 key signs with ``alg`` ``EdDSA`` (RFC 8037 §3.1), the name authorization servers
+  widely accept; RFC 9864 deprecates it for the fully-specified ``Ed25519``, which fewer know.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from __future__ import annotations
 import base64
 import secrets
 import time
+import warnings
 from collections.abc import Callable
 from urllib.parse import quote
 
 from joserfc import jwt
+from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from bastion.client.errors import TokenEndpointError
@@ -62,7 +66,10 @@ def client_assertion(
     header = {"alg": alg, "typ": "JWT"}
     if client.key_id:
         header["kid"] = client.key_id
-    return jwt.encode(header, claims, key, algorithms=[alg])
+    with warnings.catch_warnings():
+        # joserfc warns on the polymorphic "EdDSA" name (RFC 9864): chosen above on purpose.
+        warnings.simplefilter("ignore", SecurityWarning)
+        return jwt.encode(header, claims, key, algorithms=[alg])
 
 
 def authenticate(

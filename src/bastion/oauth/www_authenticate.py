@@ -126,6 +126,15 @@ class _Reader:
             self.pos += 1
         return self.text[start : self.pos]
 
+    def unquoted(self) -> str:
+        """An unquoted parameter value: a token by the grammar, but read up to the next comma or
+        whitespace, so that out-of-grammar values seen in the wild (``resource_metadata=https://
+        h/p``, whose ``:`` and ``/`` are not tchar) are kept whole instead of cut short."""
+        start = self.pos
+        while self.pos < len(self.text) and self.text[self.pos] not in _WS + ",":
+            self.pos += 1
+        return self.text[start : self.pos]
+
     def quoted(self) -> str:
         """A quoted-string starting at the opening quote; an unterminated one runs to the end."""
         self.pos += 1
@@ -181,8 +190,10 @@ def parse_challenges(header: str) -> list[Challenge]:
     Several challenges may share one value, separated by commas like their parameters; quoted
     strings may hold escaped characters and commas; scheme and parameter names are
     case-insensitive (returned lowercased). Malformed input never raises: unreadable characters
-    are skipped and the challenges that could be read are returned. To read several header
-    fields, join them with ", " first (RFC 9110 §5.3).
+    are skipped and the challenges that could be read are returned. An unquoted value runs to
+    the next comma or whitespace, even where it holds characters a token may not (``:``, ``/``,
+    ``?``, ``=``): servers do send ``resource_metadata=https://...`` unquoted. To read several
+    header fields, join them with ", " first (RFC 9110 §5.3).
     """
     reader = _Reader(header if isinstance(header, str) else "")
     out: list[Challenge] = []
@@ -217,7 +228,7 @@ def _read_params(reader: _Reader, params: dict[str, str]) -> None:
         reader.skip_ws()
         reader.pos += 1  # the "=" that param_ahead() saw
         reader.skip_ws()
-        value = reader.quoted() if reader.peek() == '"' else reader.token()
+        value = reader.quoted() if reader.peek() == '"' else reader.unquoted()
         params.setdefault(name, value)
         # Skip anything up to the next comma that does not belong to the grammar.
         reader.skip_ws()
