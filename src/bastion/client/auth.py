@@ -50,11 +50,14 @@ RequestT = TypeVar("RequestT", bound=_Request)
 
 
 async def authorized_flow(
-    authorizer: Authorizer, request: RequestT
+    authorizer: Authorizer, request: RequestT, resource: str | None = None
 ) -> AsyncGenerator[RequestT, _Response]:
     """The auth flow shared by the httpx and httpx2 adapters: yield the request with its header;
-    on a 401/403 ask the authorizer and yield it again with the new header (bounded)."""
-    url = str(request.url)
+    on a 401/403 ask the authorizer and yield it again with the new header (bounded).
+
+    Tokens are kept per ``resource`` when given (a registry: every API path below the registry
+    URL is one protected resource), else per request URL (an MCP endpoint)."""
+    url = resource or str(request.url)
     header = await authorizer.authorization(url)
     if header is not None:
         request.headers["Authorization"] = header
@@ -74,7 +77,9 @@ class BastionAuth(httpx.Auth):
     """MCP authorization for an ``httpx.AsyncClient`` (see the module docstring).
 
     Give it settings (and optionally a token store and a URL opener), or an existing
-    :class:`Authorizer` to share tokens and logins between clients.
+    :class:`Authorizer` to share tokens and logins between clients. ``resource`` fixes the
+    protected resource for every request (e.g. a registry URL whose API paths lie below it);
+    by default each request's own URL is the resource (an MCP endpoint).
     """
 
     requires_request_body = True  # the body is sent again after a 401 or 403
@@ -86,8 +91,10 @@ class BastionAuth(httpx.Auth):
         storage: TokenStorage | None = None,
         open_url: OpenUrl | None = None,
         authorizer: Authorizer | None = None,
+        resource: str | None = None,
     ) -> None:
         self.authorizer = authorizer or Authorizer(settings, storage=storage, open_url=open_url)
+        self.resource = resource
 
     def __repr__(self) -> str:
         return f"BastionAuth(storage={self.authorizer.storage!r})"
@@ -102,7 +109,7 @@ class BastionAuth(httpx.Auth):
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         if self.requires_request_body:
             await request.aread()
-        flow = authorized_flow(self.authorizer, request)
+        flow = authorized_flow(self.authorizer, request, self.resource)
         try:
             outgoing = await flow.__anext__()
             while True:

@@ -29,12 +29,17 @@ import httpx
 
 from bastion.client import flow, registration
 from bastion.client.browser import OpenUrl, check_authorization_url, open_in_browser
+from bastion.client.client_auth import authenticate
 from bastion.client.discovery import (
     BearerChallenge,
     Discovery,
+    Trace,
     bearer_challenge,
+    check_endpoint,
     discover,
+    fetch_authorization_server,
     probe,
+    probe_registry,
     server_key,
 )
 from bastion.client.errors import AuthorizationError, ClientError, TokenEndpointError
@@ -62,6 +67,17 @@ class Attempt:
     authorizations: int = 0
     refreshed: bool = False
     authorized_after_401: bool = False
+
+
+@dataclass(frozen=True)
+class Logout:
+    """What :meth:`Authorizer.logout` did: the tokens it forgot (None when none were stored) and,
+    when asked to revoke them, which one the authorization server revoked (RFC 7009 §2.1:
+    ``"refresh_token"`` or ``"access_token"``, None when none was) and why or why not."""
+
+    forgotten: TokenSet | None
+    revoked: str | None = None
+    detail: str = "revocation not requested"
 
 
 @dataclass
@@ -252,15 +268,24 @@ class Authorizer:
         self._server(url).discovery = discovery
         return discovery
 
-    async def login(self, url: str, *, challenge: BearerChallenge | None = None) -> TokenSet:
+    async def login(
+        self, url: str, *, challenge: BearerChallenge | None = None, registry: bool = False
+    ) -> TokenSet:
         """Authorize for ``url`` now (e.g. ``bastion login``), whatever is stored. Without a
-        ``challenge`` the server is probed for its 401 first (its ``scope`` guides the request)."""
+        ``challenge`` the server is probed for its 401 first (its ``scope`` guides the request):
+        with an unauthenticated MCP request, or for a ``registry`` with ``GET /v0.1/servers``."""
         server = self._server(url)
         if challenge is None:
-            challenge = (await probe(self.http, server.key)).challenge
+            found = await (probe_registry if registry else probe)(self.http, server.key)
+            if found.status is None:
+                raise ClientError(
+                    f"cannot reach {server.key}: {found.detail}; check the URL and that the "
+                    "server is running"
+                )
+            challenge = found.challenge
         return await self._single_flight(server, lambda: self._fresh(server, challenge, ()))
 
-    async def access_token(self, url: str) -> str:
+    async def access_token(self, url: str, *, registry: bool = False) -> str:
         """A valid access token for ``url`` (stored, refreshed, or from a new login)."""
         if self.static_header(url) is not None:
             raise ClientError(
@@ -269,16 +294,77 @@ class Authorizer:
         header = await self.authorization(url)
         if header is not None and header.lower().startswith("bearer "):
             return header[7:]
-        return (await self.login(url)).access_token
+        return (await self.login(url, registry=registry)).access_token
 
-    async def logout(self, url: str) -> None:
-        """Forget the tokens for ``url`` (every issuer)."""
+    async def stored_tokens(self, url: str) -> TokenSet | None:
+        """The tokens stored for ``url`` (possibly expired), without any network request."""
+        return await self._tokens(self._server(url))
+
+    async def logout(self, url: str, *, revoke: bool = False) -> Logout:
+        """Forget the tokens for ``url`` (every issuer). With ``revoke``, first revoke the newest
+        grant at its authorization server (RFC 7009) when its metadata lists a
+        ``revocation_endpoint``: the refresh token (which ends the whole grant, §2.1), else the
+        access token. The tokens are forgotten whether or not the revocation succeeds."""
         server = self._server(url)
-        await self.storage.delete_tokens(server.key)
-        server.tokens = None
-        server.loaded = True
+        tokens = await self._tokens(server)
+        try:
+            if tokens is None:
+                return Logout(None, None, "nothing stored")
+            return await self._revoke(tokens) if revoke else Logout(tokens)
+        finally:
+            await self.storage.delete_tokens(server.key)
+            server.tokens = None
+            server.loaded = True
 
     # ----------------------------------------------------------------------- internals
+    async def _revoke(self, tokens: TokenSet) -> Logout:
+        """RFC 7009 §2.1: POST the refresh token (else the access token) to the revocation
+        endpoint, authenticated as at the token endpoint; §2.2: 200 means revoked."""
+        hint = "refresh_token" if tokens.refresh_token else "access_token"
+        try:
+            metadata = await fetch_authorization_server(
+                self.http,
+                tokens.issuer,
+                Trace(),
+                require_pkce=False,
+                allow_insecure_http=self._allow_http,
+                https_only=self.settings.ssrf_guard,
+            )
+            endpoint = metadata.raw.get("revocation_endpoint")
+            if not isinstance(endpoint, str):
+                return Logout(tokens, None, f"{tokens.issuer} lists no revocation_endpoint")
+            check_endpoint(
+                endpoint,
+                "revocation_endpoint",
+                allow_insecure_http=self._allow_http,
+                https_only=self.settings.ssrf_guard,
+            )
+            client = await self._client_of(tokens)
+            if client is None:
+                return Logout(
+                    tokens, None, f"client {tokens.client_id} is no longer configured or stored"
+                )
+            form = {"token": tokens.refresh_token or tokens.access_token, "token_type_hint": hint}
+            headers = {"Accept": "application/json"}
+            authenticate(client, form, headers, issuer=metadata.issuer, now=self._clock)
+            response = await self.http.post(endpoint, data=form, headers=headers)
+            if response.status_code != 200:  # an RFC 6749 §5.2 error (RFC 7009 §2.2.1)
+                flow.parse_token_response(response, endpoint)
+        except (ClientError, httpx.HTTPError) as exc:
+            return Logout(tokens, None, f"not revoked: {exc}")
+        return Logout(tokens, hint, f"{hint} revoked at {endpoint}")
+
+    async def _client_of(self, tokens: TokenSet) -> RegisteredClient | None:
+        """The client identity that obtained ``tokens`` (to refresh or revoke them), if it is
+        still configured or stored."""
+        return registration.client_for_refresh(
+            self.settings,
+            await self.storage.get_client(tokens.issuer),
+            tokens.issuer,
+            tokens.client_id,
+            tokens.client_auth_method,
+        )
+
     async def _newer(self, server: _Server, sent: str | None) -> TokenSet | None:
         """A usable token other than the one just refused: in memory (another request of this
         process) or in the store (another process)."""
@@ -499,13 +585,7 @@ class Authorizer:
                 tokens = stored
             if tokens.refresh_token is None:
                 return None
-            client = registration.client_for_refresh(
-                self.settings,
-                await self.storage.get_client(tokens.issuer),
-                tokens.issuer,
-                tokens.client_id,
-                tokens.client_auth_method,
-            )
+            client = await self._client_of(tokens)
             if client is None:
                 return None
             try:
@@ -549,4 +629,4 @@ def _port_of(uri: str) -> int | None:
     return urlsplit(uri).port
 
 
-__all__ = ["Attempt", "Authorizer"]
+__all__ = ["Attempt", "Authorizer", "Logout"]
