@@ -210,7 +210,8 @@ class RedirectingAS:
 
     ``metadata`` overrides fields of its RFC 8414 document (None removes one); ``granted``
     is the ``scope`` of its token responses (None: the requested scope); ``state_mode`` and
-    ``error`` make it answer wrongly on purpose. Every request is recorded.
+    ``error`` make it answer wrongly on purpose; ``token_error`` makes every token request get
+    400 with that error. Every request is recorded.
     """
 
     base: str = ""
@@ -219,6 +220,7 @@ class RedirectingAS:
     iss_mode: str = "correct"  # correct | wrong | omit | normalized
     state_mode: str = "echo"  # echo | wrong | omit
     error: str | None = None
+    token_error: str | None = None
     granted: str | None = None
     authorize_requests: list[dict[str, str]] = field(default_factory=list)
     token_requests: list[dict[str, str]] = field(default_factory=list)
@@ -275,6 +277,8 @@ class RedirectingAS:
     async def _token(self, request: Request) -> Response:
         form = {k: str(v) for k, v in (await request.form()).items()}
         self.token_requests.append(form)
+        if self.token_error is not None:
+            return JSONResponse({"error": self.token_error}, 400)
         body: dict[str, Any] = {
             "access_token": f"tok-{len(self.token_requests)}",
             "token_type": "Bearer",
@@ -305,12 +309,19 @@ class RedirectingAS:
 class StubResource:
     """A resource server for :class:`RedirectingAS` tokens (``tok-…``): 401 without one, 403
     ``insufficient_scope`` for methods in ``forbid``; PRM at the path-inserted URL whose
-    ``resource`` is ``resource`` (default: its own URL)."""
+    ``resource`` is ``resource`` (default: its own URL).
+
+    ``issuers`` replaces ``[issuer]`` in the metadata's ``authorization_servers``. Broken on
+    purpose: ``challenge`` False sends its 401s without ``WWW-Authenticate``; ``serve_metadata``
+    False answers 404 at the metadata URL."""
 
     issuer: str
     base: str = ""
     resource: str | None = None
     challenge_scope: str | None = "mcp:basic"
+    issuers: list[str] | None = None
+    challenge: bool = True
+    serve_metadata: bool = True
     forbid: dict[str, str] = field(default_factory=dict)
     seen: list[Seen] = field(default_factory=list)
 
@@ -323,8 +334,13 @@ class StubResource:
         return f"{self.base}/.well-known/oauth-protected-resource/mcp"
 
     async def _metadata(self, request: Request) -> Response:
+        if not self.serve_metadata:
+            return JSONResponse({"error": "not found"}, 404)
         return JSONResponse(
-            {"resource": self.resource or self.url, "authorization_servers": [self.issuer]}
+            {
+                "resource": self.resource or self.url,
+                "authorization_servers": self.issuers or [self.issuer],
+            }
         )
 
     async def _mcp(self, request: Request) -> Response:
@@ -335,6 +351,8 @@ class StubResource:
         self.seen.append(seen)
         if not header or not header.startswith("Bearer tok-"):
             seen.status = 401
+            if not self.challenge:
+                return JSONResponse({}, 401)
             challenge = build_bearer_challenge(
                 resource_metadata=self.metadata_url, scope=self.challenge_scope
             )

@@ -367,37 +367,63 @@ PROBE_BODY = {"jsonrpc": "2.0", "id": "bastion-probe", "method": "tools/list", "
 
 @dataclass(frozen=True)
 class Probe:
-    """What an unauthenticated MCP request to the server got: status and Bearer challenge."""
+    """What an unauthenticated MCP request to the server got: status, Bearer challenge and
+    every ``WWW-Authenticate`` field value as sent."""
 
     status: int | None
     challenge: BearerChallenge | None
     detail: str
+    www_authenticate: tuple[str, ...] = ()
+
+
+async def _probe(
+    http: httpx.AsyncClient, method: str, url: str, trace: Trace | None, **kwargs: Any
+) -> Probe:
+    try:
+        response = await http.request(method, url, **kwargs)
+    except httpx.HTTPError as exc:
+        result = Probe(None, None, f"request failed: {type(exc).__name__}: {exc}")
+    else:
+        values = tuple(response.headers.get_list("www-authenticate"))
+        header = "; ".join(values) or "no WWW-Authenticate"
+        result = Probe(
+            response.status_code,
+            bearer_challenge(values),
+            f"HTTP {response.status_code}, {header}",
+            values,
+        )
+    if trace is not None:
+        trace.add(
+            "probe", result.status == 401 and result.challenge is not None, result.detail, url
+        )
+    return result
 
 
 async def probe(http: httpx.AsyncClient, server_url: str, trace: Trace | None = None) -> Probe:
     """POST an unauthenticated ``tools/list`` to the MCP endpoint to read its 401 challenge
     (MCP "Authorization Flow Steps": the first request gets 401 with ``WWW-Authenticate``)."""
-    try:
-        response = await http.post(
-            server_url,
-            json=PROBE_BODY,
-            headers={"Accept": "application/json, text/event-stream"},
-        )
-    except httpx.HTTPError as exc:
-        result = Probe(None, None, f"request failed: {type(exc).__name__}: {exc}")
-    else:
-        challenge = bearer_challenge(response.headers.get_list("www-authenticate"))
-        header = "; ".join(response.headers.get_list("www-authenticate")) or "no WWW-Authenticate"
-        result = Probe(response.status_code, challenge, f"HTTP {response.status_code}, {header}")
-        await response.aclose()
-    if trace is not None:
-        trace.add(
-            "probe",
-            result.status == 401 and result.challenge is not None,
-            result.detail,
-            server_url,
-        )
-    return result
+    return await _probe(
+        http,
+        "POST",
+        server_url,
+        trace,
+        json=PROBE_BODY,
+        headers={"Accept": "application/json, text/event-stream"},
+    )
+
+
+def registry_probe_url(registry_url: str) -> str:
+    """The request VS Code makes first to a registry: ``GET {url}/v0.1/servers?limit=1``."""
+    return f"{server_key(registry_url)}/v0.1/servers?limit=1"
+
+
+async def probe_registry(
+    http: httpx.AsyncClient, registry_url: str, trace: Trace | None = None
+) -> Probe:
+    """GET the registry's server list without a token to read its 401 challenge (registry
+    authorization: a registry that needs auth answers like an MCP server, checklist G01)."""
+    url = registry_probe_url(registry_url)
+    return await _probe(http, "GET", url, trace, headers={"Accept": "application/json"})
 
 
 @dataclass(frozen=True)
@@ -642,6 +668,8 @@ __all__ = [
     "origin",
     "prm_candidates",
     "probe",
+    "probe_registry",
+    "registry_probe_url",
     "server_key",
     "validate_as_metadata",
     "validate_prm",
