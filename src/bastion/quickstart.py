@@ -1,9 +1,10 @@
 """``bastion quickstart``: a data directory with a configuration and an admin user, then the
-authorization server, the gateway and the demo MCP server in one process.
+authorization server, the private registry, the gateway and the demo MCP server in one process.
 
-Ports: the authorization server on ``port``, the gateway on ``port + 1``, the demo server (over
-streamable HTTP, reachable only through the gateway by clients) on ``port + 2``. The gateway also
-runs the same demo server over stdio, one process per session.
+Ports: the authorization server on ``port`` (the registry at ``<issuer>/registry`` on the same
+listener), the gateway on ``port + 1``, the demo server (over streamable HTTP, reachable only
+through the gateway by clients) on ``port + 2``. The gateway also runs the same demo server over
+stdio, one process per session. On first run the registry gets an entry for each demo upstream.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bastion.authserver.admin import database
 from bastion.config import Settings, load_settings
 from bastion.identity.local import LocalUsers
 from bastion.identity.passwords import generate_password
+from bastion.registry.validation import SCHEMA_ID
 from bastion.serve import Listener
+from bastion.store.database import Database
 
 CONFIG_TEMPLATE = """\
 # bastion configuration written by `bastion quickstart`. See docs/configuration.md.
@@ -51,6 +55,11 @@ path = "/mcp/demo-stdio"
 command = {command}
 scopes = ["mcp:tools"]
 policy = {{ default = ["mcp:tools"], tools = {{ add_note = ["notes:write"] }} }}
+
+# The private MCP registry at http://127.0.0.1:{port}/registry (registry:read to list). Try
+# `bastion registry search http://127.0.0.1:{port}/registry` or `bastion proxy registry ...`.
+[registry]
+enabled = true
 """
 
 
@@ -82,7 +91,8 @@ def write_config(data_dir: Path, port: int) -> Path:
 
 
 async def prepare(config_file: Path) -> Prepared:
-    """Create the admin user once (password returned to show once), migrate the database."""
+    """Create the admin user once (password returned to show once), migrate the database, and
+    list the demo upstreams in the registry (first run)."""
     settings = load_settings(config_file)
     password = None
     async with database(settings) as db:
@@ -90,7 +100,34 @@ async def prepare(config_file: Path) -> Prepared:
         if not await users.list():
             password = generate_password()
             await users.add("admin", password, is_admin=True, name="Administrator")
+            if settings.registry.enabled:
+                await _list_demo_servers(settings, db)
     return Prepared(config_file, password)
+
+
+def demo_entries(settings: Settings) -> list[dict[str, Any]]:
+    """server.json documents (2025-12-11 schema) for the gateway's upstreams."""
+    return [
+        {
+            "$schema": SCHEMA_ID,
+            "name": f"local.bastion/{upstream.name}",
+            "description": f"The bastion demo MCP server behind the gateway ({upstream.name}).",
+            "version": "1.0.0",
+            "remotes": [{"type": "streamable-http", "url": str(upstream.resource)}],
+        }
+        for upstream in settings.gateway.upstreams
+        if settings.gateway.enabled and upstream.resource
+    ]
+
+
+async def _list_demo_servers(settings: Settings, db: Database) -> None:
+    from bastion.registry.importer import Importer
+
+    importer = Importer(settings, db, owner="quickstart")
+    for document in demo_entries(settings):
+        await importer.add(document)
+    if importer.report.invalid:
+        raise ValueError("; ".join(importer.report.invalid))
 
 
 def demo_port(settings: Settings) -> int | None:
@@ -104,12 +141,17 @@ def demo_port(settings: Settings) -> int | None:
 
 
 def listeners(settings: Settings) -> list[Listener]:
-    """The apps quickstart runs: authorization server, gateway, demo server."""
+    """The apps quickstart runs: authorization server (with the registry), gateway, demo."""
     from bastion.authserver.app import create_app
     from bastion.demo.server import demo_app
     from bastion.gateway.app import create_gateway_app
+    from bastion.registry.app import create_combined_app, shares_issuer_origin
 
-    found = [Listener("authorization server", create_app(settings), settings.host, settings.port)]
+    if settings.registry.enabled and shares_issuer_origin(settings):
+        auth = create_combined_app(settings)
+    else:
+        auth = create_app(settings)
+    found = [Listener("authorization server", auth, settings.host, settings.port)]
     if settings.gateway.enabled and settings.gateway.upstreams:
         gateway = create_gateway_app(settings)
         found.append(Listener("gateway", gateway, settings.gateway.host, settings.gateway.port))
@@ -119,4 +161,12 @@ def listeners(settings: Settings) -> list[Listener]:
     return found
 
 
-__all__ = ["CONFIG_TEMPLATE", "Prepared", "demo_port", "listeners", "prepare", "write_config"]
+__all__ = [
+    "CONFIG_TEMPLATE",
+    "Prepared",
+    "demo_entries",
+    "demo_port",
+    "listeners",
+    "prepare",
+    "write_config",
+]

@@ -127,6 +127,40 @@ def test_quickstart_serves_prints_the_admin_password_once_and_the_readme_example
         assert answered.status_code == 200, answered.text
         assert "bastion-demo" in answered.text
 
+    # The registry on the authorization server's listener lists the demo servers (G01).
+    registry = f"{issuer}/registry"
+    assert re.search(rf"MCP registry\s+{re.escape(registry)}\n", first), first
+    anonymous = httpx.get(f"{registry}/v0.1/servers", params={"limit": 1})
+    assert anonymous.status_code == 401
+    assert 'realm="MCP Registry"' in anonymous.headers["www-authenticate"]
+    reader = subprocess.run(
+        [
+            *(BASTION, "clients", "add", "--name", "catalogue reader", "--confidential"),
+            *("--scope", "registry:read", "--config", str(data / "bastion.toml")),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    reader_id = re.search(r"client_id\s+(\S+)", reader).group(1)  # type: ignore[union-attr]
+    reader_secret = re.search(r"client_secret\s+(\S+)", reader).group(1)  # type: ignore[union-attr]
+    read_token = httpx.post(
+        f"{issuer}/token",
+        auth=(reader_id, reader_secret),
+        data={"grant_type": "client_credentials", "resource": registry},
+    ).json()["access_token"]
+    listed = httpx.get(
+        f"{registry}/v0.1/servers",
+        params={"version": "latest"},
+        headers={"Authorization": f"Bearer {read_token}"},
+    )
+    assert listed.status_code == 200, listed.text
+    entries = {e["server"]["name"]: e["server"] for e in listed.json()["servers"]}
+    assert sorted(entries) == ["local.bastion/demo", "local.bastion/demo-stdio"]
+    assert entries["local.bastion/demo"]["remotes"] == [
+        {"type": "streamable-http", "url": resource}
+    ]
+
     proc.terminate()
     proc.wait(10)
     log2 = tmp_path / "second.log"
@@ -136,3 +170,8 @@ def test_quickstart_serves_prints_the_admin_password_once_and_the_readme_example
     second = log2.read_text()
     assert "password set on first run" in second
     assert "shown once" not in second
+    # A second start lists the demo servers once, not twice.
+    again_listed = httpx.get(
+        f"{registry}/v0.1/servers", headers={"Authorization": f"Bearer {read_token}"}
+    )
+    assert again_listed.json()["metadata"]["count"] == 2

@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from bastion import __version__
+from bastion.cli import client_commands
+from bastion.cli.client_context import ClientConfigOption
 from bastion.config import Settings, load_settings
 
 app = typer.Typer(
@@ -105,7 +107,7 @@ def gateway(
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
     log_level: LogLevelOption = "info",
 ) -> None:
-    """Run the gateway: OAuth in front of the MCP servers in [[gateway.upstreams]]."""
+    """Run the gateway: OAuth in front of the MCP servers in \\[\\[gateway.upstreams]]."""
     from bastion.gateway.app import run_gateway
 
     settings = settings_or_exit(config)
@@ -143,6 +145,10 @@ def quickstart(
     ]
     for upstream in settings.gateway.upstreams if settings.gateway.enabled else []:
         rows.append((f"MCP server {upstream.name}", str(upstream.resource)))
+    if settings.registry.enabled:
+        from bastion.registry.app import registry_paths
+
+        rows.append(("MCP registry", registry_paths(settings)[0]))
     rows.append(("Configuration", str(prepared.config_file)))
     if prepared.admin_password:
         rows.append(
@@ -403,29 +409,67 @@ def keys_list(config: ConfigOption = None) -> None:
 
 @app.command()
 def doctor(
+    url: Annotated[
+        str | None,
+        typer.Argument(
+            help="An MCP server or registry: diagnose its authorization discovery chain. "
+            "Without it: check the configured identity providers."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document (with URL).")] = False,
+    registry: Annotated[
+        bool | None,
+        typer.Option(
+            "--registry/--mcp", help="Diagnose URL as a registry / an MCP server (default: auto)."
+        ),
+    ] = None,
+    no_register: Annotated[
+        bool,
+        typer.Option(
+            "--no-register",
+            help="Never register a temporary client by DCR to test the resource parameter.",
+        ),
+    ] = False,
+    client_config: ClientConfigOption = None,
     config: ConfigOption = None,
     upstream: Annotated[
         str | None,
-        typer.Option(help="Check this identity provider of [[upstreams]]; default: all of them."),
+        typer.Option(
+            help="Check this identity provider of \\[\\[upstreams]]; default: all of them."
+        ),
     ] = None,
 ) -> None:
-    """Check the configured identity providers: discovery, issuer, PKCE, JWKS, redirect URI,
-    client credentials. Exit code 1 when a check fails."""
+    """Diagnose the OAuth discovery of an MCP server or registry, or the identity providers.
+
+    With URL: walk the MCP authorization discovery chain (401, resource metadata,
+    authorization server metadata, issuer, PKCE, registration routes, resource parameter,
+    token endpoint) with a fix for each failing step. Without: check the configured identity
+    providers. Exit code 1 when a check fails.
+    """
+    from bastion.cli.doctor_output import print_diagnosis, print_upstream_checks
+
+    if url is not None:
+        from bastion.cli.client_context import load_client_settings
+        from bastion.client.doctor import Kind, diagnose
+
+        if config is not None or upstream is not None:
+            err.print("[red]error:[/red] --config and --upstream apply to `bastion doctor` alone")
+            raise typer.Exit(2)
+        kind: Kind = "auto" if registry is None else "registry" if registry else "mcp"
+        settings = load_client_settings(client_config)
+        found = asyncio.run(diagnose(url, settings, kind=kind, register_client=not no_register))
+        print_diagnosis(console, found, as_json=as_json)
+        raise typer.Exit(0 if found.ok else 1)
     from bastion.identity.doctor import check_upstream
 
-    settings = settings_or_exit(config)
-    names = [upstream] if upstream is not None else [u.name for u in settings.upstreams]
+    server_settings = settings_or_exit(config)
+    names = [upstream] if upstream is not None else [u.name for u in server_settings.upstreams]
     if not names:
         console.print("no identity providers configured ([[upstreams]]); nothing to check")
         return
     failed = False
-    colour = {"ok": "green", "warn": "yellow", "fail": "red"}
     for name in names:
-        table = Table("check", "result", "detail", title=f"upstream {name}")
-        for check in run(check_upstream(settings, name)):
-            failed = failed or check.status == "fail"
-            table.add_row(check.name, f"[{colour[check.status]}]{check.status}", check.detail)
-        console.print(table)
+        failed |= print_upstream_checks(console, name, run(check_upstream(server_settings, name)))
     if failed:
         raise typer.Exit(1)
 
@@ -573,6 +617,18 @@ def registry_import(
         err.print(f"  [yellow]invalid[/yellow] {reason}")
     if report.invalid:
         raise typer.Exit(1)
+
+
+# -- registry client: search, show, and the local bridge (bastion proxy registry) --------------
+
+from bastion.cli import registry_client  # noqa: E402
+
+registry_app.command("search")(registry_client.search)
+registry_app.command("show")(registry_client.show)
+app.add_typer(registry_client.proxy_app, name="proxy")
+
+
+client_commands.register(app)
 
 
 def main() -> None:

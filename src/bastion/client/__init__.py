@@ -4,6 +4,8 @@
 - :func:`discover` and :class:`Trace` (``bastion doctor``);
 - :class:`ClientSettings`, :class:`PreRegisteredClient`;
 - :class:`TokenStorage` and its backends;
+- :class:`RegistryClient` for MCP registries behind OAuth (and
+  :mod:`bastion.client.registry_bridge`, the local bridge for clients that send no token);
 - :mod:`bastion.client.mcp_sdk` (``connect``) for the official ``mcp`` SDK (imported on demand,
   as it needs the ``mcp`` package).
 
@@ -37,6 +39,7 @@ from bastion.client.models import (
     RegisteredClient,
     TokenSet,
 )
+from bastion.client.registry import RegistryClient, RegistryError, ServerEntry, ServerPage
 from bastion.client.settings import ClientSettings, PreRegisteredClient
 from bastion.client.storage import FileStorage, KeyringStorage, MemoryStorage, TokenStorage
 
@@ -59,6 +62,10 @@ __all__ = [
     "ProtectedResourceMetadata",
     "RegisteredClient",
     "RegistrationError",
+    "RegistryClient",
+    "RegistryError",
+    "ServerEntry",
+    "ServerPage",
     "StorageError",
     "TokenEndpointError",
     "TokenSet",
