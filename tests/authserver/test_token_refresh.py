@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
+from bastion.authserver.admin import database
 from bastion.config import Settings
+from bastion.identity.local import LocalUsers
+from bastion.store.schema import users
 from tests.authserver._tokens import (
     FakeClock,
     assert_error,
@@ -177,3 +181,36 @@ async def test_a_refused_refresh_does_not_spend_the_token(
     assert refused.status_code == 400
     retry = await refresh(app_client, grant.client_id, token)
     assert retry.status_code == 200, retry.text
+
+
+async def test_removing_a_user_revokes_their_grants(
+    settings: Settings, app_client: httpx.AsyncClient, alice: None
+) -> None:
+    """Members only (seed 000): once a user is removed, their refresh tokens stop working and
+    the access tokens of their grants are reported inactive (RFC 7662 §2.2), at once rather
+    than when the refresh family expires."""
+    resource_server = await confidential_client(settings)
+    grant = await code_grant(app_client)
+    async with database(settings) as db:
+        assert await LocalUsers(db).remove("alice")
+    answer = await introspect(app_client, resource_server, grant.tokens["access_token"])
+    assert answer == {"active": False}
+    refused = await refresh(app_client, grant.client_id, grant.tokens["refresh_token"])
+    assert_error(refused, 400, "invalid_grant")
+
+
+async def test_a_disabled_user_cannot_refresh(
+    settings: Settings, app_client: httpx.AsyncClient, alice: None
+) -> None:
+    """A disabled user's grant is refused at the next refresh and revoked with its tokens."""
+    resource_server = await confidential_client(settings)
+    grant = await code_grant(app_client)
+    async with database(settings) as db, db.transaction() as conn:
+        await conn.execute(
+            sa.update(users).where(users.c.username == "alice").values(disabled=True)
+        )
+    refused = await refresh(app_client, grant.client_id, grant.tokens["refresh_token"])
+    assert_error(refused, 400, "invalid_grant")
+    assert "disabled" in refused.json()["error_description"]
+    answer = await introspect(app_client, resource_server, grant.tokens["access_token"])
+    assert answer == {"active": False}

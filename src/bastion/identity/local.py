@@ -7,6 +7,7 @@ from typing import Protocol
 
 from bastion.clock import Clock, system_clock
 from bastion.identity.passwords import hash_password, verify_password
+from bastion.store import grants
 from bastion.store import users as user_rows
 from bastion.store.database import Database
 from bastion.store.users import User
@@ -73,8 +74,13 @@ class LocalUsers:
             return await user_rows.set_password(conn, username, hash_password(password))
 
     async def remove(self, username: str) -> bool:
-        """Delete a user; False if there is no such user."""
+        """Delete a user and revoke every grant they gave (refresh tokens stop working, access
+        tokens are reported inactive); False if there is no such user."""
         async with self.db.transaction() as conn:
+            user = await user_rows.by_username(conn, username)
+            if user is None:
+                return False
+            await grants.revoke_families_of(conn, user.id, self.clock(), "user removed")
             return await user_rows.delete(conn, username)
 
     async def list(self) -> list[User]:

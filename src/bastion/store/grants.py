@@ -122,6 +122,19 @@ async def revoke_family(conn: AsyncConnection, family_id: str, now: int, reason:
         await revoke_access_token(conn, jti, exp)
 
 
+async def revoke_families_of(conn: AsyncConnection, subject: str, now: int, reason: str) -> int:
+    """Revoke every live family of ``subject`` (a user who was removed); how many there were."""
+    found = await conn.execute(
+        sa.select(token_families.c.id).where(
+            token_families.c.subject == subject, token_families.c.revoked_at.is_(None)
+        )
+    )
+    ids = [row.id for row in found]
+    for family_id in ids:
+        await revoke_family(conn, family_id, now, reason)
+    return len(ids)
+
+
 async def record_access_token(
     conn: AsyncConnection, family_id: str, jti: str, expires_at: int
 ) -> None:
@@ -210,6 +223,7 @@ __all__ = [
     "purge_expired",
     "record_access_token",
     "revoke_access_token",
+    "revoke_families_of",
     "revoke_family",
     "save_code",
     "save_refresh",

@@ -47,6 +47,11 @@ async def refresh(
         raise InvalidGrant("the refresh token has been revoked")
     if family.expires_at <= now:
         raise InvalidGrant("the refresh token has expired; authorize again")
+    if user is None or user.disabled:
+        # The person behind the grant was removed or disabled: nothing of it may live on.
+        async with bastion.db.transaction() as conn:
+            await grants.revoke_family(conn, family.id, now, "user removed or disabled")
+        raise InvalidGrant("the user of this grant no longer exists or is disabled")
     granted = set(family.scope.split())
     asked = set(scope_syntax.parse(single(params, "scope"))) or granted
     if not asked <= granted:
