@@ -548,6 +548,14 @@ class IdentityProviderSettings(BaseModel):
         description="Keep the provider's refresh token, encrypted with secret_key, for later "
         "token exchange. Never given to MCP clients.",
     )
+    session_max_age: int | None = Field(
+        None,
+        ge=300,
+        description="Seconds a grant of a user linked to this provider may be refreshed, counted "
+        "from the sign-in; then the user signs in again, and the allow rules and groups are "
+        "checked again. Default: refresh_token_ttl (someone who left the provider keeps access "
+        "until then).",
+    )
 
     @field_validator(
         "issuer",

@@ -149,11 +149,14 @@ async def code_grant(
     *,
     resource: str = RESOURCE,
     scope: str = "mcp:tools",
+    username: str = "alice",
     **metadata: Any,
 ) -> Grant:
-    """Register a public client, authorize as alice (who must exist), redeem the code."""
+    """Register a public client, authorize as ``username`` (who must exist), redeem the code."""
     reg = await register(client, **metadata)
-    done = await authorize(client, reg["client_id"], resource=resource, scope=scope)
+    done = await authorize(
+        client, reg["client_id"], resource=resource, scope=scope, username=username
+    )
     response = await exchange(client, reg["client_id"], done)
     assert response.status_code == 200, response.text
     return Grant(reg["client_id"], done, response.json())

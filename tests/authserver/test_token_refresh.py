@@ -7,6 +7,8 @@ active one). Checklist A06.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -16,6 +18,7 @@ from joserfc.jwk import KeySet
 from bastion.authserver.admin import database
 from bastion.config import Settings
 from bastion.identity.local import LocalUsers
+from bastion.store.federation import add_link
 from bastion.store.schema import users
 from tests.authserver._tokens import (
     FakeClock,
@@ -214,3 +217,52 @@ async def test_a_disabled_user_cannot_refresh(
     assert "disabled" in refused.json()["error_description"]
     answer = await introspect(app_client, resource_server, grant.tokens["access_token"])
     assert answer == {"active": False}
+
+
+async def test_grants_of_federated_users_end_after_the_providers_session_max_age(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """upstreams.session_max_age: a user linked to that provider refreshes until that long
+    after signing in, then must sign in there again (where the allow rules and groups are
+    checked anew); someone without such a link keeps refresh_token_ttl."""
+    corp = {
+        "name": "corp",
+        "kind": "oidc",
+        "issuer": "https://idp.example.com",
+        "client_id": "bastion",
+        "client_secret": "s3cret",
+        "session_max_age": 3600,
+    }
+    settings = make_settings(upstreams=[corp])
+    clock = FakeClock()
+    async with running(settings, clock=clock) as client:
+        await add_user(settings, "alice")
+        await add_user(settings, "bob")
+        async with database(settings) as db, db.transaction() as conn:
+            alice_id = (
+                await conn.execute(sa.select(users.c.id).where(users.c.username == "alice"))
+            ).scalar_one()
+            await add_link(
+                conn,
+                issuer="https://idp.example.com",
+                subject="alice-at-corp",
+                provider="corp",
+                user_id=alice_id,
+                created_at=clock(),
+                last_login_at=clock(),
+            )
+        alice = await code_grant(client, username="alice")
+        # bob signs in from a browser of his own (no session cookie of alice's).
+        async with httpx.AsyncClient(
+            transport=client._transport, base_url=client.base_url
+        ) as bobs_browser:
+            bob = await code_grant(bobs_browser, username="bob")
+        clock.advance(3599)
+        renewed = await refresh(client, alice.client_id, alice.tokens["refresh_token"])
+        assert renewed.status_code == 200, renewed.text
+        clock.advance(1)
+        ended = await refresh(client, alice.client_id, renewed.json()["refresh_token"])
+        assert_error(ended, 400, "invalid_grant")
+        assert "corp" in ended.json()["error_description"]
+        still = await refresh(client, bob.client_id, bob.tokens["refresh_token"])
+        assert still.status_code == 200, still.text

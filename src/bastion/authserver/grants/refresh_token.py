@@ -18,6 +18,7 @@ from bastion.oauth.resource import canonical, check_indicator
 from bastion.store import grants
 from bastion.store import users as user_rows
 from bastion.store.clients import Client
+from bastion.store.federation import links_of
 from bastion.tokens import secrets as opaque
 
 
@@ -35,10 +36,12 @@ async def refresh(
     token_hash = opaque.digest(token)
     # Check the request against the grant first, and spend the token only once it is known to
     # succeed: a malformed retry by the rightful client must not look like reuse later.
+    limits = {u.name: u.session_max_age for u in bastion.settings.upstreams if u.session_max_age}
     async with bastion.db.connect() as conn:
         row = await grants.get_refresh(conn, token_hash)
         family = await grants.get_family(conn, row.family_id) if row is not None else None
         user = await user_rows.by_id(conn, family.subject) if family is not None else None
+        links = await links_of(conn, family.subject) if limits and family is not None else []
     if row is None or family is None:
         raise InvalidGrant("the refresh token is not valid")
     if family.client_id != client.client_id:
@@ -52,6 +55,7 @@ async def refresh(
         async with bastion.db.transaction() as conn:
             await grants.revoke_family(conn, family.id, now, "user removed or disabled")
         raise InvalidGrant("the user of this grant no longer exists or is disabled")
+    _check_session_age(family.created_at, now, links, limits)
     granted = set(family.scope.split())
     asked = set(scope_syntax.parse(single(params, "scope"))) or granted
     if not asked <= granted:
@@ -79,6 +83,22 @@ async def refresh(
         await _explain_failure(bastion, token_hash, client, now)
         raise InvalidGrant("the refresh token is not valid")
     return body
+
+
+def _check_session_age(
+    signed_in_at: int, now: int, links: list[Any], limits: dict[str, int]
+) -> None:
+    """upstreams.session_max_age: a grant of a user linked to such a provider ends that long
+    after the sign-in, so that the provider's allow rules and groups are applied again."""
+    ages = sorted(
+        (limits[link.provider], link.provider) for link in links if link.provider in limits
+    )
+    if ages and signed_in_at + ages[0][0] <= now:
+        max_age, provider = ages[0]
+        raise InvalidGrant(
+            f"sign in again: grants of accounts linked to {provider} last {max_age} s "
+            "(session_max_age)"
+        )
 
 
 async def _explain_failure(bastion: AuthServer, token_hash: str, client: Client, now: int) -> None:
