@@ -1,7 +1,8 @@
 """``python -m benchmarks``: every benchmark on loopback, bounded in time, one report.
 
-    python -m benchmarks                 # full run: 3 interleaved rounds of 5 s (~5 minutes)
-    python -m benchmarks --quick         # smoke run: 1 round of 2 s (~1 minute)
+    python -m benchmarks                 # full run: 3 interleaved rounds of 5 s (~8 minutes)
+    python -m benchmarks --quick         # smoke run: 1 round of 2 s (~2 minutes)
+    python -m benchmarks --only registry # one suite (also issuance, verification, gateway, scaling)
     python -m benchmarks --simple-auth ~/src/python-sdk   # also the SDK's simple-auth example
 
 Writes benchmarks/results/latest.md and latest.json (``--output`` for elsewhere). PostgreSQL is
@@ -19,7 +20,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import gateway, issuance, scaling, verification
+from benchmarks import gateway, issuance, registry, scaling, verification
 from benchmarks.machine import describe
 from benchmarks.node_provider import node_binary, node_version
 from benchmarks.plan import Plan, make_plan
@@ -27,7 +28,7 @@ from benchmarks.report import Report
 from benchmarks.servers import bastion_serve, free_port
 from benchmarks.stack import POSTGRES_URL, postgres_reachable, postgres_version, stack
 
-SUITES = ("issuance", "verification", "gateway", "scaling")
+SUITES = ("issuance", "verification", "gateway", "registry", "scaling")
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -95,6 +96,9 @@ async def main(argv: list[str]) -> int:
                     if name in suites:
                         _progress(f"{name}…")
                         await suite(plan, run, server, report)
+        if "registry" in suites:
+            _progress("registry…")
+            await registry.run(plan, run, report)
         if "scaling" in suites:
             _progress("scaling…")
             await scaling.run(plan, run, report)

@@ -6,6 +6,10 @@
   verified-token cache holds ``BENCH_CACHE_SIZE`` tokens (0: every request checks the signature).
 - :func:`upstream`: a minimal stateless MCP server over HTTP: POST /mcp answers ``tools/call``
   of ``echo`` with a JSON response (no SSE, no session), so that what a gateway adds shows.
+- :func:`registry`: bastion's registry app with settings from ``BASTION_*`` (as a worker of
+  ``bastion serve --workers N`` gets them).
+- :func:`static`: a bare ASGI app answering each path-and-query of the JSON file
+  ``BENCH_STATIC_PAGES`` names with that file's text for it, as precomputed bytes.
 
 Every app answers GET /ready without a token.
 """
@@ -16,11 +20,13 @@ import contextlib
 import json
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from bastion.resource import JwtVerifier, ResourceServerMiddleware
 
@@ -87,4 +93,50 @@ def upstream() -> Starlette:
     return Starlette(routes=[Route("/ready", _ready), Route("/mcp", _rpc, methods=["POST"])])
 
 
-__all__ = ["bare", "protected", "upstream"]
+def registry() -> Starlette:
+    """The registry alone, configured from the environment."""
+    from bastion.config import settings_from_environment
+    from bastion.registry.app import create_registry_app
+
+    return create_registry_app(settings_from_environment())
+
+
+class _Static:
+    """Precomputed answers by raw path and query; nothing parsed, nothing built per request."""
+
+    def __init__(self, pages: dict[bytes, bytes]) -> None:
+        self.pages = pages
+        self.headers = {
+            target: [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+            ]
+            for target, body in pages.items()
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            for _ in ("startup", "shutdown"):
+                message = await receive()
+                await send({"type": f"{message['type']}.complete"})
+            return
+        query: bytes = scope["query_string"]
+        target = scope["raw_path"] + (b"?" + query if query else b"")
+        body = self.pages.get(target)
+        if body is None:
+            ready = scope["path"] == "/ready"
+            await send({"type": "http.response.start", "status": 200 if ready else 404})
+            await send({"type": "http.response.body", "body": b"ok" if ready else b""})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": self.headers[target]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def static() -> _Static:
+    """The pages of ``BENCH_STATIC_PAGES`` (a JSON object: path and query to response text)."""
+    pages = json.loads(Path(os.environ["BENCH_STATIC_PAGES"]).read_text(encoding="utf-8"))
+    return _Static({k.encode("latin-1"): v.encode("utf-8") for k, v in pages.items()})
+
+
+__all__ = ["bare", "protected", "registry", "static", "upstream"]

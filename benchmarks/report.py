@@ -102,6 +102,11 @@ class Ratio:
         }
 
 
+def _ratio_text(value: float) -> str:
+    """Two decimals, or three below 0.1 (where two would round 0.016 and 0.024 alike)."""
+    return f"{value:.3f}" if value < 0.1 else f"{value:.2f}"
+
+
 @dataclass
 class Report:
     """Everything a run produced."""
@@ -180,7 +185,7 @@ class Report:
         out += ["## ratios (same run)", "", "| ratio | value | target | met |"]
         out.append("|---|---:|---:|---|")
         for ratio in self.ratios:
-            value = "not measured" if ratio.value is None else f"{ratio.value:.2f}"
+            value = "not measured" if ratio.value is None else _ratio_text(ratio.value)
             target = "" if ratio.target is None else f">= {ratio.target:.2f}"
             met = {None: "", True: "yes", False: "**no**"}[ratio.met]
             note = f" ({ratio.note})" if ratio.note and ratio.value is None else ""
