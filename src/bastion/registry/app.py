@@ -227,6 +227,7 @@ def create_registry_app(
                 await token_verifier.aclose()
             if http is None:
                 await client.aclose()
+            await audited.writer.aclose()
             await db.dispose()
 
     return Starlette(

@@ -9,10 +9,16 @@ which entry (server name and version, when the path or body names one), the acti
 ``namespace_denied``…) and details (for lists: the entries returned). The record is written
 before the last byte of the answer is sent, so a client that has its answer can count on the
 record. Preflights, the OpenAPI document and the protected-resource metadata are not recorded.
+
+Records are written by group commit (:class:`AuditWriter`): the records of requests that finish
+while a commit is under way go to the database together in the next transaction. Each request
+still waits for its own record to be committed; concurrent requests share the commit instead
+of queueing for the database's write lock one by one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -84,6 +90,56 @@ def _result_of(status: int, challenge: str | None) -> str:
     }.get(status, "error" if status >= 500 else f"http_{status}")
 
 
+class AuditWriter:
+    """Group commit of audit records (see the module docstring).
+
+    :meth:`write` returns once the record is committed, or raises what the commit raised. One
+    flush task runs at a time; it takes at most ``max_batch`` records per transaction.
+    """
+
+    def __init__(self, db: Database, *, max_batch: int = 500) -> None:
+        self.db = db
+        self.max_batch = max_batch
+        self._pending: list[tuple[AuditRecord, asyncio.Future[None]]] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"AuditWriter(pending={len(self._pending)})"
+
+    async def write(self, record: AuditRecord) -> None:
+        """Commit ``record`` together with whatever else is waiting."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((record, done))
+        if self._flushing is None:
+            self._flushing = asyncio.create_task(self._flush())
+        # A request cancelled meanwhile does not cancel the commit its record is part of.
+        await asyncio.shield(done)
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch = self._pending[: self.max_batch]
+                del self._pending[: self.max_batch]
+                try:
+                    async with self.db.transaction() as conn:
+                        await rows.add_audits(conn, [record for record, _ in batch])
+                except Exception as exc:
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                else:
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_result(None)
+        finally:
+            self._flushing = None
+
+    async def aclose(self) -> None:
+        """Wait for the records still being written."""
+        if self._flushing is not None:
+            await self._flushing
+
+
 class AuditMiddleware:
     """Record every request to the API paths under ``prefix`` (a plain ASGI middleware)."""
 
@@ -92,6 +148,7 @@ class AuditMiddleware:
         self.db = db
         self.prefix = prefix
         self.clock = clock
+        self.writer = AuditWriter(db)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] == "OPTIONS":
@@ -150,8 +207,7 @@ class AuditMiddleware:
             detail=note.detail,
         )
         try:
-            async with self.db.transaction() as conn:
-                await rows.add_audit(conn, record)
+            await self.writer.write(record)
         except Exception:
             # The answer is already decided (a write is already committed): keep serving, but
             # make the gap impossible to miss.
@@ -194,6 +250,7 @@ async def export(
 __all__ = [
     "NOTE",
     "AuditMiddleware",
+    "AuditWriter",
     "Note",
     "clean_name",
     "clean_version",

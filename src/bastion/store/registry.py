@@ -267,21 +267,29 @@ async def set_latest(conn: AsyncConnection, name: str, latest: str | None, now: 
         )
 
 
+def _audit_row(record: AuditRecord) -> dict[str, Any]:
+    return {
+        "at": record.at,
+        "subject": record.subject,
+        "client_id": record.client_id,
+        "action": record.action,
+        "server_name": record.server_name,
+        "version": record.version,
+        "status": record.status,
+        "result": record.result,
+        "detail": record.detail,
+    }
+
+
 async def add_audit(conn: AsyncConnection, record: AuditRecord) -> None:
     """Append one audit record."""
-    await conn.execute(
-        sa.insert(registry_audit).values(
-            at=record.at,
-            subject=record.subject,
-            client_id=record.client_id,
-            action=record.action,
-            server_name=record.server_name,
-            version=record.version,
-            status=record.status,
-            result=record.result,
-            detail=record.detail,
-        )
-    )
+    await conn.execute(sa.insert(registry_audit).values(**_audit_row(record)))
+
+
+async def add_audits(conn: AsyncConnection, records: Sequence[AuditRecord]) -> None:
+    """Append audit records in order, in one statement."""
+    if records:
+        await conn.execute(sa.insert(registry_audit), [_audit_row(r) for r in records])
 
 
 async def audit_records(
@@ -326,6 +334,7 @@ __all__ = [
     "ListQuery",
     "Visibility",
     "add_audit",
+    "add_audits",
     "audit_records",
     "get_entry",
     "insert_entry",

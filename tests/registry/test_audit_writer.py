@@ -1,0 +1,99 @@
+"""Group commit of the audit trail: every request's record is committed before its answer ends,
+and records of concurrent requests share transactions."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bastion.config import Settings
+from bastion.registry.audit import AuditWriter
+from bastion.store import registry as rows
+from bastion.store.database import Database
+
+
+class CountingDatabase(Database):
+    """A Database that counts the transactions it opens."""
+
+    transactions = 0
+
+    def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        self.transactions += 1
+        return super().transaction()
+
+
+@pytest.fixture
+async def db(make_settings: Callable[..., Settings]) -> AsyncIterator[CountingDatabase]:
+    settings = make_settings()
+    database = CountingDatabase(settings.effective_database_url, schema=settings.database_schema)
+    await database.upgrade()
+    yield database
+    await database.dispose()
+
+
+def record(n: int) -> rows.AuditRecord:
+    return rows.AuditRecord(
+        at=1_760_000_000_000 + n,
+        subject=f"user-{n}",
+        client_id="c",
+        action="list",
+        server_name=None,
+        version=None,
+        status=200,
+        result="ok",
+    )
+
+
+async def stored(db: Database) -> list[rows.AuditRecord]:
+    async with db.connect() as conn:
+        return await rows.audit_records(conn, limit=10_000)
+
+
+async def test_each_write_returns_once_its_record_is_committed(db: CountingDatabase) -> None:
+    writer = AuditWriter(db)
+    await writer.write(record(1))
+    assert [r.subject for r in await stored(db)] == ["user-1"]
+    await writer.write(record(2))
+    assert [r.subject for r in await stored(db)] == ["user-1", "user-2"]
+
+
+async def test_concurrent_records_share_transactions_in_arrival_order(
+    db: CountingDatabase,
+) -> None:
+    writer = AuditWriter(db, max_batch=20)
+    before = db.transactions
+    await asyncio.gather(*(writer.write(record(n)) for n in range(50)))
+    assert [r.subject for r in await stored(db)] == [f"user-{n}" for n in range(50)]
+    # All 50 are waiting before the flush starts: batches of 20, 20 and 10.
+    assert db.transactions - before == 3
+
+
+async def test_a_failed_commit_reaches_every_writer_of_the_batch(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings()
+    unmigrated = Database(settings.effective_database_url, schema=settings.database_schema)
+    try:
+        writer = AuditWriter(unmigrated)
+        results = await asyncio.gather(
+            *(writer.write(record(n)) for n in range(3)), return_exceptions=True
+        )
+        assert all(isinstance(r, Exception) for r in results), results
+        assert "pending=0" in repr(writer)
+    finally:
+        await unmigrated.dispose()
+
+
+async def test_a_cancelled_request_does_not_cancel_its_commit(db: CountingDatabase) -> None:
+    writer = AuditWriter(db)
+    first = asyncio.create_task(writer.write(record(1)))
+    second = asyncio.create_task(writer.write(record(2)))
+    await asyncio.sleep(0)
+    second.cancel()
+    await first
+    await writer.aclose()
+    assert [r.subject for r in await stored(db)] == ["user-1", "user-2"]
