@@ -26,7 +26,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bastion.authserver.admin import add_client
+from bastion.authserver.admin import database as open_database
 from bastion.config import Settings
+from bastion.identity.local import LocalUsers
 from bastion.oauth import pkce
 from bastion.store.database import Database
 from bastion.store.schema import authorization_codes, refresh_tokens, token_families
@@ -84,6 +86,9 @@ class Stack:
     upstream_port: int
     clients: dict[str, Credentials] = field(default_factory=dict)
     verifier: str = field(default_factory=pkce.new_verifier)
+    # The resource owner of the refresh and code pools: a real user, as a refresh checks
+    # that the user still exists.
+    user_id: str = ""
 
     @property
     def issuer(self) -> str:
@@ -159,7 +164,7 @@ class Stack:
                         {
                             "id": family,
                             "client_id": client,
-                            "subject": "bench-user",
+                            "subject": self.user_id,
                             "scope": SCOPE,
                             "resource": self.resource,
                             "created_at": now,
@@ -202,7 +207,7 @@ class Stack:
                         {
                             "code_hash": opaque.digest(code),
                             "client_id": client,
-                            "subject": "bench-user",
+                            "subject": self.user_id,
                             "redirect_uri": REDIRECT_URI,
                             "redirect_uri_sent": True,
                             "scope": SCOPE,
@@ -268,6 +273,9 @@ async def stack(*, use_postgres: bool, ports: dict[str, int]) -> AsyncIterator[S
                 grant_types=["authorization_code", "refresh_token"],
                 scope=SCOPE,
             )
+            async with open_database(settings) as db:
+                user = await LocalUsers(db).add("bench", secrets.token_urlsafe(16))
+            run.user_id = user.id
             run.clients = {
                 "service": Credentials(service.client.client_id, service.secret),
                 "refresh": Credentials(refresh.client.client_id, refresh.secret),
