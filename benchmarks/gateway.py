@@ -84,7 +84,7 @@ async def run(plan: Plan, stack: Stack, bastion: Process, report: Report) -> Non
     report.ratios.append(Ratio("gateway / direct (throughput)", THROUGH, DIRECT))
     report.notes.append(
         "gateway: the upstream answers from a one-line handler, so the ratio is the gateway's "
-        "whole cost (token check, policy, audit record, and the upstream request through httpx); "
+        "whole cost (token check, policy, audit record, and the upstream request); "
         "see docs/performance.md for where that time goes."
     )
 
