@@ -267,6 +267,19 @@ class UpstreamSettings(BaseModel):
         return {**inherited, **{k: v.get_secret_value() for k, v in self.env.items()}}
 
 
+def _service_url(value: str | None) -> str | None:
+    """An absolute http(s) URL without query or fragment, trailing slash removed (public_url,
+    jwks_uri of the gateway and the registry)."""
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an absolute http(s) URL; got {value!r}")
+    if parts.query or parts.fragment:
+        raise ValueError(f"must not have a query or fragment; got {value!r}")
+    return value.rstrip("/")
+
+
 class GatewaySettings(BaseModel):
     """The gateway: OAuth in front of existing MCP servers (``bastion gateway``)."""
 
@@ -299,14 +312,7 @@ class GatewaySettings(BaseModel):
     @field_validator("public_url", "jwks_uri")
     @classmethod
     def _absolute(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an absolute http(s) URL; got {value!r}")
-        if parts.query or parts.fragment:
-            raise ValueError(f"must not have a query or fragment; got {value!r}")
-        return value.rstrip("/")
+        return _service_url(value)
 
     @model_validator(mode="after")
     def _upstreams(self) -> GatewaySettings:
@@ -720,14 +726,7 @@ class RegistrySettings(BaseModel):
     @field_validator("public_url", "jwks_uri")
     @classmethod
     def _absolute(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an absolute http(s) URL; got {value!r}")
-        if parts.query or parts.fragment:
-            raise ValueError(f"must not have a query or fragment; got {value!r}")
-        return value.rstrip("/")
+        return _service_url(value)
 
     @field_validator("namespaces")
     @classmethod

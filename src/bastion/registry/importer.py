@@ -23,12 +23,12 @@ import httpx
 from bastion.config import Settings
 from bastion.registry.audit import clean_name, clean_version
 from bastion.registry.problems import Problem
-from bastion.registry.service import Registry
+from bastion.registry.service import Registry, new_entry
 from bastion.registry.times import MillisClock, system_millis
 from bastion.registry.validation import validate_server
 from bastion.store import registry as rows
 from bastion.store.database import Database
-from bastion.store.registry import AuditRecord, Entry
+from bastion.store.registry import AuditRecord
 
 MAX_PAGES = 10_000
 PAGE_LIMIT = 100
@@ -154,17 +154,9 @@ class Importer:
             if not isinstance(document, dict):
                 raise Problem(400, "not a JSON object")
             valid = validate_server(document)
-            entry = Entry(
-                name=valid.name,
-                version=valid.version,
-                description=valid.description,
-                server=valid.server,
-                status="active",
-                status_message=None,
-                status_changed_at=now,
-                published_at=now,
-                updated_at=now,
-                is_latest=False,
+            entry = new_entry(
+                valid,
+                now,
                 owner_subject=self.owner,
                 owner_client_id=None,
                 groups=valid.groups if valid.groups is not None else self.groups,

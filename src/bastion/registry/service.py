@@ -91,6 +91,35 @@ def parse_status_change(document: dict[str, Any]) -> StatusChange:
     return StatusChange(str(status), message, approved, groups)
 
 
+def new_entry(
+    valid: ValidServer,
+    now: int,
+    *,
+    owner_subject: str,
+    owner_client_id: str | None,
+    groups: tuple[str, ...],
+    approved: bool,
+) -> Entry:
+    """A new active entry for a validated server.json (published or imported at ``now``; the
+    store decides whether it is the latest)."""
+    return Entry(
+        name=valid.name,
+        version=valid.version,
+        description=valid.description,
+        server=valid.server,
+        status="active",
+        status_message=None,
+        status_changed_at=now,
+        published_at=now,
+        updated_at=now,
+        is_latest=False,
+        owner_subject=owner_subject,
+        owner_client_id=owner_client_id,
+        groups=groups,
+        approved=approved,
+    )
+
+
 class Registry:
     """The registry of one app: its database, settings and clock."""
 
@@ -244,22 +273,13 @@ class Registry:
                 [FieldError.of("body.name", "namespace not yours", valid.name)],
                 result="namespace_denied",
             )
-        groups = self._groups_for(caller, valid)
         now = self.clock()
-        entry = Entry(
-            name=valid.name,
-            version=valid.version,
-            description=valid.description,
-            server=valid.server,
-            status="active",
-            status_message=None,
-            status_changed_at=now,
-            published_at=now,
-            updated_at=now,
-            is_latest=False,
+        entry = new_entry(
+            valid,
+            now,
             owner_subject=principal.subject,
             owner_client_id=principal.client_id,
-            groups=groups,
+            groups=self._groups_for(caller, valid),
             approved=caller.is_admin or self.settings.approve_on_publish,
         )
         return await self.insert(entry, now)
@@ -414,5 +434,6 @@ __all__ = [
     "Page",
     "Registry",
     "StatusChange",
+    "new_entry",
     "parse_status_change",
 ]
