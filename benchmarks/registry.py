@@ -303,6 +303,7 @@ async def _reader(stack: Stack, backends: Sequence[Backend]) -> tuple[dict[str, 
         redirect_uris=[],
         confidential=True,
         grant_types=["client_credentials"],
+        resources=["*"],
         scope=SCOPE,
     )
     return settings, Credentials(client.client.client_id, client.secret)

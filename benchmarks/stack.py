@@ -253,6 +253,7 @@ async def stack(*, use_postgres: bool, ports: dict[str, int]) -> AsyncIterator[S
                 redirect_uris=[],
                 confidential=True,
                 grant_types=["client_credentials"],
+                resources=["*"],
                 scope=SCOPE,
             )
             refresh = await add_client(

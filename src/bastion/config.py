@@ -503,6 +503,13 @@ class IdentityProviderSettings(BaseModel):
         description="Treat every e-mail the provider returns as verified (only for a provider "
         "that never returns an address its user has not proven).",
     )
+    group_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="The provider's groups (names or ids) as bastion's groups, e.g. "
+        '{ "8f3c1d2e-…" = "finance", "acme/editors" = "editors" }. When set, only mapped groups '
+        "are kept, so a provider's group names cannot collide with those access rules name; "
+        "when empty, the provider's groups are taken as they are.",
+    )
     use_userinfo: bool | None = Field(
         None, description="OpenID Connect: also read the user-info endpoint (default per kind)."
     )
@@ -797,6 +804,12 @@ class Settings(BaseSettings):
         "requests are refused with invalid_target.",
     )
     max_body_bytes: int = Field(64 * 1024, ge=1024)
+    access_contact: str | None = Field(
+        None,
+        max_length=300,
+        description="Whom people refused by an access rule should ask for access, as shown on "
+        'the refusal page, e.g. "the platform team (#mcp-access)".',
+    )
     client_cache_ttl: float = Field(
         5.0,
         ge=0,
@@ -870,6 +883,14 @@ class Settings(BaseSettings):
             )
         known = {r.uri for r in self.resources}
         for upstream in gateway.upstreams:
+            if (
+                upstream.policy.to_policy().uses_groups
+                and "groups" not in self.tokens.identity_claims
+            ):
+                raise ValueError(
+                    f"upstream {upstream.name!r} has a policy that needs groups, but access tokens "
+                    'do not carry them: add "groups" to tokens.identity_claims'
+                )
             if upstream.resource is None:
                 upstream.resource = canonical(gateway.public_url + upstream.path)
             # The AS of the same configuration issues tokens for every upstream, with every scope
@@ -926,6 +947,13 @@ class Settings(BaseSettings):
         for r in self.resources:
             found.update(r.scopes)
         return sorted(found)
+
+    def scopes_of(self, resource: str) -> list[str]:
+        """The scopes a resource lists (every scope the AS knows when it lists none)."""
+        for r in self.resources:
+            if r.uri == resource and r.scopes:
+                return list(r.scopes)
+        return self.all_scopes
 
     @property
     def is_https(self) -> bool:

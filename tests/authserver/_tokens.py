@@ -114,6 +114,7 @@ async def confidential_client(
         grant_types=["client_credentials"] if grant_types is None else grant_types,
         scope=scope,
         auth_method=auth_method,
+        resources=["*"] if grant_types is None or "client_credentials" in grant_types else [],
     )
     assert made.secret is not None
     return Confidential(made.client.client_id, made.secret)

@@ -144,16 +144,22 @@ async def test_a04_client_secret_is_issued_only_for_secret_based_methods(
     assert data["token_endpoint_auth_method"] == extra["token_endpoint_auth_method"]
 
 
-async def test_a04_client_credentials_client_registers_without_redirect_uris(
+async def test_a04_self_registered_machine_client_is_refused_naming_the_grant(
     app_client: httpx.AsyncClient,
 ) -> None:
-    """RFC 7591 §2: redirect_uris are needed for redirect-based grants only."""
+    """Machine access is never self-service: anonymous registration of a client_credentials
+    client is refused with RFC 7591 §3.2.2 invalid_client_metadata naming the grant, and
+    nothing is stored."""
     response = await post_register(
         app_client,
         {"grant_types": ["client_credentials"], "response_types": [], "client_name": "Robot"},
     )
-    assert response.status_code == 201, response.text
-    assert response.json()["grant_types"] == ["client_credentials"]
+    assert response.status_code == 400, response.text
+    assert response.json() == {
+        "error": "invalid_client_metadata",
+        "error_description": "grant_types: client_credentials is not available to "
+        "self-registered clients; machine clients are made by an operator (bastion clients add)",
+    }
 
 
 # Redirect URI rules (RFC 7591 §2, OAuth 2.1 §2.3.1, RFC 8252 §7)

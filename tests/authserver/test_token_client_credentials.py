@@ -21,6 +21,7 @@ from joserfc import jwt
 from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, KeySet, OKPKey
 
+from bastion.authserver import admin
 from bastion.config import Settings
 from tests.authserver._tokens import (
     RESOURCE,
@@ -294,21 +295,29 @@ class KeyClient:
         return cc(client_assertion_type=ASSERTION_TYPE, client_assertion=assertion)
 
 
+async def machine_with_keys(settings: Settings, jwks: dict[str, Any]) -> admin.NewClient:
+    """A machine client an operator registered with the public keys of its private_key_jwt."""
+    public = {"keys": [{k: v for k, v in key.items() if k != "d"} for key in jwks["keys"]]}
+    return await admin.add_client(
+        settings,
+        client_id=None,
+        name="Key client",
+        redirect_uris=[],
+        confidential=True,
+        grant_types=["client_credentials"],
+        scope=None,
+        jwks=public,
+        resources=["*"],
+    )
+
+
 @pytest.fixture
 async def key_client(settings: Settings, app_client: httpx.AsyncClient) -> KeyClient:
     key = ECKey.generate_key("P-256", parameters={"kid": "k1", "alg": "ES256"}, private=True)
     public = key.as_dict(private=False)
-    reg = await register(
-        app_client,
-        token_endpoint_auth_method="private_key_jwt",
-        jwks={"keys": [public]},
-        grant_types=["client_credentials"],
-        response_types=[],
-        redirect_uris=[],
-        application_type="web",
-    )
-    assert "client_secret" not in reg
-    return KeyClient(reg["client_id"], key, settings.issuer)
+    made = await machine_with_keys(settings, {"keys": [public]})
+    assert made.secret is None
+    return KeyClient(made.client.client_id, key, settings.issuer)
 
 
 async def test_private_key_jwt_gets_an_access_token(
@@ -328,15 +337,9 @@ async def test_private_key_jwt_with_an_ed25519_key_under_either_name_is_accepted
     """RFC 9864 §2: Ed25519 is the fully specified name of what RFC 8037 called EdDSA with an
     Ed25519 key; assertions under either name authenticate, and metadata lists both."""
     key = OKPKey.generate_key("Ed25519", parameters={"kid": "ed"}, private=True)
-    reg = await register(
-        app_client,
-        token_endpoint_auth_method="private_key_jwt",
-        jwks={"keys": [key.as_dict(private=False)]},
-        grant_types=["client_credentials"],
-        response_types=[],
-        redirect_uris=[],
-        application_type="web",
-    )
+    reg = {
+        "client_id": (await machine_with_keys(settings, {"keys": [key.as_dict()]})).client.client_id
+    }
     now = int(time.time())
     claims = {
         "iss": reg["client_id"],

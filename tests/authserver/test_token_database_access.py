@@ -72,6 +72,21 @@ def counting(app_client: httpx.AsyncClient, *, every_task: bool = False) -> Iter
         event.remove(engine, "before_cursor_execute", statements.record)
 
 
+async def register_machine(
+    settings: Settings, client: httpx.AsyncClient, **extra: Any
+) -> httpx.Response:
+    """RFC 7591 registration of a client_credentials client, with an initial access token an
+    operator made for machine clients (the only way a machine client registers itself)."""
+    token = await admin.add_registration_token(
+        settings, label="robots", machine=[("*", ["mcp:tools"])]
+    )
+    return await client.post(
+        "/register",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"grant_types": ["client_credentials"], "response_types": [], **extra},
+    )
+
+
 def cc(client: Confidential) -> dict[str, Any]:
     return {
         "data": {"grant_type": "client_credentials", "resource": RESOURCE},
@@ -88,14 +103,16 @@ async def test_a01_client_credentials_with_a_jwt_writes_nothing_and_reads_the_cl
     app_client: httpx.AsyncClient, service: Confidential
 ) -> None:
     """OAuth 2.1 §4.2, RFC 9068 §2: the token is self-contained. After the first request has
-    loaded the client's registration, further requests send no statement at all."""
+    loaded the client's registration and the access rules, further requests send no statement
+    at all."""
     with counting(app_client) as statements:
         for _ in range(20):
             response = await app_client.post("/token", **cc(service))
             assert response.status_code == 200, response.text
     assert statements.writes == []
     assert len(statements.on("clients")) == 1, statements.seen
-    assert len(statements.seen) == 1, statements.seen
+    assert len(statements.on("access_rules")) == 1, statements.seen
+    assert len(statements.seen) == 2, statements.seen
 
 
 async def test_a01_concurrent_requests_of_an_uncached_client_read_its_registration_once(
@@ -135,14 +152,7 @@ async def test_a04_a_dynamic_client_records_its_first_use_once_and_is_kept_by_ho
     settings = make_settings(registration={"unused_client_ttl": 3600})
     clock = FakeClock()
     async with running(settings, clock=clock) as client:
-        registered = await client.post(
-            "/register",
-            json={
-                "grant_types": ["client_credentials"],
-                "response_types": [],
-                "scope": "mcp:tools",
-            },
-        )
+        registered = await register_machine(settings, client, scope="mcp:tools")
         assert registered.status_code == 201, registered.text
         body = registered.json()
         robot = Confidential(body["client_id"], body["client_secret"])
@@ -156,14 +166,11 @@ async def test_a04_a_dynamic_client_records_its_first_use_once_and_is_kept_by_ho
 
 
 async def test_a04_deleting_a_registration_stops_its_cached_client_at_once(
-    app_client: httpx.AsyncClient,
+    settings: Settings, app_client: httpx.AsyncClient
 ) -> None:
     """RFC 7592 §2.3: after DELETE the client_id is invalid, also for a client whose
     registration this process had cached a moment before."""
-    registered = await app_client.post(
-        "/register",
-        json={"grant_types": ["client_credentials"], "response_types": [], "scope": "mcp:tools"},
-    )
+    registered = await register_machine(settings, app_client, scope="mcp:tools")
     body = registered.json()
     robot = Confidential(body["client_id"], body["client_secret"])
     assert (await app_client.post("/token", **cc(robot))).status_code == 200
@@ -176,18 +183,12 @@ async def test_a04_deleting_a_registration_stops_its_cached_client_at_once(
 
 
 async def test_a04_updating_a_registration_applies_at_once_to_the_cached_client(
-    app_client: httpx.AsyncClient,
+    settings: Settings, app_client: httpx.AsyncClient
 ) -> None:
     """RFC 7592 §2.2: a PUT replaces the metadata; dropping client_credentials from grant_types
     makes the next token request unauthorized_client, although the client was cached."""
-    registered = await app_client.post(
-        "/register",
-        json={
-            "grant_types": ["client_credentials"],
-            "response_types": [],
-            "scope": "mcp:tools",
-            "client_name": "Robot",
-        },
+    registered = await register_machine(
+        settings, app_client, scope="mcp:tools", client_name="Robot"
     )
     body = registered.json()
     robot = Confidential(body["client_id"], body["client_secret"])

@@ -102,6 +102,7 @@ async def stack(make_settings: Callable[..., Settings]) -> AsyncIterator[Stack]:
             redirect_uris=[],
             confidential=True,
             grant_types=["client_credentials"],
+            resources=["*"],
             scope="mcp:tools",
         )
         assert machine.secret is not None

@@ -389,6 +389,7 @@ async def test_bastion_as_with_a_pre_registered_machine_client_gets_a_token(
         redirect_uris=[],
         confidential=True,
         grant_types=["client_credentials"],
+        resources=["*"],
         scope="mcp:tools",
     )
     assert created.secret is not None

@@ -236,6 +236,7 @@ async def test_client_credentials_machine_client_needs_no_browser(stack: Stack) 
         redirect_uris=[],
         confidential=True,
         grant_types=["client_credentials"],
+        resources=["*"],
         scope="mcp:tools",
     )
     assert created.secret is not None

@@ -255,6 +255,7 @@ async def add_resource_server(settings: Settings) -> NewClient:
         redirect_uris=[],
         confidential=True,
         grant_types=["client_credentials"],
+        resources=["*"],
         scope=None,
     )
 

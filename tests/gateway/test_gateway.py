@@ -147,6 +147,7 @@ async def stack(make_settings: Callable[..., Settings], tmp_path: Path) -> Async
                 redirect_uris=[],
                 confidential=True,
                 grant_types=["client_credentials"],
+                resources=["*"],
                 scope="mcp:tools notes:write",
             )
             assert created.secret is not None

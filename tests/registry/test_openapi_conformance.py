@@ -139,6 +139,7 @@ def test_schemathesis_finds_no_server_error_and_no_response_outside_the_document
             redirect_uris=[],
             confidential=True,
             grant_types=["client_credentials"],
+            resources=["*"],
             scope="registry:read registry:write registry:admin",
         )
     )

@@ -127,6 +127,7 @@ async def service_client(
         redirect_uris=[],
         confidential=True,
         grant_types=["client_credentials"],
+        resources=["*"],
         scope=scope,
     )
     assert created.secret is not None

@@ -221,6 +221,7 @@ async def test_a_key_rotation_by_the_cli_reaches_every_process_within_the_key_re
         redirect_uris=[],
         confidential=True,
         grant_types=["client_credentials"],
+        resources=["*"],
         scope="mcp:tools",
     )
     assert made.secret is not None
@@ -306,6 +307,7 @@ async def test_a01_bastion_serve_with_two_workers_on_a_fresh_schema_serves_token
             redirect_uris=[],
             confidential=True,
             grant_types=["client_credentials"],
+            resources=["*"],
             scope="mcp:tools",
         )
         assert made.secret is not None

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
+from bastion.access.policy import withdraw_client
+from bastion.access.rules import EVERY, AccessRule, check_scopes
 from bastion.authserver.app import secret_for
 from bastion.clock import system_clock
 from bastion.config import Settings
 from bastion.oauth import client_metadata
+from bastion.oauth.resource import canonical
+from bastion.store import access as rule_rows
 from bastion.store import clients as client_rows
+from bastion.store import registration_tokens as token_rows
 from bastion.store.clients import Client
 from bastion.store.database import Database
+from bastion.store.registration_tokens import RegistrationToken
 from bastion.tokens import secrets as opaque
 from bastion.tokens.cipher import Cipher
 from bastion.tokens.keys import KeyManager
@@ -44,6 +51,38 @@ class NewClient:
     secret: str | None
 
 
+def resolve_resource(settings: Settings, value: str) -> str:
+    """The canonical URI of a configured resource named by its name or URI (``*``: every
+    resource); AdminError listing the known ones otherwise."""
+    if value == EVERY:
+        return value
+    for r in settings.resources:
+        if value in (r.uri, r.name):
+            return r.uri
+    try:
+        wanted = canonical(value)
+    except ValueError:
+        wanted = value
+    for r in settings.resources:
+        if r.uri == wanted:
+            return r.uri
+    known = ", ".join(f"{r.name or '-'} ({r.uri})" for r in settings.resources) or "none"
+    raise AdminError(
+        f"no resource {value!r} is configured; known resources: {known}, or * for all of them"
+    )
+
+
+def check_known_scopes(settings: Settings, scopes: list[str], resource: str = EVERY) -> None:
+    """AdminError naming the scopes the AS does not know (for ``resource``), with the known."""
+    known = settings.all_scopes if resource == EVERY else settings.scopes_of(resource)
+    unknown = sorted(set(scopes) - set(known) - {EVERY})
+    if unknown:
+        where = "this server" if resource == EVERY else resource
+        raise AdminError(
+            f"unknown scope {' '.join(unknown)} for {where}; known scopes: {' '.join(known)}"
+        )
+
+
 async def add_client(
     settings: Settings,
     *,
@@ -54,9 +93,22 @@ async def add_client(
     grant_types: list[str],
     scope: str | None,
     auth_method: str | None = None,
+    resources: Sequence[str] = (),
+    jwks: dict[str, Any] | None = None,
+    jwks_uri: str | None = None,
 ) -> NewClient:
-    """Pre-register a client."""
+    """Pre-register a client (an operator made it: it may use client_credentials).
+
+    A machine client (client_credentials) may obtain tokens for ``resources`` (names, URIs or
+    ``*``) with ``scope`` (all their scopes when None), through access rules ``client:<id>``;
+    with no resources it gets none until ``bastion access allow`` gives it some."""
+    if jwks is not None or jwks_uri is not None:
+        auth_method = auth_method or "private_key_jwt"
     method = auth_method or ("client_secret_basic" if confidential else "none")
+    targets = [resolve_resource(settings, r) for r in resources]
+    scopes = (scope or "").split()
+    for target in targets or [EVERY]:
+        check_known_scopes(settings, scopes, target)
     fields: dict[str, object] = {
         "client_name": name,
         "redirect_uris": redirect_uris,
@@ -69,7 +121,13 @@ async def add_client(
     }
     if scope:
         fields["scope"] = scope
+    if jwks is not None:
+        fields["jwks"] = jwks
+    if jwks_uri is not None:
+        fields["jwks_uri"] = jwks_uri
     meta = client_metadata.parse(fields)
+    if targets and "client_credentials" not in meta.grant_types:
+        raise AdminError("resources are given to machine clients: add --grant client_credentials")
     secret = opaque.new_token() if method in ("client_secret_basic", "client_secret_post") else None
     now = system_clock()
     client = Client(
@@ -78,11 +136,16 @@ async def add_client(
         metadata=meta,
         secret_hash=opaque.digest(secret) if secret else None,
         created_at=now,
+        operator_approved=True,
+        grant_id=secrets.token_hex(16),
     )
     async with database(settings) as db, db.transaction() as conn:
         if await client_rows.get(conn, client.client_id) is not None:
             raise AdminError(f"a client with id {client.client_id!r} already exists")
         await client_rows.insert(conn, client, now)
+        for target in targets:
+            rule = AccessRule(target, f"client:{client.client_id}", check_scopes(scopes or [EVERY]))
+            await rule_rows.put_rule(conn, rule, now)
     return NewClient(client, secret)
 
 
@@ -102,10 +165,22 @@ async def get_client(settings: Settings, client_id: str) -> Client:
 
 
 async def remove_client(settings: Settings, client_id: str) -> None:
-    """Delete a client."""
+    """Delete a client, its access rules and every grant it holds (tokens stop working at every
+    resource server)."""
     async with database(settings) as db, db.transaction() as conn:
-        if not await client_rows.delete(conn, client_id):
+        client = await client_rows.get(conn, client_id)
+        if client is None:
             raise AdminError(f"no client with id {client_id!r}; see `bastion clients list`")
+        await withdraw_client(
+            conn,
+            client,
+            system_clock(),
+            token_ttl=settings.tokens.access_token_ttl,
+            reason="client removed",
+            keep=False,
+        )
+        await rule_rows.delete_rules_of(conn, f"client:{client_id}")
+        await client_rows.delete(conn, client_id)
 
 
 async def rotate_client_secret(settings: Settings, client_id: str) -> str:
@@ -117,9 +192,70 @@ async def rotate_client_secret(settings: Settings, client_id: str) -> str:
     ):
         raise AdminError(f"client {client_id!r} does not authenticate with a secret")
     secret = opaque.new_token()
+    now = system_clock()
     async with database(settings) as db, db.transaction() as conn:
-        await client_rows.update(conn, client_id, system_clock(), secret_hash=opaque.digest(secret))
+        await client_rows.update(conn, client_id, now, secret_hash=opaque.digest(secret))
+        await withdraw_client(
+            conn,
+            client,
+            now,
+            token_ttl=settings.tokens.access_token_ttl,
+            reason="client secret rotated",
+            keep=True,
+        )
     return secret
+
+
+async def add_registration_token(
+    settings: Settings,
+    *,
+    label: str,
+    machine: Sequence[tuple[str, Sequence[str]]] = (),
+    ttl: int | None = None,
+    uses: int | None = None,
+) -> str:
+    """Make an initial access token for Dynamic Client Registration (RFC 7591 §3); returned
+    once, stored as a hash. With ``machine`` (resource name/URI/``*`` and its scopes, none: all)
+    clients registered with it may use client_credentials, for exactly those resources."""
+    if not label or len(label) > 200:
+        raise AdminError("give the token a label of 1 to 200 characters (who it is for)")
+    if (ttl is not None and ttl <= 0) or (uses is not None and uses <= 0):
+        raise AdminError("--ttl and --uses must be positive")
+    rules = []
+    for resource, scopes in machine:
+        target = resolve_resource(settings, resource)
+        check_known_scopes(settings, list(scopes), target)
+        rules.append((target, check_scopes(scopes or [EVERY])))
+    token = opaque.new_token()
+    now = system_clock()
+    async with database(settings) as db, db.transaction() as conn:
+        await token_rows.add(
+            conn,
+            RegistrationToken(
+                token_hash=opaque.digest(token),
+                label=label,
+                machine_rules=tuple(rules),
+                created_at=now,
+                expires_at=now + ttl if ttl else None,
+                uses_left=uses,
+            ),
+        )
+    return token
+
+
+async def list_registration_tokens(settings: Settings) -> list[RegistrationToken]:
+    """Every initial access token an operator made (their hashes, never the tokens)."""
+    async with database(settings) as db, db.connect() as conn:
+        return await token_rows.list_all(conn)
+
+
+async def remove_registration_token(settings: Settings, label: str) -> None:
+    """Delete the initial access tokens with ``label`` (clients registered with them stay)."""
+    async with database(settings) as db, db.transaction() as conn:
+        if not await token_rows.remove(conn, label):
+            raise AdminError(
+                f"no registration token labelled {label!r}; see `bastion registration-tokens list`"
+            )
 
 
 async def rotate_keys(settings: Settings, *, now: bool = False, alg: str | None = None) -> str:
@@ -160,11 +296,16 @@ __all__ = [
     "AdminError",
     "NewClient",
     "add_client",
+    "add_registration_token",
+    "check_known_scopes",
     "database",
     "get_client",
     "list_clients",
     "list_keys",
+    "list_registration_tokens",
     "remove_client",
+    "remove_registration_token",
+    "resolve_resource",
     "rotate_client_secret",
     "rotate_keys",
 ]

@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bastion.access.policy import AccessPolicy
 from bastion.authserver import federation, interaction
 from bastion.authserver.authorize import authorize
 from bastion.authserver.cimd import MetadataDocumentResolver
@@ -84,7 +85,10 @@ async def open_server(
     templates = make_templates()
     templates.globals["base"] = urlsplit(settings.issuer).path
     clients = ClientDirectory(db, settings, resolver, clock)
+    access = AccessPolicy(db, cache_ttl=settings.client_cache_ttl)
+    clients.on_change.append(access.changed)
     await clients.start()
+    _explain_policy(settings)
     return AuthServer(
         settings=settings,
         db=db,
@@ -93,8 +97,19 @@ async def open_server(
         clients=clients,
         templates=templates,
         clock=clock,
+        access=access,
         federation=Federation(settings, cipher=cipher, clock=clock),
     )
+
+
+def _explain_policy(settings: Settings) -> None:
+    """Start-up notes on settings that leave doors open."""
+    registration = settings.registration
+    if registration.enabled and registration.initial_access_token is None:
+        log.warning(
+            "dynamic client registration is open to anyone (registration.initial_access_token "
+            "is not set): self-registered clients can ask people to sign in, never act alone"
+        )
 
 
 async def close_server(bastion: AuthServer) -> None:

@@ -70,6 +70,9 @@ class ClientDirectory:
         self._generation = 0
         self._reads: dict[str, asyncio.Lock] = {}
         self._listener: ClientChangeListener | None = None
+        # Called with the changed client_id (None: any) on every invalidation; the access
+        # policy hears of rule changes this way (bastion.store.access.RULES_CHANGED).
+        self.on_change: list[Callable[[str | None], None]] = []
 
     async def start(self) -> None:
         """Listen for changes other processes make (PostgreSQL; a no-op elsewhere)."""
@@ -92,6 +95,8 @@ class ClientDirectory:
             self._cache.clear()
         else:
             self._cache.pop(client_id, None)
+        for listener in self.on_change:
+            listener(client_id)
 
     def _cached(self, client_id: str) -> Client | None:
         hit = self._cache.get(client_id)

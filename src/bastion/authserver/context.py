@@ -37,6 +37,7 @@ class AuthServer:
     clients: ClientDirectory
     templates: Environment
     clock: Clock
+    access: AccessPolicy
     federation: Federation | None = None
 
     @property
@@ -55,6 +56,7 @@ def server(request: Request) -> AuthServer:
     return found
 
 
+from bastion.access.policy import AccessPolicy  # noqa: E402
 from bastion.authserver.clients import ClientDirectory  # noqa: E402
 from bastion.identity.federation import Federation  # noqa: E402
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+from dataclasses import replace
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -26,7 +27,7 @@ from bastion.authserver.context import AuthServer, server
 from bastion.authserver.errors import PAGE_HEADERS, error_page
 from bastion.authserver.http import NO_STORE, is_vschar, query_params, read_form, single
 from bastion.authserver.interaction import EXPIRED, cookie_name, set_cookie
-from bastion.identity.claims import refusal
+from bastion.identity.claims import local_groups, refusal
 from bastion.identity.errors import (
     AccountNotAllowed,
     FederationError,
@@ -220,9 +221,8 @@ async def callback(request: Request) -> Response:
         if outcome.refresh_token is not None:
             bound = f"{outcome.identity.issuer}|{outcome.identity.subject}"
             sealed = federation.seal(outcome.refresh_token, bound_to=bound)
-        user = await link_account(
-            bastion.db, outcome.identity, now=now, refresh_token_encrypted=sealed
-        )
+        identity = replace(outcome.identity, groups=local_groups(spec, outcome.identity))
+        user = await link_account(bastion.db, identity, now=now, refresh_token_encrypted=sealed)
     except FederationError as exc:
         return _failure(bastion, exc, spec, request_id)
     sid = secrets.token_urlsafe(32)

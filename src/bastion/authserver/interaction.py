@@ -22,7 +22,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from bastion.authserver.context import AuthServer, server
 from bastion.authserver.errors import PAGE_HEADERS, error_page, redirect_error, with_query
 from bastion.authserver.http import NO_STORE, is_vschar, read_form, single
-from bastion.oauth.errors import AccessDenied, InvalidClient, OAuthError
+from bastion.oauth.errors import AccessDenied, InvalidClient, InvalidScope, OAuthError
 from bastion.oauth.redirect_uri import is_loopback_uri
 from bastion.store import grants
 from bastion.store import users as user_rows
@@ -147,23 +147,41 @@ async def show(request: Request) -> Response:
     else:
         asked = set(row.scope.split())
         async with bastion.db.connect() as conn:
+            decision = await bastion.access.for_user(conn, user, row.resource, asked)
             granted = await user_rows.consented_scope(conn, user.id, client.client_id, row.resource)
-        # RFC 8252 §8.6: any local program can present a public client's id with its own
-        # loopback port, so for public clients on loopback the user is asked every time.
-        may_skip = not (client.is_public and is_loopback_uri(row.redirect_uri))
-        remembered = granted is not None and asked <= granted
-        if bastion.settings.login.remember_consent and may_skip and remembered:
-            return await _approve(bastion, request_id, user)
-        response = _page(
-            bastion,
-            "consent.html",
-            csrf=csrf,
-            request_id=request_id,
-            user=user,
-            client=_client_view(client, row.redirect_uri),
-            resource=row.resource,
-            scopes=[(s, SCOPE_DESCRIPTIONS.get(s, s)) for s in sorted(asked)],
-        )
+        if not decision.allowed:
+            response = _page(
+                bastion,
+                "denied.html",
+                status=403,
+                csrf=csrf,
+                request_id=request_id,
+                user=user,
+                client=_client_view(client, row.redirect_uri),
+                resource=_resource_view(bastion, row.resource),
+                scopes=_describe(asked),
+                contact=bastion.settings.access_contact,
+            )
+        elif asked and not decision.scopes:
+            return await _refuse(bastion, request_id, _nothing_left(user, row.resource, asked))
+        else:
+            # RFC 8252 §8.6: any local program can present a public client's id with its own
+            # loopback port, so for public clients on loopback the user is asked every time.
+            may_skip = not (client.is_public and is_loopback_uri(row.redirect_uri))
+            remembered = granted is not None and decision.scopes <= granted
+            if bastion.settings.login.remember_consent and may_skip and remembered:
+                return await _approve(bastion, request_id, user)
+            response = _page(
+                bastion,
+                "consent.html",
+                csrf=csrf,
+                request_id=request_id,
+                user=user,
+                client=_client_view(client, row.redirect_uri),
+                resource=row.resource,
+                scopes=_describe(decision.scopes),
+                withheld=_describe(decision.withheld),
+            )
     if fresh:
         set_cookie(bastion, response, "csrf", csrf, bastion.settings.login.session_ttl)
     return response
@@ -265,15 +283,59 @@ async def consent(request: Request) -> Response:
     )
 
 
+def _describe(scopes: set[str] | frozenset[str]) -> list[tuple[str, str]]:
+    return [(s, SCOPE_DESCRIPTIONS.get(s, s)) for s in sorted(scopes)]
+
+
+def _resource_view(bastion: AuthServer, uri: str) -> dict[str, str]:
+    names = {r.uri: r.name for r in bastion.settings.resources if r.name}
+    return {"uri": uri, "name": names.get(uri) or uri}
+
+
+def _nothing_left(user: User, resource: str, asked: set[str]) -> OAuthError:
+    return InvalidScope(
+        f"{user.username} may not have scope {' '.join(sorted(asked))} for {resource}"
+    )
+
+
+async def _refuse(bastion: AuthServer, request_id: str, error: OAuthError) -> Response:
+    """Finish the request with an error for the client (with state and iss, RFC 9207)."""
+    async with bastion.db.transaction() as conn:
+        row = await grants.finish_request(conn, request_id, bastion.clock())
+    if row is None:
+        return _expired(bastion)
+    return redirect_error(error, row.redirect_uri, row.state, bastion.issuer)
+
+
+def _expired(bastion: AuthServer) -> Response:
+    return HTMLResponse(
+        bastion.templates.get_template("error.html").render(
+            title="Sign-in expired", message=EXPIRED
+        ),
+        status_code=400,
+        headers=PAGE_HEADERS,
+    )
+
+
 async def _approve(bastion: AuthServer, request_id: str, user: User) -> Response:
-    """Finish the request: remember consent, issue the code, redirect with code, state, iss."""
+    """Finish the request: check the rules once more, remember consent, issue the code for the
+    scopes the person may have, redirect with code, state, iss."""
     now = bastion.clock()
     code = opaque.new_token()
+    refused: OAuthError | None = None
     async with bastion.db.transaction() as conn:
         row = await grants.finish_request(conn, request_id, now)
         if row is not None:
+            asked = set(row.scope.split())
+            decision = await bastion.access.for_user(conn, user, row.resource, asked)
+            if not decision.allowed:
+                refused = AccessDenied(f"{user.username} may not use {row.resource}")
+            elif asked and not decision.scopes:
+                refused = _nothing_left(user, row.resource, asked)
+        if row is not None and refused is None:
+            scope = " ".join(sorted(decision.scopes))
             await user_rows.remember_consent(
-                conn, user.id, row.client_id, row.resource, set(row.scope.split()), now
+                conn, user.id, row.client_id, row.resource, set(decision.scopes), now
             )
             await grants.save_code(
                 conn,
@@ -282,7 +344,7 @@ async def _approve(bastion: AuthServer, request_id: str, user: User) -> Response
                 subject=user.id,
                 redirect_uri=row.redirect_uri,
                 redirect_uri_sent=row.redirect_uri_sent,
-                scope=row.scope,
+                scope=scope,
                 resource=row.resource,
                 code_challenge=row.code_challenge,
                 family_id=secrets.token_hex(16),
@@ -290,13 +352,9 @@ async def _approve(bastion: AuthServer, request_id: str, user: User) -> Response
                 expires_at=now + bastion.settings.tokens.code_ttl,
             )
     if row is None:
-        return HTMLResponse(
-            bastion.templates.get_template("error.html").render(
-                title="Sign-in expired", message=EXPIRED
-            ),
-            status_code=400,
-            headers=PAGE_HEADERS,
-        )
+        return _expired(bastion)
+    if refused is not None:
+        return redirect_error(refused, row.redirect_uri, row.state, bastion.issuer)
     params = {"code": code}
     if row.state is not None:
         params["state"] = row.state

@@ -14,6 +14,7 @@ from bastion.store.clients import Client
 from bastion.store.users import User
 from bastion.tokens import access_token
 from bastion.tokens import secrets as opaque
+from bastion.tokens.access_token import GRANT_ID
 
 
 def identity_claims(bastion: AuthServer, user: User | None) -> dict[str, Any]:
@@ -33,9 +34,14 @@ async def mint_access(
     subject: str,
     scope: str,
     resource: str,
+    grant_id: str | None,
     claims: dict[str, Any] | None = None,
 ) -> tuple[access_token.IssuedToken, dict[str, Any]]:
-    """Sign an access token (with ``claims`` about the user) and build the response body."""
+    """Sign an access token (with ``claims`` about the user) and build the response body.
+
+    ``grant_id`` names the grant the token belongs to (a refresh family, or a machine client's
+    current grant): revoking the grant revokes every access token that carries it, at every
+    resource server (:mod:`bastion.resource.revocation`)."""
     key = await bastion.keys.signing_key()
     ttl = bastion.settings.tokens.access_token_ttl
     issued = access_token.issue(
@@ -47,7 +53,7 @@ async def mint_access(
         scope=scope,
         now=bastion.clock(),
         ttl=ttl,
-        extra=claims,
+        extra={**(claims or {}), GRANT_ID: grant_id} if grant_id else claims,
     )
     body: dict[str, Any] = {
         "access_token": issued.token,

@@ -10,18 +10,23 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from bastion.access.policy import withdraw_client
 from bastion.authserver.context import AuthServer, server
 from bastion.authserver.errors import json_error
 from bastion.authserver.http import NO_STORE, is_vschar, json_response, read_json
 from bastion.oauth import client_metadata
 from bastion.oauth.errors import InvalidClientMetadata, InvalidRequest, InvalidToken, OAuthError
+from bastion.store import access as rule_rows
 from bastion.store import clients as client_rows
+from bastion.store import registration_tokens as token_rows
 from bastion.store.clients import Client
+from bastion.store.registration_tokens import RegistrationToken
 from bastion.tokens import secrets as opaque
 
 
@@ -31,14 +36,34 @@ def _bearer(request: Request) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-def _check_initial_token(bastion: AuthServer, request: Request) -> None:
-    """RFC 7591 §3: an initial access token, when the operator requires one."""
+def _initial_token(bastion: AuthServer, request: Request) -> str | None:
+    """RFC 7591 §3: the initial access token to spend (one an operator made with `bastion
+    registration-tokens add`), or None when registration goes ahead without one (open
+    registration, or the static ``registration.initial_access_token``)."""
     required = bastion.settings.registration.initial_access_token
-    if required is None:
-        return
-    sent = _bearer(request) or ""
-    if not hmac.compare_digest(sent.encode(), required.get_secret_value().encode()):
+    sent = _bearer(request)
+    if required is not None and hmac.compare_digest(
+        (sent or "").encode(), required.get_secret_value().encode()
+    ):
+        return None
+    if sent is None and required is not None:
         raise InvalidToken("registration requires a valid initial access token")
+    return sent
+
+
+def _refuse_machine_grants(
+    meta: client_metadata.ClientMetadata, token: RegistrationToken | None = None
+) -> None:
+    """Machine access is never self-service: a client that registers itself may ask people to
+    sign in, never act alone, unless an operator's initial access token allows machine
+    clients."""
+    alone = sorted(set(meta.grant_types) & client_metadata.PERSONLESS_GRANTS)
+    if alone and (token is None or not token.machine_rules):
+        raise InvalidClientMetadata(
+            f"grant_types: {', '.join(alone)} is not available to self-registered clients; "
+            "machine clients are made by an operator (bastion clients add), or registered with "
+            "an initial access token that allows them (bastion registration-tokens add)"
+        )
 
 
 def _validate_scope(bastion: AuthServer, meta: client_metadata.ClientMetadata) -> None:
@@ -78,27 +103,44 @@ async def register(request: Request) -> Response:
     """POST /register (RFC 7591 §3.1)."""
     bastion = server(request)
     try:
-        _check_initial_token(bastion, request)
+        initial = _initial_token(bastion, request)
         data = await read_json(request, bastion.settings.max_body_bytes)
         if isinstance(data, dict) and ("client_id" in data or "client_secret" in data):
             raise InvalidClientMetadata("client_id and client_secret are assigned by the server")
         meta = client_metadata.parse(data)
+        if initial is None:
+            _refuse_machine_grants(meta)
         _validate_scope(bastion, meta)
+        now = bastion.clock()
+        secret = opaque.new_token() if _uses_secret(meta) else None
+        registration_token = opaque.new_token()
+        client = Client(
+            client_id=secrets.token_urlsafe(18),
+            origin="dynamic",
+            metadata=meta,
+            secret_hash=opaque.digest(secret) if secret else None,
+            registration_token_hash=opaque.digest(registration_token),
+            created_at=now,
+            grant_id=secrets.token_hex(16),
+        )
+        # Spending the initial access token, storing the client and its rules: all or nothing.
+        async with bastion.db.transaction() as conn:
+            token: RegistrationToken | None = None
+            if initial is not None:
+                token = await token_rows.spend(conn, opaque.digest(initial), now)
+                if token is None:
+                    raise InvalidToken(
+                        "the initial access token is not valid (unknown, expired or used up)"
+                    )
+                _refuse_machine_grants(meta, token)
+                machine = "client_credentials" in meta.grant_types
+                client = replace(client, operator_approved=machine)
+            await client_rows.insert(conn, client, now)
+            if token is not None and client.operator_approved:
+                for rule in token.rules_for(client.client_id):
+                    await rule_rows.put_rule(conn, rule, now)
     except OAuthError as exc:
         return json_error(exc, request)
-    now = bastion.clock()
-    secret = opaque.new_token() if _uses_secret(meta) else None
-    registration_token = opaque.new_token()
-    client = Client(
-        client_id=secrets.token_urlsafe(18),
-        origin="dynamic",
-        metadata=meta,
-        secret_hash=opaque.digest(secret) if secret else None,
-        registration_token_hash=opaque.digest(registration_token),
-        created_at=now,
-    )
-    async with bastion.db.transaction() as conn:
-        await client_rows.insert(conn, client, now)
     body = _response(bastion, client, secret=secret, registration_token=registration_token)
     return json_response(body, status=201)
 
@@ -131,6 +173,14 @@ async def manage(request: Request) -> Response:
             return json_response(_response(bastion, client))
         if request.method == "DELETE":
             async with bastion.db.transaction() as conn:
+                await withdraw_client(
+                    conn,
+                    client,
+                    bastion.clock(),
+                    token_ttl=bastion.settings.tokens.access_token_ttl,
+                    reason="client deleted its registration",
+                    keep=False,
+                )
                 await client_rows.delete(conn, client.client_id)
             bastion.clients.invalidate(client.client_id)
             return Response(status_code=204, headers=NO_STORE)
@@ -158,6 +208,8 @@ async def manage(request: Request) -> Response:
             )
         }
         meta = client_metadata.parse(fields)
+        if not client.operator_approved:
+            _refuse_machine_grants(meta)
         _validate_scope(bastion, meta)
         if _uses_secret(meta) != _uses_secret(client.metadata) or (
             meta.is_public != client.is_public
@@ -172,14 +224,7 @@ async def manage(request: Request) -> Response:
     async with bastion.db.transaction() as conn:
         await client_rows.update(conn, client.client_id, now, metadata=meta)
     bastion.clients.invalidate(client.client_id)
-    updated = Client(
-        client_id=client.client_id,
-        origin=client.origin,
-        metadata=meta,
-        secret_hash=client.secret_hash,
-        secret_expires_at=client.secret_expires_at,
-        created_at=client.created_at,
-    )
+    updated = replace(client, metadata=meta)
     return json_response(_response(bastion, updated))
 
 

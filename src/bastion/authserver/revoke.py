@@ -36,7 +36,7 @@ async def revoke_token(bastion: AuthServer, client: Client, token: str) -> None:
     if claims is None or claims.get("client_id") != client.client_id:
         return
     async with bastion.db.transaction() as conn:
-        await grants.revoke_access_token(conn, str(claims["jti"]), int(claims["exp"]))
+        await grants.revoke_access_token(conn, str(claims["jti"]), int(claims["exp"]), now=now)
 
 
 async def revoke(request: Request) -> Response:

@@ -345,6 +345,7 @@ class HttpProxy:
                 client_id=principal.client_id or "",
                 scopes=principal.scopes,
                 audience=self._audience,
+                groups=principal.groups,
             )
             out.extend(signed.items())
         return out

@@ -88,6 +88,14 @@ def map_claims(spec: ProviderSpec, claims: Mapping[str, Any], issuer: str) -> Up
     )
 
 
+def local_groups(spec: ProviderSpec, identity: UpstreamIdentity) -> tuple[str, ...]:
+    """The bastion groups of an upstream identity: its groups through ``group_map`` (only the
+    mapped ones), or as they are when the provider has no map."""
+    if not spec.group_map:
+        return identity.groups
+    return tuple(dict.fromkeys(spec.group_map[g] for g in identity.groups if g in spec.group_map))
+
+
 def _domain_allowed(email: str, patterns: list[str]) -> bool:
     domain = email.rsplit("@", 1)[1].lower()
     for pattern in patterns:
@@ -140,4 +148,4 @@ def refusal(spec: ProviderSpec, identity: UpstreamIdentity) -> tuple[str, str] |
     return None
 
 
-__all__ = ["UpstreamIdentity", "map_claims", "refusal"]
+__all__ = ["UpstreamIdentity", "local_groups", "map_claims", "refusal"]

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bastion.identity.claims import UpstreamIdentity
 from bastion.identity.errors import AccountNotAllowed
 from bastion.store import federation as rows
+from bastion.store import grants
 from bastion.store import users as user_rows
 from bastion.store.database import Database
 from bastion.store.users import User
@@ -55,6 +56,10 @@ async def _link_once(
             await rows.update_profile(
                 conn, user.id, email=identity.email, name=identity.name, groups=groups
             )
+            if set(user.groups) - set(groups):
+                # Tokens carry the groups they were issued with: grants given while the person
+                # was in a group the provider no longer reports end now.
+                await grants.revoke_families_of(conn, user.id, now, "groups changed upstream")
             await rows.touch_link(
                 conn, identity.issuer, identity.subject, now, refresh_token_encrypted
             )

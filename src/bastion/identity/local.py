@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
+from dataclasses import replace
 from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bastion.clock import Clock, system_clock
 from bastion.identity.passwords import hash_password, verify_password
@@ -69,9 +73,50 @@ class LocalUsers:
         return user
 
     async def set_password(self, username: str, password: str) -> bool:
-        """Change a password; False if there is no such user."""
+        """Change a password, ending the user's browser sessions and revoking every grant they
+        gave (whoever knew the old password holds nothing any more); False if there is no
+        such user."""
         async with self.db.transaction() as conn:
-            return await user_rows.set_password(conn, username, hash_password(password))
+            user = await user_rows.by_username(conn, username)
+            if user is None:
+                return False
+            await user_rows.set_password(conn, username, hash_password(password))
+            await self._sign_out(conn, user, "password changed")
+            return True
+
+    async def set_disabled(self, username: str, disabled: bool) -> User | None:
+        """Disable a user (sessions end, every grant is revoked, no sign-in until enabled) or
+        enable them again; None if there is no such user."""
+        async with self.db.transaction() as conn:
+            user = await user_rows.by_username(conn, username)
+            if user is None:
+                return None
+            await user_rows.set_disabled(conn, user.id, disabled)
+            if disabled:
+                await self._sign_out(conn, user, "user disabled")
+            return replace(user, disabled=disabled)
+
+    async def change_groups(
+        self, username: str, *, add: Iterable[str] = (), remove: Iterable[str] = ()
+    ) -> User | None:
+        """Add and remove groups. Tokens carry the groups they were issued with, so removing
+        one revokes the user's grants (their clients sign them in again and get tokens with the
+        groups they have now). None if there is no such user."""
+        async with self.db.transaction() as conn:
+            user = await user_rows.by_username(conn, username)
+            if user is None:
+                return None
+            dropped = set(remove) & set(user.groups)
+            groups = sorted((set(user.groups) | set(add)) - set(remove))
+            await user_rows.set_groups(conn, user.id, groups)
+            if dropped:
+                now = self.clock()
+                await grants.revoke_families_of(conn, user.id, now, "groups changed")
+            return replace(user, groups=groups)
+
+    async def _sign_out(self, conn: AsyncConnection, user: User, reason: str) -> None:
+        await user_rows.end_sessions_of(conn, user.id)
+        await grants.revoke_families_of(conn, user.id, self.clock(), reason)
 
     async def remove(self, username: str) -> bool:
         """Delete a user and revoke every grant they gave (refresh tokens stop working, access

@@ -77,6 +77,8 @@ class ProviderSpec:
     api_url: str | None = None
     use_userinfo: bool = True
     trust_email: bool = False
+    # The provider's groups as bastion's (IdentityProviderSettings.group_map); empty: as they are.
+    group_map: dict[str, str] = field(default_factory=dict)
     authorization_params: dict[str, str] = field(default_factory=dict)
     token_params: dict[str, str] = field(default_factory=dict)
     # Entra: the discovery document names the tenant by id even when configured by domain.
@@ -275,6 +277,7 @@ def resolve(cfg: IdentityProviderSettings) -> ProviderSpec:
         api_url=where.api_url,
         use_userinfo=where.use_userinfo if cfg.use_userinfo is None else cfg.use_userinfo,
         trust_email=cfg.trust_email,
+        group_map=dict(cfg.group_map),
         authorization_params={**where.authorization_params, **cfg.extra_authorization_params},
         token_params=where.token_params,
         entra_issuer=where.entra_issuer,

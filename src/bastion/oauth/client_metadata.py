@@ -16,6 +16,8 @@ from bastion.oauth.redirect_uri import RedirectUriError, validate_for_registrati
 
 AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post", "private_key_jwt")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+# Grants with no person behind them: a client uses them acting for itself.
+PERSONLESS_GRANTS = frozenset({"client_credentials"})
 RESPONSE_TYPES = ("code",)
 CONFIDENTIAL_METHODS = frozenset({"client_secret_basic", "client_secret_post", "private_key_jwt"})
 
@@ -129,6 +131,7 @@ __all__ = [
     "AUTH_METHODS",
     "CONFIDENTIAL_METHODS",
     "GRANT_TYPES",
+    "PERSONLESS_GRANTS",
     "RESPONSE_TYPES",
     "AuthMethod",
     "ClientMetadata",

@@ -304,6 +304,8 @@ class ResourceServerMiddleware:
                 raise _Refusal(400, "invalid_request", "the request body is not valid JSON")
             calls = parsed
         scope["bastion.calls"] = tuple(calls)
+        if self.policy.uses_groups:
+            self._check_groups(principal, calls)
         required = self._required(calls)
         missing = self.policy.missing(principal.scopes, required) if required else required
         if missing:
@@ -315,6 +317,23 @@ class ResourceServerMiddleware:
                 scope=" ".join(sorted(required)),
             )
         return receive if body is None else _replay(body, receive)
+
+    def _check_groups(self, principal: Principal, calls: list[RpcCall]) -> None:
+        """403 without a challenge when the caller lacks a group an operation needs: no scope
+        the client could ask for would change that."""
+        asked: list[tuple[str | None, str | None]] = [(c.method, c.tool) for c in calls]
+        for method, tool in asked or [(None, None)]:
+            missing = self.policy.missing_group(principal.groups, method, tool)
+            if missing is not None:
+                about, needed = missing
+                raise _Refusal(
+                    403,
+                    "access_denied",
+                    f"{about} is only for members of group {' or '.join(sorted(needed))}, and "
+                    f"{principal.subject} is not one; an administrator can add you "
+                    "(bastion users groups)",
+                    challenge=False,
+                )
 
     def _required(self, calls: list[RpcCall]) -> frozenset[str]:
         if not calls:
@@ -501,6 +520,8 @@ class ResourceServerMiddleware:
             required = self.policy.required(None, None)
             if self.policy.missing(principal.scopes, required):
                 raise _Refusal(403, "insufficient_scope", "missing scope")
+            if self.policy.missing_group(principal.groups, None, None):
+                raise _Refusal(403, "access_denied", "missing group")
         except _Refusal as refusal:
             log.info("refused a websocket handshake: %s", refusal.description)
             await send({"type": "websocket.close", "code": WEBSOCKET_POLICY_VIOLATION})

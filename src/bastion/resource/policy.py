@@ -1,10 +1,14 @@
-"""Which scopes an MCP operation needs: per JSON-RPC method and per tool.
+"""Which scopes (and groups) an MCP operation needs: per JSON-RPC method and per tool.
 
 The middleware asks the policy for the scopes of each message of a request and answers a token
 that lacks some with 403 ``insufficient_scope`` naming all of them at once (RFC 6750 §3.1; MCP
 authorization, "Scope Challenge Handling": every scope the operation needs, in one challenge).
 MCP also requires servers to honour scope hierarchies ("a broader scope implies narrower ones"),
 which ``implies`` expresses: ``{"mcp:admin": ["mcp:tools", "mcp:tools:write"]}``.
+
+Groups are the other half: ``tool_groups = {"add_note": ["editors"]}`` lets only members of
+``editors`` (the token's ``groups`` claim) call ``add_note``. A missing group is answered 403
+without a step-up challenge, since no scope a client could ask for would change it.
 """
 
 from __future__ import annotations
@@ -36,6 +40,18 @@ def _scopes(values: Iterable[str], where: str) -> frozenset[str]:
     return out
 
 
+def _groups(values: Iterable[str], where: str) -> frozenset[str]:
+    if isinstance(values, str):
+        raise ValueError(f"{where}: give a list of groups, not the string {values!r}")
+    out = frozenset(values)
+    if not out:
+        raise ValueError(f"{where}: name at least one group")
+    for group in out:
+        if not isinstance(group, str) or not group or len(group) > 255:
+            raise ValueError(f"{where}: {group!r} is not a group name")
+    return out
+
+
 class ScopePolicy:
     """Scopes needed per operation: ``default`` for every request, plus ``methods[method]`` for a
     JSON-RPC method, plus ``tools[name]`` for ``tools/call`` of tool ``name``.
@@ -50,16 +66,51 @@ class ScopePolicy:
         tools: Mapping[str, Iterable[str]] | None = None,
         *,
         implies: Mapping[str, Iterable[str]] | None = None,
+        groups: Iterable[str] = (),
+        method_groups: Mapping[str, Iterable[str]] | None = None,
+        tool_groups: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
         self.default = _scopes(default, "default")
         self.methods = {m: _scopes(s, f"methods[{m!r}]") for m, s in (methods or {}).items()}
         self.tools = {t: _scopes(s, f"tools[{t!r}]") for t, s in (tools or {}).items()}
         self.implies = {k: _scopes(v, f"implies[{k!r}]") for k, v in (implies or {}).items()}
+        self.groups = _groups(groups, "groups")
+        self.method_groups = {
+            m: _groups(g, f"method_groups[{m!r}]") for m, g in (method_groups or {}).items()
+        }
+        self.tool_groups = {
+            t: _groups(g, f"tool_groups[{t!r}]") for t, g in (tool_groups or {}).items()
+        }
 
     @property
     def inspects_messages(self) -> bool:
         """Whether some rule depends on the JSON-RPC method or tool (else only ``default``)."""
-        return bool(self.methods or self.tools)
+        return bool(self.methods or self.tools or self.method_groups or self.tool_groups)
+
+    @property
+    def uses_groups(self) -> bool:
+        """Whether some operation needs a group."""
+        return bool(self.groups or self.method_groups or self.tool_groups)
+
+    def group_rules(self, method: str | None, tool: str | None) -> list[tuple[str, frozenset[str]]]:
+        """What one message needs in groups: (what the rule is about, groups of which the caller
+        must be in one), for every rule that applies."""
+        rules = [("this server", self.groups)] if self.groups else []
+        if method is not None and method in self.method_groups:
+            rules.append((f"method {method}", self.method_groups[method]))
+        if method == TOOLS_CALL and tool is not None and tool in self.tool_groups:
+            rules.append((f"tool {tool}", self.tool_groups[tool]))
+        return rules
+
+    def missing_group(
+        self, groups: Iterable[str], method: str | None, tool: str | None
+    ) -> tuple[str, frozenset[str]] | None:
+        """The first rule of :meth:`group_rules` that ``groups`` does not satisfy, or None."""
+        have = set(groups)
+        for about, needed in self.group_rules(method, tool):
+            if not have & needed:
+                return about, needed
+        return None
 
     def required(self, method: str | None, tool: str | None) -> frozenset[str]:
         """The scopes one JSON-RPC message needs (``method`` None: a request without one)."""
@@ -88,7 +139,8 @@ class ScopePolicy:
     def __repr__(self) -> str:
         return (
             f"ScopePolicy(default={sorted(self.default)!r}, methods={self.methods!r}, "
-            f"tools={self.tools!r}, implies={self.implies!r})"
+            f"tools={self.tools!r}, implies={self.implies!r}, groups={sorted(self.groups)!r}, "
+            f"method_groups={self.method_groups!r}, tool_groups={self.tool_groups!r})"
         )
 
 
@@ -100,6 +152,7 @@ class ScopePolicySettings(BaseModel):
     methods = { "tools/call" = ["mcp:tools"] }
     tools = { "delete_file" = ["files:write"] }
     implies = { "files:admin" = ["files:write"] }
+    tool_groups = { "delete_file" = ["file-admins"] }
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -115,6 +168,19 @@ class ScopePolicySettings(BaseModel):
         default_factory=dict,
         description="Scope hierarchy: a broader scope and the narrower scopes it grants.",
     )
+    groups: list[str] = Field(
+        default_factory=list,
+        description="Groups of which a caller must be in one for every request (the token's "
+        "groups claim).",
+    )
+    method_groups: dict[str, list[str]] = Field(
+        default_factory=dict, description="Groups of which a caller must be in one, per method."
+    )
+    tool_groups: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Groups of which a caller must be in one, per tool, e.g. "
+        '{ add_note = ["editors"] }.',
+    )
 
     @field_validator("default", "methods", "tools", "implies")
     @classmethod
@@ -124,9 +190,24 @@ class ScopePolicySettings(BaseModel):
             _scopes(scopes, "policy")  # type: ignore[arg-type]
         return value
 
+    @field_validator("method_groups", "tool_groups")
+    @classmethod
+    def _valid_groups(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for key, groups in value.items():
+            _groups(groups, f"policy group rule {key!r}")
+        return value
+
     def to_policy(self) -> ScopePolicy:
         """The policy these settings describe."""
-        return ScopePolicy(self.default, self.methods, self.tools, implies=self.implies)
+        return ScopePolicy(
+            self.default,
+            self.methods,
+            self.tools,
+            implies=self.implies,
+            groups=self.groups,
+            method_groups=self.method_groups,
+            tool_groups=self.tool_groups,
+        )
 
 
 __all__ = ["TOOLS_CALL", "ScopePolicy", "ScopePolicySettings"]

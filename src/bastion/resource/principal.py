@@ -25,6 +25,22 @@ class Principal:
     token_id: str | None
     expires_at: int
 
+    @property
+    def groups(self) -> frozenset[str]:
+        """The groups the token says the subject is in (RFC 9068 §2.2.3.1 ``groups``)."""
+        found = self.claims.get("groups")
+        if isinstance(found, str):
+            return frozenset([found])
+        if isinstance(found, list):
+            return frozenset(g for g in found if isinstance(g, str))
+        return frozenset()
+
+    @property
+    def grant_id(self) -> str | None:
+        """The grant the token belongs to (``grant_id``), if it names one."""
+        found = self.claims.get("grant_id")
+        return found if isinstance(found, str) else None
+
     def has_scopes(self, required: frozenset[str] | set[str]) -> bool:
         """Whether every scope in ``required`` was granted (no hierarchy; see ScopePolicy)."""
         return required <= self.scopes

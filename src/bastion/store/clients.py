@@ -26,6 +26,15 @@ class Client:
     registration_token_hash: str | None = None
     created_at: int = 0
     first_used_at: int | None = None
+    operator_approved: bool = False
+    grant_id: str | None = None
+
+    @property
+    def may_act_alone(self) -> bool:
+        """Whether the client may use grants without a person (client_credentials): only a
+        client an operator made, never one that registered itself (DCR, a metadata document,
+        an unregistered client_id)."""
+        return self.operator_approved and not self.is_public
 
     @property
     def is_public(self) -> bool:
@@ -48,6 +57,8 @@ def _from_row(row: sa.Row[Any]) -> Client:
         registration_token_hash=row.registration_token_hash,
         created_at=row.created_at,
         first_used_at=row.first_used_at,
+        operator_approved=bool(row.operator_approved),
+        grant_id=row.grant_id,
     )
 
 
@@ -76,6 +87,8 @@ async def insert(conn: AsyncConnection, client: Client, now: int) -> None:
             created_at=now,
             updated_at=now,
             first_used_at=None,
+            operator_approved=client.operator_approved,
+            grant_id=client.grant_id,
         )
     )
 

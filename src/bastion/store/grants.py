@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bastion.store import revocations
 from bastion.store.schema import (
     authorization_codes,
     authorization_requests,
@@ -106,29 +107,50 @@ async def get_refresh(conn: AsyncConnection, token_hash: str) -> sa.Row[Any] | N
 
 
 async def revoke_family(conn: AsyncConnection, family_id: str, now: int, reason: str) -> None:
-    """Revoke a family: its refresh tokens stop working and its live access tokens are listed
-    as revoked so that introspection reports them inactive."""
+    """Revoke a family: its refresh tokens stop working, and while some of its access tokens
+    live, the grant is recorded as revoked (resource servers refuse every token carrying its
+    grant_id; introspection reports them inactive)."""
     await conn.execute(
         sa.update(token_families)
         .where(token_families.c.id == family_id, token_families.c.revoked_at.is_(None))
         .values(revoked_at=now, revoked_reason=reason)
     )
-    live = await conn.execute(
-        sa.select(family_access_tokens.c.jti, family_access_tokens.c.expires_at).where(
-            family_access_tokens.c.family_id == family_id, family_access_tokens.c.expires_at > now
+    live = list(
+        await conn.execute(
+            sa.select(family_access_tokens.c.jti, family_access_tokens.c.expires_at).where(
+                family_access_tokens.c.family_id == family_id,
+                family_access_tokens.c.expires_at > now,
+            )
         )
     )
     for jti, exp in live:
-        await revoke_access_token(conn, jti, exp)
+        await revoke_access_token(conn, jti, exp, now=now, announce=False)
+    if live:
+        last = max(exp for _, exp in live)
+        await revocations.record(conn, "grant", family_id, now=now, expires_at=last, reason=reason)
 
 
-async def revoke_families_of(conn: AsyncConnection, subject: str, now: int, reason: str) -> int:
-    """Revoke every live family of ``subject`` (a user who was removed); how many there were."""
-    found = await conn.execute(
-        sa.select(token_families.c.id).where(
-            token_families.c.subject == subject, token_families.c.revoked_at.is_(None)
-        )
+async def revoke_families_of(
+    conn: AsyncConnection,
+    subject: str | None,
+    now: int,
+    reason: str,
+    *,
+    client_id: str | None = None,
+) -> int:
+    """Revoke every live family of ``subject`` (a user removed, disabled, given a new password
+    or removed from a group) or of ``client_id`` (a client removed or changed), or of both;
+    how many there were."""
+    if subject is None and client_id is None:
+        raise ValueError("name the subject, the client or both whose grants to revoke")
+    q = sa.select(token_families.c.id).where(
+        token_families.c.revoked_at.is_(None), token_families.c.expires_at > now
     )
+    if subject is not None:
+        q = q.where(token_families.c.subject == subject)
+    if client_id is not None:
+        q = q.where(token_families.c.client_id == client_id)
+    found = await conn.execute(q)
     ids = [row.id for row in found]
     for family_id in ids:
         await revoke_family(conn, family_id, now, reason)
@@ -144,22 +166,31 @@ async def record_access_token(
     )
 
 
-async def revoke_access_token(conn: AsyncConnection, jti: str, expires_at: int) -> None:
+async def revoke_access_token(
+    conn: AsyncConnection, jti: str, expires_at: int, *, now: int, announce: bool = True
+) -> None:
     """Record an access token as revoked until it expires (idempotent, also when two
-    transactions revoke the same token at once: the loser's insert meets the primary key)."""
+    transactions revoke the same token at once: the loser's insert meets the primary key);
+    with ``announce``, also for resource servers (a family's tokens are announced as its
+    grant instead)."""
     from sqlalchemy.exc import IntegrityError
 
     exists = await conn.execute(
         sa.select(revoked_access_tokens.c.jti).where(revoked_access_tokens.c.jti == jti)
     )
-    if exists.first() is None:
-        try:
-            async with conn.begin_nested():
-                await conn.execute(
-                    sa.insert(revoked_access_tokens).values(jti=jti, expires_at=expires_at)
-                )
-        except IntegrityError:
-            pass  # revoked concurrently by another transaction: the record exists
+    if exists.first() is not None:
+        return
+    try:
+        async with conn.begin_nested():
+            await conn.execute(
+                sa.insert(revoked_access_tokens).values(jti=jti, expires_at=expires_at)
+            )
+    except IntegrityError:
+        return  # revoked concurrently by another transaction: the record exists
+    if announce:
+        await revocations.record(
+            conn, "token", jti, now=now, expires_at=expires_at, reason="access token revoked"
+        )
 
 
 async def is_access_token_revoked(conn: AsyncConnection, jti: str) -> bool:
@@ -186,6 +217,7 @@ async def purge_expired(conn: AsyncConnection, now: int) -> None:
     await conn.execute(
         sa.delete(revoked_access_tokens).where(revoked_access_tokens.c.expires_at <= now)
     )
+    await revocations.purge(conn, now)
     expired = sa.select(token_families.c.id).where(token_families.c.expires_at <= now)
     await conn.execute(sa.delete(refresh_tokens).where(refresh_tokens.c.family_id.in_(expired)))
     await conn.execute(

@@ -32,6 +32,12 @@ clients = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
     sa.Column("first_used_at", sa.BigInteger, nullable=True),
+    # Made by an operator (`bastion clients add`, or DCR with an initial access token that allows
+    # machine clients): only such clients may use grants without a person (client_credentials).
+    sa.Column("operator_approved", sa.Boolean, nullable=False, server_default=sa.false()),
+    # The grant id of the client's own (client_credentials) tokens; replaced when the client or
+    # its access changes, which revokes every token issued before.
+    sa.Column("grant_id", sa.String(64), nullable=True),
 )
 
 cimd_documents = sa.Table(
@@ -169,6 +175,51 @@ revoked_access_tokens = sa.Table(
     metadata,
     sa.Column("jti", sa.String(64), primary_key=True),
     sa.Column("expires_at", sa.BigInteger, nullable=False),
+)
+
+# Who may obtain tokens for which resource and scopes (bastion.access): a selector (``*``,
+# ``user:``, ``group:``, ``domain:``, ``idp:``, ``client:``) and the scopes it grants; resource
+# ``*`` applies to every resource.
+access_rules = sa.Table(
+    "access_rules",
+    metadata,
+    sa.Column("resource", sa.String(2048), primary_key=True),
+    sa.Column("who", sa.String(512), primary_key=True),
+    sa.Column("scopes", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+# Initial access tokens (RFC 7591 §3) an operator made with `bastion registration-tokens add`
+# (by hash). One that lists machine rules lets a client register for client_credentials; the
+# client then gets those rules (resources and scopes), whatever its metadata asks for.
+registration_tokens = sa.Table(
+    "registration_tokens",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("label", sa.String(200), nullable=False),
+    # [{"resource": uri-or-*, "scopes": [...]}]; empty: people-only clients
+    sa.Column("machine_rules", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=True),
+    sa.Column("uses_left", sa.Integer, nullable=True),
+)
+
+# Revoked grants (refresh families, a machine client's grant id) and single access tokens
+# (jti), kept until every access token they cover has expired. Every process loads them and
+# follows new rows (PostgreSQL NOTIFY, polling on SQLite), so resource servers refuse revoked
+# tokens without asking the authorization server (bastion.resource.revocation).
+revocations = sa.Table(
+    "revocations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # grant | token
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("value", sa.String(255), nullable=False),
+    sa.Column("revoked_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False, index=True),
+    sa.Column("reason", sa.String(255), nullable=True),
+    # Ids are never reused (processes follow the table by id), even after old rows are purged.
+    sqlite_autoincrement=True,
 )
 
 # jti values of private_key_jwt client assertions already accepted (RFC 7523 §3 replay check).
@@ -314,6 +365,7 @@ federation_states = sa.Table(
 )
 
 __all__ = [
+    "access_rules",
     "authorization_codes",
     "authorization_requests",
     "cimd_documents",
@@ -325,10 +377,12 @@ __all__ = [
     "login_failures",
     "metadata",
     "refresh_tokens",
+    "registration_tokens",
     "registry_audit",
     "registry_entries",
     "registry_entry_groups",
     "registry_servers",
+    "revocations",
     "revoked_access_tokens",
     "sessions",
     "signing_keys",

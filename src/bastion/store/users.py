@@ -82,6 +82,21 @@ async def set_password(conn: AsyncConnection, username: str, password_hash: str)
     return bool(result.rowcount)
 
 
+async def set_disabled(conn: AsyncConnection, user_id: str, disabled: bool) -> None:
+    """Disable or enable a user."""
+    await conn.execute(sa.update(users).where(users.c.id == user_id).values(disabled=disabled))
+
+
+async def set_groups(conn: AsyncConnection, user_id: str, groups: list[str]) -> None:
+    """Replace a user's groups."""
+    await conn.execute(sa.update(users).where(users.c.id == user_id).values(groups=groups))
+
+
+async def end_sessions_of(conn: AsyncConnection, user_id: str) -> None:
+    """End every browser session of a user."""
+    await conn.execute(sa.delete(sessions).where(sessions.c.user_id == user_id))
+
+
 async def delete(conn: AsyncConnection, username: str) -> bool:
     """Remove a user (sessions and consents go with it); True if the user existed."""
     user = await by_username(conn, username)
@@ -109,7 +124,9 @@ async def session_user(conn: AsyncConnection, id_hash: str, now: int) -> User | 
     q = (
         sa.select(users)
         .join(sessions, sessions.c.user_id == users.c.id)
-        .where(sessions.c.id_hash == id_hash, sessions.c.expires_at > now)
+        .where(
+            sessions.c.id_hash == id_hash, sessions.c.expires_at > now, users.c.disabled.is_(False)
+        )
     )
     row = (await conn.execute(q)).first()
     return _user(row) if row else None
@@ -194,11 +211,14 @@ __all__ = [
     "create_session",
     "delete",
     "end_session",
+    "end_sessions_of",
     "failures",
     "insert",
     "list_all",
     "record_failure",
     "remember_consent",
     "session_user",
+    "set_disabled",
+    "set_groups",
     "set_password",
 ]

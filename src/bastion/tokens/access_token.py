@@ -23,6 +23,9 @@ from joserfc.jwk import KeySet
 from bastion.tokens.keys import ALGORITHMS, SigningKey
 
 TYP = "at+jwt"
+# The grant a token belongs to (the grant_id of OAuth 2.0 Grant Management): revoking the grant
+# revokes every access token carrying it.
+GRANT_ID = "grant_id"
 
 
 @dataclass(frozen=True)
@@ -130,4 +133,4 @@ def decode_own(token: str, keys: KeySet, *, issuer: str, now: int) -> dict[str, 
     return claims
 
 
-__all__ = ["TYP", "IssuedToken", "decode_own", "issue"]
+__all__ = ["GRANT_ID", "TYP", "IssuedToken", "decode_own", "issue"]

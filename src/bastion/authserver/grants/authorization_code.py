@@ -82,14 +82,25 @@ def _check(
 async def _issue(
     bastion: AuthServer, conn: AsyncConnection, client: Client, row: sa.Row[Any], now: int
 ) -> dict[str, Any]:
-    """Mint the tokens of a redeemed code and store its family, in the caller's transaction."""
+    """Mint the tokens of a redeemed code and store its family, in the caller's transaction.
+
+    The person and the rules are checked again: a code is spent within seconds of the consent,
+    but a user disabled or removed from a group meanwhile gets nothing."""
     user = await user_rows.by_id(conn, row.subject)
+    if user is None or user.disabled:
+        raise InvalidGrant("the user of this authorization no longer exists or is disabled")
+    asked = row.scope.split()
+    decision = await bastion.access.for_user(conn, user, row.resource, asked)
+    if not decision.allowed or (asked and not decision.scopes):
+        raise InvalidGrant(f"{user.username} may no longer use {row.resource}")
+    scope = " ".join(sorted(decision.scopes))
     issued, body = await mint_access(
         bastion,
         client=client,
         subject=row.subject,
-        scope=row.scope,
+        scope=scope,
         resource=row.resource,
+        grant_id=row.family_id,
         claims=identity_claims(bastion, user),
     )
     await grants.create_family(
@@ -97,7 +108,7 @@ async def _issue(
         id=row.family_id,
         client_id=client.client_id,
         subject=row.subject,
-        scope=row.scope,
+        scope=scope,
         resource=row.resource,
         created_at=now,
         expires_at=now + bastion.settings.tokens.refresh_token_ttl,

@@ -1,21 +1,33 @@
 """The client_credentials grant (OAuth 2.1 §4.2) for confidential clients acting for themselves.
 
-The token is a JWT and nothing is stored: with the client's registration cached
-(:class:`~bastion.authserver.clients.ClientDirectory`) a request touches no database at all, except
-the first one of a dynamically registered client, which records that it was used.
+Machine access is never self-service: only a client an operator made (``bastion clients add``,
+or dynamic registration with an initial access token that allows machine clients) may use this
+grant, and only for the resources and scopes an access rule ``client:<id>`` gives it, whatever
+its own metadata says (:mod:`bastion.access.rules`).
+
+The token is a JWT and nothing is stored: with the client's registration and the rules cached
+(:class:`~bastion.authserver.clients.ClientDirectory`, :class:`~bastion.access.AccessPolicy`) a
+request touches no database at all, except the first one of a dynamically registered client,
+which records that it was used.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from bastion.authserver.authorize import select_resource, select_scope
+from bastion.authserver.authorize import select_resource
 from bastion.authserver.context import AuthServer
 from bastion.authserver.http import single
 from bastion.authserver.issuance import mint_access
-from bastion.oauth.errors import UnauthorizedClient
+from bastion.oauth import scopes as scope_syntax
+from bastion.oauth.errors import InvalidScope, InvalidTarget, UnauthorizedClient
 from bastion.store import clients as client_rows
 from bastion.store.clients import Client
+
+SELF_SERVICE_REFUSED = (
+    "client {client_id} registered itself and may not act without a person: machine clients "
+    "are made by an operator (bastion clients add)"
+)
 
 
 async def issue(
@@ -24,14 +36,37 @@ async def issue(
     """Issue an access token whose subject is the client itself."""
     if client.is_public:
         raise UnauthorizedClient("client_credentials is only for confidential clients")
+    if not client.may_act_alone:
+        raise UnauthorizedClient(SELF_SERVICE_REFUSED.format(client_id=client.client_id))
     if "client_credentials" not in client.metadata.grant_types:
         raise UnauthorizedClient(
             f"client {client.client_id} is not registered for the client_credentials grant"
         )
-    scope = select_scope(bastion, client, single(params, "scope"))
+    asked = scope_syntax.parse(single(params, "scope"))
+    unknown = set(asked) - set(bastion.settings.all_scopes)
+    if unknown:
+        raise InvalidScope(f"unknown scope: {' '.join(sorted(unknown))}")
     resource = select_resource(bastion, params.get("resource", []))
+    decision = await bastion.access.for_machine(
+        client.client_id, resource, asked, bastion.settings.scopes_of(resource)
+    )
+    if not decision.rules:
+        raise InvalidTarget(
+            f"client {client.client_id} may not obtain tokens for {resource}; an operator can "
+            f"allow it with `bastion access allow {resource} client:{client.client_id}`"
+        )
+    if not decision.allowed:
+        raise InvalidScope(
+            f"client {client.client_id} may not obtain scope "
+            f"{' '.join(sorted(decision.withheld))} for {resource}"
+        )
     _, body = await mint_access(
-        bastion, client=client, subject=client.client_id, scope=scope, resource=resource
+        bastion,
+        client=client,
+        subject=client.client_id,
+        scope=scope_syntax.join(decision.scopes),
+        resource=resource,
+        grant_id=client.grant_id,
     )
     if client.origin == "dynamic" and client.first_used_at is None:
         # Once per client: unused registrations are deleted (registration.unused_client_ttl).
@@ -41,4 +76,4 @@ async def issue(
     return body
 
 
-__all__ = ["issue"]
+__all__ = ["SELF_SERVICE_REFUSED", "issue"]

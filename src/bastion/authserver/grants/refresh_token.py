@@ -52,8 +52,7 @@ async def refresh(
         raise InvalidGrant("the refresh token has expired; authorize again")
     if user is None or user.disabled:
         # The person behind the grant was removed or disabled: nothing of it may live on.
-        async with bastion.db.transaction() as conn:
-            await grants.revoke_family(conn, family.id, now, "user removed or disabled")
+        await _revoke(bastion, family.id, now, "user removed or disabled")
         raise InvalidGrant("the user of this grant no longer exists or is disabled")
     _check_session_age(family.created_at, now, links, limits)
     granted = set(family.scope.split())
@@ -63,12 +62,22 @@ async def refresh(
         raise InvalidScope(f"scope {extra} was not granted; authorize again to get it")
     if resources and canonical(check_indicator(resources[0])) != family.resource:
         raise InvalidTarget("resource differs from the one that was authorized")
+    # The rules and the person's groups are checked again at every refresh: access withdrawn
+    # since the sign-in ends the grant, a scope withdrawn is left out.
+    async with bastion.db.connect() as conn:
+        decision = await bastion.access.for_user(conn, user, family.resource, asked)
+    if not decision.allowed or (not decision.scopes and asked):
+        await _revoke(bastion, family.id, now, "access withdrawn")
+        raise InvalidGrant(
+            f"{user.username} may no longer use {family.resource}; the grant has been revoked"
+        )
     issued, body = await mint_access(
         bastion,
         client=client,
         subject=family.subject,
-        scope=scope_syntax.join(asked),
+        scope=scope_syntax.join(decision.scopes),
         resource=family.resource,
+        grant_id=family.id,
         claims=identity_claims(bastion, user),
     )
     # Spending the old token and storing its successor is one transaction: a concurrent reuse
@@ -99,6 +108,11 @@ def _check_session_age(
             f"sign in again: grants of accounts linked to {provider} last {max_age} s "
             "(session_max_age)"
         )
+
+
+async def _revoke(bastion: AuthServer, family_id: str, now: int, reason: str) -> None:
+    async with bastion.db.transaction() as conn:
+        await grants.revoke_family(conn, family_id, now, reason)
 
 
 async def _explain_failure(bastion: AuthServer, token_hash: str, client: Client, now: int) -> None:

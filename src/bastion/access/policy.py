@@ -1,0 +1,204 @@
+"""The access rules as an authorization-server process applies them.
+
+:class:`AccessPolicy` keeps the rules in memory (every token request of a machine client needs
+them, and reading the database each time would double its cost). A change made through this
+process applies at once; on PostgreSQL a change from any process or the CLI is announced with
+NOTIFY and applies at once everywhere; otherwise within ``client_cache_ttl`` seconds.
+
+:func:`reconcile` revokes the grants that the rules (or a person's groups) no longer allow, so a
+change reaches tokens already issued, not only future ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Callable, Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bastion.access.rules import LOCAL_IDP, AccessRule, Decision, Person, decide_machine
+from bastion.access.rules import decide_person as _decide_person
+from bastion.store import access as rule_rows
+from bastion.store import clients as client_rows
+from bastion.store import grants, revocations
+from bastion.store import users as user_rows
+from bastion.store.access import RULES_CHANGED
+from bastion.store.clients import Client
+from bastion.store.database import Database
+from bastion.store.federation import links_of
+from bastion.store.schema import token_families
+from bastion.store.users import User
+
+
+def _needs_providers(rules: Iterable[AccessRule], resource: str) -> bool:
+    return any(r.who.startswith("idp:") and r.applies_to(resource) for r in rules)
+
+
+async def person_of(conn: AsyncConnection, user: User, *, with_providers: bool = True) -> Person:
+    """The facts rules are matched against, for ``user`` (identity providers read only when
+    ``with_providers``: only ``idp:`` rules need them)."""
+    providers: set[str] = set()
+    if with_providers:
+        providers = {link.provider for link in await links_of(conn, user.id)}
+        if user.password_hash:
+            providers.add(LOCAL_IDP)
+    return Person(
+        username=user.username,
+        groups=frozenset(user.groups),
+        email=user.email,
+        providers=frozenset(providers),
+    )
+
+
+async def decide_for_user(
+    conn: AsyncConnection,
+    rules: list[AccessRule],
+    user: User,
+    resource: str,
+    requested: Iterable[str],
+) -> Decision:
+    """:func:`~bastion.access.rules.decide_person` for a stored user."""
+    person = await person_of(conn, user, with_providers=_needs_providers(rules, resource))
+    return _decide_person(rules, resource, person, requested)
+
+
+class AccessPolicy:
+    """The rules of one process, cached for ``cache_ttl`` seconds (0: read on every use)."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        cache_ttl: float,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.db = db
+        self.cache_ttl = cache_ttl
+        self._monotonic = monotonic
+        self._rules: list[AccessRule] | None = None
+        self._until = 0.0
+        self._generation = 0
+        self._lock = asyncio.Lock()
+
+    def changed(self, what: str | None = None) -> None:
+        """Forget the cached rules (``what``: the client-change payload; None: anything)."""
+        if what is None or what == RULES_CHANGED:
+            self._generation += 1
+            self._rules = None
+
+    async def rules(self) -> list[AccessRule]:
+        """Every rule, from the cache when fresh."""
+        if self._rules is not None and self._monotonic() < self._until:
+            return self._rules
+        async with self._lock:
+            if self._rules is not None and self._monotonic() < self._until:
+                return self._rules
+            generation = self._generation
+            started = self._monotonic()
+            async with self.db.connect() as conn:
+                found = await rule_rows.list_rules(conn)
+            if generation == self._generation and self.cache_ttl > 0:
+                self._rules, self._until = found, started + self.cache_ttl
+            return found
+
+    async def for_user(
+        self, conn: AsyncConnection, user: User, resource: str, requested: Iterable[str]
+    ) -> Decision:
+        """What ``user`` may obtain for ``resource`` of the ``requested`` scopes."""
+        return await decide_for_user(conn, await self.rules(), user, resource, requested)
+
+    async def for_machine(
+        self,
+        client_id: str,
+        resource: str,
+        requested: Iterable[str],
+        resource_scopes: Iterable[str],
+    ) -> Decision:
+        """What machine client ``client_id`` may obtain for ``resource``."""
+        rules = await self.rules()
+        return decide_machine(rules, resource, client_id, requested, resource_scopes)
+
+
+async def reconcile(
+    conn: AsyncConnection,
+    now: int,
+    *,
+    resource: str | None = None,
+    user_id: str | None = None,
+    reason: str = "access withdrawn",
+) -> int:
+    """Revoke every live grant of people (all, those for ``resource``, or those of ``user_id``)
+    that the current rules and the person's current groups would no longer give in full; how
+    many were revoked. Run in the transaction that changed the rules or the person."""
+    rules = await rule_rows.list_rules(conn)
+    q = sa.select(token_families).where(
+        token_families.c.revoked_at.is_(None), token_families.c.expires_at > now
+    )
+    if resource is not None and resource != "*":
+        q = q.where(token_families.c.resource == resource)
+    if user_id is not None:
+        q = q.where(token_families.c.subject == user_id)
+    revoked = 0
+    people: dict[str, User | None] = {}
+    for family in list(await conn.execute(q)):
+        if family.subject not in people:
+            people[family.subject] = await user_rows.by_id(conn, family.subject)
+        user = people[family.subject]
+        decision = (
+            await decide_for_user(conn, rules, user, family.resource, family.scope.split())
+            if user is not None
+            else None
+        )
+        if decision is None or not decision.allowed or decision.withheld:
+            await grants.revoke_family(conn, family.id, now, reason)
+            revoked += 1
+    return revoked
+
+
+async def withdraw_client(
+    conn: AsyncConnection,
+    client: Client,
+    now: int,
+    *,
+    token_ttl: int,
+    reason: str,
+    keep: bool,
+) -> int:
+    """Revoke every grant of ``client``: the grants people gave it and its own machine tokens;
+    a client that stays (``keep``) gets a new grant id for the tokens it obtains from now on.
+    How many grants of people were revoked."""
+    revoked = await grants.revoke_families_of(conn, None, now, reason, client_id=client.client_id)
+    await renew_machine_grant(conn, client, now, token_ttl=token_ttl, reason=reason, keep=keep)
+    return revoked
+
+
+async def renew_machine_grant(
+    conn: AsyncConnection,
+    client: Client,
+    now: int,
+    *,
+    token_ttl: int,
+    reason: str,
+    keep: bool = True,
+) -> None:
+    """Revoke the tokens ``client`` obtained for itself (client_credentials); a client that
+    stays (``keep``) gets a new grant id for the tokens it obtains from now on."""
+    if client.grant_id:
+        await revocations.record(
+            conn, "grant", client.grant_id, now=now, expires_at=now + token_ttl, reason=reason
+        )
+    if keep:
+        await client_rows.update(conn, client.client_id, now, grant_id=secrets.token_hex(16))
+
+
+__all__ = [
+    "AccessPolicy",
+    "decide_for_user",
+    "person_of",
+    "reconcile",
+    "renew_machine_grant",
+    "withdraw_client",
+]
