@@ -15,12 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bastion.access.rules import AccessRule
 from bastion.authserver.admin import database
+from bastion.clock import system_clock
 from bastion.config import Settings, load_settings
 from bastion.identity.local import LocalUsers
 from bastion.identity.passwords import generate_password
 from bastion.registry.validation import SCHEMA_ID
 from bastion.serve import Listener
+from bastion.store import access as access_rows
 from bastion.store.database import Database
 
 CONFIG_TEMPLATE = """\
@@ -40,13 +43,18 @@ port = {gateway_port}
 audit_log = {audit_log}
 
 # The demo server over streamable HTTP. Its tools need mcp:tools; add_note also needs
-# notes:write, which the gateway asks for with a 403 (step-up authorization).
+# notes:write, which the gateway asks for with a 403 (step-up authorization), and membership in
+# the group editors (a 403 that no scope can fix). Who may obtain which scope is an access rule
+# in the database: `bastion access list --config <this file>` shows them (docs/access.md).
 [[gateway.upstreams]]
 name = "demo"
 path = "/mcp/demo"
 url = "http://127.0.0.1:{demo_port}/mcp"
 scopes = ["mcp:tools"]
-policy = {{ default = ["mcp:tools"], tools = {{ add_note = ["notes:write"] }} }}
+[gateway.upstreams.policy]
+default = ["mcp:tools"]
+tools = {{ add_note = ["notes:write"] }}
+tool_groups = {{ add_note = ["editors"] }}
 
 # The same server over stdio: the gateway starts one process per session.
 [[gateway.upstreams]]
@@ -54,7 +62,10 @@ name = "demo-stdio"
 path = "/mcp/demo-stdio"
 command = {command}
 scopes = ["mcp:tools"]
-policy = {{ default = ["mcp:tools"], tools = {{ add_note = ["notes:write"] }} }}
+[gateway.upstreams.policy]
+default = ["mcp:tools"]
+tools = {{ add_note = ["notes:write"] }}
+tool_groups = {{ add_note = ["editors"] }}
 
 # The private MCP registry at http://127.0.0.1:{port}/registry (registry:read to list). Try
 # `bastion registry search http://127.0.0.1:{port}/registry` or `bastion proxy registry ...`.
@@ -92,17 +103,33 @@ def write_config(data_dir: Path, port: int) -> Path:
 
 async def prepare(config_file: Path) -> Prepared:
     """Create the admin user once (password returned to show once), migrate the database, and
-    list the demo upstreams in the registry (first run)."""
+    on first run list the demo upstreams in the registry and give them access rules."""
     settings = load_settings(config_file)
     password = None
     async with database(settings) as db:
         users = LocalUsers(db)
         if not await users.list():
             password = generate_password()
-            await users.add("admin", password, is_admin=True, name="Administrator")
+            await users.add(
+                "admin", password, is_admin=True, name="Administrator", groups=["editors"]
+            )
+            await _demo_rules(settings, db)
             if settings.registry.enabled:
                 await _list_demo_servers(settings, db)
     return Prepared(config_file, password)
+
+
+async def _demo_rules(settings: Settings, db: Database) -> None:
+    """Every signed-in person may use the demo servers' tools; only editors may write notes."""
+    now = system_clock()
+    async with db.transaction() as conn:
+        for upstream in settings.gateway.upstreams if settings.gateway.enabled else []:
+            if upstream.resource:
+                for rule in (
+                    AccessRule(upstream.resource, "*", ("mcp:tools",)),
+                    AccessRule(upstream.resource, "group:editors", ("*",)),
+                ):
+                    await access_rows.put_rule(conn, rule, now)
 
 
 def demo_entries(settings: Settings) -> list[dict[str, Any]]:

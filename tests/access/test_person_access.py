@@ -7,6 +7,8 @@ shows who must *not* get in.
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -217,3 +219,26 @@ async def test_invalid_scope_when_nothing_the_person_asked_for_is_left(
     )
     assert result.params["error"] == "invalid_scope"
     assert result.params["iss"] == deployment.issuer and result.params["state"] == "st-1"
+
+
+async def test_an_operator_lists_and_revokes_a_persons_grant(
+    deployment: Deployment, http: httpx.AsyncClient, people: None
+) -> None:
+    """`bastion grants list --user alice` shows her grant (its id is the tokens' grant_id);
+    `bastion grants revoke ID` ends it: the refresh token is refused."""
+    client_id, tokens = await _alice_tokens(deployment, http)
+    [grant] = await access_admin.list_grants(deployment.settings, username="alice")
+    assert (grant.client_id, grant.resource, grant.scope, grant.username) == (
+        client_id,
+        deployment.resource("ledger"),
+        "mcp:tools",
+        "alice",
+    )
+    payload = tokens["access_token"].split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["grant_id"] == grant.grant_id
+    assert await access_admin.list_grants(deployment.settings, username="bob") == []
+    assert await access_admin.revoke_grants(deployment.settings, grant_id=grant.grant_id) == 1
+    refused = await _refresh(http, client_id, tokens["refresh_token"])
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+    assert await access_admin.list_grants(deployment.settings) == []

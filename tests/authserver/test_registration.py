@@ -158,7 +158,9 @@ async def test_a04_self_registered_machine_client_is_refused_naming_the_grant(
     assert response.json() == {
         "error": "invalid_client_metadata",
         "error_description": "grant_types: client_credentials is not available to "
-        "self-registered clients; machine clients are made by an operator (bastion clients add)",
+        "self-registered clients; machine clients are made by an operator (bastion clients add), "
+        "or registered with an initial access token that allows them "
+        "(bastion registration-tokens add)",
     }
 
 
@@ -423,12 +425,17 @@ async def test_a04_initial_access_token_is_required_when_configured(
     settings = make_settings(registration={"initial_access_token": INITIAL_TOKEN})
     async with running(settings) as client:
         refused = await post_register(client, NATIVE, headers=headers)
+        sent_one = headers == bearer("wrong-token")
         assert_error(
             refused,
             401,
             {
                 "error": "invalid_token",
-                "error_description": "registration requires a valid initial access token",
+                "error_description": (
+                    "the initial access token is not valid (unknown, expired or used up)"
+                    if sent_one
+                    else "registration requires a valid initial access token"
+                ),
             },
         )
         challenge = refused.headers["www-authenticate"]

@@ -75,6 +75,10 @@ def test_quickstart_serves_prints_the_admin_password_once_and_the_readme_example
             "--name",
             "nightly agent",
             "--confidential",
+            "--resource",
+            "demo",
+            "--resource",
+            "demo-stdio",
             "--scope",
             "mcp:tools",
             "--config",
@@ -136,7 +140,8 @@ def test_quickstart_serves_prints_the_admin_password_once_and_the_readme_example
     reader = subprocess.run(
         [
             *(BASTION, "clients", "add", "--name", "catalogue reader", "--confidential"),
-            *("--scope", "registry:read", "--config", str(data / "bastion.toml")),
+            *("--resource", "registry", "--scope", "registry:read"),
+            *("--config", str(data / "bastion.toml")),
         ],
         capture_output=True,
         text=True,

@@ -37,7 +37,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bastion.authserver.admin import add_client
+from bastion.authserver.admin import add_client, add_registration_token
 from bastion.config import Settings
 from tests.scaleout.processes import Server, cli, serving
 from tests.support.flow import add_user, authorize, exchange, register
@@ -251,12 +251,17 @@ async def test_a_key_rotation_by_the_cli_reaches_every_process_within_the_key_re
 async def test_a04_a_client_registered_on_one_process_works_on_the_other_at_once(
     cluster: Cluster,
 ) -> None:
-    """RFC 7591 §3 (A04): a registration made through A is usable through B straight away (B
+    """RFC 7591 §3 (A04): a registration made through A (with an operator's initial access token
+    for machine clients) is usable through B straight away (B
     never caches unknown client_ids); RFC 7592 §2.3: deleting it through A stops it on B as soon
     as the deletion is announced (bounded poll; the cache TTL is far longer)."""
+    initial = await add_registration_token(
+        cluster.settings, label="robots", machine=[("*", ["mcp:tools"])]
+    )
     async with _client(cluster.a) as a, _client(cluster.b) as b:
         registered = await a.post(
             "/register",
+            headers={"Authorization": f"Bearer {initial}"},
             json={
                 "grant_types": ["client_credentials"],
                 "response_types": [],

@@ -1,9 +1,13 @@
 """The access rules as an authorization-server process applies them.
 
-:class:`AccessPolicy` keeps the rules in memory (every token request of a machine client needs
-them, and reading the database each time would double its cost). A change made through this
-process applies at once; on PostgreSQL a change from any process or the CLI is announced with
-NOTIFY and applies at once everywhere; otherwise within ``client_cache_ttl`` seconds.
+Decisions about people read the rules of the resource from the database each time (they are
+made at sign-in, code exchange and refresh, which read the database anyway), so a rule changed
+by another process or the CLI applies to the very next one. Machine clients' decisions are the
+hot path of the client_credentials grant: :class:`AccessPolicy` keeps the rules in memory for
+them, and reads them again before refusing, so a rule just added is never missed. A rule removed
+applies at once in the process that removed it and, on PostgreSQL, everywhere (NOTIFY);
+otherwise within ``client_cache_ttl`` seconds, and the client's tokens were revoked anyway
+(:func:`renew_machine_grant`).
 
 :func:`reconcile` revokes the grants that the rules (or a person's groups) no longer allow, so a
 change reaches tokens already issued, not only future ones.
@@ -107,8 +111,10 @@ class AccessPolicy:
     async def for_user(
         self, conn: AsyncConnection, user: User, resource: str, requested: Iterable[str]
     ) -> Decision:
-        """What ``user`` may obtain for ``resource`` of the ``requested`` scopes."""
-        return await decide_for_user(conn, await self.rules(), user, resource, requested)
+        """What ``user`` may obtain for ``resource`` of the ``requested`` scopes (the rules
+        read now, through ``conn``)."""
+        rules = await rule_rows.list_rules(conn, resource)
+        return await decide_for_user(conn, rules, user, resource, requested)
 
     async def for_machine(
         self,
@@ -118,8 +124,14 @@ class AccessPolicy:
         resource_scopes: Iterable[str],
     ) -> Decision:
         """What machine client ``client_id`` may obtain for ``resource``."""
-        rules = await self.rules()
-        return decide_machine(rules, resource, client_id, requested, resource_scopes)
+        decision = decide_machine(
+            await self.rules(), resource, client_id, requested, resource_scopes
+        )
+        if not decision.rules and self._rules is not None:
+            self.changed()  # a rule added by another process is not missed
+            rules = await self.rules()
+            decision = decide_machine(rules, resource, client_id, requested, resource_scopes)
+        return decision
 
 
 async def reconcile(

@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from bastion.access.policy import withdraw_client
 from bastion.access.rules import EVERY, AccessRule, check_scopes
 from bastion.authserver.app import secret_for
@@ -126,8 +128,7 @@ async def add_client(
     if jwks_uri is not None:
         fields["jwks_uri"] = jwks_uri
     meta = client_metadata.parse(fields)
-    if targets and "client_credentials" not in meta.grant_types:
-        raise AdminError("resources are given to machine clients: add --grant client_credentials")
+    _check_machine(meta, targets)
     secret = opaque.new_token() if method in ("client_secret_basic", "client_secret_post") else None
     now = system_clock()
     client = Client(
@@ -143,10 +144,94 @@ async def add_client(
         if await client_rows.get(conn, client.client_id) is not None:
             raise AdminError(f"a client with id {client.client_id!r} already exists")
         await client_rows.insert(conn, client, now)
-        for target in targets:
-            rule = AccessRule(target, f"client:{client.client_id}", check_scopes(scopes or [EVERY]))
-            await rule_rows.put_rule(conn, rule, now)
+        await _give_resources(conn, client.client_id, targets, scopes, now)
     return NewClient(client, secret)
+
+
+def _check_machine(meta: client_metadata.ClientMetadata, targets: list[str] | None) -> None:
+    if targets and "client_credentials" not in meta.grant_types:
+        raise AdminError("resources are given to machine clients: add --grant client_credentials")
+
+
+async def _give_resources(
+    conn: AsyncConnection, client_id: str, targets: list[str], scopes: list[str], now: int
+) -> None:
+    """The access rules of a machine client: ``scopes`` (none: all) on each resource."""
+    for target in targets:
+        rule = AccessRule(target, f"client:{client_id}", check_scopes(scopes or [EVERY]))
+        await rule_rows.put_rule(conn, rule, now)
+
+
+async def update_client(
+    settings: Settings,
+    client_id: str,
+    *,
+    name: str | None = None,
+    redirect_uris: list[str] | None = None,
+    grant_types: list[str] | None = None,
+    scope: str | None = None,
+    resources: Sequence[str] | None = None,
+) -> tuple[Client, int]:
+    """Change a client an operator made (what is not given stays). When its grants, scope or
+    resources change, every grant it holds is revoked (people sign in again, a machine client
+    obtains new tokens): the client and how many grants of people ended."""
+    targets = None if resources is None else [resolve_resource(settings, r) for r in resources]
+    now = system_clock()
+    async with database(settings) as db, db.transaction() as conn:
+        client = await client_rows.get(conn, client_id)
+        if client is None:
+            raise AdminError(f"no client with id {client_id!r}; see `bastion clients list`")
+        if not client.operator_approved:
+            raise AdminError(
+                f"client {client_id!r} registered itself ({client.origin}); it manages its "
+                "registration itself (RFC 7592), or remove it with `bastion clients remove`"
+            )
+        fields = client.metadata.public_dict()
+        if name is not None:
+            fields["client_name"] = name
+        if redirect_uris is not None:
+            fields["redirect_uris"] = redirect_uris
+        if grant_types is not None:
+            fields["grant_types"] = grant_types
+            fields["response_types"] = ["code"] if "authorization_code" in grant_types else []
+        if scope is not None:
+            fields.pop("scope", None)
+            if scope:
+                fields["scope"] = scope
+        meta = client_metadata.parse(fields)
+        scopes = (meta.scope or "").split()
+        for target in targets or [EVERY]:
+            check_known_scopes(settings, scopes, target)
+        if targets and "client_credentials" not in meta.grant_types:
+            raise AdminError(
+                "resources are given to machine clients: add --grant client_credentials"
+            )
+        await client_rows.update(conn, client_id, now, metadata=meta)
+        if targets is not None:
+            await rule_rows.delete_rules_of(conn, f"client:{client_id}")
+            for target in targets:
+                who = f"client:{client_id}"
+                await rule_rows.put_rule(
+                    conn, AccessRule(target, who, check_scopes(scopes or [EVERY])), now
+                )
+        narrowed = (
+            meta.grant_types != client.metadata.grant_types
+            or meta.scope != client.metadata.scope
+            or targets is not None
+        )
+        ended = 0
+        if narrowed:
+            ended = await withdraw_client(
+                conn,
+                client,
+                now,
+                token_ttl=settings.tokens.access_token_ttl,
+                reason="client changed",
+                keep=True,
+            )
+        updated = await client_rows.get(conn, client_id)
+    assert updated is not None
+    return updated, ended
 
 
 async def list_clients(settings: Settings) -> list[Client]:
@@ -308,4 +393,5 @@ __all__ = [
     "resolve_resource",
     "rotate_client_secret",
     "rotate_keys",
+    "update_client",
 ]

@@ -25,6 +25,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.access.policy import AccessPolicy
+from bastion.access.rules import AccessRule
 from bastion.authserver import federation, interaction
 from bastion.authserver.authorize import authorize
 from bastion.authserver.cimd import MetadataDocumentResolver
@@ -88,7 +89,7 @@ async def open_server(
     access = AccessPolicy(db, cache_ttl=settings.client_cache_ttl)
     clients.on_change.append(access.changed)
     await clients.start()
-    _explain_policy(settings)
+    _explain_policy(settings, await access.rules())
     return AuthServer(
         settings=settings,
         db=db,
@@ -102,14 +103,25 @@ async def open_server(
     )
 
 
-def _explain_policy(settings: Settings) -> None:
-    """Start-up notes on settings that leave doors open."""
+def _explain_policy(settings: Settings, rules: list[AccessRule]) -> None:
+    """Start-up notes on settings and rules that leave doors open."""
     registration = settings.registration
     if registration.enabled and registration.initial_access_token is None:
         log.warning(
             "dynamic client registration is open to anyone (registration.initial_access_token "
             "is not set): self-registered clients can ask people to sign in, never act alone"
         )
+    about_people = {r.resource for r in rules if not r.is_machine}
+    if "*" in about_people:
+        return
+    for resource in settings.resources:
+        if resource.uri not in about_people:
+            log.info(
+                "%s has no access rule about people: every signed-in person may obtain tokens "
+                "for it (restrict it with `bastion access allow %s group:NAME`)",
+                resource.uri,
+                resource.name or resource.uri,
+            )
 
 
 async def close_server(bastion: AuthServer) -> None:

@@ -8,14 +8,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 
 from bastion import __version__
-from bastion.cli import client_commands
+from bastion.cli import admin_commands, client_commands
 from bastion.cli.client_context import ClientConfigOption
-from bastion.config import Settings, load_settings
+from bastion.cli.common import ConfigOption, console, err, run, settings_or_exit
 
 app = typer.Typer(
     name="bastion",
@@ -24,14 +22,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-clients_app = typer.Typer(help="Pre-registered OAuth clients.", no_args_is_help=True)
-users_app = typer.Typer(
-    help="Local users who sign in to the authorization server.", no_args_is_help=True
-)
 keys_app = typer.Typer(help="Access-token signing keys.", no_args_is_help=True)
 db_app = typer.Typer(help="The database.", no_args_is_help=True)
-app.add_typer(clients_app, name="clients")
-app.add_typer(users_app, name="users")
+admin_commands.register(app)
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 registry_app = typer.Typer(
@@ -39,44 +32,10 @@ registry_app = typer.Typer(
 )
 app.add_typer(registry_app, name="registry")
 
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="TOML configuration file (see docs/configuration.md)."),
-]
-
 LogLevelOption = Annotated[
     Literal["debug", "info", "warning", "error"],
     typer.Option(help="Log level; above info there is no access log."),
 ]
-
-
-def settings_or_exit(config: Path | None, **overrides: Any) -> Settings:
-    """Load settings, turning configuration mistakes into a clear message and exit code 2."""
-    try:
-        return load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
-    except FileNotFoundError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-    except ValidationError as exc:
-        err.print("[red]error:[/red] the configuration is not valid:")
-        for e in exc.errors():
-            where = ".".join(str(p) for p in e["loc"])
-            err.print(f"  {where}: {e['msg']}")
-    raise typer.Exit(2)
-
-
-def run(coro: Any) -> Any:
-    """Run a library coroutine; AdminError-style failures print and exit 1."""
-    from bastion.authserver.admin import AdminError
-    from bastion.identity.local import UserExistsError
-
-    try:
-        return asyncio.run(coro)
-    except (AdminError, UserExistsError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -184,201 +143,6 @@ def db_upgrade(config: ConfigOption = None) -> None:
 
     run(go())
     console.print("database is up to date")
-
-
-@clients_app.command("add")
-def clients_add(
-    name: Annotated[str, typer.Option(help="Name shown on the consent page.")],
-    redirect_uri: Annotated[
-        list[str] | None, typer.Option("--redirect-uri", help="Allowed redirect URI (repeat).")
-    ] = None,
-    client_id: Annotated[str | None, typer.Option(help="Client id (default: random).")] = None,
-    confidential: Annotated[
-        bool, typer.Option("--confidential/--public", help="Issue a client secret.")
-    ] = False,
-    grant: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--grant", help="authorization_code, refresh_token, client_credentials (repeat)."
-        ),
-    ] = None,
-    scope: Annotated[
-        str | None, typer.Option(help="Space-separated scopes it may ask for.")
-    ] = None,
-    auth_method: Annotated[
-        str | None, typer.Option(help="Token endpoint auth method (default by kind).")
-    ] = None,
-    config: ConfigOption = None,
-) -> None:
-    """Pre-register a client. A secret is printed once and stored only as a hash."""
-    from bastion.authserver.admin import add_client
-    from bastion.oauth.errors import OAuthError
-
-    grants = grant or (
-        ["client_credentials"]
-        if confidential and not redirect_uri
-        else ["authorization_code", "refresh_token"]
-    )
-    try:
-        created = run(
-            add_client(
-                settings_or_exit(config),
-                client_id=client_id,
-                name=name,
-                redirect_uris=redirect_uri or [],
-                confidential=confidential,
-                grant_types=grants,
-                scope=scope,
-                auth_method=auth_method,
-            )
-        )
-    except OAuthError as exc:
-        err.print(f"[red]error:[/red] {exc.description}")
-        raise typer.Exit(1) from None
-    console.print(f"client_id      {created.client.client_id}")
-    if created.secret:
-        console.print(f"client_secret  {created.secret}")
-        console.print("[yellow]Store the secret now: it is not shown again.[/yellow]")
-
-
-@clients_app.command("list")
-def clients_list(config: ConfigOption = None) -> None:
-    """List registered clients."""
-    from bastion.authserver.admin import list_clients
-
-    table = Table("client_id", "name", "origin", "auth", "grants")
-    for c in run(list_clients(settings_or_exit(config))):
-        table.add_row(
-            c.client_id,
-            c.metadata.client_name or "",
-            c.origin,
-            c.metadata.token_endpoint_auth_method,
-            " ".join(c.metadata.grant_types),
-        )
-    console.print(table)
-
-
-@clients_app.command("show")
-def clients_show(client_id: str, config: ConfigOption = None) -> None:
-    """Show one client's registration as JSON."""
-    from bastion.authserver.admin import get_client
-
-    c = run(get_client(settings_or_exit(config), client_id))
-    data = {"client_id": c.client_id, "origin": c.origin, **c.metadata.public_dict()}
-    console.print_json(json.dumps(data))
-
-
-@clients_app.command("remove")
-def clients_remove(client_id: str, config: ConfigOption = None) -> None:
-    """Delete a client."""
-    from bastion.authserver.admin import remove_client
-
-    run(remove_client(settings_or_exit(config), client_id))
-    console.print(f"removed {client_id}")
-
-
-@clients_app.command("rotate-secret")
-def clients_rotate_secret(client_id: str, config: ConfigOption = None) -> None:
-    """Issue a new secret for a confidential client; the old one stops working."""
-    from bastion.authserver.admin import rotate_client_secret
-
-    secret = run(rotate_client_secret(settings_or_exit(config), client_id))
-    console.print(f"client_secret  {secret}")
-    console.print("[yellow]Store the secret now: it is not shown again.[/yellow]")
-
-
-def _users(config: Path | None) -> Any:
-    from bastion.authserver.admin import database
-    from bastion.identity.local import LocalUsers
-
-    return database(settings_or_exit(config)), LocalUsers
-
-
-@users_app.command("add")
-def users_add(
-    username: str,
-    password: Annotated[
-        str | None, typer.Option(help="Password (default: prompt; empty generates one).")
-    ] = None,
-    email: Annotated[str | None, typer.Option()] = None,
-    group: Annotated[list[str] | None, typer.Option("--group", help="Group (repeat).")] = None,
-    admin: Annotated[bool, typer.Option("--admin", help="Make the user an administrator.")] = False,
-    config: ConfigOption = None,
-) -> None:
-    """Create a local user."""
-    from bastion.identity.passwords import generate_password
-
-    generated = False
-    if password is None:
-        password = typer.prompt(
-            "Password (empty to generate)", default="", hide_input=True, show_default=False
-        )
-    if not password:
-        password, generated = generate_password(), True
-    db_cm, local = _users(config)
-
-    async def go() -> None:
-        async with db_cm as db:
-            await local(db).add(username, password, email=email, groups=group, is_admin=admin)
-
-    run(go())
-    console.print(f"user {username} created")
-    if generated:
-        console.print(f"password  {password}  [yellow](shown once)[/yellow]")
-
-
-@users_app.command("list")
-def users_list(config: ConfigOption = None) -> None:
-    """List local users."""
-    db_cm, local = _users(config)
-
-    async def go() -> list[Any]:
-        async with db_cm as db:
-            found: list[Any] = await local(db).list()
-            return found
-
-    table = Table("username", "email", "groups", "admin")
-    for u in run(go()):
-        table.add_row(u.username, u.email or "", " ".join(u.groups), "yes" if u.is_admin else "")
-    console.print(table)
-
-
-@users_app.command("remove")
-def users_remove(username: str, config: ConfigOption = None) -> None:
-    """Delete a local user, their sessions and consents."""
-    db_cm, local = _users(config)
-
-    async def go() -> bool:
-        async with db_cm as db:
-            removed: bool = await local(db).remove(username)
-            return removed
-
-    if not run(go()):
-        err.print(f"[red]error:[/red] no user {username!r}; see `bastion users list`")
-        raise typer.Exit(1)
-    console.print(f"removed {username}")
-
-
-@users_app.command("passwd")
-def users_passwd(
-    username: str,
-    password: Annotated[str | None, typer.Option(help="New password (default: prompt).")] = None,
-    config: ConfigOption = None,
-) -> None:
-    """Set a local user's password."""
-    if password is None:
-        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
-    db_cm, local = _users(config)
-
-    async def go() -> bool:
-        async with db_cm as db:
-            changed: bool = await local(db).set_password(username, password)
-            return changed
-
-    if not run(go()):
-        err.print(f"[red]error:[/red] no user {username!r}; see `bastion users list`")
-        raise typer.Exit(1)
-    console.print(f"password of {username} changed")
 
 
 @keys_app.command("rotate")
