@@ -134,6 +134,12 @@ class LoginSettings(BaseModel):
     local_users: bool = True
     session_ttl: int = Field(8 * 3600, ge=60)
     remember_consent: bool = True
+    consent_ttl: int = Field(
+        30 * 86400,
+        ge=0,
+        description="Seconds a remembered consent lasts; after that the person is asked again. "
+        "0: consent is never remembered.",
+    )
     max_failures: int = Field(
         10, ge=1, description="Failed log-ins per user name and address before a pause."
     )

@@ -96,7 +96,8 @@ async def browse(
     location = start
     pages: list[httpx.Response] = []
     for _ in range(max_steps):
-        if urlsplit(location).netloc not in ("", server):
+        parts = urlsplit(location)
+        if parts.netloc not in ("", server) or parts.scheme not in ("", "http", "https"):
             return Browsed(location, pages)
         response = await client.get(location)
         if response.status_code in (302, 303):

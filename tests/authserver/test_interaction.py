@@ -15,6 +15,7 @@ import pytest
 from bastion.config import Settings
 from bastion.oauth import pkce
 from bastion.store import schema
+from tests.authserver._tokens import FakeClock
 from tests.authserver.browser_steps import (
     MovableClock,
     authorization_params,
@@ -30,7 +31,11 @@ ISSUER = "http://localhost"
 VSCODE_CLIENT_ID = "aebc6443-996d-45c2-90f0-388ff96faa56"
 VSCODE_REDIRECT = "http://127.0.0.1:33418/"
 WEB_REDIRECT = "https://app.example.com/cb"
-WEB_CLIENT = {"redirect_uris": [WEB_REDIRECT], "application_type": "web"}
+WEB_CLIENT = {
+    "redirect_uris": [WEB_REDIRECT],
+    "application_type": "web",
+    "token_endpoint_auth_method": "client_secret_basic",
+}
 
 
 def start_url(client_id: str, issuer: str = ISSUER, **overrides: str | None) -> str:
@@ -199,8 +204,8 @@ async def test_cookies_under_https_use_the_host_prefix_secure_path_root_and_no_d
 async def test_consent_is_remembered_per_user_client_and_scopes(
     settings: Settings, app_client: httpx.AsyncClient, client_id: str
 ) -> None:
-    """A second authorization with already granted scopes skips the consent page; a new scope,
-    another client or another user asks again."""
+    """For a confidential client, a second authorization with already granted scopes skips the
+    consent page; a new scope, another client or another user asks again."""
     web = await register(app_client, client_name="Web App", **WEB_CLIENT)
     first = await browse(app_client, start_url(web["client_id"], redirect_uri=WEB_REDIRECT))
     assert len(first.pages) == 2  # log-in, consent
@@ -242,6 +247,43 @@ async def test_public_loopback_client_is_asked_for_consent_every_time(
     assert len(again.pages) == 1
     assert "this computer" in again.pages[0].text
     assert "code" in again.params
+
+
+async def test_l4_public_client_on_a_private_use_scheme_is_asked_every_time(
+    app_client: httpx.AsyncClient, client_id: str
+) -> None:
+    """L4, RFC 8252 §8.6: a remembered consent never re-authorizes a public client silently,
+    whatever its redirect URI: any app on the device can claim a private-use URI scheme."""
+    native = await register(
+        app_client, redirect_uris=["com.example.app:/callback"], client_name="Native app"
+    )
+    first = await browse(
+        app_client, start_url(native["client_id"], redirect_uri="com.example.app:/callback")
+    )
+    assert len(first.pages) == 2  # log-in, consent
+    again = await browse(
+        app_client, start_url(native["client_id"], redirect_uri="com.example.app:/callback")
+    )
+    assert len(again.pages) == 1
+    assert 'value="allow"' in again.pages[0].text
+    assert "code" in again.params
+
+
+async def test_remembered_consent_expires_after_consent_ttl(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """login.consent_ttl: a consent older than this is asked again."""
+    settings = make_settings(login={"consent_ttl": 3600})
+    clock = FakeClock()
+    async with running(settings, clock=clock) as client:
+        await add_user(settings)
+        web = await register(client, client_name="Web App", **WEB_CLIENT)
+        url = start_url(web["client_id"], redirect_uri=WEB_REDIRECT)
+        assert len((await browse(client, url)).pages) == 2
+        clock.advance(3000)
+        assert (await browse(client, url)).pages == []
+        clock.advance(3601)
+        assert len((await browse(client, url)).pages) == 1  # consent only: still signed in
 
 
 async def test_consent_is_asked_every_time_when_remembering_is_off(

@@ -33,6 +33,15 @@ REFUSED = [
 ]
 
 
+async def test_a_persons_token_through_a_client_is_not_that_client(reg: Registry) -> None:
+    """client:<id> counts only for the client acting for itself (sub = client_id, which only
+    confidential clients an operator made obtain): anyone can present a public client's id, so
+    mallory's token issued to client "robot" does not make her the robot."""
+    token = await reg.token("mallory", "registry:write", groups=[], client_id="robot")
+    response = await reg.publish(token, server_json("com.robot/tool"))
+    assert response.status_code == 403, response.text
+
+
 async def test_g03_a_writer_publishes_in_a_namespace_a_rule_gives_it(reg: Registry) -> None:
     """registry:write plus a registry.namespaces rule naming one of the caller's memberships
     (group:, sub:, client:, exact namespace or <prefix>.*); the entry belongs to the caller

@@ -148,7 +148,9 @@ async def show(request: Request) -> Response:
         asked = set(row.scope.split())
         async with bastion.db.connect() as conn:
             decision = await bastion.access.for_user(conn, user, row.resource, asked)
-            granted = await user_rows.consented_scope(conn, user.id, client.client_id, row.resource)
+            granted = await user_rows.consented_scope(
+                conn, user.id, client.client_id, row.resource, since=_consents_since(bastion)
+            )
         if not decision.allowed:
             response = _page(
                 bastion,
@@ -165,9 +167,9 @@ async def show(request: Request) -> Response:
         elif asked and not decision.scopes:
             return await _refuse(bastion, request_id, _nothing_left(user, row.resource, asked))
         else:
-            # RFC 8252 §8.6: any local program can present a public client's id with its own
-            # loopback port, so for public clients on loopback the user is asked every time.
-            may_skip = not (client.is_public and is_loopback_uri(row.redirect_uri))
+            # RFC 8252 §8.6: any local program can present a public client's id (with its own
+            # loopback port or private-use URI scheme), so public clients always ask.
+            may_skip = not client.is_public
             remembered = granted is not None and decision.scopes <= granted
             if bastion.settings.login.remember_consent and may_skip and remembered:
                 return await _approve(bastion, request_id, user)
@@ -283,6 +285,12 @@ async def consent(request: Request) -> Response:
     )
 
 
+def _consents_since(bastion: AuthServer) -> int:
+    """Consents given before this time have expired (``login.consent_ttl``)."""
+    ttl = bastion.settings.login.consent_ttl
+    return bastion.clock() - ttl if ttl else bastion.clock()
+
+
 def _describe(scopes: set[str] | frozenset[str]) -> list[tuple[str, str]]:
     return [(s, SCOPE_DESCRIPTIONS.get(s, s)) for s in sorted(scopes)]
 
@@ -335,7 +343,13 @@ async def _approve(bastion: AuthServer, request_id: str, user: User) -> Response
         if row is not None and refused is None:
             scope = " ".join(sorted(decision.scopes))
             await user_rows.remember_consent(
-                conn, user.id, row.client_id, row.resource, set(decision.scopes), now
+                conn,
+                user.id,
+                row.client_id,
+                row.resource,
+                set(decision.scopes),
+                now,
+                since=_consents_since(bastion),
             )
             await grants.save_code(
                 conn,

@@ -9,7 +9,8 @@ requires servers to honour scope hierarchies.
   publish under a namespace when a ``[registry.namespaces]`` rule for it (the exact namespace,
   ``<prefix>.*`` for every namespace below a prefix, or ``*``) lists one of the caller's
   memberships: ``group:<name>`` (the token's groups claim), ``sub:<subject>``,
-  ``client:<client_id>``, or ``*``. Editing or deleting an existing version also needs the
+  ``client:<client_id>`` (a machine client acting for itself, never a person's token through
+  a client), or ``*``. Editing or deleting an existing version also needs the
   caller to be the subject who published it; registry admins may do anything.
 - **Admins.** ``registry:admin`` counts only for callers ``registry.admins`` lists (default
   ``group:registry-admins``): bastion's AS grants any known scope to whoever consents, so the scope
@@ -64,7 +65,10 @@ class Caller:
         found = {f"group:{g}" for g in self.groups}
         if self.subject is not None:
             found.add(f"sub:{self.subject}")
-        if self.client_id is not None:
+        # client:<id> proves something only for the client acting for itself (client_credentials,
+        # which only confidential clients an operator made may use): anyone can present a public
+        # client's id.
+        if self.client_id is not None and self.subject == self.client_id:
             found.add(f"client:{self.client_id}")
         return frozenset(found)
 

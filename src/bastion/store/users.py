@@ -138,23 +138,33 @@ async def end_session(conn: AsyncConnection, id_hash: str) -> None:
 
 
 async def consented_scope(
-    conn: AsyncConnection, user_id: str, client_id: str, resource: str
+    conn: AsyncConnection, user_id: str, client_id: str, resource: str, *, since: int = 0
 ) -> set[str] | None:
-    """The scopes a user already granted to a client for a resource; None if never asked."""
+    """The scopes a user granted to a client for a resource after ``since``; None if never
+    asked (or asked before ``since``: consents expire, ``login.consent_ttl``)."""
     q = sa.select(consents.c.scope).where(
         consents.c.user_id == user_id,
         consents.c.client_id == client_id,
         consents.c.resource == resource,
+        consents.c.granted_at > since,
     )
     row = (await conn.execute(q)).first()
     return set(row.scope.split()) if row else None
 
 
 async def remember_consent(
-    conn: AsyncConnection, user_id: str, client_id: str, resource: str, scope: set[str], now: int
+    conn: AsyncConnection,
+    user_id: str,
+    client_id: str,
+    resource: str,
+    scope: set[str],
+    now: int,
+    *,
+    since: int = 0,
 ) -> None:
-    """Record (the union of) what a user granted to a client for a resource."""
-    known = await consented_scope(conn, user_id, client_id, resource) or set()
+    """Record (the union of) what a user granted to a client for a resource (with what they
+    granted after ``since``, the consents that have not expired)."""
+    known = await consented_scope(conn, user_id, client_id, resource, since=since) or set()
     merged = " ".join(sorted(known | scope))
     where = (
         (consents.c.user_id == user_id)
