@@ -103,8 +103,10 @@ async def confidential_client(
     redirect_uris: list[str] | None = None,
     scope: str | None = None,
     auth_method: str = "client_secret_basic",
+    introspects: list[str] | None = None,
 ) -> Confidential:
-    """Pre-register a confidential client through the admin API (what the CLI does)."""
+    """Pre-register a confidential client through the admin API (what the CLI does); a
+    resource server gets the resources whose tokens it may introspect (``introspects``)."""
     made = await admin.add_client(
         settings,
         client_id=client_id,
@@ -115,6 +117,7 @@ async def confidential_client(
         scope=scope,
         auth_method=auth_method,
         resources=["*"] if grant_types is None or "client_credentials" in grant_types else [],
+        introspects=introspects or [],
     )
     assert made.secret is not None
     return Confidential(made.client.client_id, made.secret)

@@ -84,7 +84,11 @@ async def world(make_settings: Callable[..., Settings]) -> AsyncIterator[World]:
     async with running(settings, clock=clock) as http:
         await add_user(settings)
         rs = await confidential(
-            settings, name="Resource server", redirect_uris=[], grant_types=["client_credentials"]
+            settings,
+            name="Resource server",
+            redirect_uris=[],
+            grant_types=["client_credentials"],
+            introspects=["*"],
         )
         app = await confidential(settings, name="App")
         other = await confidential(settings, name="Other app")
@@ -145,10 +149,11 @@ async def test_introspection_requires_a_confidential_client(world: World) -> Non
 
 async def test_active_access_token_is_described_with_its_claims(world: World) -> None:
     """RFC 7662 §2.2: active true with scope, client_id, sub, aud, iss, exp, iat and token_type,
-    matching the token's own claims (RFC 9068 §2.2)."""
+    matching the token's own claims (RFC 9068 §2.2), to the resource server an operator allowed
+    to introspect the token's audience and to the client the token was issued to."""
     token = world.tokens["access_token"]
     claims = unverified_claims(token)
-    for caller in (world.rs, world.other):
+    for caller in (world.rs, world.app):
         answer = await introspect(world, caller, token)
         assert answer["active"] is True
         assert answer["token_type"] == "Bearer"
@@ -161,6 +166,24 @@ async def test_active_access_token_is_described_with_its_claims(world: World) ->
         assert answer["iat"] == world.clock.now
         assert answer["exp"] == world.clock.now + world.settings.tokens.access_token_ttl
         assert answer["jti"] == claims["jti"]
+
+
+async def test_l5_other_clients_learn_nothing_about_a_token(world: World) -> None:
+    """L5, RFC 7662 §4: a confidential client that is neither the token's client nor a resource
+    server allowed to introspect its audience gets active false, like for garbage: an anonymous
+    DCR client, another pre-registered app."""
+    token = world.tokens["access_token"]
+    registered = await world.http.post(
+        "/register",
+        json={
+            "redirect_uris": [REDIRECT_URI],
+            "token_endpoint_auth_method": "client_secret_basic",
+            "application_type": "native",
+        },
+    )
+    stranger = Confidential(registered.json()["client_id"], registered.json()["client_secret"])
+    for caller in (stranger, world.other):
+        assert await introspect(world, caller, token) == INACTIVE
 
 
 @pytest.mark.parametrize(

@@ -75,7 +75,7 @@ async def test_a08_reused_code_is_refused_and_revokes_its_tokens(
 ) -> None:
     """OAuth 2.1 §4.1.3, RFC 9700 §4.2.4: a code works once; a second redemption is invalid_grant
     and the tokens issued on the first one are revoked."""
-    resource_server = await confidential_client(settings)
+    resource_server = await confidential_client(settings, introspects=["*"])
     grant = await code_grant(app_client)
     first = grant.tokens
     before = await introspect(app_client, resource_server, first["access_token"])

@@ -73,7 +73,7 @@ async def test_a06_reuse_of_a_rotated_refresh_token_revokes_the_whole_family(
 ) -> None:
     """RFC 9700 §4.14.2: when a rotated refresh token is presented again, the active refresh
     token and the access tokens of the grant are revoked."""
-    resource_server = await confidential_client(settings)
+    resource_server = await confidential_client(settings, introspects=["*"])
     grant = await code_grant(app_client)
     first = grant.tokens
     rotated = await refresh(app_client, grant.client_id, first["refresh_token"])
@@ -192,7 +192,7 @@ async def test_removing_a_user_revokes_their_grants(
     """Members only (seed 000): once a user is removed, their refresh tokens stop working and
     the access tokens of their grants are reported inactive (RFC 7662 §2.2), at once rather
     than when the refresh family expires."""
-    resource_server = await confidential_client(settings)
+    resource_server = await confidential_client(settings, introspects=["*"])
     grant = await code_grant(app_client)
     async with database(settings) as db:
         assert await LocalUsers(db).remove("alice")
@@ -206,7 +206,7 @@ async def test_a_disabled_user_cannot_refresh(
     settings: Settings, app_client: httpx.AsyncClient, alice: None
 ) -> None:
     """A disabled user's grant is refused at the next refresh and revoked with its tokens."""
-    resource_server = await confidential_client(settings)
+    resource_server = await confidential_client(settings, introspects=["*"])
     grant = await code_grant(app_client)
     async with database(settings) as db, db.transaction() as conn:
         await conn.execute(

@@ -104,6 +104,7 @@ async def stack(make_settings: Callable[..., Settings]) -> AsyncIterator[Stack]:
             grant_types=["client_credentials"],
             resources=["*"],
             scope="mcp:tools",
+            introspects=["*"],  # it also stands in for a resource server that introspects
         )
         assert machine.secret is not None
         async with (

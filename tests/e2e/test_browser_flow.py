@@ -257,6 +257,7 @@ async def add_resource_server(settings: Settings) -> NewClient:
         grant_types=["client_credentials"],
         resources=["*"],
         scope=None,
+        introspects=["*"],
     )
 
 

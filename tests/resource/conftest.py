@@ -117,9 +117,13 @@ async def bastion_as(start_as: StartAS) -> AsyncIterator[LiveAS]:
 
 
 async def service_client(
-    settings: Settings, client_id: str | None = None, scope: str = "mcp:tools files:write"
+    settings: Settings,
+    client_id: str | None = None,
+    scope: str = "mcp:tools files:write",
+    introspects: Sequence[str] = (),
 ) -> ServiceClient:
-    """Pre-register a confidential client for the client_credentials grant."""
+    """Pre-register a confidential client for the client_credentials grant (which may
+    introspect the tokens of ``introspects``)."""
     created = await admin.add_client(
         settings,
         client_id=client_id or f"svc-{secrets.token_hex(4)}",
@@ -129,6 +133,7 @@ async def service_client(
         grant_types=["client_credentials"],
         resources=["*"],
         scope=scope,
+        introspects=introspects,
     )
     assert created.secret is not None
     return ServiceClient(created.client.client_id, created.secret)

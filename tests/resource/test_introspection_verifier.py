@@ -28,9 +28,12 @@ from tests.support.live import free_port
 RESOURCE = "https://mcp.example.com/mcp"
 
 
-async def resource_server_client(live: LiveAS) -> ServiceClient:
-    """The resource server's own confidential client, used to call /introspect."""
-    return await service_client(live.settings, client_id="rs-introspector", scope="mcp:tools")
+async def resource_server_client(live: LiveAS, introspects: str = "demo") -> ServiceClient:
+    """The resource server's own confidential client, used to call /introspect; an operator
+    allowed it to introspect the tokens of ``introspects`` (a resource name, or *)."""
+    return await service_client(
+        live.settings, client_id="rs-introspector", scope="mcp:tools", introspects=[introspects]
+    )
 
 
 def introspector(live: LiveAS, rs: ServiceClient, **kwargs: Any) -> IntrospectionVerifier:
@@ -80,8 +83,9 @@ async def test_r04_active_token_is_accepted_with_its_principal(bastion_as: LiveA
 
 
 async def test_r04_token_for_another_resource_is_refused(bastion_as: LiveAS) -> None:
-    """RFC 8707 §2: the AS reports the token's aud; it must contain this resource."""
-    rs = await resource_server_client(bastion_as)
+    """RFC 8707 §2: the AS reports the token's aud; it must contain this resource (a resource
+    server allowed to introspect every resource's tokens checks it itself)."""
+    rs = await resource_server_client(bastion_as, introspects="*")
     caller = await service_client(bastion_as.settings)
     body = await get_token(bastion_as.issuer, caller, resource=bastion_as.other_resource)
     async with introspector(bastion_as, rs) as verifier:
@@ -89,6 +93,19 @@ async def test_r04_token_for_another_resource_is_refused(bastion_as: LiveAS) -> 
     assert description == (
         f"wrong audience: expected '{bastion_as.resource}', got '{bastion_as.other_resource}'"
     )
+
+
+async def test_l5_a_resource_server_learns_nothing_of_another_resources_token(
+    bastion_as: LiveAS,
+) -> None:
+    """L5, RFC 7662 §4: a resource server allowed to introspect its own resource's tokens gets
+    active false for another resource's token."""
+    rs = await resource_server_client(bastion_as)
+    caller = await service_client(bastion_as.settings)
+    body = await get_token(bastion_as.issuer, caller, resource=bastion_as.other_resource)
+    async with introspector(bastion_as, rs) as verifier:
+        description = await refused(verifier, body["access_token"])
+    assert description == "token is not active (expired, revoked or unknown to the AS)"
 
 
 async def test_revoked_token_is_refused(bastion_as: LiveAS) -> None:

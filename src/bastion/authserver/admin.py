@@ -98,12 +98,15 @@ async def add_client(
     resources: Sequence[str] = (),
     jwks: dict[str, Any] | None = None,
     jwks_uri: str | None = None,
+    introspects: Sequence[str] = (),
 ) -> NewClient:
     """Pre-register a client (an operator made it: it may use client_credentials).
 
     A machine client (client_credentials) may obtain tokens for ``resources`` (names, URIs or
     ``*``) with ``scope`` (all their scopes when None), through access rules ``client:<id>``;
-    with no resources it gets none until ``bastion access allow`` gives it some."""
+    with no resources it gets none until ``bastion access allow`` gives it some. A resource
+    server that checks tokens by introspection (RFC 7662) is given the resources whose tokens it
+    may introspect (``introspects``)."""
     if jwks is not None or jwks_uri is not None:
         auth_method = auth_method or "private_key_jwt"
     method = auth_method or ("client_secret_basic" if confidential else "none")
@@ -139,7 +142,10 @@ async def add_client(
         created_at=now,
         operator_approved=True,
         grant_id=secrets.token_hex(16),
+        introspects=tuple(resolve_resource(settings, r) for r in introspects),
     )
+    if client.introspects and client.is_public:
+        raise AdminError("only a confidential client may introspect tokens: add --confidential")
     async with database(settings) as db, db.transaction() as conn:
         if await client_rows.get(conn, client.client_id) is not None:
             raise AdminError(f"a client with id {client.client_id!r} already exists")
@@ -171,6 +177,7 @@ async def update_client(
     grant_types: list[str] | None = None,
     scope: str | None = None,
     resources: Sequence[str] | None = None,
+    introspects: Sequence[str] | None = None,
 ) -> tuple[Client, int]:
     """Change a client an operator made (what is not given stays). When its grants, scope or
     resources change, every grant it holds is revoked (people sign in again, a machine client

@@ -1,8 +1,11 @@
 """Token introspection (RFC 7662).
 
-Callers authenticate as confidential clients (resource servers register as such). Access tokens
-are reported to any authenticated caller; a refresh token only to the client it was issued to.
-Anything else answers ``{"active": false}`` (RFC 7662 §2.2).
+Callers authenticate as confidential clients. An access token is described only to the client it
+was issued to and to resource servers an operator allowed to introspect its audience
+(``bastion clients add --introspect RESOURCE``; RFC 7662 §4: the AS decides who may learn what
+about a token); a refresh token only to the client it was issued to. Anything else answers
+``{"active": false}`` (RFC 7662 §2.2), whatever the token: a stranger learns nothing, not even
+whether a token is genuine.
 """
 
 from __future__ import annotations
@@ -25,12 +28,16 @@ from bastion.tokens import secrets as opaque
 INACTIVE: dict[str, Any] = {"active": False}
 
 
-async def describe_access_token(bastion: AuthServer, token: str) -> dict[str, Any] | None:
+async def describe_access_token(
+    bastion: AuthServer, token: str, caller: Client
+) -> dict[str, Any] | None:
     """The introspection answer for one of our JWT access tokens, or None if it is not one."""
     keys = await bastion.keys.verification_keys()
     claims = access_token.decode_own(token, keys, issuer=bastion.issuer, now=bastion.clock())
     if claims is None:
         return None
+    if claims.get("client_id") != caller.client_id and not caller.may_introspect(claims.get("aud")):
+        return INACTIVE
     jti = str(claims.get("jti", ""))
     async with bastion.db.connect() as conn:
         if await grants.is_access_token_revoked(conn, jti):
@@ -89,7 +96,7 @@ async def introspect(request: Request) -> Response:
             raise InvalidRequest("token is required")
     except OAuthError as exc:
         return json_error(exc, request)
-    answer = await describe_access_token(bastion, token)
+    answer = await describe_access_token(bastion, token, caller)
     if answer is None:
         answer = await describe_refresh_token(bastion, token, caller)
     return json_response(answer or INACTIVE)

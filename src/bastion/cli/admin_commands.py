@@ -40,6 +40,14 @@ Resources = Annotated[
         help="A resource a machine client may obtain tokens for: name, URI or * (repeat).",
     ),
 ]
+Introspects = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--introspect",
+        help="A resource whose tokens this resource server may introspect (RFC 7662): name, URI "
+        "or * (repeat).",
+    ),
+]
 Grants = Annotated[
     list[str] | None,
     typer.Option("--grant", help="authorization_code, refresh_token, client_credentials (repeat)."),
@@ -63,6 +71,7 @@ def _client_json(client: Any) -> dict[str, Any]:
         "client_id": client.client_id,
         "origin": client.origin,
         "operator_approved": client.operator_approved,
+        "introspects": list(client.introspects),
         **client.metadata.public_dict(),
     }
 
@@ -93,6 +102,7 @@ def clients_add(
         str | None, typer.Option(help="Space-separated scopes it may ask for.")
     ] = None,
     resource: Resources = None,
+    introspect: Introspects = None,
     auth_method: Annotated[
         str | None, typer.Option(help="Token endpoint auth method (default by kind).")
     ] = None,
@@ -131,6 +141,7 @@ def clients_add(
             resources=resource or [],
             jwks=_jwks(jwks_file),
             jwks_uri=jwks_uri,
+            introspects=introspect or [],
         )
     )
     console.print(f"client_id      {created.client.client_id}")
@@ -156,6 +167,7 @@ def clients_update(
     grant: Grants = None,
     scope: Annotated[str | None, typer.Option(help='Replace the scopes ("" for none).')] = None,
     resource: Resources = None,
+    introspect: Introspects = None,
     config: ConfigOption = None,
 ) -> None:
     """Change a client an operator made. Changing its grants, scopes or resources revokes every
@@ -171,6 +183,7 @@ def clients_update(
             grant_types=grant,
             scope=scope,
             resources=resource,
+            introspects=introspect,
         )
     )
     console.print(f"updated {client.client_id}")

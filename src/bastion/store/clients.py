@@ -28,6 +28,15 @@ class Client:
     first_used_at: int | None = None
     operator_approved: bool = False
     grant_id: str | None = None
+    introspects: tuple[str, ...] = ()
+
+    def may_introspect(self, audience: object) -> bool:
+        """Whether the client may learn about access tokens for ``audience`` (RFC 7662 §4:
+        the AS decides who may introspect what): resource servers an operator registered."""
+        if not self.operator_approved or self.is_public:
+            return False
+        audiences = audience if isinstance(audience, list) else [audience]
+        return "*" in self.introspects or any(a in self.introspects for a in audiences)
 
     @property
     def may_act_alone(self) -> bool:
@@ -59,6 +68,7 @@ def _from_row(row: sa.Row[Any]) -> Client:
         first_used_at=row.first_used_at,
         operator_approved=bool(row.operator_approved),
         grant_id=row.grant_id,
+        introspects=tuple(row.introspects or ()),
     )
 
 
@@ -89,6 +99,7 @@ async def insert(conn: AsyncConnection, client: Client, now: int) -> None:
             first_used_at=None,
             operator_approved=client.operator_approved,
             grant_id=client.grant_id,
+            introspects=list(client.introspects) or None,
         )
     )
 

@@ -38,6 +38,9 @@ clients = sa.Table(
     # The grant id of the client's own (client_credentials) tokens; replaced when the client or
     # its access changes, which revokes every token issued before.
     sa.Column("grant_id", sa.String(64), nullable=True),
+    # The resources (URIs, or "*") whose access tokens the client may introspect (RFC 7662):
+    # resource servers an operator registered. Others learn nothing about other clients' tokens.
+    sa.Column("introspects", sa.JSON, nullable=True),
 )
 
 cimd_documents = sa.Table(

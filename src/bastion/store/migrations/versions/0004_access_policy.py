@@ -2,8 +2,9 @@
 
 Existing pre-registered clients were made by an operator: they are marked operator_approved, and
 each one that has the client_credentials grant keeps what it could do before, as a rule on every
-resource ("*") with the scopes it was registered for (or every scope when it named none). An
-operator narrows them with `bastion access`.
+resource ("*") with the scopes it was registered for (or every scope when it named none), and may
+introspect every resource's tokens as before. An operator narrows them with `bastion access` and
+`bastion clients update --introspect`.
 
 Revision ID: 0004
 Revises: 0003
@@ -61,6 +62,7 @@ def upgrade() -> None:
             sa.Column("operator_approved", sa.Boolean(), server_default=sa.false(), nullable=False)
         )
         batch_op.add_column(sa.Column("grant_id", sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column("introspects", sa.JSON(), nullable=True))
 
     connection = op.get_bind()
     clients = sa.table(
@@ -70,6 +72,7 @@ def upgrade() -> None:
         sa.column("metadata", sa.JSON),
         sa.column("operator_approved", sa.Boolean),
         sa.column("grant_id", sa.String),
+        sa.column("introspects", sa.JSON),
     )
     rules = sa.table(
         "access_rules",
@@ -102,6 +105,9 @@ def upgrade() -> None:
             continue
         scopes = (meta.get("scope") or "").split() or ["*"]
         connection.execute(
+            sa.update(clients).where(clients.c.client_id == client_id).values(introspects=["*"])
+        )
+        connection.execute(
             sa.insert(rules).values(
                 resource="*", who=f"client:{client_id}", scopes=scopes, created_at=now
             )
@@ -110,6 +116,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("clients", schema=None) as batch_op:
+        batch_op.drop_column("introspects")
         batch_op.drop_column("grant_id")
         batch_op.drop_column("operator_approved")
     op.drop_table("registration_tokens")
