@@ -260,18 +260,36 @@ async def test_a07_https_redirect_uri_must_match_exactly(
 
 
 async def test_a07_registered_query_is_kept_and_error_parameters_are_appended(
-    app_client: httpx.AsyncClient,
+    settings: Settings, app_client: httpx.AsyncClient
 ) -> None:
     """RFC 6749 §3.1.2: the registered query component is retained when parameters are added."""
+    from tests.authserver.browser_steps import preregister
+
     with_query = "https://app.example.com/cb?tenant=blue"
-    reg = await register(app_client, redirect_uris=[with_query], application_type="web")
+    client_id, _ = await preregister(settings, redirect_uris=[with_query])
     response = await get_authorize(
-        app_client, valid(reg["client_id"], redirect_uri=with_query, scope="nope:nope")
+        app_client, valid(client_id, redirect_uri=with_query, scope="nope:nope")
     )
     assert response.status_code == 302
     location = response.headers["location"]
     assert location.startswith("https://app.example.com/cb?tenant=blue&")
     assert query_of(location)["error"] == "invalid_scope"
+
+
+async def test_l3_a_self_registered_web_client_gets_no_error_redirect(
+    app_client: httpx.AsyncClient,
+) -> None:
+    """L3, RFC 9700 §4.11.2: a client that registered https://evil.example/... itself cannot use
+    this server as an open redirector: an error before any user interaction (here
+    response_type=token) is shown on bastion's page, not sent to its address. Its loopback and
+    private-use redirects stay on the user's device and are still redirected (A05 tests)."""
+    evil = "https://evil.example/phish"
+    reg = await register(app_client, redirect_uris=[evil], application_type="web")
+    response = await get_authorize(
+        app_client, valid(reg["client_id"], redirect_uri=evil, response_type="token")
+    )
+    assert_page(response)
+    assert "evil.example" in response.text and "unsupported_response_type" in response.text
 
 
 # Errors after the redirect URI is trusted: redirect with error, state, iss

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -28,6 +29,7 @@ from bastion.oauth.errors import (
     UnauthorizedClient,
     UnsupportedResponseType,
 )
+from bastion.oauth.redirect_uri import is_loopback_uri
 from bastion.oauth.resource import canonical, check_indicator
 from bastion.store import grants
 from bastion.store.clients import Client
@@ -46,6 +48,20 @@ class AuthorizationRequest:
     resource: str
     state: str | None
     code_challenge: str
+
+
+def may_redirect_errors(client: Client, redirect_uri: str) -> bool:
+    """Whether an error found before any user interaction may be sent to ``redirect_uri``.
+
+    RFC 9700 §4.11.2: redirecting errors to any address a client registered for itself makes
+    the authorization server an open redirector (a link on this server's domain that lands on
+    the attacker's page). Errors of clients an operator made are redirected as RFC 6749 §4.1.2.1
+    says; for a client that registered itself only to loopback or private-use URIs (which stay
+    on the user's device), and otherwise shown on an error page."""
+    if client.operator_approved or client.origin == "preregistered":
+        return True
+    scheme = urlsplit(redirect_uri).scheme.lower()
+    return is_loopback_uri(redirect_uri) or scheme not in ("http", "https")
 
 
 def select_resource(bastion: AuthServer, values: list[str]) -> str:
@@ -162,6 +178,14 @@ async def authorize(request: Request) -> Response:
     try:
         valid = validate(bastion, client, params, redirect_uri)
     except OAuthError as exc:
+        if not may_redirect_errors(client, redirect_uri):
+            return error_page(
+                request,
+                "Invalid authorization request",
+                f"{exc.description} ({exc.error}). The error was not sent to "
+                f"{urlsplit(redirect_uri).hostname}: that address was chosen by the application "
+                "itself, not by an administrator.",
+            )
         return redirect_error(exc, redirect_uri, single(params, "state"), bastion.issuer)
     request_id = secrets.token_urlsafe(24)
     now = bastion.clock()
@@ -184,4 +208,11 @@ async def authorize(request: Request) -> Response:
     )
 
 
-__all__ = ["AuthorizationRequest", "authorize", "select_resource", "select_scope", "validate"]
+__all__ = [
+    "AuthorizationRequest",
+    "authorize",
+    "may_redirect_errors",
+    "select_resource",
+    "select_scope",
+    "validate",
+]
