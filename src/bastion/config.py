@@ -54,6 +54,15 @@ class TokenSettings(BaseModel):
     access_token_ttl: int = Field(600, ge=30, le=86400, description="Seconds.")
     refresh_token_ttl: int = Field(30 * 86400, ge=60, description="Seconds of a refresh family.")
     code_ttl: int = Field(60, ge=10, le=600, description="Authorization code lifetime, seconds.")
+    refresh_reuse_window: int = Field(
+        10,
+        ge=0,
+        le=120,
+        description="Seconds during which the client that rotated a refresh token may present "
+        "it again and get the same successor (an answer lost to a crash or a dropped "
+        "connection, two processes of one client refreshing together). Outside it, or from "
+        "another client, reuse revokes the whole grant (RFC 9700 4.14.2). 0: no window.",
+    )
     signing_alg: SigningAlg = "ES256"
     key_prepublish: int = Field(
         300,

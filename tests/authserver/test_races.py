@@ -1,7 +1,8 @@
 """Concurrent redemptions of single-use grants against a real server (uvicorn, real sockets).
 
 OAuth 2.1 §4.1.3 (a code is used once), RFC 9700 §4.2.4 (a replayed code revokes what it
-issued) and §4.14.2 (a refresh token is used once; reuse revokes the family). Requests truly
+issued) and §4.14.2 (a refresh token is used once; reuse revokes the family, except by its own
+client within tokens.refresh_reuse_window, which gets the same successor). Requests truly
 overlap: twenty of them are in flight at once over separate connections.
 """
 
@@ -9,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import httpx
 
-from bastion.config import Settings
+from bastion.authserver.app import create_app
+from bastion.config import ResourceSettings, Settings
 from tests.authserver._tokens import (
     assert_error,
     code_grant,
@@ -22,6 +24,7 @@ from tests.authserver._tokens import (
     refresh,
 )
 from tests.support.flow import add_user, authorize, exchange, register
+from tests.support.live import free_port, serve
 
 RACERS = 20
 TIMEOUT = 60.0
@@ -56,7 +59,7 @@ async def test_a08_concurrent_redemptions_of_one_code_give_exactly_one_token_res
     issuer, settings = live_as
     async with racing_client(issuer) as client:
         await add_user(settings)
-        resource_server = await confidential_client(settings)
+        resource_server = await confidential_client(settings, introspects=["*"])
         reg = await register(client)
         done = await authorize(client, reg["client_id"], resource=f"{issuer}/mcp")
         responses = await race(exchange(client, reg["client_id"], done) for _ in range(RACERS))
@@ -73,16 +76,48 @@ async def test_a08_concurrent_redemptions_of_one_code_give_exactly_one_token_res
         assert_error(refused, 400, "invalid_grant")
 
 
-async def test_a06_concurrent_redemptions_of_one_refresh_token_give_exactly_one_token_response(
+async def test_a06_concurrent_refreshes_by_the_client_share_one_successor(
     live_as: tuple[str, Settings],
 ) -> None:
-    """OAuth 2.1 §4.3.1, RFC 9700 §4.14.2: a refresh token is rotated once; of twenty
-    simultaneous uses exactly one gets new tokens, the others get invalid_grant; and since the
-    rotated token was reused, the family the winner's tokens belong to is revoked."""
+    """OAuth 2.1 §4.3.1, RFC 9700 §4.14.2 with tokens.refresh_reuse_window: twenty simultaneous
+    refreshes by the client that holds the token (several windows of one MCP client) are
+    rotated once: every answer carries the same successor, so the grant keeps one live branch
+    and nobody is signed out. That successor then works once, like any refresh token."""
     issuer, settings = live_as
     async with racing_client(issuer) as client:
         await add_user(settings)
-        resource_server = await confidential_client(settings)
+        resource_server = await confidential_client(settings, introspects=["*"])
+        grant = await code_grant(client, resource=f"{issuer}/mcp")
+        token = grant.tokens["refresh_token"]
+        responses = await race(refresh(client, grant.client_id, token) for _ in range(RACERS))
+        assert outcome(responses) == {200: RACERS}
+        [successor] = {r.json()["refresh_token"] for r in responses}
+        assert successor != token
+        assert len({r.json()["access_token"] for r in responses}) == RACERS
+        for response in responses:
+            answer = await introspect(client, resource_server, response.json()["access_token"])
+            assert answer["active"] is True
+        onward = await race(refresh(client, grant.client_id, successor) for _ in range(2))
+        assert outcome(onward) == {200: 2}
+        assert len({r.json()["refresh_token"] for r in onward}) == 1
+
+
+async def test_a06_concurrent_refreshes_outside_the_window_give_exactly_one_token_response(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """RFC 9700 §4.14.2 without a reuse window (tokens.refresh_reuse_window = 0): of twenty
+    simultaneous uses exactly one gets new tokens, the others get invalid_grant; and since the
+    rotated token was reused, the family the winner's tokens belong to is revoked."""
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    settings = make_settings(
+        issuer=issuer,
+        resources=[ResourceSettings(uri=f"{issuer}/mcp", name="demo", scopes=["mcp:tools"])],
+        tokens={"refresh_reuse_window": 0},
+    )
+    async with serve(create_app(settings), port=port), racing_client(issuer) as client:
+        await add_user(settings)
+        resource_server = await confidential_client(settings, introspects=["*"])
         grant = await code_grant(client, resource=f"{issuer}/mcp")
         token = grant.tokens["refresh_token"]
         responses = await race(refresh(client, grant.client_id, token) for _ in range(RACERS))

@@ -7,7 +7,7 @@ active one). Checklist A06.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
@@ -68,11 +68,25 @@ async def test_a06_refresh_rotates_the_refresh_token(
     assert_error(refused, 400, "invalid_grant")
 
 
-async def test_a06_reuse_of_a_rotated_refresh_token_revokes_the_whole_family(
-    settings: Settings, app_client: httpx.AsyncClient, alice: None
+@pytest.fixture
+async def clocked(
+    make_settings: Callable[..., Settings],
+) -> AsyncIterator[tuple[Settings, httpx.AsyncClient, FakeClock]]:
+    """The AS on a clock the test moves, with alice and the default reuse window."""
+    settings = make_settings()
+    clock = FakeClock()
+    async with running(settings, clock=clock) as client:
+        await add_user(settings)
+        yield settings, client, clock
+
+
+async def test_a06_reuse_of_a_rotated_refresh_token_after_the_window_revokes_the_whole_family(
+    clocked: tuple[Settings, httpx.AsyncClient, FakeClock],
 ) -> None:
-    """RFC 9700 §4.14.2: when a rotated refresh token is presented again, the active refresh
-    token and the access tokens of the grant are revoked."""
+    """RFC 9700 §4.14.2: when a rotated refresh token is presented again after
+    tokens.refresh_reuse_window, the active refresh token and the access tokens of the grant
+    are revoked."""
+    settings, app_client, clock = clocked
     resource_server = await confidential_client(settings, introspects=["*"])
     grant = await code_grant(app_client)
     first = grant.tokens
@@ -82,6 +96,7 @@ async def test_a06_reuse_of_a_rotated_refresh_token_revokes_the_whole_family(
     for token in (first["access_token"], second["access_token"]):
         assert (await introspect(app_client, resource_server, token))["active"] is True
 
+    clock.advance(settings.tokens.refresh_reuse_window + 1)
     reused = await refresh(app_client, grant.client_id, first["refresh_token"])
     assert_error(reused, 400, "invalid_grant")
 
@@ -89,6 +104,48 @@ async def test_a06_reuse_of_a_rotated_refresh_token_revokes_the_whole_family(
     assert_error(newest, 400, "invalid_grant")
     for token in (first["access_token"], second["access_token"]):
         assert await introspect(app_client, resource_server, token) == {"active": False}
+
+
+async def test_a06_a_refresh_repeated_within_the_window_gets_the_same_successor(
+    clocked: tuple[Settings, httpx.AsyncClient, FakeClock],
+) -> None:
+    """An answer lost to a crash or a dropped connection: the same client presents the token it
+    sent again within tokens.refresh_reuse_window and gets the successor already issued (one
+    live branch) with a new access token; the grant lives on. Once that successor has been
+    used, the old token is reuse like any other and ends the grant."""
+    settings, app_client, clock = clocked
+    grant = await code_grant(app_client)
+    t0 = grant.tokens["refresh_token"]
+    first = await refresh(app_client, grant.client_id, t0)
+    assert first.status_code == 200, first.text
+    clock.advance(settings.tokens.refresh_reuse_window)
+    again = await refresh(app_client, grant.client_id, t0)
+    assert again.status_code == 200, again.text
+    assert again.json()["refresh_token"] == first.json()["refresh_token"]
+    assert again.json()["access_token"] != first.json()["access_token"]
+    onward = await refresh(app_client, grant.client_id, first.json()["refresh_token"])
+    assert onward.status_code == 200, onward.text
+    late = await refresh(app_client, grant.client_id, t0)
+    assert_error(late, 400, "invalid_grant")
+    ended = await refresh(app_client, grant.client_id, onward.json()["refresh_token"])
+    assert_error(ended, 400, "invalid_grant")
+
+
+async def test_a06_reuse_by_another_client_revokes_the_grant_even_within_the_window(
+    clocked: tuple[Settings, httpx.AsyncClient, FakeClock],
+) -> None:
+    """The window is for the client the token belongs to: a rotated token presented by another
+    client is a stolen token, and the grant ends."""
+    _, app_client, _ = clocked
+    grant = await code_grant(app_client)
+    t0 = grant.tokens["refresh_token"]
+    first = await refresh(app_client, grant.client_id, t0)
+    assert first.status_code == 200, first.text
+    thief = (await register(app_client))["client_id"]
+    stolen = await refresh(app_client, thief, t0)
+    assert_error(stolen, 400, "invalid_grant")
+    rightful = await refresh(app_client, grant.client_id, first.json()["refresh_token"])
+    assert_error(rightful, 400, "invalid_grant")
 
 
 async def test_refresh_with_a_narrower_scope_is_allowed(

@@ -99,6 +99,7 @@ async def open_server(
         templates=templates,
         clock=clock,
         access=access,
+        cipher=cipher,
         federation=Federation(settings, cipher=cipher, clock=clock),
     )
 

@@ -12,6 +12,7 @@ from bastion.clock import Clock
 from bastion.config import Settings
 from bastion.identity.local import LocalUsers
 from bastion.store.database import Database
+from bastion.tokens.cipher import Cipher
 from bastion.tokens.keys import KeyManager
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -38,6 +39,7 @@ class AuthServer:
     templates: Environment
     clock: Clock
     access: AccessPolicy
+    cipher: Cipher
     federation: Federation | None = None
 
     @property

@@ -100,6 +100,15 @@ async def consume_refresh(conn: AsyncConnection, token_hash: str, now: int) -> s
     return (await conn.execute(q)).first()
 
 
+async def set_successor(conn: AsyncConnection, token_hash: str, sealed: str) -> None:
+    """Remember (encrypted) the token that replaced a rotated refresh token."""
+    await conn.execute(
+        sa.update(refresh_tokens)
+        .where(refresh_tokens.c.token_hash == token_hash)
+        .values(successor_encrypted=sealed)
+    )
+
+
 async def get_refresh(conn: AsyncConnection, token_hash: str) -> sa.Row[Any] | None:
     """A refresh token row in any state."""
     q = sa.select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash)
@@ -260,5 +269,6 @@ __all__ = [
     "save_code",
     "save_refresh",
     "save_request",
+    "set_successor",
     "use_assertion_once",
 ]

@@ -153,6 +153,10 @@ refresh_tokens = sa.Table(
     ),
     sa.Column("issued_at", sa.BigInteger, nullable=False),
     sa.Column("used_at", sa.BigInteger, nullable=True),
+    # The token that replaced this one, encrypted, so that the same client presenting this one
+    # again within tokens.refresh_reuse_window gets that same successor (an answer lost to a
+    # crash or a dropped connection, two processes of one client refreshing together).
+    sa.Column("successor_encrypted", sa.Text, nullable=True),
 )
 
 # The access tokens issued in a family, so that revoking the family (code replay, refresh reuse)

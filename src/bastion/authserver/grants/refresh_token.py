@@ -2,7 +2,12 @@
 
 Each refresh token works once. Presenting one that was already used means two parties hold it,
 so the whole family (every refresh and access token descending from the original code) is
-revoked.
+revoked, with one exception: within ``tokens.refresh_reuse_window`` seconds of its rotation, the
+client it belongs to may present it again and gets the same successor (kept encrypted for that
+purpose) with a new access token. That is what an answer lost to a crash or a dropped connection
+looks like, and what two processes of one client refreshing at once do; since the successor is
+the same, the family keeps a single live branch. Once that successor has been used in turn, the
+old token is reuse like any other.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from bastion.store import grants
 from bastion.store import users as user_rows
 from bastion.store.clients import Client
 from bastion.store.federation import links_of
+from bastion.tokens import access_token
 from bastion.tokens import secrets as opaque
 
 
@@ -45,6 +51,9 @@ async def refresh(
     if row is None or family is None:
         raise InvalidGrant("the refresh token is not valid")
     if family.client_id != client.client_id:
+        if row.used_at is not None:
+            # A rotated token in a stranger's hands: the grant is compromised.
+            await _revoke(bastion, family.id, now, "refresh token reused by another client")
         raise InvalidGrant("the refresh token was issued to another client")
     if family.revoked_at is not None:
         raise InvalidGrant("the refresh token has been revoked")
@@ -88,10 +97,55 @@ async def refresh(
             await add_refresh(
                 bastion, conn, client=client, family_id=family.id, issued=issued, body=body
             )
+            successor = body.get("refresh_token")
+            if successor and bastion.settings.tokens.refresh_reuse_window:
+                sealed = bastion.cipher.encrypt(successor.encode(), bound_to=_bound(token_hash))
+                await grants.set_successor(conn, token_hash, sealed)
     if spent is None:
+        if await _repeat(bastion, token_hash, family.id, issued, body, now):
+            return body
         await _explain_failure(bastion, token_hash, client, now)
         raise InvalidGrant("the refresh token is not valid")
     return body
+
+
+def _bound(token_hash: str) -> str:
+    return f"refresh-successor:{token_hash}"
+
+
+async def _repeat(
+    bastion: AuthServer,
+    token_hash: str,
+    family_id: str,
+    issued: access_token.IssuedToken,
+    body: dict[str, Any],
+    now: int,
+) -> bool:
+    """Within the reuse window, answer a repeated refresh with the successor it already got
+    (and the new access token); False when the window does not apply."""
+    window = bastion.settings.tokens.refresh_reuse_window
+    async with bastion.db.transaction() as conn:
+        known = await grants.get_refresh(conn, token_hash)
+        if (
+            not window
+            or known is None
+            or known.used_at is None
+            or known.used_at + window < now
+            or known.successor_encrypted is None
+        ):
+            return False
+        successor = bastion.cipher.decrypt(
+            known.successor_encrypted, bound_to=_bound(token_hash)
+        ).decode()
+        following = await grants.get_refresh(conn, opaque.digest(successor))
+        family = await grants.get_family(conn, family_id)
+        if following is None or following.used_at is not None or family is None:
+            return False  # the chain has moved on: this is reuse
+        if family.revoked_at is not None:
+            return False
+        await grants.record_access_token(conn, family_id, issued.jti, issued.expires_at)
+    body["refresh_token"] = successor
+    return True
 
 
 def _check_session_age(

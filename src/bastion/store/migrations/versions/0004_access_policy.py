@@ -1,4 +1,5 @@
-"""access policy: access rules, revocations, registration tokens, operator-approved clients
+"""access policy: access rules, revocations, registration tokens, operator-approved clients,
+refresh-token successors for the reuse window
 
 Existing pre-registered clients were made by an operator: they are marked operator_approved, and
 each one that has the client_credentials grant keeps what it could do before, as a rule on every
@@ -57,6 +58,8 @@ def upgrade() -> None:
         sa.Column("uses_left", sa.Integer(), nullable=True),
         sa.PrimaryKeyConstraint("token_hash", name=op.f("pk_registration_tokens")),
     )
+    with op.batch_alter_table("refresh_tokens", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("successor_encrypted", sa.Text(), nullable=True))
     with op.batch_alter_table("clients", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("operator_approved", sa.Boolean(), server_default=sa.false(), nullable=False)
@@ -115,6 +118,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("refresh_tokens", schema=None) as batch_op:
+        batch_op.drop_column("successor_encrypted")
     with op.batch_alter_table("clients", schema=None) as batch_op:
         batch_op.drop_column("introspects")
         batch_op.drop_column("grant_id")
