@@ -51,7 +51,7 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / ".cache" / "screenshots"
 USERNAME = "alice"
 SCOPE = "mcp:tools"
 TOKEN_FIELDS = {"access_token", "token_type", "expires_in", "scope", "refresh_token"}
-CLAIMS = {"iss", "sub", "aud", "client_id", "scope", "iat", "exp", "jti"}
+CLAIMS = {"iss", "sub", "aud", "client_id", "scope", "iat", "exp", "jti", "grant_id"}
 
 
 # Fixtures ---------------------------------------------------------------------------------------
@@ -320,11 +320,13 @@ async def test_a01_a06_dcr_client_signs_in_through_a_browser_and_uses_rotating_t
         assert rotated["access_token"] != tokens["access_token"]
         assert (await introspect(http, resource_server, rotated["access_token"]))["active"]
 
-        # Reuse of the spent token: refused, and the whole family with it.
+        # Once the successor has been used too, reuse of the spent token (no longer a repeat
+        # within tokens.refresh_reuse_window): refused, and the whole family with it.
+        onward = token_body(await use_refresh_token(http, client_id, rotated["refresh_token"]))
         assert_invalid_grant(await use_refresh_token(http, client_id, tokens["refresh_token"]))
-        assert_invalid_grant(await use_refresh_token(http, client_id, rotated["refresh_token"]))
+        assert_invalid_grant(await use_refresh_token(http, client_id, onward["refresh_token"]))
         inactive = {"active": False}
-        assert await introspect(http, resource_server, rotated["access_token"]) == inactive
+        assert await introspect(http, resource_server, onward["access_token"]) == inactive
 
         # A new grant: still signed in, but a public loopback client is asked again (RFC 8252
         # §8.6), then revocation (RFC 7009 §2.1).

@@ -47,7 +47,7 @@ async def describe_access_token(
     if family is not None and family.revoked_at is not None:
         return INACTIVE
     answer = {"active": True, "token_type": "Bearer"}
-    for name in ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "jti"):
+    for name in ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "jti", "grant_id"):
         if name in claims:
             answer[name] = claims[name]
     return answer
