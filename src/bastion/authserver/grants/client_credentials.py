@@ -13,6 +13,7 @@ which records that it was used.
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from bastion.authserver.authorize import select_resource
@@ -51,9 +52,11 @@ async def issue(
         client.client_id, resource, asked, bastion.settings.scopes_of(resource)
     )
     if not decision.rules:
+        name = next((r.name for r in bastion.settings.resources if r.uri == resource), None)
         raise InvalidTarget(
             f"client {client.client_id} may not obtain tokens for {resource}; an operator can "
-            f"allow it with `bastion access allow {resource} client:{client.client_id}`"
+            f"allow it with `bastion access allow {shlex.quote(name or resource)} "
+            f"client:{client.client_id}`"
         )
     if not decision.allowed:
         raise InvalidScope(
