@@ -114,7 +114,10 @@ async def stack(make_settings: Callable[..., Settings], tmp_path: Path) -> Async
                         "scopes": ["mcp:tools", "notes:write"],
                         "policy": {
                             "default": ["mcp:tools"],
-                            "tools": {"delete_note": ["notes:write"]},
+                            "tools": {
+                                "delete_note": ["notes:write"],
+                                "add_note": ["notes:write"],
+                            },
                         },
                         "forward_identity": True,
                         "headers": {"Authorization": "Bearer upstream-credential"},
@@ -378,3 +381,59 @@ async def test_paths_of_no_upstream_are_404(stack: Stack) -> None:
         root = await http.get(f"{stack.gateway}/")
     assert response.status_code == 404
     assert root.status_code == 404
+
+
+# -- security review findings ----------------------------------------------------------------------
+
+
+async def test_m1_tools_call_as_text_plain_is_refused(stack: Stack) -> None:
+    """The per-tool policy reads JSON bodies only, so a body of another type never reaches the
+    upstream: a tools/call sent as text/plain or form-encoded gets 415 saying what to send. A
+    body without Content-Type is read by the policy (403 for a tool the token may not call) and
+    then refused all the same."""
+    narrow = await stack.token(stack.url("notes"), scope="mcp:tools")
+    auth = {"Authorization": f"Bearer {narrow}", "Accept": ACCEPT}
+    forbidden = json.dumps(tool_call("delete_note")).encode()
+    allowed = json.dumps(tool_call("search")).encode()
+    async with httpx.AsyncClient() as http:
+        for content_type in ("text/plain", "application/x-www-form-urlencoded"):
+            response = await http.post(
+                stack.url("notes"),
+                content=forbidden,
+                headers={**auth, "Content-Type": content_type},
+            )
+            assert response.status_code == 415, (content_type, response.text)
+            assert response.json() == {
+                "error": "invalid_request",
+                "error_description": "the request body must be JSON; it was sent with "
+                f"Content-Type {content_type!r}. Send it with 'Content-Type: application/json'",
+            }
+        untyped = await http.post(stack.url("notes"), content=forbidden, headers=auth)
+        assert untyped.status_code == 403
+        untyped = await http.post(stack.url("notes"), content=allowed, headers=auth)
+        assert untyped.status_code == 415
+        assert "no Content-Type" in untyped.json()["error_description"]
+    assert stack.recorder.requests == []
+
+
+async def test_m1_batch_is_checked_message_by_message(stack: Stack) -> None:
+    """Every message of a JSON-RPC batch counts: [ping, tools/call add_note] with a token that
+    lacks notes:write is 403 and reaches nobody; JSON sent as application/json or a +json type
+    still goes through."""
+    narrow = await stack.token(stack.url("notes"), scope="mcp:tools")
+    batch = [{"jsonrpc": "2.0", "id": 1, "method": "ping"}, tool_call("add_note")]
+    headers = {"Authorization": f"Bearer {narrow}", "Accept": ACCEPT}
+    async with httpx.AsyncClient() as http:
+        denied = await http.post(stack.url("notes"), json=batch, headers=headers)
+        assert denied.status_code == 403
+        [challenge] = parse_challenges(denied.headers["www-authenticate"])
+        assert challenge.params["scope"] == "mcp:tools notes:write"
+        assert stack.recorder.requests == []
+        for content_type in ("application/json; charset=utf-8", "application/vnd.x+json"):
+            allowed = await http.post(
+                stack.url("notes"),
+                content=json.dumps(tool_call("search")).encode(),
+                headers={**headers, "Content-Type": content_type},
+            )
+            assert allowed.status_code == 200, allowed.text
+    assert len(stack.recorder.requests) == 2
