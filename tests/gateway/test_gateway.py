@@ -437,3 +437,27 @@ async def test_m1_batch_is_checked_message_by_message(stack: Stack) -> None:
             )
             assert allowed.status_code == 200, allowed.text
     assert len(stack.recorder.requests) == 2
+
+
+async def test_l1_every_message_of_a_batch_is_audited(stack: Stack) -> None:
+    """[ping, tools/call add_note] runs add_note: the audit has a record per message, each with
+    its own method, tool and id, whether the batch was let through or refused."""
+    broad = await stack.token(stack.url("notes"), scope="mcp:tools notes:write")
+    narrow = await stack.token(stack.url("notes"), scope="mcp:tools")
+    batch = [{"jsonrpc": "2.0", "id": 1, "method": "ping"}, tool_call("add_note")]
+    async with httpx.AsyncClient() as http:
+        for token, status in ((broad, 200), (narrow, 403)):
+            response = await http.post(
+                f"{stack.url('notes')}/batch",
+                json=batch,
+                headers={"Authorization": f"Bearer {token}", "Accept": ACCEPT},
+            )
+            assert response.status_code == status, response.text
+    records = stack.audit()
+    assert [(r["rpc_method"], r["tool"], r["rpc_id"], r["status"]) for r in records] == [
+        ("ping", None, 1, 200),
+        ("tools/call", "add_note", 2, 200),
+        ("ping", None, 1, 403),
+        ("tools/call", "add_note", 2, 403),
+    ]
+    assert {r["client_id"] for r in records} == {stack.client_id}

@@ -2,7 +2,7 @@
 
 For each upstream (``[[gateway.upstreams]]``) the stack is::
 
-    AuditMiddleware                  one record per request, refusals included
+    AuditMiddleware                  a record per request (per message of a batch), refusals too
       ResourceServerMiddleware       RFC 9728 metadata, 401/403/400, Origin (R01-R07, R11)
         HttpProxy | StdioBridge      the upstream, never given the client's token (R05)
 
