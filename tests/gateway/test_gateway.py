@@ -29,7 +29,7 @@ from bastion.oauth.www_authenticate import parse_challenges
 from tests.gateway.conftest import STDIO_COMMAND
 from tests.gateway.stdio_server import build
 from tests.gateway.upstream import RecordingUpstream
-from tests.support.live import free_port, serve
+from tests.support.live import free_port, raw_request, serve
 
 IDENTITY_SECRET = "gateway-identity-secret-0123456789abcdef"
 ACCEPT = "application/json, text/event-stream"
@@ -461,3 +461,16 @@ async def test_l1_every_message_of_a_batch_is_audited(stack: Stack) -> None:
         ("tools/call", "add_note", 2, 403),
     ]
     assert {r["client_id"] for r in records} == {stack.client_id}
+
+
+async def test_l2_dot_segments_below_a_mount_path_are_refused(stack: Stack) -> None:
+    """/mcp/notes/../../secret-admin with a good token is 400 at the gateway: the upstream never
+    sees a path with dot segments."""
+    token = await stack.token(stack.url("notes"))
+    headers = [("Authorization", f"Bearer {token}"), ("Content-Type", "application/json")]
+    body = json.dumps(INIT).encode()
+    for target in ("/mcp/notes/../../secret-admin", "/mcp/notes/%2e%2e/%2E%2E/secret-admin"):
+        response = await raw_request(stack.gateway, "POST", target, headers, body)
+        assert response.status == 400, response.body
+        assert "leave this MCP server's path" in json.loads(response.body)["error"]["message"]
+    assert stack.recorder.requests == []

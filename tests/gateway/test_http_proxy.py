@@ -11,6 +11,7 @@ import asyncio
 import json
 
 import httpx
+import pytest
 from starlette.types import Receive, Scope, Send
 
 from bastion.config import UpstreamSettings
@@ -20,7 +21,7 @@ from bastion.gateway.upstream_http import UpstreamPool
 from bastion.resource.principal import Principal
 from tests.gateway.conftest import ALICE, ProxyFactory
 from tests.gateway.upstream import RecordingUpstream
-from tests.support.live import free_port, serve
+from tests.support.live import free_port, raw_request, serve
 
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}
 ACCEPT = "application/json, text/event-stream"
@@ -324,3 +325,49 @@ async def test_r10_an_upstream_session_stays_with_the_caller_who_started_it(
     assert own.status_code == 200
     assert len(recorder.requests) == seen + 2  # alice's request and her DELETE, not bob's
     assert proxy.sessions.owner(session_id) is None
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/mcp/../secret-admin",
+        "/mcp/a/../../secret-admin",
+        "/mcp/%2e%2e/secret-admin",
+        "/mcp/.%2E/%2e./secret-admin",
+        "/mcp/..%2fsecret-admin",
+        "/mcp/x/..%2F..%2Fsecret-admin",
+        "/mcp/..\\secret-admin",
+        "/mcp/%5c..%5csecret-admin",
+    ],
+)
+async def test_l2_a_path_that_leaves_the_mount_is_refused(
+    upstream: tuple[RecordingUpstream, str], proxied: ProxyFactory, target: str
+) -> None:
+    """Dot segments below the mount path, plain or percent-encoded (%2e, or hidden behind an
+    encoded / or a backslash), that would climb above it get 400 and never reach the upstream
+    (which would otherwise serve /secret-admin)."""
+    recorder, url = upstream
+    async with proxied(url=url) as base:
+        response = await raw_request(base, "GET", target)
+    assert response.status == 400
+    error = json.loads(response.body)["error"]
+    assert error["code"] == -32600
+    assert "/mcp" in error["message"]
+    assert recorder.requests == []
+
+
+async def test_l2_dot_segments_inside_the_mount_are_removed(
+    upstream: tuple[RecordingUpstream, str], proxied: ProxyFactory
+) -> None:
+    """RFC 3986 §5.2.4: a path that stays below the mount path is forwarded without its dot
+    segments; other percent-encodings travel as sent."""
+    recorder, url = upstream
+    async with proxied(url=url) as base:
+        for target, seen in [
+            ("/mcp/a/../b", "/mcp/b"),
+            ("/mcp/./a/%2e/b%20c", "/mcp/a/b%20c"),
+            ("/mcp/a/b/..", "/mcp/a/"),
+        ]:
+            response = await raw_request(base, "GET", target)
+            assert response.status == 200, (target, response.body)
+            assert recorder.requests[-1]["raw_path"] == seen

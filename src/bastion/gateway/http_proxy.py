@@ -1,9 +1,10 @@
 """Reverse proxy to a streamable HTTP MCP server (MCP transports, "Streamable HTTP").
 
 POST, GET and DELETE go to the upstream endpoint (paths below the mount path to the same paths
-below the upstream URL). Answers come back as they arrive: a JSON body as it is read, an SSE
-stream event by event, never buffered whole. When the client goes away the upstream request is
-closed too (for 2026-07-28 servers that is how a request is cancelled).
+below the upstream URL, dot segments removed; one that would leave the mount path is refused with
+400, see :mod:`bastion.gateway.upstream_path`). Answers come back as they arrive: a JSON body as
+it is read, an SSE stream event by event, never buffered whole. When the client goes away the
+upstream request is closed too (for 2026-07-28 servers that is how a request is cancelled).
 
 Header rules:
 
@@ -50,6 +51,7 @@ from bastion.gateway.asgi import (
 )
 from bastion.gateway.identity import HEADER_PREFIX, sign_identity_headers
 from bastion.gateway.upstream_http import UpstreamError, UpstreamPool, UpstreamResponse
+from bastion.gateway.upstream_path import UnsafePath, below_mount
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +172,11 @@ class HttpProxy:
             )
             return
         try:
+            target = self._target(scope)
+        except UnsafePath as exc:
+            await send_json(send, 400, jsonrpc.error(jsonrpc.INVALID_REQUEST, str(exc)))
+            return
+        try:
             body = await read_body(receive, self._max_body_bytes)
         except ClientGone:
             return
@@ -189,7 +196,7 @@ class HttpProxy:
             return
         disconnected = asyncio.ensure_future(wait_for_disconnect(receive))
         try:
-            await self._exchange(scope, method, body, send, disconnected)
+            await self._exchange(scope, method, target, body, send, disconnected)
         except _UpstreamFailure as failure:
             await send_json(
                 send,
@@ -233,13 +240,19 @@ class HttpProxy:
     # -- the exchange ---------------------------------------------------------------------------
 
     async def _exchange(
-        self, scope: Scope, method: str, body: bytes, send: Send, disconnected: asyncio.Task[None]
+        self,
+        scope: Scope,
+        method: str,
+        target: str,
+        body: bytes,
+        send: Send,
+        disconnected: asyncio.Task[None],
     ) -> None:
         # The whole wait for the answer is bounded in _send; reads of an SSE stream are not (a
         # GET stream may rightly stay quiet for a long time).
         sending = self._send(
             method,
-            self._target(scope),
+            target,
             self._request_headers(scope),
             body if method == "POST" else None,
         )
@@ -314,7 +327,8 @@ class HttpProxy:
     # -- URLs and headers -----------------------------------------------------------------------
 
     def _target(self, scope: Scope) -> str:
-        """The upstream URL for this request: the path below the mount path, then the query."""
+        """The upstream URL for this request: the path below the mount path (as the client
+        encoded it, dot segments removed), then the query; raises :class:`UnsafePath`."""
         mount = self.upstream.path
         raw_path: bytes | None = scope.get("raw_path")
         raw = raw_path.decode("latin-1") if raw_path else None
@@ -322,6 +336,7 @@ class HttpProxy:
             below = raw[len(mount) :]
         else:
             below = quote(scope["path"][len(mount) :])
+        below = below_mount(mount, below)
         url = self.url if not below else self.url.rstrip("/") + below
         query: bytes = scope.get("query_string", b"")
         return f"{url}?{query.decode('latin-1')}" if query else url
