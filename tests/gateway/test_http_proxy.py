@@ -371,3 +371,35 @@ async def test_l2_dot_segments_inside_the_mount_are_removed(
             response = await raw_request(base, "GET", target)
             assert response.status == 200, (target, response.body)
             assert recorder.requests[-1]["raw_path"] == seen
+
+
+async def test_forwarded_headers_of_the_caller_are_replaced_by_the_gateways_own(
+    upstream: tuple[RecordingUpstream, str], proxied: ProxyFactory, http: httpx.AsyncClient
+) -> None:
+    """X-Forwarded-*, Forwarded and X-Real-IP a client makes up never reach the upstream (which
+    may trust them for logs or rate limits): it gets the client address the gateway saw, the
+    scheme and the Host, once each."""
+    recorder, url = upstream
+    async with proxied(url=url, serve_options={"proxy_headers": False}) as base:
+        response = await http.post(
+            f"{base}/mcp",
+            json=INIT,
+            headers={
+                "X-Forwarded-For": "6.6.6.6",
+                "X-Forwarded-Host": "admin.internal",
+                "X-Forwarded-Proto": "https",
+                "X-Forwarded-Prefix": "/admin",
+                "Forwarded": "for=6.6.6.6;host=admin.internal",
+                "X-Real-IP": "6.6.6.6",
+            },
+        )
+    assert response.status_code == 200, response.text
+    seen = [(k.lower(), v) for k, v in recorder.requests[-1]["headers"]]
+    forwarded = sorted(
+        (k, v) for k, v in seen if k.startswith("x-forwarded-") or k in ("forwarded", "x-real-ip")
+    )
+    assert forwarded == [
+        ("x-forwarded-for", "127.0.0.1"),
+        ("x-forwarded-host", base.removeprefix("http://")),
+        ("x-forwarded-proto", "http"),
+    ]

@@ -7,6 +7,7 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import h11
@@ -24,10 +25,14 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def serve(app: ASGIApp, port: int = 0) -> AsyncIterator[str]:
-    """Run ``app`` under uvicorn on 127.0.0.1 until the block ends; yield its base URL."""
+async def serve(app: ASGIApp, port: int = 0, **options: Any) -> AsyncIterator[str]:
+    """Run ``app`` under uvicorn on 127.0.0.1 until the block ends; yield its base URL.
+    ``options`` go to ``uvicorn.Config`` (e.g. ``proxy_headers=False``)."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False
+        app,
+        host="127.0.0.1",
+        port=port,
+        **{"log_level": "warning", "lifespan": "on", "access_log": False, **options},
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

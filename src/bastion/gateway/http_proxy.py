@@ -12,6 +12,9 @@ Header rules:
   (MCP authorization, "Token Passthrough"; checklist R05). Neither do ``Cookie``, hop-by-hop
   headers (RFC 9110 §7.6.1), ``Origin`` and ``Referer`` (the gateway already checked Origin; the
   upstream sees the gateway as its client), nor any ``X-Bastion-*`` header a client made up.
+- ``Forwarded``, ``X-Forwarded-*`` and ``X-Real-IP`` from the client are dropped: the gateway
+  sets its own ``X-Forwarded-For`` (the client address it saw), ``X-Forwarded-Proto`` and
+  ``X-Forwarded-Host``, so an upstream that trusts them is not told a made-up address.
 - Everything else passes through both ways, the MCP ones included: ``Mcp-Session-Id``,
   ``MCP-Protocol-Version``, ``Mcp-Method``, ``Mcp-Name``, ``Mcp-Param-*``, ``Last-Event-ID``,
   ``Accept``, ``Content-Type``.
@@ -75,6 +78,9 @@ HOP_BY_HOP = frozenset(
 REQUEST_DROPPED = frozenset(
     {"authorization", "cookie", "origin", "referer", "host", "content-length", "accept-encoding"}
 )
+# Proxy headers of the client's making; the gateway sets X-Forwarded-* itself.
+FORWARDING = frozenset({"forwarded", "x-real-ip"})
+FORWARDING_PREFIX = "x-forwarded-"
 RESPONSE_DROPPED = frozenset({"set-cookie", "www-authenticate", "content-length"})
 SESSION_NOT_FOUND = -32001
 
@@ -343,14 +349,17 @@ class HttpProxy:
 
     def _request_headers(self, scope: Scope) -> list[tuple[str, str]]:
         raw: list[tuple[bytes, bytes]] = list(scope.get("headers", []))
-        dropped = HOP_BY_HOP | REQUEST_DROPPED | _connection_listed(raw) | self._extra_names
+        dropped = (
+            HOP_BY_HOP | REQUEST_DROPPED | FORWARDING | _connection_listed(raw) | self._extra_names
+        )
         out: list[tuple[str, str]] = []
         for name_b, value_b in raw:
             name = name_b.decode("latin-1").lower()
-            if name in dropped or name.startswith(HEADER_PREFIX):
+            if name in dropped or name.startswith((HEADER_PREFIX, FORWARDING_PREFIX)):
                 continue
             out.append((name, value_b.decode("latin-1")))
         out.append(("accept-encoding", "identity"))
+        out.extend(self._forwarded(scope))
         out.extend(self._extra)
         principal = principal_of(scope)
         if self._identity_secret is not None and principal is not None:
@@ -363,6 +372,18 @@ class HttpProxy:
             )
             out.extend(signed.items())
         return out
+
+    def _forwarded(self, scope: Scope) -> list[tuple[str, str]]:
+        """The gateway's own X-Forwarded-For, -Proto and -Host (unless configured in
+        ``headers``): the client address uvicorn gave (behind ``trusted_proxies``, the one they
+        reported), the scheme and the Host the client asked for."""
+        client = scope.get("client")
+        values = {
+            "x-forwarded-for": client[0] if client else None,
+            "x-forwarded-proto": scope.get("scheme"),
+            "x-forwarded-host": header(scope, "host"),
+        }
+        return [(k, v) for k, v in values.items() if v and k not in self._extra_names]
 
     @staticmethod
     def _is_event_stream(response: UpstreamResponse) -> bool:
