@@ -8,6 +8,7 @@ MCP transports (streamable HTTP, stdio). Tokens come from the live AS (client_cr
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import stat
 from collections.abc import AsyncIterator, Callable
@@ -33,6 +34,7 @@ from tests.support.live import free_port, raw_request, serve
 
 IDENTITY_SECRET = "gateway-identity-secret-0123456789abcdef"
 ACCEPT = "application/json, text/event-stream"
+JSON = {"Content-Type": "application/json"}
 INIT = {
     "jsonrpc": "2.0",
     "id": 1,
@@ -473,4 +475,29 @@ async def test_l2_dot_segments_below_a_mount_path_are_refused(stack: Stack) -> N
         response = await raw_request(stack.gateway, "POST", target, headers, body)
         assert response.status == 400, response.body
         assert "leave this MCP server's path" in json.loads(response.body)["error"]["message"]
+    assert stack.recorder.requests == []
+
+
+async def test_l7_deeply_nested_json_is_400_and_a_deep_token_401(stack: Stack) -> None:
+    """A body of nested arrays (deeper than 64 levels, whether or not Python's parser would
+    cope) is 400 invalid_request for every upstream; a bearer token whose header is nested
+    arrays is 401 invalid_token. Neither is a 500, neither reaches an upstream."""
+    async with httpx.AsyncClient() as http:
+        for name in ("notes", "files"):
+            token = await stack.token(stack.url(name))
+            auth = {"Authorization": f"Bearer {token}", "Accept": ACCEPT}
+            for depth in (20_000, 900, 65):
+                body = b"[" * depth + b"]" * depth
+                response = await http.post(stack.url(name), content=body, headers={**auth, **JSON})
+                assert response.status_code == 400, (name, depth, response.text)
+                assert response.json()["error"] == "invalid_request"
+                assert "nested at most 64 levels" in response.json()["error_description"]
+        header = base64.urlsafe_b64encode(b"[" * 10_000).rstrip(b"=").decode()
+        response = await http.post(
+            stack.url("notes"),
+            json=INIT,
+            headers={"Authorization": f"Bearer {header}.e30.c2ln", "Accept": ACCEPT},
+        )
+        assert response.status_code == 401, response.text
+        assert response.json()["error"] == "invalid_token"
     assert stack.recorder.requests == []

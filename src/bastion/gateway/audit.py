@@ -35,6 +35,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bastion import safe_json
 from bastion.gateway import jsonrpc
 from bastion.gateway.asgi import principal_of
 
@@ -94,7 +95,7 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
 def _error_of(body: bytes) -> str | None:
     """The OAuth ``error`` code, or the JSON-RPC error message, of an error answer."""
     try:
-        document = json.loads(body)
+        document = safe_json.loads(body)
     except ValueError:
         return None
     if not isinstance(document, dict):

@@ -10,6 +10,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from bastion import safe_json
+from bastion.safe_json import JsonTooDeep
+
 RequestId = str | int
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -48,7 +51,9 @@ class MessageSummary:
 def parse(body: bytes) -> list[dict[str, Any]]:
     """The messages of a POST body: one message, or a batch (MCP 2025-03-26 allowed batches)."""
     try:
-        data = json.loads(body)
+        data = safe_json.loads(body)
+    except JsonTooDeep as exc:
+        raise MalformedMessage(f"the body is not valid JSON: {exc}", PARSE_ERROR) from None
     except (ValueError, UnicodeDecodeError):
         raise MalformedMessage("the body is not valid JSON", PARSE_ERROR) from None
     messages = data if isinstance(data, list) else [data]

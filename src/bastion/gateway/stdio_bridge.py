@@ -40,6 +40,7 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
+from bastion import safe_json
 from bastion.config import UpstreamSettings
 from bastion.gateway import jsonrpc
 from bastion.gateway.asgi import (
@@ -308,7 +309,7 @@ class StdioSession:
                 if not line.strip():
                     continue
                 try:
-                    document = json.loads(line)
+                    document = safe_json.loads(line)
                 except ValueError:
                     log.warning("%s wrote a line that is not JSON-RPC: %.200r", self, line)
                     continue

@@ -41,6 +41,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bastion import safe_json
 from bastion.oauth.errors import InvalidToken, OAuthError
 from bastion.oauth.protected_resource import build_metadata, check_resource, metadata_url
 from bastion.oauth.redirect_uri import is_loopback_host
@@ -140,8 +141,8 @@ def rpc_calls(body: bytes) -> list[RpcCall] | None:
     other copy would otherwise run a method or tool the policy never saw."""
     try:
         text = body.decode("utf-8")
-        document = json.loads(text, object_pairs_hook=_duplicate_keys_refused)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        document = safe_json.loads(text, object_pairs_hook=_duplicate_keys_refused)
+    except (UnicodeDecodeError, ValueError):
         return None
     messages = document if isinstance(document, list) else [document]
     calls: list[RpcCall] = []
@@ -307,7 +308,12 @@ class ResourceServerMiddleware:
             body = await self._read_body(headers, receive)
             parsed = rpc_calls(body)
             if parsed is None:
-                raise _Refusal(400, "invalid_request", "the request body is not valid JSON")
+                raise _Refusal(
+                    400,
+                    "invalid_request",
+                    "the request body is not valid JSON: send UTF-8 JSON without repeated "
+                    f"members, nested at most {safe_json.MAX_DEPTH} levels",
+                )
             calls = parsed
         scope["bastion.calls"] = tuple(calls)
         required = self._required(calls)
