@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from bastion.config import Settings, export_config_file, settings_from_environment
+from bastion.logs import UVICORN_LOGGING, configure_logging
 
 
 def worker_app() -> Starlette:
@@ -32,9 +32,7 @@ def run_server(
     below info, uvicorn writes no access log."""
     from bastion.authserver.app import create_app
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(log_level)
     if workers > 1:
         if config_file is not None:
             export_config_file(config_file)
@@ -47,6 +45,7 @@ def run_server(
             proxy_headers=True,
             server_header=False,
             log_level=log_level,
+            log_config=UVICORN_LOGGING,
         )
         return
     uvicorn.run(
@@ -56,6 +55,7 @@ def run_server(
         proxy_headers=True,
         server_header=False,
         log_level=log_level,
+        log_config=UVICORN_LOGGING,
     )
 
 
@@ -89,6 +89,7 @@ async def serve_together(listeners: list[Listener]) -> None:
                 server_header=False,
                 timeout_graceful_shutdown=5,
                 log_level="info",
+                log_config=UVICORN_LOGGING,
             )
         )
         for item in listeners

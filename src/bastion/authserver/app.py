@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -38,6 +37,7 @@ from bastion.clock import Clock, system_clock
 from bastion.config import Settings
 from bastion.identity.federation import Federation
 from bastion.identity.local import LocalUsers
+from bastion.logs import get_logger
 from bastion.oauth.well_known import metadata_paths
 from bastion.store import clients as client_rows
 from bastion.store import federation as federation_rows
@@ -46,7 +46,7 @@ from bastion.store.database import Database
 from bastion.tokens.cipher import Cipher, load_or_create_secret
 from bastion.tokens.keys import KeyManager
 
-log = logging.getLogger("bastion.authserver")
+log = get_logger("bastion.authserver")
 
 HOUSEKEEPING_INTERVAL = 600
 

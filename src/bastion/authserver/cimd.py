@@ -7,7 +7,6 @@ registration): fetch the document at the client_id URL, check it, cache it as HT
 from __future__ import annotations
 
 import asyncio
-import logging
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -20,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from bastion import safe_json
 from bastion.clock import Clock, system_clock
 from bastion.config import CimdSettings
+from bastion.logs import get_logger
 from bastion.net.ssrf import BlockedAddressError, guarded_transport
 from bastion.oauth.client_metadata import ClientMetadata, parse
 from bastion.oauth.errors import InvalidClient, OAuthError
@@ -27,7 +27,7 @@ from bastion.store import clients
 from bastion.store.clients import CachedDocument
 from bastion.store.database import Database
 
-log = logging.getLogger("bastion.cimd")
+log = get_logger("bastion.cimd")
 
 MAX_URL_LENGTH = 2048  # the cache's key column
 SHARED_SECRET_METHODS = frozenset(

@@ -132,8 +132,7 @@ def quickstart(
     port: Annotated[int, typer.Option(help="Port of the authorization server.")] = 8000,
 ) -> None:
     """Set up a data directory (config, admin user) on first run and start everything."""
-    import logging
-
+    from bastion.logs import configure_logging
     from bastion.quickstart import listeners, prepare, write_config
     from bastion.serve import serve_together
 
@@ -169,7 +168,7 @@ def quickstart(
         "Stop with Ctrl-C."
     )
     console.rule()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging("info")
     asyncio.run(serve_together(listeners(settings)))
 
 

@@ -32,7 +32,6 @@ import asyncio
 import contextlib
 import ipaddress
 import json
-import logging
 import socket
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
@@ -45,9 +44,10 @@ from starlette.types import Receive, Scope, Send
 
 from bastion.client.errors import ClientError
 from bastion.client.registry import RegistryClient, RegistryError, is_json, segment
+from bastion.logs import get_logger
 from bastion.oauth.redirect_uri import is_loopback_host
 
-log = logging.getLogger("bastion.client.registry_bridge")
+log = get_logger("bastion.client.registry_bridge")
 
 DEFAULT_PORT = 8377
 # Browser origins allowed by default: VS Code desktop's renderer, VS Code for the Web.

@@ -15,7 +15,6 @@ audience (RFC 8707, R04). Anything else is 404.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
@@ -32,10 +31,11 @@ from bastion.gateway.audit import AuditLog, AuditMiddleware
 from bastion.gateway.http_proxy import HttpProxy
 from bastion.gateway.stdio_bridge import StdioBridge
 from bastion.gateway.upstream_http import UpstreamPool
+from bastion.logs import UVICORN_LOGGING, configure_logging, get_logger
 from bastion.oauth.protected_resource import metadata_url
 from bastion.resource import JwtVerifier, ResourceServerMiddleware
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class _NotFound:
@@ -140,9 +140,7 @@ def run_gateway(settings: Settings, *, log_level: str = "info") -> None:
     (``log_level`` as for :func:`bastion.serve.run_server`; audit records log at info)."""
     import uvicorn
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(log_level)
     uvicorn.run(
         create_gateway_app(settings),
         host=settings.gateway.host,
@@ -151,6 +149,7 @@ def run_gateway(settings: Settings, *, log_level: str = "info") -> None:
         server_header=False,
         timeout_graceful_shutdown=5,
         log_level=log_level,
+        log_config=UVICORN_LOGGING,
     )
 
 

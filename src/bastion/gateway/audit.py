@@ -38,6 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bastion import safe_json
 from bastion.gateway import jsonrpc
 from bastion.gateway.asgi import principal_of
+from bastion.logs import escape_json_controls, get_logger
 
 LOGGER = "bastion.audit"
 # Enough of a body to find the JSON-RPC method, id and tool name; bodies are not kept.
@@ -50,7 +51,7 @@ class AuditLog:
 
     def __init__(self, path: Path | None = None, *, logger: logging.Logger | None = None) -> None:
         self.path = path
-        self._logger = logger or logging.getLogger(LOGGER)
+        self._logger = logger or get_logger(LOGGER)
         self._fd: int | None = None
         self._lock = threading.Lock()
 
@@ -69,6 +70,7 @@ class AuditLog:
     def write(self, record: dict[str, Any]) -> None:
         """Log one record and append it to the file (one ``write``: lines never interleave)."""
         line = json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str)
+        line = escape_json_controls(line)
         self._logger.info("%s", line)
         if self.path is None:
             return

@@ -34,7 +34,6 @@ be reached or breaks the exchange, 504 when it does not answer within ``timeout`
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable
 from urllib.parse import quote
@@ -55,8 +54,9 @@ from bastion.gateway.asgi import (
 from bastion.gateway.identity import HEADER_PREFIX, sign_identity_headers
 from bastion.gateway.upstream_http import UpstreamError, UpstreamPool, UpstreamResponse
 from bastion.gateway.upstream_path import UnsafePath, below_mount
+from bastion.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 METHODS = ("GET", "POST", "DELETE")
 # RFC 9110 §7.6.1 and the headers RFC 9112 gives connection-specific meaning.

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import secrets
 import signal
@@ -53,8 +52,9 @@ from bastion.gateway.asgi import (
     send_json,
     wait_for_disconnect,
 )
+from bastion.logs import get_logger
 
-log = logging.getLogger("bastion.gateway.stdio")
+log = get_logger("bastion.gateway.stdio")
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 STREAM_QUEUE = 256  # messages waiting for one slow SSE reader

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 from collections.abc import AsyncIterator
 from functools import cache
 from importlib import resources
@@ -36,6 +35,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.authserver.app import CatchAll
 from bastion.config import REGISTRY_SCOPES, Settings
+from bastion.logs import configure_logging, get_logger
 from bastion.oauth.protected_resource import check_resource, metadata_url
 from bastion.oauth.www_authenticate import build_bearer_challenge
 from bastion.registry.access import SCOPE_POLICY
@@ -48,7 +48,7 @@ from bastion.registry.times import MillisClock, system_millis
 from bastion.resource import JwtVerifier, ResourceServerMiddleware, TokenVerifier
 from bastion.store.database import Database
 
-log = logging.getLogger("bastion.registry")
+log = get_logger("bastion.registry")
 
 
 @cache
@@ -293,7 +293,7 @@ def run_registry(settings: Settings, *, with_auth_server: bool = False) -> None:
 
     from bastion.serve import Listener, serve_together
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging("info")
     if shares_issuer_origin(settings):
         listeners = [
             Listener(

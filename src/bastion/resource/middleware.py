@@ -33,7 +33,6 @@ Put a CORS middleware, if any, outside this one: browsers send preflights withou
 from __future__ import annotations
 
 import json
-import logging
 import re
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -42,6 +41,7 @@ from urllib.parse import parse_qsl, urlsplit
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion import safe_json
+from bastion.logs import get_logger
 from bastion.oauth.errors import InvalidToken, OAuthError
 from bastion.oauth.protected_resource import build_metadata, check_resource, metadata_url
 from bastion.oauth.redirect_uri import is_loopback_host
@@ -50,7 +50,7 @@ from bastion.resource.policy import TOOLS_CALL, ScopePolicy
 from bastion.resource.principal import Principal
 from bastion.resource.verifier import TokenVerifier
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
