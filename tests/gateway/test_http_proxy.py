@@ -19,6 +19,7 @@ from bastion.gateway.http_proxy import HttpProxy
 from bastion.gateway.identity import verify_identity_headers
 from bastion.gateway.upstream_http import UpstreamPool
 from bastion.resource.principal import Principal
+from bastion.serve import proxy_options
 from tests.gateway.conftest import ALICE, ProxyFactory
 from tests.gateway.upstream import RecordingUpstream
 from tests.support.live import free_port, raw_request, serve
@@ -380,7 +381,7 @@ async def test_forwarded_headers_of_the_caller_are_replaced_by_the_gateways_own(
     may trust them for logs or rate limits): it gets the client address the gateway saw, the
     scheme and the Host, once each."""
     recorder, url = upstream
-    async with proxied(url=url, serve_options={"proxy_headers": False}) as base:
+    async with proxied(url=url, serve_options=proxy_options([])) as base:
         response = await http.post(
             f"{base}/mcp",
             json=INIT,

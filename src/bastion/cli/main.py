@@ -169,7 +169,7 @@ def quickstart(
     )
     console.rule()
     configure_logging("info")
-    asyncio.run(serve_together(listeners(settings)))
+    asyncio.run(serve_together(listeners(settings), trusted_proxies=settings.trusted_proxies))
 
 
 @db_app.command("upgrade")

@@ -31,7 +31,7 @@ from bastion.gateway.audit import AuditLog, AuditMiddleware
 from bastion.gateway.http_proxy import HttpProxy
 from bastion.gateway.stdio_bridge import StdioBridge
 from bastion.gateway.upstream_http import UpstreamPool
-from bastion.logs import UVICORN_LOGGING, configure_logging, get_logger
+from bastion.logs import configure_logging, get_logger
 from bastion.oauth.protected_resource import metadata_url
 from bastion.resource import JwtVerifier, ResourceServerMiddleware
 
@@ -140,16 +140,16 @@ def run_gateway(settings: Settings, *, log_level: str = "info") -> None:
     (``log_level`` as for :func:`bastion.serve.run_server`; audit records log at info)."""
     import uvicorn
 
+    from bastion.serve import uvicorn_options
+
     configure_logging(log_level)
     uvicorn.run(
         create_gateway_app(settings),
         host=settings.gateway.host,
         port=settings.gateway.port,
-        proxy_headers=True,
-        server_header=False,
         timeout_graceful_shutdown=5,
         log_level=log_level,
-        log_config=UVICORN_LOGGING,
+        **uvicorn_options(settings.trusted_proxies),
     )
 
 

@@ -318,7 +318,7 @@ def run_registry(settings: Settings, *, with_auth_server: bool = False) -> None:
             listeners.append(
                 Listener("authorization server", create_app(settings), settings.host, settings.port)
             )
-    asyncio.run(serve_together(listeners))
+    asyncio.run(serve_together(listeners, trusted_proxies=settings.trusted_proxies))
 
 
 __all__ = [
