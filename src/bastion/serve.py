@@ -16,6 +16,7 @@ from starlette.types import ASGIApp
 
 from bastion.config import Settings, export_config_file, settings_from_environment
 from bastion.logs import UVICORN_LOGGING, configure_logging
+from bastion.private_files import warn_loose_modes
 
 
 def proxy_options(trusted_proxies: Sequence[str]) -> dict[str, Any]:
@@ -53,6 +54,7 @@ def run_server(
     from bastion.authserver.app import create_app
 
     configure_logging(log_level)
+    warn_loose_modes(settings, config_file)
     if workers > 1:
         if config_file is not None:
             export_config_file(config_file)

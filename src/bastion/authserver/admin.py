@@ -11,6 +11,7 @@ from bastion.authserver.app import secret_for
 from bastion.clock import system_clock
 from bastion.config import Settings
 from bastion.oauth import client_metadata
+from bastion.private_files import private_dir
 from bastion.store import clients as client_rows
 from bastion.store.clients import Client
 from bastion.store.database import Database
@@ -27,7 +28,7 @@ class AdminError(Exception):
 async def database(settings: Settings) -> AsyncIterator[Database]:
     """The migrated database of ``settings``, closed afterwards."""
     if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
     db = Database(settings.effective_database_url, schema=settings.database_schema)
     try:
         await db.upgrade()

@@ -39,6 +39,7 @@ from bastion.identity.federation import Federation
 from bastion.identity.local import LocalUsers
 from bastion.logs import get_logger
 from bastion.oauth.well_known import metadata_paths
+from bastion.private_files import private_dir
 from bastion.store import clients as client_rows
 from bastion.store import federation as federation_rows
 from bastion.store import grants
@@ -66,7 +67,7 @@ async def open_server(
 ) -> AuthServer:
     """Open the database (migrated), the keys and the client directory."""
     if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
     db = Database(settings.effective_database_url, schema=settings.database_schema)
     await db.upgrade()
     cipher = Cipher(secret_for(settings))

@@ -121,7 +121,7 @@ def gateway(
             "(name, path, and url or command) to the configuration file"
         )
         raise typer.Exit(2)
-    run_gateway(settings, log_level=log_level)
+    run_gateway(settings, log_level=log_level, config_file=config)
 
 
 @app.command()
@@ -133,6 +133,7 @@ def quickstart(
 ) -> None:
     """Set up a data directory (config, admin user) on first run and start everything."""
     from bastion.logs import configure_logging
+    from bastion.private_files import warn_loose_modes
     from bastion.quickstart import listeners, prepare, write_config
     from bastion.serve import serve_together
 
@@ -169,6 +170,7 @@ def quickstart(
     )
     console.rule()
     configure_logging("info")
+    warn_loose_modes(settings, prepared.config_file)
     asyncio.run(serve_together(listeners(settings), trusted_proxies=settings.trusted_proxies))
 
 
@@ -495,7 +497,7 @@ def registry_serve(
     if not settings.registry.enabled:
         err.print("[red]error:[/red] the registry is off; set \\[registry] enabled = true")
         raise typer.Exit(2)
-    run_registry(settings, with_auth_server=with_auth_server)
+    run_registry(settings, with_auth_server=with_auth_server, config_file=config)
 
 
 @registry_app.command("audit")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -33,6 +34,7 @@ from bastion.gateway.stdio_bridge import StdioBridge
 from bastion.gateway.upstream_http import UpstreamPool
 from bastion.logs import configure_logging, get_logger
 from bastion.oauth.protected_resource import metadata_url
+from bastion.private_files import warn_loose_modes
 from bastion.resource import JwtVerifier, ResourceServerMiddleware
 
 log = get_logger(__name__)
@@ -135,14 +137,18 @@ def create_gateway_app(settings: Settings, *, http: httpx.AsyncClient | None = N
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-def run_gateway(settings: Settings, *, log_level: str = "info") -> None:
+def run_gateway(
+    settings: Settings, *, log_level: str = "info", config_file: Path | None = None
+) -> None:
     """Serve the gateway with uvicorn on ``gateway.host``:``gateway.port`` until interrupted
-    (``log_level`` as for :func:`bastion.serve.run_server`; audit records log at info)."""
+    (``log_level`` as for :func:`bastion.serve.run_server`; audit records log at info); warn
+    first about private files other users can read (``config_file`` among them)."""
     import uvicorn
 
     from bastion.serve import uvicorn_options
 
     configure_logging(log_level)
+    warn_loose_modes(settings, config_file)
     uvicorn.run(
         create_gateway_app(settings),
         host=settings.gateway.host,

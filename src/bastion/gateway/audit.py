@@ -39,6 +39,7 @@ from bastion import safe_json
 from bastion.gateway import jsonrpc
 from bastion.gateway.asgi import principal_of
 from bastion.logs import escape_json_controls, get_logger
+from bastion.private_files import private_dir
 
 LOGGER = "bastion.audit"
 # Enough of a body to find the JSON-RPC method, id and tool name; bodies are not kept.
@@ -60,7 +61,7 @@ class AuditLog:
 
     def _open(self, path: Path) -> int:
         if self._fd is None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent)
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
             fd = os.open(path, flags, 0o600)
             os.fchmod(fd, 0o600)  # an existing file may have been created more openly
