@@ -17,7 +17,7 @@ from bastion.store.clients import Client
 from bastion.store.database import Database
 from bastion.tokens import secrets as opaque
 from bastion.tokens.cipher import Cipher
-from bastion.tokens.keys import KeyManager
+from bastion.tokens.keys import ALGORITHMS, KeyManager
 
 
 class AdminError(Exception):
@@ -126,6 +126,11 @@ async def rotate_client_secret(settings: Settings, client_id: str) -> str:
 async def rotate_keys(settings: Settings, *, now: bool = False, alg: str | None = None) -> str:
     """Add a new signing key (published at once, signing after the pre-publication delay, or at
     once with ``now``); older keys leave the JWKS once their tokens have expired."""
+    if alg is not None and alg not in ALGORITHMS:
+        raise AdminError(
+            f"cannot sign with {alg!r}: use one of {', '.join(ALGORITHMS)} (asymmetric "
+            "algorithms, which resource servers verify with the published public key)"
+        )
     async with database(settings) as db:
         keys = KeyManager(
             db,

@@ -15,7 +15,7 @@ from rich.table import Table
 from bastion import __version__
 from bastion.cli import client_commands
 from bastion.cli.client_context import ClientConfigOption
-from bastion.config import Settings, load_settings
+from bastion.config import Settings, SigningAlg, load_settings
 
 app = typer.Typer(
     name="bastion",
@@ -387,7 +387,10 @@ def keys_rotate(
     now: Annotated[
         bool, typer.Option("--now", help="Sign with the new key at once (no pre-publication).")
     ] = False,
-    alg: Annotated[str | None, typer.Option(help="ES256, EdDSA or RS256.")] = None,
+    alg: Annotated[
+        SigningAlg | None,
+        typer.Option(help="Algorithm of the new key (default: tokens.signing_alg)."),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Add a new signing key; old keys stay published until their tokens expire."""
