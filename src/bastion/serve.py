@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ def uvicorn_options(trusted_proxies: Sequence[str]) -> dict[str, Any]:
     return {
         **proxy_options(trusted_proxies),
         "server_header": False,
-        "log_config": UVICORN_LOGGING,
+        "log_config": copy.deepcopy(UVICORN_LOGGING),
     }
 
 
