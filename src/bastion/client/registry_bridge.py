@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import logging
 import socket
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
@@ -44,10 +45,9 @@ from starlette.types import Receive, Scope, Send
 
 from bastion.client.errors import ClientError
 from bastion.client.registry import RegistryClient, RegistryError, is_json, segment
-from bastion.logs import get_logger
 from bastion.oauth.redirect_uri import is_loopback_host
 
-log = get_logger("bastion.client.registry_bridge")
+log = logging.getLogger("bastion.client.registry_bridge")
 
 DEFAULT_PORT = 8377
 # Browser origins allowed by default: VS Code desktop's renderer, VS Code for the Web.
@@ -215,7 +215,8 @@ class RegistryBridge:
         try:
             upstream = await self.client.fetch(path, query)
         except RegistryError as exc:  # no answer
-            log.warning("bridge: GET %s failed: %s", path, exc)
+            # repr: the path comes from a local request (bastion.logs is server-side)
+            log.warning("bridge: GET %r failed: %s", path, exc)
             return problem(502, str(exc), cors)
         except ClientError as exc:  # no token could be had
             log.warning("bridge: no token for %s: %s", registry, exc)
