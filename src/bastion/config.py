@@ -6,6 +6,7 @@ Nothing else in bastion reads the environment: build a :class:`Settings` and pas
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -150,9 +151,33 @@ class LoginSettings(BaseModel):
         "0: consent is never remembered.",
     )
     max_failures: int = Field(
-        10, ge=1, description="Failed log-ins per user name and address before a pause."
+        10,
+        ge=1,
+        description="Failed log-ins per user name and address (an IPv6 /64 counts as one "
+        "address) before a pause until failure_window has passed.",
     )
     failure_window: int = Field(900, ge=60, description="Seconds the failure count covers.")
+    account_max_failures: int = Field(
+        20,
+        ge=1,
+        description="Failed log-ins for one user name, from any addresses, before each further "
+        "attempt must wait: 1 s after the last failure, then 2, 4, 8… up to max_backoff. A "
+        "correct password is refused while waiting.",
+    )
+    max_backoff: int = Field(
+        900,
+        ge=1,
+        le=86400,
+        description="Longest wait, in seconds, between attempts on one user name: how long at "
+        "most someone guessing a user's password can keep that user from signing in after "
+        "their own last attempt.",
+    )
+    account_failure_window: int = Field(
+        86400,
+        ge=60,
+        description="Seconds without a failed log-in after which a user name's count starts "
+        "again (a successful log-in resets it at once).",
+    )
 
 
 _UPSTREAM_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
@@ -805,6 +830,13 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Reverse proxies (IP addresses or CIDR networks, e.g. 10.0.0.0/8) whose "
+        "X-Forwarded-For and X-Forwarded-Proto are believed, by every listener (authorization "
+        "server, gateway, registry). Empty: none are, and the client address is the connecting "
+        "peer's. * trusts any peer: only when nothing but the proxy can reach bastion.",
+    )
     allow_insecure_http: bool = Field(
         False, description="Allow an http issuer on a non-loopback host (never in production)."
     )
@@ -844,6 +876,21 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Identity providers people sign in with (federation); see docs/providers/.",
     )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if item == "*":
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"trusted_proxies: {item!r} is not an IP address or network; use e.g. "
+                    '"10.0.0.5", "10.0.0.0/8" or "fd00::/8"'
+                ) from None
+        return value
 
     @field_validator("issuer")
     @classmethod

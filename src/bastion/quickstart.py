@@ -21,6 +21,7 @@ from bastion.clock import system_clock
 from bastion.config import Settings, load_settings
 from bastion.identity.local import LocalUsers
 from bastion.identity.passwords import generate_password
+from bastion.private_files import private_dir, write_private
 from bastion.registry.validation import SCHEMA_ID
 from bastion.serve import Listener
 from bastion.store import access as access_rows
@@ -83,12 +84,13 @@ class Prepared:
 
 
 def write_config(data_dir: Path, port: int) -> Path:
-    """Create the data directory and, on first run, its configuration file."""
+    """Create the data directory (0700) and, on first run, its configuration file (0600)."""
     data_dir = data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     config_file = data_dir / "bastion.toml"
     if not config_file.exists():
-        config_file.write_text(
+        write_private(
+            config_file,
             CONFIG_TEMPLATE.format(
                 port=port,
                 gateway_port=port + 1,
@@ -96,7 +98,7 @@ def write_config(data_dir: Path, port: int) -> Path:
                 data_dir=json.dumps(str(data_dir)),
                 audit_log=json.dumps(str(data_dir / "audit.jsonl")),
                 command=json.dumps([sys.executable, "-m", "bastion.demo"]),
-            )
+            ),
         )
     return config_file
 

@@ -4,17 +4,39 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
+import copy
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from bastion.config import Settings, export_config_file, settings_from_environment
+from bastion.logs import UVICORN_LOGGING, configure_logging
+from bastion.private_files import warn_loose_modes
+
+
+def proxy_options(trusted_proxies: Sequence[str]) -> dict[str, Any]:
+    """uvicorn's options for X-Forwarded-For and X-Forwarded-Proto: believed only from
+    ``trusted_proxies``, not at all when there are none (by default uvicorn believes any peer
+    on 127.0.0.1, so anything that runs on the host could claim any address)."""
+    if not trusted_proxies:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": list(trusted_proxies)}
+
+
+def uvicorn_options(trusted_proxies: Sequence[str]) -> dict[str, Any]:
+    """What every bastion listener gives ``uvicorn.run``/``uvicorn.Config``: the
+    :func:`proxy_options`, no Server header, bastion's log setup."""
+    return {
+        **proxy_options(trusted_proxies),
+        "server_header": False,
+        "log_config": copy.deepcopy(UVICORN_LOGGING),
+    }
 
 
 def worker_app() -> Starlette:
@@ -32,9 +54,8 @@ def run_server(
     below info, uvicorn writes no access log."""
     from bastion.authserver.app import create_app
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(log_level)
+    warn_loose_modes(settings, config_file)
     if workers > 1:
         if config_file is not None:
             export_config_file(config_file)
@@ -44,18 +65,16 @@ def run_server(
             host=settings.host,
             port=settings.port,
             workers=workers,
-            proxy_headers=True,
-            server_header=False,
             log_level=log_level,
+            **uvicorn_options(settings.trusted_proxies),
         )
         return
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        proxy_headers=True,
-        server_header=False,
         log_level=log_level,
+        **uvicorn_options(settings.trusted_proxies),
     )
 
 
@@ -77,18 +96,18 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
-async def serve_together(listeners: list[Listener]) -> None:
-    """Serve several apps in one process until SIGINT/SIGTERM; if one stops, all stop."""
+async def serve_together(listeners: list[Listener], *, trusted_proxies: Sequence[str]) -> None:
+    """Serve several apps in one process until SIGINT/SIGTERM; if one stops, all stop.
+    ``trusted_proxies`` as in :func:`uvicorn_options`."""
     servers = [
         _QuietServer(
             uvicorn.Config(
                 item.app,
                 host=item.host,
                 port=item.port,
-                proxy_headers=True,
-                server_header=False,
                 timeout_graceful_shutdown=5,
                 log_level="info",
+                **uvicorn_options(trusted_proxies),
             )
         )
         for item in listeners
@@ -113,4 +132,11 @@ async def serve_together(listeners: list[Listener]) -> None:
             loop.remove_signal_handler(sig)
 
 
-__all__ = ["Listener", "run_server", "serve_together", "worker_app"]
+__all__ = [
+    "Listener",
+    "proxy_options",
+    "run_server",
+    "serve_together",
+    "uvicorn_options",
+    "worker_app",
+]

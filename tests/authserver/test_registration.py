@@ -6,6 +6,7 @@ Checklist A04 (DCR offered, deprecated by MCP 2026-07-28) and the server side of
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from typing import Any
@@ -703,3 +704,33 @@ async def test_a04_unused_client_ttl_zero_keeps_registrations(
         clock.advance(10 * 365 * 86400)
         await housekeeping(client.app.state.bastion)  # type: ignore[attr-defined]
     assert await count_rows(settings, schema.clients) == 1
+
+
+async def test_l7_deeply_nested_json_is_400_not_a_500(live_as: tuple[str, Settings]) -> None:
+    """40 KB of '[' at /register was a RecursionError: a 500 with a traceback. JSON from a
+    request is nested at most 64 levels (also when Python could parse it), so it is 400
+    invalid_request; the same in the payload of a private_key_jwt client assertion."""
+    issuer, _ = live_as
+    json_body = {"Content-Type": "application/json"}
+    async with httpx.AsyncClient(base_url=issuer) as http:
+        for depth in (20_000, 500):
+            response = await http.post(
+                "/register", content=b"[" * depth + b"]" * depth, headers=json_body
+            )
+            assert response.status_code == 400, response.text
+            assert response.json() == {
+                "error": "invalid_request",
+                "error_description": "the body is not valid JSON: JSON nested deeper than 64 "
+                "levels",
+            }
+        payload = base64.urlsafe_b64encode(b"[" * 40_000).rstrip(b"=").decode()
+        response = await http.post(
+            "/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                "client_assertion": f"eyJhbGciOiJFUzI1NiJ9.{payload}.c2ln",
+            },
+        )
+        assert response.status_code == 401, response.text
+        assert response.json()["error"] == "invalid_client"

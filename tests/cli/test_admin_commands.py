@@ -153,3 +153,33 @@ def test_invalid_configuration_names_the_setting(tmp_path: Path) -> None:
 def test_missing_configuration_file(tmp_path: Path) -> None:
     result = runner.invoke(app, ["clients", "list", "--config", str(tmp_path / "nope.toml")])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_keys_rotate_refuses_an_unsupported_alg_naming_the_supported_ones(config: Path) -> None:
+    """`--alg HS256` printed a traceback; it is a usage error (exit 2) listing the algorithms,
+    and nothing is created."""
+    result = runner.invoke(app, ["keys", "rotate", "--alg", "HS256", "--config", str(config)])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "HS256" in result.output
+    for alg in ("ES256", "Ed25519", "EdDSA", "RS256"):
+        assert alg in result.output
+    assert "Traceback" not in result.output
+    assert not (config.parent / "data").exists()
+    code, out = bastion(config, "keys", "rotate", "--alg", "Ed25519", "--now")
+    assert code == 0, out
+
+
+async def test_rotate_keys_refuses_an_unsupported_alg_before_opening_anything(
+    config: Path,
+) -> None:
+    """The library call says what to use instead (the CLI prints it as an error)."""
+    from bastion.authserver.admin import AdminError, rotate_keys
+    from bastion.config import load_settings
+
+    with pytest.raises(AdminError) as refused:
+        await rotate_keys(load_settings(config), alg="HS256")
+    assert str(refused.value).startswith(
+        "cannot sign with 'HS256': use one of ES256, Ed25519, EdDSA, RS256"
+    )
+    assert not (config.parent / "data").exists()

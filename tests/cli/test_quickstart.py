@@ -3,7 +3,10 @@ client-credentials example against it."""
 
 from __future__ import annotations
 
+import functools
+import os
 import re
+import stat
 import subprocess
 import sys
 import time
@@ -18,12 +21,15 @@ from tests.support.live import free_port
 BASTION = str(Path(sys.executable).with_name("bastion"))
 
 
-def start(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def start(
+    data_dir: Path, port: int, log: Path, *, umask: int | None = None
+) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
             [BASTION, "quickstart", "--data-dir", str(data_dir), "--port", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
+            preexec_fn=None if umask is None else functools.partial(os.umask, umask),
         )
 
 
@@ -180,3 +186,44 @@ def test_quickstart_serves_prints_the_admin_password_once_and_the_readme_example
         f"{registry}/v0.1/servers", headers={"Authorization": f"Bearer {read_token}"}
     )
     assert again_listed.json()["metadata"]["count"] == 2
+
+
+def test_m3_data_files_are_private_whatever_the_umask(
+    tmp_path: Path, stop: list[subprocess.Popen[bytes]]
+) -> None:
+    """With the usual umask 022, the quickstart's data directory is 0700 and its files 0600
+    while it runs: bastion.toml, secret.key, bastion.db with its -wal and -shm, audit.jsonl.
+    A private path opened up since is named at the next start, with its mode and the fix."""
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    data = tmp_path / "bastion-data"
+    proc = start(data, port, tmp_path / "first.log", umask=0o022)
+    stop.append(proc)
+    wait_ready(f"{issuer}/.well-known/oauth-authorization-server", proc, tmp_path / "first.log")
+    registered = httpx.post(f"{issuer}/register", json={"redirect_uris": ["http://127.0.0.1/cb"]})
+    assert registered.status_code == 201, registered.text
+    assert httpx.post(f"http://127.0.0.1:{port + 1}/mcp/demo", json={}).status_code == 401
+    for _ in range(100):  # the audit record is written once the answer has gone
+        if (data / "audit.jsonl").exists():
+            break
+        time.sleep(0.05)
+    files = ["bastion.toml", "secret.key", "bastion.db", "bastion.db-wal", "bastion.db-shm"]
+    files.append("audit.jsonl")
+    modes = {name: stat.S_IMODE((data / name).stat().st_mode) for name in files}
+    assert modes == dict.fromkeys(files, 0o600)
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+
+    proc.terminate()
+    proc.wait(10)
+    data.chmod(0o755)
+    (data / "bastion.toml").chmod(0o644)
+    log = tmp_path / "second.log"
+    stop.append(proc := start(data, port, log, umask=0o022))
+    wait_ready(f"{issuer}/.well-known/oauth-authorization-server", proc, log)
+    text = log.read_text()
+    assert f"{data} has mode 0755: other local users can read it; run `chmod 700 {data}`" in text
+    config = data / "bastion.toml"
+    assert f"{config} has mode 0644: other local users can read it; run `chmod 600 {config}`" in (
+        text
+    )
+    assert "secret.key has mode" not in text

@@ -65,7 +65,8 @@ ProxyFactory = Callable[..., AbstractAsyncContextManager[str]]
 @pytest.fixture
 def proxied() -> ProxyFactory:
     """``async with proxied(url=..., **settings) as base``: an HttpProxy for that upstream,
-    mounted at /mcp under uvicorn; ``principal=`` and ``identity_secret=`` as for the proxy."""
+    mounted at /mcp under uvicorn; ``principal=`` and ``identity_secret=`` as for the proxy,
+    ``serve_options=`` for uvicorn."""
 
     @asynccontextmanager
     async def start(
@@ -73,6 +74,7 @@ def proxied() -> ProxyFactory:
         principal: Principal | None = ALICE,
         identity_secret: bytes | None = None,
         max_body_bytes: int = 4 * 1024 * 1024,
+        serve_options: dict[str, Any] | None = None,
         **fields: Any,
     ) -> AsyncIterator[str]:
         values: dict[str, Any] = {
@@ -89,7 +91,7 @@ def proxied() -> ProxyFactory:
                 identity_secret=identity_secret,
                 max_body_bytes=max_body_bytes,
             )
-            async with serve(with_principal(proxy, principal)) as base:
+            async with serve(with_principal(proxy, principal), **(serve_options or {})) as base:
                 yield base
         finally:
             await pool.aclose()

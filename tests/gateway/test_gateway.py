@@ -8,6 +8,7 @@ MCP transports (streamable HTTP, stdio). Tokens come from the live AS (client_cr
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import stat
 from collections.abc import AsyncIterator, Callable
@@ -29,10 +30,11 @@ from bastion.oauth.www_authenticate import parse_challenges
 from tests.gateway.conftest import STDIO_COMMAND
 from tests.gateway.stdio_server import build
 from tests.gateway.upstream import RecordingUpstream
-from tests.support.live import free_port, serve
+from tests.support.live import free_port, raw_request, serve
 
 IDENTITY_SECRET = "gateway-identity-secret-0123456789abcdef"
 ACCEPT = "application/json, text/event-stream"
+JSON = {"Content-Type": "application/json"}
 INIT = {
     "jsonrpc": "2.0",
     "id": 1,
@@ -114,7 +116,10 @@ async def stack(make_settings: Callable[..., Settings], tmp_path: Path) -> Async
                         "scopes": ["mcp:tools", "notes:write"],
                         "policy": {
                             "default": ["mcp:tools"],
-                            "tools": {"delete_note": ["notes:write"]},
+                            "tools": {
+                                "delete_note": ["notes:write"],
+                                "add_note": ["notes:write"],
+                            },
                         },
                         "forward_identity": True,
                         "headers": {"Authorization": "Bearer upstream-credential"},
@@ -379,3 +384,121 @@ async def test_paths_of_no_upstream_are_404(stack: Stack) -> None:
         root = await http.get(f"{stack.gateway}/")
     assert response.status_code == 404
     assert root.status_code == 404
+
+
+# -- security review findings ----------------------------------------------------------------------
+
+
+async def test_m1_tools_call_as_text_plain_is_refused(stack: Stack) -> None:
+    """The per-tool policy reads JSON bodies only, so a body of another type never reaches the
+    upstream: a tools/call sent as text/plain or form-encoded gets 415 saying what to send. A
+    body without Content-Type is read by the policy (403 for a tool the token may not call) and
+    then refused all the same."""
+    narrow = await stack.token(stack.url("notes"), scope="mcp:tools")
+    auth = {"Authorization": f"Bearer {narrow}", "Accept": ACCEPT}
+    forbidden = json.dumps(tool_call("delete_note")).encode()
+    allowed = json.dumps(tool_call("search")).encode()
+    async with httpx.AsyncClient() as http:
+        for content_type in ("text/plain", "application/x-www-form-urlencoded"):
+            response = await http.post(
+                stack.url("notes"),
+                content=forbidden,
+                headers={**auth, "Content-Type": content_type},
+            )
+            assert response.status_code == 415, (content_type, response.text)
+            assert response.json() == {
+                "error": "invalid_request",
+                "error_description": "the request body must be JSON; it was sent with "
+                f"Content-Type {content_type!r}. Send it with 'Content-Type: application/json'",
+            }
+        untyped = await http.post(stack.url("notes"), content=forbidden, headers=auth)
+        assert untyped.status_code == 403
+        untyped = await http.post(stack.url("notes"), content=allowed, headers=auth)
+        assert untyped.status_code == 415
+        assert "no Content-Type" in untyped.json()["error_description"]
+    assert stack.recorder.requests == []
+
+
+async def test_m1_batch_is_checked_message_by_message(stack: Stack) -> None:
+    """Every message of a JSON-RPC batch counts: [ping, tools/call add_note] with a token that
+    lacks notes:write is 403 and reaches nobody; JSON sent as application/json or a +json type
+    still goes through."""
+    narrow = await stack.token(stack.url("notes"), scope="mcp:tools")
+    batch = [{"jsonrpc": "2.0", "id": 1, "method": "ping"}, tool_call("add_note")]
+    headers = {"Authorization": f"Bearer {narrow}", "Accept": ACCEPT}
+    async with httpx.AsyncClient() as http:
+        denied = await http.post(stack.url("notes"), json=batch, headers=headers)
+        assert denied.status_code == 403
+        [challenge] = parse_challenges(denied.headers["www-authenticate"])
+        assert challenge.params["scope"] == "mcp:tools notes:write"
+        assert stack.recorder.requests == []
+        for content_type in ("application/json; charset=utf-8", "application/vnd.x+json"):
+            allowed = await http.post(
+                stack.url("notes"),
+                content=json.dumps(tool_call("search")).encode(),
+                headers={**headers, "Content-Type": content_type},
+            )
+            assert allowed.status_code == 200, allowed.text
+    assert len(stack.recorder.requests) == 2
+
+
+async def test_l1_every_message_of_a_batch_is_audited(stack: Stack) -> None:
+    """[ping, tools/call add_note] runs add_note: the audit has a record per message, each with
+    its own method, tool and id, whether the batch was let through or refused."""
+    broad = await stack.token(stack.url("notes"), scope="mcp:tools notes:write")
+    narrow = await stack.token(stack.url("notes"), scope="mcp:tools")
+    batch = [{"jsonrpc": "2.0", "id": 1, "method": "ping"}, tool_call("add_note")]
+    async with httpx.AsyncClient() as http:
+        for token, status in ((broad, 200), (narrow, 403)):
+            response = await http.post(
+                f"{stack.url('notes')}/batch",
+                json=batch,
+                headers={"Authorization": f"Bearer {token}", "Accept": ACCEPT},
+            )
+            assert response.status_code == status, response.text
+    records = stack.audit()
+    assert [(r["rpc_method"], r["tool"], r["rpc_id"], r["status"]) for r in records] == [
+        ("ping", None, 1, 200),
+        ("tools/call", "add_note", 2, 200),
+        ("ping", None, 1, 403),
+        ("tools/call", "add_note", 2, 403),
+    ]
+    assert {r["client_id"] for r in records} == {stack.client_id}
+
+
+async def test_l2_dot_segments_below_a_mount_path_are_refused(stack: Stack) -> None:
+    """/mcp/notes/../../secret-admin with a good token is 400 at the gateway: the upstream never
+    sees a path with dot segments."""
+    token = await stack.token(stack.url("notes"))
+    headers = [("Authorization", f"Bearer {token}"), ("Content-Type", "application/json")]
+    body = json.dumps(INIT).encode()
+    for target in ("/mcp/notes/../../secret-admin", "/mcp/notes/%2e%2e/%2E%2E/secret-admin"):
+        response = await raw_request(stack.gateway, "POST", target, headers, body)
+        assert response.status == 400, response.body
+        assert "leave this MCP server's path" in json.loads(response.body)["error"]["message"]
+    assert stack.recorder.requests == []
+
+
+async def test_l7_deeply_nested_json_is_400_and_a_deep_token_401(stack: Stack) -> None:
+    """A body of nested arrays (deeper than 64 levels, whether or not Python's parser would
+    cope) is 400 invalid_request for every upstream; a bearer token whose header is nested
+    arrays is 401 invalid_token. Neither is a 500, neither reaches an upstream."""
+    async with httpx.AsyncClient() as http:
+        for name in ("notes", "files"):
+            token = await stack.token(stack.url(name))
+            auth = {"Authorization": f"Bearer {token}", "Accept": ACCEPT}
+            for depth in (20_000, 900, 65):
+                body = b"[" * depth + b"]" * depth
+                response = await http.post(stack.url(name), content=body, headers={**auth, **JSON})
+                assert response.status_code == 400, (name, depth, response.text)
+                assert response.json()["error"] == "invalid_request"
+                assert "nested at most 64 levels" in response.json()["error_description"]
+        header = base64.urlsafe_b64encode(b"[" * 10_000).rstrip(b"=").decode()
+        response = await http.post(
+            stack.url("notes"),
+            json=INIT,
+            headers={"Authorization": f"Bearer {header}.e30.c2ln", "Accept": ACCEPT},
+        )
+        assert response.status_code == 401, response.text
+        assert response.json()["error"] == "invalid_token"
+    assert stack.recorder.requests == []

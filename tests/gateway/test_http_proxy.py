@@ -11,6 +11,7 @@ import asyncio
 import json
 
 import httpx
+import pytest
 from starlette.types import Receive, Scope, Send
 
 from bastion.config import UpstreamSettings
@@ -18,9 +19,10 @@ from bastion.gateway.http_proxy import HttpProxy
 from bastion.gateway.identity import verify_identity_headers
 from bastion.gateway.upstream_http import UpstreamPool
 from bastion.resource.principal import Principal
+from bastion.serve import proxy_options
 from tests.gateway.conftest import ALICE, ProxyFactory
 from tests.gateway.upstream import RecordingUpstream
-from tests.support.live import free_port, serve
+from tests.support.live import free_port, raw_request, serve
 
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}
 ACCEPT = "application/json, text/event-stream"
@@ -324,3 +326,81 @@ async def test_r10_an_upstream_session_stays_with_the_caller_who_started_it(
     assert own.status_code == 200
     assert len(recorder.requests) == seen + 2  # alice's request and her DELETE, not bob's
     assert proxy.sessions.owner(session_id) is None
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/mcp/../secret-admin",
+        "/mcp/a/../../secret-admin",
+        "/mcp/%2e%2e/secret-admin",
+        "/mcp/.%2E/%2e./secret-admin",
+        "/mcp/..%2fsecret-admin",
+        "/mcp/x/..%2F..%2Fsecret-admin",
+        "/mcp/..\\secret-admin",
+        "/mcp/%5c..%5csecret-admin",
+    ],
+)
+async def test_l2_a_path_that_leaves_the_mount_is_refused(
+    upstream: tuple[RecordingUpstream, str], proxied: ProxyFactory, target: str
+) -> None:
+    """Dot segments below the mount path, plain or percent-encoded (%2e, or hidden behind an
+    encoded / or a backslash), that would climb above it get 400 and never reach the upstream
+    (which would otherwise serve /secret-admin)."""
+    recorder, url = upstream
+    async with proxied(url=url) as base:
+        response = await raw_request(base, "GET", target)
+    assert response.status == 400
+    error = json.loads(response.body)["error"]
+    assert error["code"] == -32600
+    assert "/mcp" in error["message"]
+    assert recorder.requests == []
+
+
+async def test_l2_dot_segments_inside_the_mount_are_removed(
+    upstream: tuple[RecordingUpstream, str], proxied: ProxyFactory
+) -> None:
+    """RFC 3986 §5.2.4: a path that stays below the mount path is forwarded without its dot
+    segments; other percent-encodings travel as sent."""
+    recorder, url = upstream
+    async with proxied(url=url) as base:
+        for target, seen in [
+            ("/mcp/a/../b", "/mcp/b"),
+            ("/mcp/./a/%2e/b%20c", "/mcp/a/b%20c"),
+            ("/mcp/a/b/..", "/mcp/a/"),
+        ]:
+            response = await raw_request(base, "GET", target)
+            assert response.status == 200, (target, response.body)
+            assert recorder.requests[-1]["raw_path"] == seen
+
+
+async def test_forwarded_headers_of_the_caller_are_replaced_by_the_gateways_own(
+    upstream: tuple[RecordingUpstream, str], proxied: ProxyFactory, http: httpx.AsyncClient
+) -> None:
+    """X-Forwarded-*, Forwarded and X-Real-IP a client makes up never reach the upstream (which
+    may trust them for logs or rate limits): it gets the client address the gateway saw, the
+    scheme and the Host, once each."""
+    recorder, url = upstream
+    async with proxied(url=url, serve_options=proxy_options([])) as base:
+        response = await http.post(
+            f"{base}/mcp",
+            json=INIT,
+            headers={
+                "X-Forwarded-For": "6.6.6.6",
+                "X-Forwarded-Host": "admin.internal",
+                "X-Forwarded-Proto": "https",
+                "X-Forwarded-Prefix": "/admin",
+                "Forwarded": "for=6.6.6.6;host=admin.internal",
+                "X-Real-IP": "6.6.6.6",
+            },
+        )
+    assert response.status_code == 200, response.text
+    seen = [(k.lower(), v) for k, v in recorder.requests[-1]["headers"]]
+    forwarded = sorted(
+        (k, v) for k, v in seen if k.startswith("x-forwarded-") or k in ("forwarded", "x-real-ip")
+    )
+    assert forwarded == [
+        ("x-forwarded-for", "127.0.0.1"),
+        ("x-forwarded-host", base.removeprefix("http://")),
+        ("x-forwarded-proto", "http"),
+    ]

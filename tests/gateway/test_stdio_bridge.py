@@ -379,3 +379,23 @@ async def test_paths_below_the_endpoint_are_404(bridge: tuple[StdioBridge, str])
     async with httpx.AsyncClient(timeout=10) as http:
         response = await http.post(f"{url}/below", json=initialize(), headers={"Accept": ACCEPT})
     assert response.status_code == 404
+
+
+async def test_l7_deeply_nested_json_is_a_json_rpc_parse_error(
+    bridge: tuple[StdioBridge, str],
+) -> None:
+    """The bridge parses bodies itself: nested arrays deeper than 64 levels are a 400 JSON-RPC
+    parse error (-32700) saying so, never a 500."""
+    _, url = bridge
+    async with httpx.AsyncClient(timeout=10) as http:
+        for depth in (20_000, 900):
+            response = await http.post(
+                url,
+                content=b"[" * depth + b"]" * depth,
+                headers={"Accept": ACCEPT, "Content-Type": "application/json"},
+            )
+            assert response.status_code == 400, response.text
+            assert response.json()["error"] == {
+                "code": -32700,
+                "message": "the body is not valid JSON: JSON nested deeper than 64 levels",
+            }

@@ -54,6 +54,7 @@ class RecordingUpstream:
         seen = {
             "method": request.method,
             "path": request.url.path,
+            "raw_path": request.scope["raw_path"].decode("latin-1"),
             "query": request.url.query,
             "headers": [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw],
             "body": body,

@@ -15,6 +15,7 @@ from bastion.config import Settings
 from bastion.oauth.www_authenticate import parse_challenges
 from bastion.registry.app import create_combined_app, shares_issuer_origin
 from tests.registry.harness import registry_settings, server_json
+from tests.resource.conftest import get_token, service_client
 from tests.support.flow import add_user, authorize, exchange, register
 from tests.support.live import free_port, serve
 
@@ -113,3 +114,48 @@ async def test_publish_then_two_users_of_different_groups_list_different_entries
                 headers={"Authorization": f"Bearer {bob}"},
             )
             assert hidden.status_code == 404
+
+
+async def test_l7_m1_bodies_the_registry_cannot_read_are_refused_in_its_own_forms(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Over real HTTP: JSON nested deeper than 64 levels is a 400 problem naming the body
+    (PUT, PATCH), never a 500; a body not sent as JSON is 415 from the token check (M1); JSON
+    bodies still publish and update."""
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    settings = make_settings(issuer=issuer, registry=registry_settings(admins=["client:robot"]))
+    robot_scope = "registry:read registry:write registry:admin"
+    robot = await service_client(settings, "robot", scope=robot_scope)
+    async with (
+        serve(create_combined_app(settings), port=port),
+        httpx.AsyncClient(base_url=issuer) as http,
+    ):
+        granted = await get_token(issuer, robot, resource=f"{issuer}/registry", scope=robot_scope)
+        auth = {"Authorization": f"Bearer {granted['access_token']}"}
+        document = server_json("com.robot/a")
+        published = await http.post("/registry/v0.1/publish", json=document, headers=auth)
+        assert published.status_code == 200, published.text
+        version = "/registry/v0.1/servers/com.robot%2Fa/versions/1.0.0"
+        for method, path in (("PUT", version), ("PATCH", f"{version}/status")):
+            for depth in (20_000, 900):
+                response = await http.request(
+                    method,
+                    path,
+                    content=b"[" * depth + b"]" * depth,
+                    headers={**auth, "Content-Type": "application/json"},
+                )
+                assert response.status_code == 400, (method, depth, response.text)
+                assert response.headers["content-type"] == "application/problem+json"
+                assert response.json()["errors"] == [
+                    {"location": "body", "message": "JSON nested deeper than 64 levels"}
+                ]
+        typed = await http.put(
+            version,
+            content=json.dumps(document),
+            headers={**auth, "Content-Type": "text/plain"},
+        )
+        assert typed.status_code == 415
+        assert typed.json()["error"] == "invalid_request"
+        updated = await http.put(version, json={**document, "description": "new"}, headers=auth)
+        assert updated.status_code == 200, updated.text

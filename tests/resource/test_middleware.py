@@ -683,3 +683,42 @@ async def test_r01_to_r04_discovery_from_a_401_to_an_admitted_request(start_as: 
             assert third.status_code == 200
             assert third.json()["subject"] == client.client_id
         await verifier.aclose()  # type: ignore[attr-defined]
+
+
+# -- bodies the policy cannot read (security review M1) --------------------------------------------
+
+
+async def test_m1_put_and_patch_bodies_must_be_json_too(
+    client: httpx.AsyncClient, foreign_as: ForeignAS
+) -> None:
+    """POST, PUT and PATCH bodies of another type get 415 (the registry uses PUT and PATCH);
+    JSON and +json types pass; a body-less request and GET are not concerned."""
+    auth = bearer(foreign_as)
+    for method in ("POST", "PUT", "PATCH"):
+        response = await client.request(
+            method, "/mcp", content=b"x", headers={**auth, "Content-Type": "text/plain"}
+        )
+        body = assert_json_error(response, 415, "invalid_request")
+        assert "'text/plain'" in body["error_description"]
+        assert "www-authenticate" not in response.headers
+    for content_type in ("application/json", "application/merge-patch+json"):
+        response = await client.put(
+            "/mcp", content=b"{}", headers={**auth, "Content-Type": content_type}
+        )
+        assert response.status_code == 200, content_type
+    assert (await client.put("/mcp", headers=auth)).status_code == 200
+    assert (await client.get("/mcp", headers=auth)).status_code == 200
+
+
+async def test_m1_a_token_in_a_form_body_is_400_before_the_415(
+    client: httpx.AsyncClient, foreign_as: ForeignAS
+) -> None:
+    """RFC 6750 §2.2 form tokens are refused as such (400) whether or not a header token is sent
+    too; a form body without one is 401 without a token, 415 with one."""
+    token = foreign_as.sign(foreign_as.claims(RESOURCE))
+    for headers in ({}, bearer(foreign_as)):
+        response = await client.post("/mcp", data={"access_token": token}, headers=headers)
+        assert_json_error(response, 400, "invalid_request")
+    assert (await client.post("/mcp", data={"a": "b"})).status_code == 401
+    response = await client.post("/mcp", data={"a": "b"}, headers=bearer(foreign_as))
+    assert_json_error(response, 415, "invalid_request")

@@ -6,7 +6,11 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
 
+import h11
 import uvicorn
 from starlette.types import ASGIApp
 
@@ -21,10 +25,14 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def serve(app: ASGIApp, port: int = 0) -> AsyncIterator[str]:
-    """Run ``app`` under uvicorn on 127.0.0.1 until the block ends; yield its base URL."""
+async def serve(app: ASGIApp, port: int = 0, **options: Any) -> AsyncIterator[str]:
+    """Run ``app`` under uvicorn on 127.0.0.1 until the block ends; yield its base URL.
+    ``options`` go to ``uvicorn.Config`` (e.g. ``proxy_headers=False``)."""
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False
+        app,
+        host="127.0.0.1",
+        port=port,
+        **{"log_level": "warning", "lifespan": "on", "access_log": False, **options},
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -43,3 +51,47 @@ async def serve(app: ASGIApp, port: int = 0) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, timeout=10)
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    """What :func:`raw_request` got back."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+async def raw_request(
+    base: str,
+    method: str,
+    target: str,
+    headers: list[tuple[str, str]] | None = None,
+    body: bytes = b"",
+) -> RawResponse:
+    """Send one HTTP/1.1 request with ``target`` exactly as given (httpx removes dot segments
+    from URLs, so it cannot send ``/a/../b``); headers are lowercased in the answer."""
+    parts = urlsplit(base)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    connection = h11.Connection(h11.CLIENT)
+    sent = [("Host", parts.netloc), *(headers or []), ("Content-Length", str(len(body)))]
+    request = h11.Request(method=method, target=target.encode("latin-1"), headers=sent)
+    writer.write((connection.send(request) or b"") + (connection.send(h11.Data(data=body)) or b""))
+    writer.write(connection.send(h11.EndOfMessage()) or b"")
+    await writer.drain()
+    status, answer_headers, chunks = 0, {}, bytearray()
+    try:
+        while True:
+            event = connection.next_event()
+            if event is h11.NEED_DATA:
+                connection.receive_data(await asyncio.wait_for(reader.read(65536), 10))
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+                answer_headers = {k.decode().lower(): v.decode() for k, v in event.headers}
+            elif isinstance(event, h11.Data):
+                chunks += event.data
+            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                break
+    finally:
+        writer.close()
+    return RawResponse(status, answer_headers, bytes(chunks))

@@ -17,6 +17,7 @@ from bastion.clock import system_clock
 from bastion.config import Settings
 from bastion.oauth import client_metadata
 from bastion.oauth.resource import canonical
+from bastion.private_files import private_dir
 from bastion.store import access as rule_rows
 from bastion.store import clients as client_rows
 from bastion.store import registration_tokens as token_rows
@@ -25,7 +26,7 @@ from bastion.store.database import Database
 from bastion.store.registration_tokens import RegistrationToken
 from bastion.tokens import secrets as opaque
 from bastion.tokens.cipher import Cipher
-from bastion.tokens.keys import KeyManager
+from bastion.tokens.keys import ALGORITHMS, KeyManager
 
 
 class AdminError(Exception):
@@ -36,7 +37,7 @@ class AdminError(Exception):
 async def database(settings: Settings) -> AsyncIterator[Database]:
     """The migrated database of ``settings``, closed afterwards."""
     if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
     db = Database(settings.effective_database_url, schema=settings.database_schema)
     try:
         await db.upgrade()
@@ -353,6 +354,11 @@ async def remove_registration_token(settings: Settings, label: str) -> None:
 async def rotate_keys(settings: Settings, *, now: bool = False, alg: str | None = None) -> str:
     """Add a new signing key (published at once, signing after the pre-publication delay, or at
     once with ``now``); older keys leave the JWKS once their tokens have expired."""
+    if alg is not None and alg not in ALGORITHMS:
+        raise AdminError(
+            f"cannot sign with {alg!r}: use one of {', '.join(ALGORITHMS)} (asymmetric "
+            "algorithms, which resource servers verify with the published public key)"
+        )
     async with database(settings) as db:
         keys = KeyManager(
             db,

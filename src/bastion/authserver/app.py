@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -40,7 +39,9 @@ from bastion.clock import Clock, system_clock
 from bastion.config import Settings
 from bastion.identity.federation import Federation
 from bastion.identity.local import LocalUsers
+from bastion.logs import get_logger
 from bastion.oauth.well_known import metadata_paths
+from bastion.private_files import private_dir
 from bastion.store import clients as client_rows
 from bastion.store import federation as federation_rows
 from bastion.store import grants
@@ -48,7 +49,7 @@ from bastion.store.database import Database
 from bastion.tokens.cipher import Cipher, load_or_create_secret
 from bastion.tokens.keys import KeyManager
 
-log = logging.getLogger("bastion.authserver")
+log = get_logger("bastion.authserver")
 
 HOUSEKEEPING_INTERVAL = 600
 
@@ -68,7 +69,7 @@ async def open_server(
 ) -> AuthServer:
     """Open the database (migrated), the keys and the client directory."""
     if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
     db = Database(settings.effective_database_url, schema=settings.database_schema)
     await db.upgrade()
     cipher = Cipher(secret_for(settings))

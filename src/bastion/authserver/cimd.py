@@ -7,8 +7,6 @@ registration): fetch the document at the client_id URL, check it, cache it as HT
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -18,8 +16,10 @@ from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 import httpx
 from sqlalchemy.exc import IntegrityError
 
+from bastion import safe_json
 from bastion.clock import Clock, system_clock
 from bastion.config import CimdSettings
+from bastion.logs import get_logger
 from bastion.net.ssrf import BlockedAddressError, guarded_transport
 from bastion.oauth.client_metadata import ClientMetadata, parse
 from bastion.oauth.errors import InvalidClient, OAuthError
@@ -27,7 +27,7 @@ from bastion.store import clients
 from bastion.store.clients import CachedDocument
 from bastion.store.database import Database
 
-log = logging.getLogger("bastion.cimd")
+log = get_logger("bastion.cimd")
 
 MAX_URL_LENGTH = 2048  # the cache's key column
 SHARED_SECRET_METHODS = frozenset(
@@ -285,8 +285,8 @@ class MetadataDocumentResolver:
             if len(body) > limit:
                 raise too_big
         try:
-            document = json.loads(body)
-        except (ValueError, RecursionError):
+            document = safe_json.loads(body)
+        except ValueError:
             raise DocumentRefused("the document is not valid JSON") from None
         if not isinstance(document, dict):
             raise DocumentRefused("the document must be a JSON object")

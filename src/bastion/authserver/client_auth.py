@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,7 @@ from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import KeySet
 from starlette.requests import Request
 
+from bastion import safe_json
 from bastion.authserver.context import AuthServer
 from bastion.authserver.http import single
 from bastion.oauth.errors import InvalidClient, InvalidRequest
@@ -122,7 +122,7 @@ def _assertion_subject(assertion: str) -> str:
     """The unverified ``sub`` of an assertion, only to find the client whose keys verify it."""
     try:
         body = assertion.split(".")[1]
-        data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        data = safe_json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
     except (IndexError, ValueError, binascii.Error):
         return ""
     sub = data.get("sub") if isinstance(data, dict) else None
@@ -143,7 +143,7 @@ async def _client_keys(bastion: AuthServer, client: Client) -> KeySet:
             async with httpx.AsyncClient(transport=transport, timeout=cimd.timeout) as http:
                 response = await http.get(meta.jwks_uri, headers={"Accept": "application/json"})
                 response.raise_for_status()
-                data = response.json()
+                data = safe_json.loads(response.content)
         except (httpx.HTTPError, ValueError) as exc:
             raise InvalidClient(
                 "could not fetch the client's jwks_uri", detail=f"{meta.jwks_uri}: {exc}"

@@ -17,16 +17,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
 from bastion.authserver.clients import ClientDirectory
+from bastion.logs import get_logger
 from bastion.store.clients import CHANGES_CHANNEL
 from bastion.store.database import Database
 
-log = logging.getLogger("bastion.clients")
+log = get_logger("bastion.clients")
 
 KEEPALIVE = 30.0
 MAX_BACKOFF = 30.0

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from bastion.authserver.cimd import MetadataDocumentResolver
 from bastion.authserver.http import is_vschar
 from bastion.clock import Clock
 from bastion.config import Settings
+from bastion.logs import get_logger
 from bastion.oauth.client_metadata import ClientMetadata
 from bastion.oauth.errors import InvalidClient
 from bastion.oauth.redirect_uri import is_loopback_uri, matches
@@ -30,7 +30,7 @@ from bastion.store.database import Database
 if TYPE_CHECKING:
     from bastion.authserver.client_events import ClientChangeListener
 
-log = logging.getLogger("bastion.clients")
+log = get_logger("bastion.clients")
 
 UNKNOWN_LOOPBACK = "unknown_loopback"
 

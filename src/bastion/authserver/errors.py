@@ -9,16 +9,16 @@
 
 from __future__ import annotations
 
-import logging
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from bastion.authserver.http import NO_STORE, json_response
+from bastion.logs import get_logger
 from bastion.oauth.errors import OAuthError
 
-log = logging.getLogger("bastion.authserver")
+log = get_logger("bastion.authserver")
 
 PAGE_HEADERS = {
     **NO_STORE,

@@ -16,7 +16,6 @@ its consent page.
 from __future__ import annotations
 
 import hmac
-import logging
 import secrets
 from dataclasses import replace
 
@@ -37,6 +36,7 @@ from bastion.identity.errors import (
 from bastion.identity.federation import Federation
 from bastion.identity.linking import link_account
 from bastion.identity.providers import ProviderSpec
+from bastion.logs import get_logger
 from bastion.oauth import pkce
 from bastion.oauth.errors import OAuthError
 from bastion.store import federation as federation_rows
@@ -44,7 +44,7 @@ from bastion.store import grants
 from bastion.store import users as user_rows
 from bastion.tokens import secrets as opaque
 
-log = logging.getLogger("bastion.federation")
+log = get_logger("bastion.federation")
 
 STATE_TTL = 600  # seconds a person has to sign in at the provider
 BINDING_COOKIE = "federation"

@@ -6,13 +6,13 @@ is not what it claims to be is an ``invalid_request`` with a message that says w
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from bastion import safe_json
 from bastion.oauth.errors import InvalidRequest
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -102,13 +102,13 @@ def single(params: dict[str, list[str]], name: str) -> str | None:
 
 
 async def read_json(request: Request, limit: int) -> Any:
-    """A JSON request body."""
+    """A JSON request body (nested at most :data:`bastion.safe_json.MAX_DEPTH` levels)."""
     if _media_type(request) != "application/json":
         raise InvalidRequest("send the body as application/json")
     body = await read_body(request, limit)
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return safe_json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
 
 

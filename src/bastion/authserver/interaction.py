@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from bastion.authserver.context import AuthServer, server
 from bastion.authserver.errors import PAGE_HEADERS, error_page, redirect_error, with_query
 from bastion.authserver.http import NO_STORE, is_vschar, read_form, single
+from bastion.authserver.login_throttle import LoginThrottle, wait_message
 from bastion.oauth.errors import AccessDenied, InvalidClient, InvalidScope, OAuthError
 from bastion.oauth.redirect_uri import is_loopback_uri
 from bastion.store import grants
@@ -211,28 +212,26 @@ async def login(request: Request) -> Response:
     username = single(form, "username") or ""
     limits = bastion.settings.login
     now = bastion.clock()
-    # Password guessing is slowed per (client address, user name); the count lives in the
-    # database so that every process sees it.
     address = request.client.host if request.client else ""
-    throttle_key = opaque.digest(f"{address}|{username}")
-    async with bastion.db.connect() as conn:
-        failed = await user_rows.failures(conn, throttle_key, now - limits.failure_window)
-    if failed >= limits.max_failures:
-        return _page(
+    throttle = LoginThrottle(bastion.db, limits, address, username)
+    wait = await throttle.admit(now)
+    if wait:
+        paused = _page(
             bastion,
             "login.html",
             status=429,
             csrf=single(form, "csrf"),
             request_id=request_id,
             client=_client_view(client, row.redirect_uri),
-            error="Too many failed attempts. Wait a few minutes before trying again.",
+            error=wait_message(wait),
         )
+        paused.headers["Retry-After"] = str(wait)
+        return paused
     user = None
     if limits.local_users:
         user = await bastion.users.authenticate(username, single(form, "password") or "")
     if user is None:
-        async with bastion.db.transaction() as conn:
-            await user_rows.record_failure(conn, throttle_key, now, limits.failure_window)
+        await throttle.failed(now)
         return _page(
             bastion,
             "login.html",
@@ -245,7 +244,7 @@ async def login(request: Request) -> Response:
     sid = secrets.token_urlsafe(32)
     ttl = limits.session_ttl
     async with bastion.db.transaction() as conn:
-        await user_rows.clear_failures(conn, throttle_key)
+        await throttle.succeeded(conn)
         await user_rows.create_session(conn, opaque.digest(sid), user.id, now, now + ttl)
     response = RedirectResponse(
         bastion.url(f"/interaction/{request_id}"), status_code=303, headers=NO_STORE

@@ -14,6 +14,7 @@ from bastion import __version__
 from bastion.cli import admin_commands, client_commands
 from bastion.cli.client_context import ClientConfigOption
 from bastion.cli.common import ConfigOption, console, err, run, settings_or_exit
+from bastion.config import SigningAlg
 
 app = typer.Typer(
     name="bastion",
@@ -80,7 +81,7 @@ def gateway(
             "(name, path, and url or command) to the configuration file"
         )
         raise typer.Exit(2)
-    run_gateway(settings, log_level=log_level)
+    run_gateway(settings, log_level=log_level, config_file=config)
 
 
 @app.command()
@@ -91,8 +92,8 @@ def quickstart(
     port: Annotated[int, typer.Option(help="Port of the authorization server.")] = 8000,
 ) -> None:
     """Set up a data directory (config, admin user) on first run and start everything."""
-    import logging
-
+    from bastion.logs import configure_logging
+    from bastion.private_files import warn_loose_modes
     from bastion.quickstart import listeners, prepare, write_config
     from bastion.serve import serve_together
 
@@ -128,8 +129,9 @@ def quickstart(
         "Stop with Ctrl-C."
     )
     console.rule()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(serve_together(listeners(settings)))
+    configure_logging("info")
+    warn_loose_modes(settings, prepared.config_file)
+    asyncio.run(serve_together(listeners(settings), trusted_proxies=settings.trusted_proxies))
 
 
 @db_app.command("upgrade")
@@ -150,7 +152,10 @@ def keys_rotate(
     now: Annotated[
         bool, typer.Option("--now", help="Sign with the new key at once (no pre-publication).")
     ] = False,
-    alg: Annotated[str | None, typer.Option(help="ES256, EdDSA or RS256.")] = None,
+    alg: Annotated[
+        SigningAlg | None,
+        typer.Option(help="Algorithm of the new key (default: tokens.signing_alg)."),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Add a new signing key; old keys stay published until their tokens expire."""
@@ -260,7 +265,7 @@ def registry_serve(
     if not settings.registry.enabled:
         err.print("[red]error:[/red] the registry is off; set \\[registry] enabled = true")
         raise typer.Exit(2)
-    run_registry(settings, with_auth_server=with_auth_server)
+    run_registry(settings, with_auth_server=with_auth_server, config_file=config)
 
 
 @registry_app.command("audit")

@@ -215,7 +215,8 @@ class RegistryBridge:
         try:
             upstream = await self.client.fetch(path, query)
         except RegistryError as exc:  # no answer
-            log.warning("bridge: GET %s failed: %s", path, exc)
+            # repr: the path comes from a local request (bastion.logs is server-side)
+            log.warning("bridge: GET %r failed: %s", path, exc)
             return problem(502, str(exc), cors)
         except ClientError as exc:  # no token could be had
             log.warning("bridge: no token for %s: %s", registry, exc)

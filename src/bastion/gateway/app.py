@@ -2,7 +2,7 @@
 
 For each upstream (``[[gateway.upstreams]]``) the stack is::
 
-    AuditMiddleware                  one record per request, refusals included
+    AuditMiddleware                  a record per request (per message of a batch), refusals too
       ResourceServerMiddleware       RFC 9728 metadata, 401/403/400, Origin (R01-R07, R11)
         HttpProxy | StdioBridge      the upstream, never given the client's token (R05)
 
@@ -15,9 +15,9 @@ audience (RFC 8707, R04). Anything else is 404.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -32,10 +32,12 @@ from bastion.gateway.audit import AuditLog, AuditMiddleware
 from bastion.gateway.http_proxy import HttpProxy
 from bastion.gateway.stdio_bridge import StdioBridge
 from bastion.gateway.upstream_http import UpstreamPool
+from bastion.logs import configure_logging, get_logger
 from bastion.oauth.protected_resource import metadata_url
+from bastion.private_files import warn_loose_modes
 from bastion.resource import JwtVerifier, ResourceServerMiddleware
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class _NotFound:
@@ -135,22 +137,25 @@ def create_gateway_app(settings: Settings, *, http: httpx.AsyncClient | None = N
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-def run_gateway(settings: Settings, *, log_level: str = "info") -> None:
+def run_gateway(
+    settings: Settings, *, log_level: str = "info", config_file: Path | None = None
+) -> None:
     """Serve the gateway with uvicorn on ``gateway.host``:``gateway.port`` until interrupted
-    (``log_level`` as for :func:`bastion.serve.run_server`; audit records log at info)."""
+    (``log_level`` as for :func:`bastion.serve.run_server`; audit records log at info); warn
+    first about private files other users can read (``config_file`` among them)."""
     import uvicorn
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    from bastion.serve import uvicorn_options
+
+    configure_logging(log_level)
+    warn_loose_modes(settings, config_file)
     uvicorn.run(
         create_gateway_app(settings),
         host=settings.gateway.host,
         port=settings.gateway.port,
-        proxy_headers=True,
-        server_header=False,
         timeout_graceful_shutdown=5,
         log_level=log_level,
+        **uvicorn_options(settings.trusted_proxies),
     )
 
 

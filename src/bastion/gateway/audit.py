@@ -1,4 +1,5 @@
-"""One audit record per gateway request: who called which upstream, what, and how it went.
+"""One audit record per JSON-RPC message of a gateway request (one per request without any):
+who called which upstream, what, and how it went.
 
 A record is one JSON object::
 
@@ -7,7 +8,9 @@ A record is one JSON object::
      "rpc_method": "tools/call", "tool": "search", "rpc_id": 7, "status": 200,
      "error": null, "completed": true, "latency_ms": 12.3, "session_id": "…"}
 
-``sub`` and ``client_id`` are null when the request was refused before a token was verified
+A batch (``[ping, tools/call add_note]``) gives a record per message, each with its own
+``rpc_method``, ``tool`` and ``rpc_id`` and the request's ``status`` and ``latency_ms``. ``sub``
+and ``client_id`` are null when the request was refused before a token was verified
 (401); ``error`` is the OAuth ``error`` code of a refusal (``invalid_token``,
 ``insufficient_scope``…) or the message of a gateway error (502, 504); ``status`` is null and
 ``completed`` false when the client left before an answer; ``latency_ms`` runs until the last
@@ -32,8 +35,11 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bastion import safe_json
 from bastion.gateway import jsonrpc
 from bastion.gateway.asgi import principal_of
+from bastion.logs import escape_json_controls, get_logger
+from bastion.private_files import private_dir
 
 LOGGER = "bastion.audit"
 # Enough of a body to find the JSON-RPC method, id and tool name; bodies are not kept.
@@ -46,7 +52,7 @@ class AuditLog:
 
     def __init__(self, path: Path | None = None, *, logger: logging.Logger | None = None) -> None:
         self.path = path
-        self._logger = logger or logging.getLogger(LOGGER)
+        self._logger = logger or get_logger(LOGGER)
         self._fd: int | None = None
         self._lock = threading.Lock()
 
@@ -55,7 +61,7 @@ class AuditLog:
 
     def _open(self, path: Path) -> int:
         if self._fd is None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent)
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
             fd = os.open(path, flags, 0o600)
             os.fchmod(fd, 0o600)  # an existing file may have been created more openly
@@ -65,6 +71,7 @@ class AuditLog:
     def write(self, record: dict[str, Any]) -> None:
         """Log one record and append it to the file (one ``write``: lines never interleave)."""
         line = json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str)
+        line = escape_json_controls(line)
         self._logger.info("%s", line)
         if self.path is None:
             return
@@ -91,7 +98,7 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
 def _error_of(body: bytes) -> str | None:
     """The OAuth ``error`` code, or the JSON-RPC error message, of an error answer."""
     try:
-        document = json.loads(body)
+        document = safe_json.loads(body)
     except ValueError:
         return None
     if not isinstance(document, dict):
@@ -106,7 +113,7 @@ def _error_of(body: bytes) -> str | None:
 
 class AuditMiddleware:
     """Wrap one upstream's stack (outside the resource-server middleware, so refusals are
-    recorded too) and write one record per HTTP request when its answer ends."""
+    recorded too) and write its records (one per JSON-RPC message) when its answer ends."""
 
     def __init__(
         self,
@@ -156,27 +163,19 @@ class AuditMiddleware:
         try:
             await self.app(scope, peek_receive, watch_send)
         finally:
-            self.log.write(
-                self._record(
-                    scope, bytes(seen), status, completed, bytes(error_body), session_id, started
-                )
-            )
+            outcome = {
+                "status": status,
+                "error": _error_of(bytes(error_body)) if error_body else None,
+                "completed": completed,
+                "latency_ms": round((self.clock() - started) * 1000, 2),
+                "session_id": session_id,
+            }
+            for message in _messages(scope, bytes(seen)):
+                self.log.write(self._record(scope, message, outcome))
 
     def _record(
-        self,
-        scope: Scope,
-        body: bytes,
-        status: int | None,
-        completed: bool,
-        error_body: bytes,
-        session_id: str | None,
-        started: float,
+        self, scope: Scope, message: jsonrpc.MessageSummary, outcome: dict[str, Any]
     ) -> dict[str, Any]:
-        summary = jsonrpc.summarize(body) if body else jsonrpc.Summary()
-        calls = scope.get("bastion.calls") or ()
-        method, tool = summary.method, summary.tool
-        if calls:  # what the middleware's policy saw (the same body)
-            method, tool = calls[0].method, calls[0].tool
         principal = principal_of(scope)
         return {
             "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
@@ -185,15 +184,21 @@ class AuditMiddleware:
             "client_id": principal.client_id if principal else None,
             "http_method": scope.get("method"),
             "path": scope.get("path"),
-            "rpc_method": method,
-            "tool": tool,
-            "rpc_id": summary.request_ids[0] if len(summary.request_ids) == 1 else None,
-            "status": status,
-            "error": _error_of(error_body) if error_body else None,
-            "completed": completed,
-            "latency_ms": round((self.clock() - started) * 1000, 2),
-            "session_id": session_id,
+            "rpc_method": message.method,
+            "tool": message.tool,
+            "rpc_id": message.request_id,
+            **outcome,
         }
+
+
+def _messages(scope: Scope, body: bytes) -> list[jsonrpc.MessageSummary]:
+    """The messages to record: those of the body, else (a body longer than the peek, or one the
+    middleware read but JSON-RPC does not accept) the calls its policy saw, else one blank."""
+    found = jsonrpc.summarize_each(body) if body else []
+    if not found:
+        calls = scope.get("bastion.calls") or ()
+        found = [jsonrpc.MessageSummary(call.method, call.tool) for call in calls]
+    return found or [jsonrpc.MessageSummary()]
 
 
 __all__ = ["LOGGER", "AuditLog", "AuditMiddleware"]

@@ -1,9 +1,10 @@
 """Reverse proxy to a streamable HTTP MCP server (MCP transports, "Streamable HTTP").
 
 POST, GET and DELETE go to the upstream endpoint (paths below the mount path to the same paths
-below the upstream URL). Answers come back as they arrive: a JSON body as it is read, an SSE
-stream event by event, never buffered whole. When the client goes away the upstream request is
-closed too (for 2026-07-28 servers that is how a request is cancelled).
+below the upstream URL, dot segments removed; one that would leave the mount path is refused with
+400, see :mod:`bastion.gateway.upstream_path`). Answers come back as they arrive: a JSON body as
+it is read, an SSE stream event by event, never buffered whole. When the client goes away the
+upstream request is closed too (for 2026-07-28 servers that is how a request is cancelled).
 
 Header rules:
 
@@ -11,6 +12,9 @@ Header rules:
   (MCP authorization, "Token Passthrough"; checklist R05). Neither do ``Cookie``, hop-by-hop
   headers (RFC 9110 §7.6.1), ``Origin`` and ``Referer`` (the gateway already checked Origin; the
   upstream sees the gateway as its client), nor any ``X-Bastion-*`` header a client made up.
+- ``Forwarded``, ``X-Forwarded-*`` and ``X-Real-IP`` from the client are dropped: the gateway
+  sets its own ``X-Forwarded-For`` (the client address it saw), ``X-Forwarded-Proto`` and
+  ``X-Forwarded-Host``, so an upstream that trusts them is not told a made-up address.
 - Everything else passes through both ways, the MCP ones included: ``Mcp-Session-Id``,
   ``MCP-Protocol-Version``, ``Mcp-Method``, ``Mcp-Name``, ``Mcp-Param-*``, ``Last-Event-ID``,
   ``Accept``, ``Content-Type``.
@@ -30,7 +34,6 @@ be reached or breaks the exchange, 504 when it does not answer within ``timeout`
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable
 from urllib.parse import quote
@@ -50,8 +53,10 @@ from bastion.gateway.asgi import (
 )
 from bastion.gateway.identity import HEADER_PREFIX, sign_identity_headers
 from bastion.gateway.upstream_http import UpstreamError, UpstreamPool, UpstreamResponse
+from bastion.gateway.upstream_path import UnsafePath, below_mount
+from bastion.logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 METHODS = ("GET", "POST", "DELETE")
 # RFC 9110 §7.6.1 and the headers RFC 9112 gives connection-specific meaning.
@@ -73,6 +78,9 @@ HOP_BY_HOP = frozenset(
 REQUEST_DROPPED = frozenset(
     {"authorization", "cookie", "origin", "referer", "host", "content-length", "accept-encoding"}
 )
+# Proxy headers of the client's making; the gateway sets X-Forwarded-* itself.
+FORWARDING = frozenset({"forwarded", "x-real-ip"})
+FORWARDING_PREFIX = "x-forwarded-"
 RESPONSE_DROPPED = frozenset({"set-cookie", "www-authenticate", "content-length"})
 SESSION_NOT_FOUND = -32001
 
@@ -170,6 +178,11 @@ class HttpProxy:
             )
             return
         try:
+            target = self._target(scope)
+        except UnsafePath as exc:
+            await send_json(send, 400, jsonrpc.error(jsonrpc.INVALID_REQUEST, str(exc)))
+            return
+        try:
             body = await read_body(receive, self._max_body_bytes)
         except ClientGone:
             return
@@ -189,7 +202,7 @@ class HttpProxy:
             return
         disconnected = asyncio.ensure_future(wait_for_disconnect(receive))
         try:
-            await self._exchange(scope, method, body, send, disconnected)
+            await self._exchange(scope, method, target, body, send, disconnected)
         except _UpstreamFailure as failure:
             await send_json(
                 send,
@@ -233,13 +246,19 @@ class HttpProxy:
     # -- the exchange ---------------------------------------------------------------------------
 
     async def _exchange(
-        self, scope: Scope, method: str, body: bytes, send: Send, disconnected: asyncio.Task[None]
+        self,
+        scope: Scope,
+        method: str,
+        target: str,
+        body: bytes,
+        send: Send,
+        disconnected: asyncio.Task[None],
     ) -> None:
         # The whole wait for the answer is bounded in _send; reads of an SSE stream are not (a
         # GET stream may rightly stay quiet for a long time).
         sending = self._send(
             method,
-            self._target(scope),
+            target,
             self._request_headers(scope),
             body if method == "POST" else None,
         )
@@ -314,7 +333,8 @@ class HttpProxy:
     # -- URLs and headers -----------------------------------------------------------------------
 
     def _target(self, scope: Scope) -> str:
-        """The upstream URL for this request: the path below the mount path, then the query."""
+        """The upstream URL for this request: the path below the mount path (as the client
+        encoded it, dot segments removed), then the query; raises :class:`UnsafePath`."""
         mount = self.upstream.path
         raw_path: bytes | None = scope.get("raw_path")
         raw = raw_path.decode("latin-1") if raw_path else None
@@ -322,20 +342,24 @@ class HttpProxy:
             below = raw[len(mount) :]
         else:
             below = quote(scope["path"][len(mount) :])
+        below = below_mount(mount, below)
         url = self.url if not below else self.url.rstrip("/") + below
         query: bytes = scope.get("query_string", b"")
         return f"{url}?{query.decode('latin-1')}" if query else url
 
     def _request_headers(self, scope: Scope) -> list[tuple[str, str]]:
         raw: list[tuple[bytes, bytes]] = list(scope.get("headers", []))
-        dropped = HOP_BY_HOP | REQUEST_DROPPED | _connection_listed(raw) | self._extra_names
+        dropped = (
+            HOP_BY_HOP | REQUEST_DROPPED | FORWARDING | _connection_listed(raw) | self._extra_names
+        )
         out: list[tuple[str, str]] = []
         for name_b, value_b in raw:
             name = name_b.decode("latin-1").lower()
-            if name in dropped or name.startswith(HEADER_PREFIX):
+            if name in dropped or name.startswith((HEADER_PREFIX, FORWARDING_PREFIX)):
                 continue
             out.append((name, value_b.decode("latin-1")))
         out.append(("accept-encoding", "identity"))
+        out.extend(self._forwarded(scope))
         out.extend(self._extra)
         principal = principal_of(scope)
         if self._identity_secret is not None and principal is not None:
@@ -349,6 +373,18 @@ class HttpProxy:
             )
             out.extend(signed.items())
         return out
+
+    def _forwarded(self, scope: Scope) -> list[tuple[str, str]]:
+        """The gateway's own X-Forwarded-For, -Proto and -Host (unless configured in
+        ``headers``): the client address uvicorn gave (behind ``trusted_proxies``, the one they
+        reported), the scheme and the Host the client asked for."""
+        client = scope.get("client")
+        values = {
+            "x-forwarded-for": client[0] if client else None,
+            "x-forwarded-proto": scope.get("scheme"),
+            "x-forwarded-host": header(scope, "host"),
+        }
+        return [(k, v) for k, v in values.items() if v and k not in self._extra_names]
 
     @staticmethod
     def _is_event_stream(response: UpstreamResponse) -> bool:

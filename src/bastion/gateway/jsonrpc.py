@@ -10,6 +10,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from bastion import safe_json
+from bastion.safe_json import JsonTooDeep
+
 RequestId = str | int
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -35,10 +38,22 @@ class Summary:
     request_ids: tuple[RequestId, ...] = ()
 
 
+@dataclass(frozen=True)
+class MessageSummary:
+    """One message of a body: its method (None for a response), the tool name of a
+    ``tools/call``, and its id (None for a notification)."""
+
+    method: str | None = None
+    tool: str | None = None
+    request_id: RequestId | None = None
+
+
 def parse(body: bytes) -> list[dict[str, Any]]:
     """The messages of a POST body: one message, or a batch (MCP 2025-03-26 allowed batches)."""
     try:
-        data = json.loads(body)
+        data = safe_json.loads(body)
+    except JsonTooDeep as exc:
+        raise MalformedMessage(f"the body is not valid JSON: {exc}", PARSE_ERROR) from None
     except (ValueError, UnicodeDecodeError):
         raise MalformedMessage("the body is not valid JSON", PARSE_ERROR) from None
     messages = data if isinstance(data, list) else [data]
@@ -70,20 +85,32 @@ def is_response(message: dict[str, Any]) -> bool:
     return "method" not in message
 
 
-def summarize(body: bytes) -> Summary:
-    """Method, tool name and request ids of a body; an empty summary when it is not JSON-RPC."""
-    try:
-        messages = parse(body)
-    except MalformedMessage:
-        return Summary()
-    first = messages[0]
-    method = first.get("method") if isinstance(first.get("method"), str) else None
+def _describe(message: dict[str, Any]) -> MessageSummary:
+    method = message.get("method") if isinstance(message.get("method"), str) else None
     tool = None
-    params = first.get("params")
+    params = message.get("params")
     if method == "tools/call" and isinstance(params, dict) and isinstance(params.get("name"), str):
         tool = params["name"]
-    ids = tuple(m["id"] for m in messages if is_request(m))
-    return Summary(method=method, tool=tool, request_ids=ids)
+    request_id = message.get("id") if is_id(message.get("id")) else None
+    return MessageSummary(method=method, tool=tool, request_id=request_id)
+
+
+def summarize_each(body: bytes) -> list[MessageSummary]:
+    """One summary per message of a body (a batch has several); none when it is not JSON-RPC."""
+    try:
+        return [_describe(message) for message in parse(body)]
+    except MalformedMessage:
+        return []
+
+
+def summarize(body: bytes) -> Summary:
+    """Method and tool name of the first message and the request ids of all; an empty summary
+    when the body is not JSON-RPC."""
+    messages = summarize_each(body)
+    if not messages:
+        return Summary()
+    ids = tuple(m.request_id for m in messages if m.method is not None and m.request_id is not None)
+    return Summary(method=messages[0].method, tool=messages[0].tool, request_ids=ids)
 
 
 def error(code: int, message: str, request_id: RequestId | None = None) -> dict[str, Any]:
@@ -102,6 +129,7 @@ __all__ = [
     "PARSE_ERROR",
     "UPSTREAM_ERROR",
     "MalformedMessage",
+    "MessageSummary",
     "RequestId",
     "Summary",
     "dumps",
@@ -111,4 +139,5 @@ __all__ = [
     "is_response",
     "parse",
     "summarize",
+    "summarize_each",
 ]

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import secrets
 import signal
@@ -40,6 +39,7 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
+from bastion import safe_json
 from bastion.config import UpstreamSettings
 from bastion.gateway import jsonrpc
 from bastion.gateway.asgi import (
@@ -52,8 +52,9 @@ from bastion.gateway.asgi import (
     send_json,
     wait_for_disconnect,
 )
+from bastion.logs import get_logger
 
-log = logging.getLogger("bastion.gateway.stdio")
+log = get_logger("bastion.gateway.stdio")
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 STREAM_QUEUE = 256  # messages waiting for one slow SSE reader
@@ -308,7 +309,7 @@ class StdioSession:
                 if not line.strip():
                     continue
                 try:
-                    document = json.loads(line)
+                    document = safe_json.loads(line)
                 except ValueError:
                     log.warning("%s wrote a line that is not JSON-RPC: %.200r", self, line)
                     continue

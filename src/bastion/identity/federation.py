@@ -15,7 +15,6 @@ refresh token is returned to be stored encrypted. Nothing of them reaches an MCP
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -40,9 +39,10 @@ from bastion.identity.providers import (
     resolve,
 )
 from bastion.identity.upstream_client import ProviderClient
+from bastion.logs import get_logger
 from bastion.tokens.cipher import Cipher
 
-log = logging.getLogger("bastion.federation")
+log = get_logger("bastion.federation")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import logging
 import re
 import time
 from dataclasses import dataclass
@@ -32,10 +31,11 @@ from bastion.identity.errors import (
 )
 from bastion.identity.id_token import ALGORITHMS, PublicKey, public_keys
 from bastion.identity.providers import ENTRA_TENANT_PLACEHOLDER, ProviderSpec
+from bastion.logs import get_logger
 from bastion.net.ssrf import BlockedAddressError, guarded_transport
 from bastion.oauth.redirect_uri import is_loopback_host
 
-log = logging.getLogger("bastion.federation")
+log = get_logger("bastion.federation")
 
 MAX_BODY_BYTES = 1024 * 1024
 METADATA_TTL = 3600.0

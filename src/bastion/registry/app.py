@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 from collections.abc import AsyncIterator
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,8 +36,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.authserver.app import CatchAll
 from bastion.config import REGISTRY_SCOPES, Settings
+from bastion.logs import configure_logging, get_logger
 from bastion.oauth.protected_resource import check_resource, metadata_url
 from bastion.oauth.www_authenticate import build_bearer_challenge
+from bastion.private_files import private_dir, warn_loose_modes
 from bastion.registry.access import SCOPE_POLICY
 from bastion.registry.api import RegistryApi
 from bastion.registry.audit import AuditMiddleware
@@ -48,7 +50,7 @@ from bastion.registry.times import MillisClock, system_millis
 from bastion.resource import JwtVerifier, ResourceServerMiddleware, TokenVerifier
 from bastion.store.database import Database
 
-log = logging.getLogger("bastion.registry")
+log = get_logger("bastion.registry")
 
 
 @cache
@@ -216,7 +218,7 @@ def create_registry_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if settings.database_url is None:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(settings.data_dir)
         await db.upgrade()
         app.state.registry = registry
         log.info("registry %s (metadata %s)", resource, prm_url)
@@ -285,15 +287,19 @@ def shares_issuer_origin(settings: Settings) -> bool:
     return (a.scheme, a.netloc) == (b.scheme, b.netloc.lower())
 
 
-def run_registry(settings: Settings, *, with_auth_server: bool = False) -> None:
+def run_registry(
+    settings: Settings, *, with_auth_server: bool = False, config_file: Path | None = None
+) -> None:
     """Serve the registry until interrupted: with the AS on the issuer's listener when the
     registry URL is on the issuer's origin, else alone on registry.host:registry.port (and the
-    AS beside it when ``with_auth_server``)."""
+    AS beside it when ``with_auth_server``); warn first about private files other users can
+    read (``config_file`` among them)."""
     import asyncio
 
     from bastion.serve import Listener, serve_together
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging("info")
+    warn_loose_modes(settings, config_file)
     if shares_issuer_origin(settings):
         listeners = [
             Listener(
@@ -318,7 +324,7 @@ def run_registry(settings: Settings, *, with_auth_server: bool = False) -> None:
             listeners.append(
                 Listener("authorization server", create_app(settings), settings.host, settings.port)
             )
-    asyncio.run(serve_together(listeners))
+    asyncio.run(serve_together(listeners, trusted_proxies=settings.trusted_proxies))
 
 
 __all__ = [

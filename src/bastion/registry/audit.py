@@ -19,7 +19,6 @@ of queueing for the database's write lock one by one.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bastion.logs import get_logger
 from bastion.registry import paths
 from bastion.registry.names import VERSION_MAX, name_problem
 from bastion.registry.times import MillisClock, format_rfc3339
@@ -35,7 +35,7 @@ from bastion.store import registry as rows
 from bastion.store.database import Database
 from bastion.store.registry import AuditRecord
 
-log = logging.getLogger("bastion.registry.audit")
+log = get_logger("bastion.registry.audit")
 NOTE = "bastion.registry.audit"
 _PAGE = 1000
 

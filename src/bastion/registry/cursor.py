@@ -13,6 +13,8 @@ import base64
 import binascii
 import json
 
+from bastion import safe_json
+
 _TAG = "k1."
 MAX_CURSOR = 1024
 
@@ -30,7 +32,7 @@ def decode(cursor: str) -> tuple[str, str]:
     body = cursor[len(_TAG) :]
     try:
         raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-        key = json.loads(raw.decode("utf-8"))
+        key = safe_json.loads(raw.decode("utf-8"))
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise ValueError("not a cursor this registry issued") from None
     if not isinstance(key, list) or len(key) != 2 or not all(isinstance(part, str) for part in key):

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from bastion.config import Settings
+from bastion.private_files import private_dir
 from bastion.registry.audit import clean_name, clean_version
 from bastion.registry.problems import Problem
 from bastion.registry.service import Registry, new_entry
@@ -243,7 +244,7 @@ async def run_import(
     """Import from a file or a registry URL into the database of ``settings``."""
     documents: list[Any] | None = None if is_url(source) else read_file(Path(source))
     if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
     db = Database(settings.effective_database_url, schema=settings.database_schema)
     client = http or httpx.AsyncClient(timeout=httpx.Timeout(30.0), follow_redirects=True)
     try:

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from jsonschema import Draft7Validator, FormatChecker  # type: ignore[import-untyped]
 
+from bastion import safe_json
 from bastion.registry.names import group_problem, name_problem, version_problem
 from bastion.registry.problems import FieldError, Problem, bad_request
 
@@ -94,13 +95,13 @@ def _no_constants(text: str) -> Any:
 def parse_object(body: bytes) -> dict[str, Any]:
     """The JSON object of a request body, or a 400 Problem saying why it is not one."""
     try:
-        document = json.loads(
+        document = safe_json.loads(
             body.decode("utf-8"),
             object_pairs_hook=_refuse_duplicates,
             parse_float=_finite,
             parse_constant=_no_constants,
         )
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+    except (UnicodeDecodeError, ValueError) as exc:
         reason = str(exc) if isinstance(exc, ValueError) else "not UTF-8 JSON"
         raise bad_request(
             "the request body is not a JSON document", FieldError("body", reason[:200])

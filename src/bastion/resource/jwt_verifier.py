@@ -22,6 +22,7 @@ from joserfc import jws
 from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
+from bastion import safe_json
 from bastion.clock import Clock, system_clock
 from bastion.oauth.errors import InvalidToken, TemporarilyUnavailable
 from bastion.oauth.resource import canonical
@@ -70,7 +71,7 @@ PublicKey = ECKey | OKPKey | RSAKey
 def _b64json(segment: str, what: str) -> dict[str, Any]:
     try:
         raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-        value = json.loads(raw)
+        value = safe_json.loads(raw)
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise InvalidToken(f"malformed JWT: the {what} is not base64url JSON") from None
     if not isinstance(value, dict):

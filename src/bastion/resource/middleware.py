@@ -15,7 +15,10 @@ Token Usage" and "Error Handling"; checklist ids in brackets):
    message or batch; the scopes their methods and tools need come from the :class:`ScopePolicy`.
    Missing scopes -> 403 ``error="insufficient_scope"`` naming every scope the operation needs
    (RFC 6750 §3.1, MCP "Runtime Insufficient Scope Errors") [R07].
-6. Otherwise the app runs, with the body replayed unchanged and the :class:`Principal` in
+6. A POST, PUT or PATCH body whose ``Content-Type`` is not JSON (``application/json`` or
+   ``application/*+json``; none at all counts as not JSON) -> 415 ``invalid_request``: the policy
+   reads JSON only, so nothing else may reach the app.
+7. Otherwise the app runs, with the body replayed unchanged and the :class:`Principal` in
    ``scope["state"]["principal"]`` (``request.state.principal`` in Starlette) and
    ``scope["bastion.principal"]``; the JSON-RPC calls seen are in ``scope["bastion.calls"]``.
 
@@ -30,7 +33,6 @@ Put a CORS middleware, if any, outside this one: browsers send preflights withou
 from __future__ import annotations
 
 import json
-import logging
 import re
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -38,6 +40,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bastion import safe_json
+from bastion.logs import get_logger
 from bastion.oauth.errors import InvalidToken, OAuthError
 from bastion.oauth.protected_resource import build_metadata, check_resource, metadata_url
 from bastion.oauth.redirect_uri import is_loopback_host
@@ -46,7 +50,7 @@ from bastion.resource.policy import TOOLS_CALL, ScopePolicy
 from bastion.resource.principal import Principal
 from bastion.resource.verifier import TokenVerifier
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
@@ -55,6 +59,8 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 WEBSOCKET_POLICY_VIOLATION = 1008
 # The body's error code for a request that carried no token (its challenge has no error code).
 UNAUTHORIZED = "unauthorized"
+# Methods whose body the app may act on: bodies of these must be JSON (the policy reads JSON).
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 class RpcCall(NamedTuple):
@@ -135,8 +141,8 @@ def rpc_calls(body: bytes) -> list[RpcCall] | None:
     other copy would otherwise run a method or tool the policy never saw."""
     try:
         text = body.decode("utf-8")
-        document = json.loads(text, object_pairs_hook=_duplicate_keys_refused)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        document = safe_json.loads(text, object_pairs_hook=_duplicate_keys_refused)
+    except (UnicodeDecodeError, ValueError):
         return None
     messages = document if isinstance(document, list) else [document]
     calls: list[RpcCall] = []
@@ -274,7 +280,8 @@ class ResourceServerMiddleware:
         token = self._bearer(headers)
         body: bytes | None = None
         media = headers.media_type()
-        if scope["method"] == "POST" and media == "application/x-www-form-urlencoded":
+        has_body = scope["method"] in BODY_METHODS
+        if has_body and media == "application/x-www-form-urlencoded":
             body = await self._read_body(headers, receive)
             if any(k == "access_token" for k, _ in parse_qsl(body.decode("latin-1"), True)):
                 raise _Refusal(
@@ -301,7 +308,12 @@ class ResourceServerMiddleware:
             body = await self._read_body(headers, receive)
             parsed = rpc_calls(body)
             if parsed is None:
-                raise _Refusal(400, "invalid_request", "the request body is not valid JSON")
+                raise _Refusal(
+                    400,
+                    "invalid_request",
+                    "the request body is not valid JSON: send UTF-8 JSON without repeated "
+                    f"members, nested at most {safe_json.MAX_DEPTH} levels",
+                )
             calls = parsed
         scope["bastion.calls"] = tuple(calls)
         if self.policy.uses_groups:
@@ -316,6 +328,12 @@ class ResourceServerMiddleware:
                 f"{' '.join(sorted(missing))}",
                 scope=" ".join(sorted(required)),
             )
+        if has_body and not _is_json(media):
+            # After the scope check, so that a client lacking scope learns that first.
+            if body is None:
+                body = await self._read_body(headers, receive)
+            if body:
+                raise _not_json(headers.get("content-type"))
         return receive if body is None else _replay(body, receive)
 
     def _check_groups(self, principal: Principal, calls: list[RpcCall]) -> None:
@@ -532,6 +550,24 @@ class ResourceServerMiddleware:
             scope["state"] = state = {}
         state["principal"] = principal
         await self.app(scope, receive, send)
+
+
+def _is_json(media: str) -> bool:
+    """Whether a media type (lowercase, without parameters) is JSON: ``application/json`` or a
+    ``+json`` structured syntax suffix (RFC 6839 §3.1)."""
+    kind, _, subtype = media.partition("/")
+    return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+def _not_json(content_type: str | None) -> _Refusal:
+    sent = f"Content-Type {content_type[:100]!r}" if content_type else "no Content-Type"
+    return _Refusal(
+        415,
+        "invalid_request",
+        f"the request body must be JSON; it was sent with {sent}. Send it with "
+        "'Content-Type: application/json'",
+        challenge=False,
+    )
 
 
 class _ClientGone(Exception):

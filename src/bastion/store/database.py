@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from bastion.private_files import create_private, sqlite_file
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -32,6 +34,9 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, connect_args=args, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            database = sqlite_file(url)
+            if database is not None:
+                event.listen(self.engine.sync_engine, "do_connect", _PrivateFile(database))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -64,6 +69,17 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+
+
+class _PrivateFile:
+    """Before each connection: create the database file with mode 0600 if it is missing, so
+    that SQLite (which gives -wal and -shm the database's mode) never creates it itself."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __call__(self, *_connect_arguments: Any) -> None:
+        create_private(self.path)  # returns None: SQLAlchemy then connects as usual
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

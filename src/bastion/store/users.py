@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bastion.store.schema import consents, login_failures, sessions, users
@@ -179,13 +180,35 @@ async def remember_consent(
     )
 
 
-async def failures(conn: AsyncConnection, key: str, window_start: int) -> int:
-    """Failed log-ins recorded for ``key`` since ``window_start``."""
-    q = sa.select(login_failures.c.failures).where(
-        login_failures.c.key == key, login_failures.c.window_start >= window_start
+async def failures(conn: AsyncConnection, key: str, window_start: int) -> tuple[int, int]:
+    """Failed log-ins recorded for ``key`` in a window begun after ``window_start``, and when
+    that window began ((0, 0) when none)."""
+    q = sa.select(login_failures.c.failures, login_failures.c.window_start).where(
+        login_failures.c.key == key, login_failures.c.window_start > window_start
     )
     row = (await conn.execute(q)).first()
-    return int(row.failures) if row else 0
+    return (int(row.failures), int(row.window_start)) if row else (0, 0)
+
+
+async def lock_failures(conn: AsyncConnection, key: str) -> tuple[int, int]:
+    """The count and time of ``key``'s row (made with 0 failures if missing), locked until the
+    transaction ends so that concurrent attempts take turns (PostgreSQL: SELECT ... FOR UPDATE;
+    SQLite: the insert takes the database's write lock first)."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    insert = dialect.insert(login_failures).values(key=key, failures=0, window_start=0)
+    await conn.execute(insert.on_conflict_do_nothing(index_elements=["key"]))
+    q = sa.select(login_failures).where(login_failures.c.key == key).with_for_update()
+    row = (await conn.execute(q)).one()
+    return int(row.failures), int(row.window_start)
+
+
+async def set_failures(conn: AsyncConnection, key: str, failures: int, at: int) -> None:
+    """Store ``key``'s failure count and the time of the last one."""
+    await conn.execute(
+        sa.update(login_failures)
+        .where(login_failures.c.key == key)
+        .values(failures=failures, window_start=at)
+    )
 
 
 async def record_failure(conn: AsyncConnection, key: str, now: int, window: int) -> None:
@@ -193,7 +216,7 @@ async def record_failure(conn: AsyncConnection, key: str, now: int, window: int)
     row = (await conn.execute(sa.select(login_failures).where(login_failures.c.key == key))).first()
     if row is None:
         await conn.execute(sa.insert(login_failures).values(key=key, failures=1, window_start=now))
-    elif row.window_start < now - window:
+    elif row.window_start <= now - window:
         await conn.execute(
             sa.update(login_failures)
             .where(login_failures.c.key == key)
@@ -207,9 +230,9 @@ async def record_failure(conn: AsyncConnection, key: str, now: int, window: int)
         )
 
 
-async def clear_failures(conn: AsyncConnection, key: str) -> None:
+async def clear_failures(conn: AsyncConnection, *keys: str) -> None:
     """Forget failed log-ins after a success."""
-    await conn.execute(sa.delete(login_failures).where(login_failures.c.key == key))
+    await conn.execute(sa.delete(login_failures).where(login_failures.c.key.in_(keys)))
 
 
 __all__ = [
@@ -225,10 +248,12 @@ __all__ = [
     "failures",
     "insert",
     "list_all",
+    "lock_failures",
     "record_failure",
     "remember_consent",
     "session_user",
     "set_disabled",
+    "set_failures",
     "set_groups",
     "set_password",
 ]
