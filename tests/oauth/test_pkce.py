@@ -69,3 +69,14 @@ def test_any_valid_verifier_round_trips(verifier: str) -> None:
 def test_verifier_outside_the_grammar_is_refused(verifier: str) -> None:
     with pytest.raises(InvalidGrant):
         pkce.verify(verifier, pkce.s256("a" * 43))
+
+
+def test_a_verifier_or_challenge_with_a_trailing_newline_is_refused() -> None:
+    """RFC 7636 §4.1, §4.2: the whole value must match (a "$" anchor would accept a final
+    newline; found by fuzzing)."""
+    verifier = pkce.new_verifier()
+    challenge = pkce.s256(verifier)
+    with pytest.raises((InvalidGrant, InvalidRequest)):
+        pkce.check_challenge(challenge + "\n", "S256")
+    with pytest.raises((InvalidGrant, InvalidRequest)):
+        pkce.verify(verifier + "\n", challenge)

@@ -11,8 +11,8 @@ import secrets
 from bastion.oauth.errors import InvalidGrant, InvalidRequest
 
 # RFC 7636 §4.1: code_verifier = 43*128unreserved; §4.2: S256 challenge is 43 base64url chars.
-_VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
-_CHALLENGE = re.compile(r"^[A-Za-z0-9\-_]{43}$")
+_VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
+_CHALLENGE = re.compile(r"[A-Za-z0-9\-_]{43}")
 
 SUPPORTED_METHODS = ("S256",)
 
@@ -42,7 +42,7 @@ def check_challenge(challenge: str | None, method: str | None) -> str:
         raise InvalidRequest(
             f"code_challenge_method must be S256; got {shown}. The plain method is not supported"
         )
-    if not _CHALLENGE.match(challenge):
+    if not _CHALLENGE.fullmatch(challenge):
         raise InvalidRequest(
             "code_challenge must be 43 base64url characters (RFC 7636 section 4.2)"
         )
@@ -61,7 +61,7 @@ def verify(verifier: str | None, challenge: str | None) -> None:
         raise InvalidGrant("authorization code was issued without PKCE")
     if verifier is None:
         raise InvalidRequest("code_verifier is required")
-    if not _VERIFIER.match(verifier):
+    if not _VERIFIER.fullmatch(verifier):
         raise InvalidGrant("code_verifier must be 43 to 128 unreserved characters (RFC 7636 4.1)")
     if not hmac.compare_digest(s256(verifier), challenge):
         raise InvalidGrant("code_verifier does not match the code_challenge")
