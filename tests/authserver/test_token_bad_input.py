@@ -175,6 +175,22 @@ async def test_garbage_body_is_invalid_request(app_client: httpx.AsyncClient, bo
     assert_error(response, 400, "invalid_request")
 
 
+@pytest.mark.parametrize("credentials", [b"\xe9t\xe9", b"YWJj\xff", b"\x80"])
+async def test_basic_credentials_with_non_ascii_bytes_are_invalid_client(
+    app_client: httpx.AsyncClient, credentials: bytes
+) -> None:
+    """Found by the fuzzer (tests/fuzz): HTTP allows obs-text bytes in a header value; a Basic
+    header carrying them is not base64, so RFC 6749 §5.2 invalid_client with a Basic challenge,
+    not a server error."""
+    response = await app_client.post(
+        "/token",
+        data={"grant_type": "client_credentials"},
+        headers={"Authorization": b"Basic " + credentials},
+    )
+    assert_error(response, 401, "invalid_client")
+    assert response.headers["www-authenticate"].startswith("Basic")
+
+
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
 async def test_token_endpoint_accepts_only_post(app_client: httpx.AsyncClient, method: str) -> None:
     """RFC 6749 §3.2: the client MUST use POST; other methods -> 405 naming POST in Allow."""
