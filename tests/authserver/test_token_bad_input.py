@@ -200,6 +200,21 @@ async def test_token_endpoint_accepts_only_post(app_client: httpx.AsyncClient, m
     assert response.json()["error"] == "invalid_request"
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/token"), ("GET", "/introspect"), ("GET", "/revoke"), ("POST", "/register/x")],
+)
+async def test_wrong_method_error_is_not_cached(
+    app_client: httpx.AsyncClient, method: str, path: str
+) -> None:
+    """Found by the fuzzer (tests/fuzz): the 405 error of the back-channel endpoints is a JSON
+    error like the others, so it carries Cache-Control: no-store (RFC 6749 §5.1, §5.2)."""
+    response = await app_client.request(method, path)
+    assert response.status_code == 405
+    assert response.json()["error"] == "invalid_request"
+    assert response.headers["cache-control"] == "no-store"
+
+
 # Property: arbitrary forms never cause a server error -------------------------------------
 
 CLIENT = "<registered public client>"
