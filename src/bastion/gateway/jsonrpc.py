@@ -39,7 +39,7 @@ def parse(body: bytes) -> list[dict[str, Any]]:
     """The messages of a POST body: one message, or a batch (MCP 2025-03-26 allowed batches)."""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deep nesting (L7)
         raise MalformedMessage("the body is not valid JSON", PARSE_ERROR) from None
     messages = data if isinstance(data, list) else [data]
     if not messages:
