@@ -130,6 +130,12 @@ class AuthWorld:
         return found
 
     @property
+    def bastion_app(self) -> Starlette:
+        """The AS app itself (for another in-process client, such as a JWKS fetcher)."""
+        app: Starlette = self.client.app  # type: ignore[attr-defined]
+        return app
+
+    @property
     def issuer(self) -> str:
         return self.settings.issuer
 
