@@ -148,6 +148,36 @@ async def test_post_without_a_matching_csrf_token_is_refused_with_403_and_issues
         assert "bastion-session" not in app_client.cookies
 
 
+@pytest.mark.parametrize("step", ["login", "consent"])
+@pytest.mark.parametrize("where", ["form", "cookie"])
+async def test_csrf_token_with_non_ascii_characters_is_refused_with_403_not_a_server_error(
+    settings: Settings, app_client: httpx.AsyncClient, client_id: str, step: str, where: str
+) -> None:
+    """Found by the fuzzer (tests/fuzz): a CSRF token with characters beyond ASCII, in the form
+    or in the cookie, made the constant-time comparison raise (500). It is a mismatch."""
+    page_url = await open_page(app_client, client_id)
+    if step == "consent":
+        await log_in(app_client, page_url)
+    page = await app_client.get(page_url)
+    token = csrf_of(page.text)
+    data = {"csrf": token, "username": "alice", "password": PASSWORD, "decision": "allow"}
+    if where == "form":
+        data["csrf"] = "\u00e9" + token[1:]
+        response = await app_client.post(f"{page_url}/{step}", data=data)
+    else:
+        del app_client.cookies["bastion-csrf"]
+        session = app_client.cookies.get("bastion-session")
+        cookie = b"bastion-csrf=\xe9" + token[1:].encode()
+        if session is not None:
+            cookie += f"; bastion-session={session}".encode()
+        app_client.cookies.clear()
+        response = await app_client.post(
+            f"{page_url}/{step}", data=data, headers={"Cookie": cookie}
+        )
+    assert_page(response, 403, "security token does not match")
+    assert await count_rows(settings, schema.authorization_codes) == 0
+
+
 async def test_cookies_are_httponly_and_samesite_lax_on_plain_http(
     app_client: httpx.AsyncClient, client_id: str
 ) -> None:

@@ -175,6 +175,22 @@ async def test_garbage_body_is_invalid_request(app_client: httpx.AsyncClient, bo
     assert_error(response, 400, "invalid_request")
 
 
+@pytest.mark.parametrize("credentials", [b"\xe9t\xe9", b"YWJj\xff", b"\x80"])
+async def test_basic_credentials_with_non_ascii_bytes_are_invalid_client(
+    app_client: httpx.AsyncClient, credentials: bytes
+) -> None:
+    """Found by the fuzzer (tests/fuzz): HTTP allows obs-text bytes in a header value; a Basic
+    header carrying them is not base64, so RFC 6749 §5.2 invalid_client with a Basic challenge,
+    not a server error."""
+    response = await app_client.post(
+        "/token",
+        data={"grant_type": "client_credentials"},
+        headers={"Authorization": b"Basic " + credentials},
+    )
+    assert_error(response, 401, "invalid_client")
+    assert response.headers["www-authenticate"].startswith("Basic")
+
+
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
 async def test_token_endpoint_accepts_only_post(app_client: httpx.AsyncClient, method: str) -> None:
     """RFC 6749 §3.2: the client MUST use POST; other methods -> 405 naming POST in Allow."""
@@ -182,6 +198,21 @@ async def test_token_endpoint_accepts_only_post(app_client: httpx.AsyncClient, m
     assert response.status_code == 405
     assert response.headers["allow"] == "POST"
     assert response.json()["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/token"), ("GET", "/introspect"), ("GET", "/revoke"), ("POST", "/register/x")],
+)
+async def test_wrong_method_error_is_not_cached(
+    app_client: httpx.AsyncClient, method: str, path: str
+) -> None:
+    """Found by the fuzzer (tests/fuzz): the 405 error of the back-channel endpoints is a JSON
+    error like the others, so it carries Cache-Control: no-store (RFC 6749 §5.1, §5.2)."""
+    response = await app_client.request(method, path)
+    assert response.status_code == 405
+    assert response.json()["error"] == "invalid_request"
+    assert response.headers["cache-control"] == "no-store"
 
 
 # Property: arbitrary forms never cause a server error -------------------------------------

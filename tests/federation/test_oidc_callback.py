@@ -403,6 +403,22 @@ async def test_start_needs_the_csrf_token_and_a_live_request(
         assert await rows(bastion.settings, federation_states) == []
 
 
+async def test_start_with_a_non_ascii_csrf_token_is_403_not_a_server_error(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Found by the fuzzer (tests/fuzz) on the log-in form; the provider button had the same
+    comparison: a CSRF token with characters beyond ASCII is a mismatch, not a 500."""
+    async with federated(make_settings) as (bastion, op):
+        async with httpx.AsyncClient() as http:
+            pending = await begin(http, bastion)
+            await http.get(pending.interaction)  # sets the CSRF cookie
+            response = await http.post(
+                f"{pending.interaction}/upstream/{NAME}", data={"csrf": "\u00e9t\u00e9"}
+            )
+        assert response.status_code == 403
+        assert op.authorization_requests == []
+
+
 async def test_callback_after_the_request_expired_creates_nothing(
     make_settings: Callable[..., Settings],
 ) -> None:

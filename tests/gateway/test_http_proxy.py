@@ -206,6 +206,22 @@ async def test_paths_below_the_mount_and_the_query_map_to_the_upstream(
     assert response.json() == {"path": "/mcp/a b/c", "query": "x=1&y=2"}
 
 
+async def test_a_deeply_nested_body_is_relayed_not_a_server_error(
+    upstream: tuple[RecordingUpstream, str], proxied: ProxyFactory, http: httpx.AsyncClient
+) -> None:
+    """Found by the fuzzer (tests/fuzz), a case of L7: reading the request id of a body nested
+    deeper than Python's recursion limit raised RecursionError (a 500). Such a body has no
+    JSON-RPC id to read; it is relayed and the upstream decides."""
+    recorder, url = upstream
+    body = b"[" * 5000 + b"]" * 5000
+    async with proxied(url=url) as base:
+        response = await http.post(
+            f"{base}/mcp/deep", content=body, headers={"Content-Type": "application/json"}
+        )
+    assert response.status_code == 200
+    assert recorder.requests[-1]["body"] == body
+
+
 async def test_compressed_upstream_answers_are_relayed_with_their_encoding(
     upstream: tuple[RecordingUpstream, str], proxied: ProxyFactory, http: httpx.AsyncClient
 ) -> None:

@@ -104,6 +104,22 @@ async def test_the_request_carries_host_length_target_and_body() -> None:
     assert server.bodies == [b'{"jsonrpc":"2.0"}']
 
 
+async def test_header_values_with_obs_text_are_relayed_byte_for_byte() -> None:
+    """Found by the fuzzer (tests/fuzz): HTTP allows obs-text (bytes 0x80-0xFF) in a header
+    value (RFC 9110 §5.5); the proxy hands them on as latin-1 text, and they reached the
+    upstream as h11 tried to encode them as ASCII: a 500. They go upstream unchanged."""
+    async with raw_server(ok()) as (server, url):
+        pool = UpstreamPool()
+        try:
+            response = await pool.request(
+                "POST", f"{url}/mcp", [("content-type", "\x80\xe9t\xe9")], b"{}"
+            )
+            await response.aclose()
+        finally:
+            await pool.aclose()
+    assert b"content-type: \x80\xe9t\xe9\r\n" in server.heads[0].lower()
+
+
 async def test_connection_close_from_the_upstream_is_honoured() -> None:
     """RFC 9112 §9.6: after ``Connection: close`` the connection is not used again."""
     async with raw_server(ok(b"{}", "Connection: close")) as (server, url):

@@ -258,7 +258,7 @@ def create_app(
         return JSONResponse(
             {"error": "invalid_request", "error_description": f"{request.method} is not allowed"},
             405,
-            headers=dict(allowed),
+            headers={**dict(allowed), "Cache-Control": "no-store"},
         )
 
     return Starlette(

@@ -67,7 +67,7 @@ def presented(request: Request, params: dict[str, list[str]]) -> Presented:
             raise InvalidClient("only HTTP Basic client authentication is accepted in the header")
         try:
             decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII (obs-text)
             raise InvalidClient("the Basic credentials are not valid base64") from None
         cid, sep, secret = decoded.partition(":")
         if not sep:

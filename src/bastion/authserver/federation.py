@@ -98,7 +98,8 @@ async def start(request: Request) -> Response:
     except OAuthError as exc:
         return error_page(request, "Invalid sign-in request", exc.description)
     cookie = request.cookies.get(cookie_name(bastion, "csrf")) or ""
-    if not cookie or not hmac.compare_digest(cookie, single(form, "csrf") or ""):
+    sent = single(form, "csrf") or ""
+    if not cookie or not hmac.compare_digest(cookie.encode(), sent.encode()):
         return error_page(
             request,
             "Sign-in refused",

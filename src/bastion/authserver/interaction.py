@@ -85,7 +85,8 @@ def _csrf(bastion: AuthServer, request: Request) -> tuple[str, bool]:
 def _csrf_ok(bastion: AuthServer, request: Request, form: dict[str, list[str]]) -> bool:
     cookie = request.cookies.get(cookie_name(bastion, "csrf")) or ""
     sent = single(form, "csrf") or ""
-    return bool(cookie) and hmac.compare_digest(cookie, sent)
+    # As bytes: compare_digest refuses str with non-ASCII characters (TypeError).
+    return bool(cookie) and hmac.compare_digest(cookie.encode(), sent.encode())
 
 
 def _page(bastion: AuthServer, template: str, status: int = 200, **context: Any) -> HTMLResponse:

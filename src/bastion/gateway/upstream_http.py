@@ -194,7 +194,13 @@ class UpstreamPool:
         head = [("host", origin.authority), *headers]
         if body is not None:
             head.append(("content-length", str(len(body))))
-        request = h11.Request(method=method, target=target, headers=head)
+        # As bytes, byte for byte as received: values may carry obs-text (RFC 9110 §5.5), which
+        # h11 would otherwise try to encode as ASCII.
+        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in head]
+        try:
+            request = h11.Request(method=method, target=target.encode("latin-1"), headers=raw)
+        except h11.LocalProtocolError as exc:
+            raise UpstreamError(f"the request cannot be relayed: {exc}") from None
         for _ in range(2):
             connection = await self._acquire(origin)
             try:
