@@ -265,6 +265,9 @@ def check(gateway: Gateway, case: tuple[fuzz.Spec, str | None]) -> None:
         assert body["error"] in ("insufficient_scope", "invalid_origin", "access_denied")
         if body["error"] == "insufficient_scope":
             assert 'error="insufficient_scope"' in challenge, must.describe(response)
+    elif response.status_code in (400, 413, 415) and isinstance(body["error"], dict):
+        # The proxy's own refusals (a path leaving the mount, L2) are JSON-RPC errors.
+        assert body["error"]["code"] == -32600 and body["id"] is None, must.describe(response)
     elif response.status_code in (400, 413, 415):
         assert body["error"] == "invalid_request", must.describe(response)
         assert must.RFC6749_CHARS.fullmatch(body["error_description"]), must.describe(response)

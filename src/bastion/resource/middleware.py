@@ -42,7 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion import safe_json
 from bastion.logs import get_logger
-from bastion.oauth.errors import InvalidToken, OAuthError
+from bastion.oauth.errors import InvalidToken, OAuthError, clean_description
 from bastion.oauth.protected_resource import build_metadata, check_resource, metadata_url
 from bastion.oauth.redirect_uri import is_loopback_host
 from bastion.oauth.www_authenticate import build_bearer_challenge
@@ -87,7 +87,8 @@ class _Refusal(Exception):
         super().__init__(description)
         self.status = status
         self.error = error
-        self.description = description
+        # RFC 6749 §5.2 characters only: descriptions quote what the client sent.
+        self.description = clean_description(description)
         self.challenge = challenge
         self.scope = scope
         self.headers = headers
