@@ -74,7 +74,8 @@ class ScopePolicy:
         self.methods = {m: _scopes(s, f"methods[{m!r}]") for m, s in (methods or {}).items()}
         self.tools = {t: _scopes(s, f"tools[{t!r}]") for t, s in (tools or {}).items()}
         self.implies = {k: _scopes(v, f"implies[{k!r}]") for k, v in (implies or {}).items()}
-        self.groups = _groups(groups, "groups")
+        # No groups (the default) means no group is needed; a rule that names none is refused.
+        self.groups = _groups(groups, "groups") if groups else frozenset()
         self.method_groups = {
             m: _groups(g, f"method_groups[{m!r}]") for m, g in (method_groups or {}).items()
         }
