@@ -38,6 +38,10 @@ class AuthServer:
     templates: Environment
     clock: Clock
     access: AccessPolicy
+    # Revoked grants and tokens, kept current from the database by revocation_feed: checked by
+    # introspection, published at /revocations, shared with a registry in the same app.
+    revocations: RevocationList
+    revocation_feed: DatabaseRevocationFeed
     federation: Federation | None = None
 
     @property
@@ -59,5 +63,7 @@ def server(request: Request) -> AuthServer:
 from bastion.access.policy import AccessPolicy  # noqa: E402
 from bastion.authserver.clients import ClientDirectory  # noqa: E402
 from bastion.identity.federation import Federation  # noqa: E402
+from bastion.resource.revocation import RevocationList  # noqa: E402
+from bastion.store.revocation_feed import DatabaseRevocationFeed  # noqa: E402
 
 __all__ = ["AuthServer", "make_templates", "server"]

@@ -2,7 +2,9 @@
 
 Callers authenticate as confidential clients (resource servers register as such). Access tokens
 are reported to any authenticated caller; a refresh token only to the client it was issued to.
-Anything else answers ``{"active": false}`` (RFC 7662 §2.2).
+Anything else answers ``{"active": false}`` (RFC 7662 §2.2), as does an access token revoked
+itself, through its refresh family, or through its ``grant_id`` (a machine client's grant
+withdrawn: the server's revocation list, kept current from the database).
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ async def describe_access_token(bastion: AuthServer, token: str) -> dict[str, An
     if claims is None:
         return None
     jti = str(claims.get("jti", ""))
+    grant_id = claims.get(access_token.GRANT_ID)
+    if bastion.revocations.covers(grant_id if isinstance(grant_id, str) else None, jti):
+        return INACTIVE
     async with bastion.db.connect() as conn:
         if await grants.is_access_token_revoked(conn, jti):
             return INACTIVE
