@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from starlette.applications import Starlette
 
 from bastion.access import admin as access_admin
 from bastion.authserver import admin
@@ -26,6 +27,7 @@ from bastion.identity.local import LocalUsers
 from bastion.resource.verifier import REVOKED
 from bastion.store.database import Database
 from tests.gateway.test_gateway import ACCEPT, INIT
+from tests.gateway.upstream import RecordingUpstream
 from tests.support.flow import add_user, authorize, exchange, register
 
 POLL = 0.02
@@ -57,6 +59,11 @@ def gateway_target(gateway: str) -> Target:
 def registry_target(registry: str) -> Target:
     """The registry whose URL (and resource) is ``registry``."""
     return Target("registry", registry, "registry:read", f"{registry}/v0.1/servers")
+
+
+def upstream_app() -> Starlette:
+    """The recording upstream, for ``uvicorn --factory`` (GET /mcp/ready answers 200)."""
+    return RecordingUpstream().app
 
 
 def gateway_settings(gateway: str, upstream: str) -> dict[str, Any]:
@@ -116,6 +123,7 @@ class Kind:
     revoke: Revoke
     machine: bool = False
     prepare: Prepare = _nothing
+    cleanup: Prepare = _nothing
 
 
 async def person(deployment: Deployment, target: Target) -> Holder:
@@ -223,6 +231,11 @@ async def finance_only(deployment: Deployment, target: Target) -> None:
     await access_admin.allow(deployment.settings, target.resource, "user:someone-else", [])
 
 
+async def open_again(deployment: Deployment, target: Target) -> None:
+    """Remove what :func:`finance_only` left, so that the target is open to people again."""
+    await access_admin.remove(deployment.settings, target.resource, "user:someone-else")
+
+
 async def remove_group_rule(deployment: Deployment, target: Target, _holder: Holder) -> None:
     """``bastion access remove RESOURCE group:finance``: finance may no longer use it."""
     ended = await access_admin.remove(deployment.settings, target.resource, "group:finance")
@@ -256,6 +269,7 @@ KINDS = [
         "access remove of the person's rule",
         remove_group_rule,
         prepare=finance_only,
+        cleanup=open_again,
     ),
     Kind("clients-remove", "clients remove", remove_client, machine=True),
     Kind("clients-rotate-secret", "clients rotate-secret", rotate_secret, machine=True),
@@ -273,6 +287,13 @@ async def delay_until_refused(deployment: Deployment, target: Target, kind: Kind
     every 20 ms (for at most 5 s) until the target refuses it as revoked; the seconds from
     the moment the revocation was committed to the first refusal."""
     await kind.prepare(deployment, target)
+    try:
+        return await _delay(deployment, target, kind)
+    finally:
+        await kind.cleanup(deployment, target)
+
+
+async def _delay(deployment: Deployment, target: Target, kind: Kind) -> float:
     holder = await (machine if kind.machine else person)(deployment, target)
     async with httpx.AsyncClient(timeout=10, trust_env=False) as http:
         accepted = await target.call(http, holder.access_token)
@@ -302,4 +323,5 @@ __all__ = [
     "gateway_settings",
     "gateway_target",
     "registry_target",
+    "upstream_app",
 ]
