@@ -16,6 +16,11 @@ from starlette.types import ASGIApp
 
 from bastion.config import Settings, export_config_file, settings_from_environment
 
+# Seconds a stopping server waits for requests in flight. Long polls of /revocations are held
+# up to revocations.max_wait (25 s): they are cut after this, and the resource servers' feeds
+# ask again (another process, behind a load balancer) half a second later.
+SHUTDOWN_GRACE = 5
+
 
 def worker_app() -> Starlette:
     """Factory for worker processes (``--workers N``): settings come from the environment."""
@@ -46,6 +51,7 @@ def run_server(
             workers=workers,
             proxy_headers=True,
             server_header=False,
+            timeout_graceful_shutdown=SHUTDOWN_GRACE,
             log_level=log_level,
         )
         return
@@ -55,6 +61,7 @@ def run_server(
         port=settings.port,
         proxy_headers=True,
         server_header=False,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE,
         log_level=log_level,
     )
 
@@ -87,7 +94,7 @@ async def serve_together(listeners: list[Listener]) -> None:
                 port=item.port,
                 proxy_headers=True,
                 server_header=False,
-                timeout_graceful_shutdown=5,
+                timeout_graceful_shutdown=SHUTDOWN_GRACE,
                 log_level="info",
             )
         )
@@ -113,4 +120,4 @@ async def serve_together(listeners: list[Listener]) -> None:
             loop.remove_signal_handler(sig)
 
 
-__all__ = ["Listener", "run_server", "serve_together", "worker_app"]
+__all__ = ["SHUTDOWN_GRACE", "Listener", "run_server", "serve_together", "worker_app"]

@@ -36,8 +36,11 @@ BOUND = 1.0
 
 @pytest.fixture
 async def running(
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., Settings], request: pytest.FixtureRequest
 ) -> AsyncIterator[tuple[Deployment, dict[str, Target]]]:
+    """The deployment; the gateway follows the database, or (parameter "http") the AS's
+    revocation document."""
+    feed = getattr(request, "param", "database")
     recorder = RecordingUpstream()
     as_port, gateway_port = free_port(), free_port()
     issuer = f"http://127.0.0.1:{as_port}"
@@ -48,6 +51,7 @@ async def running(
             resources=[],
             gateway=gateway_settings(gateway, f"{upstream}/mcp"),
             registry={"enabled": True},
+            revocations={"feed": feed},
         )
         try:
             async with (
@@ -71,3 +75,15 @@ async def test_a_revocation_is_refused_within_a_second_in_one_process(
     deployment, targets = running
     delay = await delay_until_refused(deployment, targets[where], kind)
     assert delay < BOUND, f"{kind.name} took {delay:.3f} s to reach the {where}"
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=[k.id for k in KINDS])
+@pytest.mark.parametrize("running", ["http"], indirect=True)
+async def test_a_gateway_following_the_revocation_document_refuses_within_a_second(
+    running: tuple[Deployment, dict[str, Target]], kind: Kind
+) -> None:
+    """revocations.feed = "http": the gateway long-polls <issuer>/revocations instead of
+    reading the database."""
+    deployment, targets = running
+    delay = await delay_until_refused(deployment, targets["gateway"], kind)
+    assert delay < BOUND, f"{kind.name} took {delay:.3f} s to reach the gateway"
