@@ -97,4 +97,21 @@ async def interleaved(plan: Plan, targets: Sequence[Target]) -> dict[str, list[R
     return results
 
 
-__all__ = ["Plan", "Target", "interleaved", "load", "make_plan", "measure"]
+async def paired(
+    plan: Plan, first: Target, second: Target, pairs: int
+) -> tuple[list[Result], list[Result], list[float]]:
+    """``pairs`` measurements of each target, back to back in A B, B A, A B… order (so that
+    drift of the machine hits both alike); the results of each, and the ratio second / first
+    of every pair (its median is steadier than the ratio of the medians on a busy machine)."""
+    results: dict[str, list[Result]] = {first[0]: [], second[0]: []}
+    ratios: list[float] = []
+    for index in range(pairs):
+        order = (first, second) if index % 2 == 0 else (second, first)
+        for name, make in order:
+            results[name].append(await measure(await make()))
+        a, b = results[first[0]][-1], results[second[0]][-1]
+        ratios.append(b.rate / a.rate if a.rate else 0.0)
+    return results[first[0]], results[second[0]], ratios
+
+
+__all__ = ["Plan", "Target", "interleaved", "load", "make_plan", "measure", "paired"]
