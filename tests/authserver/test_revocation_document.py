@@ -155,7 +155,9 @@ async def test_introspection_reports_a_token_of_a_withdrawn_machine_grant_inacti
     )
     assert response.status_code == 200, response.text
     token = response.json()["access_token"]
-    assert (await introspect(client, rs, token))["active"] is True
+    active = await introspect(client, rs, token)
+    assert active["active"] is True
+    assert isinstance(active["grant_id"], str) and active["grant_id"]
     await admin.rotate_client_secret(settings, machine.client_id)
     await until(lambda: len(revoked_list(client)) == 1)
     assert await introspect(client, rs, token) == {"active": False}

@@ -20,8 +20,10 @@ from starlette.types import ASGIApp
 from bastion.authserver import admin
 from bastion.authserver.app import create_app
 from bastion.config import ResourceSettings, Settings
+from bastion.oauth.errors import InvalidToken
 from bastion.resource import (
     HttpRevocationFeed,
+    IntrospectionVerifier,
     JwtVerifier,
     ResourceServerMiddleware,
     RevocationList,
@@ -139,6 +141,35 @@ async def test_a_withdrawn_machine_grant_is_refused_within_a_second(
     assert await refused_within(resource, tokens[0]) < BOUND
     await refused_within(resource, tokens[1])
     assert feed.failures == 0
+
+
+async def test_an_introspection_verifier_refuses_its_cached_answer_once_the_grant_is_revoked(
+    stack: tuple[Settings, str, HttpRevocationFeed],
+) -> None:
+    """RFC 7662 answers are cached up to cache_ttl (60 s); bastion's answer names the grant_id,
+    so the list refuses the cached answer as soon as the grant is withdrawn."""
+    settings, resource, feed = stack
+    caller = await service_client(settings)
+    introspector = await service_client(settings, scope="mcp:tools")
+    token = (await get_token(settings.issuer, caller, resource=resource))["access_token"]
+    async with IntrospectionVerifier(
+        introspection_endpoint=f"{settings.issuer}/introspect",
+        client_id=introspector.client_id,
+        client_secret=introspector.secret,
+        audience=resource,
+        issuer=settings.issuer,
+        revocations=feed.revocations,
+    ) as verifier:
+        principal = await verifier.verify(token)
+        assert principal.grant_id is not None
+        await admin.rotate_client_secret(settings, caller.client_id)
+        started = time.monotonic()
+        await until(lambda: feed.revocations.is_revoked(principal))
+        assert time.monotonic() - started < BOUND
+        with pytest.raises(InvalidToken) as refused:
+            await verifier.verify(token)
+        assert refused.value.description == REVOKED
+        assert verifier.introspections == 1
 
 
 async def test_the_feed_starts_before_the_authorization_server_and_catches_up(

@@ -45,7 +45,19 @@ async def describe_access_token(bastion: AuthServer, token: str) -> dict[str, An
     if family is not None and family.revoked_at is not None:
         return INACTIVE
     answer = {"active": True, "token_type": "Bearer"}
-    for name in ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "jti"):
+    # grant_id too (an extension member, RFC 7662 §2.2): a resource that caches answers can
+    # then refuse them once the grant is revoked (bastion.resource's revocations=).
+    for name in (
+        "scope",
+        "client_id",
+        "sub",
+        "aud",
+        "iss",
+        "exp",
+        "iat",
+        "jti",
+        access_token.GRANT_ID,
+    ):
         if name in claims:
             answer[name] = claims[name]
     return answer

@@ -31,11 +31,12 @@ async def listen(
     *,
     on_listening: Callable[[str], Awaitable[None]],
     on_notify: Callable[[str, str], None],
+    on_keepalive: Callable[[], object] | None = None,
 ) -> None:
     """Connect, LISTEN on ``channel``, await ``on_listening(schema)`` (the connection's
     ``current_schema()``, which payloads name), then call ``on_notify(schema, payload)`` for
-    every notification until the connection is lost (raises ConnectionError), checking it every
-    KEEPALIVE seconds."""
+    every notification until the connection is lost (raises ConnectionError), checking it (and
+    calling ``on_keepalive``) every KEEPALIVE seconds."""
     _, options = db.engine.dialect.create_connect_args(db.engine.sync_engine.url)
     if db.schema:
         options["server_settings"] = {"search_path": db.schema}
@@ -55,6 +56,8 @@ async def listen(
                 await asyncio.wait_for(lost.wait(), KEEPALIVE)
             if not lost.is_set():
                 await connection.fetchval("SELECT 1", timeout=10)
+                if on_keepalive is not None:
+                    on_keepalive()
         raise ConnectionError("the listening connection was closed")
     finally:
         with contextlib.suppress(Exception):

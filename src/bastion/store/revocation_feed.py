@@ -76,7 +76,11 @@ class DatabaseRevocationFeed(RevocationFeed):
     async def _follow(self) -> None:
         if supports_listen(self.db):
             await listen(
-                self.db, rows.CHANNEL, on_listening=self._listening, on_notify=self._notified
+                self.db,
+                rows.CHANNEL,
+                on_listening=self._listening,
+                on_notify=self._notified,
+                on_keepalive=self.revocations.prune,
             )
         else:
             await self._poll()
