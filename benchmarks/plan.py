@@ -97,21 +97,26 @@ async def interleaved(plan: Plan, targets: Sequence[Target]) -> dict[str, list[R
     return results
 
 
-async def paired(
-    plan: Plan, first: Target, second: Target, pairs: int
+async def side_by_side(
+    rounds: int, first: Target, second: Target
 ) -> tuple[list[Result], list[Result], list[float]]:
-    """``pairs`` measurements of each target, back to back in A B, B A, A B… order (so that
-    drift of the machine hits both alike); the results of each, and the ratio second / first
-    of every pair (its median is steadier than the ratio of the medians on a busy machine)."""
-    results: dict[str, list[Result]] = {first[0]: [], second[0]: []}
+    """Both targets loaded at the same time, each with half the connections, ``rounds`` times.
+    Two servers pinned to the same CPU share it evenly whatever else the machine does, so the
+    ratio of their rates in one round is the inverse ratio of their costs per request: steadier
+    than rates measured one after the other on a busy machine. The results of each, and the
+    ratio second / first of every round."""
+    firsts: list[Result] = []
+    seconds: list[Result] = []
     ratios: list[float] = []
-    for index in range(pairs):
-        order = (first, second) if index % 2 == 0 else (second, first)
-        for name, make in order:
-            results[name].append(await measure(await make()))
-        a, b = results[first[0]][-1], results[second[0]][-1]
-        ratios.append(b.rate / a.rate if a.rate else 0.0)
-    return results[first[0]], results[second[0]], ratios
+    for _ in range(rounds):
+        a, b = await first[1](), await second[1]()
+        half_a = replace(a, connections=max(1, a.connections // 2))
+        half_b = replace(b, connections=max(1, b.connections // 2))
+        done_a, done_b = await asyncio.gather(measure(half_a), measure(half_b))
+        firsts.append(done_a)
+        seconds.append(done_b)
+        ratios.append(done_b.rate / done_a.rate if done_a.rate else 0.0)
+    return firsts, seconds, ratios
 
 
-__all__ = ["Plan", "Target", "interleaved", "load", "make_plan", "measure", "paired"]
+__all__ = ["Plan", "Target", "interleaved", "load", "make_plan", "measure", "side_by_side"]
