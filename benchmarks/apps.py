@@ -4,6 +4,10 @@
 - :func:`protected`: the same endpoint behind :class:`ResourceServerMiddleware` and a
   :class:`JwtVerifier` of the AS at ``BENCH_ISSUER`` for the resource ``BENCH_RESOURCE``; the
   verified-token cache holds ``BENCH_CACHE_SIZE`` tokens (0: every request checks the signature).
+  With ``BENCH_REVOCATIONS=N`` the verifier also checks a revocation list holding N revoked
+  grants, kept current from ``<issuer>/revocations`` by an :class:`HttpRevocationFeed`.
+- :func:`authorization_with_resource`: bastion's AS (settings from ``BASTION_*``) with the
+  protected endpoint at ``<issuer>/mcp`` in the same app, sharing one revocation list.
 - :func:`upstream`: a minimal stateless MCP server over HTTP: POST /mcp answers ``tools/call``
   of ``echo`` with a JSON response (no SSE, no session), so that what a gateway adds shows.
 - :func:`registry`: bastion's registry app with settings from ``BASTION_*`` (as a worker of
@@ -19,6 +23,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -26,9 +32,14 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bastion.resource import JwtVerifier, ResourceServerMiddleware
+from bastion.resource import (
+    HttpRevocationFeed,
+    JwtVerifier,
+    ResourceServerMiddleware,
+    RevocationList,
+)
 
 
 async def _ready(request: Request) -> Response:
@@ -50,22 +61,38 @@ def bare() -> Starlette:
     return Starlette(routes=_routes())
 
 
+def revocation_list(size: int) -> RevocationList:
+    """A list holding ``size`` revoked grants for an hour (none of the benchmark's tokens)."""
+    revoked = RevocationList()
+    expires = int(time.time()) + 3600
+    revoked.update({secrets.token_hex(16): expires for _ in range(size)}, {})
+    return revoked
+
+
 def protected() -> Starlette:
     """The endpoint behind the resource-server middleware (settings from BENCH_*)."""
     issuer = os.environ["BENCH_ISSUER"]
     resource = os.environ["BENCH_RESOURCE"]
+    size = os.environ.get("BENCH_REVOCATIONS")
+    revoked = revocation_list(int(size)) if size is not None else None
+    feed = HttpRevocationFeed(f"{issuer}/revocations", revoked) if revoked is not None else None
     verifier = JwtVerifier(
         issuer=issuer,
         audience=resource,
         jwks_uri=f"{issuer}/jwks",
         cache_size=int(os.environ.get("BENCH_CACHE_SIZE", "10000")),
+        revocations=revoked,
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if feed is not None:
+            await feed.start()
         try:
             yield
         finally:
+            if feed is not None:
+                await feed.aclose()
             await verifier.aclose()
 
     app = Starlette(routes=_routes(), lifespan=lifespan)
@@ -77,6 +104,38 @@ def protected() -> Starlette:
         scopes_supported=["mcp:tools"],
         protect_paths=["/mcp"],
     )
+    return app
+
+
+def authorization_with_resource() -> ASGIApp:
+    """The AS and, at ``<issuer>/mcp``, the protected endpoint, checking the AS's own list."""
+    from bastion.authserver.app import create_app
+    from bastion.config import settings_from_environment
+
+    settings = settings_from_environment()
+    revoked = RevocationList()
+    auth = create_app(settings, revocations=revoked)
+    resource = f"{settings.issuer}/mcp"
+    verifier = JwtVerifier(
+        issuer=settings.issuer,
+        audience=resource,
+        jwks_uri=f"{settings.issuer}/jwks",
+        revocations=revoked,
+    )
+    protected = ResourceServerMiddleware(
+        Starlette(routes=_routes()),
+        resource=resource,
+        verifier=verifier,
+        authorization_servers=[settings.issuer],
+        protect_paths=["/mcp"],
+    )
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in ("/mcp", "/ready"):
+            await protected(scope, receive, send)
+        else:
+            await auth(scope, receive, send)
+
     return app
 
 
@@ -139,4 +198,12 @@ def static() -> _Static:
     return _Static({k.encode("latin-1"): v.encode("utf-8") for k, v in pages.items()})
 
 
-__all__ = ["bare", "protected", "registry", "static", "upstream"]
+__all__ = [
+    "authorization_with_resource",
+    "bare",
+    "protected",
+    "registry",
+    "revocation_list",
+    "static",
+    "upstream",
+]

@@ -3,7 +3,9 @@ audit, proxy) to an HTTP upstream, against the same call sent straight to the up
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 
 import httpx
 
@@ -42,6 +44,22 @@ def _token(bastion: Process, stack: Stack) -> str:
     return token
 
 
+@contextlib.contextmanager
+def gateway_and_upstream(plan: Plan, stack: Stack) -> Iterator[Process]:
+    """The benchmark's upstream and ``bastion gateway`` in front of it; yields the gateway."""
+    with (
+        uvicorn_app(
+            "upstream",
+            "benchmarks.apps:upstream",
+            port=stack.upstream_port,
+            env={},
+            cpus=plan.server_cpus,
+        ),
+        bastion_gateway(stack.settings(), port=stack.gateway_port, cpus=plan.server_cpus) as gw,
+    ):
+        yield gw
+
+
 async def run(plan: Plan, stack: Stack, bastion: Process, report: Report) -> None:
     token = _token(bastion, stack)
     body = json.dumps(CALL).encode()
@@ -54,16 +72,7 @@ async def run(plan: Plan, stack: Stack, bastion: Process, report: Report) -> Non
     def call(port: int, extra: dict[str, str]) -> bytes:
         return raw_request("127.0.0.1", port, "POST", "/mcp", body, {**headers, **extra})
 
-    with (
-        uvicorn_app(
-            "upstream",
-            "benchmarks.apps:upstream",
-            port=stack.upstream_port,
-            env={},
-            cpus=plan.server_cpus,
-        ),
-        bastion_gateway(stack.settings(), port=stack.gateway_port, cpus=plan.server_cpus),
-    ):
+    with gateway_and_upstream(plan, stack):
         expect = b'"result"'
 
         async def direct() -> Load:
@@ -89,4 +98,4 @@ async def run(plan: Plan, stack: Stack, bastion: Process, report: Report) -> Non
     )
 
 
-__all__ = ["run"]
+__all__ = ["CALL", "gateway_and_upstream", "run"]

@@ -97,4 +97,26 @@ async def interleaved(plan: Plan, targets: Sequence[Target]) -> dict[str, list[R
     return results
 
 
-__all__ = ["Plan", "Target", "interleaved", "load", "make_plan", "measure"]
+async def side_by_side(
+    rounds: int, first: Target, second: Target
+) -> tuple[list[Result], list[Result], list[float]]:
+    """Both targets loaded at the same time, each with half the connections, ``rounds`` times.
+    Two servers pinned to the same CPU share it evenly whatever else the machine does, so the
+    ratio of their rates in one round is the inverse ratio of their costs per request: steadier
+    than rates measured one after the other on a busy machine. The results of each, and the
+    ratio second / first of every round."""
+    firsts: list[Result] = []
+    seconds: list[Result] = []
+    ratios: list[float] = []
+    for _ in range(rounds):
+        a, b = await first[1](), await second[1]()
+        half_a = replace(a, connections=max(1, a.connections // 2))
+        half_b = replace(b, connections=max(1, b.connections // 2))
+        done_a, done_b = await asyncio.gather(measure(half_a), measure(half_b))
+        firsts.append(done_a)
+        seconds.append(done_b)
+        ratios.append(done_b.rate / done_a.rate if done_a.rate else 0.0)
+    return firsts, seconds, ratios
+
+
+__all__ = ["Plan", "Target", "interleaved", "load", "make_plan", "measure", "side_by_side"]

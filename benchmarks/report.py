@@ -11,6 +11,9 @@ from typing import Any
 
 from benchmarks.loadgen import Result
 
+# The unit of rows whose samples are delays (p50 and p99 matter; a rate means nothing).
+DELAYS = "delays"
+
 
 @dataclass
 class Row:
@@ -83,6 +86,8 @@ class Ratio:
     target: float | None = None
     value: float | None = None
     note: str = ""
+    # Measured by the suite itself (e.g. the median of paired rounds), not rate / rate.
+    given: float | None = None
 
     @property
     def met(self) -> bool | None:
@@ -125,6 +130,9 @@ class Report:
 
     def compute_ratios(self) -> None:
         for ratio in self.ratios:
+            if ratio.given is not None:
+                ratio.value = ratio.given
+                continue
             top, bottom = self.row(ratio.numerator), self.row(ratio.denominator)
             if top is None or bottom is None or not top.measured or not bottom.measured:
                 ratio.value = None
@@ -173,6 +181,12 @@ class Report:
                 if not row.measured:
                     out.append(f"| {row.name} | not measured | | | | | | {row.note} |")
                     continue
+                if row.unit == DELAYS:
+                    out.append(
+                        f"| {row.name} | | {row.p50:.2f} | {row.p99:.2f} | {row.requests} | "
+                        f"{row.errors} | | {row.note} |"
+                    )
+                    continue
                 rounds = ", ".join(f"{r.rate:.0f}" for r in row.rounds)
                 latency = (f"{row.p50:.2f}", f"{row.p99:.2f}") if row.rounds else ("", "")
                 requests = str(row.requests) if row.rounds else ""
@@ -204,4 +218,4 @@ class Report:
         return md, js
 
 
-__all__ = ["Ratio", "Report", "Row"]
+__all__ = ["DELAYS", "Ratio", "Report", "Row"]

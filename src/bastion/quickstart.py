@@ -175,14 +175,17 @@ def listeners(settings: Settings) -> list[Listener]:
     from bastion.demo.server import demo_app
     from bastion.gateway.app import create_gateway_app
     from bastion.registry.app import create_combined_app, shares_issuer_origin
+    from bastion.resource.revocation import RevocationList
 
+    # One revocation list, kept current by the authorization server, checked by the gateway.
+    revocations = RevocationList()
     if settings.registry.enabled and shares_issuer_origin(settings):
-        auth = create_combined_app(settings)
+        auth = create_combined_app(settings, revocations=revocations)
     else:
-        auth = create_app(settings)
+        auth = create_app(settings, revocations=revocations)
     found = [Listener("authorization server", auth, settings.host, settings.port)]
     if settings.gateway.enabled and settings.gateway.upstreams:
-        gateway = create_gateway_app(settings)
+        gateway = create_gateway_app(settings, revocations=revocations)
         found.append(Listener("gateway", gateway, settings.gateway.host, settings.gateway.port))
     port = demo_port(settings)
     if port is not None:

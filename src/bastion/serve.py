@@ -29,6 +29,12 @@ def proxy_options(trusted_proxies: Sequence[str]) -> dict[str, Any]:
     return {"proxy_headers": True, "forwarded_allow_ips": list(trusted_proxies)}
 
 
+# Seconds a stopping server waits for requests in flight. Long polls of /revocations are held
+# up to revocations.max_wait (25 s): they are cut after this, and the resource servers' feeds
+# ask again (another process, behind a load balancer) half a second later.
+SHUTDOWN_GRACE = 5
+
+
 def uvicorn_options(trusted_proxies: Sequence[str]) -> dict[str, Any]:
     """What every bastion listener gives ``uvicorn.run``/``uvicorn.Config``: the
     :func:`proxy_options`, no Server header, bastion's log setup."""
@@ -36,6 +42,7 @@ def uvicorn_options(trusted_proxies: Sequence[str]) -> dict[str, Any]:
         **proxy_options(trusted_proxies),
         "server_header": False,
         "log_config": copy.deepcopy(UVICORN_LOGGING),
+        "timeout_graceful_shutdown": SHUTDOWN_GRACE,
     }
 
 
@@ -105,7 +112,6 @@ async def serve_together(listeners: list[Listener], *, trusted_proxies: Sequence
                 item.app,
                 host=item.host,
                 port=item.port,
-                timeout_graceful_shutdown=5,
                 log_level="info",
                 **uvicorn_options(trusted_proxies),
             )
@@ -133,6 +139,7 @@ async def serve_together(listeners: list[Listener], *, trusted_proxies: Sequence
 
 
 __all__ = [
+    "SHUTDOWN_GRACE",
     "Listener",
     "proxy_options",
     "run_server",

@@ -1,11 +1,13 @@
-"""``bastion`` processes for the scale-out tests: real ``bastion serve`` servers and CLI runs,
-configured through ``BASTION_*`` environment variables (what a deployment's TOML file holds)."""
+"""``bastion`` processes for the scale-out tests: real ``bastion serve`` servers, other
+long-running commands (``bastion gateway``, ``bastion registry serve``) and CLI runs, configured
+through ``BASTION_*`` environment variables (what a deployment's TOML file holds)."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -15,8 +17,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
+import pytest
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
@@ -40,7 +44,7 @@ def environment(settings: Mapping[str, Any]) -> dict[str, str]:
 
 @dataclass
 class Server:
-    """A running ``bastion serve``."""
+    """A running ``bastion`` process (``serve``, ``gateway``…)."""
 
     url: str
     process: subprocess.Popen[bytes]
@@ -60,6 +64,27 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=5)
 
 
+def _start(
+    settings: Mapping[str, Any], args: list[str], url: str, program: list[str] | None = None
+) -> Server:
+    fd, name = tempfile.mkstemp(prefix=f"bastion-{args[0]}-", suffix=".log")
+    with os.fdopen(fd, "wb") as out:
+        process = subprocess.Popen(
+            [*(program or bastion_command()), *args],
+            env=environment(settings),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+        )
+    return Server(url, process, Path(name))
+
+
+def _finish(servers: list[Server]) -> None:
+    for server in servers:
+        _stop(server.process)
+        server.log.unlink(missing_ok=True)
+
+
 @contextmanager
 def serving(
     settings: Mapping[str, Any], ports: list[int], *, workers: int = 1
@@ -69,48 +94,75 @@ def serving(
     servers: list[Server] = []
     try:
         for port in ports:
-            fd, name = tempfile.mkstemp(prefix="bastion-serve-", suffix=".log")
-            with os.fdopen(fd, "wb") as out:
-                process = subprocess.Popen(
-                    [
-                        *bastion_command(),
-                        "serve",
-                        "--port",
-                        str(port),
-                        "--workers",
-                        str(workers),
-                        "--log-level",
-                        "warning",
-                    ],
-                    env=environment(settings),
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=out,
-                )
-            servers.append(Server(f"http://127.0.0.1:{port}", process, Path(name)))
+            args = ["serve", "--port", str(port), "--workers", str(workers)]
+            url = f"http://127.0.0.1:{port}"
+            servers.append(_start(settings, [*args, "--log-level", "warning"], url))
         for server in servers:
-            _wait_ready(server)
+            _wait_ready(server, "/.well-known/oauth-authorization-server")
         yield servers
     finally:
-        for server in servers:
-            _stop(server.process)
-            server.log.unlink(missing_ok=True)
+        _finish(servers)
 
 
-def _wait_ready(server: Server) -> None:
+@contextmanager
+def running(
+    settings: Mapping[str, Any],
+    args: list[str],
+    *,
+    url: str,
+    ready_path: str,
+    program: list[str] | None = None,
+) -> Iterator[Server]:
+    """``bastion <args>`` (``gateway``, ``registry serve``…), or ``program`` with ``args``,
+    with ``settings`` until the block ends, once GET ``url`` + ``ready_path`` answers 200."""
+    server = _start(settings, args, url, program)
+    try:
+        _wait_ready(server, ready_path)
+        yield server
+    finally:
+        _finish([server])
+
+
+def _wait_ready(server: Server, path: str) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     with httpx.Client(timeout=2, trust_env=False) as http:
         while time.monotonic() < deadline:
             if server.process.poll() is not None:
-                raise RuntimeError(f"bastion serve exited at start:\n{server.output()}")
+                raise RuntimeError(f"bastion exited at start:\n{server.output()}")
             try:
-                answer = http.get(f"{server.url}/.well-known/oauth-authorization-server")
+                answer = http.get(f"{server.url}{path}")
                 if answer.status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-    raise RuntimeError(f"bastion serve did not start in {START_TIMEOUT} s:\n{server.output()}")
+    raise RuntimeError(f"bastion did not start in {START_TIMEOUT} s:\n{server.output()}")
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` different loopback ports that were free a moment ago."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def require_postgres(url: str) -> None:
+    """Skip the test when nothing listens where the PostgreSQL URL points (fail instead under
+    BASTION_REQUIRE_POSTGRES=1, as in CI)."""
+    parts = urlsplit(url.replace("+asyncpg", ""))
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5432), 1):
+            return
+    except OSError:
+        message = f"scale-out tests need PostgreSQL; none reachable at {url}"
+        if os.environ.get("BASTION_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message + " (BASTION_REQUIRE_POSTGRES=1)")
+        pytest.skip(message + "; set BASTION_TEST_POSTGRES_URL")
 
 
 def cli(settings: Mapping[str, Any], *args: str) -> str:
@@ -127,4 +179,13 @@ def cli(settings: Mapping[str, Any], *args: str) -> str:
     return done.stdout
 
 
-__all__ = ["Server", "bastion_command", "cli", "environment", "serving"]
+__all__ = [
+    "Server",
+    "bastion_command",
+    "cli",
+    "environment",
+    "free_ports",
+    "require_postgres",
+    "running",
+    "serving",
+]

@@ -22,13 +22,11 @@ import asyncio
 import base64
 import json
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -39,41 +37,17 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from bastion.authserver.admin import add_client, add_registration_token
 from bastion.config import Settings
-from tests.scaleout.processes import Server, cli, serving
+from tests.scaleout.processes import Server, cli, free_ports, require_postgres, serving
 from tests.support.flow import add_user, authorize, exchange, register
 
 POSTGRES_URL = os.environ.get(
     "BASTION_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
-REQUIRE_POSTGRES = os.environ.get("BASTION_REQUIRE_POSTGRES") == "1"
 SECRET_KEY = "scale-out-test-secret-key-0123456789abcdef"
 KEY_REFRESH = 1
 RESOURCE_PATH = "/mcp"
 
 pytestmark = pytest.mark.postgres
-
-
-def _require_postgres() -> None:
-    parts = urlsplit(POSTGRES_URL.replace("+asyncpg", ""))
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5432), 1):
-            return
-    except OSError:
-        message = f"scale-out tests need PostgreSQL; none reachable at {POSTGRES_URL}"
-        if REQUIRE_POSTGRES:
-            pytest.fail(message + " (BASTION_REQUIRE_POSTGRES=1)")
-        pytest.skip(message + "; set BASTION_TEST_POSTGRES_URL")
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 @dataclass
@@ -93,7 +67,7 @@ class Cluster:
 @pytest.fixture
 async def schema() -> AsyncIterator[str]:
     """A schema of its own, dropped afterwards."""
-    _require_postgres()
+    require_postgres(POSTGRES_URL)
     name = f"t_{uuid.uuid4().hex[:16]}"
     yield name
     engine = create_async_engine(POSTGRES_URL)
@@ -104,7 +78,7 @@ async def schema() -> AsyncIterator[str]:
 
 @pytest.fixture
 def cluster_settings(schema: str, tmp_path: Path) -> dict[str, Any]:
-    port_a, port_b = _free_ports(2)
+    port_a, port_b = free_ports(2)
     issuer = f"http://127.0.0.1:{port_a}"
     return {
         "issuer": issuer,

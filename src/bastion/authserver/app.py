@@ -1,9 +1,9 @@
 """The authorization server as an ASGI application.
 
 ``create_app(settings)`` declares the routes; the lifespan opens the database, runs migrations,
-loads the signing keys and starts the housekeeping task. When the issuer has a path
-(``https://example.com/auth``), every endpoint lives under it and the well-known documents are
-served path-inserted at the root as RFC 8414 §3.1 requires.
+loads the signing keys, starts following revocations and starts the housekeeping task. When the
+issuer has a path (``https://example.com/auth``), every endpoint lives under it and the
+well-known documents are served path-inserted at the root as RFC 8414 §3.1 requires.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from bastion.authserver.context import AuthServer, make_templates
 from bastion.authserver.introspect import introspect
 from bastion.authserver.metadata import jwks_endpoint, metadata_endpoint
 from bastion.authserver.registration import manage, register
+from bastion.authserver.revocations import revocation_list
 from bastion.authserver.revoke import revoke
 from bastion.authserver.token import token
 from bastion.clock import Clock, system_clock
@@ -42,10 +43,12 @@ from bastion.identity.local import LocalUsers
 from bastion.logs import get_logger
 from bastion.oauth.well_known import metadata_paths
 from bastion.private_files import private_dir
+from bastion.resource.revocation import RevocationList
 from bastion.store import clients as client_rows
 from bastion.store import federation as federation_rows
 from bastion.store import grants
 from bastion.store.database import Database
+from bastion.store.revocation_feed import DatabaseRevocationFeed
 from bastion.tokens.cipher import Cipher, load_or_create_secret
 from bastion.tokens.keys import KeyManager
 
@@ -66,8 +69,10 @@ async def open_server(
     *,
     clock: Clock = system_clock,
     cimd_transport: httpx.AsyncBaseTransport | None = None,
+    revocations: RevocationList | None = None,
 ) -> AuthServer:
-    """Open the database (migrated), the keys and the client directory."""
+    """Open the database (migrated), the keys, the client directory, and the feed that keeps
+    ``revocations`` (default: a list of its own) current from the database."""
     if settings.database_url is None:
         private_dir(settings.data_dir)
     db = Database(settings.effective_database_url, schema=settings.database_schema)
@@ -90,6 +95,11 @@ async def open_server(
     access = AccessPolicy(db, cache_ttl=settings.client_cache_ttl)
     clients.on_change.append(access.changed)
     await clients.start()
+    revoked = revocations if revocations is not None else RevocationList(clock=clock)
+    feed = DatabaseRevocationFeed(
+        db, revoked, poll_interval=settings.revocations.poll_interval, clock=clock
+    )
+    await feed.start()
     _explain_policy(settings, await access.rules())
     return AuthServer(
         settings=settings,
@@ -101,6 +111,8 @@ async def open_server(
         clock=clock,
         access=access,
         cipher=cipher,
+        revocations=revoked,
+        revocation_feed=feed,
         federation=Federation(settings, cipher=cipher, clock=clock),
     )
 
@@ -128,6 +140,7 @@ def _explain_policy(settings: Settings, rules: list[AccessRule]) -> None:
 
 async def close_server(bastion: AuthServer) -> None:
     """Release what :func:`open_server` opened."""
+    await bastion.revocation_feed.aclose()
     await bastion.clients.aclose()
     await bastion.clients.resolver.aclose()
     if bastion.federation is not None:
@@ -206,6 +219,7 @@ def routes(settings: Settings) -> list[BaseRoute]:
         Route("/token", token, methods=["POST"]),
         Route("/introspect", introspect, methods=["POST"]),
         Route("/revoke", revoke, methods=["POST"]),
+        Route("/revocations", revocation_list, methods=["GET"]),
         Route("/jwks", jwks_endpoint, methods=["GET"]),
         Route("/interaction/{request_id}", interaction.show, methods=["GET"]),
         Route("/interaction/{request_id}/login", interaction.login, methods=["POST"]),
@@ -234,12 +248,16 @@ def create_app(
     *,
     clock: Clock = system_clock,
     cimd_transport: httpx.AsyncBaseTransport | None = None,
+    revocations: RevocationList | None = None,
 ) -> Starlette:
-    """The authorization server app for ``settings``."""
+    """The authorization server app for ``settings``; ``revocations`` is the list it keeps
+    current (default: its own), for apps of the same process to share."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        bastion = await open_server(settings, clock=clock, cimd_transport=cimd_transport)
+        bastion = await open_server(
+            settings, clock=clock, cimd_transport=cimd_transport, revocations=revocations
+        )
         app.state.bastion = bastion
         task = asyncio.create_task(_housekeeping_loop(bastion))
         try:

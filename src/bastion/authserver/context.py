@@ -40,6 +40,10 @@ class AuthServer:
     clock: Clock
     access: AccessPolicy
     cipher: Cipher
+    # Revoked grants and tokens, kept current from the database by revocation_feed: checked by
+    # introspection, published at /revocations, shared with a registry in the same app.
+    revocations: RevocationList
+    revocation_feed: DatabaseRevocationFeed
     federation: Federation | None = None
 
     @property
@@ -61,5 +65,7 @@ def server(request: Request) -> AuthServer:
 from bastion.access.policy import AccessPolicy  # noqa: E402
 from bastion.authserver.clients import ClientDirectory  # noqa: E402
 from bastion.identity.federation import Federation  # noqa: E402
+from bastion.resource.revocation import RevocationList  # noqa: E402
+from bastion.store.revocation_feed import DatabaseRevocationFeed  # noqa: E402
 
 __all__ = ["AuthServer", "make_templates", "server"]

@@ -5,7 +5,9 @@ was issued to and to resource servers an operator allowed to introspect its audi
 (``bastion clients add --introspect RESOURCE``; RFC 7662 §4: the AS decides who may learn what
 about a token); a refresh token only to the client it was issued to. Anything else answers
 ``{"active": false}`` (RFC 7662 §2.2), whatever the token: a stranger learns nothing, not even
-whether a token is genuine.
+whether a token is genuine. An access token revoked itself, through its refresh family, or
+through its ``grant_id`` (the server's revocation list, kept current from the database) is
+inactive too.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ async def describe_access_token(
     if claims.get("client_id") != caller.client_id and not caller.may_introspect(claims.get("aud")):
         return INACTIVE
     jti = str(claims.get("jti", ""))
+    grant_id = claims.get(access_token.GRANT_ID)
+    if bastion.revocations.covers(grant_id if isinstance(grant_id, str) else None, jti):
+        return INACTIVE
     async with bastion.db.connect() as conn:
         if await grants.is_access_token_revoked(conn, jti):
             return INACTIVE
@@ -47,7 +52,19 @@ async def describe_access_token(
     if family is not None and family.revoked_at is not None:
         return INACTIVE
     answer = {"active": True, "token_type": "Bearer"}
-    for name in ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "jti", "grant_id"):
+    # grant_id too (an extension member, RFC 7662 §2.2): a resource that caches answers can
+    # then refuse them once the grant is revoked (bastion.resource's revocations=).
+    for name in (
+        "scope",
+        "client_id",
+        "sub",
+        "aud",
+        "iss",
+        "exp",
+        "iat",
+        "jti",
+        access_token.GRANT_ID,
+    ):
         if name in claims:
             answer[name] = claims[name]
     return answer

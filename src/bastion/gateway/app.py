@@ -36,6 +36,8 @@ from bastion.logs import configure_logging, get_logger
 from bastion.oauth.protected_resource import metadata_url
 from bastion.private_files import warn_loose_modes
 from bastion.resource import JwtVerifier, ResourceServerMiddleware
+from bastion.resource.revocation import RevocationList
+from bastion.store.revocation_feed import revocation_feed
 
 log = get_logger(__name__)
 
@@ -58,9 +60,16 @@ def _resource(upstream: UpstreamSettings) -> str:
     return upstream.resource
 
 
-def create_gateway_app(settings: Settings, *, http: httpx.AsyncClient | None = None) -> Starlette:
+def create_gateway_app(
+    settings: Settings,
+    *,
+    http: httpx.AsyncClient | None = None,
+    revocations: RevocationList | None = None,
+) -> Starlette:
     """The gateway for ``settings.gateway``; ``http`` (default: one made here and closed on
-    shutdown) fetches the JWKS.
+    shutdown) fetches the JWKS. Every upstream refuses revoked tokens: those of ``revocations``
+    when given (a list an authorization server in the same process keeps current), else of a
+    list the gateway follows itself (:func:`~bastion.store.revocation_feed.revocation_feed`).
 
     Upstream requests go through a :class:`~bastion.gateway.upstream_http.UpstreamPool` made
     here."""
@@ -74,6 +83,8 @@ def create_gateway_app(settings: Settings, *, http: httpx.AsyncClient | None = N
         gateway.identity_secret.get_secret_value().encode() if gateway.identity_secret else None
     )
     jwks_uri = gateway.jwks_uri or f"{settings.issuer}/jwks"
+    revoked = revocations if revocations is not None else RevocationList()
+    feed = revocation_feed(settings, revoked, http=client) if revocations is None else None
     bridges: list[StdioBridge] = []
     verifiers: list[JwtVerifier] = []
     routes: list[Route] = []
@@ -92,7 +103,11 @@ def create_gateway_app(settings: Settings, *, http: httpx.AsyncClient | None = N
             bridges.append(bridge)
             inner = bridge
         verifier = JwtVerifier(
-            issuer=settings.issuer, audience=resource, jwks_uri=jwks_uri, http=client
+            issuer=settings.issuer,
+            audience=resource,
+            jwks_uri=jwks_uri,
+            http=client,
+            revocations=revoked,
         )
         verifiers.append(verifier)
         protected = ResourceServerMiddleware(
@@ -118,6 +133,8 @@ def create_gateway_app(settings: Settings, *, http: httpx.AsyncClient | None = N
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if feed is not None:
+            await feed.start()
         for bridge in bridges:
             await bridge.start()
         for upstream in gateway.upstreams:
@@ -126,6 +143,8 @@ def create_gateway_app(settings: Settings, *, http: httpx.AsyncClient | None = N
         try:
             yield
         finally:
+            if feed is not None:
+                await feed.aclose()
             await asyncio.gather(*(bridge.aclose() for bridge in bridges))
             for verifier in verifiers:
                 await verifier.aclose()

@@ -48,7 +48,9 @@ from bastion.registry.problems import Problem, not_found
 from bastion.registry.service import Registry
 from bastion.registry.times import MillisClock, system_millis
 from bastion.resource import JwtVerifier, ResourceServerMiddleware, TokenVerifier
+from bastion.resource.revocation import RevocationList
 from bastion.store.database import Database
+from bastion.store.revocation_feed import revocation_feed
 
 log = get_logger("bastion.registry")
 
@@ -162,10 +164,14 @@ def create_registry_app(
     http: httpx.AsyncClient | None = None,
     verifier: TokenVerifier | None = None,
     clock: MillisClock = system_millis,
+    revocations: RevocationList | None = None,
 ) -> Starlette:
     """The registry for ``settings.registry``. ``http`` (default: one made here and closed on
     shutdown) fetches the AS's JWKS; ``verifier`` replaces the default JWT verifier (e.g. an
-    IntrospectionVerifier for another AS); ``clock`` gives Unix milliseconds."""
+    IntrospectionVerifier for another AS); ``clock`` gives Unix milliseconds. The default
+    verifier refuses revoked tokens: those of ``revocations`` when given (a list the
+    authorization server of the same app keeps current), else of a list the registry follows
+    itself (:func:`~bastion.store.revocation_feed.revocation_feed`)."""
     config = settings.registry
     resource, prefix, metadata_path = registry_paths(settings)
     prm_url = metadata_url(resource)
@@ -174,11 +180,16 @@ def create_registry_app(
         timeout=httpx.Timeout(10.0), follow_redirects=False, trust_env=False
     )
     own_verifier = verifier is None
+    revoked = revocations if revocations is not None else RevocationList()
+    feed = None
+    if revocations is None and own_verifier:
+        feed = revocation_feed(settings, revoked, db=db, http=client)
     token_verifier: TokenVerifier = verifier or JwtVerifier(
         issuer=settings.issuer,
         audience=resource,
         jwks_uri=config.jwks_uri or f"{settings.issuer}/jwks",
         http=client,
+        revocations=revoked,
     )
 
     def challenge(scope: str) -> str:
@@ -222,9 +233,13 @@ def create_registry_app(
         await db.upgrade()
         app.state.registry = registry
         log.info("registry %s (metadata %s)", resource, prm_url)
+        if feed is not None:
+            await feed.start()
         try:
             yield
         finally:
+            if feed is not None:
+                await feed.aclose()
             if own_verifier and isinstance(token_verifier, JwtVerifier):
                 await token_verifier.aclose()
             if http is None:
@@ -259,13 +274,17 @@ class _ByPath:
             await self.auth(scope, receive, send)
 
 
-def create_combined_app(settings: Settings, **registry_options: Any) -> Starlette:
+def create_combined_app(
+    settings: Settings, *, revocations: RevocationList | None = None, **registry_options: Any
+) -> Starlette:
     """The authorization server and the registry in one app (the registry URL on the issuer's
-    origin, e.g. the default ``<issuer>/registry``)."""
+    origin, e.g. the default ``<issuer>/registry``), with one revocation list (``revocations``,
+    default a new one) that the authorization server keeps current and the registry checks."""
     from bastion.authserver.app import create_app
 
-    auth = create_app(settings)
-    registry = create_registry_app(settings, **registry_options)
+    revocations = revocations if revocations is not None else RevocationList()
+    auth = create_app(settings, revocations=revocations)
+    registry = create_registry_app(settings, revocations=revocations, **registry_options)
     _, prefix, metadata_path = registry_paths(settings)
     dispatch = _ByPath(auth, registry, prefix, metadata_path)
 

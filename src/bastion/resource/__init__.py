@@ -5,6 +5,9 @@
 - :class:`JwtVerifier` (RFC 9068 via JWKS) and :class:`IntrospectionVerifier` (RFC 7662), both
   :class:`TokenVerifier`\\ s returning a :class:`Principal`.
 - :class:`ScopePolicy` / :class:`ScopePolicySettings`: which scopes an operation needs.
+- :class:`RevocationList` (a :class:`RevocationCheck`): revoked grants and tokens, refused by a
+  verifier given it, cached tokens included; :class:`HttpRevocationFeed` keeps one current from
+  the authorization server's ``<issuer>/revocations``.
 
 The adapter for the official ``mcp`` SDK lives in :mod:`bastion.resource.mcp_sdk` (it imports
 ``mcp``, an optional dependency).
@@ -15,15 +18,20 @@ from bastion.resource.jwt_verifier import DEFAULT_ALGORITHMS, SUPPORTED_ALGORITH
 from bastion.resource.middleware import ResourceServerMiddleware, RpcCall, rpc_calls
 from bastion.resource.policy import ScopePolicy, ScopePolicySettings
 from bastion.resource.principal import Principal
+from bastion.resource.revocation import RevocationCheck, RevocationList
+from bastion.resource.revocation_feed import HttpRevocationFeed
 from bastion.resource.verifier import TokenVerifier
 
 __all__ = [
     "DEFAULT_ALGORITHMS",
     "SUPPORTED_ALGORITHMS",
+    "HttpRevocationFeed",
     "IntrospectionVerifier",
     "JwtVerifier",
     "Principal",
     "ResourceServerMiddleware",
+    "RevocationCheck",
+    "RevocationList",
     "RpcCall",
     "ScopePolicy",
     "ScopePolicySettings",

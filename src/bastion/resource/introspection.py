@@ -13,6 +13,7 @@ from bastion.clock import Clock, system_clock
 from bastion.oauth.errors import InvalidToken, TemporarilyUnavailable
 from bastion.oauth.resource import canonical
 from bastion.resource.principal import Principal
+from bastion.resource.revocation import RevocationCheck
 from bastion.resource.token_claims import (
     audience_matches,
     check_times,
@@ -39,7 +40,9 @@ class IntrospectionVerifier(CachingVerifier):
     other way (for example one that only ever issues tokens for it).
 
     Answers are cached until the token's ``exp`` or ``cache_ttl`` seconds, whichever comes first:
-    a token revoked at the AS may keep working here for up to ``cache_ttl`` seconds.
+    a token revoked at the AS may keep working here for up to ``cache_ttl`` seconds, unless the
+    verifier is given ``revocations`` (a :class:`~bastion.resource.revocation.RevocationList`
+    kept current by a feed), which is checked on every request, cached or not.
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class IntrospectionVerifier(CachingVerifier):
         cache_ttl: int = 60,
         leeway: int = 30,
         clock: Clock = system_clock,
+        revocations: RevocationCheck | None = None,
     ) -> None:
         parts = urlsplit(introspection_endpoint)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -73,7 +77,7 @@ class IntrospectionVerifier(CachingVerifier):
         self.require_audience = require_audience
         self.cache_ttl = cache_ttl
         self.leeway = leeway
-        super().__init__(http=http, cache_size=cache_size, clock=clock)
+        super().__init__(http=http, cache_size=cache_size, clock=clock, revocations=revocations)
         self.introspections = 0
 
     def __repr__(self) -> str:

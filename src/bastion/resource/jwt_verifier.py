@@ -27,6 +27,7 @@ from bastion.clock import Clock, system_clock
 from bastion.oauth.errors import InvalidToken, TemporarilyUnavailable
 from bastion.oauth.resource import canonical
 from bastion.resource.principal import Principal
+from bastion.resource.revocation import RevocationCheck
 from bastion.resource.token_claims import (
     audience_matches,
     check_times,
@@ -34,7 +35,7 @@ from bastion.resource.token_claims import (
     refuse_sender_constrained,
     short,
 )
-from bastion.resource.verifier import CachingVerifier
+from bastion.resource.verifier import CachingVerifier, read_limited
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,8 @@ class JwtVerifier(CachingVerifier):
 
     ``audience`` is this resource's canonical URI (MCP: the RFC 8707 resource clients request);
     tokens whose ``aud`` (string or array) does not contain it are refused (checklist R04).
+    ``revocations`` (a :class:`~bastion.resource.revocation.RevocationList` kept current by a
+    feed) makes it refuse tokens whose grant or jti has been revoked, cached tokens included.
     ``signature_checks`` and ``jwks_fetches`` count the work done (for tests and metrics).
     """
 
@@ -146,6 +149,7 @@ class JwtVerifier(CachingVerifier):
         jwks_refresh_min_interval: float = 30.0,
         jwks_max_age: float = 300.0,
         clock: Clock = system_clock,
+        revocations: RevocationCheck | None = None,
     ) -> None:
         if not issuer:
             raise ValueError("issuer is required: the exact iss value of the tokens")
@@ -170,7 +174,7 @@ class JwtVerifier(CachingVerifier):
         self.require_typ = require_typ
         self.jwks_refresh_min_interval = jwks_refresh_min_interval
         self.jwks_max_age = jwks_max_age
-        super().__init__(http=http, cache_size=cache_size, clock=clock)
+        super().__init__(http=http, cache_size=cache_size, clock=clock, revocations=revocations)
         self._registries = {
             alg: jws.JWSRegistry(algorithms=[alg], strict_check_header=False)
             for alg in self.algorithms
@@ -372,12 +376,8 @@ class JwtVerifier(CachingVerifier):
         async with self._http.stream("GET", self.jwks_uri, headers=headers) as response:
             if response.status_code != 200:
                 raise ValueError(f"HTTP {response.status_code}")
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_JWKS_BYTES:
-                    raise ValueError(f"JWKS larger than {MAX_JWKS_BYTES} bytes")
-        document = json.loads(bytes(body))
+            body = await read_limited(response, MAX_JWKS_BYTES, "the JWKS")
+        document = json.loads(body)
         if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
             raise ValueError("not a JWK Set (RFC 7517 §5): no keys array")
         keys: list[Any] = document["keys"]

@@ -75,6 +75,7 @@ class ScopePolicy:
         self.tools = {t: _scopes(s, f"tools[{t!r}]") for t, s in (tools or {}).items()}
         self.implies = {k: _scopes(v, f"implies[{k!r}]") for k, v in (implies or {}).items()}
         groups = tuple(groups) if not isinstance(groups, str) else groups
+        # No groups (the default) means no group is needed; a rule that names none is refused.
         self.groups = _groups(groups, "groups") if groups else frozenset()
         self.method_groups = {
             m: _groups(g, f"method_groups[{m!r}]") for m, g in (method_groups or {}).items()

@@ -14,7 +14,7 @@ class Principal:
     ``subject`` is ``sub`` (for client_credentials tokens, the client itself); ``client_id`` the
     client the token was issued to; ``scopes`` the granted scopes; ``claims`` every claim of the
     token or introspection answer; ``token_id`` its ``jti``; ``expires_at`` its ``exp``
-    (Unix seconds).
+    (Unix seconds); ``grant_id`` the grant it belongs to (from ``claims``).
     """
 
     subject: str
@@ -24,6 +24,13 @@ class Principal:
     claims: Mapping[str, Any] = field(hash=False)
     token_id: str | None
     expires_at: int
+    # The grant the token belongs to (its ``grant_id`` claim), if it names one: derived from
+    # ``claims`` once, as every request checks it against the revocation list.
+    grant_id: str | None = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        found = self.claims.get("grant_id")
+        object.__setattr__(self, "grant_id", found if isinstance(found, str) else None)
 
     @property
     def groups(self) -> frozenset[str]:
@@ -34,12 +41,6 @@ class Principal:
         if isinstance(found, list):
             return frozenset(g for g in found if isinstance(g, str))
         return frozenset()
-
-    @property
-    def grant_id(self) -> str | None:
-        """The grant the token belongs to (``grant_id``), if it names one."""
-        found = self.claims.get("grant_id")
-        return found if isinstance(found, str) else None
 
     def has_scopes(self, required: frozenset[str] | set[str]) -> bool:
         """Whether every scope in ``required`` was granted (no hierarchy; see ScopePolicy)."""

@@ -10,6 +10,11 @@ Both are :class:`CachingVerifier`\\ s: a bounded cache of verified tokens, keyed
 of the token (the token itself is never stored or logged), that never outlives the token's
 ``exp``; and the HTTP client they make when none is given.
 
+Given a :class:`~bastion.resource.revocation.RevocationCheck` (``revocations=``), a verifier also
+refuses a token whose grant or jti has been revoked, on every request: a token from the cache is
+checked again each time (two dictionary lookups), so a revocation takes effect as soon as the
+list hears of it, however long the token stays cached.
+
 Failures raise :class:`~bastion.oauth.errors.InvalidToken` whose description says what was wrong
 (it is sent to the client in ``error_description``). When a verifier cannot reach the
 authorization server at all (JWKS or introspection endpoint down) it raises
@@ -30,8 +35,10 @@ import httpx
 from bastion.clock import Clock
 from bastion.oauth.errors import InvalidToken
 from bastion.resource.principal import Principal
+from bastion.resource.revocation import RevocationCheck
 
 MAX_TOKEN_LENGTH = 16 * 1024
+REVOKED = "the token has been revoked"
 
 
 @runtime_checkable
@@ -84,12 +91,31 @@ class VerifiedCache:
         return len(self._items)
 
 
+async def read_limited(response: httpx.Response, limit: int, what: str) -> bytes:
+    """The body of a streamed ``response``; ValueError once it grows past ``limit`` bytes."""
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > limit:
+            raise ValueError(f"{what} is larger than {limit} bytes")
+    return bytes(body)
+
+
 class CachingVerifier(ABC):
     """A :class:`TokenVerifier` that checks the token's size, answers from the cache of verified
-    tokens, and otherwise asks :meth:`_verify_uncached`; it closes the HTTP client it made."""
+    tokens, and otherwise asks :meth:`_verify_uncached`; it refuses revoked tokens when given
+    ``revocations``, and closes the HTTP client it made."""
 
-    def __init__(self, *, http: httpx.AsyncClient | None, cache_size: int, clock: Clock) -> None:
+    def __init__(
+        self,
+        *,
+        http: httpx.AsyncClient | None,
+        cache_size: int,
+        clock: Clock,
+        revocations: RevocationCheck | None = None,
+    ) -> None:
         self.clock = clock
+        self.revocations = revocations
         self._own_http = http is None
         self._http = http or httpx.AsyncClient(timeout=5.0, follow_redirects=False)
         self._cache = VerifiedCache(cache_size)
@@ -120,9 +146,13 @@ class CachingVerifier(ABC):
         key = fingerprint(token)
         cached = self._cache.get(key, self.clock())
         if cached is not None:
+            if self.revocations is not None and self.revocations.is_revoked(cached):
+                raise InvalidToken(REVOKED)
             return cached
         principal, until = await self._verify_uncached(token)
         self._cache.put(key, principal, until, self.clock())
+        if self.revocations is not None and self.revocations.is_revoked(principal):
+            raise InvalidToken(REVOKED)
         return principal
 
     @abstractmethod
@@ -130,4 +160,12 @@ class CachingVerifier(ABC):
         """Verify a token not in the cache: its principal, and until when it may be cached."""
 
 
-__all__ = ["MAX_TOKEN_LENGTH", "CachingVerifier", "TokenVerifier", "VerifiedCache", "fingerprint"]
+__all__ = [
+    "MAX_TOKEN_LENGTH",
+    "REVOKED",
+    "CachingVerifier",
+    "TokenVerifier",
+    "VerifiedCache",
+    "fingerprint",
+    "read_limited",
+]
