@@ -147,7 +147,7 @@ async def test_introspection_reports_a_token_of_a_withdrawn_machine_grant_inacti
     """RFC 7662 §2.2: a machine client's secret is rotated (its grant withdrawn); its token is
     then reported inactive, though it has no refresh family to look up."""
     machine = await confidential_client(settings, scope="mcp:tools")
-    rs = await confidential_client(settings, scope="mcp:tools")
+    rs = await confidential_client(settings, scope="mcp:tools", introspects=["*"])
     response = await client.post(
         "/token",
         data={"grant_type": "client_credentials", "resource": RESOURCE, "scope": "mcp:tools"},

@@ -150,7 +150,7 @@ async def test_an_introspection_verifier_refuses_its_cached_answer_once_the_gran
     so the list refuses the cached answer as soon as the grant is withdrawn."""
     settings, resource, feed = stack
     caller = await service_client(settings)
-    introspector = await service_client(settings, scope="mcp:tools")
+    introspector = await service_client(settings, scope="mcp:tools", introspects=["*"])
     token = (await get_token(settings.issuer, caller, resource=resource))["access_token"]
     async with IntrospectionVerifier(
         introspection_endpoint=f"{settings.issuer}/introspect",

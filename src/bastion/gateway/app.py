@@ -172,7 +172,6 @@ def run_gateway(
         create_gateway_app(settings),
         host=settings.gateway.host,
         port=settings.gateway.port,
-        timeout_graceful_shutdown=5,
         log_level=log_level,
         **uvicorn_options(settings.trusted_proxies),
     )
