@@ -14,7 +14,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,14 +44,39 @@ def environment(settings: Mapping[str, Any]) -> dict[str, str]:
 
 @dataclass
 class Server:
-    """A running ``bastion`` process (``serve``, ``gateway``…)."""
+    """A running ``bastion`` process (``serve``, ``gateway``…), and how it was started, so that
+    it can be started again the same way (same port, same database) after :meth:`kill`."""
 
     url: str
     process: subprocess.Popen[bytes]
     log: Path
+    command: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    ready_path: str = "/"
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or the OOM killer would end it: no shutdown, no cleanup."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=STOP_TIMEOUT)
+
+    def freeze(self) -> None:
+        """SIGSTOP: the process stops where it is, holding whatever it has not sent yet."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT after :meth:`freeze`."""
+        self.process.send_signal(signal.SIGCONT)
+
+    def restart(self) -> None:
+        """Start it again as before and wait until it answers (it must have stopped)."""
+        if self.process.poll() is None:
+            raise RuntimeError("restart() needs a stopped process; kill() it first")
+        self.process = _launch(self.command, self.env, self.log)
+        _wait_ready(self, self.ready_path)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -64,19 +89,18 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=5)
 
 
+def _launch(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+
+
 def _start(
     settings: Mapping[str, Any], args: list[str], url: str, program: list[str] | None = None
 ) -> Server:
     fd, name = tempfile.mkstemp(prefix=f"bastion-{args[0]}-", suffix=".log")
-    with os.fdopen(fd, "wb") as out:
-        process = subprocess.Popen(
-            [*(program or bastion_command()), *args],
-            env=environment(settings),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-        )
-    return Server(url, process, Path(name))
+    os.close(fd)
+    command, env = [*(program or bastion_command()), *args], environment(settings)
+    return Server(url, _launch(command, env, Path(name)), Path(name), command, env)
 
 
 def _finish(servers: list[Server]) -> None:
@@ -98,7 +122,8 @@ def serving(
             url = f"http://127.0.0.1:{port}"
             servers.append(_start(settings, [*args, "--log-level", "warning"], url))
         for server in servers:
-            _wait_ready(server, "/.well-known/oauth-authorization-server")
+            server.ready_path = "/.well-known/oauth-authorization-server"
+            _wait_ready(server, server.ready_path)
         yield servers
     finally:
         _finish(servers)
@@ -116,6 +141,7 @@ def running(
     """``bastion <args>`` (``gateway``, ``registry serve``…), or ``program`` with ``args``,
     with ``settings`` until the block ends, once GET ``url`` + ``ready_path`` answers 200."""
     server = _start(settings, args, url, program)
+    server.ready_path = ready_path
     try:
         _wait_ready(server, ready_path)
         yield server
