@@ -128,6 +128,39 @@ class RegistrationSettings(BaseModel):
     )
 
 
+class QuotaSettings(BaseModel):
+    """Limits on what anyone may make the authorization server store or fetch before
+    authenticating. Counted per client address (an IPv6 /64 is one address; behind a proxy, see
+    trusted_proxies) and overall, in the database, so they hold for all processes together.
+    Beyond a limit the request gets 429 with Retry-After."""
+
+    enabled: bool = True
+    registrations_per_address: int = Field(
+        30, ge=1, description="Dynamic client registrations (RFC 7591) per address per hour."
+    )
+    registrations: int = Field(
+        1000, ge=1, description="Dynamic client registrations per hour from all addresses."
+    )
+    pending_authorizations_per_address: int = Field(
+        200,
+        ge=1,
+        description="Authorization requests waiting for their sign-in (at most 15 minutes "
+        "each) per address.",
+    )
+    pending_authorizations: int = Field(
+        20000, ge=1, description="Authorization requests waiting for their sign-in, in all."
+    )
+    cimd_fetches_per_address: int = Field(
+        30,
+        ge=1,
+        description="Client ID Metadata Documents fetched (not served from the cache) per "
+        "minute for requests from one address.",
+    )
+    cimd_fetches: int = Field(
+        300, ge=1, description="Client ID Metadata Documents fetched per minute in all."
+    )
+
+
 class UnknownClientSettings(BaseModel):
     """What to do with a client_id nobody registered (e.g. VS Code's built-in id)."""
 
@@ -237,6 +270,13 @@ class UpstreamSettings(BaseModel):
     )
     max_sessions: int = Field(
         32, ge=1, le=10000, description="stdio: processes at most; more sessions get 503."
+    )
+    max_sessions_per_subject: int = Field(
+        4,
+        ge=1,
+        le=10000,
+        description="stdio: sessions one subject (the token's sub) may hold at once, so that "
+        "one token holder cannot take every process; more get 429.",
     )
 
     @field_validator("path")
@@ -912,6 +952,7 @@ class Settings(BaseSettings):
     tokens: TokenSettings = Field(default_factory=TokenSettings)
     cimd: CimdSettings = Field(default_factory=CimdSettings)
     registration: RegistrationSettings = Field(default_factory=RegistrationSettings)
+    quotas: QuotaSettings = Field(default_factory=QuotaSettings)
     unknown_clients: UnknownClientSettings = Field(default_factory=UnknownClientSettings)
     login: LoginSettings = Field(default_factory=LoginSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
@@ -1126,6 +1167,7 @@ __all__ = [
     "IdentityProviderKind",
     "IdentityProviderSettings",
     "LoginSettings",
+    "QuotaSettings",
     "RegistrationSettings",
     "RegistrySettings",
     "ResourceSettings",

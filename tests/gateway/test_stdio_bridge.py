@@ -363,6 +363,32 @@ async def test_max_sessions_is_503_and_a_missing_command_502(
     assert "check upstreams.command" in caplog.text
 
 
+async def test_l9_one_subject_cannot_take_every_stdio_session() -> None:
+    """L9: of requests to start sessions one user sends at once, max_sessions_per_subject start
+    a process; the others get 429 with Retry-After and a JSON-RPC error, and start none (those
+    still starting count). Another user still gets a session; ending one of the first user's
+    lets them start one again."""
+    async with bridged() as (running, url), httpx.AsyncClient(timeout=30) as http:
+        limit = running.upstream.max_sessions_per_subject
+        answers = await asyncio.gather(
+            *(http.post(url, json=initialize(), headers={"Accept": ACCEPT}) for _ in range(8))
+        )
+        assert sorted(a.status_code for a in answers) == [200] * limit + [429] * (8 - limit)
+        refused = next(a for a in answers if a.status_code == 429)
+        wait = int(refused.headers["retry-after"])
+        assert 1 <= wait <= running.upstream.session_idle_timeout
+        assert refused.json()["error"]["code"] == -32000
+        assert "mcp-session-id" not in refused.headers
+        assert len(running.sessions) == limit
+        async with serve(with_principal(running, BOB)) as other:
+            theirs = await http.post(f"{other}/mcp", json=initialize(), headers={"Accept": ACCEPT})
+            assert theirs.status_code == 200
+        mine = next(a for a in answers if a.status_code == 200).headers["mcp-session-id"]
+        assert (await http.delete(url, headers={"Mcp-Session-Id": mine})).status_code == 204
+        again = await http.post(url, json=initialize(), headers={"Accept": ACCEPT})
+        assert again.status_code == 200
+
+
 async def test_stderr_of_the_process_is_logged(
     bridge: tuple[StdioBridge, str], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -32,6 +32,7 @@ from bastion.authserver.clients import ClientDirectory
 from bastion.authserver.context import AuthServer, make_templates
 from bastion.authserver.introspect import introspect
 from bastion.authserver.metadata import jwks_endpoint, metadata_endpoint
+from bastion.authserver.quotas import LONGEST_WINDOW, Quotas
 from bastion.authserver.registration import manage, register
 from bastion.authserver.revocations import revocation_list
 from bastion.authserver.revoke import revoke
@@ -47,6 +48,7 @@ from bastion.resource.revocation import RevocationList
 from bastion.store import clients as client_rows
 from bastion.store import federation as federation_rows
 from bastion.store import grants
+from bastion.store import quotas as quota_rows
 from bastion.store.database import Database
 from bastion.store.revocation_feed import DatabaseRevocationFeed
 from bastion.tokens.cipher import Cipher, load_or_create_secret
@@ -88,7 +90,10 @@ async def open_server(
         clock=clock,
     )
     await keys.load()
-    resolver = MetadataDocumentResolver(db, settings.cimd, clock=clock, transport=cimd_transport)
+    quotas = Quotas(db, settings.quotas, clock)
+    resolver = MetadataDocumentResolver(
+        db, settings.cimd, clock=clock, transport=cimd_transport, quotas=quotas
+    )
     templates = make_templates()
     templates.globals["base"] = urlsplit(settings.issuer).path
     clients = ClientDirectory(db, settings, resolver, clock)
@@ -113,6 +118,7 @@ async def open_server(
         cipher=cipher,
         revocations=revoked,
         revocation_feed=feed,
+        quotas=quotas,
         federation=Federation(settings, cipher=cipher, clock=clock),
     )
 
@@ -155,6 +161,7 @@ async def housekeeping(bastion: AuthServer) -> None:
     async with bastion.db.transaction() as conn:
         await grants.purge_expired(conn, now)
         await federation_rows.purge_expired_states(conn, now)
+        await quota_rows.purge(conn, now, LONGEST_WINDOW)
         ttl = bastion.settings.registration.unused_client_ttl
         if ttl:
             removed = await client_rows.delete_unused_dynamic(conn, now - ttl)

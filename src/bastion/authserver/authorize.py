@@ -16,8 +16,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from bastion.authserver.context import AuthServer, server
-from bastion.authserver.errors import error_page, redirect_error
+from bastion.authserver.errors import error_page, redirect_error, too_many_page
 from bastion.authserver.http import NO_STORE, query_params, read_form, single
+from bastion.authserver.quotas import requester
 from bastion.oauth import pkce
 from bastion.oauth import scopes as scope_syntax
 from bastion.oauth.errors import (
@@ -26,12 +27,12 @@ from bastion.oauth.errors import (
     InvalidScope,
     InvalidTarget,
     OAuthError,
+    TooManyRequests,
     UnauthorizedClient,
     UnsupportedResponseType,
 )
 from bastion.oauth.redirect_uri import is_loopback_uri
 from bastion.oauth.resource import canonical, check_indicator
-from bastion.store import grants
 from bastion.store.clients import Client
 
 REQUEST_TTL = 900
@@ -156,10 +157,13 @@ async def authorize(request: Request) -> Response:
     client_id = single(params, "client_id")
     if not client_id:
         return error_page(request, "Invalid authorization request", "The request has no client_id.")
+    who = requester(request.scope)
     try:
-        client = await bastion.clients.find(client_id)
+        client = await bastion.clients.find(client_id, requester=who)
     except InvalidClient as exc:
         return error_page(request, "Unknown application", exc.description)
+    except TooManyRequests as exc:
+        return too_many_page(request, exc)
     redirect_uri = single(params, "redirect_uri")
     registered = client.metadata.redirect_uris
     if redirect_uri is None and len(registered) == 1:
@@ -189,20 +193,25 @@ async def authorize(request: Request) -> Response:
         return redirect_error(exc, redirect_uri, single(params, "state"), bastion.issuer)
     request_id = secrets.token_urlsafe(24)
     now = bastion.clock()
-    async with bastion.db.transaction() as conn:
-        await grants.save_request(
-            conn,
-            id=request_id,
-            client_id=valid.client_id,
-            redirect_uri=valid.redirect_uri,
-            redirect_uri_sent=valid.redirect_uri_sent,
-            scope=valid.scope,
-            resource=valid.resource,
-            state=valid.state,
-            code_challenge=valid.code_challenge,
-            created_at=now,
-            expires_at=now + REQUEST_TTL,
-        )
+    try:
+        async with bastion.db.transaction() as conn:
+            await bastion.quotas.save_pending_authorization(
+                conn,
+                who,
+                now,
+                id=request_id,
+                client_id=valid.client_id,
+                redirect_uri=valid.redirect_uri,
+                redirect_uri_sent=valid.redirect_uri_sent,
+                scope=valid.scope,
+                resource=valid.resource,
+                state=valid.state,
+                code_challenge=valid.code_challenge,
+                created_at=now,
+                expires_at=now + REQUEST_TTL,
+            )
+    except TooManyRequests as exc:  # nothing was stored
+        return too_many_page(request, exc)
     return RedirectResponse(
         bastion.url(f"/interaction/{request_id}"), status_code=303, headers=NO_STORE
     )

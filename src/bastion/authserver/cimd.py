@@ -10,7 +10,7 @@ import asyncio
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, unquote, urljoin, urlsplit
 
 import httpx
@@ -26,6 +26,9 @@ from bastion.oauth.errors import InvalidClient, OAuthError
 from bastion.store import clients
 from bastion.store.clients import CachedDocument
 from bastion.store.database import Database
+
+if TYPE_CHECKING:
+    from bastion.authserver.quotas import Quotas
 
 log = get_logger("bastion.cimd")
 
@@ -153,10 +156,12 @@ class MetadataDocumentResolver:
         *,
         clock: Clock = system_clock,
         transport: httpx.AsyncBaseTransport | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         self._db = db
         self._settings = settings
         self._clock = clock
+        self._quotas = quotas
         self._allow_http = settings.allow_private_addresses  # for development only
         self._trusted = [d.lower().strip(".") for d in settings.trusted_domains]
         self._http = httpx.AsyncClient(
@@ -179,10 +184,13 @@ class MetadataDocumentResolver:
         """Whether ``client_id`` is a client identifier URL (draft §3)."""
         return client_id_problem(client_id, allow_http=allow_http) is None
 
-    async def resolve(self, client_id: str) -> ClientMetadata:
-        """The validated metadata behind ``client_id``; InvalidClient if none (draft §4.3)."""
+    async def resolve(self, client_id: str, *, requester: str | None = None) -> ClientMetadata:
+        """The validated metadata behind ``client_id``; InvalidClient if none (draft §4.3).
+
+        A fetch (no fresh cached copy) counts against the quotas of ``requester`` (the address
+        of the request that needs the document; None: overall only), TooManyRequests beyond."""
         try:
-            return await self._resolve(client_id)
+            return await self._resolve(client_id, requester)
         except DocumentRefused as exc:
             log.warning("client metadata document %r refused: %s", client_id, exc.detail or exc)
             raise InvalidClient(
@@ -193,7 +201,7 @@ class MetadataDocumentResolver:
         """Close the HTTP connections."""
         await self._http.aclose()
 
-    async def _resolve(self, client_id: str) -> ClientMetadata:
+    async def _resolve(self, client_id: str, requester: str | None) -> ClientMetadata:
         if problem := client_id_problem(client_id, allow_http=self._allow_http):
             raise DocumentRefused(f"the client_id URL {problem} (CIMD draft section 3)")
         host = (urlsplit(client_id).hostname or "").rstrip(".")
@@ -204,6 +212,8 @@ class MetadataDocumentResolver:
             cached = await clients.get_document(conn, client_id)
         if cached is not None and now < cached.expires_at:
             return validate_document(client_id, cached.document)
+        if self._quotas is not None:
+            await self._quotas.admit_fetch(requester)
         answer = await self._fetch(client_id, cached)
         metadata = validate_document(client_id, answer.document)
         lifetime = cache_lifetime(answer.headers, now, self._settings)

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from bastion import safe_json
 from bastion.authserver.context import AuthServer
 from bastion.authserver.http import single
+from bastion.authserver.quotas import requester
 from bastion.oauth.errors import InvalidClient, InvalidRequest
 from bastion.store import grants
 from bastion.store.clients import Client
@@ -103,7 +104,7 @@ async def authenticate(
         )
     if not cred.client_id:
         raise InvalidClient("client_id is missing")
-    client = await bastion.clients.find(cred.client_id)
+    client = await bastion.clients.find(cred.client_id, requester=requester(request.scope))
     expected = client.metadata.token_endpoint_auth_method
     if cred.method != expected:
         raise InvalidClient(

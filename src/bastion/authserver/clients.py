@@ -133,8 +133,11 @@ class ClientDirectory:
             if not lock.locked() and self._reads.get(client_id) is lock:
                 del self._reads[client_id]
 
-    async def find(self, client_id: str) -> Client:
-        """The client for ``client_id``; raise InvalidClient with a reason when there is none."""
+    async def find(self, client_id: str, *, requester: str | None = None) -> Client:
+        """The client for ``client_id``; raise InvalidClient with a reason when there is none.
+
+        ``requester`` (:func:`bastion.authserver.quotas.requester`) is whom fetching a client
+        metadata document counts against; TooManyRequests when that quota is used up."""
         if not client_id or len(client_id) > 2048:
             raise InvalidClient("client_id is missing or too long")
         if not is_vschar(client_id):
@@ -149,7 +152,7 @@ class ClientDirectory:
         if cimd.enabled and self.resolver.is_metadata_document_id(
             client_id, allow_http=cimd.allow_private_addresses
         ):
-            metadata = await self.resolver.resolve(client_id)
+            metadata = await self.resolver.resolve(client_id, requester=requester)
             return Client(client_id=client_id, origin="metadata_document", metadata=metadata)
         if self.settings.unknown_clients.policy == "loopback_public":
             log.warning(

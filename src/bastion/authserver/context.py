@@ -44,6 +44,7 @@ class AuthServer:
     # introspection, published at /revocations, shared with a registry in the same app.
     revocations: RevocationList
     revocation_feed: DatabaseRevocationFeed
+    quotas: Quotas
     federation: Federation | None = None
 
     @property
@@ -64,6 +65,7 @@ def server(request: Request) -> AuthServer:
 
 from bastion.access.policy import AccessPolicy  # noqa: E402
 from bastion.authserver.clients import ClientDirectory  # noqa: E402
+from bastion.authserver.quotas import Quotas  # noqa: E402
 from bastion.identity.federation import Federation  # noqa: E402
 from bastion.resource.revocation import RevocationList  # noqa: E402
 from bastion.store.revocation_feed import DatabaseRevocationFeed  # noqa: E402

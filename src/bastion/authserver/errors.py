@@ -16,7 +16,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from bastion.authserver.http import NO_STORE, json_response
 from bastion.logs import get_logger
-from bastion.oauth.errors import OAuthError
+from bastion.oauth.errors import OAuthError, TooManyRequests
 
 log = get_logger("bastion.authserver")
 
@@ -42,7 +42,7 @@ def json_error(exc: OAuthError, request: Request) -> Response:
         exc.description,
         f" ({exc.detail})" if exc.detail else "",
     )
-    headers: dict[str, str] = {}
+    headers = exc.headers()
     if exc.error == "invalid_token":
         # RFC 6750 §3.1: name the error only when credentials were sent at all.
         sent = "authorization" in request.headers
@@ -71,6 +71,18 @@ def redirect_error(
     return RedirectResponse(with_query(redirect_uri, params), status_code=302, headers=NO_STORE)
 
 
+def too_many_page(request: Request, exc: TooManyRequests) -> Response:
+    """The page of a browser request refused by a quota: 429 with Retry-After (RFC 6585 §4)."""
+    page = error_page(
+        request,
+        "Too many requests",
+        f"{exc.description}. Try again in {exc.retry_after} seconds.",
+        status=exc.status_code,
+    )
+    page.headers.update(exc.headers())
+    return page
+
+
 def error_page(request: Request, title: str, message: str, *, status: int = 400) -> Response:
     """An HTML page for errors that must not be redirected."""
     from bastion.authserver.context import server
@@ -80,4 +92,11 @@ def error_page(request: Request, title: str, message: str, *, status: int = 400)
     return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
 
 
-__all__ = ["PAGE_HEADERS", "error_page", "json_error", "redirect_error", "with_query"]
+__all__ = [
+    "PAGE_HEADERS",
+    "error_page",
+    "json_error",
+    "redirect_error",
+    "too_many_page",
+    "with_query",
+]

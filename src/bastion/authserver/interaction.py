@@ -20,10 +20,23 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from bastion.authserver.context import AuthServer, server
-from bastion.authserver.errors import PAGE_HEADERS, error_page, redirect_error, with_query
+from bastion.authserver.errors import (
+    PAGE_HEADERS,
+    error_page,
+    redirect_error,
+    too_many_page,
+    with_query,
+)
 from bastion.authserver.http import NO_STORE, is_vschar, read_form, single
 from bastion.authserver.login_throttle import LoginThrottle, wait_message
-from bastion.oauth.errors import AccessDenied, InvalidClient, InvalidScope, OAuthError
+from bastion.authserver.quotas import requester
+from bastion.oauth.errors import (
+    AccessDenied,
+    InvalidClient,
+    InvalidScope,
+    OAuthError,
+    TooManyRequests,
+)
 from bastion.oauth.redirect_uri import is_loopback_uri
 from bastion.store import grants
 from bastion.store import users as user_rows
@@ -113,14 +126,16 @@ def _client_view(client: Client, redirect_uri: str) -> dict[str, Any]:
     }
 
 
-async def _load(bastion: AuthServer, request_id: str) -> tuple[sa.Row[Any], Client] | None:
+async def _load(
+    bastion: AuthServer, request: Request, request_id: str
+) -> tuple[sa.Row[Any], Client] | None:
     if not is_vschar(request_id):  # from the URL path; ids are URL-safe base64
         return None
     async with bastion.db.connect() as conn:
         row = await grants.get_request(conn, request_id, bastion.clock())
     if row is None:
         return None
-    client = await bastion.clients.find(row.client_id)
+    client = await bastion.clients.find(row.client_id, requester=requester(request.scope))
     return row, client
 
 
@@ -129,9 +144,11 @@ async def show(request: Request) -> Response:
     bastion = server(request)
     request_id = request.path_params["request_id"]
     try:
-        loaded = await _load(bastion, request_id)
+        loaded = await _load(bastion, request, request_id)
     except InvalidClient as exc:
         return error_page(request, "Unknown application", exc.description)
+    except TooManyRequests as exc:
+        return too_many_page(request, exc)
     if loaded is None:
         return error_page(request, "Sign-in expired", EXPIRED)
     row, client = loaded
@@ -197,7 +214,9 @@ async def login(request: Request) -> Response:
     request_id = request.path_params["request_id"]
     try:
         form = await read_form(request, 8192)
-        loaded = await _load(bastion, request_id)
+        loaded = await _load(bastion, request, request_id)
+    except TooManyRequests as exc:
+        return too_many_page(request, exc)
     except OAuthError as exc:
         return error_page(request, "Invalid sign-in request", exc.description)
     if loaded is None:

@@ -20,6 +20,7 @@ from bastion.access.policy import withdraw_client
 from bastion.authserver.context import AuthServer, server
 from bastion.authserver.errors import json_error
 from bastion.authserver.http import NO_STORE, is_vschar, json_response, read_json
+from bastion.authserver.quotas import requester
 from bastion.oauth import client_metadata
 from bastion.oauth.errors import InvalidClientMetadata, InvalidRequest, InvalidToken, OAuthError
 from bastion.store import access as rule_rows
@@ -123,7 +124,8 @@ async def register(request: Request) -> Response:
             created_at=now,
             grant_id=secrets.token_hex(16),
         )
-        # Spending the initial access token, storing the client and its rules: all or nothing.
+        # Spending the initial access token, counting the registration against its quotas,
+        # storing the client and its rules: all or nothing.
         async with bastion.db.transaction() as conn:
             token: RegistrationToken | None = None
             if initial is not None:
@@ -135,6 +137,7 @@ async def register(request: Request) -> Response:
                 _refuse_machine_grants(meta, token)
                 machine = "client_credentials" in meta.grant_types
                 client = replace(client, operator_approved=machine)
+            await bastion.quotas.admit_registration(conn, requester(request.scope), now)
             await client_rows.insert(conn, client, now)
             if token is not None and client.operator_approved:
                 for rule in token.rules_for(client.client_id):

@@ -22,6 +22,9 @@ MCP transports (2025-11-25), "stdio" and "Streamable HTTP":
 
 Session ids are bound to the caller that created them (``sub`` and ``client_id`` from the
 resource-server middleware): possession of a session id is never authentication (checklist R10).
+Processes are bounded per upstream (``max_sessions``, then 503) and per subject
+(``max_sessions_per_subject``, then 429 with ``Retry-After``), so that one token holder cannot
+take every process (L9); sessions whose process is still starting count too.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import secrets
 import signal
@@ -62,6 +66,11 @@ BACKLOG = 256  # server messages waiting for a GET stream
 DELIVERY_TIMEOUT = 10.0  # seconds a stalled SSE reader may hold up its session
 SESSION_NOT_FOUND = -32001
 Owner = tuple[str, str | None] | None
+
+
+def _subject(owner: Owner) -> str | None:
+    """Whose session it is, for max_sessions_per_subject (the token's ``sub``)."""
+    return None if owner is None else owner[0]
 
 
 def _key(request_id: Any) -> str:
@@ -411,6 +420,7 @@ class StdioBridge:
         self.command: list[str] = upstream.command
         self.sessions: dict[str, StdioSession] = {}
         self._live: set[StdioSession] = set()  # until their process is reaped
+        self._starting: list[str | None] = []  # the subjects of sessions whose process starts
         self._max_body_bytes = max_body_bytes
         self._grace = grace
         self._clock = clock
@@ -594,11 +604,47 @@ class StdioBridge:
             return
         await self._exchange(session, messages, receive, send, new=bool(initialize))
 
+    def _subject_wait(self, subject: str | None) -> int:
+        """Seconds until one of ``subject``'s sessions may be reaped for idleness (at the
+        soonest, if it stays idle): what its 429 tells it to wait."""
+        idle = self.upstream.session_idle_timeout
+        now = self._clock()
+        ends = [
+            s.last_activity + idle - now
+            for s in self.sessions.values()
+            if _subject(s.owner) == subject and not s.busy
+        ]
+        return max(1, math.ceil(min(ends, default=idle)))
+
     async def _new_session(self, scope: Scope, send: Send) -> StdioSession | None:
         if self._closing:
             await send_json(send, 503, jsonrpc.error(jsonrpc.UPSTREAM_ERROR, "shutting down"))
             return None
-        if len(self.sessions) >= self.upstream.max_sessions:
+        owner = self._owner(scope)
+        subject = _subject(owner)
+        held = sum(_subject(s.owner) == subject for s in self.sessions.values())
+        held += self._starting.count(subject)
+        limit = self.upstream.max_sessions_per_subject
+        if held >= limit:
+            log.info(
+                "upstream %s: subject %r holds %d sessions (max_sessions_per_subject); "
+                "refusing another",
+                self.upstream.name,
+                subject,
+                held,
+            )
+            await send_json(
+                send,
+                429,
+                jsonrpc.error(
+                    jsonrpc.UPSTREAM_ERROR,
+                    f"you hold {held} sessions of upstream {self.upstream.name!r}, the most one "
+                    "user may; end one (DELETE) or retry later",
+                ),
+                [("Retry-After", str(self._subject_wait(subject)))],
+            )
+            return None
+        if len(self.sessions) + len(self._starting) >= self.upstream.max_sessions:
             log.warning(
                 "upstream %s has %d sessions (max_sessions); refusing a new one",
                 self.upstream.name,
@@ -614,8 +660,11 @@ class StdioBridge:
                 [("Retry-After", "5")],
             )
             return None
+        # Counted while the process starts, so that concurrent requests cannot all pass the
+        # limits above before any of them is in self.sessions.
+        self._starting.append(subject)
         try:
-            return await self._spawn(self._owner(scope))
+            return await self._spawn(owner)
         except OSError as exc:
             log.error(
                 "cannot start upstream %s (%s): %s; check upstreams.command and cwd",
@@ -631,6 +680,8 @@ class StdioBridge:
                 ),
             )
             return None
+        finally:
+            self._starting.remove(subject)
 
     async def _version_ok(self, scope: Scope, session: StdioSession, send: Send) -> bool:
         version = header(scope, "mcp-protocol-version")

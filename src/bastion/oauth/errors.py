@@ -32,6 +32,10 @@ class OAuthError(Exception):
         # detail is for the operator's log only, never sent to the client.
         self.detail = detail
 
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the error's response carries besides those of its kind of endpoint."""
+        return {}
+
     def body(self) -> dict[str, str]:
         """The JSON error body (RFC 6749 §5.2)."""
         out = {"error": self.error}
@@ -110,6 +114,24 @@ class TemporarilyUnavailable(OAuthError):
     status_code = 503
 
 
+class TooManyRequests(TemporarilyUnavailable):
+    """A quota is used up: the client may try again after ``retry_after`` seconds.
+
+    RFC 6585 §4 (429 with Retry-After). No OAuth registry has an error code for it (RFC 7591
+    §3.2.2 defines none at all for this case), so the code is the nearest one, RFC 6749
+    §4.1.2.1's temporarily_unavailable, which clients already treat as "retry later"."""
+
+    status_code = 429
+    rfc = "RFC 6585 §4"
+
+    def __init__(self, description: str, *, retry_after: int, detail: str | None = None) -> None:
+        super().__init__(description, detail=detail)
+        self.retry_after = max(1, retry_after)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
 class InvalidTarget(OAuthError):
     """The requested resource is invalid, unknown or malformed (RFC 8707 §2)."""
 
@@ -170,6 +192,7 @@ __all__ = [
     "OAuthError",
     "ServerError",
     "TemporarilyUnavailable",
+    "TooManyRequests",
     "UnauthorizedClient",
     "UnsupportedGrantType",
     "UnsupportedResponseType",

@@ -102,7 +102,24 @@ authorization_requests = sa.Table(
     sa.Column("state", sa.String(2048), nullable=True),
     sa.Column("code_challenge", sa.String(128), nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
-    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False, index=True),
+    # Digest of the address group the request came from: pending requests per address are
+    # limited (quotas.pending_authorizations_per_address).
+    sa.Column("requester", sa.String(64), nullable=True, index=True),
+)
+
+# Events counted against a quota in a sliding window (registrations per hour, metadata
+# document fetches per minute): one row each, by kind and requester (a digest of the address).
+quota_events = sa.Table(
+    "quota_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("requester", sa.String(64), nullable=False),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Index("ix_quota_events_kind_at", "kind", "at"),
+    sa.Index("ix_quota_events_kind_requester_at", "kind", "requester", "at"),
+    sqlite_autoincrement=True,
 )
 
 authorization_codes = sa.Table(
@@ -383,6 +400,7 @@ __all__ = [
     "linked_accounts",
     "login_failures",
     "metadata",
+    "quota_events",
     "refresh_tokens",
     "registration_tokens",
     "registry_audit",
