@@ -28,6 +28,7 @@ from bastion.access.rules import AccessRule
 from bastion.authserver import federation, interaction
 from bastion.authserver.authorize import authorize
 from bastion.authserver.cimd import MetadataDocumentResolver
+from bastion.authserver.client_jwks import ClientJwks
 from bastion.authserver.clients import ClientDirectory
 from bastion.authserver.context import AuthServer, make_templates
 from bastion.authserver.introspect import introspect
@@ -119,6 +120,11 @@ async def open_server(
         revocations=revoked,
         revocation_feed=feed,
         quotas=quotas,
+        client_jwks=ClientJwks(
+            allow_private=settings.cimd.allow_private_addresses,
+            timeout=settings.cimd.timeout,
+            clock=clock,
+        ),
         federation=Federation(settings, cipher=cipher, clock=clock),
     )
 
@@ -149,6 +155,7 @@ async def close_server(bastion: AuthServer) -> None:
     await bastion.revocation_feed.aclose()
     await bastion.clients.aclose()
     await bastion.clients.resolver.aclose()
+    await bastion.client_jwks.aclose()
     if bastion.federation is not None:
         await bastion.federation.aclose()
     await bastion.db.dispose()

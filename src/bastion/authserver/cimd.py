@@ -90,8 +90,9 @@ def redirect_target(url: str, location: str | None, *, allow_http: bool) -> str:
     return target
 
 
-def cache_lifetime(headers: httpx.Headers, now: int, settings: CimdSettings) -> int | None:
-    """Seconds to keep a document (RFC 9111 §4.2.1, §5.2.2, §5.3); None means do not store."""
+def cache_lifetime(headers: httpx.Headers, now: int, *, default: int, maximum: int) -> int | None:
+    """Seconds to keep a response (RFC 9111 §4.2.1, §5.2.2, §5.3): ``default`` without cache
+    headers, never more than ``maximum``; None means do not store."""
     directives: dict[str, str] = {}
     for item in headers.get("cache-control", "").split(","):
         name, _, value = item.strip().partition("=")
@@ -110,8 +111,8 @@ def cache_lifetime(headers: httpx.Headers, now: int, settings: CimdSettings) -> 
         except (TypeError, ValueError):
             lifetime = 0  # an invalid Expires means already expired (RFC 9111 §5.3)
     else:
-        lifetime = settings.default_cache_ttl
-    return max(0, min(lifetime, settings.max_cache_ttl))
+        lifetime = default
+    return max(0, min(lifetime, maximum))
 
 
 def validate_document(client_id: str, document: object) -> ClientMetadata:
@@ -216,7 +217,12 @@ class MetadataDocumentResolver:
             await self._quotas.admit_fetch(requester)
         answer = await self._fetch(client_id, cached)
         metadata = validate_document(client_id, answer.document)
-        lifetime = cache_lifetime(answer.headers, now, self._settings)
+        lifetime = cache_lifetime(
+            answer.headers,
+            now,
+            default=self._settings.default_cache_ttl,
+            maximum=self._settings.max_cache_ttl,
+        )
         if lifetime is not None:
             # Validators from a 304 update the stored ones (RFC 9111 §4.3.4); sized to the columns.
             etag = answer.headers.get("etag") or (cached and cached.etag)

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
-import httpx
 from joserfc import jwt
 from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwk import KeySet
@@ -119,36 +118,33 @@ async def authenticate(
     return client
 
 
+def _unverified(assertion: str, part: int) -> dict[str, Any]:
+    """The header (0) or claims (1) of an assertion, unverified: only to find the client and
+    the key that verify it."""
+    try:
+        segment = assertion.split(".")[part]
+        data = safe_json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (IndexError, ValueError, binascii.Error):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def _assertion_subject(assertion: str) -> str:
     """The unverified ``sub`` of an assertion, only to find the client whose keys verify it."""
-    try:
-        body = assertion.split(".")[1]
-        data = safe_json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-    except (IndexError, ValueError, binascii.Error):
-        return ""
-    sub = data.get("sub") if isinstance(data, dict) else None
+    sub = _unverified(assertion, 1).get("sub")
     return sub if isinstance(sub, str) else ""
 
 
-async def _client_keys(bastion: AuthServer, client: Client) -> KeySet:
+async def _client_keys(bastion: AuthServer, client: Client, assertion: str) -> KeySet:
+    """The client's registered keys: its ``jwks``, or the set at its ``jwks_uri`` (cached,
+    fetched again when the assertion names a key the cached set lacks)."""
     meta = client.metadata
-    data: Any = meta.jwks
-    if data is None and meta.jwks_uri:
-        from bastion.net.ssrf import guarded_transport
-
-        cimd = bastion.settings.cimd
-        transport = guarded_transport(
-            allow_private=cimd.allow_private_addresses, timeout=cimd.timeout
+    if meta.jwks is None and meta.jwks_uri:
+        kid = _unverified(assertion, 0).get("kid")
+        return await bastion.client_jwks.keys(
+            meta.jwks_uri, kid=kid if isinstance(kid, str) else None
         )
-        try:
-            async with httpx.AsyncClient(transport=transport, timeout=cimd.timeout) as http:
-                response = await http.get(meta.jwks_uri, headers={"Accept": "application/json"})
-                response.raise_for_status()
-                data = safe_json.loads(response.content)
-        except (httpx.HTTPError, ValueError) as exc:
-            raise InvalidClient(
-                "could not fetch the client's jwks_uri", detail=f"{meta.jwks_uri}: {exc}"
-            ) from None
+    data: Any = meta.jwks
     try:
         return KeySet.import_key_set(data)
     except (JoseError, ValueError, TypeError, KeyError):
@@ -157,7 +153,7 @@ async def _client_keys(bastion: AuthServer, client: Client) -> KeySet:
 
 async def _verify_assertion(bastion: AuthServer, client: Client, assertion: str) -> None:
     """RFC 7523 §3: signature, iss = sub = client_id, aud names this AS, exp, single use."""
-    keys = await _client_keys(bastion, client)
+    keys = await _client_keys(bastion, client, assertion)
     try:
         with warnings.catch_warnings():
             # joserfc warns on every EdDSA assertion (RFC 9864 prefers Ed25519); clients

@@ -45,6 +45,7 @@ class AuthServer:
     revocations: RevocationList
     revocation_feed: DatabaseRevocationFeed
     quotas: Quotas
+    client_jwks: ClientJwks
     federation: Federation | None = None
 
     @property
@@ -64,6 +65,7 @@ def server(request: Request) -> AuthServer:
 
 
 from bastion.access.policy import AccessPolicy  # noqa: E402
+from bastion.authserver.client_jwks import ClientJwks  # noqa: E402
 from bastion.authserver.clients import ClientDirectory  # noqa: E402
 from bastion.authserver.quotas import Quotas  # noqa: E402
 from bastion.identity.federation import Federation  # noqa: E402

@@ -8,11 +8,16 @@ client obeys one set of rules.
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bastion.oauth.errors import InvalidClientMetadata, InvalidRedirectUri
-from bastion.oauth.redirect_uri import RedirectUriError, validate_for_registration
+from bastion.oauth.redirect_uri import (
+    RedirectUriError,
+    is_loopback_host,
+    validate_for_registration,
+)
 
 AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post", "private_key_jwt")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
@@ -54,6 +59,28 @@ class ClientMetadata(BaseModel):
     def public_dict(self) -> dict[str, Any]:
         """The metadata as returned in registration responses: set fields only."""
         return self.model_dump(exclude_none=True)
+
+
+def jwks_uri_problem(uri: str) -> str | None:
+    """What makes ``uri`` unfit as a client's jwks_uri, or None. The keys it serves
+    authenticate the client (RFC 7523 §3): fetched without TLS, anyone on the path could swap in
+    their own and sign in as the client. So https, or http on a loopback host (development)."""
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 (raises ValueError for a malformed port)
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme == "http" and is_loopback_host(parts.hostname):
+        pass
+    elif parts.scheme != "https":
+        return "must use https (http only on a loopback host: localhost, 127.0.0.1, [::1])"
+    if not parts.hostname:
+        return "must have a host"
+    if "@" in parts.netloc:
+        return "must not contain a user name or password"
+    if parts.fragment or "#" in uri:
+        return "must not contain a fragment"
+    return None
 
 
 def _reject(field: str, message: str) -> InvalidClientMetadata:
@@ -116,6 +143,8 @@ def _check_consistency(meta: ClientMetadata) -> None:
         raise _reject("jwks", "jwks and jwks_uri must not both be present (RFC 7591 2)")
     if meta.token_endpoint_auth_method == "private_key_jwt" and not meta.jwks and not meta.jwks_uri:
         raise _reject("jwks", "private_key_jwt needs jwks or jwks_uri")
+    if meta.jwks_uri is not None and (problem := jwks_uri_problem(meta.jwks_uri)):
+        raise _reject("jwks_uri", f"{meta.jwks_uri} {problem}")
     if meta.jwks is not None and not isinstance(meta.jwks.get("keys"), list):
         raise _reject("jwks", "must be a JWK Set with a 'keys' array")
     if uses_code and not meta.redirect_uris:
@@ -135,5 +164,6 @@ __all__ = [
     "RESPONSE_TYPES",
     "AuthMethod",
     "ClientMetadata",
+    "jwks_uri_problem",
     "parse",
 ]
