@@ -30,7 +30,7 @@ from starlette.routing import Route
 
 from bastion.authserver.admin import add_client
 from bastion.authserver.context import AuthServer
-from bastion.config import Settings
+from bastion.config import QuotaSettings, Settings
 from bastion.store import schema
 from tests.fuzz.strategies import Spec, basic
 from tests.support.asgi import running
@@ -254,11 +254,25 @@ async def _prepare(world: AuthWorld, *, codes: int, grants: int) -> None:
     client.cookies.clear()
 
 
+# A run sends thousands of requests from one address to one server: the quotas (L9) are set far
+# above that, so that every answer is the endpoint's own; tests/authserver/test_quotas.py tests
+# the quotas themselves.
+FUZZ_QUOTAS = QuotaSettings(
+    registrations_per_address=10**9,
+    registrations=10**9,
+    pending_authorizations_per_address=10**9,
+    pending_authorizations=10**9,
+    cimd_fetches_per_address=10**9,
+    cimd_fetches=10**9,
+)
+
+
 @contextlib.contextmanager
 def auth_world(
     settings: Settings, backend: str, *, codes: int = 4, grants: int = 3
 ) -> Iterator[AuthWorld]:
     """Start the AS for ``settings`` with its fixtures; stop it afterwards."""
+    settings = settings.model_copy(update={"quotas": FUZZ_QUOTAS})
     key = ECKey.generate_key("P-256", parameters={"kid": "fuzz"})
     with asyncio.Runner() as runner:
         runner.run(add_user(settings))
