@@ -40,6 +40,15 @@ def test_oauth_package_is_pure_protocol() -> None:
             assert not name.startswith(forbidden), f"{path.name} imports {name}"
 
 
+def test_resource_package_needs_no_database() -> None:
+    """bastion.resource runs in third parties' apps: it reaches bastion's AS over HTTP only
+    (JWKS, introspection, the revocation document), never its database."""
+    forbidden = ("sqlalchemy", "asyncpg", "aiosqlite", "alembic", "bastion.store", "bastion.config")
+    for path in [*(SRC / "resource").glob("*.py"), SRC / "follower.py"]:
+        for name in imports_of(path):
+            assert not name.startswith(forbidden), f"{path.name} imports {name}"
+
+
 def test_only_config_reads_the_environment() -> None:
     """Configuration lives in one settings model; nothing else reads os.environ."""
     for path in SRC.rglob("*.py"):
