@@ -24,6 +24,7 @@ from bastion.oauth.client_metadata import ClientMetadata
 from bastion.oauth.errors import InvalidClient
 from bastion.oauth.redirect_uri import is_loopback_uri, matches
 from bastion.store import clients as client_rows
+from bastion.store.access import RULES_CHANGED
 from bastion.store.clients import Client
 from bastion.store.database import Database
 
@@ -90,6 +91,11 @@ class ClientDirectory:
 
     def invalidate(self, client_id: str | None = None) -> None:
         """Forget one cached client (or all of them, with None) after a change to it."""
+        if client_id == RULES_CHANGED:
+            # The access rules changed, not a client: only the listeners care.
+            for listener in self.on_change:
+                listener(client_id)
+            return
         self._generation += 1
         if client_id is None:
             self._cache.clear()
