@@ -111,3 +111,11 @@ def test_scopes_of_a_rule_are_checked() -> None:
     for bad in ([], ["*", "a"], ['a"b']):
         with pytest.raises(RuleError):
             check_scopes(bad)
+
+
+def test_a_decision_grants_something_unless_refused_or_everything_asked_is_withheld() -> None:
+    rules = [AccessRule(LEDGER, "*", ("mcp:tools",))]
+    assert decide_person(rules, LEDGER, BOB, ["mcp:tools", "x"]).grants_something
+    assert not decide_person(rules, LEDGER, BOB, ["x"]).grants_something
+    assert decide_person(rules, LEDGER, BOB, []).grants_something
+    assert not decide_person([AccessRule(LEDGER, "user:alice")], LEDGER, BOB, []).grants_something

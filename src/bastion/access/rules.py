@@ -78,6 +78,12 @@ class Decision:
     restricted: bool = True
     rules: tuple[AccessRule, ...] = field(default=(), compare=False)
 
+    @property
+    def grants_something(self) -> bool:
+        """Whether a token may be issued: access allowed, and not every scope asked for
+        withheld (asking for none is fine)."""
+        return self.allowed and not (self.withheld and not self.scopes)
+
 
 def check_who(who: str) -> str:
     """``who`` if it is a valid selector; RuleError naming the accepted forms otherwise."""

@@ -91,7 +91,7 @@ async def _issue(
         raise InvalidGrant("the user of this authorization no longer exists or is disabled")
     asked = row.scope.split()
     decision = await bastion.access.for_user(conn, user, row.resource, asked)
-    if not decision.allowed or (asked and not decision.scopes):
+    if not decision.grants_something:
         raise InvalidGrant(f"{user.username} may no longer use {row.resource}")
     scope = " ".join(sorted(decision.scopes))
     issued, body = await mint_access(

@@ -75,7 +75,7 @@ async def refresh(
     # since the sign-in ends the grant, a scope withdrawn is left out.
     async with bastion.db.connect() as conn:
         decision = await bastion.access.for_user(conn, user, family.resource, asked)
-    if not decision.allowed or (not decision.scopes and asked):
+    if not decision.grants_something:
         await _revoke(bastion, family.id, now, "access withdrawn")
         raise InvalidGrant(
             f"{user.username} may no longer use {family.resource}; the grant has been revoked"
