@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from tests.support.live import free_port
+
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 
@@ -166,15 +168,8 @@ def _wait_ready(server: Server, path: str) -> None:
 
 
 def free_ports(count: int) -> list[int]:
-    """``count`` different loopback ports that were free a moment ago."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+    """``count`` different loopback ports that are free now (see :func:`free_port`)."""
+    return [free_port() for _ in range(count)]
 
 
 def require_postgres(url: str) -> None:

@@ -1,12 +1,14 @@
-"""Real HTTP servers on loopback for integration tests: uvicorn on 127.0.0.1, port 0."""
+"""Real HTTP servers on loopback for integration tests: uvicorn on 127.0.0.1."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,14 +16,39 @@ import h11
 import uvicorn
 from starlette.types import ASGIApp
 
+_handed_out: set[int] = set()
+_random = random.SystemRandom()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
 
 def free_port() -> int:
-    """A port that was free a moment ago on 127.0.0.1 (for servers that must know their URL
-    before they start, like an authorization server whose issuer names its port)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
+    """A port that is free on 127.0.0.1 now, for servers that must know their URL before they
+    start (like an authorization server whose issuer names its port).
+
+    It is drawn at random from below the kernel's ephemeral range and never twice in a process:
+    a port from ``bind(0)`` comes from that range, where every outgoing connection of a busy
+    test run also takes its local port, and one of those could take it before the server binds
+    (uvicorn then exits the whole test process)."""
+    low, _ = _ephemeral_range()
+    for _ in range(200):
+        port = _random.randrange(10000, max(low, 10001))
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
+    raise RuntimeError(f"no free port below {low} on 127.0.0.1 after 200 tries")
 
 
 @asynccontextmanager
@@ -35,7 +62,16 @@ async def serve(app: ASGIApp, port: int = 0, **options: Any) -> AsyncIterator[st
         **{"log_level": "warning", "lifespan": "on", "access_log": False, **options},
     )
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    # Bound here, not by uvicorn: its bind error is a SystemExit that breaks the event loop of
+    # every later test; this one is an OSError that names the port.
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("127.0.0.1", port))
+    except OSError as exc:
+        listener.close()
+        raise OSError(exc.errno, f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from exc
+    task = asyncio.create_task(server.serve(sockets=[listener]))
     try:
         for _ in range(500):
             if server.started:
@@ -50,7 +86,10 @@ async def serve(app: ASGIApp, port: int = 0, **options: Any) -> AsyncIterator[st
         yield f"http://127.0.0.1:{bound}"
     finally:
         server.should_exit = True
-        await asyncio.wait_for(task, timeout=10)
+        try:
+            await asyncio.wait_for(task, timeout=10)
+        finally:
+            listener.close()
 
 
 @dataclass(frozen=True)
