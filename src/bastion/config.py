@@ -32,6 +32,8 @@ SigningAlg = Literal["ES256", "Ed25519", "EdDSA", "RS256"]
 class ResourceSettings(BaseModel):
     """A protected resource (MCP server, gateway route, registry) tokens may be issued for."""
 
+    model_config = ConfigDict(extra="forbid")
+
     uri: str = Field(description="The resource's canonical URI, sent by clients as `resource`.")
     name: str | None = None
     scopes: list[str] = Field(default_factory=list, description="Scopes this resource accepts.")
@@ -51,6 +53,8 @@ _IDENTITY_CLAIMS: tuple[IdentityClaim, ...] = ("email", "name", "groups")
 
 class TokenSettings(BaseModel):
     """Lifetimes and signing of the tokens the authorization server issues."""
+
+    model_config = ConfigDict(extra="forbid")
 
     access_token_ttl: int = Field(600, ge=30, le=86400, description="Seconds.")
     refresh_token_ttl: int = Field(30 * 86400, ge=60, description="Seconds of a refresh family.")
@@ -89,6 +93,8 @@ class TokenSettings(BaseModel):
 class CimdSettings(BaseModel):
     """Client ID Metadata Documents (draft-ietf-oauth-client-id-metadata-document)."""
 
+    model_config = ConfigDict(extra="forbid")
+
     enabled: bool = True
     allow_private_addresses: bool = Field(
         False,
@@ -116,6 +122,8 @@ class CimdSettings(BaseModel):
 class RegistrationSettings(BaseModel):
     """Dynamic Client Registration (RFC 7591) and its management protocol (RFC 7592)."""
 
+    model_config = ConfigDict(extra="forbid")
+
     enabled: bool = True
     initial_access_token: SecretStr | None = Field(
         None, description="If set, registration requests must carry it as a Bearer token."
@@ -133,6 +141,8 @@ class QuotaSettings(BaseModel):
     authenticating. Counted per client address (an IPv6 /64 is one address; behind a proxy, see
     trusted_proxies) and overall, in the database, so they hold for all processes together.
     Beyond a limit the request gets 429 with Retry-After."""
+
+    model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
     registrations_per_address: int = Field(
@@ -164,6 +174,8 @@ class QuotaSettings(BaseModel):
 class UnknownClientSettings(BaseModel):
     """What to do with a client_id nobody registered (e.g. VS Code's built-in id)."""
 
+    model_config = ConfigDict(extra="forbid")
+
     policy: Literal["refuse", "loopback_public"] = Field(
         "refuse",
         description="refuse: show an error page. loopback_public: admit it as a public client "
@@ -173,6 +185,8 @@ class UnknownClientSettings(BaseModel):
 
 class LoginSettings(BaseModel):
     """The browser log-in and consent pages."""
+
+    model_config = ConfigDict(extra="forbid")
 
     local_users: bool = True
     session_ttl: int = Field(8 * 3600, ge=60)

@@ -13,7 +13,7 @@ from rich.table import Table
 from bastion import __version__
 from bastion.cli import admin_commands, client_commands
 from bastion.cli.client_context import ClientConfigOption
-from bastion.cli.common import ConfigOption, console, err, run, settings_or_exit
+from bastion.cli.common import ConfigOption, console, err, find_config, run, settings_or_exit
 from bastion.config import SigningAlg
 
 app = typer.Typer(
@@ -56,7 +56,8 @@ def serve(
     """Run the authorization server."""
     from bastion.serve import run_server
 
-    settings = settings_or_exit(config, host=host, port=port)
+    config = find_config(config)
+    settings = settings_or_exit(config, required=False, host=host, port=port)
     run_server(settings, config_file=config, workers=workers, log_level=log_level)
 
 
@@ -70,7 +71,8 @@ def gateway(
     """Run the gateway: OAuth in front of the MCP servers in \\[\\[gateway.upstreams]]."""
     from bastion.gateway.app import run_gateway
 
-    settings = settings_or_exit(config)
+    config = find_config(config)
+    settings = settings_or_exit(config, required=False)
     if host is not None:
         settings.gateway.host = host
     if port is not None:
@@ -261,7 +263,8 @@ def registry_serve(
     the issuer's origin (the default <issuer>/registry), else on registry.host:registry.port."""
     from bastion.registry.app import run_registry
 
-    settings = settings_or_exit(config)
+    config = find_config(config)
+    settings = settings_or_exit(config, required=False)
     if not settings.registry.enabled:
         err.print("[red]error:[/red] the registry is off; set \\[registry] enabled = true")
         raise typer.Exit(2)
