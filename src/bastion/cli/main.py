@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from bastion import __version__
@@ -39,6 +42,22 @@ LogLevelOption = Annotated[
 ]
 
 
+@contextmanager
+def port_errors(option: str, example: str) -> Iterator[None]:
+    """A listener that cannot bind its port: one line saying which and what to do, exit 2."""
+    from bastion.serve import PortUnavailable
+
+    try:
+        yield
+    except PortUnavailable as exc:
+        err.print(
+            f"[red]error:[/red] {exc}. Stop the other program or choose another {option} "
+            f"(e.g. {example}).",
+            highlight=False,
+        )
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def version() -> None:
     """Print the version."""
@@ -58,7 +77,8 @@ def serve(
 
     config = find_config(config)
     settings = settings_or_exit(config, required=False, host=host, port=port)
-    run_server(settings, config_file=config, workers=workers, log_level=log_level)
+    with port_errors("--port", "bastion serve --port 9000"):
+        run_server(settings, config_file=config, workers=workers, log_level=log_level)
 
 
 @app.command()
@@ -83,7 +103,8 @@ def gateway(
             "(name, path, and url or command) to the configuration file"
         )
         raise typer.Exit(2)
-    run_gateway(settings, log_level=log_level, config_file=config)
+    with port_errors("--port", "bastion gateway --port 9001"):
+        run_gateway(settings, log_level=log_level, config_file=config)
 
 
 @app.command()
@@ -91,15 +112,59 @@ def quickstart(
     data_dir: Annotated[Path, typer.Option(help="Where the quickstart keeps its data.")] = Path(
         "bastion-data"
     ),
-    port: Annotated[int, typer.Option(help="Port of the authorization server.")] = 8000,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            help="Port of the authorization server and the registry; the gateway listens on "
+            "PORT+1 and the demo MCP server on PORT+2. Default 8000, or the port a data "
+            "directory was set up with.",
+            min=1,
+            max=65533,
+        ),
+    ] = None,
 ) -> None:
-    """Set up a data directory (config, admin user) on first run and start everything."""
+    """Set up a data directory (config, admin user) on first run and start everything:
+    the authorization server and registry on PORT, the gateway on PORT+1, the demo MCP server
+    on PORT+2."""
     from bastion.logs import configure_logging
     from bastion.private_files import warn_loose_modes
-    from bastion.quickstart import listeners, prepare, write_config
-    from bastion.serve import serve_together
+    from bastion.quickstart import (
+        PortMismatch,
+        addresses,
+        listeners,
+        planned_settings,
+        prepare,
+        write_config,
+    )
+    from bastion.serve import PortUnavailable, bind_listeners, serve_together
 
-    prepared = run(prepare(write_config(data_dir, port)))
+    try:
+        planned = planned_settings(data_dir, port)
+    except PortMismatch as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+    try:
+        for sock in bind_listeners(addresses(planned)):
+            sock.close()
+    except PortUnavailable as exc:
+        first = planned.port
+        err.print(f"[red]error:[/red] {exc}.", highlight=False)
+        if (data_dir / "bastion.toml").exists():
+            err.print(
+                f"Is a quickstart of {data_dir} already running? Stop it, or set up another one "
+                f"on other ports: bastion quickstart --data-dir {data_dir}-2 --port "
+                f"{first + 1000} (make run PORT={first + 1000} DATA={data_dir}-2).",
+                highlight=False,
+            )
+        else:
+            err.print(
+                f"Stop it, or pick other ports: bastion quickstart --port {first + 1000} (uses "
+                f"{first + 1000}, {first + 1001} and {first + 1002}), or make run "
+                f"PORT={first + 1000}.",
+                highlight=False,
+            )
+        raise typer.Exit(2) from None
+    prepared = run(prepare(write_config(data_dir, planned.port)))
     settings = settings_or_exit(prepared.config_file)
     rows = [
         ("Authorization server", settings.issuer),
@@ -133,7 +198,8 @@ def quickstart(
     console.rule()
     configure_logging("info")
     warn_loose_modes(settings, prepared.config_file)
-    asyncio.run(serve_together(listeners(settings), trusted_proxies=settings.trusted_proxies))
+    with port_errors("--port", f"bastion quickstart --data-dir {data_dir}-2 --port 9000"):
+        asyncio.run(serve_together(listeners(settings), trusted_proxies=settings.trusted_proxies))
 
 
 @db_app.command("upgrade")
@@ -268,7 +334,8 @@ def registry_serve(
     if not settings.registry.enabled:
         err.print("[red]error:[/red] the registry is off; set \\[registry] enabled = true")
         raise typer.Exit(2)
-    run_registry(settings, with_auth_server=with_auth_server, config_file=config)
+    with port_errors("port (or registry.port)", "in the configuration file"):
+        run_registry(settings, with_auth_server=with_auth_server, config_file=config)
 
 
 @registry_app.command("audit")
