@@ -197,6 +197,13 @@ class LoginSettings(BaseModel):
         description="Seconds a remembered consent lasts; after that the person is asked again. "
         "0: consent is never remembered.",
     )
+    min_password_length: int = Field(
+        15,
+        ge=8,
+        le=64,
+        description="Fewest characters of a password set with `bastion users add|passwd` "
+        "(NIST SP 800-63B-4 §3.1.1.2: 15 for a password that is the only factor).",
+    )
     max_failures: int = Field(
         10,
         ge=1,

@@ -52,7 +52,7 @@ def test_without_a_configuration_an_admin_command_creates_nothing_and_says_where
 def test_the_quickstart_configuration_in_the_working_directory_is_found(elsewhere: Path) -> None:
     config = write_config(elsewhere / "bastion-data" / "bastion.toml", elsewhere / "bastion-data")
     added = runner.invoke(
-        app, ["users", "add", "carol", "--config", str(config)], input="pw-0123456789\n" * 2
+        app, ["users", "add", "carol", "--config", str(config)], input="pw-0123456789-long\n" * 2
     )
     assert added.exit_code == 0, added.output
     listed = runner.invoke(app, ["users", "list"])
@@ -63,7 +63,7 @@ def test_the_quickstart_configuration_in_the_working_directory_is_found(elsewher
 def test_bastion_config_names_the_file(elsewhere: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = write_config(elsewhere.parent / "conf" / "bastion.toml", elsewhere.parent / "data")
     runner.invoke(
-        app, ["users", "add", "dave", "--config", str(config)], input="pw-0123456789\n" * 2
+        app, ["users", "add", "dave", "--config", str(config)], input="pw-0123456789-long\n" * 2
     )
     monkeypatch.setenv("BASTION_CONFIG", str(config))
     listed = runner.invoke(app, ["users", "list"])

@@ -20,6 +20,7 @@ from bastion.cli.common import (
     run,
     settings_or_exit,
 )
+from bastion.cli.display import print_table, when
 
 clients_app = typer.Typer(help="OAuth clients an operator registers.", no_args_is_help=True)
 users_app = typer.Typer(
@@ -209,7 +210,7 @@ def clients_list(as_json: JsonOption = False, config: ConfigOption = None) -> No
             c.metadata.token_endpoint_auth_method,
             " ".join(c.metadata.grant_types),
         )
-    console.print(table)
+    print_table(console, table)
 
 
 @clients_app.command("show")
@@ -257,6 +258,27 @@ def _no_user(username: str) -> typer.Exit:
     return typer.Exit(1)
 
 
+def _check_password(config: Path | None, password: str) -> None:
+    """Refuse a password shorter than login.min_password_length (exit 2), before any change."""
+    least = settings_or_exit(config).login.min_password_length
+    if len(password) < least:
+        err.print(
+            f"[red]error:[/red] the password has {len(password)} characters; at least {least} "
+            "are needed (login.min_password_length). A passphrase of a few words is easy to "
+            "type; `bastion users add` generates one when the password is left empty."
+        )
+        raise typer.Exit(2)
+
+
+def _confirm_password(password: str) -> None:
+    """Ask for a typed password again; a different answer changes nothing (exit 2)."""
+    if typer.prompt("Repeat the password", hide_input=True, default="", show_default=False) != (
+        password
+    ):
+        err.print("[red]error:[/red] the two passwords differ; nothing was changed")
+        raise typer.Exit(2)
+
+
 @users_app.command("add")
 def users_add(
     username: str,
@@ -279,8 +301,12 @@ def users_add(
         password = typer.prompt(
             "Password (empty to generate)", default="", hide_input=True, show_default=False
         )
+        if password:
+            _check_password(config, password)
+            _confirm_password(password)
     if not password:
         password, generated = generate_password(), True
+    _check_password(config, password)
     chosen = password
     run(
         _with_users(
@@ -315,7 +341,7 @@ def users_list(as_json: JsonOption = False, config: ConfigOption = None) -> None
             "yes" if u.is_admin else "",
             "yes" if u.disabled else "",
         )
-    console.print(table)
+    print_table(console, table)
 
 
 @users_app.command("remove")
@@ -334,7 +360,10 @@ def users_passwd(
 ) -> None:
     """Set a local user's password; their sessions end and every grant they gave is revoked."""
     if password is None:
-        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+        password = typer.prompt("New password", hide_input=True)
+        _check_password(config, password)
+        _confirm_password(password)
+    _check_password(config, password)
     chosen = password
     if not run(_with_users(config, lambda users: users.set_password(username, chosen))):
         raise _no_user(username)
@@ -400,7 +429,7 @@ def access_list(
     table = Table("resource", "who", "scopes")
     for r in rules:
         table.add_row(r.resource, r.who, " ".join(r.scopes))
-    console.print(table)
+    print_table(console, table)
     restricted = {r.resource for r in rules if not r.is_machine}
     for r in settings.resources:
         if resource in (None, r.name, r.uri) and r.uri not in restricted and "*" not in restricted:
@@ -471,7 +500,7 @@ def grants_list(
     table = Table("grant_id", "user", "client", "resource", "scope")
     for g in found:
         table.add_row(g.grant_id, g.username or g.subject, g.client_id, g.resource, g.scope)
-    console.print(table)
+    print_table(console, table)
 
 
 @grants_app.command("revoke")
@@ -553,10 +582,10 @@ def tokens_list(as_json: JsonOption = False, config: ConfigOption = None) -> Non
         table.add_row(
             row["label"],
             machine or "-",
-            str(row["expires_at"] or ""),
+            when(row["expires_at"], never="never"),
             str(row["uses_left"] if row["uses_left"] is not None else ""),
         )
-    console.print(table)
+    print_table(console, table)
 
 
 @tokens_app.command("remove")

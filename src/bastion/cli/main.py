@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +17,17 @@ from rich.table import Table
 from bastion import __version__
 from bastion.cli import admin_commands, client_commands
 from bastion.cli.client_context import ClientConfigOption
-from bastion.cli.common import ConfigOption, console, err, find_config, run, settings_or_exit
+from bastion.cli.common import (
+    ConfigOption,
+    JsonOption,
+    console,
+    err,
+    find_config,
+    print_json,
+    run,
+    settings_or_exit,
+)
+from bastion.cli.display import print_table, when
 from bastion.config import SigningAlg
 
 app = typer.Typer(
@@ -234,14 +245,18 @@ def keys_rotate(
 
 
 @keys_app.command("list")
-def keys_list(config: ConfigOption = None) -> None:
-    """List the published signing keys."""
+def keys_list(as_json: JsonOption = False, config: ConfigOption = None) -> None:
+    """List the published signing keys: when each signs and when it is retired."""
     from bastion.authserver.admin import list_keys
 
-    table = Table("kid", "alg", "activates_at", "retire_at")
-    for k in run(list_keys(settings_or_exit(config))):
-        table.add_row(k["kid"], k["alg"], str(k["activates_at"]), str(k["retire_at"] or ""))
-    console.print(table)
+    found = run(list_keys(settings_or_exit(config)))
+    if as_json:
+        print_json([dataclasses.asdict(k) for k in found])
+        return
+    table = Table("kid", "alg", "signs from", "retired")
+    for k in found:
+        table.add_row(k.kid, k.alg, when(k.activates_at), when(k.retire_at, never="-"))
+    print_table(console, table)
 
 
 @app.command()
@@ -381,7 +396,7 @@ def registry_audit(
             str(line["status"]),
             line["result"],
         )
-    console.print(table)
+    print_table(console, table)
 
 
 @registry_app.command("import")
