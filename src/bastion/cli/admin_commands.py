@@ -54,6 +54,12 @@ Grants = Annotated[
     typer.Option("--grant", help="authorization_code, refresh_token, client_credentials (repeat)."),
 ]
 
+ClientIdArgument = Annotated[str, typer.Argument(help="The client's client_id.")]
+UsernameArgument = Annotated[str, typer.Argument(help="The user's log-in name.")]
+LabelArgument = Annotated[
+    str, typer.Argument(help="The initial access token's label (see registration-tokens list).")
+]
+
 
 def register(app: typer.Typer) -> None:
     """Add the administration commands to ``app``."""
@@ -159,7 +165,7 @@ def clients_add(
 
 @clients_app.command("update")
 def clients_update(
-    client_id: str,
+    client_id: ClientIdArgument,
     name: Annotated[str | None, typer.Option(help="New name.")] = None,
     redirect_uri: Annotated[
         list[str] | None,
@@ -214,7 +220,7 @@ def clients_list(as_json: JsonOption = False, config: ConfigOption = None) -> No
 
 
 @clients_app.command("show")
-def clients_show(client_id: str, config: ConfigOption = None) -> None:
+def clients_show(client_id: ClientIdArgument, config: ConfigOption = None) -> None:
     """Show one client's registration as JSON."""
     from bastion.authserver.admin import get_client
 
@@ -223,7 +229,7 @@ def clients_show(client_id: str, config: ConfigOption = None) -> None:
 
 
 @clients_app.command("remove")
-def clients_remove(client_id: str, config: ConfigOption = None) -> None:
+def clients_remove(client_id: ClientIdArgument, config: ConfigOption = None) -> None:
     """Delete a client, its access rules and every grant it holds."""
     from bastion.authserver.admin import remove_client
 
@@ -232,7 +238,7 @@ def clients_remove(client_id: str, config: ConfigOption = None) -> None:
 
 
 @clients_app.command("rotate-secret")
-def clients_rotate_secret(client_id: str, config: ConfigOption = None) -> None:
+def clients_rotate_secret(client_id: ClientIdArgument, config: ConfigOption = None) -> None:
     """Issue a new secret for a confidential client; the old one and every token it obtained
     stop working."""
     from bastion.authserver.admin import rotate_client_secret
@@ -281,11 +287,13 @@ def _confirm_password(password: str) -> None:
 
 @users_app.command("add")
 def users_add(
-    username: str,
+    username: UsernameArgument,
     password: Annotated[
         str | None, typer.Option(help="Password (default: prompt; empty generates one).")
     ] = None,
-    email: Annotated[str | None, typer.Option()] = None,
+    email: Annotated[
+        str | None, typer.Option(help="E-mail address (shown, never used to sign in).")
+    ] = None,
     group: Annotated[list[str] | None, typer.Option("--group", help="Group (repeat).")] = None,
     admin: Annotated[
         bool,
@@ -345,7 +353,7 @@ def users_list(as_json: JsonOption = False, config: ConfigOption = None) -> None
 
 
 @users_app.command("remove")
-def users_remove(username: str, config: ConfigOption = None) -> None:
+def users_remove(username: UsernameArgument, config: ConfigOption = None) -> None:
     """Delete a local user, their sessions and consents, and revoke every grant they gave."""
     if not run(_with_users(config, lambda users: users.remove(username))):
         raise _no_user(username)
@@ -354,7 +362,7 @@ def users_remove(username: str, config: ConfigOption = None) -> None:
 
 @users_app.command("passwd")
 def users_passwd(
-    username: str,
+    username: UsernameArgument,
     password: Annotated[str | None, typer.Option(help="New password (default: prompt).")] = None,
     config: ConfigOption = None,
 ) -> None:
@@ -371,7 +379,7 @@ def users_passwd(
 
 
 @users_app.command("disable")
-def users_disable(username: str, config: ConfigOption = None) -> None:
+def users_disable(username: UsernameArgument, config: ConfigOption = None) -> None:
     """Stop a user from signing in; their sessions end and every grant they gave is revoked."""
     if run(_with_users(config, lambda users: users.set_disabled(username, True))) is None:
         raise _no_user(username)
@@ -379,7 +387,7 @@ def users_disable(username: str, config: ConfigOption = None) -> None:
 
 
 @users_app.command("enable")
-def users_enable(username: str, config: ConfigOption = None) -> None:
+def users_enable(username: UsernameArgument, config: ConfigOption = None) -> None:
     """Let a disabled user sign in again."""
     if run(_with_users(config, lambda users: users.set_disabled(username, False))) is None:
         raise _no_user(username)
@@ -388,7 +396,7 @@ def users_enable(username: str, config: ConfigOption = None) -> None:
 
 @users_app.command("groups")
 def users_groups(
-    username: str,
+    username: UsernameArgument,
     add: Annotated[list[str] | None, typer.Option("--add", help="Add a group (repeat).")] = None,
     remove: Annotated[
         list[str] | None, typer.Option("--remove", help="Remove a group (repeat).")
@@ -589,7 +597,7 @@ def tokens_list(as_json: JsonOption = False, config: ConfigOption = None) -> Non
 
 
 @tokens_app.command("remove")
-def tokens_remove(label: str, config: ConfigOption = None) -> None:
+def tokens_remove(label: LabelArgument, config: ConfigOption = None) -> None:
     """Delete the initial access tokens with this label (clients made with them stay)."""
     from bastion.authserver.admin import remove_registration_token
 

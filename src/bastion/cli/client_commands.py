@@ -214,7 +214,7 @@ def call(
         str, typer.Argument(metavar="TOOL", help="The tool's name (see `bastion tools URL`).")
     ],
     arguments: Annotated[
-        str, typer.Argument(metavar="[JSON]", help="The tool's arguments as a JSON object.")
+        str, typer.Argument(metavar="JSON", help="The tool's arguments as a JSON object.")
     ] = "{}",
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the structured result as JSON.")

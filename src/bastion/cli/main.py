@@ -28,6 +28,7 @@ from bastion.cli.common import (
     settings_or_exit,
 )
 from bastion.cli.display import print_table, when
+from bastion.cli.help_style import StyledGroup
 from bastion.config import SigningAlg
 
 app = typer.Typer(
@@ -36,6 +37,7 @@ app = typer.Typer(
     "client.",
     no_args_is_help=True,
     add_completion=False,
+    cls=StyledGroup,
 )
 keys_app = typer.Typer(help="Access-token signing keys.", no_args_is_help=True)
 db_app = typer.Typer(help="The database.", no_args_is_help=True)
@@ -67,6 +69,25 @@ def port_errors(option: str, example: str) -> Iterator[None]:
             highlight=False,
         )
         raise typer.Exit(2) from None
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+        ),
+    ] = False,
+) -> None:
+    """OAuth 2.1 for the Model Context Protocol: authorization server, gateway, registry,
+    client."""
 
 
 @app.command()
