@@ -346,13 +346,14 @@ async def run_bridge(
     port: int = DEFAULT_PORT,
     allowed_origins: Sequence[str] = DEFAULT_ORIGINS,
     ca_directory: Path | None = None,
+    renew_every: float = RENEW_CHECK_SECONDS,
     ready: Callable[[str], object] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serve the bridge on ``host:port`` until interrupted (or ``stop`` is set); ``ready`` gets
     the bridge's URL once it listens. With ``ca_directory`` (the local CA's, see
     :func:`bastion.client.local_ca.default_directory`) it serves https with that CA's server
-    certificate; without, plain http."""
+    certificate, checked for renewal every ``renew_every`` seconds; without, plain http."""
     ca = LocalCA(ca_directory) if ca_directory is not None else None
     if ca is not None:
         ca.server_certificate()  # made or renewed before the port is taken
@@ -390,7 +391,7 @@ async def run_bridge(
 
     helpers = [asyncio.create_task(started()), asyncio.create_task(stopper())]
     if ca is not None:
-        helpers.append(asyncio.create_task(_renew(ca, server, RENEW_CHECK_SECONDS)))
+        helpers.append(asyncio.create_task(_renew(ca, server, renew_every)))
     try:
         await server.serve(sockets=[sock])
     finally:
