@@ -310,6 +310,18 @@ def bind_loopback(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _also_ipv6(port: int) -> list[socket.socket]:
+    """[::1] on the same port, when it is free: the printed URL names ``localhost``, which
+    many systems resolve to ::1 first (Windows then waits seconds before trying 127.0.0.1).
+    Another program on [::1]:port could not pass as the bridge: it has no certificate from
+    the user's CA."""
+    try:
+        return [bind_loopback("::1", port)]
+    except ClientError as exc:
+        log.info("bridge: not listening on [::1]:%d too: %s", port, exc)
+        return []
+
+
 def bridge_url(sock: socket.socket, *, https: bool = True) -> str:
     """The base URL of a bound bridge socket (what goes into chat.mcp.gallery.serviceUrl):
     ``https://localhost:PORT`` for https on 127.0.0.1, the name its certificate is for."""
@@ -358,6 +370,9 @@ async def run_bridge(
     if ca is not None:
         ca.server_certificate()  # made or renewed before the port is taken
     sock = bind_loopback(host, port)
+    sockets = [sock]
+    if ca is not None and sock.getsockname()[0] == "127.0.0.1":
+        sockets += _also_ipv6(sock.getsockname()[1])
     app = RegistryBridge(
         client,
         port=sock.getsockname()[1],
@@ -393,13 +408,14 @@ async def run_bridge(
     if ca is not None:
         helpers.append(asyncio.create_task(_renew(ca, server, renew_every)))
     try:
-        await server.serve(sockets=[sock])
+        await server.serve(sockets=sockets)
     finally:
         for task in helpers:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        sock.close()
+        for each in sockets:
+            each.close()
 
 
 __all__ = [

@@ -117,6 +117,18 @@ async def test_origins_not_allowed_get_no_cors_and_no_answer_over_https(
 # -- who may ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("base", ["https://127.0.0.1:{port}", "https://[::1]:{port}"])
+async def test_localhost_is_served_on_ipv4_and_ipv6_with_a_certificate_for_each(
+    offline_bridge: RunningBridge, base: str
+) -> None:
+    """``localhost`` may resolve to ::1 first: the bridge listens there too, on the same port,
+    and its certificate names both addresses."""
+    async with offline_bridge.client(base.format(port=offline_bridge.port)) as http:
+        response = await http.get("/v0.1/servers", params={"limit": 1})
+    assert response.status_code == 502  # past TLS and the Host check; the registry is down
+    assert "no answer from the registry" in response.json()["detail"]
+
+
 @pytest.mark.parametrize("base", ["https://localhost:{port}", "https://127.0.0.1:{port}"])
 async def test_copilot_cli_lookups_over_https(bridge: RunningBridge, base: str) -> None:
     """The Copilot CLI looks each configured server up by name (URL-encoded) at
