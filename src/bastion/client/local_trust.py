@@ -78,6 +78,8 @@ def remove(ca: LocalCA, target: TrustTarget) -> list[TrustOutcome]:
 
 
 def _each(ca: LocalCA, target: TrustTarget, *, adding: bool) -> list[TrustOutcome]:
+    if not adding and not ca.ca_path.exists():
+        return [TrustOutcome("local CA", True, f"there is no local CA in {ca.directory}")]
     cert = ca.ca_certificate()
     stores: dict[str, Callable[[LocalCA, x509.Certificate, TrustTarget, bool], TrustOutcome]]
     if target.platform.startswith("linux"):
@@ -119,7 +121,7 @@ def _command(argv: Sequence[str]) -> str:
 def _debian(ca: LocalCA, cert: x509.Certificate, target: TrustTarget, adding: bool) -> TrustOutcome:
     store = f"system store {target.system_dir} (Debian, Ubuntu)"
     tool = shutil.which("update-ca-certificates", path=target.search_path)
-    file_name = nickname(cert).replace(" ", "-") + ".crt"
+    file_name = nickname(cert).replace(" ", "-").lower() + ".crt"
     installed = target.system_dir / file_name
     copy = ["install", "-m", "644", str(ca.ca_path), str(installed)]
     steps = ("sudo " + _command(copy), "sudo update-ca-certificates")

@@ -126,3 +126,10 @@ def test_cli_trust_without_certutil_prints_the_exact_steps(config: Path, tmp_pat
     assert f"-i {ca_file}" in result.stdout
     assert not (home / ".pki").exists()
     assert os.access(ca_file, os.R_OK)
+
+
+def test_cli_untrust_without_a_ca_makes_none(config: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["proxy", "registry", "--untrust", "--client-config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "there is no local CA" in result.stdout
+    assert not (tmp_path / "local-ca" / "ca.pem").exists()
