@@ -7,17 +7,24 @@ could change) is reported as not available instead of being touched.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import signal
+import ssl
 import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
 from bastion.cli.main import app
+from bastion.client import RegistryClient
 from bastion.client.local_ca import LocalCA
 from bastion.client.local_trust import nickname
+from tests.registry.live_registry import ALICE_SEES, LiveRegistry, names_through
 from tests.support.live import free_port
 
 runner = CliRunner()
@@ -133,3 +140,48 @@ def test_cli_untrust_without_a_ca_makes_none(config: Path, tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     assert "there is no local CA" in result.stdout
     assert not (tmp_path / "local-ca" / "ca.pem").exists()
+
+
+async def test_cli_serves_https_with_the_local_ca_and_prints_the_url(
+    live: LiveRegistry, tmp_path: Path
+) -> None:
+    """``bastion proxy registry URL --port PORT`` as a person leaves it running: it prints
+    ``https://localhost:PORT``, which a client trusting only the local CA lists through."""
+    async with live.authorizer("alice", store="cli") as auth, RegistryClient(live.url, auth) as r:
+        await r.ensure_token()  # the CLI reuses the stored token: no browser in a subprocess
+    settings = live.client_settings("cli")
+    config = tmp_path / "cli.toml"
+    config.write_text(
+        f'use_keyring = false\nstorage_path = "{settings.storage_path}"\n'
+        f'local_ca_dir = "{tmp_path / "local-ca"}"\n'
+    )
+    port = free_port()
+    command = "from bastion.cli.main import main; main()"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        command,
+        *("proxy", "registry", live.url, "--port", str(port), "--client-config", str(config)),
+        "--no-browser",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        first = await asyncio.wait_for(process.stdout.readline(), timeout=30)
+        url = f"https://localhost:{port}"
+        assert first.decode().strip() == f"Registry bridge for {live.url} at {url}"
+        rest = [(await asyncio.wait_for(process.stdout.readline(), 10)).decode() for _ in range(3)]
+        assert f'"chat.mcp.gallery.serviceUrl": "{url}"' in rest[0]
+        assert "bastion proxy registry --trust" in rest[2]
+        context = ssl.create_default_context(cafile=str(tmp_path / "local-ca" / "ca.pem"))
+        async with httpx.AsyncClient(base_url=url, verify=context) as http:
+            assert await names_through(http, limit="2", version="latest") == ALICE_SEES
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(process.wait(), timeout=10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
