@@ -26,11 +26,14 @@ what to do: the CA is trusted by the system, so bastion never replaces it silent
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import os
 import secrets
 import stat
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +47,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from bastion.client.errors import ClientError
 from bastion.client.storage import APP_NAME
 from bastion.private_files import DIRECTORY_MODE, FILE_MODE, private_dir, write_private
+
+if sys.platform != "win32":
+    import fcntl
+else:  # pragma: no cover - Windows has no flock
+    fcntl = None
 
 CA_VALIDITY = dt.timedelta(days=3650)
 SERVER_VALIDITY = dt.timedelta(days=90)
@@ -98,8 +106,34 @@ class LocalCA:
 
     def ca_certificate(self, now: dt.datetime | None = None) -> x509.Certificate:
         """The CA certificate, made (with its key) if neither file exists yet."""
+        with self._lock():
+            return self._ca_certificate(now or dt.datetime.now(dt.UTC))
+
+    def server_certificate(self, now: dt.datetime | None = None) -> x509.Certificate:
+        """The bridge's server certificate (made again when needed, see the module
+        docstring); its chain is :attr:`cert_path` and its key :attr:`key_path`."""
         now = now or dt.datetime.now(dt.UTC)
+        with self._lock():
+            ca = self._ca_certificate(now)
+            current = self._usable_server_certificate(ca, now)
+            if current is not None:
+                return current
+            _, ca_key = self._load_ca()
+            return self._create_server_certificate(ca, ca_key, now)
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """Two bridges starting at once make one CA, not two halves of two."""
         self._check_directory()
+        fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _ca_certificate(self, now: dt.datetime) -> x509.Certificate:
         if not self.ca_path.exists() and not self.ca_key_path.exists():
             return self._create_ca(now)
         cert, _ = self._load_ca()
@@ -109,17 +143,6 @@ class LocalCA:
                 f"{self._start_afresh()}"
             )
         return cert
-
-    def server_certificate(self, now: dt.datetime | None = None) -> x509.Certificate:
-        """The bridge's server certificate (made again when needed, see the module
-        docstring); its chain is :attr:`cert_path` and its key :attr:`key_path`."""
-        now = now or dt.datetime.now(dt.UTC)
-        ca = self.ca_certificate(now)
-        current = self._usable_server_certificate(ca, now)
-        if current is not None:
-            return current
-        _, ca_key = self._load_ca()
-        return self._create_server_certificate(ca, ca_key, now)
 
     # -- checks -----------------------------------------------------------------------------------
 

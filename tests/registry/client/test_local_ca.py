@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import stat
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -119,9 +120,10 @@ def test_server_certificate_is_no_ca_and_serves_tls_only(ca: LocalCA) -> None:
 def test_keys_only_their_user_may_read(ca: LocalCA) -> None:
     ca.server_certificate(NOW)
     assert stat.S_IMODE(ca.directory.stat().st_mode) == 0o700
-    for path in (ca.ca_key_path, ca.key_path, ca.ca_path, ca.cert_path):
+    for path in (ca.ca_key_path, ca.key_path, ca.ca_path, ca.cert_path, ca.directory / ".lock"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     assert sorted(p.name for p in ca.directory.iterdir()) == [
+        ".lock",
         "ca-key.pem",
         "ca.pem",
         "localhost-key.pem",
@@ -251,3 +253,12 @@ def test_server_certificate_of_a_former_ca_is_replaced(ca: LocalCA, tmp_path: Pa
         (ca.directory / name).write_bytes((other.directory / name).read_bytes())
     fresh = ca.server_certificate(NOW)
     verify(ca.ca_certificate(NOW), fresh, DNSName("localhost"))
+
+
+def test_bridges_starting_at_once_make_one_ca(ca: LocalCA) -> None:
+    """Eight at once on a fresh directory (each its own LocalCA, as separate runs): one CA,
+    one server certificate, and no run sees half of either."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        made = list(pool.map(lambda _: LocalCA(ca.directory).server_certificate(NOW), range(8)))
+    assert len({cert.serial_number for cert in made}) == 1
+    verify(ca.ca_certificate(NOW), made[0], DNSName("localhost"))
