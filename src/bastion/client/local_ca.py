@@ -17,7 +17,7 @@ Files, in the client's data directory (``local-ca``, mode 0700), keys mode 0600:
     ca-key.pem          its key (P-256)
     localhost.pem       the server certificate: localhost, 127.0.0.1, ::1; serverAuth; 90 days
     localhost-key.pem   its key
-    .lock               held while any of these is read or made (one CA even if bridges start at once)
+    .lock               held while these are read or made (one CA when bridges start at once)
 
 The CA is made once and reused. The server certificate is made again when it is missing,
 unreadable, within 30 days of expiry, not issued by the current CA, or its key does not match.
