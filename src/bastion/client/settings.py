@@ -131,6 +131,11 @@ class ClientSettings(BaseModel):
         None, description="Token file; default: tokens.json in the user's config directory."
     )
     use_keyring: bool = Field(True, description="Use the OS keyring when one is usable.")
+    local_ca_dir: Path | None = Field(
+        None,
+        description="The registry bridge's local CA (https on loopback); default: local-ca in "
+        "the user's data directory.",
+    )
 
     @field_validator("client_metadata_url")
     @classmethod
