@@ -1171,6 +1171,25 @@ def settings_from_environment() -> Settings:
     return load_settings(Path(path) if path else None)
 
 
+CONFIG_VARIABLE = "BASTION_CONFIG"
+
+
+def config_file_from_environment() -> Path | None:
+    """The configuration file ``$BASTION_CONFIG`` names, if it names one."""
+    import os
+
+    named = os.environ.get(CONFIG_VARIABLE)
+    return Path(named) if named else None
+
+
+def environment_names_data() -> bool:
+    """Whether ``BASTION_DATABASE_URL`` or ``BASTION_DATA_DIR`` say where the data is, so that
+    no configuration file is needed (containers)."""
+    import os
+
+    return any(os.environ.get(v) for v in ("BASTION_DATABASE_URL", "BASTION_DATA_DIR"))
+
+
 def export_config_file(config_file: Path) -> None:
     """Name the configuration file for worker processes started later by uvicorn."""
     import os
@@ -1180,6 +1199,7 @@ def export_config_file(config_file: Path) -> None:
 
 __all__ = [
     "CONFIG_FILE_VARIABLE",
+    "CONFIG_VARIABLE",
     "REGISTRY_SCOPES",
     "AllowRulesSettings",
     "CimdSettings",
@@ -1198,6 +1218,8 @@ __all__ = [
     "TokenSettings",
     "UnknownClientSettings",
     "UpstreamSettings",
+    "config_file_from_environment",
+    "environment_names_data",
     "export_config_file",
     "load_settings",
     "settings_from_environment",

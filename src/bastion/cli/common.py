@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,7 +14,13 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from bastion.config import Settings, load_settings
+from bastion.config import (
+    CONFIG_VARIABLE,
+    Settings,
+    config_file_from_environment,
+    environment_names_data,
+    load_settings,
+)
 from bastion.config_errors import describe_toml_error, describe_validation_error
 
 console = Console(soft_wrap=True)
@@ -28,10 +33,7 @@ ConfigOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-CONFIG_VARIABLE = "BASTION_CONFIG"
 QUICKSTART_CONFIG = Path("bastion-data") / "bastion.toml"
-# Environment settings that say where the data is, so that no file is needed (containers).
-_DATA_VARIABLES = ("BASTION_DATABASE_URL", "BASTION_DATA_DIR")
 
 
 def find_config(explicit: Path | None) -> Path | None:
@@ -39,9 +41,9 @@ def find_config(explicit: Path | None) -> Path | None:
     ``./bastion-data/bastion.toml`` when it exists (where ``bastion quickstart`` writes it)."""
     if explicit is not None:
         return explicit
-    named = os.environ.get(CONFIG_VARIABLE)
-    if named:
-        return Path(named)
+    named = config_file_from_environment()
+    if named is not None:
+        return named
     return QUICKSTART_CONFIG if QUICKSTART_CONFIG.is_file() else None
 
 
@@ -52,7 +54,7 @@ def settings_or_exit(config: Path | None, *, required: bool = True, **overrides:
     ``required`` (administration commands): with no file found and no data location in the
     environment, say where bastion looked instead of working on an empty ``./bastion-data``."""
     path = find_config(config)
-    if path is None and required and not any(os.environ.get(v) for v in _DATA_VARIABLES):
+    if path is None and required and not environment_names_data():
         err.print(
             "[red]error:[/red] no configuration found. Looked for --config, "
             f"${CONFIG_VARIABLE} (not set) and {QUICKSTART_CONFIG} (not in {Path.cwd()}). "
