@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -248,6 +249,8 @@ def proxy_registry(
                 "`bastion proxy registry --trust`."
             )
 
+    show_requests()
+
     async def work(registry: RegistryClient) -> None:
         await registry.ensure_token()  # sign in now, not during VS Code's first request
         await run_bridge(
@@ -265,4 +268,15 @@ def proxy_registry(
         err.print("bridge stopped")
 
 
-__all__ = ["proxy_app", "proxy_registry", "search", "show"]
+def show_requests() -> None:
+    """Print each request the bridge answers (``12:00:01 GET /v0.1/servers?limit=1 -> 200``),
+    so that a person sees VS Code or the Copilot CLI arrive."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    bridge_log = logging.getLogger("bastion.client.registry_bridge")
+    bridge_log.addHandler(handler)
+    bridge_log.setLevel(logging.INFO)
+    bridge_log.propagate = False
+
+
+__all__ = ["proxy_app", "proxy_registry", "search", "show", "show_requests"]

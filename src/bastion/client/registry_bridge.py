@@ -182,6 +182,11 @@ class RegistryBridge:
             return
         response = await self._answer(scope)
         await response(scope, receive, send)
+        # The request target is printable ASCII (h11 refuses anything else): safe to log.
+        target = scope.get("raw_path") or scope["path"].encode("utf-8")
+        query = scope.get("query_string", b"")
+        shown = (target + (b"?" + query if query else b"")).decode("ascii", "backslashreplace")
+        log.info("%s %s -> %d", scope["method"], shown, response.status_code)
 
     def _origin_allowed(self, origin: str) -> bool:
         return origin.rstrip("/").lower() in self.origins

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import ssl
@@ -185,3 +186,8 @@ async def test_cli_serves_https_with_the_local_ca_and_prints_the_url(
             except TimeoutError:
                 process.kill()
                 await process.wait()
+    assert process.stderr is not None
+    logged = (await process.stderr.read()).decode()  # each bridged request, as a person sees it
+    assert re.search(r"^\d\d:\d\d:\d\d GET /v0\.1/servers\?\S*limit=2\S* -> 200$", logged, re.M), (
+        logged
+    )
