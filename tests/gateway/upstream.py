@@ -111,7 +111,10 @@ class RecordingUpstream:
             finally:
                 self.stream_closed.set()
 
-        return StreamingResponse(events(), media_type="text/event-stream")
+        # As the MCP Python SDK does: an upstream that asks for no buffering itself.
+        return StreamingResponse(
+            events(), media_type="text/event-stream", headers={"X-Accel-Buffering": "no"}
+        )
 
     async def slow(self, request: Request) -> Response:
         await self._record(request)

@@ -81,7 +81,11 @@ REQUEST_DROPPED = frozenset(
 # Proxy headers of the client's making; the gateway sets X-Forwarded-* itself.
 FORWARDING = frozenset({"forwarded", "x-real-ip"})
 FORWARDING_PREFIX = "x-forwarded-"
-RESPONSE_DROPPED = frozenset({"set-cookie", "www-authenticate", "content-length"})
+# The gateway's own server writes Date (RFC 9110 §6.6.1), and sets X-Accel-Buffering on
+# event streams: the upstream's copies would make two of each.
+RESPONSE_DROPPED = frozenset(
+    {"set-cookie", "www-authenticate", "content-length", "date", "x-accel-buffering"}
+)
 SESSION_NOT_FOUND = -32001
 
 
