@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from bastion.cli.main import app
 from bastion.config import Settings
+from bastion.identity.local import LocalUsers
 from bastion.registry.app import create_registry_app
 from tests.registry.harness import (
     MillisClock,
@@ -72,6 +73,27 @@ async def test_audit_exports_json_lines_filtered_by_subject_and_time(
     assert code == 0 and "action" in out and "401" in out
     code, _, err = await bastion(config, "registry", "audit", "--since", "yesterday")
     assert code == 2 and "--since" in err
+
+
+async def test_audit_takes_and_shows_user_names_not_only_opaque_subjects(
+    reg: Registry, tmp_path: Path
+) -> None:
+    """Subjects of local users are opaque ids: ``--subject carol`` means carol's id, and the
+    table and JSON lines name her."""
+    carol = await LocalUsers(reg.auth_app.state.bastion.db).add("carol", "a long password 01")
+    token = await reg.token(carol.id, groups=["team-a"])
+    await reg.client.get(f"{reg.base}/servers", headers=reg.bearer(token))
+    other = await reg.token("someone-else")
+    await reg.client.get(f"{reg.base}/servers", headers=reg.bearer(other))
+    config = config_file(reg.settings, tmp_path / "bastion.toml")
+    code, out, _ = await bastion(config, "registry", "audit", "--json", "--subject", "carol")
+    assert code == 0, out
+    [line] = [json.loads(x) for x in out.splitlines()]
+    assert (line["sub"], line["user"]) == (carol.id, "carol")
+    code, out, _ = await bastion(config, "registry", "audit", "--subject", carol.id)
+    assert code == 0 and "carol" in out and "someone-else" not in out
+    code, out, _ = await bastion(config, "registry", "audit")
+    assert "carol" in out and "someone-else" in out and carol.id not in out
 
 
 async def test_import_reads_a_file_of_server_json_documents(reg: Registry, tmp_path: Path) -> None:

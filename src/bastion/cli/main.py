@@ -379,7 +379,10 @@ def registry_audit(
     since: Annotated[
         str | None, typer.Option(help="Only records from this RFC 3339 time on.")
     ] = None,
-    subject: Annotated[str | None, typer.Option(help="Only records of this subject (sub).")] = None,
+    subject: Annotated[
+        str | None,
+        typer.Option(help="Only records of this person: a user name, or a subject (sub)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines on standard output.")] = False,
     config: ConfigOption = None,
 ) -> None:
@@ -387,6 +390,7 @@ def registry_audit(
     from bastion.authserver.admin import database
     from bastion.registry.audit import export
     from bastion.registry.times import parse_rfc3339
+    from bastion.store import users as user_rows
 
     start = None
     if since is not None:
@@ -398,18 +402,25 @@ def registry_audit(
 
     async def go() -> list[dict[str, Any]]:
         async with database(settings_or_exit(config)) as db:
-            return [line async for line in export(db, since=start, subject=subject)]
+            async with db.connect() as conn:
+                people = {u.id: u.username for u in await user_rows.list_all(conn)}
+            # Subjects are opaque user ids: a user name given for one means that user's id.
+            wanted = next((i for i, name in people.items() if name == subject), subject)
+            return [
+                {**line, "user": people.get(line["sub"] or "")}
+                async for line in export(db, since=start, subject=wanted)
+            ]
 
     lines = run(go())
     if as_json:
         for line in lines:
             typer.echo(json.dumps(line, separators=(",", ":")))
         return
-    table = Table("time", "sub", "client_id", "action", "server", "version", "status", "result")
+    table = Table("time", "who", "client_id", "action", "server", "version", "status", "result")
     for line in lines:
         table.add_row(
             line["time"],
-            line["sub"] or "",
+            line["user"] or line["sub"] or "",
             line["client_id"] or "",
             line["action"],
             line["server"] or "",
