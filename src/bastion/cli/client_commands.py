@@ -34,6 +34,7 @@ from bastion.cli.client_context import (
     err,
     load_client_settings,
 )
+from bastion.cli.common import checked_url
 from bastion.cli.display import duration, print_table, timestamp
 from bastion.client import ClientError, ClientSettings, TokenSet
 from bastion.client.authorizer import Logout
@@ -47,7 +48,10 @@ T = TypeVar("T")
 console = Console(soft_wrap=True)
 
 UrlArgument = Annotated[
-    str, typer.Argument(metavar="URL", help="The MCP server's streamable HTTP endpoint.")
+    str,
+    typer.Argument(
+        metavar="URL", help="The MCP server's streamable HTTP endpoint.", callback=checked_url
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="JSON on standard output.")]
 # Claims of a JWT access token worth showing (RFC 9068 §2.2, RFC 7643 groups).

@@ -8,6 +8,7 @@ import json
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 from pydantic import ValidationError
@@ -98,6 +99,25 @@ def run(coro: Any) -> Any:
         raise typer.Exit(1) from None
 
 
+def checked_url(value: str | None) -> str | None:
+    """A typer callback for URL arguments: an http(s) URL with a host, or a usage error (exit 2)
+    that says what the value looks like instead (``localhost:8001/mcp`` has no scheme)."""
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if "://" not in value:
+        host = value.split("/", 1)[0].split(":", 1)[0].lower()
+        local = host in ("localhost", "127.0.0.1", "[::1]") or host.startswith("127.")
+        raise typer.BadParameter(
+            f"{value!r} has no scheme; did you mean {'http' if local else 'https'}://{value} ?"
+        )
+    if parts.scheme.lower() not in ("http", "https"):
+        raise typer.BadParameter(f"{value!r} is not an http or https URL")
+    if not parts.hostname:
+        raise typer.BadParameter(f"{value!r} names no host")
+    return value
+
+
 def print_json(data: object) -> None:
     """Machine-readable output: plain JSON on standard output."""
     typer.echo(json.dumps(data, indent=2, sort_keys=True))
@@ -107,6 +127,7 @@ __all__ = [
     "CONFIG_VARIABLE",
     "ConfigOption",
     "JsonOption",
+    "checked_url",
     "console",
     "err",
     "find_config",

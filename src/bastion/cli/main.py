@@ -20,6 +20,7 @@ from bastion.cli.client_context import ClientConfigOption
 from bastion.cli.common import (
     ConfigOption,
     JsonOption,
+    checked_url,
     console,
     err,
     find_config,
@@ -286,7 +287,8 @@ def doctor(
         str | None,
         typer.Argument(
             help="An MCP server or registry: diagnose its authorization discovery chain. "
-            "Without it: check the configured identity providers."
+            "Without it: check the configured identity providers.",
+            callback=checked_url,
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document (with URL).")] = False,

@@ -26,6 +26,7 @@ from bastion.cli.client_context import (
     client_errors,
     load_client_settings,
 )
+from bastion.cli.common import checked_url
 from bastion.client import ClientSettings
 from bastion.client.local_ca import LocalCA, default_directory
 from bastion.client.local_trust import TrustOutcome, TrustTarget, install, remove
@@ -45,7 +46,11 @@ proxy_app = typer.Typer(
 )
 
 UrlArgument = Annotated[
-    str, typer.Argument(help="The registry URL (its API is at URL/v0.1), e.g. https://h/registry.")
+    str,
+    typer.Argument(
+        help="The registry URL (its API is at URL/v0.1), e.g. https://h/registry.",
+        callback=checked_url,
+    ),
 ]
 T = TypeVar("T")
 
