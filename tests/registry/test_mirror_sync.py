@@ -191,3 +191,15 @@ async def test_concurrent_runs_of_one_mirror_do_not_both_write(mirroring: Mirror
     reports = await asyncio.gather(mirroring.sync(), mirroring.sync())
     assert sorted(r.busy for r in reports) == [False, True]
     assert [r for _, _, r in results(await mirroring.audit())] == ["added"] * 12
+
+
+async def test_widened_filters_read_the_whole_listing_again(mirroring: Mirroring) -> None:
+    """The mark holds for the url and filters it was reached with: after namespaces change, the
+    next run asks no updated_since, so servers older than the mark but newly allowed come in."""
+    await mirroring.sync(namespaces=["io.github.upstash/*"])
+    again = await mirroring.sync(namespaces=["io.github.upstash/*"])
+    assert again.since is not None
+    widened = await mirroring.sync(namespaces=["io.github.upstash/*", "com.stripe"])
+    assert widened.since is None and "updated_since" not in mirroring.upstream.requests[-1]
+    assert "com.stripe/mcp@0.2.4" in await mirroring.keys()
+    assert [c.kind for c in widened.changes if c.kind not in ("filtered", "unchanged")] == ["added"]

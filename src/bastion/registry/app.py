@@ -13,7 +13,8 @@ path of ``registry.public_url``)::
 
 plus the Protected Resource Metadata at the path-inserted well-known URL of the registry URL
 (its ``resource`` is the registry URL; RFC 9728 §3) and bastion's OpenAPI document at
-``<prefix>/openapi.json``.
+``<prefix>/openapi.json``; with ``[[registry.mirrors]]``, the lifespan also runs the mirrors
+(:mod:`bastion.registry.mirror_schedule`).
 """
 
 from __future__ import annotations

@@ -228,6 +228,14 @@ class MirrorSync:
         return f"MirrorSync({self.mirror.name!r}, {self.mirror.url!r})"
 
     @property
+    def filters_digest(self) -> str:
+        """A digest of what decides which servers the upstream's listing yields here (url,
+        filters, follow_status): the mark holds only while it is unchanged."""
+        m = self.mirror
+        chosen = [m.url, sorted(m.namespaces), sorted(m.names), m.search, m.follow_status]
+        return hashlib.sha256(json.dumps(chosen).encode("utf-8")).hexdigest()
+
+    @property
     def lease_millis(self) -> int:
         """How long a run holds the mirror's lease: reading every page, and ten minutes more."""
         return int((self.read_budget + 600) * 1000)
@@ -266,7 +274,9 @@ class MirrorSync:
     async def _run(self, report: SyncReport, holder: str, dry_run: bool) -> None:
         async with self.db.connect() as conn:
             state = await mirrors.mirror_state(conn, self.mirror.name)
-        state = state or mirrors.MirrorState(self.mirror.name)
+        filters = self.filters_digest
+        if state is None or state.filters != filters:
+            state = mirrors.MirrorState(self.mirror.name)
         cursor, pass_high = state.pass_cursor, state.pass_high
         if cursor is not None:
             since = state.pass_since
@@ -319,7 +329,7 @@ class MirrorSync:
             return
         async with self.db.transaction() as conn:
             kept = await mirrors.save_progress(
-                conn, self.mirror.name, holder, now=self.clock(), **progress
+                conn, self.mirror.name, holder, filters=filters, now=self.clock(), **progress
             )
         if not kept:
             report.error = "the run outlived its lease; its progress was not recorded"

@@ -27,6 +27,7 @@ class MirrorState:
     pass_cursor: str | None = None
     pass_since: int | None = None
     pass_high: int | None = None
+    filters: str | None = None
     last_run_at: int | None = None
     last_success_at: int | None = None
     last_error: str | None = None
@@ -55,6 +56,7 @@ async def mirror_state(conn: AsyncConnection, name: str) -> MirrorState | None:
         pass_cursor=row.pass_cursor,
         pass_since=row.pass_since,
         pass_high=row.pass_high,
+        filters=row.filters,
         last_run_at=row.last_run_at,
         last_success_at=row.last_success_at,
         last_error=row.last_error,
@@ -88,6 +90,7 @@ async def save_progress(
     pass_cursor: str | None,
     pass_since: int | None,
     pass_high: int | None,
+    filters: str,
     now: int,
 ) -> bool:
     """Record a run's progress, only while ``owner`` holds the lease; True when recorded."""
@@ -100,6 +103,7 @@ async def save_progress(
             pass_cursor=pass_cursor,
             pass_since=pass_since,
             pass_high=pass_high,
+            filters=filters,
             last_success_at=now,
             last_error=None,
         )

@@ -363,6 +363,9 @@ registry_mirrors = sa.Table(
     sa.Column("pass_cursor", sa.String(1024), nullable=True),
     sa.Column("pass_since", sa.BigInteger, nullable=True),
     sa.Column("pass_high", sa.BigInteger, nullable=True),
+    # A digest of the url and filters the mark was reached with: when they change, the next run
+    # reads the whole listing again (servers newly allowed may be older than the mark).
+    sa.Column("filters", sa.String(64), nullable=True),
     sa.Column("lease_owner", sa.String(64), nullable=True),
     sa.Column("lease_until", sa.BigInteger, nullable=True),
     sa.Column("last_run_at", sa.BigInteger, nullable=True),

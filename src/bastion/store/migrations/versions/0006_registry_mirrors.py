@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("pass_cursor", sa.String(length=1024), nullable=True),
         sa.Column("pass_since", sa.BigInteger(), nullable=True),
         sa.Column("pass_high", sa.BigInteger(), nullable=True),
+        sa.Column("filters", sa.String(length=64), nullable=True),
         sa.Column("lease_owner", sa.String(length=64), nullable=True),
         sa.Column("lease_until", sa.BigInteger(), nullable=True),
         sa.Column("last_run_at", sa.BigInteger(), nullable=True),
