@@ -160,3 +160,44 @@ async def test_invalid_documents_are_refused_one_by_one_and_audited(
     reasons = [c.reason for c in report.changes if c.kind == "refused"]
     assert any("body.version" in r for r in reasons)
     assert any("status" in r for r in reasons)
+
+
+async def test_a_document_larger_than_a_publication_may_be_is_refused(
+    mirroring: Mirroring,
+) -> None:
+    """An upstream cannot store here what a publisher could not: a server.json above
+    registry.max_body_bytes (its bulk in _meta, which the schema leaves open) is refused."""
+    limit = mirroring.reg.settings.registry.max_body_bytes
+    bulky = response(
+        "io.github.upstash/bulky",
+        "1.0.0",
+        updated="2025-09-30T00:00:00Z",
+        _meta={"com.example/blob": {"x": "y" * limit}},
+    )
+    mirroring.upstream.put(bulky)
+    report = await mirroring.sync(namespaces=["io.github.upstash/*"])
+    [refused] = [c for c in report.changes if c.kind == "refused"]
+    assert refused.name == "io.github.upstash/bulky" and "max_body_bytes" in refused.reason
+    assert "io.github.upstash/bulky@1.0.0" not in await mirroring.keys()
+
+
+async def test_a_run_reads_a_bounded_number_of_bytes_and_continues_next_time(
+    mirroring: Mirroring,
+) -> None:
+    """Past its byte budget a run stops after the page it was reading, keeps the cursor
+    (not a mark), and the next run continues: every page is read once, nothing skipped."""
+    sync = mirroring.sync_of()
+    sync.max_pass_bytes = 1
+    first = await sync.run()
+    assert first.pages == 1 and not first.complete
+    state = await mirroring.state()
+    assert state is not None and state.high_water is None and state.pass_cursor
+    for _ in range(5):
+        if (await sync.run()).complete:
+            break
+    assert len(await mirroring.keys()) == 12
+    assert [q.get("cursor") for q in mirroring.upstream.requests] == [
+        None,
+        "com.notion/mcp:1.0.1",
+        "io.github.github/github-mcp-server:0.14.0",
+    ]

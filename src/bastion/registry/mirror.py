@@ -44,7 +44,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bastion.config import MirrorSettings, Settings
 from bastion.registry.audit import clean_name, clean_version
 from bastion.registry.mirror_filter import INSIDE, LOOKALIKE, MirrorFilter
-from bastion.registry.mirror_upstream import UpstreamRefused, UpstreamUnavailable, read_pass
+from bastion.registry.mirror_upstream import (
+    MAX_PASS_BYTES,
+    UpstreamRefused,
+    UpstreamUnavailable,
+    read_pass,
+)
 from bastion.registry.names import name_problem
 from bastion.registry.problems import Problem
 from bastion.registry.service import Registry
@@ -222,6 +227,8 @@ class MirrorSync:
         self.http = http
         self.clock = clock
         self.filter = MirrorFilter(mirror)
+        self.max_document_bytes = settings.registry.max_body_bytes
+        self.max_pass_bytes = MAX_PASS_BYTES
         self.registry = Registry(db, settings.registry, clock=clock, challenge=lambda s: "")
 
     def __repr__(self) -> str:
@@ -294,6 +301,7 @@ class MirrorSync:
                     since=since,
                     cursor=cursor,
                     include_deleted=since is not None and self.mirror.follow_status,
+                    max_bytes=self.max_pass_bytes,
                 )
         except (UpstreamRefused, UpstreamUnavailable, TimeoutError) as exc:
             refused = isinstance(exc, UpstreamRefused)
@@ -352,6 +360,12 @@ class MirrorSync:
         if verdict != INSIDE:
             return Change("filtered", name, label, "outside the mirror's filters")
         try:
+            size = len(json.dumps(server, separators=(",", ":")).encode("utf-8"))
+            if size > self.max_document_bytes:
+                raise Refused(
+                    f"the server.json has {size} bytes; a publication may have at most "
+                    f"{self.max_document_bytes} (registry.max_body_bytes)"
+                )
             upstream = parse_item(item, server)
         except Refused as exc:
             return await self._refuse(name, label, str(exc), dry_run)

@@ -23,6 +23,8 @@ from bastion.registry.validation import parse_object
 PAGE_LIMIT = 100
 MAX_PAGE_BYTES = 4 * 1024 * 1024
 MAX_CURSOR = 1024
+# What one run reads at most: beyond it, the run stops as at max_pages and the next continues.
+MAX_PASS_BYTES = 64 * 1024 * 1024
 
 
 class UpstreamUnavailable(Exception):
@@ -105,13 +107,16 @@ async def read_pass(
     since: int | None,
     cursor: str | None,
     include_deleted: bool,
+    max_bytes: int = MAX_PASS_BYTES,
 ) -> UpstreamPass:
-    """Read at most ``mirror.max_pages`` pages from ``cursor`` (None: the first page) of the
-    servers changed after ``since`` (Unix ms; None: every server)."""
+    """Read at most ``mirror.max_pages`` pages, and no more pages once ``max_bytes`` were read,
+    from ``cursor`` (None: the first page) of the servers changed after ``since`` (Unix ms;
+    None: every server)."""
     url = f"{mirror.url}/v0.1/servers"
     found = UpstreamPass()
     seen: set[str] = set()
-    while found.pages < mirror.max_pages:
+    read = 0
+    while found.pages < mirror.max_pages and read < max_bytes:
         params = {"limit": str(PAGE_LIMIT)}
         if since is not None:
             params["updated_since"] = format_rfc3339(since)
@@ -121,7 +126,9 @@ async def read_pass(
             params["search"] = mirror.search
         if cursor:
             params["cursor"] = cursor
-        servers, cursor = _page(await _get_page(http, url, params, mirror.timeout_seconds), url)
+        body = await _get_page(http, url, params, mirror.timeout_seconds)
+        read += len(body)
+        servers, cursor = _page(body, url)
         found.pages += 1
         found.items += servers
         if cursor is None:
@@ -135,6 +142,7 @@ async def read_pass(
 
 __all__ = [
     "MAX_PAGE_BYTES",
+    "MAX_PASS_BYTES",
     "PAGE_LIMIT",
     "UpstreamPass",
     "UpstreamRefused",
