@@ -136,11 +136,20 @@ class Refused(Exception):
 
 
 def _official(item: dict[str, Any]) -> dict[str, Any]:
+    """The registry metadata of a ServerResponse: ``_meta["io.modelcontextprotocol.registry/
+    official"]``, or, from a registry that names it otherwise (the generic API leaves the key to
+    each registry; bastion's is ``dev.mcp-bastion/registry``), the one ``_meta`` member that
+    has a ``status`` and an ``updatedAt``."""
     meta = item.get("_meta")
-    official = meta.get(OFFICIAL) if isinstance(meta, dict) else None
-    if not isinstance(official, dict):
-        raise Refused(f'no _meta["{OFFICIAL}"] object')
-    return official
+    if not isinstance(meta, dict):
+        raise Refused("no _meta object")
+    official = meta.get(OFFICIAL)
+    if isinstance(official, dict):
+        return official
+    found = [v for v in meta.values() if isinstance(v, dict) and "status" in v and "updatedAt" in v]
+    if len(found) != 1:
+        raise Refused(f'no _meta["{OFFICIAL}"] object (nor one other with status and updatedAt)')
+    return found[0]
 
 
 def _time(official: dict[str, Any], member: str) -> int:
