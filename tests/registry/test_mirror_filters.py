@@ -109,8 +109,9 @@ async def test_a_name_matching_the_filters_only_when_case_is_ignored_is_refused(
 
 
 async def test_the_upstream_cannot_choose_who_sees_an_entry(mirroring: Mirroring) -> None:
-    """bastion's publish option _meta["dev.mcp-bastion/publish"].groups in an upstream
-    document is ignored: the entry gets the mirror's groups and approval."""
+    """G04 (the registry filters which servers a token sees): bastion's publish option
+    _meta["dev.mcp-bastion/publish"].groups in an upstream document is ignored, so an upstream
+    cannot widen or choose an entry's audience: it gets the mirror's groups and approval."""
     mirroring.upstream.put(
         response(
             "io.github.upstash/sneaky",

@@ -13,6 +13,7 @@ import pytest
 from starlette.responses import JSONResponse, Response
 
 from bastion.registry.mirror_upstream import MAX_PAGE_BYTES
+from bastion.registry.times import parse_rfc3339
 from tests.registry.mirroring import Mirroring, results
 from tests.registry.upstream import OFFICIAL, recorded, response
 
@@ -201,3 +202,18 @@ async def test_a_run_reads_a_bounded_number_of_bytes_and_continues_next_time(
         "com.notion/mcp:1.0.1",
         "io.github.github/github-mcp-server:0.14.0",
     ]
+
+
+async def test_an_updated_at_in_the_future_does_not_move_the_mark_past_now(
+    mirroring: Mirroring,
+) -> None:
+    """An upstream stamping an entry 2099 would make every later updated_since skip real
+    changes: the mark never passes this registry's clock."""
+    mirroring.upstream.put(
+        response("io.github.upstash/future", "1.0.0", updated="2099-01-01T00:00:00Z")
+    )
+    await mirroring.sync()
+    state = await mirroring.state()
+    assert state is not None and state.high_water is not None
+    assert state.high_water <= mirroring.reg.clock()
+    assert state.high_water < parse_rfc3339("2099-01-01T00:00:00Z")
