@@ -10,10 +10,12 @@ import json
 from collections.abc import Callable
 
 import pytest
+import sqlalchemy as sa
 from starlette.responses import JSONResponse, Response
 
 from bastion.registry.mirror_upstream import MAX_PAGE_BYTES
 from bastion.registry.times import parse_rfc3339
+from bastion.store.schema import registry_audit, registry_mirrors
 from tests.registry.mirroring import Mirroring, results
 from tests.registry.upstream import OFFICIAL, recorded, response
 
@@ -217,3 +219,58 @@ async def test_an_updated_at_in_the_future_does_not_move_the_mark_past_now(
     assert state is not None and state.high_water is not None
     assert state.high_water <= mirroring.reg.clock()
     assert state.high_water < parse_rfc3339("2099-01-01T00:00:00Z")
+
+
+async def test_a_database_failure_mid_run_leaves_the_mark_unchanged(mirroring: Mirroring) -> None:
+    """While a run reads the upstream, the audit table disappears (a real database error when
+    the run writes a change and its record, in one transaction): the run reports it, neither the
+    change nor the mark is written, and once the table is back the next run asks from the same
+    point and applies what the failed one did not."""
+    assert (await mirroring.sync()).error is None
+    before = await mirroring.state()
+    mirroring.upstream.change(
+        "com.stripe/mcp", "0.2.4", updated="2025-10-02T00:00:00Z", status="deprecated"
+    )
+
+    async def drop(number: int) -> None:
+        async with mirroring.db.transaction() as conn:
+            await conn.run_sync(lambda c: registry_audit.drop(c))
+
+    first = len(mirroring.upstream.requests)
+    mirroring.upstream.meanwhile = lambda n: drop(n) if n == first else _nothing()
+    failed = await mirroring.sync()
+    assert failed.error is not None and "the high-water mark is unchanged" in failed.error
+    after = await mirroring.state()
+    assert after is not None and before is not None
+    assert after.high_water == before.high_water and after.last_error == failed.error
+    assert (await mirroring.entry("com.stripe/mcp", "0.2.4")).status == "active"
+    mirroring.upstream.meanwhile = None
+    async with mirroring.db.transaction() as conn:
+        await conn.run_sync(lambda c: registry_audit.create(c))
+    healed = await mirroring.sync()
+    assert healed.since == failed.since and healed.error is None
+    assert (await mirroring.entry("com.stripe/mcp", "0.2.4")).status == "deprecated"
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def test_a_run_that_lost_its_lease_does_not_move_the_mark(mirroring: Mirroring) -> None:
+    """Another process takes the lease while a run reads (the run outlived it): the run's
+    progress is not recorded, so the mark is the other process's business."""
+    other = "other-host:1"
+
+    async def steal(number: int) -> None:
+        async with mirroring.db.transaction() as conn:
+            await conn.execute(
+                sa.update(registry_mirrors).values(lease_owner=other, lease_until=2**62)
+            )
+
+    mirroring.upstream.meanwhile = steal
+    report = await mirroring.sync()
+    assert report.error is not None and "lease" in report.error
+    state = await mirroring.state()
+    assert state is not None and state.high_water is None
+    [run] = [r for r in await mirroring.audit() if r.action == "mirror_sync"]
+    assert (run.status, run.result) == (409, "lease_lost")

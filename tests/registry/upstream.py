@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,8 @@ class Upstream:
     requests: list[dict[str, str]] = field(default_factory=list)
     # Given the request's query and the 0-based number of the request, a raw answer instead.
     override: Callable[[dict[str, str], int], Response | None] | None = None
+    # Run before answering request number n (0-based): what happens elsewhere meanwhile.
+    meanwhile: Callable[[int], Awaitable[None]] | None = None
 
     def put(self, item: dict[str, Any]) -> None:
         """Add or replace (same name and version) an entry."""
@@ -114,6 +116,8 @@ class Upstream:
         query = dict(request.query_params)
         number = len(self.requests)
         self.requests.append(query)
+        if self.meanwhile is not None:
+            await self.meanwhile(number)
         if self.override is not None:
             answer = self.override(query, number)
             if answer is not None:

@@ -42,6 +42,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bastion.config import MirrorSettings, Settings
+from bastion.logs import get_logger
 from bastion.registry.audit import clean_name, clean_version
 from bastion.registry.mirror_filter import INSIDE, LOOKALIKE, MirrorFilter
 from bastion.registry.mirror_upstream import (
@@ -60,6 +61,7 @@ from bastion.store import registry_mirrors as mirrors
 from bastion.store.database import Database
 from bastion.store.registry import STATUSES, AuditRecord, Entry
 
+log = get_logger("bastion.registry.mirror")
 OFFICIAL = "io.modelcontextprotocol.registry/official"
 OVERLAP_MS = 60_000
 MAX_STATUS_MESSAGE = 500
@@ -262,7 +264,8 @@ class MirrorSync:
         return self.mirror.timeout_seconds * (self.mirror.max_pages + 1)
 
     async def run(self, *, dry_run: bool = False) -> SyncReport:
-        """One run; upstream failures end up in ``report.error`` (the mark unchanged)."""
+        """One run; a failure (upstream, database) ends up in ``report.error``, the mark
+        unchanged."""
         report = SyncReport(self.mirror.name, dry_run)
         holder = _holder()
         now = self.clock()
@@ -274,17 +277,18 @@ class MirrorSync:
             if not taken:
                 report.busy = True
                 return report
-        error: str | None = None
         try:
             await self._run(report, holder, dry_run)
-            error = report.error
-        except BaseException as exc:
-            error = f"{exc.__class__.__name__}: {exc}"
-            raise
+        except Exception as exc:  # the database: the mark stays, the next run asks again
+            log.debug("mirror %s stopped", self.mirror.name, exc_info=True)
+            report.error = (
+                f"the run stopped ({exc.__class__.__name__}: {str(exc)[:300]}); the high-water "
+                "mark is unchanged, the next run asks from the same point"
+            )
         finally:
             if not dry_run:
                 async with self.db.transaction() as conn:
-                    await mirrors.release(conn, self.mirror.name, holder, error)
+                    await mirrors.release(conn, self.mirror.name, holder, report.error)
         return report
 
     async def _run(self, report: SyncReport, holder: str, dry_run: bool) -> None:
