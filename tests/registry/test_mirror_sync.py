@@ -203,3 +203,17 @@ async def test_widened_filters_read_the_whole_listing_again(mirroring: Mirroring
     assert widened.since is None and "updated_since" not in mirroring.upstream.requests[-1]
     assert "com.stripe/mcp@0.2.4" in await mirroring.keys()
     assert [c.kind for c in widened.changes if c.kind not in ("filtered", "unchanged")] == ["added"]
+
+
+async def test_an_older_copy_of_a_version_does_not_undo_a_newer_change(
+    mirroring: Mirroring,
+) -> None:
+    """The upstream deprecates a version, then (a stale replica) answers it again active with
+    an older updatedAt: the deprecation stays."""
+    await mirroring.sync()
+    mirroring.upstream.change(GITHUB, "0.14.0", updated="2025-10-03T00:00:00Z", status="deprecated")
+    await mirroring.sync()
+    mirroring.upstream.change(GITHUB, "0.14.0", updated="2025-10-02T23:59:59Z", status="active")
+    report = await mirroring.sync(namespaces=["*"], search="github")
+    assert [c.kind for c in report.changes if c.version == "0.14.0"] == ["unchanged"]
+    assert (await mirroring.entry(GITHUB, "0.14.0")).status == "deprecated"

@@ -405,8 +405,12 @@ class MirrorSync:
             if upstream.status == "deleted":
                 return _Decision("unchanged", "deleted upstream; not added")
             return _Decision("added", f"status {upstream.status}")
-        if fingerprint(current) != provenance[valid.version].fingerprint:
+        origin = provenance[valid.version]
+        if fingerprint(current) != origin.fingerprint:
             return _Decision("curated", "changed locally since the mirror wrote it")
+        if upstream.updated_at < origin.upstream_updated_at:
+            # A stale replica or a replayed page must not undo a newer upstream change.
+            return _Decision("unchanged", "older than what the mirror has from the upstream")
         values: dict[str, Any] = {}
         if current.server != valid.server:
             values.update(server=valid.server, description=valid.description)
