@@ -816,6 +816,142 @@ def _registry_members(values: list[str], where: str) -> list[str]:
     return values
 
 
+_MIRROR_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_MIRROR_NAMESPACE = re.compile(r"^(\*|[a-zA-Z0-9.-]+(\.\*)?(/\*)?)$")
+_MIRROR_SERVER = re.compile(r"^[a-zA-Z0-9.-]+/[a-zA-Z0-9._-]+$")
+
+
+class MirrorSettings(BaseModel):
+    """One upstream registry the registry follows (``[[registry.mirrors]]``): its
+    ``GET /v0.1/servers`` read with ``updated_since`` on a schedule, only what the filters allow
+    imported, nothing curated locally overwritten (docs/registry.md, "Mirroring")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        description="The mirror's name (audit records, `bastion registry sync --mirror`): "
+        "lowercase letters, digits, - and _."
+    )
+    url: str = Field(
+        description="The upstream registry's base URL (its API is <url>/v0.1/servers), e.g. "
+        "https://registry.modelcontextprotocol.io; https, or http on a loopback host."
+    )
+    interval_seconds: int = Field(
+        3600, ge=60, le=7 * 86400, description="Time between two syncs (60 s to 7 days)."
+    )
+    namespaces: list[str] = Field(
+        default_factory=list,
+        description='Namespaces to import: "io.github.acme/*" or "io.github.acme" (that '
+        'namespace), "com.acme.*" (every namespace under com.acme), "*" (everything).',
+    )
+    names: list[str] = Field(
+        default_factory=list, description="Exact server names to import (besides namespaces)."
+    )
+    search: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="Only servers whose name or description contains this (asked of the "
+        "upstream and checked again here).",
+    )
+    owner: str | None = Field(
+        None,
+        pattern=r"^[\x21-\x7e]{1,255}$",
+        description="Subject that imported entries belong to; default mirror:<name>.",
+    )
+    groups: list[str] = Field(
+        default_factory=list,
+        description="Audiences of imported entries (empty: every reader); the upstream cannot "
+        "choose them.",
+    )
+    approved: bool = Field(True, description="Approve imported entries.")
+    follow_status: bool = Field(
+        True,
+        description="Upstream status changes (deprecated, deleted) follow onto mirrored "
+        "versions that nobody changed locally (edits of a version's server.json always do).",
+    )
+    max_pages: int = Field(
+        50,
+        ge=1,
+        le=10_000,
+        description="Pages of 100 servers read per run at most (a long "
+        "listing continues at the next run).",
+    )
+    timeout_seconds: float = Field(
+        30.0, gt=0, le=600, description="Timeout of each request to the upstream."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _MIRROR_NAME.fullmatch(value):
+            raise ValueError(
+                f"mirror name {value!r}: use 1 to 63 lowercase letters, digits, - and _"
+            )
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"url must be an absolute https URL; got {value!r}")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError(f"url must not have a query, fragment or credentials; got {value!r}")
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+            raise ValueError(
+                f"url {value} uses http on a non-loopback host; an upstream registry must be "
+                "reached over https"
+            )
+        return value.rstrip("/")
+
+    @field_validator("namespaces")
+    @classmethod
+    def _namespaces(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if not _MIRROR_NAMESPACE.fullmatch(pattern) or pattern == "*/*":
+                raise ValueError(
+                    f"namespaces: {pattern!r} is not a namespace filter (like io.github.acme/*, "
+                    "com.acme, com.acme.*, or *)"
+                )
+        return value
+
+    @field_validator("names")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not 3 <= len(name) <= 200 or not _MIRROR_SERVER.fullmatch(name):
+                raise ValueError(
+                    f"names: {name!r} is not a server name (<namespace>/<name>, like "
+                    "io.github.acme/weather)"
+                )
+        return value
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, value: list[str]) -> list[str]:
+        for group in value:
+            if not re.fullmatch(r"[\x21-\x7e]{1,255}", group):
+                raise ValueError(
+                    f"groups: {group!r} is not a group (1 to 255 printable characters, no spaces)"
+                )
+        return sorted(set(value))
+
+    @model_validator(mode="after")
+    def _filters(self) -> MirrorSettings:
+        if not self.namespaces and not self.names:
+            raise ValueError(
+                f"mirror {self.name!r} has no filter: list namespaces or names to import "
+                '(namespaces = ["*"] imports everything)'
+            )
+        return self
+
+    @property
+    def owner_subject(self) -> str:
+        """The subject imported entries belong to."""
+        return self.owner or f"mirror:{self.name}"
+
+
 class RegistrySettings(BaseModel):
     """The private MCP registry (``bastion registry serve``): the generic registry API v0.1
     behind OAuth, as the registry authorization document describes."""
@@ -874,6 +1010,10 @@ class RegistrySettings(BaseModel):
         description="Browser origins allowed (CORS and the Origin check); * allows any.",
     )
     max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest request body.")
+    mirrors: list[MirrorSettings] = Field(
+        default_factory=list,
+        description="Upstream registries to follow ([[registry.mirrors]]); see MirrorSettings.",
+    )
 
     @field_validator("public_url", "jwks_uri")
     @classmethod
@@ -890,6 +1030,15 @@ class RegistrySettings(BaseModel):
                     "com.acme.*, or *)"
                 )
             _registry_members(members, f"namespaces[{namespace!r}]")
+        return value
+
+    @field_validator("mirrors")
+    @classmethod
+    def _mirrors(cls, value: list[MirrorSettings]) -> list[MirrorSettings]:
+        names = [m.name for m in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"mirrors: the names {twice} are used twice; give each its own")
         return value
 
     @field_validator("admins")
@@ -1208,6 +1357,7 @@ __all__ = [
     "IdentityProviderKind",
     "IdentityProviderSettings",
     "LoginSettings",
+    "MirrorSettings",
     "QuotaSettings",
     "RegistrationSettings",
     "RegistrySettings",

@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.markup import escape
@@ -31,6 +31,9 @@ from bastion.cli.common import (
 from bastion.cli.display import print_table, when
 from bastion.cli.help_style import StyledGroup
 from bastion.config import SigningAlg
+
+if TYPE_CHECKING:
+    from bastion.registry.mirror import SyncReport
 
 app = typer.Typer(
     name="bastion",
@@ -504,6 +507,64 @@ def registry_import(
     for reason in report.invalid:
         err.print(f"  [yellow]invalid[/yellow] {reason}")
     if report.invalid:
+        raise typer.Exit(1)
+
+
+def _print_sync(report: SyncReport) -> None:
+    if report.busy:
+        console.print(f"{report.mirror}: another process is syncing it now; nothing done")
+        return
+    counts = ", ".join(f"{kind} {n}" for kind, n in report.counts().items())
+    verb = "would change" if report.dry_run else "synced"
+    console.print(f"{report.mirror}: {verb} ({report.pages} pages): {counts}")
+    if not report.complete and report.error is None:
+        console.print("  the listing continues at the next run (max_pages)")
+    table = Table("change", "server", "version", "reason")
+    for change in report.changes:
+        if change.kind != "unchanged" and (report.dry_run or change.kind != "filtered"):
+            table.add_row(
+                change.kind,
+                escape(change.name or ""),
+                escape(change.version or ""),
+                escape(change.reason),
+            )
+    if table.row_count:
+        console.print(table)
+    if report.error:
+        err.print(f"[red]error:[/red] {report.mirror}: {escape(report.error)}")
+
+
+@registry_app.command("sync")
+def registry_sync(
+    mirror: Annotated[
+        str | None, typer.Option("--mirror", help="Only this mirror ([[registry.mirrors]] name).")
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Show what would change; write nothing."),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Sync the registry's mirrors from their upstream registries now (or show what would
+    change with --dry-run)."""
+    from bastion.registry.mirror import sync_now
+
+    settings = settings_or_exit(config)
+    if not settings.registry.mirrors:
+        err.print("[red]error:[/red] no mirror configured; add a \\[\\[registry.mirrors]] section")
+        raise typer.Exit(2)
+    try:
+        reports = run(sync_now(settings, mirror=mirror, dry_run=dry_run))
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps({"mirrors": [r.as_json() for r in reports]}, indent=2))
+    else:
+        for report in reports:
+            _print_sync(report)
+    if any(r.error for r in reports):
         raise typer.Exit(1)
 
 

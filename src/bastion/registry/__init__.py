@@ -29,6 +29,11 @@ Audit
     Every API request is a row of ``registry_audit`` (:mod:`bastion.registry.audit`);
     ``bastion registry audit --json`` exports JSON lines. ``bastion registry import`` copies
     server.json documents from a file or another registry (:mod:`bastion.registry.importer`).
+
+Mirrors
+    ``[[registry.mirrors]]`` follow upstream registries (``updated_since``, filters, curation
+    kept; :mod:`bastion.registry.mirror`), in the registry's lifespan
+    (:mod:`bastion.registry.mirror_schedule`) or at once with ``bastion registry sync``.
 """
 
 from bastion.registry.api import META_KEY

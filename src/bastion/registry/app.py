@@ -13,7 +13,8 @@ path of ``registry.public_url``)::
 
 plus the Protected Resource Metadata at the path-inserted well-known URL of the registry URL
 (its ``resource`` is the registry URL; RFC 9728 §3) and bastion's OpenAPI document at
-``<prefix>/openapi.json``.
+``<prefix>/openapi.json``; with ``[[registry.mirrors]]``, the lifespan also runs the mirrors
+(:mod:`bastion.registry.mirror_schedule`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from bastion.registry.access import SCOPE_POLICY
 from bastion.registry.api import RegistryApi
 from bastion.registry.audit import AuditMiddleware
 from bastion.registry.cors import RegistryCors
+from bastion.registry.mirror_schedule import MirrorScheduler
 from bastion.registry.problems import Problem, not_found
 from bastion.registry.service import Registry
 from bastion.registry.times import MillisClock, system_millis
@@ -218,6 +220,7 @@ def create_registry_app(
     )
     gate: ASGIApp = _Anonymous(api, protected) if config.anonymous_read else protected
     audited = AuditMiddleware(gate, db=db, prefix=prefix, clock=clock)
+    mirrors = MirrorScheduler(settings, db, clock=clock) if config.mirrors else None
     routes = _RegistryRoutes(
         protected=protected,
         audited=audited,
@@ -235,9 +238,13 @@ def create_registry_app(
         log.info("registry %s (metadata %s)", resource, prm_url)
         if feed is not None:
             await feed.start()
+        if mirrors is not None:
+            await mirrors.start()
         try:
             yield
         finally:
+            if mirrors is not None:
+                await mirrors.aclose()
             if feed is not None:
                 await feed.aclose()
             if own_verifier and isinstance(token_verifier, JwtVerifier):

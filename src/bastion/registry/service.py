@@ -310,6 +310,12 @@ class Registry:
             raise RuntimeError(f"{name} {version} vanished inside its own transaction")
         return entry
 
+    async def relatest(self, conn: AsyncConnection, name: str, version: str, now: int) -> Entry:
+        """Choose ``name``'s latest version in the caller's transaction, which holds the
+        server's lock (:func:`~bastion.store.registry.lock_server`); return ``version`` as
+        stored."""
+        return await self._relatest(conn, name, version, now)
+
     async def _editable(
         self, conn: AsyncConnection, caller: Caller, name: str, version: str
     ) -> Entry:

@@ -352,6 +352,45 @@ registry_audit = sa.Table(
     sa.Column("detail", sa.JSON, nullable=True),
 )
 
+# One row per configured mirror (registry.mirrors): the high-water mark of its last complete
+# pass (the upstream's largest updatedAt seen, Unix ms), the pass under way when a run stopped at
+# its page limit, and the lease that lets one process at a time sync it.
+registry_mirrors = sa.Table(
+    "registry_mirrors",
+    metadata,
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("high_water", sa.BigInteger, nullable=True),
+    sa.Column("pass_cursor", sa.String(1024), nullable=True),
+    sa.Column("pass_since", sa.BigInteger, nullable=True),
+    sa.Column("pass_high", sa.BigInteger, nullable=True),
+    # A digest of the url and filters the mark was reached with: when they change, the next run
+    # reads the whole listing again (servers newly allowed may be older than the mark).
+    sa.Column("filters", sa.String(64), nullable=True),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", sa.BigInteger, nullable=True),
+    sa.Column("last_run_at", sa.BigInteger, nullable=True),
+    sa.Column("last_success_at", sa.BigInteger, nullable=True),
+    sa.Column("last_error", sa.String(500), nullable=True),
+)
+
+# Provenance of a mirrored version: which mirror wrote it, the upstream updatedAt it came with,
+# and a digest of what the mirror wrote (server.json, status, groups, approval, owner): a version
+# whose digest no longer matches was changed locally and is left alone.
+registry_mirrored = sa.Table(
+    "registry_mirrored",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("version", sa.String(255), primary_key=True),
+    sa.Column("mirror", sa.String(63), nullable=False, index=True),
+    sa.Column("upstream_updated_at", sa.BigInteger, nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.ForeignKeyConstraint(
+        ["name", "version"],
+        ["registry_entries.name", "registry_entries.version"],
+        ondelete="CASCADE",
+    ),
+)
+
 # An account at an upstream identity provider, linked to a local user by the provider's issuer
 # and subject (never by e-mail). The upstream refresh token, when kept, is encrypted.
 linked_accounts = sa.Table(
@@ -406,6 +445,8 @@ __all__ = [
     "registry_audit",
     "registry_entries",
     "registry_entry_groups",
+    "registry_mirrored",
+    "registry_mirrors",
     "registry_servers",
     "revocations",
     "revoked_access_tokens",
