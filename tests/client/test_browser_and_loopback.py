@@ -74,6 +74,27 @@ async def test_the_listener_accepts_exactly_one_callback() -> None:
         assert (await http.post(listener.redirect_uri)).status_code == 405
 
 
+async def test_the_page_says_what_happened_for_which_server_and_echoes_nothing() -> None:
+    """After Deny the page says nothing was authorized (not "received"); it names the server
+    the client asked for, and shows nothing of the query (an attacker could craft it)."""
+    server = "http://127.0.0.1:8001/mcp/demo"
+    async with await LoopbackListener.start(server=server) as listener, httpx.AsyncClient() as h:
+        denied = await h.get(
+            f"{listener.redirect_uri}?error=access_denied&error_description=<b>evil</b>&state=s"
+        )
+    assert "Authorization declined" in denied.text and "Nothing was authorized" in denied.text
+    assert "received" not in denied.text
+    assert f"<code>{server}</code>" in denied.text
+    assert "evil" not in denied.text
+    assert denied.headers["content-security-policy"].startswith("default-src 'none'")
+    async with await LoopbackListener.start(server=server) as listener, httpx.AsyncClient() as h:
+        odd = await h.get(f"{listener.redirect_uri}?error=<script>&state=s")
+        assert "Authorization refused" in odd.text and "<script>" not in odd.text
+    async with await LoopbackListener.start() as listener, httpx.AsyncClient() as h:
+        ok = await h.get(f"{listener.redirect_uri}?code=c&state=s")
+        assert "Authorization received" in ok.text and "<code>" not in ok.text
+
+
 async def test_the_listener_times_out() -> None:
     async with await LoopbackListener.start() as listener:
         with pytest.raises(CallbackTimeout, match=r"within 0\.05 s"):

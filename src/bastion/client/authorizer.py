@@ -475,7 +475,10 @@ class Authorizer:
             with contextlib.suppress(ValueError):
                 port = _port_of(client.redirect_uris[0]) or port
         listener = await LoopbackListener.start(
-            self.settings.redirect_host, port, self.settings.redirect_path
+            self.settings.redirect_host,
+            port,
+            self.settings.redirect_path,
+            server=discovery.resource,
         )
         try:
             if client is None:

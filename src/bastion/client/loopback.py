@@ -10,21 +10,65 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from urllib.parse import urlsplit
+import html
+from urllib.parse import parse_qs, urlsplit
 
 from bastion.client.errors import AuthorizationError, CallbackTimeout
 
 MAX_HEAD_BYTES = 16 * 1024
 READ_TIMEOUT = 10.0
 
+# Styled like the authorization server's pages; a fixed text per outcome (RFC 6749 §4.1.2.1
+# error codes), never anything from the query but the choice of text.
+_STYLE = (
+    "body{margin:0;min-height:100vh;display:grid;place-items:center;background:#f4f6f8;"
+    "color:#1b1f24;font:16px/1.5 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif}"
+    ".card{width:min(28rem,94vw);background:#fff;border:1px solid #d1d9e0;border-radius:10px;"
+    "padding:1.75rem 2rem}.brand{font-weight:700;letter-spacing:.04em;color:#0b5cad}"
+    "h1{font-size:1.35rem;margin:1rem 0 .75rem}p{color:#59636e}code{word-break:break-all;"
+    "font-size:.9em;background:#f1f3f5;padding:.05rem .3rem;border-radius:4px}"
+)
 _PAGE = (
-    "<!doctype html><html><head><meta charset=utf-8><title>mcp-bastion</title></head>"
-    "<body style='font-family:sans-serif;margin:3em'><h1>{title}</h1><p>{text}</p></body></html>"
+    "<!doctype html><html lang=en><head><meta charset=utf-8>"
+    "<meta name=viewport content='width=device-width, initial-scale=1'>"
+    "<title>{title} · bastion</title><style>{style}</style></head><body>"
+    "<main class=card><span class=brand>bastion</span><h1>{title}</h1>{server}<p>{text}</p>"
+    "</main></body></html>"
 )
-DONE_PAGE = _PAGE.format(
-    title="Authorization received",
-    text="You can close this window and return to your application.",
+_REFUSALS = {
+    "access_denied": (
+        "Authorization declined",
+        "Nothing was authorized. You can close this window; the terminal says what to do next.",
+    ),
+    "invalid_scope": (
+        "Authorization refused",
+        "The server refused the permissions asked for. The terminal says which.",
+    ),
+    "temporarily_unavailable": (
+        "Try again later",
+        "The authorization server is busy or down for a moment. Try again in a minute.",
+    ),
+}
+_REFUSED = (
+    "Authorization refused",
+    "The authorization server refused the request. The terminal says why.",
 )
+_RECEIVED = (
+    "Authorization received",
+    "You can close this window and return to your application.",
+)
+
+
+def page(query: str, server: str | None = None) -> str:
+    """The page the browser shows after the authorization response ``query``: declined,
+    refused or received, for ``server`` (named when known)."""
+    params = parse_qs(query)
+    if "error" in params:
+        title, text = _REFUSALS.get(params["error"][0], _REFUSED)
+    else:
+        title, text = _RECEIVED
+    named = f"<p>for <code>{html.escape(server)}</code></p>" if server else ""
+    return _PAGE.format(title=title, server=named, text=text, style=_STYLE)
 
 
 def _response(status: str, body: str) -> bytes:
@@ -35,6 +79,7 @@ def _response(status: str, body: str) -> bytes:
         f"Content-Length: {len(data)}\r\n"
         "Cache-Control: no-store\r\n"
         "Referrer-Policy: no-referrer\r\n"
+        "Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'\r\n"
         "X-Content-Type-Options: nosniff\r\n"
         "Connection: close\r\n\r\n"
     )
@@ -45,21 +90,27 @@ class LoopbackListener:
     """A one-shot redirect URI listener. Use :meth:`start`, then :meth:`wait`, then
     :meth:`close` (or ``async with``)."""
 
-    def __init__(self, host: str, path: str) -> None:
+    def __init__(self, host: str, path: str, server: str | None = None) -> None:
         self.host = host
         self.path = path
+        self.server = server
         self.port = 0
         self._server: asyncio.Server | None = None
         self._result: asyncio.Future[str] | None = None
 
     @classmethod
     async def start(
-        cls, host: str = "127.0.0.1", port: int = 0, path: str = "/callback"
+        cls,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        path: str = "/callback",
+        *,
+        server: str | None = None,
     ) -> LoopbackListener:
         """Listen on ``host:port``; if ``port`` is taken, on an ephemeral port instead (the
         authorization server must then match loopback redirect URIs on any port, RFC 8252
-        §7.3)."""
-        listener = cls(host, path)
+        §7.3). ``server``: what the authorization is for, named on the page."""
+        listener = cls(host, path, server)
         bind = "127.0.0.1" if host == "localhost" else host.strip("[]")
         listener._result = asyncio.get_running_loop().create_future()
         try:
@@ -126,7 +177,7 @@ class LoopbackListener:
                 writer.write(_response("410 Gone", "This authorization was already handled."))
                 return
             self._result.set_result(target.query)
-            writer.write(_response("200 OK", DONE_PAGE))
+            writer.write(_response("200 OK", page(target.query, self.server)))
         finally:
             with contextlib.suppress(Exception):
                 await writer.drain()
@@ -134,4 +185,4 @@ class LoopbackListener:
                 await writer.wait_closed()
 
 
-__all__ = ["DONE_PAGE", "LoopbackListener"]
+__all__ = ["LoopbackListener", "page"]
