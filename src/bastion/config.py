@@ -1068,6 +1068,11 @@ class Settings(BaseSettings):
         "http://127.0.0.1:8000",
         description="The public URL of the authorization server, exactly as clients see it.",
     )
+    scope_descriptions: dict[str, str] = Field(
+        default_factory=dict,
+        description="What each scope lets an application do, as the consent page says it: "
+        '{ "notes:write" = "Add notes to your notebook" }. Built-in scopes have their own.',
+    )
     data_dir: Path = Field(Path("bastion-data"), description="Where SQLite and secrets live.")
     database_url: str | None = Field(
         None, description="SQLAlchemy async URL; default: SQLite in the data directory."

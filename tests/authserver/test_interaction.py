@@ -535,3 +535,83 @@ async def test_loopback_public_admits_an_unregistered_client_for_loopback_redire
         assert secret.status_code == 400
         assert secret.json()["error"] == "unauthorized_client"
     assert await count_rows(settings, schema.clients) == 0
+
+
+# The pages as a person reads them (issue: the first hour of a new user)
+
+
+async def test_a_wrong_password_keeps_the_user_name_and_moves_to_the_password(
+    app_client: httpx.AsyncClient, client_id: str
+) -> None:
+    page_url = await open_page(app_client, client_id)
+    page = await app_client.get(page_url)
+    assert 'value="' not in page.text.split('id="username"')[1].split(">")[0]
+    response = await app_client.post(
+        f"{page_url}/login",
+        data={"csrf": csrf_of(page.text), "username": 'al"ice', "password": "wrong password"},
+    )
+    field = response.text.split('id="username"')[1].split(">")[0]
+    assert 'value="al&#34;ice"' in field or 'value="al&quot;ice"' in field
+    assert "autofocus" not in field
+    assert "autofocus" in response.text.split('id="password"')[1].split(">")[0]
+
+
+async def test_consent_names_the_resource_describes_scopes_once_and_marks_new_ones(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A configured scope description is shown; a scope without one is shown once (not
+    "notes:write notes:write"); at a step-up the scopes not consented before are marked new."""
+    resource = "http://localhost:9001/mcp"
+    settings = make_settings(
+        resources=[
+            {"uri": resource, "name": "Team notes", "scopes": ["mcp:tools", "notes:write", "x:y"]}
+        ],
+        scope_descriptions={"notes:write": "Add notes to the team notebook"},
+    )
+    await add_user(settings)
+    async with running(settings) as client:
+        web = await register(client, client_name="Web App", **WEB_CLIENT)
+        first = await browse(client, start_url(web["client_id"], redirect_uri=WEB_REDIRECT))
+        consent = first.pages[1].text
+        assert '<strong class="resource-name">Team notes</strong>' in consent
+        assert resource in consent
+        assert 'class="new"' not in consent  # nothing was consented before: nothing is "new"
+        wider = await browse(
+            client,
+            start_url(
+                web["client_id"], redirect_uri=WEB_REDIRECT, scope="mcp:tools notes:write x:y"
+            ),
+        )
+        [page] = wider.pages
+        assert "<code>notes:write</code> Add notes to the team notebook" in page.text
+        assert "<code>x:y</code> <span" in page.text  # no description: the name once
+        assert "x:y x:y" not in page.text
+        assert page.text.count('<span class="new">new</span>') == 2
+        assert "<code>mcp:tools</code> List and call the server&#39;s tools</li>" in page.text
+
+
+async def test_sign_out_says_who_is_signed_in_and_can_be_cancelled(
+    app_client: httpx.AsyncClient, client_id: str
+) -> None:
+    nobody = await app_client.get("/logout")
+    assert "Not signed in" in nobody.text and "<form" not in nobody.text
+    await browse(app_client, start_url(client_id))
+    page = await app_client.get("/logout")
+    assert 'Signed in as <strong class="user">alice</strong>' in page.text
+    assert 'href="/logout?stay=1"' in page.text
+    stayed = await app_client.get("/logout?stay=1")
+    assert "Still signed in" in stayed.text
+    assert "bastion-session" in app_client.cookies
+
+
+async def test_the_unknown_application_page_speaks_to_the_person_apart_from_the_admin(
+    app_client: httpx.AsyncClient,
+) -> None:
+    params = authorization_params(
+        VSCODE_CLIENT_ID, pkce.new_verifier(), redirect_uri=VSCODE_REDIRECT
+    )
+    response = await app_client.get("/authorize", params=params)
+    assert_page(response, 400, "is not known to this sign-in service")
+    person, admin = response.text.split("For the administrator:")
+    assert "unknown_clients.policy" not in person
+    assert "unknown_clients.policy" in admin

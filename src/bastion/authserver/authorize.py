@@ -16,7 +16,12 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from bastion.authserver.context import AuthServer, server
-from bastion.authserver.errors import error_page, redirect_error, too_many_page
+from bastion.authserver.errors import (
+    UNKNOWN_APPLICATION,
+    error_page,
+    redirect_error,
+    too_many_page,
+)
 from bastion.authserver.http import NO_STORE, query_params, read_form, single
 from bastion.authserver.quotas import requester
 from bastion.oauth import pkce
@@ -161,7 +166,7 @@ async def authorize(request: Request) -> Response:
     try:
         client = await bastion.clients.find(client_id, requester=who)
     except InvalidClient as exc:
-        return error_page(request, "Unknown application", exc.description)
+        return error_page(request, "Unknown application", UNKNOWN_APPLICATION, hint=exc.description)
     except TooManyRequests as exc:
         return too_many_page(request, exc)
     redirect_uri = single(params, "redirect_uri")

@@ -83,17 +83,31 @@ def too_many_page(request: Request, exc: TooManyRequests) -> Response:
     return page
 
 
-def error_page(request: Request, title: str, message: str, *, status: int = 400) -> Response:
-    """An HTML page for errors that must not be redirected."""
+UNKNOWN_APPLICATION = (
+    "This application is not known to this sign-in service, so you cannot sign in to it here. "
+    "Tell the person or team that gave you the application; the details below are for them."
+)
+
+
+def error_page(
+    request: Request, title: str, message: str, *, status: int = 400, hint: str | None = None
+) -> Response:
+    """An HTML page for errors that must not be redirected: ``message`` for the person,
+    ``hint`` (technical) for the administrator they may show it to."""
     from bastion.authserver.context import server
 
-    log.info("error page %s: %s", title, message)
-    html = server(request).templates.get_template("error.html").render(title=title, message=message)
+    log.info("error page %s: %s%s", title, message, f" ({hint})" if hint else "")
+    html = (
+        server(request)
+        .templates.get_template("error.html")
+        .render(title=title, message=message, hint=hint)
+    )
     return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
 
 
 __all__ = [
     "PAGE_HEADERS",
+    "UNKNOWN_APPLICATION",
     "error_page",
     "json_error",
     "redirect_error",

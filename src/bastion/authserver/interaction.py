@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from bastion.authserver.context import AuthServer, server
 from bastion.authserver.errors import (
     PAGE_HEADERS,
+    UNKNOWN_APPLICATION,
     error_page,
     redirect_error,
     too_many_page,
@@ -146,7 +147,7 @@ async def show(request: Request) -> Response:
     try:
         loaded = await _load(bastion, request, request_id)
     except InvalidClient as exc:
-        return error_page(request, "Unknown application", exc.description)
+        return error_page(request, "Unknown application", UNKNOWN_APPLICATION, hint=exc.description)
     except TooManyRequests as exc:
         return too_many_page(request, exc)
     if loaded is None:
@@ -180,7 +181,7 @@ async def show(request: Request) -> Response:
                 user=user,
                 client=_client_view(client, row.redirect_uri),
                 resource=_resource_view(bastion, row.resource),
-                scopes=_describe(asked),
+                scopes=_describe(bastion, asked),
                 contact=bastion.settings.access_contact,
             )
         elif asked and not decision.scopes:
@@ -199,9 +200,9 @@ async def show(request: Request) -> Response:
                 request_id=request_id,
                 user=user,
                 client=_client_view(client, row.redirect_uri),
-                resource=row.resource,
-                scopes=_describe(decision.scopes),
-                withheld=_describe(decision.withheld),
+                resource=_resource_view(bastion, row.resource),
+                scopes=_describe(bastion, decision.scopes, granted),
+                withheld=_describe(bastion, decision.withheld),
             )
     if fresh:
         set_cookie(bastion, response, "csrf", csrf, bastion.settings.login.session_ttl)
@@ -244,6 +245,7 @@ async def login(request: Request) -> Response:
             request_id=request_id,
             client=_client_view(client, row.redirect_uri),
             error=wait_message(wait),
+            username=username,
         )
         paused.headers["Retry-After"] = str(wait)
         return paused
@@ -260,6 +262,7 @@ async def login(request: Request) -> Response:
             request_id=request_id,
             client=_client_view(client, row.redirect_uri),
             error="The user name or password is not correct.",
+            username=username,
         )
     sid = secrets.token_urlsafe(32)
     ttl = limits.session_ttl
@@ -310,8 +313,18 @@ def _consents_since(bastion: AuthServer) -> int:
     return bastion.clock() - ttl if ttl else bastion.clock()
 
 
-def _describe(scopes: set[str] | frozenset[str]) -> list[tuple[str, str]]:
-    return [(s, SCOPE_DESCRIPTIONS.get(s, s)) for s in sorted(scopes)]
+def _describe(
+    bastion: AuthServer,
+    scopes: set[str] | frozenset[str],
+    granted: set[str] | frozenset[str] | None = None,
+) -> list[tuple[str, str, bool]]:
+    """(scope, what it lets the application do or "", whether it is new): new when the person
+    had consented before, but not to this scope (a step-up)."""
+    told = bastion.settings.scope_descriptions
+    return [
+        (s, told.get(s) or SCOPE_DESCRIPTIONS.get(s, ""), granted is not None and s not in granted)
+        for s in sorted(scopes)
+    ]
 
 
 def _resource_view(bastion: AuthServer, uri: str) -> dict[str, str]:
@@ -400,7 +413,11 @@ async def logout(request: Request) -> Response:
     bastion = server(request)
     if request.method == "GET":
         csrf, fresh = _csrf(bastion, request)
-        response: Response = _page(bastion, "logout.html", csrf=csrf, done=False)
+        user = await current_user(bastion, request)
+        stayed = request.query_params.get("stay") == "1"
+        response: Response = _page(
+            bastion, "logout.html", csrf=csrf, done=False, user=user, stayed=stayed
+        )
         if fresh:
             set_cookie(bastion, response, "csrf", csrf, bastion.settings.login.session_ttl)
         return response
