@@ -476,5 +476,5 @@ async def test_g01_bastion_registry_passes_and_is_recognised(
     request = only(found, "request")
     assert request.url == f"{registry}/v0.1/servers?limit=1"
     challenge = only(found, "www-authenticate").detail
-    assert "realm MCP Registry" in challenge and "scope registry:read" in challenge
+    assert "realm mcp-registry" in challenge and "scope mcp-registry:read" in challenge
     assert "resource=" + registry in only(found, "resource-parameter").detail

@@ -30,6 +30,7 @@ from bastion.authserver.errors import (
 from bastion.authserver.http import NO_STORE, is_vschar, read_form, single
 from bastion.authserver.login_throttle import LoginThrottle, wait_message
 from bastion.authserver.quotas import requester
+from bastion.config import REGISTRY_SCOPES
 from bastion.oauth.errors import (
     AccessDenied,
     InvalidClient,
@@ -53,10 +54,19 @@ SCOPE_DESCRIPTIONS = {
     "mcp:tools": "List and call the server's tools",
     "mcp:resources": "Read the server's resources",
     "mcp:prompts": "Use the server's prompts",
-    "registry:read": "Read entries of the MCP registry",
-    "registry:write": "Publish and edit your entries in the MCP registry",
-    "registry:admin": "Administer every entry of the MCP registry",
 }
+# By role (the default names); shown for the configured names of the registry's scopes.
+REGISTRY_SCOPE_DESCRIPTIONS = dict(
+    zip(
+        REGISTRY_SCOPES,
+        (
+            "List and read entries of the MCP registry",
+            "Publish, update and delete your entries in the MCP registry",
+            "Administer every entry of the MCP registry",
+        ),
+        strict=True,
+    )
+)
 
 
 def cookie_name(bastion: AuthServer, name: str) -> str:
@@ -180,7 +190,7 @@ async def show(request: Request) -> Response:
                 user=user,
                 client=_client_view(client, row.redirect_uri),
                 resource=_resource_view(bastion, row.resource),
-                scopes=_describe(asked),
+                scopes=_describe(bastion, asked),
                 contact=bastion.settings.access_contact,
             )
         elif asked and not decision.scopes:
@@ -200,8 +210,8 @@ async def show(request: Request) -> Response:
                 user=user,
                 client=_client_view(client, row.redirect_uri),
                 resource=row.resource,
-                scopes=_describe(decision.scopes),
-                withheld=_describe(decision.withheld),
+                scopes=_describe(bastion, decision.scopes),
+                withheld=_describe(bastion, decision.withheld),
             )
     if fresh:
         set_cookie(bastion, response, "csrf", csrf, bastion.settings.login.session_ttl)
@@ -310,8 +320,19 @@ def _consents_since(bastion: AuthServer) -> int:
     return bastion.clock() - ttl if ttl else bastion.clock()
 
 
-def _describe(scopes: set[str] | frozenset[str]) -> list[tuple[str, str]]:
-    return [(s, SCOPE_DESCRIPTIONS.get(s, s)) for s in sorted(scopes)]
+def _describe(bastion: AuthServer, scopes: set[str] | frozenset[str]) -> list[tuple[str, str]]:
+    return [(s, _description(bastion, s)) for s in sorted(scopes)]
+
+
+def _description(bastion: AuthServer, scope: str) -> str:
+    registry = bastion.settings.registry
+    role = registry.scope_names.role(scope) if registry.enabled else None
+    if role is None:
+        return SCOPE_DESCRIPTIONS.get(scope, scope)
+    group = role.removeprefix(REGISTRY_SCOPES[0] + ":")
+    if group != role:
+        return f"Read the MCP registry's entries for group {group}"
+    return REGISTRY_SCOPE_DESCRIPTIONS[role]
 
 
 def _resource_view(bastion: AuthServer, uri: str) -> dict[str, str]:
