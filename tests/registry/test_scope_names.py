@@ -14,12 +14,16 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
+from bastion.access import admin as access_admin
 from bastion.access.rules import AccessRule
+from bastion.authserver import admin
+from bastion.clock import system_clock
 from bastion.config import RegistryScopeNames, ResourceSettings, Settings
 from bastion.oauth.www_authenticate import parse_challenges
 from bastion.registry.access import ADMIN, READ, WRITE, scope_policy
 from bastion.registry.app import create_combined_app
 from bastion.store import access as rule_rows
+from bastion.store import users as user_rows
 from bastion.store.database import Database
 from tests.registry.harness import (
     ISSUER,
@@ -34,7 +38,8 @@ from tests.registry.harness import (
 )
 from tests.registry.test_end_to_end import claims_of
 from tests.resource.conftest import service_client
-from tests.support.flow import add_user, authorize, exchange, register
+from tests.support.asgi import running
+from tests.support.flow import REDIRECT_URI, add_user, authorize, exchange, register
 from tests.support.live import free_port, serve
 
 OLD_READ, OLD_WRITE, OLD_ADMIN = "registry:read", "registry:write", "registry:admin"
@@ -428,3 +433,106 @@ async def test_g03_one_start_up_note_names_what_still_uses_old_names(
     assert "registry:read -> mcp-registry:read" in note
     [record] = [r for r in caplog.records if r.getMessage() == note]
     assert record.levelno == logging.WARNING
+
+
+# -- consent given before the rename -------------------------------------------------------------
+
+
+async def consent_page_shown(settings: Settings, old_consent: set[str]) -> bool:
+    """Whether alice, who consented to ``old_consent`` for an operator's confidential client
+    before the rename, is asked again when the client asks for the read and write scopes."""
+    await add_user(settings, "alice", groups=["team-a"])
+    await admin.add_client(
+        settings,
+        client_id="catalogue",
+        name="Catalogue",
+        redirect_uris=[REDIRECT_URI],
+        confidential=True,
+        grant_types=["authorization_code"],
+        scope=None,
+    )
+    db = Database(settings.effective_database_url, schema=settings.database_schema)
+    try:
+        async with db.transaction() as conn:
+            user = await user_rows.by_username(conn, "alice")
+            assert user is not None
+            await user_rows.remember_consent(
+                conn, user.id, "catalogue", REGISTRY, old_consent, system_clock()
+            )
+    finally:
+        await db.dispose()
+    pages: list[str] = []
+
+    async def keep(response: httpx.Response) -> None:
+        if "/interaction/" in response.url.path and response.status_code == 200:
+            pages.append((await response.aread()).decode())
+
+    async with running_registry(settings, MillisClock()) as reg:
+        transport = httpx.ASGITransport(app=reg.auth_app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url=ISSUER, event_hooks={"response": [keep]}
+        ) as browser:
+            authorized = await authorize(
+                browser, "catalogue", resource=REGISTRY, scope=f"{READ} {WRITE}"
+            )
+    assert "code" in authorized.params, authorized.location
+    return any('name="decision"' in page for page in pages)
+
+
+async def test_g03_a_consent_to_the_old_read_name_does_not_cover_write(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A remembered consent to registry:read only: asking for read and write shows the consent
+    page again."""
+    assert await consent_page_shown(make_settings(registry=registry_settings()), {OLD_READ})
+
+
+async def test_g03_a_consent_to_the_old_names_counts_for_the_new_ones(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A remembered consent to registry:read registry:write is a consent to mcp-registry:read
+    mcp-registry:write: nobody is asked again only because the names changed."""
+    settings = make_settings(registry=registry_settings())
+    assert not await consent_page_shown(settings, {OLD_READ, OLD_WRITE})
+
+
+# -- grants made before the rename ---------------------------------------------------------------
+
+
+async def test_g03_a_grant_made_under_old_names_survives_the_rename_and_refreshes_to_new_names(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Before the upgrade (the old names configured as the names) alice is allowed by a rule
+    naming registry:read registry:write and signs in. After it, giving the rule again under
+    the new names ends no grant, her refresh token gets a token with the new names, and a rule
+    narrowed to read ends her grant as it would have before."""
+    old_names = {"read": OLD_READ, "write": OLD_WRITE, "admin": OLD_ADMIN}
+    before = make_settings(registry=registry_settings(scope_names=old_names, scopes=[]))
+    await add_user(before, "alice", groups=["team-a"])
+    await access_admin.allow(before, REGISTRY, "group:team-a", [OLD_READ, OLD_WRITE])
+    async with running(before) as http:
+        client_id = (await register(http))["client_id"]
+        authorized = await authorize(
+            http, client_id, resource=REGISTRY, scope=f"{OLD_READ} {OLD_WRITE}"
+        )
+        signed_in = (await exchange(http, client_id, authorized)).json()
+    assert signed_in["scope"] == f"{OLD_READ} {OLD_WRITE}"
+
+    after = make_settings(registry=registry_settings(scopes=[]))
+    _, ended = await access_admin.allow(after, REGISTRY, "group:team-a", [READ, WRITE])
+    assert ended == 0
+    async with running(after) as http:
+        form = {"grant_type": "refresh_token", "client_id": client_id}
+        refreshed = await http.post(
+            "/token", data={**form, "refresh_token": signed_in["refresh_token"]}
+        )
+        assert refreshed.status_code == 200, refreshed.text
+        assert refreshed.json()["scope"] == f"{READ} {WRITE}"
+        assert claims_of(refreshed.json()["access_token"])["scope"] == f"{READ} {WRITE}"
+        _, ended = await access_admin.allow(after, REGISTRY, "group:team-a", [READ])
+        assert ended == 1
+        again = await http.post(
+            "/token", data={**form, "refresh_token": refreshed.json()["refresh_token"]}
+        )
+        assert again.status_code == 400
+        assert again.json()["error"] == "invalid_grant"

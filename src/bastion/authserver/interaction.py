@@ -199,6 +199,8 @@ async def show(request: Request) -> Response:
             # RFC 8252 §8.6: any local program can present a public client's id (with its own
             # loopback port or private-use URI scheme), so public clients always ask.
             may_skip = not client.is_public
+            if granted is not None:  # a consent given under the registry's old scope names
+                granted = set(bastion.settings.upgrade_scopes(granted, row.resource))
             remembered = granted is not None and decision.scopes <= granted
             if bastion.settings.login.remember_consent and may_skip and remembered:
                 return await _approve(bastion, request_id, user)
