@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -803,7 +812,18 @@ class IdentityProviderSettings(BaseModel):
 
 _REGISTRY_MEMBER = re.compile(r"^(\*|(group|sub|client):\S+)$")
 _REGISTRY_NAMESPACE = re.compile(r"^(\*|[a-zA-Z0-9.-]+(\.\*)?)$")
-REGISTRY_SCOPES = ("registry:read", "registry:write", "registry:admin")
+# The registry's scopes by default (registry authorization document, "Registry-Specific Scopes";
+# checklist G03), and the names bastion used before, honoured as aliases for one release.
+REGISTRY_SCOPES: tuple[str, str, str] = (
+    "mcp-registry:read",
+    "mcp-registry:write",
+    "mcp-registry:admin",
+)
+OLD_REGISTRY_SCOPES: tuple[str, str, str] = ("registry:read", "registry:write", "registry:admin")
+_OLD_READ_PREFIX = OLD_REGISTRY_SCOPES[0] + ":"
+# RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,200}")
+_GROUP_PART = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,255}")
 
 
 def _registry_members(values: list[str], where: str) -> list[str]:
@@ -952,6 +972,105 @@ class MirrorSettings(BaseModel):
         return self.owner or f"mirror:{self.name}"
 
 
+class RegistryScopeNames(BaseModel):
+    """The names of the registry's scopes (``[registry.scope_names]``). Scopes say which types
+    of operation a caller may do (registry authorization document, "Registry-Specific Scopes";
+    G03); which entries it may see and change is decided per entry.
+
+    Inside bastion a scope is known by its role, the default name of its kind
+    (:data:`REGISTRY_SCOPES`, ``<read>:<group>`` for a finer read scope): :meth:`role` turns a
+    name from a token into its role, :meth:`name_of` a role into the configured name. The old
+    names ``registry:read|write|admin`` and ``registry:read:<group>`` stand for the same roles
+    for one release, unless configured as names themselves."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    read: str = Field(REGISTRY_SCOPES[0], description="Scope to list and read entries.")
+    write: str = Field(
+        REGISTRY_SCOPES[1], description="Scope to publish, update and delete one's entries."
+    )
+    admin: str = Field(
+        REGISTRY_SCOPES[2],
+        description="Scope to change status and others' entries (for registry.admins only).",
+    )
+
+    @field_validator("read", "write", "admin")
+    @classmethod
+    def _token(cls, value: str) -> str:
+        if not _SCOPE_TOKEN.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not one scope-token (RFC 6749 §3.3: 1-200 printable ASCII "
+                'characters without space, " or \\)'
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _distinct(self) -> RegistryScopeNames:
+        names = self.names
+        if len(set(names)) != len(names):
+            raise ValueError(f"read, write and admin must be three different scopes; got {names}")
+        for role, name in zip(_KINDS, names, strict=True):
+            for other, default, old in zip(
+                _KINDS, REGISTRY_SCOPES, OLD_REGISTRY_SCOPES, strict=True
+            ):
+                if other != role and name in (default, old):
+                    raise ValueError(
+                        f"{role} = {name!r} is the default or old name of the {other} scope; "
+                        "pick another name"
+                    )
+            if name.startswith(_OLD_READ_PREFIX) or (
+                role != "read" and name.startswith(self.read + ":")
+            ):
+                raise ValueError(
+                    f"{role} = {name!r} has the form of a finer read scope <read>:<group>; "
+                    "pick another name"
+                )
+        return self
+
+    @property
+    def names(self) -> tuple[str, str, str]:
+        """The configured read, write and admin names."""
+        return (self.read, self.write, self.admin)
+
+    def role(self, scope: str) -> str | None:
+        """The role ``scope`` stands for (a configured name, an old name, or a finer read scope
+        of either); None for any other scope, which grants nothing in the registry."""
+        if scope in self.names:
+            return REGISTRY_SCOPES[self.names.index(scope)]
+        group = _group_of(scope, self.read + ":")
+        if group is None and scope in OLD_REGISTRY_SCOPES:
+            return REGISTRY_SCOPES[OLD_REGISTRY_SCOPES.index(scope)]
+        if group is None:
+            group = _group_of(scope, _OLD_READ_PREFIX)
+        return None if group is None else f"{REGISTRY_SCOPES[0]}:{group}"
+
+    def name_of(self, role: str) -> str:
+        """The configured name of ``role`` (any other string unchanged)."""
+        if role in REGISTRY_SCOPES:
+            return self.names[REGISTRY_SCOPES.index(role)]
+        group = _group_of(role, REGISTRY_SCOPES[0] + ":")
+        return role if group is None else f"{self.read}:{group}"
+
+    def is_old(self, scope: str) -> bool:
+        """Whether ``scope`` is an old name (an alias for this release), not a configured one."""
+        if scope in self.names or _group_of(scope, self.read + ":") is not None:
+            return False
+        return scope in OLD_REGISTRY_SCOPES or _group_of(scope, _OLD_READ_PREFIX) is not None
+
+    def renamed(self, scope: str) -> str:
+        """The configured name for an old name; any other scope unchanged."""
+        role = self.role(scope) if self.is_old(scope) else None
+        return scope if role is None else self.name_of(role)
+
+
+_KINDS = ("read", "write", "admin")
+
+
+def _group_of(scope: str, prefix: str) -> str | None:
+    rest = scope[len(prefix) :] if scope.startswith(prefix) else None
+    return rest if rest is not None and _GROUP_PART.fullmatch(rest) else None
+
+
 class RegistrySettings(BaseModel):
     """The private MCP registry (``bastion registry serve``): the generic registry API v0.1
     behind OAuth, as the registry authorization document describes."""
@@ -969,9 +1088,10 @@ class RegistrySettings(BaseModel):
     port: int = Field(8002, ge=0, le=65535, description="Port when not on the issuer's origin.")
     jwks_uri: str | None = Field(None, description="The AS's keys; default: <issuer>/jwks.")
     realm: str = Field(
-        "MCP Registry",
+        "mcp-registry",
         pattern=r"^[\x20-\x7e]{1,100}$",
-        description="`realm` of the Bearer challenges (printable ASCII).",
+        description="`realm` of the Bearer challenges (printable ASCII); mcp-registry as other "
+        "registries use.",
     )
     anonymous_read: bool = Field(
         False,
@@ -992,9 +1112,15 @@ class RegistrySettings(BaseModel):
     )
     scopes: list[str] = Field(
         default_factory=list,
-        description="Fine-grained scopes registry:read:<group> (a token with one sees the "
-        "entries of that group). Only listed ones are known to the AS.",
+        description="Finer read scopes <read>:<group>, e.g. mcp-registry:read:team-a (a token "
+        "with one sees the entries of that group). Only listed ones are known to the AS.",
     )
+    scope_names: RegistryScopeNames = Field(
+        default_factory=RegistryScopeNames,
+        description="Names of the read, write and admin scopes (default mcp-registry:read, "
+        "mcp-registry:write, mcp-registry:admin).",
+    )
+    _old_names: dict[str, list[str]] = PrivateAttr(default_factory=dict)
     groups_claim: str = Field("groups", description="Token claim holding the subject's groups.")
     approve_on_publish: bool = Field(
         False,
@@ -1046,15 +1172,34 @@ class RegistrySettings(BaseModel):
     def _admins(cls, value: list[str]) -> list[str]:
         return _registry_members(value, "admins")
 
-    @field_validator("scopes")
-    @classmethod
-    def _scopes(cls, value: list[str]) -> list[str]:
-        for scope in value:
-            if not re.fullmatch(r"registry:read:[\x21\x23-\x5b\x5d-\x7e]{1,255}", scope):
+    @model_validator(mode="after")
+    def _scopes(self) -> RegistrySettings:
+        names = self.scope_names
+        for scope in self.scopes:
+            if _group_of(scope, names.read + ":") is None and not names.is_old(scope):
                 raise ValueError(
-                    f"scopes: {scope!r} is not a fine-grained read scope registry:read:<group>"
+                    f"scopes: {scope!r} is not a finer read scope {names.read}:<group>"
                 )
-        return value
+        self.scopes = self.rename_old(self.scopes, "registry.scopes")
+        return self
+
+    def rename_old(self, scopes: list[str], where: str) -> list[str]:
+        """``scopes`` with old names replaced by the configured ones, remembering where old names
+        were found (:attr:`old_names`)."""
+        old = [s for s in scopes if self.scope_names.is_old(s)]
+        if old:
+            self._old_names.setdefault(where, []).extend(old)
+        return list(dict.fromkeys(self.scope_names.renamed(s) for s in scopes))
+
+    @property
+    def old_names(self) -> dict[str, list[str]]:
+        """Where the configuration still names scopes by their old names, and which."""
+        return dict(self._old_names)
+
+    @property
+    def all_scope_names(self) -> list[str]:
+        """The registry's scopes as its metadata lists them: read, write, admin, finer ones."""
+        return sorted({*self.scope_names.names, *self.scopes})
 
 
 class Settings(BaseSettings):
@@ -1250,10 +1395,14 @@ class Settings(BaseSettings):
                 "use https, or set allow_insecure_http for a test network."
             )
         resource = canonical(registry.public_url)
-        if registry.enabled and resource not in {r.uri for r in self.resources}:
+        listed = next((r for r in self.resources if r.uri == resource), None)
+        if registry.enabled and listed is None:
             # The AS of the same configuration issues the registry's tokens (G02, G03).
-            scopes = sorted({*REGISTRY_SCOPES, *registry.scopes})
-            self.resources.append(ResourceSettings(uri=resource, name="registry", scopes=scopes))
+            self.resources.append(
+                ResourceSettings(uri=resource, name="registry", scopes=registry.all_scope_names)
+            )
+        elif registry.enabled and listed is not None:
+            listed.scopes = registry.rename_old(listed.scopes, f"resources[{resource}].scopes")
         return self
 
     @property
@@ -1270,6 +1419,17 @@ class Settings(BaseSettings):
         for r in self.resources:
             found.update(r.scopes)
         return sorted(found)
+
+    def upgrade_scopes(self, scopes: Iterable[str], resource: str | None = None) -> list[str]:
+        """``scopes`` with the registry's old names (``registry:read`` …) replaced by the
+        configured ones when they are about the registry (``resource`` is its URL, or None);
+        unchanged otherwise. Tokens are issued with the new names only."""
+        registry = self.registry
+        if not registry.enabled or (
+            resource is not None and resource != canonical(registry.public_url or "")
+        ):
+            return list(scopes)
+        return list(dict.fromkeys(registry.scope_names.renamed(s) for s in scopes))
 
     def scopes_of(self, resource: str) -> list[str]:
         """The scopes a resource lists (every scope the AS knows when it lists none)."""
@@ -1354,6 +1514,7 @@ def export_config_file(config_file: Path) -> None:
 __all__ = [
     "CONFIG_FILE_VARIABLE",
     "CONFIG_VARIABLE",
+    "OLD_REGISTRY_SCOPES",
     "REGISTRY_SCOPES",
     "AllowRulesSettings",
     "CimdSettings",
@@ -1365,6 +1526,7 @@ __all__ = [
     "MirrorSettings",
     "QuotaSettings",
     "RegistrationSettings",
+    "RegistryScopeNames",
     "RegistrySettings",
     "ResourceSettings",
     "RevocationSettings",

@@ -25,6 +25,7 @@ from bastion.config import Settings, load_settings
 from bastion.identity.local import LocalUsers
 from bastion.identity.passwords import generate_password
 from bastion.private_files import private_dir, write_private
+from bastion.registry.access import READ, WRITE
 from bastion.registry.validation import SCHEMA_ID
 from bastion.serve import Listener
 from bastion.store import access as access_rows
@@ -71,7 +72,8 @@ default = ["mcp:tools"]
 tools = {{ add_note = ["notes:write"] }}
 tool_groups = {{ add_note = ["editors"] }}
 
-# The private MCP registry at http://127.0.0.1:{port}/registry (registry:read to list). Try
+# The private MCP registry at http://127.0.0.1:{port}/registry ({read} to list, {write} to
+# publish, as the registry authorization document names them). Try
 # `bastion registry search http://127.0.0.1:{port}/registry` or `bastion proxy registry ...`.
 [registry]
 enabled = true
@@ -102,6 +104,8 @@ def render_config(data_dir: Path, port: int) -> str:
         data_dir=json.dumps(str(data_dir)),
         audit_log=json.dumps(str(data_dir / "audit.jsonl")),
         command=json.dumps([sys.executable, "-m", "bastion.demo"]),
+        read=READ,
+        write=WRITE,
     )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bastion.registry.access import READ
 from tests.support.live import free_port
 
 BASTION = str(Path(sys.executable).with_name("bastion"))
@@ -142,11 +143,11 @@ def test_quickstart_serves_prints_the_admin_password_once_and_the_readme_example
     assert re.search(rf"MCP registry\s+{re.escape(registry)}\n", first), first
     anonymous = httpx.get(f"{registry}/v0.1/servers", params={"limit": 1})
     assert anonymous.status_code == 401
-    assert 'realm="MCP Registry"' in anonymous.headers["www-authenticate"]
+    assert 'realm="mcp-registry"' in anonymous.headers["www-authenticate"]
     reader = subprocess.run(
         [
             *(BASTION, "clients", "add", "--name", "catalogue reader", "--confidential"),
-            *("--resource", "registry", "--scope", "registry:read"),
+            *("--resource", "registry", "--scope", READ),
             *("--config", str(data / "bastion.toml")),
         ],
         capture_output=True,

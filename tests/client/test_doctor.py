@@ -476,5 +476,21 @@ async def test_g01_bastion_registry_passes_and_is_recognised(
     request = only(found, "request")
     assert request.url == f"{registry}/v0.1/servers?limit=1"
     challenge = only(found, "www-authenticate").detail
-    assert "realm MCP Registry" in challenge and "scope registry:read" in challenge
+    assert "realm mcp-registry" in challenge and "scope mcp-registry:read" in challenge
     assert "resource=" + registry in only(found, "resource-parameter").detail
+
+
+async def test_g01_a_registry_with_the_earlier_realm_is_recognised_too(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A registry that still challenges with bastion's earlier realm "MCP Registry" is
+    diagnosed as a registry without --registry."""
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    registry = f"{issuer}/registry"
+    settings = make_settings(issuer=issuer, registry=registry_settings(realm="MCP Registry"))
+    async with serve(create_combined_app(settings), port=port):
+        found = await diagnose(registry, SETTINGS)
+    assert found.ok, [(c.name, c.detail) for c in found.failed]
+    assert found.kind == "registry"
+    assert "realm MCP Registry" in only(found, "www-authenticate").detail

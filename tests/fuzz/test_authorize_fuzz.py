@@ -62,7 +62,7 @@ def values(world: AuthWorld) -> list[str]:
         RESOURCE + "/",
         "http://localhost:9001/MCP",
         "mcp:tools",
-        "mcp:tools registry:admin",
+        "mcp:tools mcp-registry:admin",
         "openid",
         "xyz",
     ]

@@ -17,6 +17,7 @@ from urllib.parse import unquote
 import sqlalchemy as sa
 from hypothesis import strategies as st
 
+from bastion.registry.access import ADMIN
 from bastion.store import schema
 from tests.fuzz import properties as must
 from tests.fuzz import strategies as fuzz
@@ -91,7 +92,7 @@ SAMPLES = [
     "javascript:alert(1)",
     "com.example.app:/cb",
     "mcp:tools",
-    "registry:admin",
+    ADMIN,
 ]
 
 

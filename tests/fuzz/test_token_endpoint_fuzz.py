@@ -76,7 +76,7 @@ def values(world: AuthWorld) -> list[str]:
         REDIRECT_URI,
         RESOURCE,
         "mcp:tools",
-        "mcp:tools registry:admin",
+        "mcp:tools mcp-registry:admin",
     ]
 
 

@@ -18,6 +18,7 @@ import httpx
 
 from bastion.authserver.app import create_app
 from bastion.config import RegistrySettings, Settings
+from bastion.registry.access import ADMIN, READ
 from bastion.registry.app import create_registry_app, registry_paths
 from bastion.tokens import access_token
 
@@ -84,7 +85,7 @@ class Registry:
     async def token(
         self,
         sub: str = "alice",
-        scope: str = "registry:read",
+        scope: str = READ,
         *,
         groups: list[str] | None = None,
         client_id: str = "test-client",
@@ -115,7 +116,7 @@ class Registry:
 
     async def admin(self) -> str:
         return await self.token(
-            "root", "registry:admin", groups=["registry-admins"], client_id="admin-console"
+            "root", ADMIN, groups=["registry-admins"], client_id="admin-console"
         )
 
     async def publish(self, token: str, document: dict[str, Any]) -> httpx.Response:
@@ -170,7 +171,7 @@ def registry_settings(**overrides: Any) -> RegistrySettings:
     values: dict[str, Any] = {
         "enabled": True,
         "namespaces": NAMESPACES,
-        "scopes": ["registry:read:team-a", "registry:read:team-b"],
+        "scopes": [f"{READ}:team-a", f"{READ}:team-b"],
     }
     values.update(overrides)
     return RegistrySettings(**values)

@@ -80,7 +80,7 @@ class LiveRegistry:
         return browser.opened if browser is not None else []
 
     async def publish(self, username: str, *documents: dict[str, Any]) -> None:
-        """Publish as ``username`` (registry:read registry:write, through the browser flow)."""
+        """Publish as ``username`` (read and write scopes, through the browser flow)."""
         async with httpx.AsyncClient(base_url=self.issuer) as http:
             client_id = (await register(http))["client_id"]
         token = await sign_in(self.issuer, self.url, client_id, username)

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from bastion.registry.access import WRITE
 from bastion.registry.audit import export
 from bastion.store import registry as rows
 from bastion.store.database import Database
@@ -27,7 +28,7 @@ async def test_every_request_leaves_exactly_one_audit_record(reg: Registry) -> N
     """Reads, writes, refusals by the token check (401, 403) and by the registry (400, 403,
     404, 405, 409): one record each, with subject, client, action, entry, status and result."""
     admin = await reg.admin()
-    alice = await reg.token("alice", "registry:write", groups=["team-a"], client_id="vscode")
+    alice = await reg.token("alice", WRITE, groups=["team-a"], client_id="vscode")
     reader = await reg.token("ann", "mcp:tools", groups=["team-a"])
     name = "com.acme.team-a/tool"
     path = f"{reg.base}/servers/{encoded(name)}/versions"

@@ -9,6 +9,7 @@ from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
 from bastion.oauth.www_authenticate import Challenge, parse_challenges
+from bastion.registry.access import ADMIN, WRITE
 from bastion.resource import JwtVerifier, ResourceServerMiddleware
 from tests.registry.harness import (
     PRM_URL,
@@ -19,7 +20,9 @@ from tests.registry.harness import (
     server_json,
 )
 
-CHALLENGE_401 = f'Bearer realm="MCP Registry", resource_metadata="{PRM_URL}", scope="registry:read"'
+CHALLENGE_401 = (
+    f'Bearer realm="mcp-registry", resource_metadata="{PRM_URL}", scope="mcp-registry:read"'
+)
 
 
 def challenge(response: httpx.Response) -> Challenge:
@@ -40,16 +43,17 @@ async def test_g01_a_request_without_token_gets_401_with_realm_scope_and_resourc
     reg: Registry,
 ) -> None:
     """Registry authorization document, Discovery: 401 with `WWW-Authenticate: Bearer
-    realm="MCP Registry", scope="registry:read", resource_metadata="…"` (the parameters as the
-    document has them; bastion writes them in its usual order, which RFC 9110 §11.2 leaves
-    free). This is what VS Code's probe `GET /v0.1/servers?limit=1` receives."""
+    realm="mcp-registry", scope="mcp-registry:read", resource_metadata="…"` (the scope the merged
+    document recommends, the realm ToolHive and Obot use; bastion writes the parameters in its
+    usual order, which RFC 9110 §11.2 leaves free). This is what VS Code's probe
+    `GET /v0.1/servers?limit=1` receives."""
     for path in PROBES:
         response = await reg.client.get(path)
         assert response.status_code == 401, path
         assert response.headers["www-authenticate"] == CHALLENGE_401
         assert challenge(response) == Challenge(
             "bearer",
-            {"realm": "MCP Registry", "scope": "registry:read", "resource_metadata": PRM_URL},
+            {"realm": "mcp-registry", "scope": "mcp-registry:read", "resource_metadata": PRM_URL},
         )
         assert response.headers["cache-control"] == "no-store"
         assert response.json()["error"] == "unauthorized"
@@ -83,11 +87,11 @@ async def test_g01_protected_resource_metadata_names_the_registry_url_as_resourc
         "authorization_servers": ["http://localhost"],
         "bearer_methods_supported": ["header"],
         "scopes_supported": [
-            "registry:admin",
-            "registry:read",
-            "registry:read:team-a",
-            "registry:read:team-b",
-            "registry:write",
+            "mcp-registry:admin",
+            "mcp-registry:read",
+            "mcp-registry:read:team-a",
+            "mcp-registry:read:team-b",
+            "mcp-registry:write",
         ],
         "resource_name": "MCP Registry",
     }
@@ -100,11 +104,11 @@ async def test_g02_the_authorization_server_knows_the_registry_as_a_resource(
     tokens for it with the registry scopes."""
     [resource] = [r for r in reg.settings.resources if r.uri == REGISTRY]
     assert set(resource.scopes) == {
-        "registry:read",
-        "registry:write",
-        "registry:admin",
-        "registry:read:team-a",
-        "registry:read:team-b",
+        "mcp-registry:read",
+        "mcp-registry:write",
+        "mcp-registry:admin",
+        "mcp-registry:read:team-a",
+        "mcp-registry:read:team-b",
     }
 
 
@@ -118,7 +122,7 @@ async def test_g02_a_token_for_another_resource_is_refused_as_invalid_token(
     assert response.status_code == 401
     found = challenge(response)
     assert found.get("error") == "invalid_token"
-    assert found.get("realm") == "MCP Registry"
+    assert found.get("realm") == "mcp-registry"
     assert found.get("resource_metadata") == PRM_URL
 
 
@@ -139,31 +143,31 @@ async def test_g03_a_token_without_registry_read_gets_403_insufficient_scope(
     assert response.status_code == 403
     found = challenge(response)
     assert found.get("error") == "insufficient_scope"
-    assert found.get("scope") == "registry:read"
-    assert found.get("realm") == "MCP Registry"
+    assert found.get("scope") == "mcp-registry:read"
+    assert found.get("realm") == "mcp-registry"
 
 
 async def test_g03_publishing_with_only_registry_read_asks_for_registry_write(
     reg: Registry,
 ) -> None:
-    """403 with `scope="registry:read registry:write"`, as the document's example shows, and an
-    RFC 9457 problem body."""
+    """403 with `scope="mcp-registry:read mcp-registry:write"` (the read scope kept, the write
+    scope added, as the document's example shows), and an RFC 9457 problem body."""
     token = await reg.token(groups=["team-a"])
     response = await reg.publish(token, server_json("com.acme.team-a/weather"))
     assert response.status_code == 403
     assert response.headers["content-type"] == "application/problem+json"
     found = challenge(response)
     assert found.params == {
-        "realm": "MCP Registry",
+        "realm": "mcp-registry",
         "resource_metadata": PRM_URL,
-        "scope": "registry:read registry:write",
+        "scope": "mcp-registry:read mcp-registry:write",
         "error": "insufficient_scope",
-        "error_description": "this operation needs scope registry:read registry:write",
+        "error_description": "this operation needs scope mcp-registry:read mcp-registry:write",
     }
     assert response.json()["status"] == 403
 
 
-@pytest.mark.parametrize("scope", ["registry:write", "registry:admin"])
+@pytest.mark.parametrize("scope", [WRITE, ADMIN])
 async def test_g03_broader_scopes_imply_registry_read(reg: Registry, scope: str) -> None:
     """MCP: servers honour scope hierarchies; admin implies write implies read."""
     token = await reg.token(scope=scope)
@@ -173,8 +177,8 @@ async def test_g03_broader_scopes_imply_registry_read(reg: Registry, scope: str)
 
 async def test_g03_status_changes_need_registry_admin(reg: Registry) -> None:
     """Status changes are administrative: a writer gets 403 insufficient_scope for
-    registry:admin."""
-    token = await reg.token(scope="registry:write", groups=["team-a"])
+    mcp-registry:admin."""
+    token = await reg.token(scope=WRITE, groups=["team-a"])
     await reg.published(await reg.admin(), server_json("com.acme.team-a/w"))
     response = await reg.client.patch(
         f"/registry/v0.1/servers/{encoded('com.acme.team-a/w')}/versions/1.0.0/status",
@@ -182,15 +186,15 @@ async def test_g03_status_changes_need_registry_admin(reg: Registry) -> None:
         headers=reg.bearer(token),
     )
     assert response.status_code == 403
-    assert challenge(response).get("scope") == "registry:admin registry:read"
+    assert challenge(response).get("scope") == "mcp-registry:admin mcp-registry:read"
 
 
 async def test_g03_registry_admin_counts_only_for_configured_admins(reg: Registry) -> None:
-    """bastion's AS grants any known scope to whoever consents, so registry:admin applies only
+    """bastion's AS grants any known scope to whoever consents, so mcp-registry:admin applies only
     to members of registry.admins (default group:registry-admins): others get 403 not_admin,
     without a scope challenge (a new token would not help)."""
     await reg.published(await reg.admin(), server_json("com.acme.team-a/w"))
-    token = await reg.token("mallory", "registry:admin", groups=["team-a"])
+    token = await reg.token("mallory", ADMIN, groups=["team-a"])
     response = await reg.client.patch(
         f"/registry/v0.1/servers/{encoded('com.acme.team-a/w')}/status",
         json={"status": "deleted"},
@@ -216,7 +220,7 @@ async def test_anonymous_read_shows_approved_entries_without_groups_only(
         admin = await anon.admin()
         await anon.published(admin, server_json("com.acme.shared.x/open"))
         await anon.published(admin, server_json("com.acme.team-a/secret", groups=["team-a"]))
-        author = await anon.token("alice", "registry:write", groups=["team-a"])
+        author = await anon.token("alice", WRITE, groups=["team-a"])
         await anon.published(author, server_json("com.acme.team-a/draft"))  # not approved
         assert await anon.list_names(None) == ["com.acme.shared.x/open@1.0.0"]
         response = await anon.client.get(

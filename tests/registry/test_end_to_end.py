@@ -13,13 +13,14 @@ import httpx
 
 from bastion.config import Settings
 from bastion.oauth.www_authenticate import parse_challenges
+from bastion.registry.access import ADMIN, READ, WRITE
 from bastion.registry.app import create_combined_app, shares_issuer_origin
 from tests.registry.harness import registry_settings, server_json
 from tests.resource.conftest import get_token, service_client
 from tests.support.flow import add_user, authorize, exchange, register
 from tests.support.live import free_port, serve
 
-SCOPE = "registry:read registry:write"
+SCOPE = f"{READ} {WRITE}"
 
 
 def claims_of(token: str) -> dict[str, Any]:
@@ -65,8 +66,8 @@ async def test_publish_then_two_users_of_different_groups_list_different_entries
             probe = await http.get("/registry/v0.1/servers", params={"limit": 1})
             assert probe.status_code == 401
             [challenge] = parse_challenges(probe.headers["www-authenticate"])
-            assert challenge.get("realm") == "MCP Registry"
-            assert challenge.get("scope") == "registry:read"
+            assert challenge.get("realm") == "mcp-registry"
+            assert challenge.get("scope") == READ
             metadata = (await http.get(challenge.get("resource_metadata") or "")).json()
             assert metadata["resource"] == registry
             assert metadata["authorization_servers"] == [issuer]
@@ -125,7 +126,7 @@ async def test_l7_m1_bodies_the_registry_cannot_read_are_refused_in_its_own_form
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
     settings = make_settings(issuer=issuer, registry=registry_settings(admins=["client:robot"]))
-    robot_scope = "registry:read registry:write registry:admin"
+    robot_scope = f"{READ} {WRITE} {ADMIN}"
     robot = await service_client(settings, "robot", scope=robot_scope)
     async with (
         serve(create_combined_app(settings), port=port),

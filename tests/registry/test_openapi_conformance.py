@@ -2,11 +2,11 @@
 the upstream generic registry API's): no 5xx, no response that violates the document.
 
 The registry and its AS run under uvicorn in a thread; schemathesis loads /openapi.json and sends
-generated requests with a token obtained from the AS (client_credentials, scopes registry:read
-registry:write registry:admin; the client is a registry admin), for every operation, first with
-generated server names, then (v0.1) with the name of a published server. Examples are bounded
-and derandomized: 10 per operation, 6 for operations with a server.json body (generating those
-is slow), 3 for those bodies on the /v0 aliases (the same handlers).
+generated requests with a token obtained from the AS (client_credentials, the read, write and admin
+scopes; the client is a registry admin), for every operation, first with generated server names,
+then (v0.1) with the name of a published server. Examples are bounded and derandomized: 10 per
+operation, 6 for operations with a server.json body (generating those is slow), 3 for those bodies
+on the /v0 aliases (the same handlers).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from bastion.authserver.admin import add_client
 from bastion.config import ResourceSettings, Settings
+from bastion.registry.access import ADMIN, READ, WRITE
 from bastion.registry.app import create_combined_app
 from tests.registry.harness import registry_settings, server_json
 from tests.support.live import free_port, serve
@@ -140,7 +141,7 @@ def test_schemathesis_finds_no_server_error_and_no_response_outside_the_document
             confidential=True,
             grant_types=["client_credentials"],
             resources=["*"],
-            scope="registry:read registry:write registry:admin",
+            scope=f"{READ} {WRITE} {ADMIN}",
         )
     )
     assert created.secret is not None
@@ -150,7 +151,7 @@ def test_schemathesis_finds_no_server_error_and_no_response_outside_the_document
             data={
                 "grant_type": "client_credentials",
                 "resource": registry,
-                "scope": "registry:read registry:write registry:admin",
+                "scope": f"{READ} {WRITE} {ADMIN}",
             },
             auth=("fuzzer", created.secret),
         )

@@ -1,5 +1,5 @@
-"""Who may publish, edit and delete what: registry:write within the caller's own namespace
-(registry.namespaces), edits by the publisher, registry:admin for everything else (G03)."""
+"""Who may publish, edit and delete what: mcp-registry:write within the caller's own namespace
+(registry.namespaces), edits by the publisher, mcp-registry:admin for everything else (G03)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from bastion.registry.access import READ, WRITE
 from tests.registry.harness import META, Registry, RegistryFactory, encoded, server_json
 
 
@@ -37,17 +38,17 @@ async def test_a_persons_token_through_a_client_is_not_that_client(reg: Registry
     """client:<id> counts only for the client acting for itself (sub = client_id, which only
     confidential clients an operator made obtain): anyone can present a public client's id, so
     mallory's token issued to client "robot" does not make her the robot."""
-    token = await reg.token("mallory", "registry:write", groups=[], client_id="robot")
+    token = await reg.token("mallory", WRITE, groups=[], client_id="robot")
     response = await reg.publish(token, server_json("com.robot/tool"))
     assert response.status_code == 403, response.text
 
 
 async def test_g03_a_writer_publishes_in_a_namespace_a_rule_gives_it(reg: Registry) -> None:
-    """registry:write plus a registry.namespaces rule naming one of the caller's memberships
+    """mcp-registry:write plus a registry.namespaces rule naming one of the caller's memberships
     (group:, sub:, client:, exact namespace or <prefix>.*); the entry belongs to the caller
     and waits for approval."""
     for sub, groups, client_id, name in ALLOWED:
-        token = await reg.token(sub, "registry:write", groups=groups, client_id=client_id)
+        token = await reg.token(sub, WRITE, groups=groups, client_id=client_id)
         body = await reg.published(token, server_json(name))
         assert body["server"]["name"] == name
         meta = _meta(body)
@@ -59,7 +60,7 @@ async def test_g03_a_writer_publishes_in_a_namespace_a_rule_gives_it(reg: Regist
 async def test_g03_publishing_outside_the_callers_namespaces_is_forbidden(reg: Registry) -> None:
     """403 problem naming body.name; nothing is stored."""
     for sub, groups, name in REFUSED:
-        token = await reg.token(sub, "registry:write", groups=groups)
+        token = await reg.token(sub, WRITE, groups=groups)
         response = await reg.publish(token, server_json(name))
         assert response.status_code == 403, name
         assert response.headers["content-type"] == "application/problem+json"
@@ -80,7 +81,7 @@ async def test_g03_registry_admins_publish_anywhere_and_their_entries_are_approv
 
 async def test_g03_writers_may_only_target_their_own_groups(reg: Registry) -> None:
     """A non-admin gives an entry only groups from its own groups claim."""
-    alice = await reg.token("alice", "registry:write", groups=["team-a"])
+    alice = await reg.token("alice", WRITE, groups=["team-a"])
     response = await reg.publish(alice, server_json("com.acme.team-a/x", groups=["team-b"]))
     assert response.status_code == 403
     assert response.json()["errors"][0]["location"] == "body._meta.dev.mcp-bastion/publish.groups"
@@ -98,7 +99,7 @@ async def test_default_groups_and_approval_on_publish_are_configurable(
     """registry.default_groups applies to publications without groups; with
     registry.approve_on_publish writers' entries are approved at once."""
     async with start_registry(default_groups=["staff"], approve_on_publish=True) as reg:
-        alice = await reg.token("alice", "registry:write", groups=["team-a"])
+        alice = await reg.token("alice", WRITE, groups=["team-a"])
         meta = _meta(await reg.published(alice, server_json("com.acme.team-a/x")))
         assert meta["groups"] == ["staff"] and meta["approved"] is True
         assert await reg.list_names(await reg.token("sam", groups=["staff"])) == [
@@ -108,7 +109,7 @@ async def test_default_groups_and_approval_on_publish_are_configurable(
 
 
 async def _alice_entry(reg: Registry) -> str:
-    alice = await reg.token("alice", "registry:write", groups=["team-a"])
+    alice = await reg.token("alice", WRITE, groups=["team-a"])
     await reg.published(alice, server_json("com.acme.team-a/tool", groups=["team-a"]))
     return f"{reg.base}/servers/{encoded('com.acme.team-a/tool')}/versions/1.0.0"
 
@@ -124,7 +125,7 @@ async def test_g03_the_publisher_edits_its_version_and_approval_starts_again(
     assert (
         await reg.client.patch(f"{path}/status", json=approve, headers=admin)
     ).status_code == 200
-    alice = await reg.token("alice", "registry:write", groups=["team-a"])
+    alice = await reg.token("alice", WRITE, groups=["team-a"])
     changed = server_json("com.acme.team-a/tool", description="Now with more tools")
     response = await reg.client.put(path, json=changed, headers=reg.bearer(alice))
     assert response.status_code == 200
@@ -141,11 +142,11 @@ async def test_g03_the_publisher_edits_its_version_and_approval_starts_again(
 async def test_g03_another_writer_of_the_namespace_may_not_change_someone_elses_version(
     reg: Registry, method: str
 ) -> None:
-    """Editing others' entries needs registry:admin: 403 for ann (team-a) on alice's version,
+    """Editing others' entries needs mcp-registry:admin: 403 for ann (team-a) on alice's version,
     404 for bob, who cannot even see it."""
     path = await _alice_entry(reg)
     body = server_json("com.acme.team-a/tool", description="hijacked")
-    ann = await reg.token("ann", "registry:write", groups=["team-a"])
+    ann = await reg.token("ann", WRITE, groups=["team-a"])
     admin = reg.bearer(await reg.admin())
     await reg.client.patch(
         f"{path}/status", json={"status": "active", "approved": True}, headers=admin
@@ -153,7 +154,7 @@ async def test_g03_another_writer_of_the_namespace_may_not_change_someone_elses_
     response = await reg.client.request(method, path, json=body, headers=reg.bearer(ann))
     assert response.status_code == 403
     assert "published by someone else" in response.json()["detail"]
-    bob = await reg.token("bob", "registry:write", groups=["team-b"])
+    bob = await reg.token("bob", WRITE, groups=["team-b"])
     response = await reg.client.request(method, path, json=body, headers=reg.bearer(bob))
     assert response.status_code == 404
     response = await reg.client.request(method, path, json=body, headers=admin)
@@ -164,7 +165,7 @@ async def test_g03_the_publisher_deletes_its_version(reg: Registry) -> None:
     """DELETE marks the version deleted (kept, seen with include_deleted); a second DELETE and
     a GET are 404."""
     path = await _alice_entry(reg)
-    alice = reg.bearer(await reg.token("alice", "registry:write", groups=["team-a"]))
+    alice = reg.bearer(await reg.token("alice", WRITE, groups=["team-a"]))
     response = await reg.client.delete(path, headers=alice)
     assert response.status_code == 200
     meta = _meta(response.json())
@@ -177,9 +178,9 @@ async def test_g03_the_publisher_deletes_its_version(reg: Registry) -> None:
 
 
 async def test_g03_a_reader_without_registry_write_cannot_edit_or_delete(reg: Registry) -> None:
-    """PUT and DELETE need registry:write (403 insufficient_scope)."""
+    """PUT and DELETE need mcp-registry:write (403 insufficient_scope)."""
     path = await _alice_entry(reg)
-    alice = reg.bearer(await reg.token("alice", "registry:read", groups=["team-a"]))
+    alice = reg.bearer(await reg.token("alice", READ, groups=["team-a"]))
     for method in ("PUT", "DELETE"):
         response = await reg.client.request(
             method, path, json=server_json("com.acme.team-a/tool"), headers=alice

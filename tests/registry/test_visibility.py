@@ -1,5 +1,5 @@
 """What each caller sees (checklist G04: a registry MAY filter which servers a token can see):
-groups of the token and of the entry, fine-grained registry:read:<group> scopes, approval,
+groups of the token and of the entry, fine-grained mcp-registry:read:<group> scopes, approval,
 ownership, admins, deletion; the same for lists, single versions and version lists."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bastion.registry.access import ADMIN, READ, WRITE
 from tests.registry.harness import Registry, encoded, server_json
 
 PUBLIC = "com.acme.shared.x/public@1.0.0"
@@ -31,7 +32,7 @@ async def populate(reg: Registry) -> None:
         headers=reg.bearer(admin),
     )
     assert response.status_code == 200
-    alice = await reg.token("alice", "registry:write", groups=["team-a"])
+    alice = await reg.token("alice", WRITE, groups=["team-a"])
     draft = await reg.published(alice, server_json("com.acme.team-a/draft", groups=["team-a"]))
     assert draft["_meta"]["dev.mcp-bastion/registry"]["approved"] is False
 
@@ -52,54 +53,54 @@ CALLERS = [
     Who(
         "registry admin",
         "root",
-        "registry:admin",
+        ADMIN,
         ["registry-admins"],
         frozenset({PUBLIC, ALPHA, BETA, MIXED, DRAFT}),
     ),
     Who(
         "owner of the draft, team-a",
         "alice",
-        "registry:read",
+        READ,
         ["team-a"],
         frozenset({PUBLIC, ALPHA, MIXED, DRAFT}),
     ),
-    Who("team-a member", "ann", "registry:read", ["team-a"], frozenset({PUBLIC, ALPHA, MIXED})),
-    Who("team-b member", "bob", "registry:read", ["team-b"], frozenset({PUBLIC, BETA, MIXED})),
+    Who("team-a member", "ann", READ, ["team-a"], frozenset({PUBLIC, ALPHA, MIXED})),
+    Who("team-b member", "bob", READ, ["team-b"], frozenset({PUBLIC, BETA, MIXED})),
     Who(
         "member of both",
         "eve",
-        "registry:read",
+        READ,
         ["team-b", "team-a"],
         frozenset({PUBLIC, ALPHA, BETA, MIXED}),
     ),
-    Who("no groups", "carol", "registry:read", [], frozenset({PUBLIC})),
-    Who("no groups claim at all", "carl", "registry:read", None, frozenset({PUBLIC})),
+    Who("no groups", "carol", READ, [], frozenset({PUBLIC})),
+    Who("no groups claim at all", "carl", READ, None, frozenset({PUBLIC})),
     Who(
-        "fine-grained scope registry:read:team-b",
+        "fine-grained scope mcp-registry:read:team-b",
         "dave",
-        "registry:read registry:read:team-b",
+        f"{READ} {READ}:team-b",
         None,
         frozenset({PUBLIC, BETA, MIXED}),
     ),
     Who(
         "client_credentials token (no groups)",
         "robot",
-        "registry:read",
+        READ,
         None,
         frozenset({PUBLIC}),
         client_id="robot",
     ),
     Who(
-        "registry:admin scope but not a registry admin",
+        "mcp-registry:admin scope but not a registry admin",
         "mallory",
-        "registry:admin",
+        ADMIN,
         ["team-a"],
         frozenset({PUBLIC, ALPHA, MIXED}),
     ),
     Who(
         "groups claim that is not a list",
         "odd",
-        "registry:read",
+        READ,
         None,
         frozenset({PUBLIC}),
     ),
@@ -118,7 +119,7 @@ async def test_g04_each_caller_lists_exactly_the_entries_its_groups_scopes_and_o
     reg: Registry,
 ) -> None:
     """An entry is seen by admins, by its owner, and, once approved, by everyone whose groups
-    (claim, or registry:read:<group> scopes) meet its groups; an entry without groups by every
+    (claim, or mcp-registry:read:<group> scopes) meet its groups; an entry without groups by every
     reader. Deleted entries only with include_deleted. (Every caller of CALLERS, one registry.)"""
     await populate(reg)
     for who in CALLERS:

@@ -24,6 +24,7 @@ from bastion.access import admin as access_admin
 from bastion.authserver import admin
 from bastion.config import Settings
 from bastion.identity.local import LocalUsers
+from bastion.registry.access import READ
 from bastion.resource.verifier import REVOKED
 from bastion.store.database import Database
 from tests.gateway.test_gateway import ACCEPT, INIT
@@ -58,7 +59,7 @@ def gateway_target(gateway: str) -> Target:
 
 def registry_target(registry: str) -> Target:
     """The registry whose URL (and resource) is ``registry``."""
-    return Target("registry", registry, "registry:read", f"{registry}/v0.1/servers")
+    return Target("registry", registry, READ, f"{registry}/v0.1/servers")
 
 
 def upstream_app() -> Starlette:

@@ -46,7 +46,8 @@ async def allow(
     the resource to everyone else)."""
     target = resolve_resource(settings, resource)
     try:
-        rule = AccessRule(target, check_who(who), check_scopes(scopes or ["*"]))
+        upgraded = settings.upgrade_scopes(scopes, target)
+        rule = AccessRule(target, check_who(who), check_scopes(upgraded or ["*"]))
     except ValueError as exc:
         raise AdminError(str(exc)) from None
     check_known_scopes(settings, list(rule.scopes), target)
@@ -64,7 +65,13 @@ async def allow(
             if replaced is not None and replaced.scopes != rule.scopes:
                 await _withdraw_machine_tokens(conn, settings, rule.who, now, "access changed")
         else:
-            ended = await reconcile(conn, now, resource=target, reason="access rules changed")
+            ended = await reconcile(
+                conn,
+                now,
+                resource=target,
+                reason="access rules changed",
+                upgrade=settings.upgrade_scopes,
+            )
     return rule, ended
 
 
@@ -80,7 +87,13 @@ async def remove(settings: Settings, resource: str, who: str) -> int:
         if who.startswith("client:"):
             await _withdraw_machine_tokens(conn, settings, who, now, "access removed")
             return 0
-        return await reconcile(conn, now, resource=target, reason="access rules changed")
+        return await reconcile(
+            conn,
+            now,
+            resource=target,
+            reason="access rules changed",
+            upgrade=settings.upgrade_scopes,
+        )
 
 
 async def list_rules(settings: Settings, resource: str | None = None) -> list[AccessRule]:

@@ -36,6 +36,25 @@ from bastion.store.federation import links_of
 from bastion.store.schema import token_families
 from bastion.store.users import User
 
+# The registry's old scope names renamed to the configured ones, for a resource
+# (Settings.upgrade_scopes): rules and grants made before the rename decide as they did.
+ScopeUpgrade = Callable[[Iterable[str], str], list[str]]
+
+
+def _same(scopes: Iterable[str], resource: str) -> list[str]:
+    return list(scopes)
+
+
+def _upgraded(
+    rules: Iterable[AccessRule], resource: str, upgrade: ScopeUpgrade
+) -> list[AccessRule]:
+    return [
+        AccessRule(r.resource, r.who, tuple(upgrade(r.scopes, resource)))
+        if r.applies_to(resource)
+        else r
+        for r in rules
+    ]
+
 
 def _needs_providers(rules: Iterable[AccessRule], resource: str) -> bool:
     return any(r.who.startswith("idp:") and r.applies_to(resource) for r in rules)
@@ -63,10 +82,13 @@ async def decide_for_user(
     user: User,
     resource: str,
     requested: Iterable[str],
+    upgrade: ScopeUpgrade = _same,
 ) -> Decision:
-    """:func:`~bastion.access.rules.decide_person` for a stored user."""
+    """:func:`~bastion.access.rules.decide_person` for a stored user (rules and request with
+    ``upgrade`` applied)."""
     person = await person_of(conn, user, with_providers=_needs_providers(rules, resource))
-    return _decide_person(rules, resource, person, requested)
+    rules = _upgraded(rules, resource, upgrade)
+    return _decide_person(rules, resource, person, upgrade(requested, resource))
 
 
 class AccessPolicy:
@@ -78,9 +100,11 @@ class AccessPolicy:
         *,
         cache_ttl: float,
         monotonic: Callable[[], float] = time.monotonic,
+        upgrade: ScopeUpgrade = _same,
     ) -> None:
         self.db = db
         self.cache_ttl = cache_ttl
+        self.upgrade = upgrade
         self._monotonic = monotonic
         self._rules: list[AccessRule] | None = None
         self._until = 0.0
@@ -114,7 +138,7 @@ class AccessPolicy:
         """What ``user`` may obtain for ``resource`` of the ``requested`` scopes (the rules
         read now, through ``conn``)."""
         rules = await rule_rows.list_rules(conn, resource)
-        return await decide_for_user(conn, rules, user, resource, requested)
+        return await decide_for_user(conn, rules, user, resource, requested, self.upgrade)
 
     async def for_machine(
         self,
@@ -124,13 +148,13 @@ class AccessPolicy:
         resource_scopes: Iterable[str],
     ) -> Decision:
         """What machine client ``client_id`` may obtain for ``resource``."""
-        decision = decide_machine(
-            await self.rules(), resource, client_id, requested, resource_scopes
-        )
+        asked = self.upgrade(requested, resource)
+        rules = _upgraded(await self.rules(), resource, self.upgrade)
+        decision = decide_machine(rules, resource, client_id, asked, resource_scopes)
         if not decision.rules and self._rules is not None:
             self.changed()  # a rule added by another process is not missed
-            rules = await self.rules()
-            decision = decide_machine(rules, resource, client_id, requested, resource_scopes)
+            rules = _upgraded(await self.rules(), resource, self.upgrade)
+            decision = decide_machine(rules, resource, client_id, asked, resource_scopes)
         return decision
 
 
@@ -141,10 +165,13 @@ async def reconcile(
     resource: str | None = None,
     user_id: str | None = None,
     reason: str = "access withdrawn",
+    upgrade: ScopeUpgrade = _same,
 ) -> int:
     """Revoke every live grant of people (all, those for ``resource``, or those of ``user_id``)
     that the current rules and the person's current groups would no longer give in full; how
-    many were revoked. Run in the transaction that changed the rules or the person."""
+    many were revoked. Run in the transaction that changed the rules or the person; ``upgrade``
+    renames old scope names in rules and grants alike, so a grant made under an old name is not
+    ended by a rule that says the same under the new one."""
     rules = await rule_rows.list_rules(conn)
     q = sa.select(token_families).where(
         token_families.c.revoked_at.is_(None), token_families.c.expires_at > now
@@ -160,7 +187,7 @@ async def reconcile(
             people[family.subject] = await user_rows.by_id(conn, family.subject)
         user = people[family.subject]
         decision = (
-            await decide_for_user(conn, rules, user, family.resource, family.scope.split())
+            await decide_for_user(conn, rules, user, family.resource, family.scope.split(), upgrade)
             if user is not None
             else None
         )
@@ -208,6 +235,7 @@ async def renew_machine_grant(
 
 __all__ = [
     "AccessPolicy",
+    "ScopeUpgrade",
     "decide_for_user",
     "person_of",
     "reconcile",

@@ -112,6 +112,8 @@ async def add_client(
         auth_method = auth_method or "private_key_jwt"
     method = auth_method or ("client_secret_basic" if confidential else "none")
     targets = [resolve_resource(settings, r) for r in resources]
+    if scope:  # the registry's old scope names are stored under their new names
+        scope = " ".join(settings.upgrade_scopes(scope.split()))
     scopes = (scope or "").split()
     for target in targets or [EVERY]:
         check_known_scopes(settings, scopes, target)
@@ -205,7 +207,7 @@ async def update_client(
         if scope is not None:
             fields.pop("scope", None)
             if scope:
-                fields["scope"] = scope
+                fields["scope"] = " ".join(settings.upgrade_scopes(scope.split()))
         meta = client_metadata.parse(fields)
         scopes = (meta.scope or "").split()
         for target in targets or [EVERY]:

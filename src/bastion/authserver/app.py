@@ -98,7 +98,7 @@ async def open_server(
     templates = make_templates()
     templates.globals["base"] = urlsplit(settings.issuer).path
     clients = ClientDirectory(db, settings, resolver, clock)
-    access = AccessPolicy(db, cache_ttl=settings.client_cache_ttl)
+    access = AccessPolicy(db, cache_ttl=settings.client_cache_ttl, upgrade=settings.upgrade_scopes)
     clients.on_change.append(access.changed)
     await clients.start()
     revoked = revocations if revocations is not None else RevocationList(clock=clock)

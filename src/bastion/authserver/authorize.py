@@ -9,6 +9,7 @@ A valid request is stored and the browser continues at the interaction (log-in, 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -92,6 +93,17 @@ def select_resource(bastion: AuthServer, values: list[str]) -> str:
     return wanted
 
 
+def known_scopes(bastion: AuthServer, requested: Iterable[str], resource: str | None) -> set[str]:
+    """The scopes asked for, the registry's old names renamed when about the registry
+    (``resource`` None: any resource); invalid_scope (RFC 6749 §5.2) naming those the AS does
+    not know."""
+    asked = set(bastion.settings.upgrade_scopes(requested, resource))
+    unknown = asked - set(bastion.settings.all_scopes)
+    if unknown:
+        raise InvalidScope(f"unknown scope: {' '.join(sorted(unknown))}")
+    return asked
+
+
 def select_scope(
     bastion: AuthServer, client: Client, requested: str | None, resource: str | None = None
 ) -> str:
@@ -101,14 +113,13 @@ def select_scope(
     registered itself (DCR or CIMD) may also ask for the scopes that resource lists: MCP step-up
     authorization (RFC 6750 §3.1, MCP "Step-Up Authorization Flow") re-authorizes with scopes the
     server challenges for later, beyond what the client registered with its first challenge.
-    Pre-registered clients stay within the scope their operator gave them."""
-    asked = set(scope_syntax.parse(requested))
-    allowed_for_client = set(scope_syntax.parse(client.metadata.scope))
+    Pre-registered clients stay within the scope their operator gave them. The registry's old
+    scope names, asked for or registered, are granted under their new names (G03)."""
+    asked = known_scopes(bastion, scope_syntax.parse(requested), resource)
+    upgrade = bastion.settings.upgrade_scopes
+    allowed_for_client = set(upgrade(scope_syntax.parse(client.metadata.scope), resource))
     if not asked:
         return scope_syntax.join(allowed_for_client)
-    unknown = asked - set(bastion.settings.all_scopes)
-    if unknown:
-        raise InvalidScope(f"unknown scope: {' '.join(sorted(unknown))}")
     if allowed_for_client and resource is not None and client.origin != "preregistered":
         allowed_for_client |= {
             s for r in bastion.settings.resources if r.uri == resource for s in r.scopes

@@ -31,6 +31,7 @@ from bastion.authserver.errors import (
 from bastion.authserver.http import NO_STORE, is_vschar, read_form, single
 from bastion.authserver.login_throttle import LoginThrottle, wait_message
 from bastion.authserver.quotas import requester
+from bastion.config import REGISTRY_SCOPES
 from bastion.oauth.errors import (
     AccessDenied,
     InvalidClient,
@@ -54,10 +55,19 @@ SCOPE_DESCRIPTIONS = {
     "mcp:tools": "List and call the server's tools",
     "mcp:resources": "Read the server's resources",
     "mcp:prompts": "Use the server's prompts",
-    "registry:read": "Read entries of the MCP registry",
-    "registry:write": "Publish and edit your entries in the MCP registry",
-    "registry:admin": "Administer every entry of the MCP registry",
 }
+# By role (the default names); shown for the configured names of the registry's scopes.
+REGISTRY_SCOPE_DESCRIPTIONS = dict(
+    zip(
+        REGISTRY_SCOPES,
+        (
+            "List and read entries of the MCP registry",
+            "Publish, update and delete your entries in the MCP registry",
+            "Administer every entry of the MCP registry",
+        ),
+        strict=True,
+    )
+)
 
 
 def cookie_name(bastion: AuthServer, name: str) -> str:
@@ -190,6 +200,8 @@ async def show(request: Request) -> Response:
             # RFC 8252 §8.6: any local program can present a public client's id (with its own
             # loopback port or private-use URI scheme), so public clients always ask.
             may_skip = not client.is_public
+            if granted is not None:  # a consent given under the registry's old scope names
+                granted = set(bastion.settings.upgrade_scopes(granted, row.resource))
             remembered = granted is not None and decision.scopes <= granted
             if bastion.settings.login.remember_consent and may_skip and remembered:
                 return await _approve(bastion, request_id, user)
@@ -320,11 +332,24 @@ def _describe(
 ) -> list[tuple[str, str, bool]]:
     """(scope, what it lets the application do or "", whether it is new): new when the person
     had consented before, but not to this scope (a step-up)."""
-    told = bastion.settings.scope_descriptions
     return [
-        (s, told.get(s) or SCOPE_DESCRIPTIONS.get(s, ""), granted is not None and s not in granted)
+        (s, _description(bastion, s), granted is not None and s not in granted)
         for s in sorted(scopes)
     ]
+
+
+def _description(bastion: AuthServer, scope: str) -> str:
+    told = bastion.settings.scope_descriptions.get(scope)
+    if told:
+        return told
+    registry = bastion.settings.registry
+    role = registry.scope_names.role(scope) if registry.enabled else None
+    if role is None:
+        return SCOPE_DESCRIPTIONS.get(scope, "")
+    group = role.removeprefix(REGISTRY_SCOPES[0] + ":")
+    if group != role:
+        return f"Read the MCP registry's entries for group {group}"
+    return REGISTRY_SCOPE_DESCRIPTIONS[role]
 
 
 def _resource_view(bastion: AuthServer, uri: str) -> dict[str, str]:

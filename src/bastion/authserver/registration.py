@@ -69,7 +69,8 @@ def _refuse_machine_grants(
 
 def _validate_scope(bastion: AuthServer, meta: client_metadata.ClientMetadata) -> None:
     if meta.scope:
-        unknown = set(meta.scope.split()) - set(bastion.settings.all_scopes)
+        asked = bastion.settings.upgrade_scopes(meta.scope.split())
+        unknown = set(asked) - set(bastion.settings.all_scopes)
         if unknown:
             raise InvalidClientMetadata(f"scope: unknown {' '.join(sorted(unknown))}")
 

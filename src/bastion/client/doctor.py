@@ -65,7 +65,9 @@ from bastion.net.ssrf import guarded_transport
 
 Kind = Literal["auto", "mcp", "registry"]
 
-REGISTRY_REALM = "MCP Registry"
+# Realms registries use: the registry project's implementations (and bastion now) say
+# mcp-registry; bastion said "MCP Registry" before.
+REGISTRY_REALMS = ("mcp-registry", "MCP Registry")
 
 NO_CHALLENGE_FIX = (
     "Answer every request without a token with 401 and `WWW-Authenticate: Bearer "
@@ -210,7 +212,8 @@ class _Doctor:
         if kind == "mcp" or answer.status is None:
             return "mcp", answer
         challenge = answer.challenge
-        if answer.status == 401 and challenge is not None and challenge.realm != REGISTRY_REALM:
+        realm = challenge.realm if challenge is not None else None
+        if answer.status == 401 and challenge is not None and realm not in REGISTRY_REALMS:
             return "mcp", answer
         registry = await probe_registry(self.http, url)
         if registry.status == 200 or (registry.status == 401 and registry.challenge is not None):

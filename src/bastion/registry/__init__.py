@@ -18,11 +18,13 @@ API (every path also under ``/v0``; names URL-encoded, ``io.example%2Fweather``)
     Errors are RFC 9457 problems naming the failing fields.
 
 Authorization (checklist G01-G04), see :mod:`bastion.registry.access`
-    401 ``Bearer realm="MCP Registry", resource_metadata="…", scope="registry:read"``;
-    registry:read lists and reads, registry:write publishes and edits within the caller's
-    namespaces (``[registry.namespaces]``), registry:admin (for ``registry.admins``) changes
-    status and others' entries. Entries have groups and an approved flag; a token sees what its
-    ``groups`` claim or ``registry:read:<group>`` scopes allow. Anonymous read only when
+    401 ``Bearer realm="mcp-registry", resource_metadata="…", scope="mcp-registry:read"``;
+    mcp-registry:read lists and reads, mcp-registry:write publishes and edits within the
+    caller's namespaces (``[registry.namespaces]``), mcp-registry:admin (for
+    ``registry.admins``) changes status and others' entries (names configurable in
+    ``[registry.scope_names]``; the old ``registry:*`` names are aliases for one release).
+    Entries have groups and an approved flag; a token sees what its ``groups`` claim or
+    ``mcp-registry:read:<group>`` scopes allow. Anonymous read only when
     ``registry.anonymous_read``.
 
 Audit

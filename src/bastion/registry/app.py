@@ -6,7 +6,7 @@ path of ``registry.public_url``)::
     RegistryCors                   preflights answered without a token (Copilot's headers)
       AuditMiddleware              one database record per request, refusals included
         anonymous GET?  ──────────────────────────────┐  (registry.anonymous_read only)
-        ResourceServerMiddleware   401/403 with realm="MCP Registry", scope="registry:read",
+        ResourceServerMiddleware   401/403 with realm="mcp-registry", scope="mcp-registry:read",
                                    resource_metadata (G01); tokens: RFC 9068 JWTs of the AS
                                    whose audience is the registry URL (G02)
           RegistryApi  ◄──────────────────────────────┘
@@ -36,16 +36,17 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.authserver.app import CatchAll
-from bastion.config import REGISTRY_SCOPES, Settings
+from bastion.config import Settings
 from bastion.logs import configure_logging, get_logger
 from bastion.oauth.protected_resource import check_resource, metadata_url
 from bastion.oauth.www_authenticate import build_bearer_challenge
 from bastion.private_files import private_dir, warn_loose_modes
-from bastion.registry.access import SCOPE_POLICY
+from bastion.registry.access import scope_policy
 from bastion.registry.api import RegistryApi
 from bastion.registry.audit import AuditMiddleware
 from bastion.registry.cors import RegistryCors
 from bastion.registry.mirror_schedule import MirrorScheduler
+from bastion.registry.old_scopes import old_scope_note
 from bastion.registry.problems import Problem, not_found
 from bastion.registry.service import Registry
 from bastion.registry.times import MillisClock, system_millis
@@ -210,9 +211,9 @@ def create_registry_app(
         resource=resource,
         verifier=token_verifier,
         authorization_servers=[settings.issuer],
-        scopes_supported=sorted({*REGISTRY_SCOPES, *config.scopes}),
+        scopes_supported=config.all_scope_names,
         resource_name="MCP Registry",
-        policy=SCOPE_POLICY,
+        policy=scope_policy(config.scope_names),
         allowed_origins=config.allowed_origins,
         max_body_bytes=config.max_body_bytes,
         protect_paths=[f"{prefix}/v0.1", f"{prefix}/v0"],
@@ -236,6 +237,10 @@ def create_registry_app(
         await db.upgrade()
         app.state.registry = registry
         log.info("registry %s (metadata %s)", resource, prm_url)
+        async with db.connect() as conn:
+            note = await old_scope_note(settings, conn)
+        if note is not None:
+            log.warning(note)
         if feed is not None:
             await feed.start()
         if mirrors is not None:

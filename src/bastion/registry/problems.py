@@ -10,7 +10,7 @@ input errors an ``errors`` extension member listing each failing field (RFC 9457
                  "value": "bad name"}]}
 
 ``location`` is ``body.<JSON path>``, ``query.<parameter>`` or ``path.<parameter>``. Refusals of
-the resource-server middleware (401, and 403 for a token without registry:read) keep their
+the resource-server middleware (401, and 403 for a token without the read scope) keep their
 OAuth form (RFC 6750 §3: ``error``, ``error_description`` and ``WWW-Authenticate``).
 """
 

@@ -145,10 +145,11 @@ class Registry:
         if caller.principal is None:
             raise Problem(401, "this operation needs an access token", result="unauthorized")
         if not caller.has(scope):
-            wanted = " ".join(sorted({READ, scope}))
+            names = self.settings.scope_names
+            wanted = " ".join(sorted({names.name_of(READ), names.name_of(scope)}))
             raise Problem(
                 403,
-                f"this operation needs scope {scope}; the token has "
+                f"this operation needs scope {names.name_of(scope)}; the token has "
                 f"{' '.join(sorted(caller.principal.scopes)) or 'no scope'}",
                 headers={"WWW-Authenticate": self.challenge(wanted)},
                 result="insufficient_scope",
@@ -160,8 +161,9 @@ class Registry:
         if not caller.is_admin:
             raise Problem(
                 403,
-                "registry:admin applies only to the members registry.admins lists "
-                f"({', '.join(self.settings.admins) or 'nobody'}); you are not one of them",
+                f"{self.settings.scope_names.admin} applies only to the members "
+                f"registry.admins lists ({', '.join(self.settings.admins) or 'nobody'}); "
+                "you are not one of them",
                 result="not_admin",
             )
 

@@ -25,6 +25,7 @@ from bastion.client import (
     RegistryClient,
     RegistryError,
 )
+from bastion.registry.access import READ, WRITE
 from tests.client.browser_user import never_open
 from tests.registry.harness import server_json
 from tests.registry.live_registry import (
@@ -58,7 +59,7 @@ async def test_g01_g02_c12_first_request_signs_in_for_the_registry_url(live: Liv
         params = parse_qs(urlsplit(live.opened("alice")[0]).query)
         assert params["resource"] == [live.url]
         assert params["code_challenge_method"] == ["S256"]
-        assert "registry:read" in params["scope"][0].split()
+        assert READ in params["scope"][0].split()
         stored = await auth.stored_tokens(live.url)
         assert stored is not None and stored.resource == live.url
 
@@ -94,21 +95,21 @@ async def test_g02_publishing_steps_up_from_registry_read_to_registry_write(
     live: LiveRegistry,
 ) -> None:
     """The client's HTTP client publishes too: the 403 insufficient_scope that asks for
-    registry:write leads to a second authorization for the union of the scopes."""
+    mcp-registry:write leads to a second authorization for the union of the scopes."""
     async with live.authorizer("alice") as auth, RegistryClient(live.url, auth) as registry:
         await registry.ensure_token()
         stored = await auth.stored_tokens(live.url)
-        assert stored is not None and "registry:write" not in stored.effective_scopes
+        assert stored is not None and WRITE not in stored.effective_scopes
         document = server_json("com.acme.team-a/gamma", description="Published by the client")
         response = await registry.http.post("/v0.1/publish", json=document)
         assert response.status_code == 200, response.text
         stored = await auth.stored_tokens(live.url)
         assert stored is not None
-        assert {"registry:read", "registry:write"} <= set(stored.effective_scopes)
+        assert {READ, WRITE} <= set(stored.effective_scopes)
         assert (await registry.get("com.acme.team-a/gamma")).version == "1.0.0"
     assert len(live.opened("alice")) == 2
     scopes = parse_qs(urlsplit(live.opened("alice")[1]).query)["scope"][0].split()
-    assert {"registry:read", "registry:write"} <= set(scopes)
+    assert {READ, WRITE} <= set(scopes)
 
 
 async def test_g04_two_users_of_different_groups_see_different_entries(live: LiveRegistry) -> None:

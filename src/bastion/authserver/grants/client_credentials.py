@@ -16,7 +16,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from bastion.authserver.authorize import select_resource
+from bastion.authserver.authorize import known_scopes, select_resource
 from bastion.authserver.context import AuthServer
 from bastion.authserver.http import single
 from bastion.authserver.issuance import mint_access
@@ -43,11 +43,10 @@ async def issue(
         raise UnauthorizedClient(
             f"client {client.client_id} is not registered for the client_credentials grant"
         )
-    asked = scope_syntax.parse(single(params, "scope"))
-    unknown = set(asked) - set(bastion.settings.all_scopes)
-    if unknown:
-        raise InvalidScope(f"unknown scope: {' '.join(sorted(unknown))}")
+    requested = scope_syntax.parse(single(params, "scope"))
+    known_scopes(bastion, requested, None)
     resource = select_resource(bastion, params.get("resource", []))
+    asked = sorted(known_scopes(bastion, requested, resource))
     decision = await bastion.access.for_machine(
         client.client_id, resource, asked, bastion.settings.scopes_of(resource)
     )

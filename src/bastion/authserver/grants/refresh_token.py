@@ -64,8 +64,10 @@ async def refresh(
         await _revoke(bastion, family.id, now, "user removed or disabled")
         raise InvalidGrant("the user of this grant no longer exists or is disabled")
     _check_session_age(family.created_at, now, links, limits)
-    granted = set(family.scope.split())
-    asked = set(scope_syntax.parse(single(params, "scope"))) or granted
+    # A grant made before the registry's scopes were renamed refreshes under the new names.
+    upgrade = bastion.settings.upgrade_scopes
+    granted = set(upgrade(family.scope.split(), family.resource))
+    asked = set(upgrade(scope_syntax.parse(single(params, "scope")), family.resource)) or granted
     if not asked <= granted:
         extra = " ".join(sorted(asked - granted))
         raise InvalidScope(f"scope {extra} was not granted; authorize again to get it")
