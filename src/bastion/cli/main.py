@@ -390,10 +390,11 @@ def registry_import(
 
 # -- registry client: search, show, and the local bridge (bastion proxy registry) --------------
 
-from bastion.cli import registry_client  # noqa: E402
+from bastion.cli import registry_client, registry_publish  # noqa: E402
 
 registry_app.command("search")(registry_client.search)
 registry_app.command("show")(registry_client.show)
+registry_app.command("publish")(registry_publish.publish)
 app.add_typer(registry_client.proxy_app, name="proxy")
 
 

@@ -41,7 +41,7 @@ UrlArgument = Annotated[
 T = TypeVar("T")
 
 
-def _with_registry(
+def run_with_registry(
     settings: ClientSettings,
     url: str,
     no_browser: bool,
@@ -95,7 +95,7 @@ def search(
         page = await registry.list_servers(search=query, limit=limit)
         return page.servers, page.next_cursor, dict(page.document)
 
-    entries, next_cursor, document = _with_registry(settings, url, no_browser, work)
+    entries, next_cursor, document = run_with_registry(settings, url, no_browser, work)
     if as_json:
         _dump(document)
         return
@@ -124,7 +124,7 @@ def show(
     async def work(registry: RegistryClient) -> ServerEntry:
         return await registry.get(name, version)
 
-    entry = _with_registry(settings, url, no_browser, work)
+    entry = run_with_registry(settings, url, no_browser, work)
     if as_json:
         _dump(dict(entry.document))
         return
@@ -180,9 +180,9 @@ def proxy_registry(
         await run_bridge(registry, host=host, port=port, allowed_origins=origins, ready=ready)
 
     try:
-        _with_registry(settings, url, no_browser, work)
+        run_with_registry(settings, url, no_browser, work)
     except KeyboardInterrupt:
         err.print("bridge stopped")
 
 
-__all__ = ["proxy_app", "proxy_registry", "search", "show"]
+__all__ = ["proxy_app", "proxy_registry", "run_with_registry", "search", "show"]
