@@ -44,6 +44,7 @@ from bastion.registry.access import SCOPE_POLICY
 from bastion.registry.api import RegistryApi
 from bastion.registry.audit import AuditMiddleware
 from bastion.registry.cors import RegistryCors
+from bastion.registry.gateway_listing import sync_gateway
 from bastion.registry.problems import Problem, not_found
 from bastion.registry.service import Registry
 from bastion.registry.times import MillisClock, system_millis
@@ -231,6 +232,8 @@ def create_registry_app(
         if settings.database_url is None:
             private_dir(settings.data_dir)
         await db.upgrade()
+        # The entries of gateway upstreams with publish = true follow the configuration.
+        await sync_gateway(settings, db, clock=clock)
         app.state.registry = registry
         log.info("registry %s (metadata %s)", resource, prm_url)
         if feed is not None:
