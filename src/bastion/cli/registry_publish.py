@@ -138,15 +138,15 @@ def print_result(entry: ServerEntry) -> None:
         f"published {entry.name} {entry.version}: {entry.status or 'status unknown'}{latest}",
         markup=False,
     )
+    then = audience(shown_groups) if shown_groups is not None else "its audience"
+    if approved is False:
+        console.print(f"  visible to  only {ADMINS_TOO} until approved; then {then}", markup=False)
+        console.print("  approval    waiting for a registry admin", markup=False)
+        return
     if shown_groups is not None:
-        console.print(f"  visible to  {audience(shown_groups)}", markup=False)
+        console.print(f"  visible to  {then}", markup=False)
     if approved is True:
         console.print("  approval    approved", markup=False)
-    elif approved is False:
-        console.print(
-            f"  approval    waiting: until a registry admin approves it only {ADMINS_TOO} see it",
-            markup=False,
-        )
 
 
 def step_up_notice(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +19,14 @@ import pytest
 
 from bastion.access.admin import allow
 from bastion.client import RegistryClient, RegistryError
+from bastion.config import Settings
 from bastion.registry.access import READ, WRITE
 from bastion.registry.audit import export
 from bastion.store.database import Database
 from tests.cli.test_client_commands import BASTION, BOUND, Cli, Ran, params
 from tests.client.browser_user import BrowserUser
 from tests.registry.harness import server_json
-from tests.registry.live_registry import LiveRegistry
+from tests.registry.live_registry import LiveRegistry, live_registry
 
 GAMMA = "com.acme.team-a/gamma"
 
@@ -359,3 +360,26 @@ async def cli_stdin(cli: Cli, stdin: Path, *args: str | Path) -> Ran:
         async with asyncio.timeout(BOUND):
             out, error = await proc.communicate()
     return Ran(proc.returncode or 0, out.decode(), error.decode(), [])
+
+
+async def test_publish_says_who_sees_an_entry_that_waits_for_approval(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """G04: on a registry that approves publications by hand, the answer's approval state is
+    shown: until an admin approves it, only the publisher and the registry's admins see it."""
+    async with live_registry(make_settings, tmp_path, approve_on_publish=False) as live:
+        user = BrowserUser(live.issuer, username="alice")
+        try:
+            cli = Cli(live.tmp / "cli-alice", user)
+            config = cli.config()
+            (await cli(*token_for(live, WRITE), "--client-config", config)).ok()
+            path = write_file(cli, server_json(GAMMA))
+            ran = (await cli(*publishing(live, cli, path))).ok()
+        finally:
+            await user.aclose()
+    assert ran.authorizations == []
+    assert (
+        "visible to  only you (its publisher) and the registry's admins until approved; then "
+        "every reader of the registry"
+    ) in ran.out
+    assert "approval    waiting for a registry admin" in ran.out
