@@ -23,6 +23,7 @@ from bastion.config import Settings
 from bastion.demo.server import demo_app
 from bastion.gateway import create_gateway_app
 from bastion.oauth.www_authenticate import parse_challenges
+from bastion.registry.access import WRITE
 from bastion.registry.app import create_combined_app
 from bastion.registry.audit import export
 from bastion.registry.gateway_listing import GATEWAY_OWNER, REMOVED
@@ -68,7 +69,7 @@ class Starts:
             admin = reg.bearer(await reg.admin())
             hand = work.get("publish")
             if hand is not None:
-                alice = await reg.token("alice", "registry:write", groups=["team-a"])
+                alice = await reg.token("alice", WRITE, groups=["team-a"])
                 await reg.published(alice, hand)
             found: dict[str, list[dict[str, Any]]] = {}
             for name in work.get("names", [NOTES]):

@@ -401,7 +401,11 @@ def registry_sync_gateway(
     touched."""
     from bastion.registry.gateway_listing import run_sync
 
-    report = run(run_sync(settings_or_exit(config), dry_run=dry_run))
+    settings = settings_or_exit(config)
+    if not settings.registry.enabled:
+        err.print("[red]error:[/red] the registry is off; set \\[registry] enabled = true")
+        raise typer.Exit(2)
+    report = run(run_sync(settings, dry_run=dry_run))
     if as_json:
         changes = [
             {k: getattr(c, k) for k in ("kind", "name", "version", "upstream", "detail")}

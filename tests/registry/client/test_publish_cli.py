@@ -383,3 +383,20 @@ async def test_publish_says_who_sees_an_entry_that_waits_for_approval(
         "every reader of the registry"
     ) in ran.out
     assert "approval    waiting for a registry admin" in ran.out
+
+
+async def test_rfc6749_3_3_a_scope_that_is_not_a_scope_token_is_refused_before_any_request(
+    tmp_path: Path,
+) -> None:
+    """Bad input exits with code 2 and names the value; no server is asked (none runs)."""
+    cli = Cli(tmp_path / "cli", BrowserUser("http://127.0.0.1:9"))
+    try:
+        for bad in ('a"b', "back\\slash", " "):
+            ran = await cli(
+                "token", "http://127.0.0.1:9/mcp", "--scope", bad, "--client-config", cli.config()
+            )
+            assert ran.code == 2, ran.err
+            assert "--scope" in ran.err and ran.authorizations == []
+    finally:
+        await cli.user.aclose()
+    assert not cli.storage.exists()
