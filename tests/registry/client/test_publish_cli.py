@@ -327,6 +327,20 @@ async def test_g02_mcp_step_up_cli_publish_goes_from_read_to_write_once(
     assert sorted(await visible_to_alice(live, GAMMA)) == ["1.0.0", "1.1.0"]
 
 
+async def test_g01_g02_a_first_publication_signs_in_then_steps_up(
+    live: LiveRegistry, users: dict[str, BrowserUser]
+) -> None:
+    """Nothing stored: the 401 leads to a sign-in for the challenged (read) scope, the 403
+    insufficient_scope to one step-up for read and write; then the entry is published."""
+    cli = cli_of(live, users, "alice")
+    path = write_file(cli, server_json(GAMMA))
+    ran = (await cli(*publishing(live, cli, path))).ok()
+    first, step_up = ran.authorizations
+    assert params(first)["scope"].split() == [READ]
+    assert set(params(step_up)["scope"].split()) == {READ, WRITE}
+    assert await visible_to_alice(live, GAMMA) == ["1.0.0"]
+
+
 async def test_token_scope_then_publish_from_stdin_with_registry_url_from_the_config(
     live: LiveRegistry, users: dict[str, BrowserUser]
 ) -> None:
