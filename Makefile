@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# make run PORT=9000 DATA=bastion-data-9000: other ports (PORT, PORT+1, PORT+2), another setup.
 run: install
-	$(BIN)/bastion quickstart
+	$(BIN)/bastion quickstart $(if $(PORT),--port $(PORT)) $(if $(DATA),--data-dir $(DATA))
 
 test: install
 	bash scripts/test-setup.sh

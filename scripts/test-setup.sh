@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepare every real component the test suite talks to, then write .cache/test-env.
 #   - PostgreSQL on 127.0.0.1:5432 (started if installed but stopped; installed with apt if absent)
-#   - Debian's chromium for the browser tests (Playwright drives it; no browser download)
+#   - Debian's chromium for the browser tests (Playwright drives it; no browser download), and
+#     certutil (libnss3-tools) to trust the registry bridge's local CA in its NSS database
 #   - Node 22, the pinned MCP conformance suite and oidc-provider from the npm registry
 # Idempotent and quick when everything is already there.
 set -euo pipefail
@@ -54,6 +55,10 @@ fi
 if [ ! -x /usr/bin/chromium ]; then
   log "installing Debian's chromium"
   apt_install chromium || log "could not install chromium: browser tests will fail"
+fi
+if ! command -v certutil >/dev/null; then
+  log "installing libnss3-tools (certutil)"
+  apt_install libnss3-tools || log "could not install libnss3-tools: the bridge's browser test will fail"
 fi
 
 # Node 22 + MCP conformance suite --------------------------------------------------------------

@@ -32,6 +32,8 @@ SigningAlg = Literal["ES256", "Ed25519", "EdDSA", "RS256"]
 class ResourceSettings(BaseModel):
     """A protected resource (MCP server, gateway route, registry) tokens may be issued for."""
 
+    model_config = ConfigDict(extra="forbid")
+
     uri: str = Field(description="The resource's canonical URI, sent by clients as `resource`.")
     name: str | None = None
     scopes: list[str] = Field(default_factory=list, description="Scopes this resource accepts.")
@@ -51,6 +53,8 @@ _IDENTITY_CLAIMS: tuple[IdentityClaim, ...] = ("email", "name", "groups")
 
 class TokenSettings(BaseModel):
     """Lifetimes and signing of the tokens the authorization server issues."""
+
+    model_config = ConfigDict(extra="forbid")
 
     access_token_ttl: int = Field(600, ge=30, le=86400, description="Seconds.")
     refresh_token_ttl: int = Field(30 * 86400, ge=60, description="Seconds of a refresh family.")
@@ -89,6 +93,8 @@ class TokenSettings(BaseModel):
 class CimdSettings(BaseModel):
     """Client ID Metadata Documents (draft-ietf-oauth-client-id-metadata-document)."""
 
+    model_config = ConfigDict(extra="forbid")
+
     enabled: bool = True
     allow_private_addresses: bool = Field(
         False,
@@ -116,6 +122,8 @@ class CimdSettings(BaseModel):
 class RegistrationSettings(BaseModel):
     """Dynamic Client Registration (RFC 7591) and its management protocol (RFC 7592)."""
 
+    model_config = ConfigDict(extra="forbid")
+
     enabled: bool = True
     initial_access_token: SecretStr | None = Field(
         None, description="If set, registration requests must carry it as a Bearer token."
@@ -133,6 +141,8 @@ class QuotaSettings(BaseModel):
     authenticating. Counted per client address (an IPv6 /64 is one address; behind a proxy, see
     trusted_proxies) and overall, in the database, so they hold for all processes together.
     Beyond a limit the request gets 429 with Retry-After."""
+
+    model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
     registrations_per_address: int = Field(
@@ -164,6 +174,8 @@ class QuotaSettings(BaseModel):
 class UnknownClientSettings(BaseModel):
     """What to do with a client_id nobody registered (e.g. VS Code's built-in id)."""
 
+    model_config = ConfigDict(extra="forbid")
+
     policy: Literal["refuse", "loopback_public"] = Field(
         "refuse",
         description="refuse: show an error page. loopback_public: admit it as a public client "
@@ -174,6 +186,8 @@ class UnknownClientSettings(BaseModel):
 class LoginSettings(BaseModel):
     """The browser log-in and consent pages."""
 
+    model_config = ConfigDict(extra="forbid")
+
     local_users: bool = True
     session_ttl: int = Field(8 * 3600, ge=60)
     remember_consent: bool = True
@@ -182,6 +196,13 @@ class LoginSettings(BaseModel):
         ge=0,
         description="Seconds a remembered consent lasts; after that the person is asked again. "
         "0: consent is never remembered.",
+    )
+    min_password_length: int = Field(
+        15,
+        ge=8,
+        le=64,
+        description="Fewest characters of a password set with `bastion users add|passwd` "
+        "(NIST SP 800-63B-4 §3.1.1.2: 15 for a password that is the only factor).",
     )
     max_failures: int = Field(
         10,
@@ -1238,6 +1259,25 @@ def settings_from_environment() -> Settings:
     return load_settings(Path(path) if path else None)
 
 
+CONFIG_VARIABLE = "BASTION_CONFIG"
+
+
+def config_file_from_environment() -> Path | None:
+    """The configuration file ``$BASTION_CONFIG`` names, if it names one."""
+    import os
+
+    named = os.environ.get(CONFIG_VARIABLE)
+    return Path(named) if named else None
+
+
+def environment_names_data() -> bool:
+    """Whether ``BASTION_DATABASE_URL`` or ``BASTION_DATA_DIR`` say where the data is, so that
+    no configuration file is needed (containers)."""
+    import os
+
+    return any(os.environ.get(v) for v in ("BASTION_DATABASE_URL", "BASTION_DATA_DIR"))
+
+
 def export_config_file(config_file: Path) -> None:
     """Name the configuration file for worker processes started later by uvicorn."""
     import os
@@ -1247,6 +1287,7 @@ def export_config_file(config_file: Path) -> None:
 
 __all__ = [
     "CONFIG_FILE_VARIABLE",
+    "CONFIG_VARIABLE",
     "REGISTRY_SCOPES",
     "AllowRulesSettings",
     "CimdSettings",
@@ -1266,6 +1307,8 @@ __all__ = [
     "UnknownClientSettings",
     "UpstreamListingSettings",
     "UpstreamSettings",
+    "config_file_from_environment",
+    "environment_names_data",
     "export_config_file",
     "listing_name",
     "load_settings",

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from starlette.types import ASGIApp
 
 from bastion.access.rules import AccessRule
 from bastion.authserver.admin import database
@@ -83,23 +86,55 @@ class Prepared:
     admin_password: str | None
 
 
+DEFAULT_PORT = 8000
+
+
+class PortMismatch(Exception):
+    """``--port`` names other ports than those a data directory was set up with."""
+
+
+def render_config(data_dir: Path, port: int) -> str:
+    """The configuration quickstart writes for ``data_dir`` (absolute) and ``port``."""
+    return CONFIG_TEMPLATE.format(
+        port=port,
+        gateway_port=port + 1,
+        demo_port=port + 2,
+        data_dir=json.dumps(str(data_dir)),
+        audit_log=json.dumps(str(data_dir / "audit.jsonl")),
+        command=json.dumps([sys.executable, "-m", "bastion.demo"]),
+    )
+
+
+def planned_settings(data_dir: Path, port: int | None) -> Settings:
+    """The settings quickstart will run with, before anything is written: those of the
+    existing configuration, or of the one a first run would write for ``port``.
+
+    An existing data directory keeps its ports, since its issuer, the demo's URLs, its registry
+    entries and access rules name them: a different ``port`` is a :class:`PortMismatch` that
+    says what to do instead."""
+    data_dir = data_dir.resolve()
+    config_file = data_dir / "bastion.toml"
+    if not config_file.exists():
+        return Settings(**tomllib.loads(render_config(data_dir, port or DEFAULT_PORT)))
+    settings = load_settings(config_file)
+    if port is not None and port != settings.port:
+        raise PortMismatch(
+            f"{config_file} was set up for port {settings.port} (its issuer, the gateway and "
+            f"demo URLs, registry entries and access rules name it), so --port {port} cannot "
+            f"move it. Run bastion quickstart --data-dir {data_dir} without --port, or set up "
+            f"another one beside it: bastion quickstart --data-dir {data_dir}-{port} --port "
+            f"{port} (make run PORT={port} DATA={data_dir}-{port})."
+        )
+    return settings
+
+
 def write_config(data_dir: Path, port: int) -> Path:
     """Create the data directory (0700) and, on first run, its configuration file (0600)."""
     data_dir = data_dir.resolve()
     private_dir(data_dir)
     config_file = data_dir / "bastion.toml"
     if not config_file.exists():
-        write_private(
-            config_file,
-            CONFIG_TEMPLATE.format(
-                port=port,
-                gateway_port=port + 1,
-                demo_port=port + 2,
-                data_dir=json.dumps(str(data_dir)),
-                audit_log=json.dumps(str(data_dir / "audit.jsonl")),
-                command=json.dumps([sys.executable, "-m", "bastion.demo"]),
-            ),
-        )
+        write_private(config_file, render_config(data_dir, port))
     return config_file
 
 
@@ -169,8 +204,20 @@ def demo_port(settings: Settings) -> int | None:
     return None
 
 
+def addresses(settings: Settings) -> list[tuple[str, str, int]]:
+    """Where quickstart listens: (name, host, port) of the authorization server (with the
+    registry), the gateway and the demo server."""
+    found = [("the authorization server", settings.host, settings.port)]
+    if settings.gateway.enabled and settings.gateway.upstreams:
+        found.append(("the gateway", settings.gateway.host, settings.gateway.port))
+    port = demo_port(settings)
+    if port is not None:
+        found.append(("the demo MCP server", "127.0.0.1", port))
+    return found
+
+
 def listeners(settings: Settings) -> list[Listener]:
-    """The apps quickstart runs: authorization server (with the registry), gateway, demo."""
+    """The apps quickstart runs, at :func:`addresses`."""
     from bastion.authserver.app import create_app
     from bastion.demo.server import demo_app
     from bastion.gateway.app import create_gateway_app
@@ -179,26 +226,32 @@ def listeners(settings: Settings) -> list[Listener]:
 
     # One revocation list, kept current by the authorization server, checked by the gateway.
     revocations = RevocationList()
+    apps: list[ASGIApp] = []
     if settings.registry.enabled and shares_issuer_origin(settings):
-        auth = create_combined_app(settings, revocations=revocations)
+        apps.append(create_combined_app(settings, revocations=revocations))
     else:
-        auth = create_app(settings, revocations=revocations)
-    found = [Listener("authorization server", auth, settings.host, settings.port)]
+        apps.append(create_app(settings, revocations=revocations))
     if settings.gateway.enabled and settings.gateway.upstreams:
-        gateway = create_gateway_app(settings, revocations=revocations)
-        found.append(Listener("gateway", gateway, settings.gateway.host, settings.gateway.port))
-    port = demo_port(settings)
-    if port is not None:
-        found.append(Listener("demo MCP server", demo_app(), "127.0.0.1", port))
-    return found
+        apps.append(create_gateway_app(settings, revocations=revocations))
+    if demo_port(settings) is not None:
+        apps.append(demo_app())
+    return [
+        Listener(name, app, host, port)
+        for (name, host, port), app in zip(addresses(settings), apps, strict=True)
+    ]
 
 
 __all__ = [
     "CONFIG_TEMPLATE",
+    "DEFAULT_PORT",
+    "PortMismatch",
     "Prepared",
+    "addresses",
     "demo_entries",
     "demo_port",
     "listeners",
+    "planned_settings",
     "prepare",
+    "render_config",
     "write_config",
 ]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import errno
 import signal
-from collections.abc import Iterator, Sequence
+import socket
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,82 @@ def worker_app() -> Starlette:
     return create_app(settings_from_environment())
 
 
+@dataclass(frozen=True)
+class Listener:
+    """One app of a stack and where it listens."""
+
+    name: str
+    app: ASGIApp
+    host: str
+    port: int
+
+
+class PortUnavailable(Exception):
+    """A listener cannot have its address: which listener, which address, and why."""
+
+    def __init__(self, name: str, host: str, port: int, reason: str) -> None:
+        super().__init__(f"port {port} on {host} ({name}) {reason}")
+        self.name, self.host, self.port, self.reason = name, host, port, reason
+
+
+def bind_listener(name: str, host: str, port: int) -> socket.socket:
+    """Bind ``host:port`` as uvicorn would (SO_REUSEADDR; IPv6 when the host has a colon), so
+    that a taken port is one :class:`PortUnavailable` before anything starts, not a traceback
+    from inside uvicorn."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise PortUnavailable(name, host, port, _why(exc)) from None
+    except (socket.gaierror, UnicodeError) as exc:
+        sock.close()
+        raise PortUnavailable(name, host, port, f"cannot be used: {exc}") from None
+    return sock
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return "is in use by another program"
+    if exc.errno == errno.EACCES:
+        return "needs privileges this user does not have (ports below 1024)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "cannot be used: the address is not one of this machine's"
+    return f"cannot be used: {exc.strerror or exc}"
+
+
+def bind_listeners(addresses: Sequence[tuple[str, str, int]]) -> list[socket.socket]:
+    """Bind every (name, host, port), or none: the first that fails raises
+    :class:`PortUnavailable` after the others are released."""
+    bound: list[socket.socket] = []
+    try:
+        for name, host, port in addresses:
+            bound.append(bind_listener(name, host, port))
+    except PortUnavailable:
+        for sock in bound:
+            sock.close()
+        raise
+    return bound
+
+
+def serve_one(
+    name: str, host: str, port: int, make_app: Callable[[], ASGIApp], **options: Any
+) -> None:
+    """Bind ``host:port`` (:class:`PortUnavailable` before the app is even made, so nothing
+    else is logged first), then serve ``make_app()`` until interrupted; ``options`` go to
+    ``uvicorn.Config``."""
+    sock = bind_listener(name, host, port)
+    try:
+        config = uvicorn.Config(make_app(), host=host, port=port, **options)
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the SIGINT it handled, once it has stopped (as uvicorn.run)
+    finally:
+        sock.close()
+
+
 def run_server(
     settings: Settings, *, config_file: Path | None, workers: int = 1, log_level: str = "info"
 ) -> None:
@@ -64,6 +142,8 @@ def run_server(
     configure_logging(log_level)
     warn_loose_modes(settings, config_file)
     if workers > 1:
+        # uvicorn binds in this process before it starts the workers: check first.
+        bind_listener("the authorization server", settings.host, settings.port).close()
         if config_file is not None:
             export_config_file(config_file)
         uvicorn.run(
@@ -76,23 +156,14 @@ def run_server(
             **uvicorn_options(settings.trusted_proxies),
         )
         return
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
+    serve_one(
+        "the authorization server",
+        settings.host,
+        settings.port,
+        lambda: create_app(settings),
         log_level=log_level,
         **uvicorn_options(settings.trusted_proxies),
     )
-
-
-@dataclass(frozen=True)
-class Listener:
-    """One app of a stack and where it listens."""
-
-    name: str
-    app: ASGIApp
-    host: str
-    port: int
 
 
 class _QuietServer(uvicorn.Server):
@@ -123,10 +194,14 @@ async def serve_together(listeners: list[Listener], *, trusted_proxies: Sequence
         for server in servers:
             server.should_exit = True
 
+    sockets = bind_listeners([(item.name, item.host, item.port) for item in listeners])
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
-    tasks = [asyncio.create_task(server.serve()) for server in servers]
+    tasks = [
+        asyncio.create_task(server.serve(sockets=[sock]))
+        for server, sock in zip(servers, sockets, strict=True)
+    ]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         stop()
@@ -134,6 +209,8 @@ async def serve_together(listeners: list[Listener], *, trusted_proxies: Sequence
         for task in done:
             task.result()
     finally:
+        for sock in sockets:
+            sock.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
 
@@ -141,8 +218,12 @@ async def serve_together(listeners: list[Listener], *, trusted_proxies: Sequence
 __all__ = [
     "SHUTDOWN_GRACE",
     "Listener",
+    "PortUnavailable",
+    "bind_listener",
+    "bind_listeners",
     "proxy_options",
     "run_server",
+    "serve_one",
     "serve_together",
     "uvicorn_options",
     "worker_app",

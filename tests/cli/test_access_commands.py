@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bastion.cli.main import app
+from tests.cli.conftest import write_config
 
 runner = CliRunner()
 LEDGER = "http://127.0.0.1:8123/mcp/ledger"
@@ -19,16 +20,13 @@ LEDGER = "http://127.0.0.1:8123/mcp/ledger"
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    path = tmp_path / "bastion.toml"
-    path.write_text(
-        f'issuer = "http://127.0.0.1:8123"\ndata_dir = "{tmp_path / "data"}"\n'
-        'secret_key = "cli-test-secret-key-long-enough-0123456789"\n'
+    return write_config(
+        tmp_path,
         '[[resources]]\nuri = "http://127.0.0.1:8123/mcp/ledger"\nname = "ledger"\n'
         'scopes = ["mcp:tools", "ledger:write"]\n'
         '[[resources]]\nuri = "http://127.0.0.1:8123/mcp/notes"\nname = "notes"\n'
-        'scopes = ["mcp:tools"]\n'
+        'scopes = ["mcp:tools"]\n',
     )
-    return path
 
 
 def bastion(config: Path, *args: str) -> tuple[int, str]:
@@ -38,7 +36,10 @@ def bastion(config: Path, *args: str) -> tuple[int, str]:
 
 def test_users_disable_enable_and_groups(config: Path) -> None:
     assert (
-        bastion(config, "users", "add", "alice", "--password", "pw-123456", "--group", "a")[0] == 0
+        bastion(
+            config, "users", "add", "alice", "--password", "pw-123456-long-enough", "--group", "a"
+        )[0]
+        == 0
     )
     code, out = bastion(config, "users", "groups", "alice", "--add", "finance", "--remove", "a")
     assert code == 0 and "alice: finance" in out, out

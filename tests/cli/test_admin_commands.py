@@ -15,16 +15,6 @@ from bastion.tokens import secrets as opaque
 runner = CliRunner()
 
 
-@pytest.fixture
-def config(tmp_path: Path) -> Path:
-    path = tmp_path / "bastion.toml"
-    path.write_text(
-        f'issuer = "http://127.0.0.1:8123"\ndata_dir = "{tmp_path / "data"}"\n'
-        'secret_key = "cli-test-secret-key-long-enough-0123456789"\n'
-    )
-    return path
-
-
 def bastion(config: Path, *args: str, input: str | None = None) -> tuple[int, str]:
     result = runner.invoke(app, [*args, "--config", str(config)], input=input)
     return result.exit_code, result.output
@@ -109,7 +99,7 @@ def test_users_lifecycle(config: Path) -> None:
         "add",
         "alice",
         "--password",
-        "pw-one",
+        "first password 01",
         "--group",
         "eng",
         "--email",
@@ -117,11 +107,11 @@ def test_users_lifecycle(config: Path) -> None:
     )
     assert code == 0, out
     [(hashed,)] = db_rows(config, "select password_hash from users")
-    assert hashed.startswith("$argon2id$") and "pw-one" not in hashed
-    code, out = bastion(config, "users", "add", "alice", "--password", "x")
+    assert hashed.startswith("$argon2id$") and "first password 01" not in hashed
+    code, out = bastion(config, "users", "add", "alice", "--password", "another password 02")
     assert code == 1 and "already exists" in out
     assert "eng" in bastion(config, "users", "list")[1]
-    assert bastion(config, "users", "passwd", "alice", "--password", "pw-two")[0] == 0
+    assert bastion(config, "users", "passwd", "alice", "--password", "second password 03")[0] == 0
     [(changed,)] = db_rows(config, "select password_hash from users")
     assert changed != hashed
     assert bastion(config, "users", "remove", "alice")[0] == 0
@@ -132,6 +122,38 @@ def test_users_add_generates_a_password_when_left_empty(config: Path) -> None:
     code, out = bastion(config, "users", "add", "bob", input="\n")
     assert code == 0, out
     assert re.search(r"password\s+\S{16,}\s+\(shown once\)", out)
+
+
+def test_a_short_password_is_refused_before_anything_changes(config: Path) -> None:
+    """login.min_password_length (default 15, NIST SP 800-63B-4 §3.1.1.2), typed or given."""
+    code, out = bastion(config, "users", "add", "eve", "--password", "x")
+    assert code == 2 and "has 1 characters; at least 15" in out
+    code, out = bastion(config, "users", "add", "eve", input="short-pw\n")
+    assert code == 2 and "at least 15" in out
+    assert not (config.parent / "data" / "bastion.db").exists()
+    assert bastion(config, "users", "add", "eve", "--password", "a long enough pass")[0] == 0
+    [(before,)] = db_rows(config, "select password_hash from users")
+    code, out = bastion(config, "users", "passwd", "eve", "--password", "0123456789abcd")
+    assert code == 2 and "has 14 characters" in out
+    assert db_rows(config, "select password_hash from users") == [(before,)]
+
+
+def test_a_typed_password_is_asked_twice(config: Path) -> None:
+    code, out = bastion(
+        config, "users", "add", "fay", input="a long enough pass\nnot the same one\n"
+    )
+    assert code == 2 and "the two passwords differ" in out
+    assert not (config.parent / "data" / "bastion.db").exists()
+    code, out = bastion(config, "users", "add", "fay", input="a long enough pass\n" * 2)
+    assert code == 0, out
+    assert "shown once" not in out
+    [(before,)] = db_rows(config, "select password_hash from users")
+    code, out = bastion(
+        config, "users", "passwd", "fay", input="new long password\nnew long passw0rd\n"
+    )
+    assert code == 2 and "differ" in out
+    assert db_rows(config, "select password_hash from users") == [(before,)]
+    assert bastion(config, "users", "passwd", "fay", input="new long password\n" * 2)[0] == 0
 
 
 def test_keys_rotate_and_list(config: Path) -> None:

@@ -1,5 +1,7 @@
 """House rule 1: ``bastion.client`` never imports the server side (nor ``bastion.config``, which
-does); it uses only the pure ``bastion.oauth`` package and ``bastion.net``."""
+does); it uses only the pure ``bastion.oauth`` package, ``bastion.net``, and the two leaf modules
+that depend on the standard library alone: ``bastion.private_files`` (files only their user may
+read, for the local CA's keys) and ``bastion.logs``, which it imports."""
 
 from __future__ import annotations
 
@@ -11,7 +13,13 @@ from pathlib import Path
 import bastion.client
 
 CLIENT = Path(bastion.client.__file__).parent
-ALLOWED = ("bastion.client", "bastion.oauth", "bastion.net")
+ALLOWED = (
+    "bastion.client",
+    "bastion.oauth",
+    "bastion.net",
+    "bastion.private_files",
+    "bastion.logs",
+)
 
 
 def test_client_modules_import_no_server_module() -> None:
@@ -32,6 +40,7 @@ def test_importing_the_client_loads_no_server_module() -> None:
     """At run time too (no server module comes in through a dependency)."""
     code = (
         "import sys, bastion.client, bastion.client.mcp_sdk, bastion.client.conformance\n"
+        "import bastion.client.registry_bridge, bastion.client.local_trust\n"
         "print('\\n'.join(m for m in sys.modules if m.startswith('bastion.')))"
     )
     loaded = subprocess.run(

@@ -1,7 +1,7 @@
 """A private registry end to end (issue 5, "Done when"): publish, then list as two people of
 different groups who see different entries, then the same through one local bridge per person
-(``bastion proxy registry``), each bridge with a token store of its own, and no token from the
-caller, as VS Code and the Copilot CLI send none.
+(``bastion proxy registry``, https with the local CA), each bridge with a token store of its
+own, and no token from the caller, as VS Code and the Copilot CLI send none.
 
 bastion's AS and the registry run under uvicorn on loopback (SQLite and PostgreSQL); alice
 (team-a) and bob (team-b) sign in at a scripted browser on bastion's log-in and consent pages.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,7 +56,13 @@ async def start_bridges(
         auth = await stack.enter_async_context(live.authorizer(user, store=f"{user}-bridge"))
         registry = await stack.enter_async_context(RegistryClient(live.url, auth))
         task = asyncio.create_task(
-            run_bridge(registry, port=0, ready=lambda url, u=user: urls.update({u: url}), stop=stop)
+            run_bridge(
+                registry,
+                port=0,
+                ca_directory=live.tmp / "local-ca",
+                ready=lambda url, u=user: urls.update({u: url}),
+                stop=stop,
+            )
         )
         stack.push_async_callback(asyncio.wait_for, task, 10)
     stack.callback(stop.set)  # runs first: the bridges stop, then their tasks are awaited
@@ -84,8 +91,10 @@ async def test_g01_g04_c12_c13_publish_list_by_group_then_the_same_through_local
         async with contextlib.AsyncExitStack() as stack:
             urls = await start_bridges(live, stack, stop)
             assert urls["alice"] != urls["bob"]
+            trusted = ssl.create_default_context(cafile=str(live.tmp / "local-ca" / "ca.pem"))
             for user in ("alice", "bob"):
-                async with httpx.AsyncClient(base_url=urls[user]) as http:
+                assert urls[user].startswith("https://localhost:")
+                async with httpx.AsyncClient(base_url=urls[user], verify=trusted) as http:
                     assert await through_bridge(http) == SEES[user]
                     base = f"/v0.1/servers/{encoded(OWN[user])}/versions"
                     latest = await http.get(f"{base}/latest")

@@ -30,7 +30,7 @@ def test_invalid_gateway_configuration_exits_2_naming_the_field(tmp_path: Path) 
     config.write_text('[[gateway.upstreams]]\nname = "x"\npath = "/x"\n')
     result = runner.invoke(app, ["gateway", "--config", str(config)])
     assert result.exit_code == 2
-    assert "gateway.upstreams.0" in result.output
+    assert "gateway.upstreams[0]" in result.output  # the first [[gateway.upstreams]]
 
 
 async def test_gateway_command_serves_the_upstreams_until_interrupted(tmp_path: Path) -> None:

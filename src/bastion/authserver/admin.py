@@ -370,7 +370,17 @@ async def rotate_keys(settings: Settings, *, now: bool = False, alg: str | None 
         return await keys.rotate(alg=alg, prepublish=0 if now else None)
 
 
-async def list_keys(settings: Settings) -> list[dict[str, object]]:
+@dataclass(frozen=True)
+class PublishedKey:
+    """A signing key as ``bastion keys list`` shows it (never its private part)."""
+
+    kid: str
+    alg: str
+    activates_at: int
+    retire_at: int | None
+
+
+async def list_keys(settings: Settings) -> list[PublishedKey]:
     """The published keys with their activation and retirement times."""
     async with database(settings) as db:
         keys = KeyManager(
@@ -380,19 +390,14 @@ async def list_keys(settings: Settings) -> list[dict[str, object]]:
             token_ttl=settings.tokens.access_token_ttl,
         )
         return [
-            {
-                "kid": k.kid,
-                "alg": k.alg,
-                "activates_at": k.activates_at,
-                "retire_at": k.retire_at,
-            }
-            for k in await keys.published()
+            PublishedKey(k.kid, k.alg, k.activates_at, k.retire_at) for k in await keys.published()
         ]
 
 
 __all__ = [
     "AdminError",
     "NewClient",
+    "PublishedKey",
     "add_client",
     "add_registration_token",
     "check_known_scopes",

@@ -20,6 +20,7 @@ from bastion.cli.common import (
     run,
     settings_or_exit,
 )
+from bastion.cli.display import print_table, when
 
 clients_app = typer.Typer(help="OAuth clients an operator registers.", no_args_is_help=True)
 users_app = typer.Typer(
@@ -51,6 +52,12 @@ Introspects = Annotated[
 Grants = Annotated[
     list[str] | None,
     typer.Option("--grant", help="authorization_code, refresh_token, client_credentials (repeat)."),
+]
+
+ClientIdArgument = Annotated[str, typer.Argument(help="The client's client_id.")]
+UsernameArgument = Annotated[str, typer.Argument(help="The user's log-in name.")]
+LabelArgument = Annotated[
+    str, typer.Argument(help="The initial access token's label (see registration-tokens list).")
 ]
 
 
@@ -158,7 +165,7 @@ def clients_add(
 
 @clients_app.command("update")
 def clients_update(
-    client_id: str,
+    client_id: ClientIdArgument,
     name: Annotated[str | None, typer.Option(help="New name.")] = None,
     redirect_uri: Annotated[
         list[str] | None,
@@ -209,11 +216,11 @@ def clients_list(as_json: JsonOption = False, config: ConfigOption = None) -> No
             c.metadata.token_endpoint_auth_method,
             " ".join(c.metadata.grant_types),
         )
-    console.print(table)
+    print_table(console, table)
 
 
 @clients_app.command("show")
-def clients_show(client_id: str, config: ConfigOption = None) -> None:
+def clients_show(client_id: ClientIdArgument, config: ConfigOption = None) -> None:
     """Show one client's registration as JSON."""
     from bastion.authserver.admin import get_client
 
@@ -222,7 +229,7 @@ def clients_show(client_id: str, config: ConfigOption = None) -> None:
 
 
 @clients_app.command("remove")
-def clients_remove(client_id: str, config: ConfigOption = None) -> None:
+def clients_remove(client_id: ClientIdArgument, config: ConfigOption = None) -> None:
     """Delete a client, its access rules and every grant it holds."""
     from bastion.authserver.admin import remove_client
 
@@ -231,7 +238,7 @@ def clients_remove(client_id: str, config: ConfigOption = None) -> None:
 
 
 @clients_app.command("rotate-secret")
-def clients_rotate_secret(client_id: str, config: ConfigOption = None) -> None:
+def clients_rotate_secret(client_id: ClientIdArgument, config: ConfigOption = None) -> None:
     """Issue a new secret for a confidential client; the old one and every token it obtained
     stop working."""
     from bastion.authserver.admin import rotate_client_secret
@@ -257,13 +264,36 @@ def _no_user(username: str) -> typer.Exit:
     return typer.Exit(1)
 
 
+def _check_password(config: Path | None, password: str) -> None:
+    """Refuse a password shorter than login.min_password_length (exit 2), before any change."""
+    least = settings_or_exit(config).login.min_password_length
+    if len(password) < least:
+        err.print(
+            f"[red]error:[/red] the password has {len(password)} characters; at least {least} "
+            "are needed (login.min_password_length). A passphrase of a few words is easy to "
+            "type; `bastion users add` generates one when the password is left empty."
+        )
+        raise typer.Exit(2)
+
+
+def _confirm_password(password: str) -> None:
+    """Ask for a typed password again; a different answer changes nothing (exit 2)."""
+    if typer.prompt("Repeat the password", hide_input=True, default="", show_default=False) != (
+        password
+    ):
+        err.print("[red]error:[/red] the two passwords differ; nothing was changed")
+        raise typer.Exit(2)
+
+
 @users_app.command("add")
 def users_add(
-    username: str,
+    username: UsernameArgument,
     password: Annotated[
         str | None, typer.Option(help="Password (default: prompt; empty generates one).")
     ] = None,
-    email: Annotated[str | None, typer.Option()] = None,
+    email: Annotated[
+        str | None, typer.Option(help="E-mail address (shown, never used to sign in).")
+    ] = None,
     group: Annotated[list[str] | None, typer.Option("--group", help="Group (repeat).")] = None,
     admin: Annotated[
         bool,
@@ -279,8 +309,12 @@ def users_add(
         password = typer.prompt(
             "Password (empty to generate)", default="", hide_input=True, show_default=False
         )
+        if password:
+            _check_password(config, password)
+            _confirm_password(password)
     if not password:
         password, generated = generate_password(), True
+    _check_password(config, password)
     chosen = password
     run(
         _with_users(
@@ -315,11 +349,11 @@ def users_list(as_json: JsonOption = False, config: ConfigOption = None) -> None
             "yes" if u.is_admin else "",
             "yes" if u.disabled else "",
         )
-    console.print(table)
+    print_table(console, table)
 
 
 @users_app.command("remove")
-def users_remove(username: str, config: ConfigOption = None) -> None:
+def users_remove(username: UsernameArgument, config: ConfigOption = None) -> None:
     """Delete a local user, their sessions and consents, and revoke every grant they gave."""
     if not run(_with_users(config, lambda users: users.remove(username))):
         raise _no_user(username)
@@ -328,13 +362,16 @@ def users_remove(username: str, config: ConfigOption = None) -> None:
 
 @users_app.command("passwd")
 def users_passwd(
-    username: str,
+    username: UsernameArgument,
     password: Annotated[str | None, typer.Option(help="New password (default: prompt).")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Set a local user's password; their sessions end and every grant they gave is revoked."""
     if password is None:
-        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+        password = typer.prompt("New password", hide_input=True)
+        _check_password(config, password)
+        _confirm_password(password)
+    _check_password(config, password)
     chosen = password
     if not run(_with_users(config, lambda users: users.set_password(username, chosen))):
         raise _no_user(username)
@@ -342,7 +379,7 @@ def users_passwd(
 
 
 @users_app.command("disable")
-def users_disable(username: str, config: ConfigOption = None) -> None:
+def users_disable(username: UsernameArgument, config: ConfigOption = None) -> None:
     """Stop a user from signing in; their sessions end and every grant they gave is revoked."""
     if run(_with_users(config, lambda users: users.set_disabled(username, True))) is None:
         raise _no_user(username)
@@ -350,7 +387,7 @@ def users_disable(username: str, config: ConfigOption = None) -> None:
 
 
 @users_app.command("enable")
-def users_enable(username: str, config: ConfigOption = None) -> None:
+def users_enable(username: UsernameArgument, config: ConfigOption = None) -> None:
     """Let a disabled user sign in again."""
     if run(_with_users(config, lambda users: users.set_disabled(username, False))) is None:
         raise _no_user(username)
@@ -359,7 +396,7 @@ def users_enable(username: str, config: ConfigOption = None) -> None:
 
 @users_app.command("groups")
 def users_groups(
-    username: str,
+    username: UsernameArgument,
     add: Annotated[list[str] | None, typer.Option("--add", help="Add a group (repeat).")] = None,
     remove: Annotated[
         list[str] | None, typer.Option("--remove", help="Remove a group (repeat).")
@@ -400,7 +437,7 @@ def access_list(
     table = Table("resource", "who", "scopes")
     for r in rules:
         table.add_row(r.resource, r.who, " ".join(r.scopes))
-    console.print(table)
+    print_table(console, table)
     restricted = {r.resource for r in rules if not r.is_machine}
     for r in settings.resources:
         if resource in (None, r.name, r.uri) and r.uri not in restricted and "*" not in restricted:
@@ -471,7 +508,7 @@ def grants_list(
     table = Table("grant_id", "user", "client", "resource", "scope")
     for g in found:
         table.add_row(g.grant_id, g.username or g.subject, g.client_id, g.resource, g.scope)
-    console.print(table)
+    print_table(console, table)
 
 
 @grants_app.command("revoke")
@@ -553,14 +590,14 @@ def tokens_list(as_json: JsonOption = False, config: ConfigOption = None) -> Non
         table.add_row(
             row["label"],
             machine or "-",
-            str(row["expires_at"] or ""),
+            when(row["expires_at"], never="never"),
             str(row["uses_left"] if row["uses_left"] is not None else ""),
         )
-    console.print(table)
+    print_table(console, table)
 
 
 @tokens_app.command("remove")
-def tokens_remove(label: str, config: ConfigOption = None) -> None:
+def tokens_remove(label: LabelArgument, config: ConfigOption = None) -> None:
     """Delete the initial access tokens with this label (clients made with them stay)."""
     from bastion.authserver.admin import remove_registration_token
 

@@ -17,7 +17,6 @@ import re
 import time
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import httpx
@@ -36,6 +35,7 @@ from bastion.cli.client_context import (
     err,
     load_client_settings,
 )
+from bastion.cli.display import duration, print_table, timestamp
 from bastion.client import ClientError, ClientSettings, TokenSet
 from bastion.client.authorizer import Logout
 
@@ -226,7 +226,7 @@ def tools(
         required = tool.input_schema.get("required") or []
         summary = (tool.description or "").strip().split("\n", 1)[0]
         table.add_row(escape(tool.name), escape(summary), escape(", ".join(map(str, required))))
-    console.print(table)
+    print_table(console, table)
 
 
 def call(
@@ -235,7 +235,7 @@ def call(
         str, typer.Argument(metavar="TOOL", help="The tool's name (see `bastion tools URL`).")
     ],
     arguments: Annotated[
-        str, typer.Argument(metavar="[JSON]", help="The tool's arguments as a JSON object.")
+        str, typer.Argument(metavar="JSON", help="The tool's arguments as a JSON object.")
     ] = "{}",
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the structured result as JSON.")
@@ -336,7 +336,7 @@ def token_facts(tokens: TokenSet, now: float) -> dict[str, Any]:
         "grant_type": tokens.grant_type,
         "scopes": list(tokens.effective_scopes),
         "scopes_confirmed": tokens.granted_scopes is not None,
-        "expires_at": None if expires_at is None else _timestamp(expires_at),
+        "expires_at": None if expires_at is None else timestamp(expires_at),
         "expires_in": None if expires_at is None else round(expires_at - now),
         "expired": tokens.expired(now),
         "refresh_token": tokens.refresh_token is not None,
@@ -363,7 +363,7 @@ def _print_facts(facts: dict[str, Any]) -> None:
     ]
     claims = facts["unverified_claims"]
     for name, value in (claims or {}).items():
-        shown = _timestamp(value) if name == "exp" and isinstance(value, int | float) else value
+        shown = timestamp(value) if name == "exp" and isinstance(value, int | float) else value
         rows.append((f"  {name}", shown if isinstance(shown, str) else json.dumps(shown)))
     if claims is not None:
         rows.insert(8, ("access token", "a JWT; its claims, unverified (not checked here):"))
@@ -377,21 +377,8 @@ def _expiry(expires_in: int | None, expires_at: str | None) -> str:
     if expires_in is None or expires_at is None:
         return "no expiry given"
     if expires_in <= 0:
-        return f"expired {_duration(-expires_in)} ago ({expires_at})"
-    return f"in {_duration(expires_in)} ({expires_at})"
-
-
-def _duration(seconds: int) -> str:
-    minutes, secs = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
-    shown = [f"{n}{unit}" for n, unit in parts if n][:2]
-    return " ".join(shown) or "0s"
-
-
-def _timestamp(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds")
+        return f"expired {duration(-expires_in)} ago ({expires_at})"
+    return f"in {duration(expires_in)} ({expires_at})"
 
 
 def _scopes(values: list[str]) -> list[str]:

@@ -34,6 +34,7 @@ from rich.markup import escape
 from bastion.client import Authorizer, ClientError, ClientSettings
 from bastion.client.browser import OpenUrl, open_in_browser
 from bastion.client.storage import APP_NAME
+from bastion.config_errors import describe_toml_error, describe_validation_error
 
 err = Console(stderr=True, soft_wrap=True)
 
@@ -68,7 +69,11 @@ def load_client_settings(path: Path | None, **overrides: Any) -> ClientSettings:
         except FileNotFoundError:
             err.print(f"[red]error:[/red] client configuration {chosen} does not exist")
             raise typer.Exit(2) from None
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+        except tomllib.TOMLDecodeError as exc:
+            for n, line in enumerate(describe_toml_error(chosen, exc)):
+                err.print(("[red]error:[/red] " if n == 0 else "") + escape(line), highlight=False)
+            raise typer.Exit(2) from None
+        except OSError as exc:
             err.print(f"[red]error:[/red] cannot read client configuration {chosen}: {exc}")
             raise typer.Exit(2) from None
     data.update({k: v for k, v in overrides.items() if v is not None})
@@ -76,9 +81,8 @@ def load_client_settings(path: Path | None, **overrides: Any) -> ClientSettings:
         return ClientSettings.model_validate(data)
     except ValidationError as exc:
         err.print(f"[red]error:[/red] the client configuration {chosen} is not valid:")
-        for e in exc.errors():
-            where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-            err.print(f"  {where}: {e['msg']}")
+        for line in describe_validation_error(exc, ClientSettings):
+            err.print(f"  {escape(line)}", highlight=False)
         raise typer.Exit(2) from None
 
 

@@ -5,14 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
-from bastion.config import Settings, load_settings
+from bastion.config import (
+    CONFIG_VARIABLE,
+    Settings,
+    config_file_from_environment,
+    environment_names_data,
+    load_settings,
+)
+from bastion.config_errors import describe_toml_error, describe_validation_error
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -24,17 +33,52 @@ ConfigOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-def settings_or_exit(config: Path | None, **overrides: Any) -> Settings:
-    """Load settings, turning configuration mistakes into a clear message and exit code 2."""
+QUICKSTART_CONFIG = Path("bastion-data") / "bastion.toml"
+
+
+def find_config(explicit: Path | None) -> Path | None:
+    """The configuration file: ``--config``, else ``$BASTION_CONFIG``, else
+    ``./bastion-data/bastion.toml`` when it exists (where ``bastion quickstart`` writes it)."""
+    if explicit is not None:
+        return explicit
+    named = config_file_from_environment()
+    if named is not None:
+        return named
+    return QUICKSTART_CONFIG if QUICKSTART_CONFIG.is_file() else None
+
+
+def settings_or_exit(config: Path | None, *, required: bool = True, **overrides: Any) -> Settings:
+    """Load settings from the file :func:`find_config` finds, turning configuration mistakes into
+    a clear message and exit code 2.
+
+    ``required`` (administration commands): with no file found and no data location in the
+    environment, say where bastion looked instead of working on an empty ``./bastion-data``."""
+    path = find_config(config)
+    if path is None and required and not environment_names_data():
+        err.print(
+            "[red]error:[/red] no configuration found. Looked for --config, "
+            f"${CONFIG_VARIABLE} (not set) and {QUICKSTART_CONFIG} (not in {Path.cwd()}). "
+            "Pass --config PATH/bastion.toml (quickstart writes bastion-data/bastion.toml in the "
+            f"directory where it ran) or set {CONFIG_VARIABLE}.",
+            markup=True,
+            highlight=False,
+        )
+        raise typer.Exit(2)
     try:
-        return load_settings(config, **{k: v for k, v in overrides.items() if v is not None})
+        return load_settings(path, **{k: v for k, v in overrides.items() if v is not None})
     except FileNotFoundError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        source = f" (named by ${CONFIG_VARIABLE})" if config is None and path is not None else ""
+        err.print(f"[red]error:[/red] {escape(str(exc))}{source}")
+    except tomllib.TOMLDecodeError as exc:
+        assert path is not None  # only a file can hold TOML
+        for n, line in enumerate(describe_toml_error(path, exc)):
+            prefix = "[red]error:[/red] " if n == 0 else ""
+            err.print(prefix + escape(line), highlight=False)
     except ValidationError as exc:
-        err.print("[red]error:[/red] the configuration is not valid:")
-        for e in exc.errors():
-            where = ".".join(str(p) for p in e["loc"])
-            err.print(f"  {where}: {e['msg']}")
+        where = f" {path}" if path is not None else ""
+        err.print(f"[red]error:[/red] the configuration{escape(where)} is not valid:")
+        for line in describe_validation_error(exc, Settings):
+            err.print(f"  {escape(line)}", highlight=False)
     raise typer.Exit(2)
 
 
@@ -59,4 +103,14 @@ def print_json(data: object) -> None:
     typer.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
-__all__ = ["ConfigOption", "JsonOption", "console", "err", "print_json", "run", "settings_or_exit"]
+__all__ = [
+    "CONFIG_VARIABLE",
+    "ConfigOption",
+    "JsonOption",
+    "console",
+    "err",
+    "find_config",
+    "print_json",
+    "run",
+    "settings_or_exit",
+]

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from bastion.cli.display import print_table
 from bastion.client.doctor import Diagnosis
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ def print_upstream_checks(console: Console, name: str, checks: Iterable[Upstream
         failed = failed or check.status == "fail"
         colour = MARKS[check.status][1]
         table.add_row(check.name, f"[{colour}]{check.status}", check.detail)
-    console.print(table)
+    print_table(console, table)
     return failed
 
 

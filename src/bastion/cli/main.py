@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from bastion import __version__
 from bastion.cli import admin_commands, client_commands
 from bastion.cli.client_context import ClientConfigOption
-from bastion.cli.common import ConfigOption, console, err, run, settings_or_exit
+from bastion.cli.common import (
+    ConfigOption,
+    JsonOption,
+    console,
+    err,
+    find_config,
+    print_json,
+    run,
+    settings_or_exit,
+)
+from bastion.cli.display import print_table, when
+from bastion.cli.help_style import StyledGroup
 from bastion.config import SigningAlg
 
 app = typer.Typer(
@@ -22,6 +37,7 @@ app = typer.Typer(
     "client.",
     no_args_is_help=True,
     add_completion=False,
+    cls=StyledGroup,
 )
 keys_app = typer.Typer(help="Access-token signing keys.", no_args_is_help=True)
 db_app = typer.Typer(help="The database.", no_args_is_help=True)
@@ -37,6 +53,41 @@ LogLevelOption = Annotated[
     Literal["debug", "info", "warning", "error"],
     typer.Option(help="Log level; above info there is no access log."),
 ]
+
+
+@contextmanager
+def port_errors(option: str, example: str) -> Iterator[None]:
+    """A listener that cannot bind its port: one line saying which and what to do, exit 2."""
+    from bastion.serve import PortUnavailable
+
+    try:
+        yield
+    except PortUnavailable as exc:
+        err.print(
+            f"[red]error:[/red] {exc}. Stop the other program or choose another {option} "
+            f"(e.g. {example}).",
+            highlight=False,
+        )
+        raise typer.Exit(2) from None
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+        ),
+    ] = False,
+) -> None:
+    """OAuth 2.1 for the Model Context Protocol: authorization server, gateway, registry,
+    client."""
 
 
 @app.command()
@@ -56,8 +107,10 @@ def serve(
     """Run the authorization server."""
     from bastion.serve import run_server
 
-    settings = settings_or_exit(config, host=host, port=port)
-    run_server(settings, config_file=config, workers=workers, log_level=log_level)
+    config = find_config(config)
+    settings = settings_or_exit(config, required=False, host=host, port=port)
+    with port_errors("--port", "bastion serve --port 9000"):
+        run_server(settings, config_file=config, workers=workers, log_level=log_level)
 
 
 @app.command()
@@ -70,7 +123,8 @@ def gateway(
     """Run the gateway: OAuth in front of the MCP servers in \\[\\[gateway.upstreams]]."""
     from bastion.gateway.app import run_gateway
 
-    settings = settings_or_exit(config)
+    config = find_config(config)
+    settings = settings_or_exit(config, required=False)
     if host is not None:
         settings.gateway.host = host
     if port is not None:
@@ -81,7 +135,8 @@ def gateway(
             "(name, path, and url or command) to the configuration file"
         )
         raise typer.Exit(2)
-    run_gateway(settings, log_level=log_level, config_file=config)
+    with port_errors("--port", "bastion gateway --port 9001"):
+        run_gateway(settings, log_level=log_level, config_file=config)
 
 
 @app.command()
@@ -89,15 +144,59 @@ def quickstart(
     data_dir: Annotated[Path, typer.Option(help="Where the quickstart keeps its data.")] = Path(
         "bastion-data"
     ),
-    port: Annotated[int, typer.Option(help="Port of the authorization server.")] = 8000,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            help="Port of the authorization server and the registry; the gateway listens on "
+            "PORT+1 and the demo MCP server on PORT+2. Default 8000, or the port a data "
+            "directory was set up with.",
+            min=1,
+            max=65533,
+        ),
+    ] = None,
 ) -> None:
-    """Set up a data directory (config, admin user) on first run and start everything."""
+    """Set up a data directory (config, admin user) on first run and start everything:
+    the authorization server and registry on PORT, the gateway on PORT+1, the demo MCP server
+    on PORT+2."""
     from bastion.logs import configure_logging
     from bastion.private_files import warn_loose_modes
-    from bastion.quickstart import listeners, prepare, write_config
-    from bastion.serve import serve_together
+    from bastion.quickstart import (
+        PortMismatch,
+        addresses,
+        listeners,
+        planned_settings,
+        prepare,
+        write_config,
+    )
+    from bastion.serve import PortUnavailable, bind_listeners, serve_together
 
-    prepared = run(prepare(write_config(data_dir, port)))
+    try:
+        planned = planned_settings(data_dir, port)
+    except PortMismatch as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+    try:
+        for sock in bind_listeners(addresses(planned)):
+            sock.close()
+    except PortUnavailable as exc:
+        first = planned.port
+        err.print(f"[red]error:[/red] {exc}.", highlight=False)
+        if (data_dir / "bastion.toml").exists():
+            err.print(
+                f"Is a quickstart of {data_dir} already running? Stop it, or set up another one "
+                f"on other ports: bastion quickstart --data-dir {data_dir}-2 --port "
+                f"{first + 1000} (make run PORT={first + 1000} DATA={data_dir}-2).",
+                highlight=False,
+            )
+        else:
+            err.print(
+                f"Stop it, or pick other ports: bastion quickstart --port {first + 1000} (uses "
+                f"{first + 1000}, {first + 1001} and {first + 1002}), or make run "
+                f"PORT={first + 1000}.",
+                highlight=False,
+            )
+        raise typer.Exit(2) from None
+    prepared = run(prepare(write_config(data_dir, planned.port)))
     settings = settings_or_exit(prepared.config_file)
     rows = [
         ("Authorization server", settings.issuer),
@@ -131,7 +230,8 @@ def quickstart(
     console.rule()
     configure_logging("info")
     warn_loose_modes(settings, prepared.config_file)
-    asyncio.run(serve_together(listeners(settings), trusted_proxies=settings.trusted_proxies))
+    with port_errors("--port", f"bastion quickstart --data-dir {data_dir}-2 --port 9000"):
+        asyncio.run(serve_together(listeners(settings), trusted_proxies=settings.trusted_proxies))
 
 
 @db_app.command("upgrade")
@@ -166,14 +266,18 @@ def keys_rotate(
 
 
 @keys_app.command("list")
-def keys_list(config: ConfigOption = None) -> None:
-    """List the published signing keys."""
+def keys_list(as_json: JsonOption = False, config: ConfigOption = None) -> None:
+    """List the published signing keys: when each signs and when it is retired."""
     from bastion.authserver.admin import list_keys
 
-    table = Table("kid", "alg", "activates_at", "retire_at")
-    for k in run(list_keys(settings_or_exit(config))):
-        table.add_row(k["kid"], k["alg"], str(k["activates_at"]), str(k["retire_at"] or ""))
-    console.print(table)
+    found = run(list_keys(settings_or_exit(config)))
+    if as_json:
+        print_json([dataclasses.asdict(k) for k in found])
+        return
+    table = Table("kid", "alg", "signs from", "retired")
+    for k in found:
+        table.add_row(k.kid, k.alg, when(k.activates_at), when(k.retire_at, never="-"))
+    print_table(console, table)
 
 
 @app.command()
@@ -261,11 +365,13 @@ def registry_serve(
     the issuer's origin (the default <issuer>/registry), else on registry.host:registry.port."""
     from bastion.registry.app import run_registry
 
-    settings = settings_or_exit(config)
+    config = find_config(config)
+    settings = settings_or_exit(config, required=False)
     if not settings.registry.enabled:
         err.print("[red]error:[/red] the registry is off; set \\[registry] enabled = true")
         raise typer.Exit(2)
-    run_registry(settings, with_auth_server=with_auth_server, config_file=config)
+    with port_errors("port (or registry.port)", "in the configuration file"):
+        run_registry(settings, with_auth_server=with_auth_server, config_file=config)
 
 
 @registry_app.command("audit")
@@ -311,7 +417,7 @@ def registry_audit(
             str(line["status"]),
             line["result"],
         )
-    console.print(table)
+    print_table(console, table)
 
 
 @registry_app.command("import")

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
@@ -25,8 +27,15 @@ from bastion.cli.client_context import (
     load_client_settings,
 )
 from bastion.client import ClientSettings
+from bastion.client.local_ca import LocalCA, default_directory
+from bastion.client.local_trust import TrustOutcome, TrustTarget, install, remove
 from bastion.client.registry import LATEST, RegistryClient, ServerEntry
-from bastion.client.registry_bridge import DEFAULT_ORIGINS, DEFAULT_PORT, run_bridge
+from bastion.client.registry_bridge import (
+    DEFAULT_ORIGINS,
+    DEFAULT_PORT,
+    allowed_origin,
+    run_bridge,
+)
 from bastion.oauth.redirect_uri import is_loopback_host
 
 console = Console(soft_wrap=True)
@@ -138,9 +147,28 @@ def show(
         console.print(table)
 
 
+def _print_trust(ca: LocalCA, outcomes: list[TrustOutcome], *, adding: bool) -> None:
+    for outcome in outcomes:
+        mark = "[green]done[/green]" if outcome.done else "[yellow]not done[/yellow]"
+        console.print(f"{mark} {escape(outcome.store)}: {escape(outcome.message)}")
+        for step in outcome.steps:
+            console.print(f"    {escape(step)}", highlight=False)
+    if adding:
+        console.print(
+            f"Node.js programs (the Copilot CLI) read none of these: start them with "
+            f"NODE_EXTRA_CA_CERTS={escape(str(ca.ca_path))}. Restart VS Code to use the new trust."
+        )
+
+
 @proxy_app.command("registry")
 def proxy_registry(
-    url: UrlArgument,
+    url: Annotated[
+        str | None,
+        typer.Argument(
+            help="The registry URL (its API is at URL/v0.1), e.g. https://h/registry; "
+            "not needed with --trust, --untrust or --ca-path alone."
+        ),
+    ] = None,
     port: Annotated[
         int, typer.Option(min=0, max=65535, help="Local port (0: any free port).")
     ] = DEFAULT_PORT,
@@ -151,15 +179,37 @@ def proxy_registry(
         list[str] | None,
         typer.Option(
             "--allow-origin",
-            help="A browser origin that may read the registry through the bridge (repeat; * for "
-            f"any). Default: {', '.join(DEFAULT_ORIGINS)}.",
+            help="A browser origin that may read the registry through the bridge (repeat; "
+            f"never * or null). Default: {', '.join(DEFAULT_ORIGINS)}.",
         ),
     ] = None,
+    plain_http: Annotated[
+        bool,
+        typer.Option(
+            "--plain-http",
+            help="Serve plain http instead of https. VS Code desktop and the Copilot CLI "
+            "refuse it; only for clients that cannot trust the local CA.",
+        ),
+    ] = False,
+    trust: Annotated[
+        bool,
+        typer.Option(
+            "--trust",
+            help="Install the local CA in this machine's trust stores (once), or print the "
+            "commands that would; then serve if a URL is given.",
+        ),
+    ] = False,
+    untrust: Annotated[
+        bool, typer.Option("--untrust", help="Remove the local CA from those trust stores.")
+    ] = False,
+    ca_path: Annotated[
+        bool, typer.Option("--ca-path", help="Print the local CA certificate's path.")
+    ] = False,
     client_config: ClientConfigOption = None,
     no_browser: NoBrowserOption = False,
 ) -> None:
-    """Serve a registry behind OAuth on loopback, adding your token, for clients that send none
-    (VS Code's chat.mcp.gallery.serviceUrl, the Copilot CLI)."""
+    """Serve a registry behind OAuth on loopback over https, adding your token, for clients
+    that send none (VS Code's chat.mcp.gallery.serviceUrl, the Copilot CLI)."""
     if not is_loopback_host(host):
         err.print(
             f"[red]error:[/red] --host {escape(host)}: the bridge listens on loopback only "
@@ -167,17 +217,50 @@ def proxy_registry(
             "use it"
         )
         raise typer.Exit(2)
-    origins = tuple(allow_origin) if allow_origin else DEFAULT_ORIGINS
     settings = load_client_settings(client_config)
+    ca = LocalCA(settings.local_ca_dir or default_directory())
+    with client_errors():
+        origins = tuple(allowed_origin(o) for o in allow_origin) if allow_origin else None
+        if ca_path:
+            ca.ca_certificate()
+            typer.echo(str(ca.ca_path))
+        if trust or untrust:
+            change = remove if untrust else install
+            outcomes = change(ca, TrustTarget(home=Path.home()))
+            _print_trust(ca, outcomes, adding=not untrust)
+            done = any(o.done for o in outcomes)  # else only steps to follow: exit 1
+            if untrust or (url is None and not done):
+                raise typer.Exit(0 if done else 1)
+    if url is None:
+        if trust or ca_path:
+            return
+        err.print("[red]error:[/red] give the registry URL, e.g. https://h/registry")
+        raise typer.Exit(2)
 
     def ready(bridge: str) -> None:
         console.print(f"Registry bridge for {escape(url)} at [bold]{bridge}[/bold]")
         console.print(f'VS Code settings.json: "chat.mcp.gallery.serviceUrl": "{bridge}"')
         console.print(f"Other clients: use {bridge} as the registry URL. Stop with Ctrl-C.")
+        if plain_http:
+            err.print("plain http: VS Code desktop and the Copilot CLI refuse this URL")
+        else:
+            console.print(
+                "Its certificate is from your local CA: trust it once with "
+                "`bastion proxy registry --trust`."
+            )
+
+    show_requests()
 
     async def work(registry: RegistryClient) -> None:
         await registry.ensure_token()  # sign in now, not during VS Code's first request
-        await run_bridge(registry, host=host, port=port, allowed_origins=origins, ready=ready)
+        await run_bridge(
+            registry,
+            host=host,
+            port=port,
+            allowed_origins=origins or DEFAULT_ORIGINS,
+            ca_directory=None if plain_http else ca.directory,
+            ready=ready,
+        )
 
     try:
         run_with_registry(settings, url, no_browser, work)
@@ -185,4 +268,15 @@ def proxy_registry(
         err.print("bridge stopped")
 
 
-__all__ = ["proxy_app", "proxy_registry", "run_with_registry", "search", "show"]
+def show_requests() -> None:
+    """Print each request the bridge answers (``12:00:01 GET /v0.1/servers?limit=1 -> 200``),
+    so that a person sees VS Code or the Copilot CLI arrive."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    bridge_log = logging.getLogger("bastion.client.registry_bridge")
+    bridge_log.addHandler(handler)
+    bridge_log.setLevel(logging.INFO)
+    bridge_log.propagate = False
+
+
+__all__ = ["proxy_app", "proxy_registry", "run_with_registry", "search", "show", "show_requests"]

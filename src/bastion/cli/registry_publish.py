@@ -192,6 +192,7 @@ def publish(
         str | None,
         typer.Option(
             "--registry",
+            metavar="URL",
             help="The registry URL (its API is at URL/v0.1); default: registry_url of the "
             "client configuration.",
         ),

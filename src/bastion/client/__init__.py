@@ -5,7 +5,8 @@
 - :class:`ClientSettings`, :class:`PreRegisteredClient`;
 - :class:`TokenStorage` and its backends;
 - :class:`RegistryClient` for MCP registries behind OAuth (and
-  :mod:`bastion.client.registry_bridge`, the local bridge for clients that send no token);
+  :mod:`bastion.client.registry_bridge`, the local https bridge for clients that send no token,
+  with :mod:`~bastion.client.local_ca` and :mod:`~bastion.client.local_trust` for its certificate);
 - :mod:`bastion.client.mcp_sdk` (``connect``) for the official ``mcp`` SDK (imported on demand,
   as it needs the ``mcp`` package).
 

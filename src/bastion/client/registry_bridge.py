@@ -17,13 +17,19 @@ The registry's status, JSON body and content type pass through (a 404 stays a 40
 clients read it as "not in the registry"). A request the bridge cannot complete (no answer, no
 token, the token refused) gets a 502 problem (RFC 9457) saying what to do.
 
+It serves https by default, with a certificate of the user's local CA
+(:mod:`bastion.client.local_ca`): VS Code's renderer may fetch only ``https:`` under its
+content security policy (``connect-src 'self' https: ws:``) and the Copilot CLI takes only an
+https registry URL. The certificate is renewed while the bridge runs.
+
 Only this machine may use it: connections from non-loopback addresses get 403, and so does a
 ``Host`` that is not a loopback name with the bridge's port (DNS rebinding: a web page whose
 name resolves to 127.0.0.1 must not read the user's registry through it). The caller's own
 ``Authorization`` header is ignored. Browser callers (VS Code's renderer sends
-``Origin: vscode-file://vscode-app``) get CORS for the origins allowed, with the headers GitHub
-Copilot asks for (``Access-Control-Allow-Headers: Authorization, Content-Type``); requests from
-any other origin are refused, since the answers carry the user's private entries.
+``Origin: vscode-file://vscode-app``) get CORS on every answer for the origins allowed, with the
+headers GitHub Copilot asks for (``Access-Control-Allow-Headers: Authorization, Content-Type``);
+requests from any other origin are refused, since the answers carry the user's private entries.
+No allow-list may hold ``*`` or ``null`` (the origin of sandboxed frames and ``data:`` pages).
 """
 
 from __future__ import annotations
@@ -36,7 +42,8 @@ import logging
 import socket
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
-from urllib.parse import parse_qsl, unquote
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import uvicorn
 from starlette.datastructures import Headers
@@ -44,6 +51,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from bastion.client.errors import ClientError
+from bastion.client.local_ca import LocalCA
 from bastion.client.registry import RegistryClient, RegistryError, is_json, segment
 from bastion.oauth.redirect_uri import is_loopback_host
 
@@ -60,6 +68,32 @@ FORWARDED_QUERY = frozenset(
 )
 _API_VERSIONS = ("v0.1", "v0")
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+RENEW_CHECK_SECONDS = 6 * 3600.0
+
+
+def allowed_origin(value: str) -> str:
+    """``value`` as the bridge compares origins (lowercase, no trailing slash), or
+    :class:`ClientError` when it is not one origin (``scheme://host[:port]``): ``*`` and
+    ``null`` included, since either would let any web page read the user's registry."""
+    origin = value.strip().rstrip("/").lower()
+    if origin in ("*", "null"):
+        raise ClientError(
+            f"the registry bridge never allows the origin {origin!r}: with it any web page "
+            "could read your registry; name each origin, e.g. vscode-file://vscode-app"
+        )
+    try:
+        parts = urlsplit(origin)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        parts = urlsplit("")
+    if not parts.scheme or not parts.hostname or parts.path or parts.query or parts.fragment:
+        raise ClientError(
+            f"{value!r} is not an origin; give scheme://host[:port], e.g. "
+            "vscode-file://vscode-app or https://vscode.dev"
+        )
+    if "@" in parts.netloc:
+        raise ClientError(f"{value!r} is not an origin: it has user information")
+    return origin
 
 
 def upstream_path(raw_path: bytes) -> str | None:
@@ -120,7 +154,7 @@ def problem(status: int, detail: str, headers: dict[str, str] | None = None) -> 
 class RegistryBridge:
     """The bridge as a plain ASGI app (see the module docstring). ``port`` is the port it
     listens on (for the ``Host`` check); ``allowed_origins`` the browser origins it answers
-    (``*``: any)."""
+    (:func:`allowed_origin`); ``scheme`` the one it is served with (for messages)."""
 
     def __init__(
         self,
@@ -128,11 +162,12 @@ class RegistryBridge:
         *,
         port: int,
         allowed_origins: Sequence[str] = DEFAULT_ORIGINS,
+        scheme: str = "https",
     ) -> None:
         self.client = client
         self.port = port
-        self.any_origin = "*" in allowed_origins
-        self.origins = frozenset(o.rstrip("/").lower() for o in allowed_origins if o != "*")
+        self.scheme = scheme
+        self.origins = frozenset(allowed_origin(o) for o in allowed_origins)
         names = [f"{name}:{port}" for name in _LOOPBACK_NAMES]
         if port == 80:
             names += list(_LOOPBACK_NAMES)
@@ -147,9 +182,14 @@ class RegistryBridge:
             return
         response = await self._answer(scope)
         await response(scope, receive, send)
+        # The request target is printable ASCII (h11 refuses anything else): safe to log.
+        target = scope.get("raw_path") or scope["path"].encode("utf-8")
+        query = scope.get("query_string", b"")
+        shown = (target + (b"?" + query if query else b"")).decode("ascii", "backslashreplace")
+        log.info("%s %s -> %d", scope["method"], shown, response.status_code)
 
     def _origin_allowed(self, origin: str) -> bool:
-        return self.any_origin or origin.rstrip("/").lower() in self.origins
+        return origin.rstrip("/").lower() in self.origins
 
     async def _answer(self, scope: Scope) -> Response:
         client = scope.get("client")
@@ -161,7 +201,7 @@ class RegistryBridge:
         if host.lower() not in self.hosts:
             return problem(
                 403,
-                f"Host {host[:100]!r} is not this bridge; use http://127.0.0.1:{self.port}",
+                f"Host {host[:100]!r} is not this bridge; use {self.scheme}://localhost:{self.port}",
             )
         origin = headers.get("origin")
         if origin is not None and not self._origin_allowed(origin):
@@ -192,9 +232,7 @@ class RegistryBridge:
 
     def _cors(self, origin: str | None) -> dict[str, str]:
         if origin is None:
-            return {}
-        if self.any_origin:
-            return {"Access-Control-Allow-Origin": "*"}
+            return {"Vary": "Origin"}
         return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
 
     def _preflight(self, headers: Headers, cors: dict[str, str]) -> Response:
@@ -277,10 +315,45 @@ def bind_loopback(host: str, port: int) -> socket.socket:
     return sock
 
 
-def bridge_url(sock: socket.socket) -> str:
-    """The base URL of a bound bridge socket (what goes into chat.mcp.gallery.serviceUrl)."""
+def _also_ipv6(port: int) -> list[socket.socket]:
+    """[::1] on the same port, when it is free: the printed URL names ``localhost``, which
+    many systems resolve to ::1 first (Windows then waits seconds before trying 127.0.0.1).
+    Another program on [::1]:port could not pass as the bridge: it has no certificate from
+    the user's CA."""
+    try:
+        return [bind_loopback("::1", port)]
+    except ClientError as exc:
+        log.info("bridge: not listening on [::1]:%d too: %s", port, exc)
+        return []
+
+
+def bridge_url(sock: socket.socket, *, https: bool = True) -> str:
+    """The base URL of a bound bridge socket (what goes into chat.mcp.gallery.serviceUrl):
+    ``https://localhost:PORT`` for https on 127.0.0.1, the name its certificate is for."""
     address, port = sock.getsockname()[:2]
-    return f"http://[{address}]:{port}" if ":" in address else f"http://{address}:{port}"
+    if https and address == "127.0.0.1":
+        return f"https://localhost:{port}"
+    scheme = "https" if https else "http"
+    return f"{scheme}://[{address}]:{port}" if ":" in address else f"{scheme}://{address}:{port}"
+
+
+async def _renew(ca: LocalCA, server: uvicorn.Server, every: float) -> None:
+    """Make a new server certificate when the current one nears expiry and load it into the
+    running server's TLS context: new connections get it, open ones keep theirs."""
+    current = ca.cert_path.read_bytes()
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await asyncio.to_thread(ca.server_certificate)
+        except ClientError as exc:
+            log.warning("bridge: cannot renew the server certificate: %s", exc)
+            continue
+        fresh = ca.cert_path.read_bytes()
+        context = server.config.ssl
+        if fresh != current and context is not None:
+            context.load_cert_chain(ca.cert_path, ca.key_path)
+            current = fresh
+            log.info("bridge: server certificate renewed")
 
 
 async def run_bridge(
@@ -289,13 +362,28 @@ async def run_bridge(
     host: str = "127.0.0.1",
     port: int = DEFAULT_PORT,
     allowed_origins: Sequence[str] = DEFAULT_ORIGINS,
+    ca_directory: Path | None = None,
+    renew_every: float = RENEW_CHECK_SECONDS,
     ready: Callable[[str], object] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serve the bridge on ``host:port`` until interrupted (or ``stop`` is set); ``ready`` gets
-    the bridge's URL once it listens."""
+    the bridge's URL once it listens. With ``ca_directory`` (the local CA's, see
+    :func:`bastion.client.local_ca.default_directory`) it serves https with that CA's server
+    certificate, checked for renewal every ``renew_every`` seconds; without, plain http."""
+    ca = LocalCA(ca_directory) if ca_directory is not None else None
+    if ca is not None:
+        ca.server_certificate()  # made or renewed before the port is taken
     sock = bind_loopback(host, port)
-    app = RegistryBridge(client, port=sock.getsockname()[1], allowed_origins=allowed_origins)
+    sockets = [sock]
+    if ca is not None and sock.getsockname()[0] == "127.0.0.1":
+        sockets += _also_ipv6(sock.getsockname()[1])
+    app = RegistryBridge(
+        client,
+        port=sock.getsockname()[1],
+        allowed_origins=allowed_origins,
+        scheme="https" if ca is not None else "http",
+    )
     config = uvicorn.Config(
         app,
         log_level="warning",
@@ -303,6 +391,8 @@ async def run_bridge(
         access_log=False,
         proxy_headers=False,  # the address check must see the real peer
         server_header=False,
+        ssl_certfile=ca.cert_path if ca is not None else None,
+        ssl_keyfile=ca.key_path if ca is not None else None,
     )
     server = uvicorn.Server(config)
 
@@ -310,7 +400,7 @@ async def run_bridge(
         for _ in range(1000):
             if server.started:
                 if ready is not None:
-                    ready(bridge_url(sock))
+                    ready(bridge_url(sock, https=ca is not None))
                 return
             await asyncio.sleep(0.01)
 
@@ -320,14 +410,17 @@ async def run_bridge(
             server.should_exit = True
 
     helpers = [asyncio.create_task(started()), asyncio.create_task(stopper())]
+    if ca is not None:
+        helpers.append(asyncio.create_task(_renew(ca, server, renew_every)))
     try:
-        await server.serve(sockets=[sock])
+        await server.serve(sockets=sockets)
     finally:
         for task in helpers:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        sock.close()
+        for each in sockets:
+            each.close()
 
 
 __all__ = [
@@ -336,7 +429,9 @@ __all__ = [
     "DEFAULT_ORIGINS",
     "DEFAULT_PORT",
     "FORWARDED_QUERY",
+    "RENEW_CHECK_SECONDS",
     "RegistryBridge",
+    "allowed_origin",
     "bind_loopback",
     "bridge_url",
     "is_loopback_address",

@@ -136,6 +136,11 @@ class ClientSettings(BaseModel):
         description="The registry `bastion registry publish` sends to when --registry is not "
         "given (the registry URL; its API is at <registry_url>/v0.1).",
     )
+    local_ca_dir: Path | None = Field(
+        None,
+        description="The registry bridge's local CA (https on loopback); default: local-ca in "
+        "the user's data directory.",
+    )
 
     @field_validator("client_metadata_url")
     @classmethod

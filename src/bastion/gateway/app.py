@@ -162,16 +162,16 @@ def run_gateway(
     """Serve the gateway with uvicorn on ``gateway.host``:``gateway.port`` until interrupted
     (``log_level`` as for :func:`bastion.serve.run_server`; audit records log at info); warn
     first about private files other users can read (``config_file`` among them)."""
-    import uvicorn
 
-    from bastion.serve import uvicorn_options
+    from bastion.serve import serve_one, uvicorn_options
 
     configure_logging(log_level)
     warn_loose_modes(settings, config_file)
-    uvicorn.run(
-        create_gateway_app(settings),
-        host=settings.gateway.host,
-        port=settings.gateway.port,
+    serve_one(
+        "the gateway",
+        settings.gateway.host,
+        settings.gateway.port,
+        lambda: create_gateway_app(settings),
         log_level=log_level,
         **uvicorn_options(settings.trusted_proxies),
     )

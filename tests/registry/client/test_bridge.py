@@ -144,14 +144,45 @@ async def test_cors_preflight_for_vs_code_and_copilot_headers(offline: RegistryC
     assert response.headers["vary"] == "Origin"
 
 
-async def test_any_origin_when_allowed_explicitly(offline: RegistryClient) -> None:
-    async with bridge_client(offline, allowed_origins=("*",)) as http:
+@pytest.mark.parametrize("origin", ["*", "null", "NULL", " * "])
+async def test_no_allow_list_may_hold_any_origin_or_null(
+    offline: RegistryClient, origin: str
+) -> None:
+    """``*`` would let every web page read the user's registry; ``null`` is the origin of
+    sandboxed frames and data: pages, which any web page can make."""
+    with pytest.raises(ClientError, match="never allows the origin"):
+        RegistryBridge(offline, port=PORT, allowed_origins=(VSCODE, origin))
+
+
+@pytest.mark.parametrize(
+    "value", ["vscode-app", "https://vscode.dev/path", "https://u@vscode.dev", "https://h:x", ""]
+)
+async def test_allow_list_entries_must_be_origins(offline: RegistryClient, value: str) -> None:
+    with pytest.raises(ClientError, match="not an origin"):
+        RegistryBridge(offline, port=PORT, allowed_origins=(value,))
+
+
+async def test_null_origin_is_refused_without_cors(offline: RegistryClient) -> None:
+    async with bridge_client(offline) as http:
+        for method in ("GET", "OPTIONS"):
+            response = await http.request(
+                method,
+                "/v0.1/servers",
+                headers={"Origin": "null", "Access-Control-Request-Method": "GET"},
+            )
+            assert "--allow-origin" in problem_of(response, 403)
+            assert "access-control-allow-origin" not in response.headers
+
+
+async def test_an_added_origin_is_answered_exactly(offline: RegistryClient) -> None:
+    extension = "chrome-extension://abcdefghijklmnopabcdefghijklmnop"
+    async with bridge_client(offline, allowed_origins=(VSCODE, extension)) as http:
         response = await http.options(
             f"{ALPHA_PATH}/latest",
-            headers={"Origin": "https://github.com", "Access-Control-Request-Method": "GET"},
+            headers={"Origin": extension, "Access-Control-Request-Method": "GET"},
         )
     assert response.status_code == 204
-    assert response.headers["access-control-allow-origin"] == "*"
+    assert response.headers["access-control-allow-origin"] == extension
     assert response.headers["access-control-allow-headers"] == "Authorization, Content-Type"
 
 
