@@ -249,6 +249,75 @@ _UPSTREAM_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 _INHERITED_ENVIRONMENT = ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG", "TMPDIR")
 
 
+_SERVER_NAME = re.compile(r"[a-zA-Z0-9.-]+/[a-zA-Z0-9._-]+")
+
+
+class UpstreamListingSettings(BaseModel):
+    """How an upstream with ``publish = true`` appears in the registry
+    (``[gateway.upstreams.registry]``; docs/gateway.md, "Listing an upstream in the registry")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(
+        None,
+        description="Server name in the registry, <namespace>/<name> in reverse-DNS form; "
+        "default: the gateway's host name reversed, '/', the upstream's name "
+        "(gateway.example.com -> com.example.gateway/notes).",
+    )
+    description: str | None = Field(
+        None, min_length=1, max_length=100, description="Default: '<name> through the gateway'."
+    )
+    version: str = Field("1.0.0", description="The version listed (one exact version).")
+    groups: list[str] | None = Field(
+        None,
+        description="Who may see the entry (registry groups); default: registry.default_groups.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not (3 <= len(value) <= 200 and _SERVER_NAME.fullmatch(value)):
+            raise ValueError(
+                f"must be <namespace>/<name> in reverse-DNS form (3 to 200 characters, like "
+                f"com.example.tools/notes); got {value!r}"
+            )
+        return value
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        from bastion.registry.names import version_problem
+
+        problem = version_problem(value)
+        if problem is not None:
+            raise ValueError(f"version {value!r} {problem}")
+        return value
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, value: list[str] | None) -> list[str] | None:
+        from bastion.registry.names import group_problem
+
+        for group in value or []:
+            if group_problem(group) is not None:
+                raise ValueError(f"group {group!r} {group_problem(group)}")
+        return None if value is None else sorted(set(value))
+
+
+def listing_name(public_url: str, upstream: str) -> str:
+    """The default registry name of an upstream: the gateway's host name reversed, '/', the
+    upstream's name; a ValueError when the gateway's host is an IP address."""
+    host = urlsplit(public_url).hostname or ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return ".".join(reversed(host.split("."))) + "/" + upstream
+    raise ValueError(
+        f"upstream {upstream!r} has publish = true but the gateway's URL has no host name to "
+        f"make its registry name from ({public_url}); set [gateway.upstreams.registry] name"
+    )
+
+
 class UpstreamSettings(BaseModel):
     """One MCP server behind the gateway: a streamable HTTP URL or a stdio command."""
 
@@ -307,6 +376,17 @@ class UpstreamSettings(BaseModel):
         le=10000,
         description="stdio: sessions one subject (the token's sub) may hold at once, so that "
         "one token holder cannot take every process; more get 429.",
+    )
+
+    publish: bool = Field(
+        False,
+        description="List this upstream in the registry (a server.json whose streamable-http "
+        "remote is its gateway URL), kept in step with this configuration at each registry "
+        "start and by `bastion registry sync-gateway`.",
+    )
+    registry: UpstreamListingSettings = Field(
+        default_factory=UpstreamListingSettings,
+        description="Name, description, version and groups of the registry entry (publish).",
     )
 
     @field_validator("path")
@@ -1103,11 +1183,11 @@ class RegistrySettings(BaseModel):
         description="Who may publish under a namespace (the part of a server name before '/'): "
         'e.g. { "com.acme.team-a" = ["group:team-a"], "com.acme.*" = ["group:platform"] }. '
         "Members: group:<name> (the token's groups claim), sub:<subject>, client:<client_id>, "
-        "or * (anyone with registry:write).",
+        "or * (anyone with mcp-registry:write).",
     )
     admins: list[str] = Field(
         default_factory=lambda: ["group:registry-admins"],
-        description="Who registry:admin applies to (the scope alone is not enough: bastion's AS "
+        description="Who mcp-registry:admin applies to (the scope alone is not enough: bastion's AS "
         "grants any known scope to whoever consents). * trusts the scope alone.",
     )
     scopes: list[str] = Field(
@@ -1361,6 +1441,8 @@ class Settings(BaseSettings):
                 )
             if upstream.resource is None:
                 upstream.resource = canonical(gateway.public_url + upstream.path)
+            if upstream.publish and upstream.registry.name is None:
+                upstream.registry.name = listing_name(gateway.public_url, upstream.name)
             # The AS of the same configuration issues tokens for every upstream, with every scope
             # its policy can ask for (step-up needs the AS to know them).
             if upstream.resource not in known:
@@ -1376,6 +1458,12 @@ class Settings(BaseSettings):
                     )
                 )
                 known.add(upstream.resource)
+        listed = [u.registry.name for u in gateway.upstreams if u.publish]
+        for name in sorted({n for n in listed if listed.count(n) > 1 and n}):
+            raise ValueError(
+                f"two upstreams with publish = true have the registry name {name!r}; give each "
+                "its own [gateway.upstreams.registry] name"
+            )
         return self
 
     @model_validator(mode="after")
@@ -1534,10 +1622,12 @@ __all__ = [
     "SigningAlg",
     "TokenSettings",
     "UnknownClientSettings",
+    "UpstreamListingSettings",
     "UpstreamSettings",
     "config_file_from_environment",
     "environment_names_data",
     "export_config_file",
+    "listing_name",
     "load_settings",
     "settings_from_environment",
 ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
@@ -57,6 +58,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="JSON on standard outpu
 # Claims of a JWT access token worth showing (RFC 9068 §2.2, RFC 7643 groups).
 SHOWN_CLAIMS = ("iss", "sub", "aud", "scope", "client_id", "exp", "groups")
 MAX_TOOL_PAGES = 100
+# scope-token = 1*( %x21 / %x23-5B / %x5D-7E ) (RFC 6749 §3.3)
+SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
 
 def login(
@@ -120,19 +123,37 @@ def logout(
 
 def token(
     url: UrlArgument,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scope",
+            help="A scope the token must have (repeat). A stored token without it leads to a new "
+            "authorization for these and the scopes asked for before.",
+        ),
+    ] = None,
+    registry: Annotated[
+        bool,
+        typer.Option("--registry", help="URL is an MCP registry (probed with GET /v0.1/servers)."),
+    ] = False,
     no_browser: NoBrowserOption = False,
     client_config: ClientConfigOption = None,
 ) -> None:
     """Print a valid access token for URL, and nothing else, on standard output.
 
-    The stored token, refreshed when it is about to expire, or one from a new log-in. For
+    The stored token, refreshed when it is about to expire, or one from a new log-in. With
+    --scope, a token with at least those scopes (e.g. a registry's write scope for scripts that
+    publish); an authorization server that grants fewer is an error, not a narrower token. For
     scripts: curl -H "Authorization: Bearer $(bastion token URL)" URL
     """
+    wanted = _scopes(scope or [])
     settings = load_client_settings(client_config)
 
     async def go() -> str:
         async with authorizer(settings, no_browser=no_browser) as auth:
-            return await auth.access_token(url)
+            if wanted:
+                found = await auth.token_with_scopes(url, wanted, registry=registry)
+                return found.access_token
+            return await auth.access_token(url, registry=registry)
 
     typer.echo(_run(go()))
 
@@ -362,6 +383,24 @@ def _expiry(expires_in: int | None, expires_at: str | None) -> str:
     if expires_in <= 0:
         return f"expired {duration(-expires_in)} ago ({expires_at})"
     return f"in {duration(expires_in)} ({expires_at})"
+
+
+def _scopes(values: list[str]) -> list[str]:
+    """``--scope`` values as scope tokens (RFC 6749 §3.3); bad ones exit with code 2."""
+    found: list[str] = []
+    for value in values:
+        for item in value.split():
+            if not SCOPE_TOKEN.fullmatch(item):
+                err.print(
+                    f"[red]error:[/red] --scope {escape(item)!r} is not a scope token "
+                    "(RFC 6749 §3.3: printable ASCII without spaces, quotes or backslashes)"
+                )
+                raise typer.Exit(2)
+            found.append(item)
+    if values and not found:
+        err.print("[red]error:[/red] --scope is empty; name a scope such as mcp:tools")
+        raise typer.Exit(2)
+    return list(dict.fromkeys(found))
 
 
 def _json_object(text: str) -> dict[str, Any]:

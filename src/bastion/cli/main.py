@@ -568,12 +568,47 @@ def registry_sync(
         raise typer.Exit(1)
 
 
+@registry_app.command("sync-gateway")
+def registry_sync_gateway(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would change; change nothing.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The changes as JSON.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """List the gateway upstreams with publish = true in the registry now, as it does at each
+    start: add, update, mark deleted; entries published or imported otherwise are never
+    touched."""
+    from bastion.registry.gateway_listing import run_sync
+
+    settings = settings_or_exit(config)
+    if not settings.registry.enabled:
+        err.print("[red]error:[/red] the registry is off; set \\[registry] enabled = true")
+        raise typer.Exit(2)
+    report = run(run_sync(settings, dry_run=dry_run))
+    if as_json:
+        changes = [
+            {k: getattr(c, k) for k in ("kind", "name", "version", "upstream", "detail")}
+            for c in report.changes
+        ]
+        typer.echo(json.dumps({"changes": changes, "unchanged": report.unchanged}, indent=2))
+        return
+    for c in report.changes:
+        upstream = f" (upstream {c.upstream})" if c.upstream else ""
+        line = f"{c.kind} {c.name} {c.version}{upstream}: {c.detail}"
+        (err if c.kind == "conflict" else console).print(line, markup=False)
+    changed = sum(c.kind != "conflict" for c in report.changes)
+    verb = "would change" if dry_run else "changed"
+    console.print(f"{verb} {changed}, up to date {report.unchanged}")
+
+
 # -- registry client: search, show, and the local bridge (bastion proxy registry) --------------
 
-from bastion.cli import registry_client  # noqa: E402
+from bastion.cli import registry_client, registry_publish  # noqa: E402
 
 registry_app.command("search")(registry_client.search)
 registry_app.command("show")(registry_client.show)
+registry_app.command("publish")(registry_publish.publish)
 app.add_typer(registry_client.proxy_app, name="proxy")
 
 

@@ -55,7 +55,7 @@ UrlArgument = Annotated[
 T = TypeVar("T")
 
 
-def _with_registry(
+def run_with_registry(
     settings: ClientSettings,
     url: str,
     no_browser: bool,
@@ -109,7 +109,7 @@ def search(
         page = await registry.list_servers(search=query, limit=limit)
         return page.servers, page.next_cursor, dict(page.document)
 
-    entries, next_cursor, document = _with_registry(settings, url, no_browser, work)
+    entries, next_cursor, document = run_with_registry(settings, url, no_browser, work)
     if as_json:
         _dump(document)
         return
@@ -138,7 +138,7 @@ def show(
     async def work(registry: RegistryClient) -> ServerEntry:
         return await registry.get(name, version)
 
-    entry = _with_registry(settings, url, no_browser, work)
+    entry = run_with_registry(settings, url, no_browser, work)
     if as_json:
         _dump(dict(entry.document))
         return
@@ -268,7 +268,7 @@ def proxy_registry(
         )
 
     try:
-        _with_registry(settings, url, no_browser, work)
+        run_with_registry(settings, url, no_browser, work)
     except KeyboardInterrupt:
         err.print("bridge stopped")
 
@@ -284,4 +284,4 @@ def show_requests() -> None:
     bridge_log.propagate = False
 
 
-__all__ = ["proxy_app", "proxy_registry", "search", "show", "show_requests"]
+__all__ = ["proxy_app", "proxy_registry", "run_with_registry", "search", "show", "show_requests"]

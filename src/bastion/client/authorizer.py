@@ -243,7 +243,8 @@ class Authorizer:
         if attempt.authorizations >= self.settings.max_authorizations:
             return None
         attempt.authorizations += 1
-        tokens = await self._single_flight(server, lambda: self._step_up(server, challenge))
+        wanted = challenge.scope or ()
+        tokens = await self._single_flight(server, lambda: self._step_up(server, challenge, wanted))
         return tokens.authorization
 
     # ----------------------------------------------------------- public: explicit actions
@@ -276,25 +277,62 @@ class Authorizer:
         with an unauthenticated MCP request, or for a ``registry`` with ``GET /v0.1/servers``."""
         server = self._server(url)
         if challenge is None:
-            found = await (probe_registry if registry else probe)(self.http, server.key)
-            if found.status is None:
-                raise ClientError(
-                    f"cannot reach {server.key}: {found.detail}; check the URL and that the "
-                    "server is running"
-                )
-            challenge = found.challenge
+            challenge = await self._probe(server, registry)
         return await self._single_flight(server, lambda: self._fresh(server, challenge, ()))
 
-    async def access_token(self, url: str, *, registry: bool = False) -> str:
-        """A valid access token for ``url`` (stored, refreshed, or from a new login)."""
+    async def _probe(self, server: _Server, registry: bool) -> BearerChallenge | None:
+        """The challenge of the server's 401 to an unauthenticated request (if any)."""
+        found = await (probe_registry if registry else probe)(self.http, server.key)
+        if found.status is None:
+            raise ClientError(
+                f"cannot reach {server.key}: {found.detail}; check the URL and that the "
+                "server is running"
+            )
+        return found.challenge
+
+    def _oauth_only(self, url: str) -> None:
         if self.static_header(url) is not None:
             raise ClientError(
                 f"a static Authorization header is configured for {url}: OAuth is disabled there"
             )
+
+    async def access_token(self, url: str, *, registry: bool = False) -> str:
+        """A valid access token for ``url`` (stored, refreshed, or from a new login)."""
+        self._oauth_only(url)
         header = await self.authorization(url)
         if header is not None and header.lower().startswith("bearer "):
             return header[7:]
         return (await self.login(url, registry=registry)).access_token
+
+    async def token_with_scopes(
+        self, url: str, scopes: Sequence[str], *, registry: bool = False
+    ) -> TokenSet:
+        """Tokens for ``url`` that carry at least ``scopes`` (e.g. ``bastion token --scope``).
+
+        The stored token (refreshed if needed) when it already has them; else a new
+        authorization for the union of the scopes requested before and ``scopes``, as for a
+        step-up (MCP "Step-Up Authorization Flow", RFC 6750 §3.1). An authorization server that
+        grants fewer scopes (RFC 6749 §3.3) is an :class:`AuthorizationError` naming the missing
+        ones, never a narrower token handed on silently; its refusal (``invalid_scope``) is an
+        :class:`~bastion.client.errors.AuthorizationDenied` with its own words."""
+        self._oauth_only(url)
+        wanted = tuple(dict.fromkeys(scopes))
+        server = self._server(url)
+        header = await self.authorization(url)
+        current = server.tokens
+        if header is not None and current is not None and covers(current.effective_scopes, wanted):
+            return current
+        challenge = await self._probe(server, registry)
+        tokens = await self._single_flight(server, lambda: self._step_up(server, challenge, wanted))
+        missing = [s for s in wanted if s not in tokens.effective_scopes]
+        if missing:
+            granted = " ".join(tokens.effective_scopes) or "no scope"
+            raise AuthorizationError(
+                f"the authorization server {tokens.issuer} granted {granted} for {server.key}, "
+                f"not {' '.join(missing)}: you may not have it there; ask its administrator "
+                "(access rules) or ask for fewer scopes"
+            )
+        return tokens
 
     async def stored_tokens(self, url: str) -> TokenSet | None:
         """The tokens stored for ``url`` (possibly expired), without any network request."""
@@ -424,13 +462,16 @@ class Authorizer:
         discovery = await self.discover(server.key, challenge)
         return await self._authorize(server, discovery, previous)
 
-    async def _step_up(self, server: _Server, challenge: BearerChallenge) -> TokenSet:
+    async def _step_up(
+        self, server: _Server, challenge: BearerChallenge | None, wanted: Sequence[str]
+    ) -> TokenSet:
+        """Authorize for the union of the scopes requested before and ``wanted`` (C15)."""
         discovery = await self.discover(server.key, challenge)
         current = server.tokens
         previous = (
             current.requested_scopes if current and current.issuer == discovery.issuer else ()
         )
-        scopes = step_up_scopes(previous, challenge.scope or ())
+        scopes = step_up_scopes(previous, wanted)
         return await self._authorize(server, discovery, (), scopes=scopes)
 
     async def _authorize(

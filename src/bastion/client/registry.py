@@ -1,4 +1,5 @@
-"""A client of MCP registries behind OAuth: the generic registry API v0.1, read side.
+"""A client of MCP registries behind OAuth: the generic registry API v0.1 (reading, and
+``POST /v0.1/publish``).
 
 ::
 
@@ -165,7 +166,7 @@ def error_of(response: httpx.Response, registry: str) -> RegistryError:
             if isinstance(item, dict):
                 where, what = item.get("location", "?"), item.get("message", "")
                 errors.append(f"{where}: {what}")
-    request = f"GET {response.request.url}"
+    request = f"{response.request.method} {response.request.url}"
     said = f": {detail}" if detail else ""
     if status == 401:
         message = (
@@ -249,12 +250,15 @@ class RegistryClient:
         """``GET {url}{path}`` with the user's token, whatever the status; ``path`` is an
         already encoded API path (``/v0.1/servers/io.x%2Fy/versions``). A request that gets no
         answer raises :class:`RegistryError`."""
+        pairs = tuple(params.items() if isinstance(params, Mapping) else params)
+        return await self._send("GET", path, params=pairs)
+
+    async def _send(self, method: str, path: str, **options: Any) -> httpx.Response:
         try:
-            pairs = tuple(params.items() if isinstance(params, Mapping) else params)
-            return await self.http.get(path, params=pairs)
+            return await self.http.request(method, path, **options)
         except httpx.HTTPError as exc:
             raise RegistryError(
-                f"no answer from the registry {self.url} to GET {path}: "
+                f"no answer from the registry {self.url} to {method} {path}: "
                 f"{type(exc).__name__}: {exc}; check the URL and that the registry is running"
             ) from None
 
@@ -357,6 +361,26 @@ class RegistryClient:
             raise RegistryError(
                 f"the registry {self.url} answered GET {path} without a server object",
                 status=200,
+            )
+        return ServerEntry(body)
+
+    async def publish(self, document: Mapping[str, object]) -> ServerEntry:
+        """``POST /v0.1/publish`` of a server.json: the ServerResponse of the new version.
+
+        A token without the registry's write scope meets a 403 ``insufficient_scope`` whose
+        challenge names it; the authorizer then authorizes again for the union of the scopes
+        (MCP "Step-Up Authorization Flow", RFC 6750 §3.1) and the request is sent once more.
+        Refusals (RFC 9457 problems) raise :class:`RegistryError`."""
+        path = f"/{API_VERSION}/publish"
+        response = await self._send("POST", path, json=dict(document))
+        if response.status_code != 200:
+            raise error_of(response, self.url)
+        body = _body(response) if is_json(response.headers.get("content-type")) else None
+        if not isinstance(body, dict) or not isinstance(body.get("server"), dict):
+            raise RegistryError(
+                f"the registry {self.url} answered POST {path} without a ServerResponse "
+                "({server, _meta}); is this the registry URL (without /v0.1)?",
+                status=response.status_code,
             )
         return ServerEntry(body)
 

@@ -131,6 +131,11 @@ class ClientSettings(BaseModel):
         None, description="Token file; default: tokens.json in the user's config directory."
     )
     use_keyring: bool = Field(True, description="Use the OS keyring when one is usable.")
+    registry_url: str | None = Field(
+        None,
+        description="The registry `bastion registry publish` sends to when --registry is not "
+        "given (the registry URL; its API is at <registry_url>/v0.1).",
+    )
     local_ca_dir: Path | None = Field(
         None,
         description="The registry bridge's local CA (https on loopback); default: local-ca in "
@@ -151,6 +156,11 @@ class ClientSettings(BaseModel):
         if parts.fragment:
             raise ValueError(f"client_metadata_url must not have a fragment; got {value!r}")
         return value
+
+    @field_validator("registry_url")
+    @classmethod
+    def _registry_url(cls, value: str | None) -> str | None:
+        return None if value is None else _absolute_http_url(value, "registry_url")
 
     @field_validator("preferred_issuers")
     @classmethod

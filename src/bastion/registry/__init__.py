@@ -31,6 +31,8 @@ Audit
     Every API request is a row of ``registry_audit`` (:mod:`bastion.registry.audit`);
     ``bastion registry audit --json`` exports JSON lines. ``bastion registry import`` copies
     server.json documents from a file or another registry (:mod:`bastion.registry.importer`).
+    Gateway upstreams with ``publish = true`` are listed from the configuration at each start
+    and by ``bastion registry sync-gateway`` (:mod:`bastion.registry.gateway_listing`).
 
 Mirrors
     ``[[registry.mirrors]]`` follow upstream registries (``updated_since``, filters, curation

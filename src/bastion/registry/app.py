@@ -45,6 +45,7 @@ from bastion.registry.access import scope_policy
 from bastion.registry.api import RegistryApi
 from bastion.registry.audit import AuditMiddleware
 from bastion.registry.cors import RegistryCors
+from bastion.registry.gateway_listing import sync_gateway
 from bastion.registry.mirror_schedule import MirrorScheduler
 from bastion.registry.old_scopes import old_scope_note
 from bastion.registry.problems import Problem, not_found
@@ -235,6 +236,8 @@ def create_registry_app(
         if settings.database_url is None:
             private_dir(settings.data_dir)
         await db.upgrade()
+        # The entries of gateway upstreams with publish = true follow the configuration.
+        await sync_gateway(settings, db, clock=clock)
         app.state.registry = registry
         log.info("registry %s (metadata %s)", resource, prm_url)
         async with db.connect() as conn:

@@ -193,6 +193,19 @@ async def versions_of(
     return [_entry(r) for r in await conn.execute(query)]
 
 
+async def names_owned_by(conn: AsyncConnection, owner_subject: str) -> list[str]:
+    """The servers with a version stored for ``owner_subject`` by bastion itself (no client:
+    never a token's publication), in name order."""
+    e = registry_entries.c
+    query = (
+        sa.select(e.name)
+        .where(e.owner_subject == owner_subject, e.owner_client_id.is_(None))
+        .distinct()
+        .order_by(e.name)
+    )
+    return [row.name for row in await conn.execute(query)]
+
+
 def _contains(
     conn: AsyncConnection, column: sa.ColumnElement[str], term: str
 ) -> sa.ColumnElement[bool]:
@@ -340,6 +353,7 @@ __all__ = [
     "insert_entry",
     "list_entries",
     "lock_server",
+    "names_owned_by",
     "set_latest",
     "update_entry",
     "versions_of",
