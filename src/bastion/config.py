@@ -1187,8 +1187,8 @@ class RegistrySettings(BaseModel):
     )
     admins: list[str] = Field(
         default_factory=lambda: ["group:registry-admins"],
-        description="Who mcp-registry:admin applies to (the scope alone is not enough: bastion's AS "
-        "grants any known scope to whoever consents). * trusts the scope alone.",
+        description="Who mcp-registry:admin applies to (the scope alone is not enough: the AS "
+        "grants a known scope to whoever an access rule lets have it). * trusts the scope alone.",
     )
     scopes: list[str] = Field(
         default_factory=list,
