@@ -125,7 +125,8 @@ async def test_held_requests_beyond_max_waiters_get_503_with_retry_after(
         assert refused.json()["error"] == "temporarily_unavailable"
         plain = await client.get("/revocations", headers=headers)
         assert plain.status_code == 304
-        assert (await asyncio.wait_for(held, LIMIT)).status_code == 304
+        # Held for its whole wait (5 s) from when it was sent, then answered: allow for both.
+        assert (await asyncio.wait_for(held, 5 + LIMIT)).status_code == 304
 
 
 @pytest.mark.parametrize("wait", ["-1", "soon", "1.5"])
