@@ -529,7 +529,7 @@ def _print_sync(report: SyncReport) -> None:
                 escape(change.reason),
             )
     if table.row_count:
-        console.print(table)
+        print_table(console, table)
     if report.error:
         err.print(f"[red]error:[/red] {report.mirror}: {escape(report.error)}")
 

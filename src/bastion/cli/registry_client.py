@@ -27,6 +27,7 @@ from bastion.cli.client_context import (
     load_client_settings,
 )
 from bastion.cli.common import checked_url
+from bastion.cli.display import print_table
 from bastion.client import ClientSettings
 from bastion.client.local_ca import LocalCA, default_directory
 from bastion.client.local_trust import TrustOutcome, TrustTarget, install, remove
@@ -117,7 +118,7 @@ def search(
     for entry in entries:
         cells = (entry.name, entry.version, entry.description, entry.status or "")
         table.add_row(*(escape(c) for c in cells))  # the registry's text is not markup
-    console.print(table)
+    print_table(console, table)
     if next_cursor is not None:
         err.print(f"{len(entries)} shown; more on the next pages: add --all to list them all")
 
@@ -149,7 +150,7 @@ def show(
         for key, value in meta.items():
             shown = value if isinstance(value, str) else json.dumps(value)
             table.add_row(escape(key), escape(shown))
-        console.print(table)
+        print_table(console, table)
 
 
 def _print_trust(ca: LocalCA, outcomes: list[TrustOutcome], *, adding: bool) -> None:
