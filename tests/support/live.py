@@ -71,7 +71,14 @@ async def serve(app: ASGIApp, port: int = 0, **options: Any) -> AsyncIterator[st
     except OSError as exc:
         listener.close()
         raise OSError(exc.errno, f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from exc
-    task = asyncio.create_task(server.serve(sockets=[listener]))
+
+    async def serving() -> None:
+        try:
+            await server.serve(sockets=[listener])
+        except SystemExit as exc:  # uvicorn's answer to a failed lifespan startup
+            raise RuntimeError(f"the app's startup failed (uvicorn exit {exc.code})") from None
+
+    task = asyncio.create_task(serving())
     try:
         for _ in range(500):
             if server.started:
