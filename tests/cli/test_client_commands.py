@@ -305,6 +305,11 @@ async def test_c12_c13_c15_login_once_then_token_whoami_tools_and_call_reuse_the
         config,
     )
     assert noted.ok().out == "note 1 saved\n"
+    # The terminal says why the browser asks again, and what to run without one.
+    told = " ".join(noted.err.split())
+    assert "needs scope mcp:tools notes:write to call add_note" in told, noted.err
+    assert "HTTP 403 insufficient_scope" in told and "step-up" in told
+    assert f"bastion token {stack.url} --scope mcp:tools --scope notes:write" in told
     [step_up] = noted.authorizations
     assert {"mcp:tools", "notes:write"} <= set(params(step_up)["scope"].split())
     assert params(step_up)["client_id"] == stored["client_id"]

@@ -17,6 +17,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import httpx
@@ -34,6 +35,7 @@ from bastion.cli.client_context import (
     client_errors,
     err,
     load_client_settings,
+    step_up_notice,
 )
 from bastion.cli.common import checked_url
 from bastion.cli.display import duration, print_table, timestamp
@@ -256,7 +258,13 @@ def call(
     settings = load_client_settings(client_config)
 
     async def go() -> CallToolResult:
-        async with mcp_client(url, settings, no_browser=no_browser) as client:
+        async with mcp_client(
+            url,
+            settings,
+            no_browser=no_browser,
+            doing=f"to call {tool}",
+            client_config=client_config,
+        ) as client:
             return await client.call_tool(tool, parsed)
 
     result = _run(go())
@@ -284,7 +292,12 @@ def register(app: typer.Typer) -> None:
 
 @asynccontextmanager
 async def mcp_client(
-    url: str, settings: ClientSettings, *, no_browser: bool
+    url: str,
+    settings: ClientSettings,
+    *,
+    no_browser: bool,
+    doing: str | None = None,
+    client_config: Path | None = None,
 ) -> AsyncIterator[Client]:
     """An ``mcp.Client`` for ``url`` over bastion's authorization, as
     :func:`bastion.client.mcp_sdk.connect` makes it, that also says which HTTP error the server
@@ -308,6 +321,16 @@ async def mcp_client(
 
     async with authorizer(settings, no_browser=no_browser) as auth, http_client(auth) as http:
         http.event_hooks["response"].append(remember)
+        if doing is not None:  # a step-up is said in the terminal, not only seen in the browser
+            http.event_hooks["response"].append(
+                step_up_notice(
+                    url,
+                    doing=doing,
+                    again="run the command again",
+                    no_browser=no_browser,
+                    client_config=client_config,
+                )
+            )
         try:
             async with Client(streamable_http_client(url, http_client=http)) as client:
                 yield client

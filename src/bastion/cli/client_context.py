@@ -19,11 +19,12 @@ user's config directory) whose keys are those of :class:`~bastion.client.ClientS
 
 from __future__ import annotations
 
+import shlex
 import tomllib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import platformdirs
 import typer
@@ -33,6 +34,7 @@ from rich.markup import escape
 
 from bastion.client import Authorizer, ClientError, ClientSettings
 from bastion.client.browser import OpenUrl, open_in_browser
+from bastion.client.discovery import bearer_challenge
 from bastion.client.storage import APP_NAME
 from bastion.config_errors import describe_toml_error, describe_validation_error
 
@@ -86,6 +88,58 @@ def load_client_settings(path: Path | None, **overrides: Any) -> ClientSettings:
         raise typer.Exit(2) from None
 
 
+class _Answer(Protocol):
+    """What :func:`step_up_notice` reads of a response (httpx and the SDK's httpx2 alike)."""
+
+    status_code: int
+    headers: Any
+
+
+def step_up_notice(
+    url: str,
+    *,
+    doing: str,
+    again: str,
+    no_browser: bool,
+    client_config: Path | None,
+    registry: bool = False,
+) -> Callable[[Any], Awaitable[None]]:
+    """A response hook that says, once, why a second authorization follows a 403
+    ``insufficient_scope`` (RFC 6750 §3.1; MCP "Step-Up Authorization Flow"): which scope the
+    server needs ``doing`` what; with ``--no-browser``, the ``bastion token`` command that gets
+    it where a browser is at hand, then ``again``."""
+    told: list[bool] = []
+
+    async def notice(response: _Answer) -> None:
+        if response.status_code != 403 or told:
+            return
+        challenge = bearer_challenge(response.headers.get_list("www-authenticate"))
+        if challenge is None or challenge.error != "insufficient_scope" or not challenge.scope:
+            return
+        told.append(True)
+        scopes = " ".join(challenge.scope)
+        err.print(
+            f"the server needs scope {scopes} {doing} (HTTP 403 insufficient_scope); "
+            "authorizing again for it (step-up)",
+            markup=False,
+            highlight=False,
+        )
+        if no_browser:
+            command = ["bastion", "token", url, *(["--registry"] if registry else [])]
+            for scope in challenge.scope:
+                command += ["--scope", scope]
+            if client_config is not None:
+                command += ["--client-config", str(client_config)]
+            err.print(
+                "open the URL below in a browser, or instead run where a browser is at hand:\n"
+                f"  {shlex.join(command)}\nand {again}",
+                markup=False,
+                highlight=False,
+            )
+
+    return notice
+
+
 @asynccontextmanager
 async def authorizer(
     settings: ClientSettings, *, no_browser: bool = False
@@ -127,4 +181,5 @@ __all__ = [
     "client_errors",
     "default_client_config",
     "load_client_settings",
+    "step_up_notice",
 ]

@@ -16,20 +16,22 @@
 from __future__ import annotations
 
 import json
-import shlex
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from bastion.cli.client_context import ClientConfigOption, NoBrowserOption, load_client_settings
+from bastion.cli.client_context import (
+    ClientConfigOption,
+    NoBrowserOption,
+    load_client_settings,
+    step_up_notice,
+)
 from bastion.cli.registry_client import run_with_registry
-from bastion.client.discovery import bearer_challenge
 from bastion.client.registry import BASTION_META, RegistryClient, ServerEntry
 
 if TYPE_CHECKING:
@@ -149,41 +151,6 @@ def print_result(entry: ServerEntry) -> None:
         console.print("  approval    approved", markup=False)
 
 
-def step_up_notice(
-    registry: str, no_browser: bool, client_config: Path | None
-) -> Callable[[httpx.Response], Awaitable[None]]:
-    """A response hook that tells the user why a second authorization follows a 403
-    ``insufficient_scope`` (RFC 6750 §3.1), and with ``--no-browser`` what to run instead."""
-    told: list[bool] = []
-
-    async def notice(response: httpx.Response) -> None:
-        if response.status_code != 403 or told:
-            return
-        challenge = bearer_challenge(response.headers.get_list("www-authenticate"))
-        if challenge is None or challenge.error != "insufficient_scope" or not challenge.scope:
-            return
-        told.append(True)
-        scopes = " ".join(challenge.scope)
-        err.print(
-            f"the registry needs scope {scopes} to publish (HTTP 403 insufficient_scope); "
-            "authorizing again for it (step-up)",
-            markup=False,
-        )
-        if no_browser:
-            command = ["bastion", "token", registry, "--registry"]
-            for scope in challenge.scope:
-                command += ["--scope", scope]
-            if client_config is not None:
-                command += ["--client-config", str(client_config)]
-            err.print(
-                "open the URL below in a browser, or instead run where a browser is at hand:\n"
-                f"  {shlex.join(command)}\nand publish again",
-                markup=False,
-            )
-
-    return notice
-
-
 def publish(
     file: Annotated[
         str, typer.Argument(metavar="FILE", help="A server.json file, or - for standard input.")
@@ -235,7 +202,14 @@ def publish(
 
     async def work(client: RegistryClient) -> ServerEntry:
         client.http.event_hooks["response"].append(
-            step_up_notice(client.url, no_browser, client_config)
+            step_up_notice(
+                client.url,
+                doing="to publish",
+                again="publish again",
+                no_browser=no_browser,
+                client_config=client_config,
+                registry=True,
+            )
         )
         return await client.publish(document)
 
@@ -253,5 +227,4 @@ __all__ = [
     "plan_of",
     "publish",
     "read_document",
-    "step_up_notice",
 ]
