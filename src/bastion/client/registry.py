@@ -178,6 +178,13 @@ def error_of(response: httpx.Response, registry: str) -> RegistryError:
             f"the registry {registry} refused {request} (HTTP 403{said}); ask its administrator "
             "for the scope or group this needs"
         )
+    elif status == 404 and response.request.url.path.endswith("/servers"):
+        # Registries always answer the list; a 404 there means the URL is not a registry's.
+        message = (
+            f"{registry} does not look like an MCP registry: GET {response.request.url} answered "
+            f"HTTP 404{said} (a registry lists its servers at URL/v0.1/servers); check the URL, "
+            "e.g. https://auth.example.com/registry"
+        )
     elif status == 404:
         message = (
             f"the registry {registry} found nothing for {request} (HTTP 404{said}): the name or "

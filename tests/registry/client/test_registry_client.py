@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 from typer.testing import CliRunner
 
 from bastion.cli.main import app
@@ -38,7 +39,7 @@ from tests.registry.live_registry import (
     LiveRegistry,
     names,
 )
-from tests.support.live import free_port
+from tests.support.live import free_port, serve
 
 runner = CliRunner()
 
@@ -211,6 +212,24 @@ async def test_unreachable_registry_is_a_clear_error(tmp_path: Path) -> None:
         with pytest.raises(RegistryError, match="no answer from the registry") as failed:
             await registry.get(ALPHA)
     assert failed.value.status is None
+
+
+async def test_a_url_that_is_not_a_registry_is_said_to_be_so(tmp_path: Path) -> None:
+    """A registry always answers its list; a 404 there is "not a registry", not "the name or
+    version is wrong" (the first hour of a new user: a wrong URL)."""
+    settings = ClientSettings(use_keyring=False, storage_path=tmp_path / "t.json")
+    async with (
+        serve(Starlette()) as base,  # 404 Not Found for every path
+        Authorizer(settings, storage=FileStorage(tmp_path / "t.json"), open_url=never_open) as a,
+        RegistryClient(f"{base}/mcp/demo", a) as registry,
+    ):
+        with pytest.raises(RegistryError) as failed:
+            await registry.list_servers()
+        with pytest.raises(RegistryError) as missing:
+            await registry.get(ALPHA)
+    assert f"{base}/mcp/demo does not look like an MCP registry" in str(failed.value)
+    assert "the name or version is wrong" not in str(failed.value)
+    assert "the name or version is wrong" in str(missing.value)
 
 
 def test_registry_url_must_be_https_or_loopback(tmp_path: Path) -> None:
