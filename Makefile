@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast fuzz lint format bench clean
+.PHONY: install run test test-fast fuzz lint format bench clean screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,3 +46,7 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache
+
+# docs/screenshots/*.png, shown in docs/pages.md: every page at desktop and phone width.
+screenshots: install
+	$(BIN)/python scripts/screenshots.py

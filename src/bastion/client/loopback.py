@@ -21,11 +21,11 @@ READ_TIMEOUT = 10.0
 # Styled like the authorization server's pages; a fixed text per outcome (RFC 6749 §4.1.2.1
 # error codes), never anything from the query but the choice of text.
 _STYLE = (
-    "body{margin:0;min-height:100vh;display:grid;place-items:center;background:#f4f6f8;"
+    "*{box-sizing:border-box}body{margin:0;min-height:100vh;display:grid;place-items:center;background:#f4f6f8;"
     "color:#1b1f24;font:16px/1.5 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif}"
     ".card{width:min(28rem,94vw);background:#fff;border:1px solid #d1d9e0;border-radius:10px;"
     "padding:1.75rem 2rem}.brand{font-weight:700;letter-spacing:.04em;color:#0b5cad}"
-    "h1{font-size:1.35rem;margin:1rem 0 .75rem}p{color:#59636e}code{word-break:break-all;"
+    "h1{font-size:1.35rem;margin:1rem 0 .75rem}p{color:#59636e}code{overflow-wrap:anywhere;"
     "font-size:.9em;background:#f1f3f5;padding:.05rem .3rem;border-radius:4px}"
 )
 _PAGE = (
