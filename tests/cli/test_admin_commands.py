@@ -138,6 +138,21 @@ def test_a_short_password_is_refused_before_anything_changes(config: Path) -> No
     assert db_rows(config, "select password_hash from users") == [(before,)]
 
 
+def test_a_generated_password_is_not_held_to_the_length_rule(tmp_path: Path) -> None:
+    """Generated passwords are random, not chosen: a longer login.min_password_length than
+    their 22 characters must not refuse them."""
+    config = tmp_path / "long.toml"
+    config.write_text(
+        f'issuer = "http://127.0.0.1:8123"\ndata_dir = "{tmp_path / "data"}"\n'
+        'secret_key = "cli-test-secret-key-long-enough-0123456789"\n'
+        "[login]\nmin_password_length = 40\n"
+    )
+    code, out = bastion(config, "users", "add", "gen", input="\n")
+    assert code == 0 and "shown once" in out, out
+    code, out = bastion(config, "users", "add", "typed", "--password", "x" * 39)
+    assert code == 2 and "at least 40" in out
+
+
 def test_a_typed_password_is_asked_twice(config: Path) -> None:
     code, out = bastion(
         config, "users", "add", "fay", input="a long enough pass\nnot the same one\n"

@@ -312,9 +312,10 @@ def users_add(
         if password:
             _check_password(config, password)
             _confirm_password(password)
-    if not password:
+    elif password:
+        _check_password(config, password)
+    if not password:  # a generated one is random, not chosen: no length rule for it
         password, generated = generate_password(), True
-    _check_password(config, password)
     chosen = password
     run(
         _with_users(
@@ -371,7 +372,8 @@ def users_passwd(
         password = typer.prompt("New password", hide_input=True)
         _check_password(config, password)
         _confirm_password(password)
-    _check_password(config, password)
+    else:
+        _check_password(config, password)
     chosen = password
     if not run(_with_users(config, lambda users: users.set_password(username, chosen))):
         raise _no_user(username)
