@@ -5,6 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
+from bastion.cli.main import app
+
+runner = CliRunner()
 
 
 def write_config(tmp_path: Path, extra: str = "") -> Path:
@@ -21,3 +26,9 @@ def write_config(tmp_path: Path, extra: str = "") -> Path:
 def config(tmp_path: Path) -> Path:
     """A configuration with no resources (tests that need some write their own)."""
     return write_config(tmp_path)
+
+
+def bastion(config: Path, *args: str, input: str | None = None) -> tuple[int, str]:
+    """Run ``bastion ARGS --config CONFIG`` in-process: exit code and output."""
+    result = runner.invoke(app, [*args, "--config", str(config)], input=input)
+    return result.exit_code, result.output

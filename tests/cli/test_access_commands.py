@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bastion.cli.main import app
-from tests.cli.conftest import write_config
+from tests.cli.conftest import bastion, write_config
 
 runner = CliRunner()
 LEDGER = "http://127.0.0.1:8123/mcp/ledger"
@@ -27,11 +26,6 @@ def config(tmp_path: Path) -> Path:
         '[[resources]]\nuri = "http://127.0.0.1:8123/mcp/notes"\nname = "notes"\n'
         'scopes = ["mcp:tools"]\n',
     )
-
-
-def bastion(config: Path, *args: str) -> tuple[int, str]:
-    result = runner.invoke(app, [*args, "--config", str(config)])
-    return result.exit_code, result.output
 
 
 def test_users_disable_enable_and_groups(config: Path) -> None:

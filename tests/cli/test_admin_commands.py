@@ -11,13 +11,9 @@ from typer.testing import CliRunner
 
 from bastion.cli.main import app
 from bastion.tokens import secrets as opaque
+from tests.cli.conftest import bastion
 
 runner = CliRunner()
-
-
-def bastion(config: Path, *args: str, input: str | None = None) -> tuple[int, str]:
-    result = runner.invoke(app, [*args, "--config", str(config)], input=input)
-    return result.exit_code, result.output
 
 
 def db_rows(config: Path, sql: str) -> list[tuple[object, ...]]:
