@@ -21,7 +21,7 @@ from starlette.routing import Route
 from bastion.authserver.admin import add_client, list_clients
 from bastion.authserver.app import create_app
 from bastion.client import ClientSettings, PreRegisteredClient
-from bastion.client.doctor import Check, Diagnosis, diagnose
+from bastion.client.doctor import Check, Diagnosis, Kind, diagnose
 from bastion.client.doctor_endpoints import MADE_UP_CODE
 from bastion.config import ResourceSettings, Settings
 from bastion.gateway import create_gateway_app
@@ -428,12 +428,15 @@ async def test_c12_bastion_refuses_a_resource_it_does_not_serve(
     assert "[[resources]]" in (only(found, "resource-parameter").fix or "")
 
 
-async def test_bastion_as_and_gateway_pass(make_settings: Callable[..., Settings]) -> None:
+async def diagnose_gateway(
+    make_settings: Callable[..., Settings], kind: Kind = "auto"
+) -> tuple[str, Diagnosis]:
+    """bastion's authorization server and a gateway with one upstream at ``/mcp/notes``, each on
+    its own port; that endpoint's URL and its diagnosis as ``kind``."""
     as_port, gateway_port = free_port(), free_port()
-    issuer = f"http://127.0.0.1:{as_port}"
     gateway = f"http://127.0.0.1:{gateway_port}"
     settings = make_settings(
-        issuer=issuer,
+        issuer=f"http://127.0.0.1:{as_port}",
         resources=[
             ResourceSettings(uri=f"{gateway}/mcp/notes", name="notes", scopes=["mcp:tools"])
         ],
@@ -455,22 +458,70 @@ async def test_bastion_as_and_gateway_pass(make_settings: Callable[..., Settings
         serve(create_app(settings), port=as_port),
         serve(create_gateway_app(settings), port=gateway_port),
     ):
-        found = await diagnose(f"{gateway}/mcp/notes", SETTINGS)
+        return f"{gateway}/mcp/notes", await diagnose(f"{gateway}/mcp/notes", SETTINGS, kind=kind)
+
+
+async def test_bastion_as_and_gateway_pass(make_settings: Callable[..., Settings]) -> None:
+    endpoint, found = await diagnose_gateway(make_settings)
     assert found.ok, [(c.name, c.detail) for c in found.failed]
-    assert found.resource == f"{gateway}/mcp/notes"
+    assert found.resource == endpoint
     assert "deleted again" in only(found, "registration-dcr").detail
+
+
+async def test_g01_an_mcp_endpoint_diagnosed_as_a_registry_fails_and_says_what_it_is(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The gateway challenges every path below an MCP endpoint, /v0.1/servers too: without a
+    look at what the challenge names, `doctor --registry` passed every step of an MCP server."""
+    endpoint, found = await diagnose_gateway(make_settings, "registry")
+    assert failing(found) == ["registry"]
+    assert names(found) == ["request", "www-authenticate", "registry"]
+    check = only(found, "registry")
+    assert "answers like an MCP endpoint" in check.detail and "scope mcp:tools" in check.detail
+    assert f"bastion doctor {endpoint} (without --registry)" in (check.fix or "")
+
+
+async def diagnose_registry(
+    make_settings: Callable[..., Settings], kind: Kind = "auto", **registry: Any
+) -> tuple[str, Diagnosis]:
+    """bastion's registry (``registry`` overriding its test settings) at ``<issuer>/registry``,
+    diagnosed as ``kind``: its URL and the diagnosis."""
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    settings = make_settings(issuer=issuer, registry=registry_settings(**registry))
+    async with serve(create_combined_app(settings), port=port):
+        return f"{issuer}/registry", await diagnose(f"{issuer}/registry", SETTINGS, kind=kind)
+
+
+async def test_a_registry_diagnosed_as_an_mcp_endpoint_fails_and_says_what_it_is(
+    make_settings: Callable[..., Settings],
+) -> None:
+    registry, found = await diagnose_registry(make_settings, "mcp")
+    assert names(found) == ["request"] and failing(found) == ["request"]
+    check = only(found, "request")
+    assert "HTTP 404" in check.detail and "registry's base URL" in check.detail
+    assert f"bastion doctor --registry {registry}" in (check.fix or "")
+
+
+async def test_g01_a_registry_with_its_own_realm_and_scope_names_still_passes(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Realm and scope names are the registry's to choose: nothing is held against one whose
+    base URL does not answer MCP."""
+    names_ = {"read": "catalog.read", "write": "catalog.write", "admin": "catalog.admin"}
+    _, found = await diagnose_registry(
+        make_settings, "registry", realm="acme", scope_names=names_, scopes=[]
+    )
+    assert found.ok, [(c.name, c.detail) for c in found.failed]
+    assert "registry" not in names(found)
+    assert "scope catalog.read" in only(found, "www-authenticate").detail
 
 
 @pytest.mark.parametrize("kind", ["auto", "registry"])
 async def test_g01_bastion_registry_passes_and_is_recognised(
-    make_settings: Callable[..., Settings], kind: str
+    make_settings: Callable[..., Settings], kind: Kind
 ) -> None:
-    port = free_port()
-    issuer = f"http://127.0.0.1:{port}"
-    registry = f"{issuer}/registry"
-    settings = make_settings(issuer=issuer, registry=registry_settings())
-    async with serve(create_combined_app(settings), port=port):
-        found = await diagnose(registry, SETTINGS, kind=kind)  # type: ignore[arg-type]
+    registry, found = await diagnose_registry(make_settings, kind)
     assert found.ok, [(c.name, c.detail) for c in found.failed]
     assert found.kind == "registry" and found.resource == registry
     request = only(found, "request")
@@ -485,12 +536,7 @@ async def test_g01_a_registry_with_the_earlier_realm_is_recognised_too(
 ) -> None:
     """A registry that still challenges with bastion's earlier realm "MCP Registry" is
     diagnosed as a registry without --registry."""
-    port = free_port()
-    issuer = f"http://127.0.0.1:{port}"
-    registry = f"{issuer}/registry"
-    settings = make_settings(issuer=issuer, registry=registry_settings(realm="MCP Registry"))
-    async with serve(create_combined_app(settings), port=port):
-        found = await diagnose(registry, SETTINGS)
+    _, found = await diagnose_registry(make_settings, realm="MCP Registry")
     assert found.ok, [(c.name, c.detail) for c in found.failed]
     assert found.kind == "registry"
     assert "realm MCP Registry" in only(found, "www-authenticate").detail

@@ -41,6 +41,7 @@ import httpx
 
 from bastion.client.authorizer import USER_AGENT
 from bastion.client.discovery import (
+    BearerChallenge,
     PrmCandidate,
     Probe,
     Trace,
@@ -153,6 +154,15 @@ def _strings(document: dict[str, Any], name: str) -> tuple[str, ...]:
     return tuple(v for v in value if isinstance(v, str) and v)
 
 
+def _names_registry(challenge: BearerChallenge) -> bool:
+    """Whether a challenge says "registry": its realm, or a scope of the registry
+    authorization document (``mcp-registry:read`` and the like)."""
+    prefix = REGISTRY_REALMS[0] + ":"
+    return challenge.realm in REGISTRY_REALMS or any(
+        s.startswith(prefix) for s in challenge.scope or ()
+    )
+
+
 # ------------------------------------------------------------------------------------- doctor
 class _Doctor:
     """Runs the steps, appending one :class:`Check` per verdict."""
@@ -194,7 +204,11 @@ class _Doctor:
             return Diagnosis(url, "registry" if kind == "registry" else "mcp", self.checks.items)
         chosen, answer = await self._probe(url, kind)
         diagnosis = Diagnosis(url, chosen, self.checks.items)
+        if chosen == "mcp" and answer.status == 404 and await self._answers_like_registry(url):
+            return diagnosis
         if not self._request_checks(url, chosen, answer):
+            return diagnosis
+        if chosen == "registry" and await self._answers_like_mcp(url, answer):
             return diagnosis
         found = await self._protected_resource(url, answer)
         if found is None:
@@ -219,6 +233,54 @@ class _Doctor:
         if registry.status == 200 or (registry.status == 401 and registry.challenge is not None):
             return "registry", registry
         return "mcp", answer
+
+    async def _answers_like_registry(self, url: str) -> bool:
+        """Whether a URL diagnosed as an MCP endpoint, where ``tools/list`` found nothing, is a
+        registry's base URL instead (recorded as a failed check)."""
+        registry = await probe_registry(self.http, url)
+        registry_like = registry.status == 200 or (
+            registry.status == 401
+            and registry.challenge is not None
+            and _names_registry(registry.challenge)
+        )
+        if not registry_like:
+            return False
+        self.add(
+            "request",
+            "fail",
+            "POST tools/list without a token answered HTTP 404: this is no MCP endpoint, but a "
+            f"registry's base URL (GET /v0.1/servers answered HTTP {registry.status})",
+            url,
+            f"Diagnose it as a registry: bastion doctor --registry {url}. An MCP server's URL is "
+            "its streamable HTTP endpoint (often ending in /mcp).",
+        )
+        return True
+
+    async def _answers_like_mcp(self, url: str, answer: Probe) -> bool:
+        """Whether a URL diagnosed as a registry is an MCP endpoint instead (recorded as a
+        failed check): its challenge names neither a registry realm nor a registry scope, and an
+        MCP ``tools/list`` to the URL itself gets a Bearer challenge too. An MCP server's
+        authorization answers every path below its endpoint, ``/v0.1/servers`` included, so
+        without this every later step would pass for the wrong kind of server."""
+        challenge = answer.challenge
+        if challenge is None or _names_registry(challenge):
+            return False
+        mcp = await probe(self.http, url)
+        if mcp.status != 401 or mcp.challenge is None or _names_registry(mcp.challenge):
+            return False
+        scopes = " ".join(mcp.challenge.scope or ()) or "none"
+        self.add(
+            "registry",
+            "fail",
+            "this URL answers like an MCP endpoint, not a registry: POST tools/list gets HTTP "
+            f"401 with a Bearer challenge (scope {scopes}), and no challenge names the realm "
+            f"{REGISTRY_REALMS[0]} or an {REGISTRY_REALMS[0]}: scope. Nothing more to check",
+            url,
+            f"Diagnose it as an MCP server: bastion doctor {url} (without --registry). A "
+            "registry's URL is its base, below which /v0.1/servers lives (bastion's is "
+            "<issuer>/registry).",
+        )
+        return True
 
     def _request_checks(self, url: str, kind: Literal["mcp", "registry"], answer: Probe) -> bool:
         """The unauthenticated request and its challenge; False when nothing more can be
