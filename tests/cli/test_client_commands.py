@@ -76,8 +76,8 @@ class Stack:
 @pytest.fixture
 async def stack(make_settings: Callable[..., Settings]) -> AsyncIterator[Stack]:
     """The demo server over streamable HTTP behind the gateway at /mcp/demo (add_note needs
-    notes:write: step-up); short-lived access tokens; a pre-registered client_credentials
-    client for machines."""
+    notes:write: step-up; list_notes the group editors, which nobody has); short-lived access
+    tokens; a pre-registered client_credentials client for machines."""
     as_port, gateway_port = free_port(), free_port()
     issuer, gateway = f"http://127.0.0.1:{as_port}", f"http://127.0.0.1:{gateway_port}"
     async with serve(demo_app()) as demo_base:
@@ -86,7 +86,11 @@ async def stack(make_settings: Callable[..., Settings]) -> AsyncIterator[Stack]:
             "path": "/mcp/demo",
             "url": f"{demo_base}/mcp",
             "scopes": ["mcp:tools"],
-            "policy": {"default": ["mcp:tools"], "tools": {"add_note": ["notes:write"]}},
+            "policy": {
+                "default": ["mcp:tools"],
+                "tools": {"add_note": ["notes:write"]},
+                "tool_groups": {"list_notes": ["editors"]},
+            },
         }
         settings = make_settings(
             issuer=issuer,
@@ -452,6 +456,23 @@ async def test_a_static_authorization_header_disables_oauth_for_that_url(
     refusal = f"the server refused the request: HTTP 401 to POST {stack.url} with WWW-Authenticate"
     assert refusal in unauthorized.err and 'error="invalid_token"' in unauthorized.err
     assert all(r.authorizations == [] for r in cli.runs) and not other.exists()
+
+
+async def test_a_refusal_no_scope_can_fix_says_the_servers_reason_and_asks_no_browser(
+    stack: Stack, cli: Cli
+) -> None:
+    """A tool only for a group the caller is not in: the gateway's 403 ``access_denied`` says
+    why (RFC 6750 §3.1 ``error_description``) and the terminal shows it, instead of a bare
+    status; there is no step-up, since no scope would help."""
+    config = machine_config(cli, stack)
+    refused = await cli("call", stack.url, "list_notes", "--client-config", config)
+    assert refused.code == 1 and refused.out == ""
+    assert (
+        f"the server refused the request: HTTP 403 to POST {stack.url}: access_denied: tool "
+        "list_notes is only for members of group editors, and the caller (subject "
+        f"{MACHINE_ID}) is not a member; an administrator can add it (bastion users groups)"
+    ) in refused.err
+    assert refused.authorizations == []
 
 
 async def test_call_refuses_arguments_that_are_not_a_json_object(tmp_path: Path) -> None:

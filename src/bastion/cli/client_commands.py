@@ -317,6 +317,7 @@ async def mcp_client(
             refused.append(
                 f"HTTP {response.status_code} to {response.request.method} {response.request.url}"
                 + (f" with WWW-Authenticate: {challenge}" if challenge else "")
+                + await _oauth_error(response)
             )
 
     async with authorizer(settings, no_browser=no_browser) as auth, http_client(auth) as http:
@@ -339,6 +340,24 @@ async def mcp_client(
             if isinstance(leaf, MCPError) and leaf.code == INTERNAL_ERROR and refused:
                 raise ClientError(f"the server refused the request: {refused[-1]}") from None
             raise
+
+
+async def _oauth_error(response: httpx2.Response) -> str:
+    """``: <error>: <error_description>`` of an error answer's JSON body (RFC 6750 §3.1 names
+    the fields; the gateway sends them), or nothing."""
+    import httpx2
+
+    if "json" not in response.headers.get("content-type", ""):
+        return ""
+    try:
+        body = json.loads(await response.aread())
+    except (httpx2.HTTPError, ValueError):
+        return ""
+    if not isinstance(body, dict) or not isinstance(body.get("error"), str):
+        return ""
+    description = body.get("error_description")
+    text = f"{body['error']}: {description}" if isinstance(description, str) else body["error"]
+    return f": {text[:500]}"
 
 
 def unverified_claims(access_token: str) -> dict[str, Any] | None:

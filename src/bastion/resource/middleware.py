@@ -349,8 +349,8 @@ class ResourceServerMiddleware:
                     403,
                     "access_denied",
                     f"{about} is only for members of group {' or '.join(sorted(needed))}, and "
-                    f"{principal.subject} is not one; an administrator can add you "
-                    "(bastion users groups)",
+                    f"the caller (subject {principal.subject}) is not a member; an "
+                    "administrator can add it (bastion users groups)",
                     challenge=False,
                 )
 
