@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import tomllib
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from bastion.cli.main import app
+from bastion.client import ClientSettings
 from bastion.tokens import secrets as opaque
 from tests.cli.conftest import bastion
 
@@ -43,6 +45,49 @@ def test_confidential_client_secret_is_shown_once_and_stored_as_a_hash(config: P
     )
     code, out = bastion(config, "clients", "show", "agent-1")
     assert code == 0 and '"client_credentials"' in out and secret not in out
+
+
+def test_write_client_config_is_refused_for_clients_without_a_secret_and_over_a_file(
+    config: Path, tmp_path: Path
+) -> None:
+    """Checked before anything is registered: exit 2, no client made, no file replaced."""
+    taken = tmp_path / "taken.toml"
+    taken.write_text("kept\n")
+    cases = [
+        (["--name", "cli", "--redirect-uri", "http://127.0.0.1/cb"], "for a machine client"),
+        (["--name", "cli", "--confidential", "--redirect-uri", "http://127.0.0.1/cb"], "machine"),
+        (["--name", "agent", "--confidential"], f"{taken} exists"),
+    ]
+    for args, said in cases:
+        path = taken if "exists" in said else tmp_path / "new.toml"
+        code, out = bastion(config, "clients", "add", *args, "--write-client-config", str(path))
+        assert code == 2 and said in out, out
+    assert not (tmp_path / "new.toml").exists() and taken.read_text() == "kept\n"
+    assert bastion(config, "clients", "list", "--json") == (0, "[]\n")
+
+
+def test_write_client_config_makes_a_private_client_toml_with_its_own_token_file(
+    config: Path, tmp_path: Path
+) -> None:
+    """The file bastion's client reads (ClientSettings): this machine client pre-registered for
+    exactly the issuer, a token file of its own beside it (a person's stored tokens for the
+    same server stay theirs), mode 0600 since it holds the secret."""
+    path = tmp_path / "agent.toml"
+    code, out = bastion(
+        config, "clients", "add", "--name", 'nightly "agent"', "--confidential",
+        "--client-id", "agent-1", "--write-client-config", str(path),
+    )  # fmt: skip
+    assert code == 0, out
+    secret = re.search(r"client_secret\s+(\S+)", out).group(1)  # type: ignore[union-attr]
+    assert f"wrote {path}: bastion's client is this machine client with --client-config" in out
+    assert path.stat().st_mode & 0o777 == 0o600
+    settings = ClientSettings.model_validate(tomllib.loads(path.read_text()))
+    assert settings.use_keyring is False
+    assert settings.storage_path == tmp_path / "agent-tokens.json"
+    [client] = settings.pre_registered
+    assert client.issuer == "http://127.0.0.1:8123" and client.client_id == "agent-1"
+    assert client.client_secret is not None and client.client_secret.get_secret_value() == secret
+    assert client.grant_type == "client_credentials"
 
 
 def test_public_client_with_redirect_uri(config: Path) -> None:

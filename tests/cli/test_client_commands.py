@@ -469,8 +469,8 @@ async def test_a_refusal_no_scope_can_fix_says_the_servers_reason_and_asks_no_br
     assert refused.code == 1 and refused.out == ""
     assert (
         f"the server refused the request: HTTP 403 to POST {stack.url}: access_denied: tool "
-        "list_notes is only for members of group editors, and the caller (subject "
-        f"{MACHINE_ID}) is not a member; an administrator can add it (bastion users groups)"
+        f"list_notes is only for members of group editors, and the machine client {MACHINE_ID} "
+        "is not a member; a machine client has no groups"
     ) in refused.err
     assert refused.authorizations == []
 

@@ -104,6 +104,8 @@ async def test_a_caller_outside_the_group_gets_403_naming_it_and_no_challenge(
     assert body["error"] == "access_denied"
     assert "tool add_note" in body["error_description"]
     assert "admins or editors" in body["error_description"]
+    assert "the caller (subject " in body["error_description"]
+    assert "an administrator can add it (bastion users groups)" in body["error_description"]
     assert stack.recorder.requests == []
 
 

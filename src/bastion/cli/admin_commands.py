@@ -21,6 +21,7 @@ from bastion.cli.common import (
     settings_or_exit,
 )
 from bastion.cli.display import print_table, when
+from bastion.private_files import write_private
 
 clients_app = typer.Typer(help="OAuth clients an operator registers.", no_args_is_help=True)
 users_app = typer.Typer(
@@ -120,6 +121,15 @@ def clients_add(
     jwks_uri: Annotated[
         str | None, typer.Option(help="private_key_jwt: where the client publishes its keys.")
     ] = None,
+    write_client_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--write-client-config",
+            metavar="FILE",
+            help="Also write FILE (0600): a client.toml with which bastion's own client is this "
+            "machine client (bastion call --client-config FILE …, no browser).",
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Register a client. A secret is printed once and stored only as a hash.
@@ -135,9 +145,12 @@ def clients_add(
         if (confidential or keyed) and not redirect_uri
         else ["authorization_code", "refresh_token"]
     )
+    if write_client_config is not None:
+        _can_write_client_config(write_client_config, confidential and not keyed, grants)
+    settings = settings_or_exit(config)
     created = run(
         add_client(
-            settings_or_exit(config),
+            settings,
             client_id=client_id,
             name=name,
             redirect_uris=redirect_uri or [],
@@ -161,6 +174,51 @@ def clients_add(
             f"some with `bastion access allow RESOURCE client:{created.client.client_id}`, or "
             "add it again with --resource.[/yellow]"
         )
+    if write_client_config is not None and created.secret:
+        tokens = write_client_config.with_name(write_client_config.stem + "-tokens.json")
+        write_private(
+            write_client_config,
+            machine_client_toml(
+                name, settings.issuer, created.client.client_id, created.secret, tokens
+            ),
+        )
+        console.print(
+            f"wrote {write_client_config}: bastion's client is this machine client with "
+            f"--client-config {write_client_config} (its tokens go to {tokens.name})"
+        )
+
+
+def _can_write_client_config(path: Path, secret: bool, grants: list[str]) -> None:
+    """Refuse ``--write-client-config`` before anything is registered: it is for a machine
+    client with a secret, and never replaces a file."""
+    if not secret or "client_credentials" not in grants:
+        err.print(
+            "[red]error:[/red] --write-client-config is for a machine client with a secret: "
+            "add --confidential, without --redirect-uri or --jwks-file/--jwks-uri"
+        )
+        raise typer.Exit(2)
+    if path.exists():
+        err.print(f"[red]error:[/red] {path} exists; give another file or remove it first")
+        raise typer.Exit(2)
+
+
+def machine_client_toml(name: str, issuer: str, client_id: str, secret: str, tokens: Path) -> str:
+    """A client.toml for bastion's own client as one machine client (client_credentials), with
+    a token file of its own, so that it never takes the place of a person's stored tokens."""
+    lines = [
+        f"# bastion's client as the machine client {json.dumps(name)} (client_credentials, no",
+        "# browser), written by `bastion clients add`. It holds the client secret: keep it",
+        "# private.",
+        "use_keyring = false",
+        f"storage_path = {json.dumps(str(tokens.resolve()))}",
+        "",
+        "[[pre_registered]]",
+        f"issuer = {json.dumps(issuer)}",
+        f"client_id = {json.dumps(client_id)}",
+        f"client_secret = {json.dumps(secret)}",
+        'grant_type = "client_credentials"',
+    ]
+    return "\n".join(lines) + "\n"
 
 
 @clients_app.command("update")

@@ -345,12 +345,19 @@ class ResourceServerMiddleware:
             missing = self.policy.missing_group(principal.groups, method, tool)
             if missing is not None:
                 about, needed = missing
+                who, remedy = (
+                    (f"the machine client {principal.subject}", "a machine client has no groups")
+                    if principal.subject == principal.client_id
+                    else (
+                        f"the caller (subject {principal.subject})",
+                        "an administrator can add it (bastion users groups)",
+                    )
+                )
                 raise _Refusal(
                     403,
                     "access_denied",
                     f"{about} is only for members of group {' or '.join(sorted(needed))}, and "
-                    f"the caller (subject {principal.subject}) is not a member; an "
-                    "administrator can add it (bastion users groups)",
+                    f"{who} is not a member; {remedy}",
                     challenge=False,
                 )
 
