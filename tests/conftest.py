@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -111,3 +112,17 @@ async def live_as(make_settings: Callable[..., Settings]) -> AsyncIterator[tuple
 
 from bastion.authserver.app import create_app  # noqa: E402
 from tests.support.live import free_port, serve  # noqa: E402
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Child processes a test starts (append them): terminated at its end, killed after 10 s."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in started:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -77,6 +77,14 @@ tool_groups = {{ add_note = ["editors"] }}
 # `bastion registry search http://127.0.0.1:{port}/registry` or `bastion proxy registry ...`.
 [registry]
 enabled = true
+# On your own machine what you publish is listed at once; an organisation sets this to false,
+# and admins approve what others publish (docs/registry.md).
+approve_on_publish = true
+
+# Who may publish under which namespace (the part of a server name before '/'): editors, under
+# any namespace that starts with local. (local.example/notes, local.acme/…).
+[registry.namespaces]
+"local.*" = ["group:editors"]
 """
 
 

@@ -10,7 +10,6 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -48,27 +47,15 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     pytest.fail(f"quickstart did not answer within 30 s:\n{log.read_text()}")
 
 
-@pytest.fixture
-def stop() -> Iterator[list[subprocess.Popen[bytes]]]:
-    procs: list[subprocess.Popen[bytes]] = []
-    yield procs
-    for proc in procs:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
 def test_quickstart_serves_prints_the_admin_password_once_and_the_readme_example_works(
-    tmp_path: Path, stop: list[subprocess.Popen[bytes]]
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
     data = tmp_path / "bastion-data"
     log = tmp_path / "first.log"
     proc = start(data, port, log)
-    stop.append(proc)
+    processes.append(proc)
     wait_ready(f"{issuer}/.well-known/oauth-authorization-server", proc, log)
     first = log.read_text()
     assert re.search(r"Admin user\s+admin / \S{16,}\s+\(shown once", first), first
@@ -177,7 +164,7 @@ def test_quickstart_serves_prints_the_admin_password_once_and_the_readme_example
     proc.wait(10)
     log2 = tmp_path / "second.log"
     again = start(data, port, log2)
-    stop.append(again)
+    processes.append(again)
     wait_ready(f"{issuer}/jwks", again, log2)
     second = log2.read_text()
     assert "password set on first run" in second
@@ -190,7 +177,7 @@ def test_quickstart_serves_prints_the_admin_password_once_and_the_readme_example
 
 
 def test_m3_data_files_are_private_whatever_the_umask(
-    tmp_path: Path, stop: list[subprocess.Popen[bytes]]
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
     """With the usual umask 022, the quickstart's data directory is 0700 and its files 0600
     while it runs: bastion.toml, secret.key, bastion.db with its -wal and -shm, audit.jsonl.
@@ -199,7 +186,7 @@ def test_m3_data_files_are_private_whatever_the_umask(
     issuer = f"http://127.0.0.1:{port}"
     data = tmp_path / "bastion-data"
     proc = start(data, port, tmp_path / "first.log", umask=0o022)
-    stop.append(proc)
+    processes.append(proc)
     wait_ready(f"{issuer}/.well-known/oauth-authorization-server", proc, tmp_path / "first.log")
     registered = httpx.post(f"{issuer}/register", json={"redirect_uris": ["http://127.0.0.1/cb"]})
     assert registered.status_code == 201, registered.text
@@ -219,7 +206,7 @@ def test_m3_data_files_are_private_whatever_the_umask(
     data.chmod(0o755)
     (data / "bastion.toml").chmod(0o644)
     log = tmp_path / "second.log"
-    stop.append(proc := start(data, port, log, umask=0o022))
+    processes.append(proc := start(data, port, log, umask=0o022))
     wait_ready(f"{issuer}/.well-known/oauth-authorization-server", proc, log)
     text = log.read_text()
     assert f"{data} has mode 0755: other local users can read it; run `chmod 700 {data}`" in text

@@ -56,7 +56,6 @@ async def main(url: str) -> None:
             page.set_default_timeout(15_000)
             await page.goto(url)
             await _answer(page, username, password, decision)
-            print(f"person.py: {page.url} says {await page.inner_text('h1')}", file=sys.stderr)
         finally:
             await browser.close()
 
