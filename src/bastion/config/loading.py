@@ -1,0 +1,74 @@
+"""Where settings come from: a TOML file, the ``BASTION_*`` environment and explicit overrides;
+and the environment variables that name the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic_settings import SettingsConfigDict
+
+from bastion.config.settings import Settings
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build settings from an optional TOML file, the environment, and explicit overrides."""
+    if config_file is not None:
+        if not config_file.is_file():
+            raise FileNotFoundError(f"configuration file {config_file} does not exist")
+
+        class _FromFile(Settings):
+            model_config = SettingsConfigDict(toml_file=config_file)
+
+        return _FromFile(**overrides)
+    return Settings(**overrides)
+
+
+CONFIG_FILE_VARIABLE = "BASTION_CONFIG_FILE"
+
+
+def settings_from_environment() -> Settings:
+    """Settings for a worker process: the file named by BASTION_CONFIG_FILE, if any, plus the
+    environment. Used by ``bastion serve --workers N``, whose workers start from an import string.
+    """
+    import os
+
+    path = os.environ.get(CONFIG_FILE_VARIABLE)
+    return load_settings(Path(path) if path else None)
+
+
+CONFIG_VARIABLE = "BASTION_CONFIG"
+
+
+def config_file_from_environment() -> Path | None:
+    """The configuration file ``$BASTION_CONFIG`` names, if it names one."""
+    import os
+
+    named = os.environ.get(CONFIG_VARIABLE)
+    return Path(named) if named else None
+
+
+def environment_names_data() -> bool:
+    """Whether ``BASTION_DATABASE_URL`` or ``BASTION_DATA_DIR`` say where the data is, so that
+    no configuration file is needed (containers)."""
+    import os
+
+    return any(os.environ.get(v) for v in ("BASTION_DATABASE_URL", "BASTION_DATA_DIR"))
+
+
+def export_config_file(config_file: Path) -> None:
+    """Name the configuration file for worker processes started later by uvicorn."""
+    import os
+
+    os.environ[CONFIG_FILE_VARIABLE] = str(config_file.resolve())
+
+
+__all__ = [
+    "CONFIG_FILE_VARIABLE",
+    "CONFIG_VARIABLE",
+    "config_file_from_environment",
+    "environment_names_data",
+    "export_config_file",
+    "load_settings",
+    "settings_from_environment",
+]
