@@ -27,6 +27,7 @@ from bastion.config.gateway import (
     listing_name,
 )
 from bastion.config.identity_providers import (
+    ENTRA_SHARED_TENANTS,
     AllowRulesSettings,
     ClaimMappingSettings,
     IdentityProviderKind,
@@ -54,6 +55,7 @@ from bastion.config.settings import Settings
 __all__ = [
     "CONFIG_FILE_VARIABLE",
     "CONFIG_VARIABLE",
+    "ENTRA_SHARED_TENANTS",
     "OLD_REGISTRY_SCOPES",
     "REGISTRY_SCOPES",
     "AllowRulesSettings",

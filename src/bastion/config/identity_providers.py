@@ -35,7 +35,8 @@ _PROTOCOL_PARAMETERS = frozenset(
         "request_uri",
     }
 )
-_ENTRA_SHARED_TENANTS = frozenset({"common", "organizations", "consumers"})
+# Entra tenant names that stand for many tenants (multi-tenant sign-in), not one organisation.
+ENTRA_SHARED_TENANTS = frozenset({"common", "organizations", "consumers"})
 _KIND_FIELDS: dict[str, tuple[set[str], set[str]]] = {
     # kind: (required preset fields, allowed preset fields)
     "oidc": (set(), {"issuer", "discovery_url", "resource"}),
@@ -320,7 +321,7 @@ class IdentityProviderSettings(BaseModel):
             return True
         if self.kind == "github":
             return self.base_url is None or urlsplit(self.base_url).hostname == "github.com"
-        return self.kind == "entra" and (self.tenant or "").lower() in _ENTRA_SHARED_TENANTS
+        return self.kind == "entra" and (self.tenant or "").lower() in ENTRA_SHARED_TENANTS
 
     @property
     def label(self) -> str:
@@ -329,6 +330,7 @@ class IdentityProviderSettings(BaseModel):
 
 
 __all__ = [
+    "ENTRA_SHARED_TENANTS",
     "AllowRulesSettings",
     "ClaimMappingSettings",
     "IdentityProviderKind",

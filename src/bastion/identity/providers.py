@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
-from bastion.config import AllowRulesSettings, IdentityProviderSettings
+from bastion.config import ENTRA_SHARED_TENANTS, AllowRulesSettings, IdentityProviderSettings
 
 Protocol = Literal["oidc", "oauth2", "github"]
 AuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
@@ -184,7 +184,7 @@ def _oidc(cfg: IdentityProviderSettings) -> _Where:
 def _entra(cfg: IdentityProviderSettings) -> _Where:
     tenant = cfg.tenant or ""
     authority = f"https://{cfg.authority_host}/{tenant}/v2.0"
-    shared = tenant.lower() in ("common", "organizations", "consumers")
+    shared = tenant.lower() in ENTRA_SHARED_TENANTS
     return _Where(
         issuer=f"https://{cfg.authority_host}/{ENTRA_TENANT_PLACEHOLDER}/v2.0"
         if shared
