@@ -30,6 +30,103 @@ def imports_of(path: Path) -> set[str]:
     return found
 
 
+def module_of(path: Path) -> str:
+    """The dotted name of the bastion module at ``path``."""
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+SOURCES = {
+    module_of(path): path for path in sorted(SRC.rglob("*.py")) if "migrations" not in path.parts
+}
+
+
+def bastion_imports(module: str) -> set[str]:
+    """The bastion modules ``module`` imports anywhere: at the top, inside functions (lazy
+    imports) and under ``TYPE_CHECKING``. ``from bastion.store import clients`` imports
+    ``bastion.store.clients``; relative imports are resolved."""
+    path = SOURCES[module]
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(filter(None, [package.rsplit(".", node.level - 1)[0], base]))
+            for alias in node.names:
+                name = f"{base}.{alias.name}"
+                found.add(name if name in SOURCES else base)
+    return {name for name in found if name == "bastion" or name.startswith("bastion.")}
+
+
+def within(name: str, *packages: str) -> bool:
+    """Whether module ``name`` is one of ``packages`` or inside one of them."""
+    return any(name == package or name.startswith(f"{package}.") for package in packages)
+
+
+# Import cycles known and being taken apart; a cycle gone from the code must leave this list.
+ALLOWED_CYCLES = [
+    # being removed (issue 15)
+    frozenset({"bastion.client.discovery", "bastion.client.errors"}),
+]
+
+
+def test_no_import_cycles() -> None:
+    """No two bastion modules import each other, directly or through others, counting lazy
+    and TYPE_CHECKING imports: a cycle hidden by a lazy import is still two modules that cannot
+    be understood, tested or moved apart."""
+    graph = {module: bastion_imports(module) & SOURCES.keys() for module in SOURCES}
+    reach: dict[str, set[str]] = {}
+    for start in graph:
+        seen: set[str] = set()
+        todo = [start]
+        while todo:
+            for following in graph[todo.pop()] - seen:
+                seen.add(following)
+                todo.append(following)
+        reach[start] = seen
+    cycles = {
+        frozenset({module, *(other for other in reach[module] if module in reach[other])})
+        for module in graph
+        if module in reach[module]
+    }
+    new = [
+        "; ".join(f"{m} imports {', '.join(sorted(graph[m] & cycle))}" for m in sorted(cycle))
+        for cycle in cycles - set(ALLOWED_CYCLES)
+    ]
+    assert not new, "import cycles (move the shared piece down a layer): " + " | ".join(new)
+    gone = [sorted(cycle) for cycle in set(ALLOWED_CYCLES) - cycles]
+    assert not gone, f"no longer cycles, remove them from ALLOWED_CYCLES: {gone}"
+
+
+# What bastion.client stands on besides itself: the pure protocol and helpers both sides share.
+CLIENT_FLOOR = ("bastion.oauth", "bastion.net", "bastion.private_files")
+
+
+def test_the_server_side_never_imports_the_client() -> None:
+    """STYLE.md rule 1: the authorization server, resource middleware, gateway, registry and
+    what they share (store, tokens, identity, access, config, serve, ...) never import
+    bastion.client; only the command line, which drives both sides, does."""
+    for module in SOURCES:
+        if within(module, "bastion.client", "bastion.cli"):
+            continue
+        for name in bastion_imports(module):
+            assert not within(name, "bastion.client"), f"{module} imports {name}"
+
+
+def test_the_client_never_imports_the_server_side() -> None:
+    """STYLE.md rule 1: bastion.client is what MCP clients embed: it imports only itself
+    and the shared floor (CLIENT_FLOOR), never the server packages, their settings or their
+    storage. A module both sides need belongs on the floor (and in CLIENT_FLOOR)."""
+    for module in SOURCES:
+        if not within(module, "bastion.client"):
+            continue
+        for name in bastion_imports(module):
+            assert within(name, "bastion.client", *CLIENT_FLOOR), f"{module} imports {name}"
+
+
 def test_oauth_package_is_pure_protocol() -> None:
     """bastion.oauth does no I/O and knows no web framework, HTTP client or storage."""
     forbidden = ("starlette", "sqlalchemy", "httpx", "uvicorn", "asyncio", "socket", "bastion.")

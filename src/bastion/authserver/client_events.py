@@ -15,8 +15,8 @@ with backoff and then drops the whole cache. Until it is back, cached clients ex
 from __future__ import annotations
 
 import json
+from typing import Protocol
 
-from bastion.authserver.clients import ClientDirectory
 from bastion.follower import Follower
 from bastion.logs import get_logger
 from bastion.store.clients import CHANGES_CHANNEL
@@ -26,13 +26,26 @@ from bastion.store.notifications import listen, supports_listen
 log = get_logger("bastion.clients")
 
 
+class ClientCache(Protocol):
+    """What the listener invalidates: :class:`bastion.authserver.clients.ClientDirectory`."""
+
+    @property
+    def cache_ttl(self) -> float:
+        """Seconds a cached client is kept (``client_cache_ttl``)."""
+        ...
+
+    def invalidate(self, client_id: str | None = None) -> None:
+        """Forget one cached client (or all of them, with None)."""
+        ...
+
+
 class ClientChangeListener(Follower):
     """LISTENs for client changes and invalidates ``directory`` (PostgreSQL with asyncpg only;
     elsewhere :meth:`start` does nothing)."""
 
     topic = "client changes"
 
-    def __init__(self, db: Database, directory: ClientDirectory) -> None:
+    def __init__(self, db: Database, directory: ClientCache) -> None:
         super().__init__(log)
         self.db = db
         self.directory = directory
@@ -76,4 +89,4 @@ class ClientChangeListener(Follower):
             self.directory.invalidate(client_id if isinstance(client_id, str) else None)
 
 
-__all__ = ["ClientChangeListener"]
+__all__ = ["ClientCache", "ClientChangeListener"]

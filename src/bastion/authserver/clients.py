@@ -13,9 +13,9 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from bastion.authserver.cimd import MetadataDocumentResolver
+from bastion.authserver.client_events import ClientChangeListener
 from bastion.authserver.http import is_vschar
 from bastion.clock import Clock
 from bastion.config import Settings
@@ -27,9 +27,6 @@ from bastion.store import clients as client_rows
 from bastion.store.access import RULES_CHANGED
 from bastion.store.clients import Client
 from bastion.store.database import Database
-
-if TYPE_CHECKING:
-    from bastion.authserver.client_events import ClientChangeListener
 
 log = get_logger("bastion.clients")
 
@@ -77,8 +74,6 @@ class ClientDirectory:
 
     async def start(self) -> None:
         """Listen for changes other processes make (PostgreSQL; a no-op elsewhere)."""
-        from bastion.authserver.client_events import ClientChangeListener
-
         if self._listener is None and self.cache_ttl > 0:
             self._listener = ClientChangeListener(self.db, self)
             await self._listener.start()

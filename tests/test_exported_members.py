@@ -1,0 +1,119 @@
+"""The public API is what the packages export: every change to it is made here on purpose
+(STYLE.md rule 12)."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import types
+
+import pytest
+
+import bastion
+
+# Each package whose __init__ declares __all__, with the names it exports.
+EXPORTS = {
+    "bastion": ["__version__"],
+    "bastion.access": ["AccessRule", "Decision", "Person", "decide_machine", "decide_person"],
+    "bastion.client": [
+        "AuthorizationDenied",
+        "AuthorizationError",
+        "AuthorizationServerMetadata",
+        "Authorizer",
+        "BastionAuth",
+        "BearerChallenge",
+        "ClientError",
+        "ClientSettings",
+        "Discovery",
+        "DiscoveryError",
+        "FileStorage",
+        "KeyringStorage",
+        "MemoryStorage",
+        "OpenUrl",
+        "PreRegisteredClient",
+        "ProtectedResourceMetadata",
+        "RegisteredClient",
+        "RegistrationError",
+        "RegistryClient",
+        "RegistryError",
+        "ServerEntry",
+        "ServerPage",
+        "StorageError",
+        "TokenEndpointError",
+        "TokenSet",
+        "TokenStorage",
+        "Trace",
+        "TraceStep",
+        "bearer_challenge",
+        "discover",
+        "headless_opener",
+        "open_in_browser",
+    ],
+    "bastion.gateway": [
+        "AuditLog",
+        "AuditMiddleware",
+        "ForwardedIdentity",
+        "HttpProxy",
+        "IdentityError",
+        "StdioBridge",
+        "create_gateway_app",
+        "run_gateway",
+        "sign_identity_headers",
+        "verify_identity_headers",
+    ],
+    "bastion.registry": [
+        "META_KEY",
+        "Registry",
+        "create_combined_app",
+        "create_registry_app",
+        "run_registry",
+    ],
+    "bastion.resource": [
+        "DEFAULT_ALGORITHMS",
+        "SUPPORTED_ALGORITHMS",
+        "HttpRevocationFeed",
+        "IntrospectionVerifier",
+        "JwtVerifier",
+        "Principal",
+        "ResourceServerMiddleware",
+        "RevocationCheck",
+        "RevocationList",
+        "RpcCall",
+        "ScopePolicy",
+        "ScopePolicySettings",
+        "TokenVerifier",
+        "rpc_calls",
+    ],
+}
+
+
+def test_every_package_that_exports_names_is_pinned() -> None:
+    """A package that starts declaring __all__ in its __init__ is added to EXPORTS."""
+    packages = [
+        info.name
+        for info in pkgutil.walk_packages(bastion.__path__, prefix="bastion.")
+        if info.ispkg and ".migrations" not in info.name
+    ]
+    exporting = {
+        name for name in ["bastion", *packages] if hasattr(importlib.import_module(name), "__all__")
+    }
+    assert exporting == EXPORTS.keys()
+
+
+@pytest.mark.parametrize("name", sorted(EXPORTS))
+def test_exported_members(name: str) -> None:
+    """__all__ is exactly the pinned list, each name in it is defined, and nothing public is
+    imported into the package without being exported."""
+    package = importlib.import_module(name)
+    assert sorted(package.__all__) == sorted(EXPORTS[name])
+    for member in package.__all__:
+        assert hasattr(package, member), f"{name}.__all__ names {member}, which is not defined"
+    public = {
+        member
+        for member, value in vars(package).items()
+        if not member.startswith("_")
+        and not isinstance(value, types.ModuleType)
+        and member != "annotations"  # from __future__ import annotations
+    }
+    unexported = sorted(public - set(package.__all__))
+    assert not unexported, f"{name} imports {unexported} without exporting them"
