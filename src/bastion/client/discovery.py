@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -35,6 +35,7 @@ from bastion.client.errors import (
     ResourceMismatch,
 )
 from bastion.client.models import AuthorizationServerMetadata, ProtectedResourceMetadata
+from bastion.client.trace import Trace, TraceStep
 from bastion.oauth.redirect_uri import is_loopback_host
 from bastion.oauth.resource import canonical
 from bastion.oauth.well_known import (
@@ -48,35 +49,6 @@ from bastion.oauth.www_authenticate import parse_challenges
 
 MAX_METADATA_BYTES = 256 * 1024
 PrmSource = Literal["header", "path", "root", "legacy"]
-
-
-# --------------------------------------------------------------------------------------- trace
-@dataclass(frozen=True)
-class TraceStep:
-    """One thing discovery did: ``step`` names it, ``ok`` is the verdict, ``detail`` says why."""
-
-    step: str
-    ok: bool
-    detail: str
-    url: str | None = None
-
-
-@dataclass
-class Trace:
-    """Every URL discovery tried and what came of it, in order."""
-
-    steps: list[TraceStep] = field(default_factory=list)
-
-    def add(self, step: str, ok: bool, detail: str, url: str | None = None) -> None:
-        """Record one step."""
-        self.steps.append(TraceStep(step, ok, detail, url))
-
-    def lines(self) -> list[str]:
-        """One human-readable line per step."""
-        return [
-            f"[{'ok' if s.ok else 'fail'}] {s.step}: {s.detail}" + (f" ({s.url})" if s.url else "")
-            for s in self.steps
-        ]
 
 
 # --------------------------------------------------------------------------- WWW-Authenticate

@@ -24,15 +24,12 @@
     └── StorageError
 
 Every message says what failed, the value seen and what to change (house rule 11). Discovery
-errors carry the :class:`~bastion.client.discovery.Trace` of every URL tried.
+errors carry the :class:`~bastion.client.trace.Trace` of every URL tried.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from bastion.client.discovery import Trace
+from bastion.client.trace import Trace
 
 
 class ClientError(Exception):
