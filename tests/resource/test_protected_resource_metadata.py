@@ -69,7 +69,7 @@ def test_r01_document_has_the_rfc9728_fields() -> None:
         scopes_supported=["mcp:tools", "files:read"],
         resource_name="Files",
         resource_documentation="https://docs.example.com/files",
-    ) == {
+    ).to_json() == {
         "resource": "https://mcp.example.com/mcp",
         "authorization_servers": [AS],
         "scopes_supported": ["mcp:tools", "files:read"],
@@ -230,7 +230,7 @@ def test_r01_document_is_served_byte_for_byte() -> None:
         resource_name="Files",
         resource_documentation="https://docs.example.com/files",
     )
-    assert json.dumps(full) == (
+    assert json.dumps(full.to_json()) == (
         '{"resource": "https://mcp.example.com/mcp", "authorization_servers": '
         '["https://as.example.com", "https://b.example.com/t"], "bearer_methods_supported": '
         '["header"], "scopes_supported": ["mcp:tools", "files:read"], "resource_name": "Files", '
@@ -239,7 +239,7 @@ def test_r01_document_is_served_byte_for_byte() -> None:
     bare = build_metadata(
         resource="http://127.0.0.1:8080", authorization_servers=["http://127.0.0.1:9000"]
     )
-    assert json.dumps(bare) == (
+    assert json.dumps(bare.to_json()) == (
         '{"resource": "http://127.0.0.1:8080", "authorization_servers": '
         '["http://127.0.0.1:9000"], "bearer_methods_supported": ["header"]}'
     )
