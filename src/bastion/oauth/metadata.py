@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
+INVALID_URL = "is not a valid URL"
 Problem = Literal["missing", "not_a_string", "not_a_string_list", "not_a_url"]
 
 
@@ -43,7 +44,7 @@ def url_problem(url: str) -> str | None:
         parts = urlsplit(url)
         parts.port  # noqa: B018 -- raises ValueError for a bad port
     except ValueError:
-        return "is not a valid URL"
+        return INVALID_URL
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "must be an absolute http(s) URL"
     if parts.fragment or "#" in url:
@@ -119,6 +120,7 @@ def to_json(model: DataclassInstance) -> dict[str, object]:
 
 
 __all__ = [
+    "INVALID_URL",
     "MetadataError",
     "Problem",
     "check_url",

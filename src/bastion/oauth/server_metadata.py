@@ -112,13 +112,26 @@ class ServerMetadata:
 
     @property
     def supports_s256(self) -> bool:
-        """Whether PKCE with S256 is advertised (RFC 7636 §4.2; MCP security considerations)."""
-        return "S256" in (self.code_challenge_methods_supported or ())
+        """Whether PKCE with S256 is advertised (see :func:`advertises_s256`)."""
+        return advertises_s256(self.code_challenge_methods_supported)
 
     @property
     def auth_methods(self) -> tuple[str, ...]:
-        """Token endpoint auth methods; RFC 8414 §2 default ``client_secret_basic``."""
-        return self.token_endpoint_auth_methods_supported or ("client_secret_basic",)
+        """Token endpoint auth methods (see :func:`auth_methods_or_default`)."""
+        return auth_methods_or_default(self.token_endpoint_auth_methods_supported)
 
 
-__all__ = ["MetadataError", "ServerMetadata"]
+def advertises_s256(code_challenge_methods_supported: tuple[str, ...] | None) -> bool:
+    """Whether PKCE with S256 is advertised (RFC 7636 §4.2, RFC 8414 §2; MCP security
+    considerations: absent means no PKCE)."""
+    return "S256" in (code_challenge_methods_supported or ())
+
+
+def auth_methods_or_default(
+    token_endpoint_auth_methods_supported: tuple[str, ...] | None,
+) -> tuple[str, ...]:
+    """Token endpoint auth methods; RFC 8414 §2 default ``client_secret_basic`` when absent."""
+    return token_endpoint_auth_methods_supported or ("client_secret_basic",)
+
+
+__all__ = ["MetadataError", "ServerMetadata", "advertises_s256", "auth_methods_or_default"]
