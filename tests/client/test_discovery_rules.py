@@ -22,6 +22,7 @@ from bastion.client.errors import (
     DiscoveryError,
     InsecureUrl,
     IssuerMismatch,
+    MalformedMetadata,
     PkceNotSupported,
     ResourceMismatch,
 )
@@ -142,7 +143,7 @@ def test_rfc9728_s2_a_resource_with_an_impossible_port_is_refused_not_a_crash() 
 )
 def test_rfc9728_s2_malformed_members_are_refused(member: str, value: Any) -> None:
     """RFC 9728 §2: arrays are JSON arrays of strings, ``resource_documentation`` is a URL."""
-    with pytest.raises(DiscoveryError, match=member):
+    with pytest.raises(MalformedMetadata, match=member):
         validate_prm(prm(**{member: value}), PATH)
 
 
@@ -253,7 +254,7 @@ def test_several_authorization_servers_follow_the_configured_preference() -> Non
 @pytest.mark.parametrize(
     ("member", "value", "message"),
     [
-        ("jwks_uri", "https://as.example.com/t/jwks#k", "jwks_uri must not have a fragment"),
+        ("jwks_uri", "https://as.example.com/t/jwks#k", "invalid jwks_uri: .* must not have a"),
         ("revocation_endpoint", 7, "has an invalid revocation_endpoint: 7"),
         ("grant_types_supported", "authorization_code", "grant_types_supported must be a list"),
         ("response_types_supported", ["code", None], "response_types_supported must be a list"),
@@ -263,5 +264,5 @@ def test_rfc8414_s2_malformed_members_are_refused(member: str, value: Any, messa
     """RFC 8414 §2: every endpoint is a URL without a fragment and every ``*_supported`` member
     a JSON array of strings; a document that breaks this is not used, whichever member it is
     (the client used to read only the members it needed)."""
-    with pytest.raises(DiscoveryError, match=message):
+    with pytest.raises(MalformedMetadata, match=message):
         validate_as_metadata(metadata(**{member: value}), "https://as.example.com/t", URL)

@@ -30,6 +30,7 @@ from bastion.client.errors import (
     DiscoveryError,
     InsecureUrl,
     IssuerMismatch,
+    MalformedMetadata,
     PkceNotSupported,
     ProtectedResourceMetadataNotFound,
     ResourceMismatch,
@@ -131,6 +132,9 @@ def check_endpoint(
     return url
 
 
+_CALLED_ENDPOINTS = ("token_endpoint", "authorization_endpoint", "registration_endpoint")
+
+
 def _malformed_url(what: str, url: str, problem: str) -> InsecureUrl:
     if problem == INVALID_URL:
         return InsecureUrl(f"{what} {url!r} {problem}")
@@ -177,14 +181,20 @@ def as_metadata_urls(issuer: str) -> list[str]:
 
 # ------------------------------------------------------------------------------- validation
 def _malformed(error: MetadataError, url: str) -> DiscoveryError:
-    """The client's words for a malformed metadata member (RFC 8414 §2, RFC 9728 §2)."""
+    """The client's words for a malformed metadata member (RFC 8414 §2, RFC 9728 §2); an
+    endpoint the client calls that is no URL is an :class:`InsecureUrl`, as from
+    :func:`check_endpoint`."""
     if error.problem == "not_a_string_list":
-        return DiscoveryError(
+        return MalformedMetadata(
             f"metadata field {error.field} must be a list of strings; got {error.value!r}"
         )
     if error.problem == "not_a_url" and isinstance(error.value, str):
-        return _malformed_url(error.field, error.value, error.reason)
-    return DiscoveryError(f"the metadata at {url} has an invalid {error.field}: {error.value!r}")
+        if error.field in _CALLED_ENDPOINTS:
+            return _malformed_url(error.field, error.value, error.reason)
+        return MalformedMetadata(
+            f"the metadata at {url} has an invalid {error.field}: {error.value!r} {error.reason}"
+        )
+    return MalformedMetadata(f"the metadata at {url} has an invalid {error.field}: {error.value!r}")
 
 
 def validate_prm(doc: dict[str, Any], candidate: PrmCandidate) -> ProtectedResourceMetadata:
