@@ -266,3 +266,26 @@ def test_rfc8414_s2_malformed_members_are_refused(member: str, value: Any, messa
     (the client used to read only the members it needed)."""
     with pytest.raises(MalformedMetadata, match=message):
         validate_as_metadata(metadata(**{member: value}), "https://as.example.com/t", URL)
+
+
+def test_the_most_telling_defect_is_reported_first() -> None:
+    """With several defects the client names the one that decides: a wrong issuer (RFC 8414
+    §3.3), then the token endpoint, then PKCE, then the form of the other members; for resource
+    metadata the resource (RFC 9728 §3.3), then the authorization servers."""
+    broken = {"grant_types_supported": "authorization_code", "token_endpoint": "http://as/t"}
+    with pytest.raises(IssuerMismatch):
+        validate_as_metadata(
+            metadata(issuer="https://x", **broken), "https://as.example.com/t", URL
+        )
+    with pytest.raises(InsecureUrl):
+        validate_as_metadata(metadata(**broken), "https://as.example.com/t", URL)
+    with pytest.raises(PkceNotSupported):
+        validate_as_metadata(
+            metadata(code_challenge_methods_supported=["plain"], grant_types_supported="x"),
+            "https://as.example.com/t",
+            URL,
+        )
+    with pytest.raises(ResourceMismatch):
+        validate_prm(prm(resource="https://h/other", scopes_supported="a"), PATH)
+    with pytest.raises(DiscoveryError, match="lists no authorization_servers"):
+        validate_prm(prm(authorization_servers=[], scopes_supported="a"), PATH)

@@ -42,12 +42,14 @@ from bastion.oauth.metadata import (
     MetadataError,
     check_url,
     required_string,
+    string,
+    strings,
     url_problem,
 )
 from bastion.oauth.protected_resource import ResourceMetadata
 from bastion.oauth.redirect_uri import is_loopback_host
 from bastion.oauth.resource import canonical
-from bastion.oauth.server_metadata import ServerMetadata
+from bastion.oauth.server_metadata import ServerMetadata, advertises_s256
 from bastion.oauth.well_known import (
     AS_METADATA,
     OPENID_CONFIGURATION,
@@ -132,9 +134,6 @@ def check_endpoint(
     return url
 
 
-_CALLED_ENDPOINTS = ("token_endpoint", "authorization_endpoint", "registration_endpoint")
-
-
 def _malformed_url(what: str, url: str, problem: str) -> InsecureUrl:
     if problem == INVALID_URL:
         return InsecureUrl(f"{what} {url!r} {problem}")
@@ -180,21 +179,14 @@ def as_metadata_urls(issuer: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------- validation
-def _malformed(error: MetadataError, url: str) -> DiscoveryError:
-    """The client's words for a malformed metadata member (RFC 8414 §2, RFC 9728 §2); an
-    endpoint the client calls that is no URL is an :class:`InsecureUrl`, as from
-    :func:`check_endpoint`."""
+def _malformed(error: MetadataError, url: str) -> MalformedMetadata:
+    """The client's words for a malformed metadata member (RFC 8414 §2, RFC 9728 §2)."""
     if error.problem == "not_a_string_list":
         return MalformedMetadata(
             f"metadata field {error.field} must be a list of strings; got {error.value!r}"
         )
-    if error.problem == "not_a_url" and isinstance(error.value, str):
-        if error.field in _CALLED_ENDPOINTS:
-            return _malformed_url(error.field, error.value, error.reason)
-        return MalformedMetadata(
-            f"the metadata at {url} has an invalid {error.field}: {error.value!r} {error.reason}"
-        )
-    return MalformedMetadata(f"the metadata at {url} has an invalid {error.field}: {error.value!r}")
+    shown = f"{error.value!r} {error.reason}" if error.problem == "not_a_url" else repr(error.value)
+    return MalformedMetadata(f"the metadata at {url} has an invalid {error.field}: {shown}")
 
 
 def validate_prm(doc: dict[str, Any], candidate: PrmCandidate) -> ProtectedResourceMetadata:
@@ -223,16 +215,17 @@ def validate_prm(doc: dict[str, Any], candidate: PrmCandidate) -> ProtectedResou
             "metadata is misconfigured (or not its own): its `resource` must be its own URL"
         )
     try:
+        servers = strings(doc, "authorization_servers")
+        if not servers:
+            raise DiscoveryError(
+                f"the metadata at {candidate.url} lists no authorization_servers (MCP requires one)"
+            )
         parsed = ResourceMetadata.parse(doc)
     except MetadataError as exc:
         raise _malformed(exc, candidate.url) from None
-    if not parsed.authorization_servers:
-        raise DiscoveryError(
-            f"the metadata at {candidate.url} lists no authorization_servers (MCP requires one)"
-        )
     return ProtectedResourceMetadata(
         resource=resource,
-        authorization_servers=parsed.authorization_servers,
+        authorization_servers=servers,
         scopes_supported=parsed.scopes_supported,
         url=candidate.url,
         raw=doc,
@@ -262,41 +255,45 @@ def validate_as_metadata(
             f"the metadata at {url} says issuer {seen!r}, not {issuer!r}; RFC 8414 §3.3 forbids "
             "using it (a mix-up or misconfiguration at the authorization server)"
         )
+    # The members the client relies on first, in this order, so that a document with several
+    # defects is reported by the one that matters most; then every member's form.
     try:
-        parsed = ServerMetadata.parse(doc)
-    except MetadataError as exc:
-        if exc.field == "token_endpoint" and exc.problem != "not_a_url":
-            raise DiscoveryError(
-                f"the metadata at {url} has no token_endpoint (RFC 8414 §2)"
-            ) from None
-        raise _malformed(exc, url) from None
-    token_endpoint = parsed.token_endpoint
+        token_endpoint = string(doc, "token_endpoint")
+    except MetadataError:
+        token_endpoint = None
     if token_endpoint is None:
         raise DiscoveryError(f"the metadata at {url} has no token_endpoint (RFC 8414 §2)")
-    for name, value in (
-        ("token_endpoint", token_endpoint),
-        ("authorization_endpoint", parsed.authorization_endpoint),
-        ("registration_endpoint", parsed.registration_endpoint),
-    ):
-        if value is not None:
-            check_endpoint(
-                value, name, allow_insecure_http=allow_insecure_http, https_only=https_only
+    check_endpoint(
+        token_endpoint,
+        "token_endpoint",
+        allow_insecure_http=allow_insecure_http,
+        https_only=https_only,
+    )
+    try:
+        for name in ("authorization_endpoint", "registration_endpoint"):
+            if (value := string(doc, name)) is not None:
+                check_endpoint(
+                    value, name, allow_insecure_http=allow_insecure_http, https_only=https_only
+                )
+        methods = strings(doc, "code_challenge_methods_supported")
+        if require_pkce and not advertises_s256(methods):
+            shown = "absent" if methods is None else repr(list(methods))
+            raise PkceNotSupported(
+                f"authorization server {issuer} does not advertise PKCE with S256 "
+                f"(code_challenge_methods_supported is {shown} at {url}); MCP clients must "
+                "refuse to proceed. Ask its operator to enable PKCE S256 and publish it in the "
+                "metadata"
             )
-    methods = parsed.code_challenge_methods_supported
-    if require_pkce and not parsed.supports_s256:
-        shown = "absent" if methods is None else repr(list(methods))
-        raise PkceNotSupported(
-            f"authorization server {issuer} does not advertise PKCE with S256 "
-            f"(code_challenge_methods_supported is {shown} at {url}); MCP clients must refuse "
-            "to proceed. Ask its operator to enable PKCE S256 and publish it in the metadata"
-        )
+        parsed = ServerMetadata.parse(doc)
+    except MetadataError as exc:
+        raise _malformed(exc, url) from None
     return AuthorizationServerMetadata(
         issuer=issuer,
         token_endpoint=token_endpoint,
         authorization_endpoint=parsed.authorization_endpoint,
         registration_endpoint=parsed.registration_endpoint,
         scopes_supported=parsed.scopes_supported,
-        code_challenge_methods_supported=methods,
+        code_challenge_methods_supported=parsed.code_challenge_methods_supported,
         token_endpoint_auth_methods_supported=parsed.token_endpoint_auth_methods_supported,
         grant_types_supported=parsed.grant_types_supported,
         iss_parameter_supported=parsed.authorization_response_iss_parameter_supported is True,
