@@ -22,6 +22,7 @@ from bastion.client.errors import (
     DiscoveryError,
     InsecureUrl,
     IssuerMismatch,
+    MalformedMetadata,
     PkceNotSupported,
     ResourceMismatch,
 )
@@ -125,6 +126,33 @@ def test_c01_prm_without_authorization_servers_is_refused(servers: Any) -> None:
         validate_prm(prm(authorization_servers=servers), PATH)
 
 
+def test_rfc9728_s2_a_resource_with_an_impossible_port_is_refused_not_a_crash() -> None:
+    """RFC 9728 §2, RFC 8707 §2: ``resource`` is a URL; one whose port is out of range is not,
+    and is refused like any other malformed resource (it used to raise a bare ValueError)."""
+    with pytest.raises(ResourceMismatch, match="not an absolute http"):
+        validate_prm(prm(resource="https://h:99999/mcp"), PATH)
+
+
+@pytest.mark.parametrize(
+    ("member", "value"),
+    [
+        ("scopes_supported", "mcp:tools"),
+        ("bearer_methods_supported", "header"),
+        ("resource_documentation", "https://h/docs#intro"),
+    ],
+)
+def test_rfc9728_s2_malformed_members_are_refused(member: str, value: Any) -> None:
+    """RFC 9728 §2: arrays are JSON arrays of strings, ``resource_documentation`` is a URL."""
+    with pytest.raises(MalformedMetadata, match=member):
+        validate_prm(prm(**{member: value}), PATH)
+
+
+def test_rfc9728_s2_unknown_members_are_ignored() -> None:
+    """RFC 9728 §2: members a client does not understand are ignored, and kept as sent."""
+    doc = prm(jwks_uri="https://h/jwks", resource_policy_uri="https://h/policy")
+    assert validate_prm(doc, PATH).raw == doc
+
+
 def metadata(**fields: Any) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "issuer": "https://as.example.com/t",
@@ -221,3 +249,43 @@ def test_several_authorization_servers_follow_the_configured_preference() -> Non
         "https://b",
         "https://a",
     ]
+
+
+@pytest.mark.parametrize(
+    ("member", "value", "message"),
+    [
+        ("jwks_uri", "https://as.example.com/t/jwks#k", "invalid jwks_uri: .* must not have a"),
+        ("revocation_endpoint", 7, "has an invalid revocation_endpoint: 7"),
+        ("grant_types_supported", "authorization_code", "grant_types_supported must be a list"),
+        ("response_types_supported", ["code", None], "response_types_supported must be a list"),
+    ],
+)
+def test_rfc8414_s2_malformed_members_are_refused(member: str, value: Any, message: str) -> None:
+    """RFC 8414 §2: every endpoint is a URL without a fragment and every ``*_supported`` member
+    a JSON array of strings; a document that breaks this is not used, whichever member it is
+    (the client used to read only the members it needed)."""
+    with pytest.raises(MalformedMetadata, match=message):
+        validate_as_metadata(metadata(**{member: value}), "https://as.example.com/t", URL)
+
+
+def test_the_most_telling_defect_is_reported_first() -> None:
+    """With several defects the client names the one that decides: a wrong issuer (RFC 8414
+    §3.3), then the token endpoint, then PKCE, then the form of the other members; for resource
+    metadata the resource (RFC 9728 §3.3), then the authorization servers."""
+    broken = {"grant_types_supported": "authorization_code", "token_endpoint": "http://as/t"}
+    with pytest.raises(IssuerMismatch):
+        validate_as_metadata(
+            metadata(issuer="https://x", **broken), "https://as.example.com/t", URL
+        )
+    with pytest.raises(InsecureUrl):
+        validate_as_metadata(metadata(**broken), "https://as.example.com/t", URL)
+    with pytest.raises(PkceNotSupported):
+        validate_as_metadata(
+            metadata(code_challenge_methods_supported=["plain"], grant_types_supported="x"),
+            "https://as.example.com/t",
+            URL,
+        )
+    with pytest.raises(ResourceMismatch):
+        validate_prm(prm(resource="https://h/other", scopes_supported="a"), PATH)
+    with pytest.raises(DiscoveryError, match="lists no authorization_servers"):
+        validate_prm(prm(authorization_servers=[], scopes_supported="a"), PATH)

@@ -3,6 +3,7 @@ requires it (checklist R01, R02, R08)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import httpx
@@ -68,7 +69,7 @@ def test_r01_document_has_the_rfc9728_fields() -> None:
         scopes_supported=["mcp:tools", "files:read"],
         resource_name="Files",
         resource_documentation="https://docs.example.com/files",
-    ) == {
+    ).to_json() == {
         "resource": "https://mcp.example.com/mcp",
         "authorization_servers": [AS],
         "scopes_supported": ["mcp:tools", "files:read"],
@@ -218,3 +219,27 @@ async def test_metadata_head_and_wrong_method(client: httpx.AsyncClient) -> None
     post = await client.post(PRM_URL, json={})
     assert post.status_code == 405
     assert post.headers["allow"] == "GET, HEAD, OPTIONS"
+
+
+def test_r01_document_is_served_byte_for_byte() -> None:
+    """RFC 9728 §2: the members, their order and values as the middleware serves them."""
+    full = build_metadata(
+        resource="https://MCP.example.com/mcp/",
+        authorization_servers=["https://as.example.com", "https://b.example.com/t"],
+        scopes_supported=["mcp:tools", "files:read", "mcp:tools"],
+        resource_name="Files",
+        resource_documentation="https://docs.example.com/files",
+    )
+    assert json.dumps(full.to_json()) == (
+        '{"resource": "https://mcp.example.com/mcp", "authorization_servers": '
+        '["https://as.example.com", "https://b.example.com/t"], "bearer_methods_supported": '
+        '["header"], "scopes_supported": ["mcp:tools", "files:read"], "resource_name": "Files", '
+        '"resource_documentation": "https://docs.example.com/files"}'
+    )
+    bare = build_metadata(
+        resource="http://127.0.0.1:8080", authorization_servers=["http://127.0.0.1:9000"]
+    )
+    assert json.dumps(bare.to_json()) == (
+        '{"resource": "http://127.0.0.1:8080", "authorization_servers": '
+        '["http://127.0.0.1:9000"], "bearer_methods_supported": ["header"]}'
+    )

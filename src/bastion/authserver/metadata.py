@@ -6,49 +6,46 @@ path-appended URL. It advertises exactly what is implemented.
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from bastion.authserver.client_auth import ASSERTION_ALGS
 from bastion.authserver.context import AuthServer, server
+from bastion.oauth.client_metadata import AUTH_METHODS
+from bastion.oauth.server_metadata import ServerMetadata
 
-AUTH_METHODS = ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"]
-CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
 
 
-def document(bastion: AuthServer) -> dict[str, Any]:
-    """The metadata document of this authorization server."""
+def document(bastion: AuthServer) -> ServerMetadata:
+    """The metadata of this authorization server."""
     s = bastion.settings
-    doc: dict[str, Any] = {
-        "issuer": bastion.issuer,
-        "authorization_endpoint": bastion.url("/authorize"),
-        "token_endpoint": bastion.url("/token"),
-        "jwks_uri": bastion.url("/jwks"),
-        "scopes_supported": s.all_scopes,
-        "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
-        "token_endpoint_auth_methods_supported": AUTH_METHODS,
-        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
-        "code_challenge_methods_supported": ["S256"],
-        "authorization_response_iss_parameter_supported": True,
-        "client_id_metadata_document_supported": s.cimd.enabled,
-        "introspection_endpoint": bastion.url("/introspect"),
-        "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
-        "revocation_endpoint": bastion.url("/revoke"),
-        "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
-    }
-    if s.registration.enabled:
-        doc["registration_endpoint"] = bastion.url("/register")
-    return doc
+    return ServerMetadata(
+        issuer=bastion.issuer,
+        authorization_endpoint=bastion.url("/authorize"),
+        token_endpoint=bastion.url("/token"),
+        jwks_uri=bastion.url("/jwks"),
+        scopes_supported=tuple(s.all_scopes),
+        response_types_supported=("code",),
+        response_modes_supported=("query",),
+        grant_types_supported=("authorization_code", "refresh_token", "client_credentials"),
+        token_endpoint_auth_methods_supported=AUTH_METHODS,
+        token_endpoint_auth_signing_alg_values_supported=tuple(ASSERTION_ALGS),
+        code_challenge_methods_supported=("S256",),
+        authorization_response_iss_parameter_supported=True,
+        client_id_metadata_document_supported=s.cimd.enabled,
+        introspection_endpoint=bastion.url("/introspect"),
+        introspection_endpoint_auth_methods_supported=CLIENT_AUTH_METHODS,
+        revocation_endpoint=bastion.url("/revoke"),
+        revocation_endpoint_auth_methods_supported=AUTH_METHODS,
+        registration_endpoint=bastion.url("/register") if s.registration.enabled else None,
+    )
 
 
 async def metadata_endpoint(request: Request) -> Response:
     """GET one of the well-known metadata URLs."""
     return JSONResponse(
-        document(server(request)),
+        document(server(request)).to_json(),
         headers={"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"},
     )
 

@@ -20,8 +20,6 @@ from bastion.client.browser import OpenUrl, headless_opener, open_in_browser
 from bastion.client.discovery import (
     BearerChallenge,
     Discovery,
-    Trace,
-    TraceStep,
     bearer_challenge,
     discover,
 )
@@ -43,6 +41,7 @@ from bastion.client.models import (
 from bastion.client.registry import RegistryClient, RegistryError, ServerEntry, ServerPage
 from bastion.client.settings import ClientSettings, PreRegisteredClient
 from bastion.client.storage import FileStorage, KeyringStorage, MemoryStorage, TokenStorage
+from bastion.client.trace import Trace, TraceStep
 
 __all__ = [
     "AuthorizationDenied",

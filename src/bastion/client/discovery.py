@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -30,13 +30,26 @@ from bastion.client.errors import (
     DiscoveryError,
     InsecureUrl,
     IssuerMismatch,
+    MalformedMetadata,
     PkceNotSupported,
     ProtectedResourceMetadataNotFound,
     ResourceMismatch,
 )
 from bastion.client.models import AuthorizationServerMetadata, ProtectedResourceMetadata
+from bastion.client.trace import Trace, TraceStep
+from bastion.oauth.metadata import (
+    INVALID_URL,
+    MetadataError,
+    check_url,
+    required_string,
+    string,
+    strings,
+    url_problem,
+)
+from bastion.oauth.protected_resource import ResourceMetadata
 from bastion.oauth.redirect_uri import is_loopback_host
 from bastion.oauth.resource import canonical
+from bastion.oauth.server_metadata import ServerMetadata, advertises_s256
 from bastion.oauth.well_known import (
     AS_METADATA,
     OPENID_CONFIGURATION,
@@ -48,35 +61,6 @@ from bastion.oauth.www_authenticate import parse_challenges
 
 MAX_METADATA_BYTES = 256 * 1024
 PrmSource = Literal["header", "path", "root", "legacy"]
-
-
-# --------------------------------------------------------------------------------------- trace
-@dataclass(frozen=True)
-class TraceStep:
-    """One thing discovery did: ``step`` names it, ``ok`` is the verdict, ``detail`` says why."""
-
-    step: str
-    ok: bool
-    detail: str
-    url: str | None = None
-
-
-@dataclass
-class Trace:
-    """Every URL discovery tried and what came of it, in order."""
-
-    steps: list[TraceStep] = field(default_factory=list)
-
-    def add(self, step: str, ok: bool, detail: str, url: str | None = None) -> None:
-        """Record one step."""
-        self.steps.append(TraceStep(step, ok, detail, url))
-
-    def lines(self) -> list[str]:
-        """One human-readable line per step."""
-        return [
-            f"[{'ok' if s.ok else 'fail'}] {s.step}: {s.detail}" + (f" ({s.url})" if s.url else "")
-            for s in self.steps
-        ]
 
 
 # --------------------------------------------------------------------------- WWW-Authenticate
@@ -135,15 +119,9 @@ def check_endpoint(
     """An endpoint must be an absolute https URL without a fragment; http only on loopback
     (OAuth 2.1 §1.5, MCP "Communication Security"), and not even there with ``https_only`` (a
     client running on a server, checklist C19). Raises :class:`InsecureUrl`."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 -- raises ValueError for a bad port
-    except ValueError:
-        raise InsecureUrl(f"{what} {url!r} is not a valid URL") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InsecureUrl(f"{what} must be an absolute http(s) URL; got {url!r}")
-    if parts.fragment or "#" in url:
-        raise InsecureUrl(f"{what} must not have a fragment; got {url!r}")
+    if problem := url_problem(url):
+        raise _malformed_url(what, url, problem)
+    parts = urlsplit(url)
     if parts.scheme == "http" and https_only:
         raise InsecureUrl(
             f"{what} {url} is not https, and this client only uses https (ssrf_guard)"
@@ -154,6 +132,12 @@ def check_endpoint(
             "test network, set allow_insecure_http"
         )
     return url
+
+
+def _malformed_url(what: str, url: str, problem: str) -> InsecureUrl:
+    if problem == INVALID_URL:
+        return InsecureUrl(f"{what} {url!r} {problem}")
+    return InsecureUrl(f"{what} {problem}; got {url!r}")
 
 
 @dataclass(frozen=True)
@@ -195,13 +179,14 @@ def as_metadata_urls(issuer: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------- validation
-def _string_list(doc: dict[str, Any], name: str) -> tuple[str, ...] | None:
-    value = doc.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise DiscoveryError(f"metadata field {name} must be a list of strings; got {value!r}")
-    return tuple(value)
+def _malformed(error: MetadataError, url: str) -> MalformedMetadata:
+    """The client's words for a malformed metadata member (RFC 8414 §2, RFC 9728 §2)."""
+    if error.problem == "not_a_string_list":
+        return MalformedMetadata(
+            f"metadata field {error.field} must be a list of strings; got {error.value!r}"
+        )
+    shown = f"{error.value!r} {error.reason}" if error.problem == "not_a_url" else repr(error.value)
+    return MalformedMetadata(f"the metadata at {url} has an invalid {error.field}: {shown}")
 
 
 def validate_prm(doc: dict[str, Any], candidate: PrmCandidate) -> ProtectedResourceMetadata:
@@ -209,33 +194,39 @@ def validate_prm(doc: dict[str, Any], candidate: PrmCandidate) -> ProtectedResou
 
     ``resource`` must be the resource the URL was built from or, for a URL from the
     challenge, the URL the client called (RFC 9728 §3.3), compared in canonical form (MCP:
-    lowercase scheme and host, no trailing slash). ``authorization_servers`` must name at least
-    one server (MCP authorization-server location).
+    lowercase scheme and host, no trailing slash); that is checked before any other member.
+    ``authorization_servers`` must name at least one server (MCP authorization-server location).
     """
-    resource = doc.get("resource")
-    if not isinstance(resource, str) or not resource:
-        raise DiscoveryError(f"the metadata at {candidate.url} has no resource (RFC 9728 §2)")
-    parts = urlsplit(resource)
-    if parts.scheme not in ("http", "https") or not parts.hostname or "#" in resource:
-        raise ResourceMismatch(
-            f"the metadata at {candidate.url} names resource {resource!r}, which is not an "
-            "absolute http(s) URI without a fragment (RFC 8707 §2)"
-        )
+    try:
+        resource = check_url("resource", required_string(doc, "resource"))
+    except MetadataError as exc:
+        if exc.problem == "not_a_url":
+            raise ResourceMismatch(
+                f"the metadata at {candidate.url} names resource {exc.value!r}, which is not an "
+                "absolute http(s) URI without a fragment (RFC 8707 §2)"
+            ) from None
+        raise DiscoveryError(
+            f"the metadata at {candidate.url} has no resource (RFC 9728 §2)"
+        ) from None
     if canonical(resource) != canonical(candidate.expected_resource):
         raise ResourceMismatch(
             f"the metadata at {candidate.url} describes resource {resource!r}, not "
             f"{candidate.expected_resource!r}; RFC 9728 §3.3 forbids using it. The server's "
             "metadata is misconfigured (or not its own): its `resource` must be its own URL"
         )
-    servers = _string_list(doc, "authorization_servers")
-    if not servers:
-        raise DiscoveryError(
-            f"the metadata at {candidate.url} lists no authorization_servers (MCP requires one)"
-        )
+    try:
+        servers = strings(doc, "authorization_servers")
+        if not servers:
+            raise DiscoveryError(
+                f"the metadata at {candidate.url} lists no authorization_servers (MCP requires one)"
+            )
+        parsed = ResourceMetadata.parse(doc)
+    except MetadataError as exc:
+        raise _malformed(exc, candidate.url) from None
     return ProtectedResourceMetadata(
         resource=resource,
         authorization_servers=servers,
-        scopes_supported=_string_list(doc, "scopes_supported"),
+        scopes_supported=parsed.scopes_supported,
         url=candidate.url,
         raw=doc,
     )
@@ -253,9 +244,10 @@ def validate_as_metadata(
     """Check an RFC 8414 §2 document fetched for ``issuer``; raise on any defect.
 
     ``issuer`` must be identical, by simple string comparison, to the issuer the URL was built
-    from (RFC 8414 §3.3, checklist C05); ``code_challenge_methods_supported`` must include S256
-    when the authorization code grant is to be used (checklist C10); endpoints must be https
-    (loopback http excepted).
+    from (RFC 8414 §3.3, checklist C05), checked before any other member; every member must
+    have its RFC 8414 §2 form; ``code_challenge_methods_supported`` must include S256 when the
+    authorization code grant is to be used (checklist C10); endpoints must be https (loopback
+    http excepted).
     """
     seen = doc.get("issuer")
     if seen != issuer:
@@ -263,8 +255,13 @@ def validate_as_metadata(
             f"the metadata at {url} says issuer {seen!r}, not {issuer!r}; RFC 8414 §3.3 forbids "
             "using it (a mix-up or misconfiguration at the authorization server)"
         )
-    token_endpoint = doc.get("token_endpoint")
-    if not isinstance(token_endpoint, str) or not token_endpoint:
+    # The members the client relies on first, in this order, so that a document with several
+    # defects is reported by the one that matters most; then every member's form.
+    try:
+        token_endpoint = string(doc, "token_endpoint")
+    except MetadataError:
+        token_endpoint = None
+    if token_endpoint is None:
         raise DiscoveryError(f"the metadata at {url} has no token_endpoint (RFC 8414 §2)")
     check_endpoint(
         token_endpoint,
@@ -272,38 +269,36 @@ def validate_as_metadata(
         allow_insecure_http=allow_insecure_http,
         https_only=https_only,
     )
-    endpoints: dict[str, str | None] = {}
-    for name in ("authorization_endpoint", "registration_endpoint"):
-        value = doc.get(name)
-        if value is not None and (not isinstance(value, str) or not value):
-            raise DiscoveryError(f"the metadata at {url} has an invalid {name}: {value!r}")
-        if value is not None:
-            check_endpoint(
-                value, name, allow_insecure_http=allow_insecure_http, https_only=https_only
+    try:
+        for name in ("authorization_endpoint", "registration_endpoint"):
+            if (value := string(doc, name)) is not None:
+                check_endpoint(
+                    value, name, allow_insecure_http=allow_insecure_http, https_only=https_only
+                )
+        methods = strings(doc, "code_challenge_methods_supported")
+        if require_pkce and not advertises_s256(methods):
+            shown = "absent" if methods is None else repr(list(methods))
+            raise PkceNotSupported(
+                f"authorization server {issuer} does not advertise PKCE with S256 "
+                f"(code_challenge_methods_supported is {shown} at {url}); MCP clients must "
+                "refuse to proceed. Ask its operator to enable PKCE S256 and publish it in the "
+                "metadata"
             )
-        endpoints[name] = value
-    methods = _string_list(doc, "code_challenge_methods_supported")
-    if require_pkce and "S256" not in (methods or ()):
-        shown = "absent" if methods is None else repr(list(methods))
-        raise PkceNotSupported(
-            f"authorization server {issuer} does not advertise PKCE with S256 "
-            f"(code_challenge_methods_supported is {shown} at {url}); MCP clients must refuse "
-            "to proceed. Ask its operator to enable PKCE S256 and publish it in the metadata"
-        )
+        parsed = ServerMetadata.parse(doc)
+    except MetadataError as exc:
+        raise _malformed(exc, url) from None
     return AuthorizationServerMetadata(
         issuer=issuer,
         token_endpoint=token_endpoint,
-        authorization_endpoint=endpoints["authorization_endpoint"],
-        registration_endpoint=endpoints["registration_endpoint"],
-        scopes_supported=_string_list(doc, "scopes_supported"),
-        code_challenge_methods_supported=methods,
-        token_endpoint_auth_methods_supported=_string_list(
-            doc, "token_endpoint_auth_methods_supported"
-        ),
-        grant_types_supported=_string_list(doc, "grant_types_supported"),
-        iss_parameter_supported=doc.get("authorization_response_iss_parameter_supported") is True,
+        authorization_endpoint=parsed.authorization_endpoint,
+        registration_endpoint=parsed.registration_endpoint,
+        scopes_supported=parsed.scopes_supported,
+        code_challenge_methods_supported=parsed.code_challenge_methods_supported,
+        token_endpoint_auth_methods_supported=parsed.token_endpoint_auth_methods_supported,
+        grant_types_supported=parsed.grant_types_supported,
+        iss_parameter_supported=parsed.authorization_response_iss_parameter_supported is True,
         client_id_metadata_document_supported=(
-            doc.get("client_id_metadata_document_supported") is True
+            parsed.client_id_metadata_document_supported is True
         ),
         url=url,
         raw=doc,

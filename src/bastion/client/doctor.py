@@ -58,7 +58,13 @@ from bastion.client.discovery import (
 )
 from bastion.client.doctor_checks import VSCODE, Check, CheckList, Status
 from bastion.client.doctor_endpoints import ClientSideChecks
-from bastion.client.errors import DiscoveryError, InsecureUrl, IssuerMismatch, ResourceMismatch
+from bastion.client.errors import (
+    DiscoveryError,
+    InsecureUrl,
+    IssuerMismatch,
+    MalformedMetadata,
+    ResourceMismatch,
+)
 from bastion.client.models import AuthorizationServerMetadata
 from bastion.client.scope_selection import initial_scopes
 from bastion.client.settings import ClientSettings
@@ -468,7 +474,12 @@ class _Doctor:
             )
         except DiscoveryError as exc:
             if servers:
-                fix = f'Add "resource": {resource!r} to the document (RFC 9728 §2).'
+                fix = (
+                    "Send every member in its RFC 9728 §2 form: arrays of strings as JSON "
+                    "arrays of strings, URLs as absolute URLs without a fragment."
+                    if isinstance(exc, MalformedMetadata)
+                    else f'Add "resource": {resource!r} to the document (RFC 9728 §2).'
+                )
                 self.add("prm-resource", "fail", str(exc), candidate.url, fix)
             else:
                 self.add(

@@ -9,6 +9,7 @@
     │   ├── AuthorizationServerMetadataNotFound
     │   ├── IssuerMismatch              RFC 8414 §3.3 (checklist C05)
     │   ├── PkceNotSupported            MCP security considerations (C10)
+    │   ├── MalformedMetadata           RFC 8414 §2, RFC 9728 §2 (a member not in its form)
     │   └── InsecureUrl                 OAuth 2.1 §1.5 (https, loopback http excepted)
     ├── RegistrationError              MCP client registration
     │   ├── NoRegistrationRoute         (C06: say what to configure)
@@ -24,15 +25,12 @@
     └── StorageError
 
 Every message says what failed, the value seen and what to change (house rule 11). Discovery
-errors carry the :class:`~bastion.client.discovery.Trace` of every URL tried.
+errors carry the :class:`~bastion.client.trace.Trace` of every URL tried.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from bastion.client.discovery import Trace
+from bastion.client.trace import Trace
 
 
 class ClientError(Exception):
@@ -65,6 +63,11 @@ class IssuerMismatch(DiscoveryError):
 
 class PkceNotSupported(DiscoveryError):
     """The authorization server does not advertise PKCE with S256 (MCP security considerations)."""
+
+
+class MalformedMetadata(DiscoveryError):
+    """A metadata member is not in its RFC 8414 §2 or RFC 9728 §2 form (an array that is not
+    an array of strings, a URL that is not one)."""
 
 
 class InsecureUrl(DiscoveryError):
@@ -145,6 +148,7 @@ __all__ = [
     "InvalidCallback",
     "IssuerMismatch",
     "IssuerResponseMismatch",
+    "MalformedMetadata",
     "NoRegistrationRoute",
     "PkceNotSupported",
     "ProtectedResourceMetadataNotFound",

@@ -10,13 +10,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from bastion.client.settings import AuthMethod, GrantType, SigningAlg
+from bastion.oauth.server_metadata import advertises_s256, auth_methods_or_default
 
 Source = Literal["pre-registered", "cimd", "dcr", "legacy"]
 
 
 @dataclass(frozen=True)
 class ProtectedResourceMetadata:
-    """A validated RFC 9728 §2 document."""
+    """A validated RFC 9728 §2 document (parsed as
+    :class:`~bastion.oauth.protected_resource.ResourceMetadata`), with the URL it came from."""
 
     resource: str
     authorization_servers: tuple[str, ...]
@@ -27,7 +29,8 @@ class ProtectedResourceMetadata:
 
 @dataclass(frozen=True)
 class AuthorizationServerMetadata:
-    """A validated RFC 8414 §2 (or OpenID Connect Discovery §3) document."""
+    """A validated RFC 8414 §2 (or OpenID Connect Discovery §3) document (parsed as
+    :class:`~bastion.oauth.server_metadata.ServerMetadata`), with the URL it came from."""
 
     issuer: str
     token_endpoint: str
@@ -45,12 +48,12 @@ class AuthorizationServerMetadata:
     @property
     def supports_s256(self) -> bool:
         """Whether PKCE with S256 is advertised (MCP security considerations, checklist C10)."""
-        return "S256" in (self.code_challenge_methods_supported or ())
+        return advertises_s256(self.code_challenge_methods_supported)
 
     @property
     def auth_methods(self) -> tuple[str, ...]:
         """Token endpoint auth methods; RFC 8414 §2 default ``client_secret_basic``."""
-        return self.token_endpoint_auth_methods_supported or ("client_secret_basic",)
+        return auth_methods_or_default(self.token_endpoint_auth_methods_supported)
 
 
 @dataclass(frozen=True)

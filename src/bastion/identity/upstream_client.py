@@ -33,7 +33,9 @@ from bastion.identity.id_token import ALGORITHMS, PublicKey, public_keys
 from bastion.identity.providers import ENTRA_TENANT_PLACEHOLDER, ProviderSpec
 from bastion.logs import get_logger
 from bastion.net.ssrf import BlockedAddressError, guarded_transport
+from bastion.oauth.metadata import MetadataError
 from bastion.oauth.redirect_uri import is_loopback_host
+from bastion.oauth.server_metadata import ServerMetadata
 
 log = get_logger("bastion.federation")
 
@@ -68,6 +70,15 @@ def basic_credentials(client_id: str, secret: str) -> str:
     """RFC 6749 §2.3.1: form-encode id and secret, then HTTP Basic (RFC 7617)."""
     pair = f"{quote(client_id, safe='')}:{quote(secret, safe='')}"
     return "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
+
+
+def _malformed(error: MetadataError) -> str:
+    """Federation's words for a malformed discovery member (Discovery 1.0 §3, RFC 8414 §2)."""
+    if error.problem == "not_a_string_list":
+        return f"{error.field} is not a list of strings: {_short(error.value)}"
+    if error.problem == "not_a_url":
+        return f"{error.field} is not a URL ({error.reason}): {_short(error.value)}"
+    return f"{error.field} is not a URL: {_short(error.value)}"
 
 
 def _short(value: object, limit: int = 200) -> str:
@@ -210,59 +221,57 @@ class ProviderClient:
                 detail=f"{where} is not a JSON object",
             )
         issuer = self._check_issuer(doc.get("issuer"), where)
+        try:
+            metadata = ServerMetadata.parse(doc)
+        except MetadataError as exc:
+            raise UpstreamInvalidResponse(
+                f"{spec.label}'s discovery document is not valid",
+                detail=f"{where}: {_malformed(exc)}",
+            ) from None
 
-        def url_of(name: str) -> str | None:
-            value = doc.get(name)
+        def url_of(name: str, found: str | None) -> str | None:
+            if found is not None:
+                self._check_url(found, name)
+            return found
+
+        def required(name: str, configured: str | None, found: str | None) -> str:
+            value = configured or url_of(name, found)
             if value is None:
-                return None
-            if not isinstance(value, str) or not value:
-                raise UpstreamInvalidResponse(
-                    f"{spec.label}'s discovery document is not valid",
-                    detail=f"{where}: {name} is not a URL: {_short(value)}",
-                )
-            self._check_url(value, name)
-            return value
-
-        def required(name: str, configured: str | None) -> str:
-            found = configured or url_of(name)
-            if found is None:
                 raise UpstreamInvalidResponse(
                     f"{spec.label}'s discovery document is not valid",
                     detail=f"{where} has no {name}",
                 )
-            return found
+            return value
 
-        authorization = required("authorization_endpoint", spec.authorization_endpoint)
-        token = required("token_endpoint", spec.token_endpoint)
-        jwks = required("jwks_uri", spec.jwks_uri)
-        userinfo = spec.userinfo_endpoint or url_of("userinfo_endpoint")
-        response_types = doc.get("response_types_supported")
-        if isinstance(response_types, list) and "code" not in response_types:
+        authorization = required(
+            "authorization_endpoint", spec.authorization_endpoint, metadata.authorization_endpoint
+        )
+        token = required("token_endpoint", spec.token_endpoint, metadata.token_endpoint)
+        jwks = required("jwks_uri", spec.jwks_uri, metadata.jwks_uri)
+        userinfo = spec.userinfo_endpoint or url_of("userinfo_endpoint", metadata.userinfo_endpoint)
+        response_types = metadata.response_types_supported
+        if response_types is not None and "code" not in response_types:
             raise UpstreamInvalidResponse(
                 f"{spec.label} does not offer the authorization code flow",
-                detail=f"{where}: response_types_supported {response_types!r} lacks code",
+                detail=f"{where}: response_types_supported {list(response_types)!r} lacks code",
             )
-        methods = doc.get("code_challenge_methods_supported")
-        challenge_methods: tuple[str, ...] | None = None
-        if isinstance(methods, list):
-            challenge_methods = tuple(str(m) for m in methods)
-            if "S256" not in challenge_methods:
-                raise UpstreamInvalidResponse(
-                    f"{spec.label} does not support PKCE with S256",
-                    detail=f"{where}: code_challenge_methods_supported is {methods!r}",
-                    hint="Enable PKCE (S256) for bastion's client at the provider.",
-                )
-        algs = doc.get("id_token_signing_alg_values_supported")
-        offered = [a for a in algs if isinstance(a, str)] if isinstance(algs, list) else ["RS256"]
-        allowed = tuple(a for a in offered if a in ALGORITHMS)
+        challenge_methods = metadata.code_challenge_methods_supported
+        if challenge_methods is not None and not metadata.supports_s256:
+            raise UpstreamInvalidResponse(
+                f"{spec.label} does not support PKCE with S256",
+                detail=f"{where}: code_challenge_methods_supported is {list(challenge_methods)!r}",
+                hint="Enable PKCE (S256) for bastion's client at the provider.",
+            )
+        algs = metadata.id_token_signing_alg_values_supported
+        allowed = tuple(a for a in algs or ("RS256",) if a in ALGORITHMS)
         if not allowed:
             raise UpstreamInvalidResponse(
                 f"{spec.label} signs ID tokens in a way bastion does not accept",
-                detail=f"{where}: id_token_signing_alg_values_supported {algs!r} has no "
+                detail=f"{where}: id_token_signing_alg_values_supported "
+                f"{None if algs is None else list(algs)!r} has no "
                 f"asymmetric algorithm ({', '.join(ALGORITHMS)})",
                 hint="Configure the provider to sign ID tokens with RS256 or ES256.",
             )
-        scopes = doc.get("scopes_supported")
         return Endpoints(
             issuer=spec.issuer if ENTRA_TENANT_PLACEHOLDER in spec.issuer else issuer,
             authorization_endpoint=authorization,
@@ -270,10 +279,9 @@ class ProviderClient:
             userinfo_endpoint=userinfo,
             jwks_uri=jwks,
             id_token_algorithms=allowed,
-            iss_parameter_supported=doc.get("authorization_response_iss_parameter_supported")
-            is True,
+            iss_parameter_supported=metadata.authorization_response_iss_parameter_supported is True,
             code_challenge_methods=challenge_methods,
-            scopes_supported=tuple(str(s) for s in scopes) if isinstance(scopes, list) else None,
+            scopes_supported=metadata.scopes_supported,
         )
 
     def _check_issuer(self, issuer: object, where: str) -> str:

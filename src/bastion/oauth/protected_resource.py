@@ -4,21 +4,75 @@ The document a resource server publishes so clients find its authorization serve
 and the well-known URL it lives at (RFC 9728 §3.1: the suffix is inserted between host and path).
 MCP requires at least one ``authorization_servers`` entry (checklist R01) and advises against
 ``offline_access`` in ``scopes_supported`` (R08).
+
+:class:`ResourceMetadata` is the document as typed data: :func:`build_metadata` builds the served
+one, and clients parse fetched ones with :meth:`ResourceMetadata.parse`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from urllib.parse import urlsplit
 
+from bastion.oauth.metadata import (
+    MetadataError,
+    check_url,
+    required_string,
+    string,
+    strings,
+    to_json,
+    unknown,
+    url,
+    url_problem,
+)
 from bastion.oauth.resource import canonical
 from bastion.oauth.well_known import PROTECTED_RESOURCE, inserted
 
 OFFLINE_ACCESS = "offline_access"
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+
+
+@dataclass(frozen=True)
+class ResourceMetadata:
+    """An RFC 9728 §2 document. Members are in the order bastion serves them; ``extra`` keeps
+    the members this model does not know, as they were."""
+
+    resource: str
+    authorization_servers: tuple[str, ...] | None = None
+    bearer_methods_supported: tuple[str, ...] | None = None
+    scopes_supported: tuple[str, ...] | None = None
+    resource_name: str | None = None
+    resource_documentation: str | None = None
+    extra: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}), compare=False)
+
+    @classmethod
+    def parse(cls, doc: Mapping[str, object]) -> ResourceMetadata:
+        """Read a fetched document; raise :class:`~bastion.oauth.metadata.MetadataError` at the
+        first malformed member.
+
+        ``resource`` is required and an absolute http(s) URL without a fragment (RFC 9728 §2,
+        RFC 8707 §2); the arrays hold strings. Whether ``resource`` is the one expected
+        (RFC 9728 §3.3) and whether there is an authorization server (MCP) are the client's
+        checks; issuers are not checked here, so that one bad entry does not hide good ones.
+        """
+        resource = check_url("resource", required_string(doc, "resource"))
+        return cls(
+            resource=resource,
+            authorization_servers=strings(doc, "authorization_servers"),
+            scopes_supported=strings(doc, "scopes_supported"),
+            bearer_methods_supported=strings(doc, "bearer_methods_supported"),
+            resource_name=string(doc, "resource_name"),
+            resource_documentation=url(doc, "resource_documentation"),
+            extra=unknown(doc, cls),
+        )
+
+    def to_json(self) -> dict[str, object]:
+        """The JSON object: members in declaration order, absent ones left out, then ``extra``."""
+        return to_json(self)
 
 
 def check_resource(resource: str) -> str:
@@ -59,8 +113,8 @@ def build_metadata(
     resource_name: str | None = None,
     resource_documentation: str | None = None,
     bearer_methods_supported: Sequence[str] = ("header",),
-) -> dict[str, Any]:
-    """The RFC 9728 §2 metadata document of a protected resource.
+) -> ResourceMetadata:
+    """The RFC 9728 §2 metadata of a protected resource, as bastion serves it.
 
     ``resource`` is given canonically (it must equal the URL the client used, RFC 9728 §3.3);
     ``authorization_servers`` must name at least one issuer (MCP, checklist R01);
@@ -75,8 +129,7 @@ def build_metadata(
             "(MCP authorization-server discovery, RFC 9728 §2)"
         )
     for issuer in authorization_servers:
-        parts = urlsplit(issuer)
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment:
+        if url_problem(issuer):
             raise ValueError(f"authorization server {issuer!r} is not an absolute http(s) URL")
     scopes = list(dict.fromkeys(scopes_supported))
     for scope in scopes:
@@ -92,18 +145,21 @@ def build_metadata(
     methods = list(bearer_methods_supported)
     if not set(methods) <= {"header", "body", "query"}:
         raise ValueError(f"bearer_methods_supported has unknown methods {methods!r} (RFC 6750 §2)")
-    document: dict[str, Any] = {
-        "resource": check_resource(resource),
-        "authorization_servers": list(authorization_servers),
-        "bearer_methods_supported": methods,
-    }
-    if scopes:
-        document["scopes_supported"] = scopes
-    if resource_name:
-        document["resource_name"] = resource_name
-    if resource_documentation:
-        document["resource_documentation"] = resource_documentation
-    return document
+    return ResourceMetadata(
+        resource=check_resource(resource),
+        authorization_servers=tuple(authorization_servers),
+        bearer_methods_supported=tuple(methods),
+        scopes_supported=tuple(scopes) or None,
+        resource_name=resource_name or None,
+        resource_documentation=resource_documentation or None,
+    )
 
 
-__all__ = ["OFFLINE_ACCESS", "build_metadata", "check_resource", "metadata_url"]
+__all__ = [
+    "OFFLINE_ACCESS",
+    "MetadataError",
+    "ResourceMetadata",
+    "build_metadata",
+    "check_resource",
+    "metadata_url",
+]

@@ -199,12 +199,13 @@ class ResourceServerMiddleware:
         self.policy = policy or ScopePolicy()
         self.max_body_bytes = max_body_bytes
         self.realm = realm
-        self.metadata = build_metadata(
+        document = build_metadata(
             resource=self.resource,
             authorization_servers=authorization_servers,
             scopes_supported=scopes_supported,
             resource_name=resource_name,
         )
+        self.metadata = document.to_json()
         self._metadata_body = json.dumps(self.metadata).encode("utf-8")
         self.metadata_url = metadata_url(self.resource)
         self.metadata_path = urlsplit(self.metadata_url).path
@@ -216,9 +217,7 @@ class ResourceServerMiddleware:
         self.protect_paths = tuple(p.rstrip("/") for p in prefixes)
         # What a 401 suggests (RFC 6750 §3, MCP "Scope Selection Strategy"): what every request
         # needs, else the advertised scopes.
-        base = self.policy.required(None, None) or frozenset(
-            self.metadata.get("scopes_supported", [])
-        )
+        base = self.policy.required(None, None) or frozenset(document.scopes_supported or ())
         self._challenge_scope = " ".join(sorted(base)) or None
         own = _origin(f"{parts.scheme}://{parts.netloc}")
         self._any_origin = False
