@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -14,6 +15,9 @@ from alembic.script import ScriptDirectory
 from bastion.config import Settings
 from bastion.store.database import Database, alembic_config
 from bastion.store.schema import metadata
+
+# Each test migrates its own database from nothing.
+pytestmark = pytest.mark.empty_database
 
 REGISTRY_TABLES = {
     "registry_servers",

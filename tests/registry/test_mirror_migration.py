@@ -3,6 +3,7 @@ without touching the registry's entries, and upgrades again to exactly schema.py
 
 from __future__ import annotations
 
+import pytest
 from alembic import command
 
 from bastion.config import Settings
@@ -12,6 +13,9 @@ from bastion.store import registry as rows
 from bastion.store.database import Database, alembic_config
 from tests.registry.harness import server_json
 from tests.registry.test_migration import _chain, _diff, _head, _revision, _tables
+
+# Each test migrates its own database from nothing.
+pytestmark = pytest.mark.empty_database
 
 MIRROR_TABLES = {"registry_mirrors", "registry_mirrored"}
 

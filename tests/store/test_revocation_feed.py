@@ -124,6 +124,7 @@ async def test_notifications_of_another_schema_are_ignored(backend: dict[str, An
         await mine.dispose()
 
 
+@pytest.mark.empty_database
 async def test_the_feed_starts_before_the_tables_exist_and_catches_up(
     backend: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
