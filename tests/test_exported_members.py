@@ -82,6 +82,7 @@ EXPORTS = {
         "load_settings",
         "settings_from_environment",
     ],
+    "bastion.doctor": ["Check", "Diagnosis", "Kind", "Status", "diagnose"],
     "bastion.gateway": [
         "AuditLog",
         "AuditMiddleware",

@@ -102,26 +102,42 @@ def test_no_import_cycles() -> None:
 CLIENT_FLOOR = ("bastion.oauth", "bastion.net", "bastion.private_files")
 
 
-def test_the_server_side_never_imports_the_client() -> None:
+def test_the_server_side_never_imports_the_client_or_the_doctor() -> None:
     """STYLE.md rule 1: the authorization server, resource middleware, gateway, registry and
     what they share (store, tokens, identity, access, config, serve, ...) never import
-    bastion.client; only the command line, which drives both sides, does."""
+    bastion.client, nor bastion.doctor which stands on it; only the command line, which drives
+    both sides, does."""
     for module in SOURCES:
-        if within(module, "bastion.client", "bastion.cli"):
+        if within(module, "bastion.client", "bastion.doctor", "bastion.cli"):
             continue
         for name in bastion_imports(module):
-            assert not within(name, "bastion.client"), f"{module} imports {name}"
+            assert not within(name, "bastion.client", "bastion.doctor"), f"{module} imports {name}"
 
 
 def test_the_client_never_imports_the_server_side() -> None:
     """STYLE.md rule 1: bastion.client is what MCP clients embed: it imports only itself
     and the shared floor (CLIENT_FLOOR), never the server packages, their settings or their
-    storage. A module both sides need belongs on the floor (and in CLIENT_FLOOR)."""
+    storage, nor bastion.doctor, which is built on it. A module both sides need belongs on the
+    floor (and in CLIENT_FLOOR)."""
     for module in SOURCES:
         if not within(module, "bastion.client"):
             continue
         for name in bastion_imports(module):
+            assert not within(name, "bastion.doctor"), f"{module} imports the doctor: {name}"
             assert within(name, "bastion.client", *CLIENT_FLOOR), f"{module} imports {name}"
+
+
+def test_the_doctor_stands_on_the_client() -> None:
+    """bastion.doctor is a client of any MCP server or registry: it imports itself,
+    bastion.client and the client's floor (bastion.oauth and the rest of CLIENT_FLOOR), never
+    the server packages or their settings (the identity-provider doctor, which checks the
+    server's own settings, is bastion.identity.doctor)."""
+    for module in SOURCES:
+        if not within(module, "bastion.doctor"):
+            continue
+        for name in bastion_imports(module):
+            allowed = within(name, "bastion.doctor", "bastion.client", *CLIENT_FLOOR)
+            assert allowed, f"{module} imports {name}"
 
 
 def test_oauth_package_is_pure_protocol() -> None:

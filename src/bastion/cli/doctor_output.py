@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bastion.cli.display import print_table
-from bastion.client.doctor import Diagnosis
+from bastion.doctor import Diagnosis
 
 if TYPE_CHECKING:
     from bastion.identity.doctor import Check as UpstreamCheck

@@ -328,7 +328,7 @@ def doctor(
 
     if url is not None:
         from bastion.cli.client_context import load_client_settings
-        from bastion.client.doctor import Kind, diagnose
+        from bastion.doctor import Kind, diagnose
 
         if config is not None or upstream is not None:
             err.print("[red]error:[/red] --config and --upstream apply to `bastion doctor` alone")

@@ -1,49 +1,33 @@
-"""Serve a stdio MCP server over streamable HTTP: one process per session.
+"""Serve a stdio MCP server over streamable HTTP: the HTTP face of one process per session.
 
-MCP transports (2025-11-25), "stdio" and "Streamable HTTP":
+MCP transports (2025-11-25), "Streamable HTTP":
 
-- A POST of an ``initialize`` request without ``Mcp-Session-Id`` starts the command; the answer
-  carries a new random session id in ``Mcp-Session-Id``. Later requests must send it: without it
-  400, with an unknown one (or one created by another caller) 404.
-- Messages go to the process's stdin as newline-delimited JSON-RPC; a reader task per process
-  routes what it writes to stdout. A POST carrying requests is answered with an SSE stream that
-  carries their responses, closing once all have arrived; progress notifications whose
-  ``progressToken`` one of them set, log messages and requests the server makes while the POST
-  is open travel on it too. Other server messages (list changes, resource updates, or anything
-  when no POST is open) go to the session's GET stream; while none is open they wait in a
-  bounded backlog. A POST of only notifications or responses gets 202.
+- A POST of an ``initialize`` request without ``Mcp-Session-Id`` starts the command (in
+  :mod:`bastion.gateway.stdio_process`); the answer carries a new random session id in
+  ``Mcp-Session-Id``. Later requests must send it: without it 400, with an unknown one (or one
+  created by another caller) 404.
+- A POST carrying requests is answered with an SSE stream that carries their responses, closing
+  once all have arrived; progress notifications, log messages and requests the server makes
+  while the POST is open travel on it too. Other server messages go to the session's GET
+  stream. A POST of only notifications or responses gets 202.
 - ``MCP-Protocol-Version``, when sent, must be the version ``initialize`` negotiated (else 400).
-- DELETE ends the session: stdin is closed, then SIGTERM, then SIGKILL (to the process group),
-  each after a grace period; 204. A process that exits ends its session (its open requests get
-  a JSON-RPC error). Sessions without traffic for ``session_idle_timeout`` (and no open stream)
-  are reaped; :meth:`StdioBridge.aclose` (the gateway's shutdown) ends every process.
-- The process's stderr is logged (logger ``bastion.gateway.stdio``); stdout lines that are not
-  JSON are logged and skipped. Its environment is only what the upstream's settings give it.
+- DELETE ends the session and its process; 204.
 
 Session ids are bound to the caller that created them (``sub`` and ``client_id`` from the
 resource-server middleware): possession of a session id is never authentication (checklist R10).
-Processes are bounded per upstream (``max_sessions``, then 503) and per subject
-(``max_sessions_per_subject``, then 429 with ``Retry-After``), so that one token holder cannot
-take every process (L9); sessions whose process is still starting count too.
+A new session beyond the process limits is refused: ``max_sessions`` with 503,
+``max_sessions_per_subject`` with 429 and ``Retry-After`` (L9).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import math
-import os
-import secrets
-import signal
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from bastion import safe_json
 from bastion.config import UpstreamSettings
 from bastion.gateway import jsonrpc
 from bastion.gateway.asgi import (
@@ -56,26 +40,25 @@ from bastion.gateway.asgi import (
     send_json,
     wait_for_disconnect,
 )
-from bastion.logs import get_logger
+from bastion.gateway.stdio_process import (
+    MAX_MESSAGE_BYTES,
+    CannotStart,
+    MessageStream,
+    Owner,
+    ShuttingDown,
+    StdioSession,
+    StdioSessions,
+    SubjectLimitReached,
+    TooManySessions,
+)
 
-log = get_logger("bastion.gateway.stdio")
-
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-STREAM_QUEUE = 256  # messages waiting for one slow SSE reader
-BACKLOG = 256  # server messages waiting for a GET stream
-DELIVERY_TIMEOUT = 10.0  # seconds a stalled SSE reader may hold up its session
 SESSION_NOT_FOUND = -32001
-Owner = tuple[str, str | None] | None
-
-
-def _subject(owner: Owner) -> str | None:
-    """Whose session it is, for max_sessions_per_subject (the token's ``sub``)."""
-    return None if owner is None else owner[0]
-
-
-def _key(request_id: Any) -> str:
-    """Request ids "1" and 1 differ; JSON text keeps them apart."""
-    return json.dumps(request_id)
+# The answer to a POST with requests, and to a GET: an SSE stream that proxies must not buffer.
+SSE_HEADERS = (
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+)
 
 
 def _accepts(scope: Scope, *media: str) -> bool:
@@ -91,318 +74,6 @@ def _event(message: dict[str, Any]) -> bytes:
     return b"event: message\ndata: " + jsonrpc.dumps(message) + b"\n\n"
 
 
-class _Stream:
-    """The messages for one open SSE answer, bounded; ``close`` ends it after what is queued."""
-
-    def __init__(self, limit: int = STREAM_QUEUE) -> None:
-        self.pending: set[str] = set()
-        self.progress_tokens: set[str] = set()
-        self.closed = False
-        self._items: deque[dict[str, Any]] = deque()
-        self._limit = limit
-        self._changed = asyncio.Condition()
-
-    async def put(self, message: dict[str, Any]) -> bool:
-        """Queue a message; False when the reader stalled past DELIVERY_TIMEOUT (then closed)."""
-        async with self._changed:
-            try:
-                async with asyncio.timeout(DELIVERY_TIMEOUT):
-                    await self._changed.wait_for(
-                        lambda: self.closed or len(self._items) < self._limit
-                    )
-            except TimeoutError:
-                self.closed = True
-                self._changed.notify_all()
-                return False
-            if self.closed:
-                return False
-            self._items.append(message)
-            self._changed.notify_all()
-            return True
-
-    async def close(self) -> None:
-        async with self._changed:
-            self.closed = True
-            self._changed.notify_all()
-
-    async def get(self) -> dict[str, Any] | None:
-        """The next message, or None once closed and drained."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: bool(self._items) or self.closed)
-            if self._items:
-                item = self._items.popleft()
-                self._changed.notify_all()
-                return item
-            return None
-
-
-class StdioSession:
-    """One process and the HTTP streams of the session it serves."""
-
-    def __init__(
-        self,
-        session_id: str,
-        process: asyncio.subprocess.Process,
-        *,
-        upstream: UpstreamSettings,
-        owner: Owner,
-        clock: Callable[[], float],
-        on_exit: Callable[[StdioSession], None],
-        on_done: Callable[[StdioSession], None] = lambda _: None,
-        grace: float = 2.0,
-    ) -> None:
-        self.id = session_id
-        self.process = process
-        self.upstream = upstream
-        self.owner = owner
-        self.clock = clock
-        self.last_activity = clock()
-        self.protocol_version: str | None = None
-        self._initialize_key: str | None = None
-        self._on_exit = on_exit
-        self._on_done = on_done
-        self._grace = grace
-        self._termination: asyncio.Future[None] | None = None
-        self._posts: list[_Stream] = []
-        self._by_request: dict[str, _Stream] = {}
-        self._get: _Stream | None = None
-        self._backlog: deque[dict[str, Any]] = deque(maxlen=BACKLOG)
-        self._write_lock = asyncio.Lock()
-        self._route_lock = asyncio.Lock()
-        self.ended = asyncio.Event()
-        self._tasks = [
-            asyncio.create_task(self._read_stdout(), name=f"stdio-{upstream.name}-stdout"),
-            asyncio.create_task(self._read_stderr(), name=f"stdio-{upstream.name}-stderr"),
-        ]
-
-    def __repr__(self) -> str:
-        return f"StdioSession(upstream={self.upstream.name!r}, pid={self.process.pid})"
-
-    @property
-    def busy(self) -> bool:
-        """Whether an HTTP stream is open on this session."""
-        return bool(self._posts) or self._get is not None
-
-    def touch(self) -> None:
-        self.last_activity = self.clock()
-
-    # -- client to process ----------------------------------------------------------------------
-
-    async def write(self, messages: list[dict[str, Any]]) -> None:
-        """Write messages to stdin, one line each; OSError when the process is gone."""
-        stdin = self.process.stdin
-        if stdin is None or self.ended.is_set():
-            raise BrokenPipeError("the process has ended")
-        data = b"".join(jsonrpc.dumps(m) + b"\n" for m in messages)
-        async with self._write_lock:
-            stdin.write(data)
-            await stdin.drain()
-
-    async def open_post(self, messages: list[dict[str, Any]]) -> _Stream:
-        """Register the requests of a POST before they are written, so no answer is missed.
-
-        Raises MalformedMessage when a request id is already awaited in this session.
-        """
-        stream = _Stream()
-        async with self._route_lock:
-            for message in messages:
-                if not jsonrpc.is_request(message):
-                    continue
-                key = _key(message["id"])
-                if key in self._by_request or key in stream.pending:
-                    raise jsonrpc.MalformedMessage(f"request id {message['id']!r} is in use")
-                stream.pending.add(key)
-                if message["method"] == "initialize":
-                    self._initialize_key = key
-                params = message.get("params")
-                meta = params.get("_meta") if isinstance(params, dict) else None
-                token = meta.get("progressToken") if isinstance(meta, dict) else None
-                if token is not None:
-                    stream.progress_tokens.add(_key(token))
-            for key in stream.pending:
-                self._by_request[key] = stream
-            self._posts.append(stream)
-        return stream
-
-    async def close_post(self, stream: _Stream) -> None:
-        """The POST's answer ended (or its client left): later answers to it are dropped."""
-        async with self._route_lock:
-            for key in stream.pending:
-                self._by_request.pop(key, None)
-            with contextlib.suppress(ValueError):
-                self._posts.remove(stream)
-        await stream.close()
-        self.touch()
-
-    async def open_get(self) -> _Stream | None:
-        """The GET stream, with the backlog queued on it; None if one is open already."""
-        async with self._route_lock:
-            if self._get is not None:
-                return None
-            stream = self._get = _Stream(limit=STREAM_QUEUE + BACKLOG)
-            while self._backlog:
-                await stream.put(self._backlog.popleft())
-        return stream
-
-    async def close_get(self, stream: _Stream) -> None:
-        async with self._route_lock:
-            if self._get is stream:
-                self._get = None
-        await stream.close()
-        self.touch()
-
-    # -- process to client ----------------------------------------------------------------------
-
-    async def _route(self, message: dict[str, Any]) -> None:
-        async with self._route_lock:
-            target = self._target(message)
-            if target is None:
-                if "method" in message:
-                    if len(self._backlog) == BACKLOG:
-                        log.warning(
-                            "%s: no GET stream for a while; dropped its oldest message", self
-                        )
-                    self._backlog.append(message)
-                else:
-                    log.debug("%s: dropped a response to an abandoned request", self)
-                return
-            if not await target.put(message):
-                log.warning("%s: an SSE reader stalled; closed its stream", self)
-                return
-            if "method" not in message:
-                key = _key(message.get("id"))
-                target.pending.discard(key)
-                self._by_request.pop(key, None)
-                if key == self._initialize_key:
-                    self._note_version(message)
-                if not target.pending:
-                    await target.close()
-
-    def _target(self, message: dict[str, Any]) -> _Stream | None:
-        method = message.get("method")
-        if method is None:
-            return self._by_request.get(_key(message.get("id")))
-        params = message.get("params")
-        token = params.get("progressToken") if isinstance(params, dict) else None
-        if token is not None:
-            for stream in self._posts:
-                if _key(token) in stream.progress_tokens:
-                    return stream
-        related = "id" in message or method == "notifications/message"
-        open_posts = [s for s in self._posts if not s.closed]
-        if related and open_posts:
-            return open_posts[0]
-        if self._get is not None and not self._get.closed:
-            return self._get
-        return None
-
-    def _note_version(self, message: dict[str, Any]) -> None:
-        result = message.get("result")
-        if isinstance(result, dict) and isinstance(result.get("protocolVersion"), str):
-            self.protocol_version = result["protocolVersion"]
-        self._initialize_key = None
-
-    async def _read_stdout(self) -> None:
-        stdout = self.process.stdout
-        try:
-            while stdout is not None:
-                try:
-                    line = await stdout.readline()
-                except ValueError:
-                    log.error(
-                        "%s wrote a message over %d bytes; ending it", self, MAX_MESSAGE_BYTES
-                    )
-                    break
-                if not line:
-                    break
-                if not line.strip():
-                    continue
-                try:
-                    document = safe_json.loads(line)
-                except ValueError:
-                    log.warning("%s wrote a line that is not JSON-RPC: %.200r", self, line)
-                    continue
-                for message in document if isinstance(document, list) else [document]:
-                    if isinstance(message, dict):
-                        await self._route(message)
-        finally:
-            await self._ended()
-
-    async def _read_stderr(self) -> None:
-        stderr = self.process.stderr
-        if stderr is None:
-            return
-        pending = b""
-        while chunk := await stderr.read(4096):
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                log.info("%s stderr: %s", self, line.decode(errors="replace")[:2000])
-            if len(pending) > 2000:
-                log.info("%s stderr: %s", self, pending.decode(errors="replace")[:2000])
-                pending = b""
-        if pending:
-            log.info("%s stderr: %s", self, pending.decode(errors="replace")[:2000])
-
-    async def _ended(self) -> None:
-        """stdout closed: the process is done (or is made so). Fail what is still open."""
-        if self.ended.is_set():
-            return
-        self.ended.set()
-        self._on_exit(self)
-        async with self._route_lock:
-            for key, stream in list(self._by_request.items()):
-                await stream.put(
-                    jsonrpc.error(
-                        jsonrpc.UPSTREAM_ERROR,
-                        f"upstream {self.upstream.name!r} ended before answering",
-                        json.loads(key),
-                    )
-                )
-            self._by_request.clear()
-            for stream in [*self._posts, *([self._get] if self._get else [])]:
-                await stream.close()
-        self._start_termination(self._grace)  # reaps it, its group and the reader tasks
-
-    # -- ending ---------------------------------------------------------------------------------
-
-    def _start_termination(self, grace: float) -> asyncio.Future[None]:
-        if self._termination is None:
-            self._termination = asyncio.ensure_future(self._terminate(grace))
-        return self._termination
-
-    async def terminate(self, grace: float | None = None) -> None:
-        """End the process (see :meth:`_terminate`); safe to call more than once."""
-        await asyncio.shield(self._start_termination(self._grace if grace is None else grace))
-
-    async def _terminate(self, grace: float) -> None:
-        """Close stdin; then SIGTERM, then SIGKILL the process group, waiting ``grace`` between."""
-        process = self.process
-        if process.stdin is not None and not process.stdin.is_closing():
-            process.stdin.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(process.wait(), grace)
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            if process.returncode is not None:
-                break
-            log.warning("%s did not exit; sending %s", self, sig.name)
-            self._signal_group(sig)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(process.wait(), grace)
-        # Children the server started may outlive it in its process group.
-        self._signal_group(signal.SIGTERM)
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(task, grace)
-        await self._ended()
-        log.info("%s ended with exit code %s", self, process.returncode)
-        self._on_done(self)
-
-    def _signal_group(self, sig: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, sig)
-
-
 class StdioBridge:
     """ASGI app serving one stdio upstream over streamable HTTP at its mount path."""
 
@@ -414,84 +85,25 @@ class StdioBridge:
         grace: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if upstream.command is None:
-            raise ValueError(f"upstream {upstream.name!r} has no command; it is an HTTP upstream")
+        self.processes = StdioSessions(upstream, grace=grace, clock=clock)
         self.upstream = upstream
-        self.command: list[str] = upstream.command
-        self.sessions: dict[str, StdioSession] = {}
-        self._live: set[StdioSession] = set()  # until their process is reaped
-        self._starting: list[str | None] = []  # the subjects of sessions whose process starts
         self._max_body_bytes = max_body_bytes
-        self._grace = grace
-        self._clock = clock
-        self._reaper: asyncio.Task[None] | None = None
-        self._closing = False
 
     def __repr__(self) -> str:
         return f"StdioBridge(upstream={self.upstream.name!r}, sessions={len(self.sessions)})"
 
-    # -- lifecycle ------------------------------------------------------------------------------
+    @property
+    def sessions(self) -> dict[str, StdioSession]:
+        """The open sessions by id."""
+        return self.processes.sessions
 
     async def start(self) -> None:
         """Start reaping idle sessions (the gateway's lifespan calls this)."""
-        if self._reaper is None:
-            self._reaper = asyncio.create_task(self._reap(), name=f"reap-{self.upstream.name}")
+        await self.processes.start()
 
     async def aclose(self) -> None:
         """End every session's process (the gateway's shutdown)."""
-        self._closing = True
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
-            self._reaper = None
-        await asyncio.gather(*(s.terminate() for s in {*self.sessions.values(), *self._live}))
-        self.sessions.clear()
-
-    async def _reap(self) -> None:
-        idle = self.upstream.session_idle_timeout
-        while True:
-            await asyncio.sleep(min(max(idle / 4, 0.05), 30.0))
-            now = self._clock()
-            stale = [
-                s for s in self.sessions.values() if not s.busy and now - s.last_activity > idle
-            ]
-            for session in stale:
-                log.info("%s idle for over %g s; ending it", session, idle)
-                self.sessions.pop(session.id, None)
-                await session.terminate()
-
-    def _forget(self, session: StdioSession) -> None:
-        if self.sessions.get(session.id) is session:
-            del self.sessions[session.id]
-
-    async def _spawn(self, owner: Owner) -> StdioSession:
-        process = await asyncio.create_subprocess_exec(
-            *self.command,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=self.upstream.process_environment(),
-            cwd=self.upstream.cwd,
-            start_new_session=True,  # its own process group, so its children end with it
-            limit=MAX_MESSAGE_BYTES,
-        )
-        session = StdioSession(
-            secrets.token_urlsafe(32),
-            process,
-            upstream=self.upstream,
-            owner=owner,
-            clock=self._clock,
-            on_exit=self._forget,
-            on_done=self._live.discard,
-            grace=self._grace,
-        )
-        self.sessions[session.id] = session
-        self._live.add(session)
-        log.info("%s started for a new session", session)
-        return session
-
-    # -- HTTP -----------------------------------------------------------------------------------
+        await self.processes.aclose()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -536,7 +148,7 @@ class StdioBridge:
                 ),
             )
             return None
-        session = self.sessions.get(session_id)
+        session = self.processes.sessions.get(session_id)
         # Another caller's session is reported exactly like a missing one (R10).
         if session is None or session.ended.is_set() or session.owner != self._owner(scope):
             await send_json(send, 404, jsonrpc.error(SESSION_NOT_FOUND, "Session not found"))
@@ -604,52 +216,23 @@ class StdioBridge:
             return
         await self._exchange(session, messages, receive, send, new=bool(initialize))
 
-    def _subject_wait(self, subject: str | None) -> int:
-        """Seconds until one of ``subject``'s sessions may be reaped for idleness (at the
-        soonest, if it stays idle): what its 429 tells it to wait."""
-        idle = self.upstream.session_idle_timeout
-        now = self._clock()
-        ends = [
-            s.last_activity + idle - now
-            for s in self.sessions.values()
-            if _subject(s.owner) == subject and not s.busy
-        ]
-        return max(1, math.ceil(min(ends, default=idle)))
-
     async def _new_session(self, scope: Scope, send: Send) -> StdioSession | None:
-        if self._closing:
+        try:
+            return await self.processes.open(self._owner(scope))
+        except ShuttingDown:
             await send_json(send, 503, jsonrpc.error(jsonrpc.UPSTREAM_ERROR, "shutting down"))
-            return None
-        owner = self._owner(scope)
-        subject = _subject(owner)
-        held = sum(_subject(s.owner) == subject for s in self.sessions.values())
-        held += self._starting.count(subject)
-        limit = self.upstream.max_sessions_per_subject
-        if held >= limit:
-            log.info(
-                "upstream %s: subject %r holds %d sessions (max_sessions_per_subject); "
-                "refusing another",
-                self.upstream.name,
-                subject,
-                held,
-            )
+        except SubjectLimitReached as exc:
             await send_json(
                 send,
                 429,
                 jsonrpc.error(
                     jsonrpc.UPSTREAM_ERROR,
-                    f"you hold {held} sessions of upstream {self.upstream.name!r}, the most one "
-                    "user may; end one (DELETE) or retry later",
+                    f"you hold {exc.held} sessions of upstream {self.upstream.name!r}, the most "
+                    "one user may; end one (DELETE) or retry later",
                 ),
-                [("Retry-After", str(self._subject_wait(subject)))],
+                [("Retry-After", str(exc.retry_after))],
             )
-            return None
-        if len(self.sessions) + len(self._starting) >= self.upstream.max_sessions:
-            log.warning(
-                "upstream %s has %d sessions (max_sessions); refusing a new one",
-                self.upstream.name,
-                len(self.sessions),
-            )
+        except TooManySessions:
             await send_json(
                 send,
                 503,
@@ -659,19 +242,7 @@ class StdioBridge:
                 ),
                 [("Retry-After", "5")],
             )
-            return None
-        # Counted while the process starts, so that concurrent requests cannot all pass the
-        # limits above before any of them is in self.sessions.
-        self._starting.append(subject)
-        try:
-            return await self._spawn(owner)
-        except OSError as exc:
-            log.error(
-                "cannot start upstream %s (%s): %s; check upstreams.command and cwd",
-                self.upstream.name,
-                self.command[0],
-                exc,
-            )
+        except CannotStart:
             await send_json(
                 send,
                 502,
@@ -679,9 +250,7 @@ class StdioBridge:
                     jsonrpc.UPSTREAM_ERROR, f"upstream {self.upstream.name!r} cannot be started"
                 ),
             )
-            return None
-        finally:
-            self._starting.remove(subject)
+        return None
 
     async def _version_ok(self, scope: Scope, session: StdioSession, send: Send) -> bool:
         version = header(scope, "mcp-protocol-version")
@@ -721,14 +290,9 @@ class StdioBridge:
         try:
             if not await self._write(session, messages, send):
                 if new:
-                    self.sessions.pop(session.id, None)
-                    await session.terminate()
+                    await self.processes.end(session)
                 return
-            headers = [
-                (b"content-type", b"text/event-stream"),
-                (b"cache-control", b"no-cache"),
-                (b"x-accel-buffering", b"no"),
-            ]
+            headers = [*SSE_HEADERS]
             if new:
                 headers.append((b"mcp-session-id", session.id.encode()))
             await self._stream(stream, headers, receive, send)
@@ -761,7 +325,7 @@ class StdioBridge:
 
     async def _stream(
         self,
-        stream: _Stream,
+        stream: MessageStream,
         headers: list[tuple[bytes, bytes]],
         receive: Receive,
         send: Send,
@@ -797,13 +361,8 @@ class StdioBridge:
                 jsonrpc.error(jsonrpc.INVALID_REQUEST, "a GET stream is open on this session"),
             )
             return
-        headers = [
-            (b"content-type", b"text/event-stream"),
-            (b"cache-control", b"no-cache"),
-            (b"x-accel-buffering", b"no"),
-        ]
         try:
-            await self._stream(stream, headers, receive, send)
+            await self._stream(stream, [*SSE_HEADERS], receive, send)
         finally:
             await session.close_get(stream)
 
@@ -811,8 +370,7 @@ class StdioBridge:
         session = await self._session(scope, send)
         if session is None:
             return
-        self.sessions.pop(session.id, None)
-        await session.terminate()
+        await self.processes.end(session)
         await send_empty(send, 204)
 
 

@@ -22,7 +22,6 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-from bastion.client.doctor_checks import VSCODE, CheckList, Status
 from bastion.client.errors import PkceNotSupported, TokenEndpointError
 from bastion.client.flow import build_authorization_request, token_request
 from bastion.client.models import AuthorizationServerMetadata, RegisteredClient
@@ -34,6 +33,7 @@ from bastion.client.registration import (
 )
 from bastion.client.scope_selection import scope_parameter
 from bastion.client.settings import AuthMethod, ClientSettings
+from bastion.doctor.checks import VSCODE, CheckList, Status
 from bastion.oauth import pkce
 
 Evidence = Literal["accepted", "refused"]

@@ -1,4 +1,4 @@
-"""`bastion doctor URL` (bastion.client.doctor) against servers broken on purpose and against
+"""`bastion doctor URL` (bastion.doctor) against servers broken on purpose and against
 bastion's own authorization server, gateway and registry, all on real loopback HTTP.
 
 Each broken server is diagnosed by the failing check that names its fault, with a fix that says
@@ -21,9 +21,9 @@ from starlette.routing import Route
 from bastion.authserver.admin import add_client, list_clients
 from bastion.authserver.app import create_app
 from bastion.client import ClientSettings, PreRegisteredClient
-from bastion.client.doctor import Check, Diagnosis, Kind, diagnose
-from bastion.client.doctor_endpoints import MADE_UP_CODE
 from bastion.config import ResourceSettings, Settings
+from bastion.doctor import Check, Diagnosis, Kind, diagnose
+from bastion.doctor.endpoints import MADE_UP_CODE
 from bastion.gateway import create_gateway_app
 from bastion.registry.app import create_combined_app
 from tests.client.conftest import Stack
