@@ -1,4 +1,4 @@
-"""Mirroring, what follows the upstream (registry API facts of SPEC-CHECKLIST: updated_since,
+"""Mirroring, what follows the upstream (generic registry API v0.1: updated_since,
 cursor/nextCursor, limit 100, include_deleted, the official _meta): the first run reads
 everything the filters allow, later runs what changed since the high-water mark; new versions
 are added, status changes and edits follow; a long listing continues across runs; one run at a
