@@ -9,7 +9,7 @@ A valid request is stored and the browser continues at the interaction (log-in, 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -71,7 +71,7 @@ def may_redirect_errors(client: Client, redirect_uri: str) -> bool:
     return is_loopback_uri(redirect_uri) or scheme not in ("http", "https")
 
 
-def select_resource(bastion: AuthServer, values: list[str]) -> str:
+def select_resource(bastion: AuthServer, values: Sequence[str]) -> str:
     """The audience of the tokens (RFC 8707 §2): one configured resource, compared canonically."""
     if len(values) > 1:
         raise InvalidTarget("send one resource per request; each token has a single audience")

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 from bastion import safe_json
 from bastion.oauth.errors import InvalidRequest
+from bastion.oauth.form import single
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -93,12 +94,6 @@ def is_vschar(value: str) -> bool:
     """Whether ``value`` is made of visible ASCII and spaces only (RFC 6749 Appendix A: VSCHAR,
     %x20-7E), the syntax of client_id and similar identifiers."""
     return all(" " <= c <= "~" for c in value)
-
-
-def single(params: dict[str, list[str]], name: str) -> str | None:
-    """The one value of a parameter, or None."""
-    values = params.get(name)
-    return values[0] if values else None
 
 
 async def read_json(request: Request, limit: int) -> Any:

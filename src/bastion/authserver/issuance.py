@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bastion.authserver.context import AuthServer
+from bastion.oauth.token_response import TokenResponse
 from bastion.store import clients as client_rows
 from bastion.store import grants
 from bastion.store.clients import Client
@@ -36,8 +37,8 @@ async def mint_access(
     resource: str,
     grant_id: str | None,
     claims: dict[str, Any] | None = None,
-) -> tuple[access_token.IssuedToken, dict[str, Any]]:
-    """Sign an access token (with ``claims`` about the user) and build the response body.
+) -> tuple[access_token.IssuedToken, TokenResponse]:
+    """Sign an access token (with ``claims`` about the user) and build the response.
 
     ``grant_id`` names the grant the token belongs to (a refresh family, or a machine client's
     current grant): revoking the grant revokes every access token that carries it, at every
@@ -55,14 +56,7 @@ async def mint_access(
         ttl=ttl,
         extra={**(claims or {}), GRANT_ID: grant_id} if grant_id else claims,
     )
-    body: dict[str, Any] = {
-        "access_token": issued.token,
-        "token_type": "Bearer",
-        "expires_in": ttl,
-    }
-    if scope:
-        body["scope"] = scope
-    return issued, body
+    return issued, TokenResponse(access_token=issued.token, expires_in=ttl, scope=scope)
 
 
 async def add_refresh(
@@ -72,10 +66,10 @@ async def add_refresh(
     client: Client,
     family_id: str,
     issued: access_token.IssuedToken,
-    body: dict[str, Any],
-) -> None:
+    response: TokenResponse,
+) -> TokenResponse:
     """Record the access token in its family and, if the client may refresh, add a new refresh
-    token to the body (rotation: every use of a refresh token returns a new one)."""
+    token to the response (rotation: every use of a refresh token returns a new one)."""
     await grants.record_access_token(conn, family_id, issued.jti, issued.expires_at)
     if "refresh_token" in client.metadata.grant_types:
         refresh = opaque.new_token()
@@ -85,10 +79,11 @@ async def add_refresh(
             family_id=family_id,
             issued_at=bastion.clock(),
         )
-        body["refresh_token"] = refresh
+        response = response.with_refresh_token(refresh)
     if client.origin == "dynamic" and client.first_used_at is None:
         await client_rows.mark_used(conn, client.client_id, bastion.clock())
         bastion.clients.invalidate(client.client_id)
+    return response
 
 
 __all__ = ["add_refresh", "identity_claims", "mint_access"]

@@ -1,9 +1,14 @@
-"""The token endpoint (OAuth 2.1 §3.2): authenticate the client, dispatch on grant_type."""
+"""The token endpoint (OAuth 2.1 §3.2): authenticate the client, dispatch on grant_type.
+
+The order of the checks is part of the protocol: the grant_type first (an unknown one is
+answered without looking at the client), then the client (OAuth 2.1 §3.2.1: invalid_client
+before anything about the grant's parameters), then whether it is registered for the grant,
+and only then the grant's own parameters.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import assert_never
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -12,22 +17,17 @@ from bastion.authserver.client_auth import authenticate
 from bastion.authserver.context import AuthServer, server
 from bastion.authserver.errors import json_error
 from bastion.authserver.grants import authorization_code, client_credentials, refresh_token
-from bastion.authserver.http import json_response, read_form, single
-from bastion.oauth.errors import (
-    InvalidRequest,
-    OAuthError,
-    UnauthorizedClient,
-    UnsupportedGrantType,
+from bastion.authserver.http import json_response, read_form
+from bastion.oauth import token_request
+from bastion.oauth.errors import OAuthError, UnauthorizedClient
+from bastion.oauth.token_request import (
+    AuthorizationCodeRequest,
+    ClientCredentialsRequest,
+    RefreshTokenRequest,
+    TokenRequest,
 )
+from bastion.oauth.token_response import TokenResponse
 from bastion.store.clients import Client
-
-Grant = Callable[[AuthServer, Client, dict[str, list[str]]], Awaitable[dict[str, Any]]]
-
-GRANTS: dict[str, Grant] = {
-    "authorization_code": authorization_code.exchange,
-    "refresh_token": refresh_token.refresh,
-    "client_credentials": client_credentials.issue,
-}
 
 
 async def token(request: Request) -> Response:
@@ -35,21 +35,27 @@ async def token(request: Request) -> Response:
     bastion = server(request)
     try:
         params = await read_form(request, bastion.settings.max_body_bytes)
-        grant_type = single(params, "grant_type")
-        if grant_type is None:
-            raise InvalidRequest("grant_type is required")
-        grant = GRANTS.get(grant_type)
-        if grant is None:
-            raise UnsupportedGrantType(
-                f"grant_type {grant_type} is not supported; use one of {', '.join(GRANTS)}"
-            )
+        grant_type = token_request.grant_type(params)
         client = await authenticate(bastion, request, params)
         if grant_type not in client.metadata.grant_types:
             raise UnauthorizedClient(f"this client is not registered for the {grant_type} grant")
-        body = await grant(bastion, client, params)
+        answer = await grant(bastion, client, token_request.parse(grant_type, params))
     except OAuthError as exc:
         return json_error(exc, request)
-    return json_response(body)
+    return json_response(answer.to_json())
 
 
-__all__ = ["GRANTS", "token"]
+async def grant(bastion: AuthServer, client: Client, request: TokenRequest) -> TokenResponse:
+    """Run the grant ``request`` asks for, for an authenticated ``client``."""
+    match request:
+        case AuthorizationCodeRequest():
+            return await authorization_code.exchange(bastion, client, request)
+        case RefreshTokenRequest():
+            return await refresh_token.refresh(bastion, client, request)
+        case ClientCredentialsRequest():
+            return await client_credentials.issue(bastion, client, request)
+        case _:
+            assert_never(request)
+
+
+__all__ = ["grant", "token"]

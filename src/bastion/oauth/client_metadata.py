@@ -18,9 +18,9 @@ from bastion.oauth.redirect_uri import (
     is_loopback_host,
     validate_for_registration,
 )
+from bastion.oauth.token_request import GRANT_TYPES
 
 AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post", "private_key_jwt")
-GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 # Grants with no person behind them: a client uses them acting for itself.
 PERSONLESS_GRANTS = frozenset({"client_credentials"})
 RESPONSE_TYPES = ("code",)

@@ -6,17 +6,18 @@ finds it used and revokes every token the first one produced (OAuth 2.1 §4.1.3,
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bastion.authserver.context import AuthServer
-from bastion.authserver.http import single
 from bastion.authserver.issuance import add_refresh, identity_claims, mint_access
 from bastion.oauth import pkce
 from bastion.oauth.errors import InvalidGrant, InvalidRequest, InvalidTarget, OAuthError
 from bastion.oauth.resource import canonical, check_indicator
+from bastion.oauth.token_request import AuthorizationCodeRequest
+from bastion.oauth.token_response import TokenResponse
 from bastion.store import grants
 from bastion.store import users as user_rows
 from bastion.store.clients import Client
@@ -24,23 +25,14 @@ from bastion.tokens import secrets as opaque
 
 
 async def exchange(
-    bastion: AuthServer, client: Client, params: dict[str, list[str]]
-) -> dict[str, Any]:
+    bastion: AuthServer, client: Client, request: AuthorizationCodeRequest
+) -> TokenResponse:
     """Redeem a code for tokens."""
-    code = single(params, "code")
-    if code is None:
-        raise InvalidRequest("code is required")
-    redirect_uri = single(params, "redirect_uri")
-    verifier = single(params, "code_verifier")
-    resources = params.get("resource", [])
-    if len(resources) > 1:
-        raise InvalidTarget("send one resource per request")
     now = bastion.clock()
-    code_hash = opaque.digest(code)
+    code_hash = opaque.digest(request.code)
     # Load the signing keys now, so that minting inside the transaction needs no other connection.
     await bastion.keys.signing_key()
-    refused: OAuthError | None = None
-    body: dict[str, Any] = {}
+    outcome: TokenResponse | OAuthError | None = None
     # One transaction consumes the code and stores the family with its tokens: a concurrent
     # replay either wins the code or, once this commits, finds the family and revokes it. A
     # failed check still commits the consumption (the code is spent) and nothing else.
@@ -48,40 +40,35 @@ async def exchange(
         row = await grants.consume_code(conn, code_hash, now)
         if row is not None:
             try:
-                _check(client, row, redirect_uri, verifier, resources)
-                body = await _issue(bastion, conn, client, row, now)
+                _check(client, row, request)
+                outcome = await _issue(bastion, conn, client, row, now)
             except OAuthError as exc:
-                refused = exc
-    if row is None:
+                outcome = exc
+    if outcome is None:
         await _explain_failure(bastion, code_hash, now)
-    if refused is not None:
-        raise refused
-    return body
+    if isinstance(outcome, OAuthError):
+        raise outcome
+    return outcome
 
 
-def _check(
-    client: Client,
-    row: sa.Row[Any],
-    redirect_uri: str | None,
-    verifier: str | None,
-    resources: list[str],
-) -> None:
+def _check(client: Client, row: sa.Row[Any], request: AuthorizationCodeRequest) -> None:
     """OAuth 2.1 §4.1.3 and RFC 7636 §4.6 checks of a consumed code against the request."""
     if row.client_id != client.client_id:
         raise InvalidGrant("the authorization code was issued to another client")
-    if redirect_uri is None:
+    if request.redirect_uri is None:
         if row.redirect_uri_sent:
             raise InvalidRequest("redirect_uri is required: send the one used to authorize")
-    elif redirect_uri != row.redirect_uri:
+    elif request.redirect_uri != row.redirect_uri:
         raise InvalidGrant("redirect_uri does not match the one used in the authorization request")
-    pkce.verify(verifier, row.code_challenge)
-    if resources and canonical(check_indicator(resources[0])) != row.resource:
+    pkce.verify(request.code_verifier, row.code_challenge)
+    resource = request.resource
+    if resource is not None and canonical(check_indicator(resource)) != row.resource:
         raise InvalidTarget("resource differs from the one that was authorized")
 
 
 async def _issue(
     bastion: AuthServer, conn: AsyncConnection, client: Client, row: sa.Row[Any], now: int
-) -> dict[str, Any]:
+) -> TokenResponse:
     """Mint the tokens of a redeemed code and store its family, in the caller's transaction.
 
     The person and the rules are checked again: a code is spent within seconds of the consent,
@@ -94,7 +81,7 @@ async def _issue(
     if not decision.grants_something:
         raise InvalidGrant(f"{user.username} may no longer use {row.resource}")
     scope = " ".join(sorted(decision.scopes))
-    issued, body = await mint_access(
+    issued, response = await mint_access(
         bastion,
         client=client,
         subject=row.subject,
@@ -113,13 +100,12 @@ async def _issue(
         created_at=now,
         expires_at=now + bastion.settings.tokens.refresh_token_ttl,
     )
-    await add_refresh(
-        bastion, conn, client=client, family_id=row.family_id, issued=issued, body=body
+    return await add_refresh(
+        bastion, conn, client=client, family_id=row.family_id, issued=issued, response=response
     )
-    return body
 
 
-async def _explain_failure(bastion: AuthServer, code_hash: str, now: int) -> None:
+async def _explain_failure(bastion: AuthServer, code_hash: str, now: int) -> NoReturn:
     """Raise the right invalid_grant; on a replay, revoke what the first redemption issued."""
     async with bastion.db.transaction() as conn:
         known = await grants.get_code(conn, code_hash)

@@ -14,14 +14,14 @@ which records that it was used.
 from __future__ import annotations
 
 import shlex
-from typing import Any
 
 from bastion.authserver.authorize import known_scopes, select_resource
 from bastion.authserver.context import AuthServer
-from bastion.authserver.http import single
 from bastion.authserver.issuance import mint_access
 from bastion.oauth import scopes as scope_syntax
 from bastion.oauth.errors import InvalidScope, InvalidTarget, UnauthorizedClient
+from bastion.oauth.token_request import ClientCredentialsRequest
+from bastion.oauth.token_response import TokenResponse
 from bastion.store import clients as client_rows
 from bastion.store.clients import Client
 
@@ -32,8 +32,8 @@ SELF_SERVICE_REFUSED = (
 
 
 async def issue(
-    bastion: AuthServer, client: Client, params: dict[str, list[str]]
-) -> dict[str, Any]:
+    bastion: AuthServer, client: Client, request: ClientCredentialsRequest
+) -> TokenResponse:
     """Issue an access token whose subject is the client itself."""
     if client.is_public:
         raise UnauthorizedClient("client_credentials is only for confidential clients")
@@ -43,9 +43,9 @@ async def issue(
         raise UnauthorizedClient(
             f"client {client.client_id} is not registered for the client_credentials grant"
         )
-    requested = scope_syntax.parse(single(params, "scope"))
+    requested = scope_syntax.parse(request.scope)
     known_scopes(bastion, requested, None)
-    resource = select_resource(bastion, params.get("resource", []))
+    resource = select_resource(bastion, request.resource)
     asked = sorted(known_scopes(bastion, requested, resource))
     decision = await bastion.access.for_machine(
         client.client_id, resource, asked, bastion.settings.scopes_of(resource)
@@ -62,7 +62,7 @@ async def issue(
             f"client {client.client_id} may not obtain scope "
             f"{' '.join(sorted(decision.withheld))} for {resource}"
         )
-    _, body = await mint_access(
+    _, response = await mint_access(
         bastion,
         client=client,
         subject=client.client_id,
@@ -75,7 +75,7 @@ async def issue(
         async with bastion.db.transaction() as conn:
             await client_rows.mark_used(conn, client.client_id, bastion.clock())
         bastion.clients.invalidate(client.client_id)
-    return body
+    return response
 
 
 __all__ = ["SELF_SERVICE_REFUSED", "issue"]

@@ -15,11 +15,12 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.authserver.context import AuthServer
-from bastion.authserver.http import single
 from bastion.authserver.issuance import add_refresh, identity_claims, mint_access
 from bastion.oauth import scopes as scope_syntax
-from bastion.oauth.errors import InvalidGrant, InvalidRequest, InvalidScope, InvalidTarget
+from bastion.oauth.errors import InvalidGrant, InvalidScope, InvalidTarget
 from bastion.oauth.resource import canonical, check_indicator
+from bastion.oauth.token_request import RefreshTokenRequest
+from bastion.oauth.token_response import TokenResponse
 from bastion.store import grants
 from bastion.store import users as user_rows
 from bastion.store.clients import Client
@@ -29,17 +30,11 @@ from bastion.tokens import secrets as opaque
 
 
 async def refresh(
-    bastion: AuthServer, client: Client, params: dict[str, list[str]]
-) -> dict[str, Any]:
+    bastion: AuthServer, client: Client, request: RefreshTokenRequest
+) -> TokenResponse:
     """Exchange a refresh token for a new access token and a new refresh token."""
-    token = single(params, "refresh_token")
-    if token is None:
-        raise InvalidRequest("refresh_token is required")
-    resources = params.get("resource", [])
-    if len(resources) > 1:
-        raise InvalidTarget("send one resource per request")
     now = bastion.clock()
-    token_hash = opaque.digest(token)
+    token_hash = opaque.digest(request.refresh_token)
     # Check the request against the grant first, and spend the token only once it is known to
     # succeed: a malformed retry by the rightful client must not look like reuse later.
     limits = {u.name: u.session_max_age for u in bastion.settings.upstreams if u.session_max_age}
@@ -67,11 +62,12 @@ async def refresh(
     # A grant made before the registry's scopes were renamed refreshes under the new names.
     upgrade = bastion.settings.upgrade_scopes
     granted = set(upgrade(family.scope.split(), family.resource))
-    asked = set(upgrade(scope_syntax.parse(single(params, "scope")), family.resource)) or granted
+    asked = set(upgrade(scope_syntax.parse(request.scope), family.resource)) or granted
     if not asked <= granted:
         extra = " ".join(sorted(asked - granted))
         raise InvalidScope(f"scope {extra} was not granted; authorize again to get it")
-    if resources and canonical(check_indicator(resources[0])) != family.resource:
+    resource = request.resource
+    if resource is not None and canonical(check_indicator(resource)) != family.resource:
         raise InvalidTarget("resource differs from the one that was authorized")
     # The rules and the person's groups are checked again at every refresh: access withdrawn
     # since the sign-in ends the grant, a scope withdrawn is left out.
@@ -82,7 +78,7 @@ async def refresh(
         raise InvalidGrant(
             f"{user.username} may no longer use {family.resource}; the grant has been revoked"
         )
-    issued, body = await mint_access(
+    issued, response = await mint_access(
         bastion,
         client=client,
         subject=family.subject,
@@ -96,19 +92,20 @@ async def refresh(
     async with bastion.db.transaction() as conn:
         spent = await grants.consume_refresh(conn, token_hash, now)
         if spent is not None:
-            await add_refresh(
-                bastion, conn, client=client, family_id=family.id, issued=issued, body=body
+            response = await add_refresh(
+                bastion, conn, client=client, family_id=family.id, issued=issued, response=response
             )
-            successor = body.get("refresh_token")
+            successor = response.refresh_token
             if successor and bastion.settings.tokens.refresh_reuse_window:
                 sealed = bastion.cipher.encrypt(successor.encode(), bound_to=_bound(token_hash))
                 await grants.set_successor(conn, token_hash, sealed)
     if spent is None:
-        if await _repeat(bastion, token_hash, family.id, issued, body, now):
-            return body
+        repeated = await _repeat(bastion, token_hash, family.id, issued, response, now)
+        if repeated is not None:
+            return repeated
         await _explain_failure(bastion, token_hash, client, now)
         raise InvalidGrant("the refresh token is not valid")
-    return body
+    return response
 
 
 def _bound(token_hash: str) -> str:
@@ -120,11 +117,11 @@ async def _repeat(
     token_hash: str,
     family_id: str,
     issued: access_token.IssuedToken,
-    body: dict[str, Any],
+    response: TokenResponse,
     now: int,
-) -> bool:
+) -> TokenResponse | None:
     """Within the reuse window, answer a repeated refresh with the successor it already got
-    (and the new access token); False when the window does not apply."""
+    (and the new access token); None when the window does not apply."""
     window = bastion.settings.tokens.refresh_reuse_window
     async with bastion.db.transaction() as conn:
         known = await grants.get_refresh(conn, token_hash)
@@ -135,19 +132,18 @@ async def _repeat(
             or known.used_at + window < now
             or known.successor_encrypted is None
         ):
-            return False
+            return None
         successor = bastion.cipher.decrypt(
             known.successor_encrypted, bound_to=_bound(token_hash)
         ).decode()
         following = await grants.get_refresh(conn, opaque.digest(successor))
         family = await grants.get_family(conn, family_id)
         if following is None or following.used_at is not None or family is None:
-            return False  # the chain has moved on: this is reuse
+            return None  # the chain has moved on: this is reuse
         if family.revoked_at is not None:
-            return False
+            return None
         await grants.record_access_token(conn, family_id, issued.jti, issued.expires_at)
-    body["refresh_token"] = successor
-    return True
+    return response.with_refresh_token(successor)
 
 
 def _check_session_age(
