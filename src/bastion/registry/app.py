@@ -35,7 +35,7 @@ from starlette.middleware import Middleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bastion.authserver.app import CatchAll
+from bastion.asgi_wrappers import CatchAll, Terminal
 from bastion.config import Settings
 from bastion.logs import configure_logging, get_logger
 from bastion.oauth.protected_resource import check_resource, metadata_url
@@ -57,6 +57,8 @@ from bastion.store.database import Database
 from bastion.store.revocation_feed import revocation_feed
 
 log = get_logger("bastion.registry")
+# Unexpected errors have always been logged under the authorization server's name.
+_UNHANDLED = get_logger("bastion.authserver")
 
 
 @cache
@@ -95,24 +97,10 @@ class _Anonymous:
 def _failsafe(app: ASGIApp) -> CatchAll:
     """An unexpected error becomes a 500 problem without a traceback (logged for the operator)."""
     return CatchAll(
-        app, respond=lambda: Problem(500, "internal error; see the server log").response()
+        app,
+        respond=lambda: Problem(500, "internal error; see the server log").response(),
+        log=_UNHANDLED,
     )
-
-
-class _Terminal:
-    """Hand every HTTP and WebSocket request to ``handler``; the app it wraps (Starlette's
-    router) sees only lifespan events. Routing is by plain string comparison, so any path, even
-    one with a newline that no route pattern matches, reaches a handler that answers it."""
-
-    def __init__(self, app: ASGIApp, *, handler: ASGIApp) -> None:
-        self.app = app
-        self.handler = handler
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket"):
-            await self.handler(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
 
 
 class _RegistryRoutes:
@@ -266,7 +254,7 @@ def create_registry_app(
         middleware=[
             Middleware(_failsafe),
             Middleware(RegistryCors, allowed_origins=config.allowed_origins, skip=[metadata_path]),
-            Middleware(_Terminal, handler=routes),
+            Middleware(Terminal, handler=routes),
         ],
         lifespan=lifespan,
     )
@@ -311,7 +299,7 @@ def create_combined_app(
         ):
             yield
 
-    return Starlette(middleware=[Middleware(_Terminal, handler=dispatch)], lifespan=lifespan)
+    return Starlette(middleware=[Middleware(Terminal, handler=dispatch)], lifespan=lifespan)
 
 
 def shares_issuer_origin(settings: Settings) -> bool:
