@@ -91,16 +91,13 @@ EXPORTS = {
         "IdentityError",
         "StdioBridge",
         "create_gateway_app",
-        "run_gateway",
         "sign_identity_headers",
         "verify_identity_headers",
     ],
     "bastion.registry": [
         "META_KEY",
         "Registry",
-        "create_combined_app",
         "create_registry_app",
-        "run_registry",
     ],
     "bastion.resource": [
         "DEFAULT_ALGORITHMS",

@@ -140,6 +140,37 @@ def test_the_doctor_stands_on_the_client() -> None:
             assert allowed, f"{module} imports {name}"
 
 
+# What composes the apps into a running server: which app on which listener, uvicorn, logging.
+COMPOSITION = ("bastion.serve", "bastion.quickstart", "bastion.authserver.app")
+
+
+def test_registry_and_gateway_only_build_apps() -> None:
+    """bastion.registry and bastion.gateway build ASGI apps and nothing else: which listener
+    serves them, how the registry joins the authorization server on the issuer's origin and
+    how uvicorn runs is decided by the composition root (bastion.serve), which imports them,
+    never the other way round."""
+    for module in SOURCES:
+        if not within(module, "bastion.registry", "bastion.gateway"):
+            continue
+        for name in bastion_imports(module):
+            assert not within(name, *COMPOSITION), f"{module} imports {name}"
+
+
+def test_logging_is_set_up_in_one_place() -> None:
+    """Only the composition root (bastion.serve) sets up logging, through
+    bastion.logs.configure_logging; nothing else calls it or logging's own set-up."""
+    callers = set()
+    for module, path in SOURCES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                func = node.func
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                if name in ("configure_logging", "basicConfig", "dictConfig", "fileConfig"):
+                    callers.add(f"{module}.{name}")
+    expected = {"bastion.logs.basicConfig", "bastion.serve.configure_logging"}
+    assert callers == expected, f"logging set up by {sorted(callers - expected)}"
+
+
 def test_oauth_package_is_pure_protocol() -> None:
     """bastion.oauth does no I/O and knows no web framework, HTTP client or storage."""
     forbidden = ("starlette", "sqlalchemy", "httpx", "uvicorn", "asyncio", "socket", "bastion.")

@@ -6,10 +6,11 @@ line. Two layers keep that from happening:
 - Every bastion logger (:func:`get_logger`) carries :class:`EscapeControls`, which renders the
   message with control characters escaped before any handler sees it, whatever formatter the
   application embedding bastion uses.
-- :func:`configure_logging` (``bastion serve``, ``gateway``, ``quickstart``, ``registry
-  serve``) installs :class:`SafeFormatter` for every logger, uvicorn's included
-  (:data:`UVICORN_LOGGING` sends its records there): the same escaping for other libraries'
-  messages, and traceback lines indented so that none can pass for a record of its own.
+- :func:`configure_logging` (called by :mod:`bastion.serve` only, for ``bastion serve``,
+  ``gateway``, ``quickstart`` and ``registry serve``) installs :class:`SafeFormatter` for
+  every logger, uvicorn's included (:data:`UVICORN_LOGGING` sends its records there): the same
+  escaping for other libraries' messages, and traceback lines indented so that none can pass
+  for a record of its own.
 
 Escaped are C0 controls (CR and LF among them), DEL, C1 controls (NEL among them) and the
 Unicode line and paragraph separators, as ``\\n``, ``\\r``, ``\\t``, ``\\xNN`` or ``\\uNNNN``.

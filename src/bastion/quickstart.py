@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from starlette.types import ASGIApp
-
 from bastion.access.rules import AccessRule
 from bastion.authserver.admin import database
 from bastion.clock import system_clock
@@ -27,7 +25,6 @@ from bastion.identity.passwords import generate_password
 from bastion.private_files import private_dir, write_private
 from bastion.registry.access import READ, WRITE
 from bastion.registry.validation import SCHEMA_ID
-from bastion.serve import Listener
 from bastion.store import access as access_rows
 from bastion.store.database import Database
 
@@ -228,31 +225,6 @@ def addresses(settings: Settings) -> list[tuple[str, str, int]]:
     return found
 
 
-def listeners(settings: Settings) -> list[Listener]:
-    """The apps quickstart runs, at :func:`addresses`."""
-    from bastion.authserver.app import create_app
-    from bastion.demo.server import demo_app
-    from bastion.gateway.app import create_gateway_app
-    from bastion.registry.app import create_combined_app, shares_issuer_origin
-    from bastion.resource.revocation import RevocationList
-
-    # One revocation list, kept current by the authorization server, checked by the gateway.
-    revocations = RevocationList()
-    apps: list[ASGIApp] = []
-    if settings.registry.enabled and shares_issuer_origin(settings):
-        apps.append(create_combined_app(settings, revocations=revocations))
-    else:
-        apps.append(create_app(settings, revocations=revocations))
-    if settings.gateway.enabled and settings.gateway.upstreams:
-        apps.append(create_gateway_app(settings, revocations=revocations))
-    if demo_port(settings) is not None:
-        apps.append(demo_app())
-    return [
-        Listener(name, app, host, port)
-        for (name, host, port), app in zip(addresses(settings), apps, strict=True)
-    ]
-
-
 __all__ = [
     "CONFIG_TEMPLATE",
     "DEFAULT_PORT",
@@ -261,7 +233,6 @@ __all__ = [
     "addresses",
     "demo_entries",
     "demo_port",
-    "listeners",
     "planned_settings",
     "prepare",
     "render_config",

@@ -1,4 +1,12 @@
-"""Running the authorization server under uvicorn, in one process or several."""
+"""The composition root: settings → listeners → uvicorn, for every command that serves.
+
+Which apps run on which listener is decided here and nowhere else: the authorization server
+(``bastion serve``, in one process or several), the gateway (``bastion gateway``), the registry
+(``bastion registry serve``: on the issuer's listener, combined with the authorization server,
+when its URL is on the issuer's origin) and all of them with the demo server (``bastion
+quickstart``). The packages build ASGI apps only; logging is set up here, once per command
+(:func:`_start`). The apps are imported when a command needs them, so that ``bastion serve``
+does not load the registry or the gateway."""
 
 from __future__ import annotations
 
@@ -8,18 +16,22 @@ import copy
 import errno
 import signal
 import socket
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.types import ASGIApp
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bastion.asgi_wrappers import Terminal
 from bastion.config import Settings, export_config_file, settings_from_environment
 from bastion.logs import UVICORN_LOGGING, configure_logging
 from bastion.private_files import warn_loose_modes
+from bastion.resource.revocation import RevocationList
 
 
 def proxy_options(trusted_proxies: Sequence[str]) -> dict[str, Any]:
@@ -131,6 +143,13 @@ def serve_one(
         sock.close()
 
 
+def _start(settings: Settings, config_file: Path | None, log_level: str) -> None:
+    """What every command that serves does first: bastion's one logging set-up, then a warning
+    about private files other users can read (``config_file`` among them)."""
+    configure_logging(log_level)
+    warn_loose_modes(settings, config_file)
+
+
 def run_server(
     settings: Settings, *, config_file: Path | None, workers: int = 1, log_level: str = "info"
 ) -> None:
@@ -139,8 +158,7 @@ def run_server(
     below info, uvicorn writes no access log."""
     from bastion.authserver.app import create_app
 
-    configure_logging(log_level)
-    warn_loose_modes(settings, config_file)
+    _start(settings, config_file, log_level)
     if workers > 1:
         # uvicorn binds in this process before it starts the workers: check first.
         bind_listener("the authorization server", settings.host, settings.port).close()
@@ -215,16 +233,176 @@ async def serve_together(listeners: list[Listener], *, trusted_proxies: Sequence
             loop.remove_signal_handler(sig)
 
 
+def run_gateway(
+    settings: Settings, *, log_level: str = "info", config_file: Path | None = None
+) -> None:
+    """Serve the gateway with uvicorn on ``gateway.host``:``gateway.port`` until interrupted
+    (``log_level`` as for :func:`run_server`; audit records log at info); warn first about
+    private files other users can read (``config_file`` among them)."""
+    from bastion.gateway.app import create_gateway_app
+
+    _start(settings, config_file, log_level)
+    serve_one(
+        "the gateway",
+        settings.gateway.host,
+        settings.gateway.port,
+        lambda: create_gateway_app(settings),
+        log_level=log_level,
+        **uvicorn_options(settings.trusted_proxies),
+    )
+
+
+class _ByPath:
+    """Registry paths to the registry app, everything else to the authorization server."""
+
+    def __init__(self, auth: ASGIApp, registry: ASGIApp, prefix: str, metadata_path: str) -> None:
+        self.auth = auth
+        self.registry = registry
+        self.prefixes = (f"{prefix}/v0.1/", f"{prefix}/v0/")
+        self.exact = {metadata_path, f"{prefix}/openapi.json"}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if path in self.exact or path.startswith(self.prefixes):
+            await self.registry(scope, receive, send)
+        else:
+            await self.auth(scope, receive, send)
+
+
+def create_combined_app(
+    settings: Settings, *, revocations: RevocationList | None = None, **registry_options: Any
+) -> Starlette:
+    """The authorization server and the registry in one app (the registry URL on the issuer's
+    origin, e.g. the default ``<issuer>/registry``), with one revocation list (``revocations``,
+    default a new one) that the authorization server keeps current and the registry checks;
+    ``registry_options`` go to :func:`~bastion.registry.app.create_registry_app`."""
+    from bastion.authserver.app import create_app
+    from bastion.registry.app import create_registry_app, registry_paths
+
+    revocations = revocations if revocations is not None else RevocationList()
+    auth = create_app(settings, revocations=revocations)
+    registry = create_registry_app(settings, revocations=revocations, **registry_options)
+    _, prefix, metadata_path = registry_paths(settings)
+    dispatch = _ByPath(auth, registry, prefix, metadata_path)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with (
+            auth.router.lifespan_context(auth),
+            registry.router.lifespan_context(registry),
+        ):
+            yield
+
+    return Starlette(middleware=[Middleware(Terminal, handler=dispatch)], lifespan=lifespan)
+
+
+def shares_issuer_origin(settings: Settings) -> bool:
+    """Whether the registry URL is on the issuer's origin (then the AS's listener serves it)."""
+    from bastion.registry.app import registry_paths
+
+    resource, _, _ = registry_paths(settings)
+    a, b = urlsplit(resource), urlsplit(settings.issuer)
+    return (a.scheme, a.netloc) == (b.scheme, b.netloc.lower())
+
+
+def _run_together(
+    settings: Settings, config_file: Path | None, listeners: Callable[[], list[Listener]]
+) -> None:
+    """:func:`_start` at info, then serve the apps of ``listeners()`` in this process."""
+    _start(settings, config_file, "info")
+    asyncio.run(serve_together(listeners(), trusted_proxies=settings.trusted_proxies))
+
+
+def registry_listeners(settings: Settings, *, with_auth_server: bool = False) -> list[Listener]:
+    """What ``bastion registry serve`` runs: the AS and the registry combined on the issuer's
+    listener when the registry URL is on the issuer's origin, else the registry alone on
+    registry.host:registry.port (and the AS beside it when ``with_auth_server``)."""
+    from bastion.authserver.app import create_app
+    from bastion.registry.app import create_registry_app
+
+    if shares_issuer_origin(settings):
+        return [
+            Listener(
+                "authorization server and registry",
+                create_combined_app(settings),
+                settings.host,
+                settings.port,
+            )
+        ]
+    listeners = [
+        Listener(
+            "registry",
+            create_registry_app(settings),
+            settings.registry.host,
+            settings.registry.port,
+        )
+    ]
+    if with_auth_server:
+        listeners.append(
+            Listener("authorization server", create_app(settings), settings.host, settings.port)
+        )
+    return listeners
+
+
+def run_registry(
+    settings: Settings, *, with_auth_server: bool = False, config_file: Path | None = None
+) -> None:
+    """Serve :func:`registry_listeners` until interrupted; warn first about private files
+    other users can read (``config_file`` among them)."""
+    _run_together(
+        settings,
+        config_file,
+        lambda: registry_listeners(settings, with_auth_server=with_auth_server),
+    )
+
+
+def quickstart_listeners(settings: Settings) -> list[Listener]:
+    """The apps ``bastion quickstart`` runs, at :func:`bastion.quickstart.addresses`."""
+    from bastion.authserver.app import create_app
+    from bastion.demo.server import demo_app
+    from bastion.gateway.app import create_gateway_app
+    from bastion.quickstart import addresses, demo_port
+
+    # One revocation list, kept current by the authorization server, checked by the gateway.
+    revocations = RevocationList()
+    apps: list[ASGIApp] = []
+    if settings.registry.enabled and shares_issuer_origin(settings):
+        apps.append(create_combined_app(settings, revocations=revocations))
+    else:
+        apps.append(create_app(settings, revocations=revocations))
+    if settings.gateway.enabled and settings.gateway.upstreams:
+        apps.append(create_gateway_app(settings, revocations=revocations))
+    if demo_port(settings) is not None:
+        apps.append(demo_app())
+    return [
+        Listener(name, app, host, port)
+        for (name, host, port), app in zip(addresses(settings), apps, strict=True)
+    ]
+
+
+def run_quickstart(settings: Settings, *, config_file: Path) -> None:
+    """Serve :func:`quickstart_listeners` until interrupted; warn first about private files
+    other users can read (``config_file`` among them)."""
+    _run_together(settings, config_file, lambda: quickstart_listeners(settings))
+
+
 __all__ = [
     "SHUTDOWN_GRACE",
     "Listener",
     "PortUnavailable",
     "bind_listener",
     "bind_listeners",
+    "create_combined_app",
     "proxy_options",
+    "quickstart_listeners",
+    "registry_listeners",
+    "run_gateway",
+    "run_quickstart",
+    "run_registry",
     "run_server",
     "serve_one",
     "serve_together",
+    "shares_issuer_origin",
     "uvicorn_options",
     "worker_app",
 ]

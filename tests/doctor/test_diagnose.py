@@ -25,7 +25,7 @@ from bastion.config import ResourceSettings, Settings
 from bastion.doctor import Check, Diagnosis, Kind, diagnose
 from bastion.doctor.endpoints import MADE_UP_CODE
 from bastion.gateway import create_gateway_app
-from bastion.registry.app import create_combined_app
+from bastion.serve import create_combined_app
 from tests.client.conftest import Stack
 from tests.client.servers import RedirectingAS, ResourceServer, StubResource
 from tests.registry.harness import registry_settings

@@ -18,7 +18,7 @@ import httpx
 from bastion.client import Authorizer, ClientSettings, FileStorage
 from bastion.client.browser import OpenUrl
 from bastion.config import Settings
-from bastion.registry.app import create_combined_app
+from bastion.serve import create_combined_app
 from tests.client.browser_user import BrowserUser
 from tests.registry.harness import registry_settings, server_json
 from tests.registry.test_end_to_end import sign_in

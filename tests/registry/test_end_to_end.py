@@ -14,7 +14,7 @@ import httpx
 from bastion.config import Settings
 from bastion.oauth.www_authenticate import parse_challenges
 from bastion.registry.access import ADMIN, READ, WRITE
-from bastion.registry.app import create_combined_app, shares_issuer_origin
+from bastion.serve import create_combined_app, shares_issuer_origin
 from tests.registry.harness import registry_settings, server_json
 from tests.resource.conftest import get_token, service_client
 from tests.support.flow import add_user, authorize, exchange, register

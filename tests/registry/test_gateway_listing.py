@@ -24,10 +24,10 @@ from bastion.demo.server import demo_app
 from bastion.gateway import create_gateway_app
 from bastion.oauth.www_authenticate import parse_challenges
 from bastion.registry.access import WRITE
-from bastion.registry.app import create_combined_app
 from bastion.registry.audit import export
 from bastion.registry.gateway_listing import GATEWAY_OWNER, REMOVED
 from bastion.registry.importer import run_import
+from bastion.serve import create_combined_app
 from bastion.store.database import Database
 from tests.registry.harness import MillisClock, registry_settings, running_registry, server_json
 from tests.registry.test_cli import bastion, config_file

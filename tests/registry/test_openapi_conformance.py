@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from bastion.authserver.admin import add_client
 from bastion.config import ResourceSettings, Settings
 from bastion.registry.access import ADMIN, READ, WRITE
-from bastion.registry.app import create_combined_app
+from bastion.serve import create_combined_app
 from tests.registry.harness import registry_settings, server_json
 from tests.support.live import free_port, serve
 

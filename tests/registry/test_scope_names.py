@@ -21,7 +21,7 @@ from bastion.clock import system_clock
 from bastion.config import RegistryScopeNames, ResourceSettings, Settings
 from bastion.oauth.www_authenticate import parse_challenges
 from bastion.registry.access import ADMIN, READ, WRITE, scope_policy
-from bastion.registry.app import create_combined_app
+from bastion.serve import create_combined_app
 from bastion.store import access as rule_rows
 from bastion.store import users as user_rows
 from bastion.store.database import Database

@@ -22,7 +22,8 @@ import pytest
 from bastion.authserver.app import create_app
 from bastion.config import Settings
 from bastion.gateway import create_gateway_app
-from bastion.registry.app import create_combined_app, create_registry_app
+from bastion.registry.app import create_registry_app
+from bastion.serve import create_combined_app
 from tests.gateway.upstream import RecordingUpstream
 from tests.revocation.scenarios import (
     KINDS,

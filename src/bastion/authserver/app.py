@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -21,10 +21,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.access.policy import AccessPolicy
 from bastion.access.rules import AccessRule
+from bastion.asgi_wrappers import CatchAll
 from bastion.authserver import federation, interaction
 from bastion.authserver.authorize import authorize
 from bastion.authserver.cimd import MetadataDocumentResolver
@@ -195,37 +195,6 @@ def _server_error() -> Response:
     )
 
 
-class CatchAll:
-    """Last-resort handler: an unexpected error becomes a JSON 500 without a stack trace in the
-    response (the trace goes to the log for the operator)."""
-
-    def __init__(self, app: ASGIApp, *, respond: Callable[[], Response] | None = None) -> None:
-        self.app = app
-        # The 500 response; other apps (the registry) answer in their own error format.
-        self.respond = respond or _server_error
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        except Exception:
-            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
-            if started:
-                raise
-            response = self.respond()
-            await response(scope, receive, send)
-
-
 def routes(settings: Settings) -> list[BaseRoute]:
     """The routes of the authorization server, under the issuer's path."""
     endpoints: list[BaseRoute] = [
@@ -295,7 +264,7 @@ def create_app(
 
     return Starlette(
         routes=routes(settings),
-        middleware=[Middleware(CatchAll)],
+        middleware=[Middleware(CatchAll, respond=_server_error, log=log)],
         lifespan=lifespan,
         exception_handlers={404: not_found, 405: wrong_method},
     )

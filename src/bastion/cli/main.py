@@ -125,7 +125,7 @@ def gateway(
     log_level: LogLevelOption = "info",
 ) -> None:
     """Run the gateway: OAuth in front of the MCP servers in \\[\\[gateway.upstreams]]."""
-    from bastion.gateway.app import run_gateway
+    from bastion.serve import run_gateway
 
     config = find_config(config)
     settings = settings_or_exit(config, required=False)
@@ -162,17 +162,8 @@ def quickstart(
     """Set up a data directory (config, admin user) on first run and start everything:
     the authorization server and registry on PORT, the gateway on PORT+1, the demo MCP server
     on PORT+2."""
-    from bastion.logs import configure_logging
-    from bastion.private_files import warn_loose_modes
-    from bastion.quickstart import (
-        PortMismatch,
-        addresses,
-        listeners,
-        planned_settings,
-        prepare,
-        write_config,
-    )
-    from bastion.serve import PortUnavailable, bind_listeners, serve_together
+    from bastion.quickstart import PortMismatch, addresses, planned_settings, prepare, write_config
+    from bastion.serve import PortUnavailable, bind_listeners, run_quickstart
 
     try:
         planned = planned_settings(data_dir, port)
@@ -232,10 +223,8 @@ def quickstart(
         "Stop with Ctrl-C."
     )
     console.rule()
-    configure_logging("info")
-    warn_loose_modes(settings, prepared.config_file)
     with port_errors("--port", f"bastion quickstart --data-dir {data_dir}-2 --port 9000"):
-        asyncio.run(serve_together(listeners(settings), trusted_proxies=settings.trusted_proxies))
+        run_quickstart(settings, config_file=prepared.config_file)
 
 
 @db_app.command("upgrade")
@@ -368,7 +357,7 @@ def registry_serve(
 ) -> None:
     """Run the registry: on the authorization server's listener when registry.public_url is on
     the issuer's origin (the default <issuer>/registry), else on registry.host:registry.port."""
-    from bastion.registry.app import run_registry
+    from bastion.serve import run_registry
 
     config = find_config(config)
     settings = settings_or_exit(config, required=False)

@@ -8,7 +8,7 @@
   the gateway sends instead of the client's token (which is never forwarded).
 """
 
-from bastion.gateway.app import create_gateway_app, run_gateway
+from bastion.gateway.app import create_gateway_app
 from bastion.gateway.audit import AuditLog, AuditMiddleware
 from bastion.gateway.http_proxy import HttpProxy
 from bastion.gateway.identity import (
@@ -27,7 +27,6 @@ __all__ = [
     "IdentityError",
     "StdioBridge",
     "create_gateway_app",
-    "run_gateway",
     "sign_identity_headers",
     "verify_identity_headers",
 ]

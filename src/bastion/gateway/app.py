@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -32,9 +31,8 @@ from bastion.gateway.audit import AuditLog, AuditMiddleware
 from bastion.gateway.http_proxy import HttpProxy
 from bastion.gateway.stdio_bridge import StdioBridge
 from bastion.gateway.upstream_http import UpstreamPool
-from bastion.logs import configure_logging, get_logger
+from bastion.logs import get_logger
 from bastion.oauth.protected_resource import metadata_url
-from bastion.private_files import warn_loose_modes
 from bastion.resource import JwtVerifier, ResourceServerMiddleware
 from bastion.resource.revocation import RevocationList
 from bastion.store.revocation_feed import revocation_feed
@@ -156,25 +154,4 @@ def create_gateway_app(
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-def run_gateway(
-    settings: Settings, *, log_level: str = "info", config_file: Path | None = None
-) -> None:
-    """Serve the gateway with uvicorn on ``gateway.host``:``gateway.port`` until interrupted
-    (``log_level`` as for :func:`bastion.serve.run_server`; audit records log at info); warn
-    first about private files other users can read (``config_file`` among them)."""
-
-    from bastion.serve import serve_one, uvicorn_options
-
-    configure_logging(log_level)
-    warn_loose_modes(settings, config_file)
-    serve_one(
-        "the gateway",
-        settings.gateway.host,
-        settings.gateway.port,
-        lambda: create_gateway_app(settings),
-        log_level=log_level,
-        **uvicorn_options(settings.trusted_proxies),
-    )
-
-
-__all__ = ["create_gateway_app", "run_gateway"]
+__all__ = ["create_gateway_app"]

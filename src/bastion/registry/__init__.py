@@ -5,7 +5,8 @@ Serving
     ``create_registry_app(settings)`` serves ``settings.registry``; the registry URL
     (``registry.public_url``, default ``<issuer>/registry``) is also its OAuth resource
     identifier. On the issuer's origin it shares the authorization server's listener
-    (``create_combined_app``); ``bastion registry serve`` picks the right form.
+    (:func:`bastion.serve.create_combined_app`); ``bastion registry serve`` picks the right
+    form.
 
 API (every path also under ``/v0``; names URL-encoded, ``io.example%2Fweather``)
     ``GET /v0.1/servers`` (cursor, limit 1-100 default 30, search, updated_since, version,
@@ -41,13 +42,11 @@ Mirrors
 """
 
 from bastion.registry.api import META_KEY
-from bastion.registry.app import create_combined_app, create_registry_app, run_registry
+from bastion.registry.app import create_registry_app
 from bastion.registry.service import Registry
 
 __all__ = [
     "META_KEY",
     "Registry",
-    "create_combined_app",
     "create_registry_app",
-    "run_registry",
 ]

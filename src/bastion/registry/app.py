@@ -1,4 +1,5 @@
-"""The registry as an ASGI application, alone or on the authorization server's own listener.
+"""The registry as an ASGI application (:mod:`bastion.serve` puts it on its own listener or
+beside the authorization server on the issuer's).
 
 The stack of the API paths (``<prefix>/v0.1/…`` and ``<prefix>/v0/…``, where ``<prefix>`` is the
 path of ``registry.public_url``)::
@@ -24,7 +25,6 @@ import json
 from collections.abc import AsyncIterator
 from functools import cache
 from importlib import resources
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,12 +35,12 @@ from starlette.middleware import Middleware
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bastion.authserver.app import CatchAll
+from bastion.asgi_wrappers import CatchAll, Terminal
 from bastion.config import Settings
-from bastion.logs import configure_logging, get_logger
+from bastion.logs import get_logger
 from bastion.oauth.protected_resource import check_resource, metadata_url
 from bastion.oauth.www_authenticate import build_bearer_challenge
-from bastion.private_files import private_dir, warn_loose_modes
+from bastion.private_files import private_dir
 from bastion.registry.access import scope_policy
 from bastion.registry.api import RegistryApi
 from bastion.registry.audit import AuditMiddleware
@@ -57,6 +57,8 @@ from bastion.store.database import Database
 from bastion.store.revocation_feed import revocation_feed
 
 log = get_logger("bastion.registry")
+# Unexpected errors have always been logged under the authorization server's name.
+_UNHANDLED = get_logger("bastion.authserver")
 
 
 @cache
@@ -95,24 +97,10 @@ class _Anonymous:
 def _failsafe(app: ASGIApp) -> CatchAll:
     """An unexpected error becomes a 500 problem without a traceback (logged for the operator)."""
     return CatchAll(
-        app, respond=lambda: Problem(500, "internal error; see the server log").response()
+        app,
+        respond=lambda: Problem(500, "internal error; see the server log").response(),
+        log=_UNHANDLED,
     )
-
-
-class _Terminal:
-    """Hand every HTTP and WebSocket request to ``handler``; the app it wraps (Starlette's
-    router) sees only lifespan events. Routing is by plain string comparison, so any path, even
-    one with a newline that no route pattern matches, reaches a handler that answers it."""
-
-    def __init__(self, app: ASGIApp, *, handler: ASGIApp) -> None:
-        self.app = app
-        self.handler = handler
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket"):
-            await self.handler(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
 
 
 class _RegistryRoutes:
@@ -266,106 +254,14 @@ def create_registry_app(
         middleware=[
             Middleware(_failsafe),
             Middleware(RegistryCors, allowed_origins=config.allowed_origins, skip=[metadata_path]),
-            Middleware(_Terminal, handler=routes),
+            Middleware(Terminal, handler=routes),
         ],
         lifespan=lifespan,
     )
 
 
-class _ByPath:
-    """Registry paths to the registry app, everything else to the authorization server."""
-
-    def __init__(self, auth: ASGIApp, registry: ASGIApp, prefix: str, metadata_path: str) -> None:
-        self.auth = auth
-        self.registry = registry
-        self.prefixes = (f"{prefix}/v0.1/", f"{prefix}/v0/")
-        self.exact = {metadata_path, f"{prefix}/openapi.json"}
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope.get("path", "")
-        if path in self.exact or path.startswith(self.prefixes):
-            await self.registry(scope, receive, send)
-        else:
-            await self.auth(scope, receive, send)
-
-
-def create_combined_app(
-    settings: Settings, *, revocations: RevocationList | None = None, **registry_options: Any
-) -> Starlette:
-    """The authorization server and the registry in one app (the registry URL on the issuer's
-    origin, e.g. the default ``<issuer>/registry``), with one revocation list (``revocations``,
-    default a new one) that the authorization server keeps current and the registry checks."""
-    from bastion.authserver.app import create_app
-
-    revocations = revocations if revocations is not None else RevocationList()
-    auth = create_app(settings, revocations=revocations)
-    registry = create_registry_app(settings, revocations=revocations, **registry_options)
-    _, prefix, metadata_path = registry_paths(settings)
-    dispatch = _ByPath(auth, registry, prefix, metadata_path)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with (
-            auth.router.lifespan_context(auth),
-            registry.router.lifespan_context(registry),
-        ):
-            yield
-
-    return Starlette(middleware=[Middleware(_Terminal, handler=dispatch)], lifespan=lifespan)
-
-
-def shares_issuer_origin(settings: Settings) -> bool:
-    """Whether the registry URL is on the issuer's origin (then the AS's listener serves it)."""
-    resource, _, _ = registry_paths(settings)
-    a, b = urlsplit(resource), urlsplit(settings.issuer)
-    return (a.scheme, a.netloc) == (b.scheme, b.netloc.lower())
-
-
-def run_registry(
-    settings: Settings, *, with_auth_server: bool = False, config_file: Path | None = None
-) -> None:
-    """Serve the registry until interrupted: with the AS on the issuer's listener when the
-    registry URL is on the issuer's origin, else alone on registry.host:registry.port (and the
-    AS beside it when ``with_auth_server``); warn first about private files other users can
-    read (``config_file`` among them)."""
-    import asyncio
-
-    from bastion.serve import Listener, serve_together
-
-    configure_logging("info")
-    warn_loose_modes(settings, config_file)
-    if shares_issuer_origin(settings):
-        listeners = [
-            Listener(
-                "authorization server and registry",
-                create_combined_app(settings),
-                settings.host,
-                settings.port,
-            )
-        ]
-    else:
-        listeners = [
-            Listener(
-                "registry",
-                create_registry_app(settings),
-                settings.registry.host,
-                settings.registry.port,
-            )
-        ]
-        if with_auth_server:
-            from bastion.authserver.app import create_app
-
-            listeners.append(
-                Listener("authorization server", create_app(settings), settings.host, settings.port)
-            )
-    asyncio.run(serve_together(listeners, trusted_proxies=settings.trusted_proxies))
-
-
 __all__ = [
-    "create_combined_app",
     "create_registry_app",
     "openapi_document",
     "registry_paths",
-    "run_registry",
-    "shares_issuer_origin",
 ]
