@@ -57,8 +57,6 @@ from bastion.store.database import Database
 from bastion.store.revocation_feed import revocation_feed
 
 log = get_logger("bastion.registry")
-# Unexpected errors have always been logged under the authorization server's name.
-_UNHANDLED = get_logger("bastion.authserver")
 
 
 @cache
@@ -99,7 +97,7 @@ def _failsafe(app: ASGIApp) -> CatchAll:
     return CatchAll(
         app,
         respond=lambda: Problem(500, "internal error; see the server log").response(),
-        log=_UNHANDLED,
+        log=log,
     )
 
 
