@@ -72,6 +72,7 @@ async def test_concurrent_records_share_transactions_in_arrival_order(
     assert db.transactions - before == 3
 
 
+@pytest.mark.empty_database
 async def test_a_failed_commit_reaches_every_writer_of_the_batch(
     make_settings: Callable[..., Settings],
 ) -> None:
