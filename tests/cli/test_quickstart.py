@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bastion.registry.access import READ
+from bastion.registry.access import READ, WRITE
 from tests.support.live import free_port
 
 BASTION = str(Path(sys.executable).with_name("bastion"))
@@ -174,6 +174,41 @@ def test_quickstart_serves_prints_the_admin_password_once_and_the_readme_example
         f"{registry}/v0.1/servers", headers={"Authorization": f"Bearer {read_token}"}
     )
     assert again_listed.json()["metadata"]["count"] == 2
+
+    # Publishing under local.* is for the group editors: a caller outside it, even with the
+    # write scope, is refused with the namespace named (G03) and nothing is listed.
+    writer = subprocess.run(
+        [
+            *(BASTION, "clients", "add", "--name", "outside writer", "--confidential"),
+            *("--resource", "registry", "--scope", WRITE),
+            *("--config", str(data / "bastion.toml")),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    writer_id = re.search(r"client_id\s+(\S+)", writer).group(1)  # type: ignore[union-attr]
+    writer_secret = re.search(r"client_secret\s+(\S+)", writer).group(1)  # type: ignore[union-attr]
+    write_token = httpx.post(
+        f"{issuer}/token",
+        auth=(writer_id, writer_secret),
+        data={"grant_type": "client_credentials", "resource": registry},
+    ).json()["access_token"]
+    document = {
+        "$schema": entries["local.bastion/demo"]["$schema"],
+        "name": "local.example/notes",
+        "description": "Notes.",
+        "version": "1.0.0",
+    }
+    refused = httpx.post(
+        f"{registry}/v0.1/publish",
+        json=document,
+        headers={"Authorization": f"Bearer {write_token}"},
+    )
+    assert refused.status_code == 403, refused.text
+    assert "local.example" in refused.text
+    after = httpx.get(f"{registry}/v0.1/servers", headers={"Authorization": f"Bearer {read_token}"})
+    assert after.json()["metadata"]["count"] == 2
 
 
 def test_m3_data_files_are_private_whatever_the_umask(
