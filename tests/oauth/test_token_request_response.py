@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from bastion.oauth import token_request
+from bastion.oauth import token_request, token_response
 from bastion.oauth.errors import InvalidRequest, InvalidTarget, UnsupportedGrantType
 from bastion.oauth.token_request import (
     GRANT_TYPES,
@@ -16,7 +16,7 @@ from bastion.oauth.token_request import (
     GrantType,
     RefreshTokenRequest,
 )
-from bastion.oauth.token_response import TokenResponse
+from bastion.oauth.token_response import MalformedTokenResponse, TokenErrorResponse, TokenResponse
 
 R1 = "https://mcp.example.com/a"
 R2 = "https://mcp.example.com/b"
@@ -116,3 +116,34 @@ def test_token_response_json_members_and_order() -> None:
 def test_token_response_repr_hides_the_tokens() -> None:
     shown = repr(TokenResponse(access_token="secret-a", expires_in=1, refresh_token="secret-r"))
     assert "secret" not in shown
+
+
+def test_token_response_reads_back_what_it_builds() -> None:
+    """One model builds the server's answer and reads it in the client and federation."""
+    full = TokenResponse(access_token="a", expires_in=300, scope="x y", refresh_token="r")
+    assert TokenResponse.parse(full.to_json()) == full
+    assert token_response.read(200, full.to_json()) == full
+
+
+@pytest.mark.parametrize("status", [200, 400, 401, 500])
+def test_token_response_an_error_object_wins_at_any_status(status: int) -> None:
+    body = {"access_token": "a", "token_type": "Bearer", "error": "invalid_grant"}
+    assert token_response.read(status, body) == TokenErrorResponse("invalid_grant")
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "problem"),
+    [
+        (400, None, "not_a_success"),
+        (200, None, "not_an_object"),
+        (200, {"token_type": "Bearer"}, "no_access_token"),
+        (200, {"access_token": "a"}, "not_bearer"),
+        (200, {"access_token": "a", "token_type": "Bearer", "scope": ["x"]}, "bad_scope"),
+    ],
+)
+def test_token_response_malformed_answers_name_their_problem(
+    status: int, body: object, problem: str
+) -> None:
+    with pytest.raises(MalformedTokenResponse) as caught:
+        token_response.read(status, body)
+    assert caught.value.problem == problem

@@ -596,7 +596,7 @@ class Authorizer:
             expires_at=response.expires_at(now),
             refresh_token=response.refresh_token,
             requested_scopes=requested,
-            granted_scopes=response.scope,
+            granted_scopes=response.scopes,
             obtained_at=now,
         )
         await self.storage.set_tokens(tokens)
@@ -653,8 +653,8 @@ class Authorizer:
                 access_token=response.access_token,
                 expires_at=response.expires_at(now),
                 refresh_token=response.refresh_token or tokens.refresh_token,
-                granted_scopes=response.scope
-                if response.scope is not None
+                granted_scopes=response.scopes
+                if response.scopes is not None
                 else tokens.granted_scopes,
                 obtained_at=now,
             )

@@ -22,7 +22,6 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -38,7 +37,8 @@ from bastion.client.errors import (
 )
 from bastion.client.models import AuthorizationServerMetadata, RegisteredClient
 from bastion.client.scope_selection import scope_parameter
-from bastion.oauth import pkce
+from bastion.oauth import pkce, token_response
+from bastion.oauth.token_response import MalformedTokenResponse, TokenErrorResponse, TokenResponse
 
 
 @dataclass(frozen=True)
@@ -159,61 +159,42 @@ def validate_callback(query: str, request: AuthorizationRequest) -> str:
     return code
 
 
-@dataclass(frozen=True)
-class TokenResponse:
-    """A successful token response (RFC 6749 §5.1)."""
-
-    access_token: str = field(repr=False)
-    token_type: str
-    expires_in: float | None
-    refresh_token: str | None = field(repr=False)
-    scope: tuple[str, ...] | None
-
-    def expires_at(self, now: float) -> float | None:
-        """The absolute expiry, if the server gave a lifetime."""
-        return None if self.expires_in is None else now + self.expires_in
-
-
 def parse_token_response(response: httpx.Response, endpoint: str) -> TokenResponse:
-    """Read a token endpoint answer; raise :class:`TokenEndpointError` for errors (RFC 6749
-    §5.2) and for answers this client cannot use (only Bearer tokens, RFC 6750)."""
+    """Read a token endpoint answer (:func:`bastion.oauth.token_response.read`); raise
+    :class:`TokenEndpointError` for an error response (RFC 6749 §5.2) and for answers this
+    client cannot use (only Bearer tokens, RFC 6750)."""
     try:
-        data: Any = json.loads(response.content)
+        data: object = json.loads(response.content)
     except ValueError:
         data = None
-    if response.status_code != 200:
-        error = data.get("error") if isinstance(data, dict) else None
-        description = data.get("error_description") if isinstance(data, dict) else None
+    try:
+        answer = token_response.read(response.status_code, data)
+    except MalformedTokenResponse as exc:
+        raise _unusable(exc, response.status_code, endpoint) from None
+    if isinstance(answer, TokenErrorResponse):
         raise TokenEndpointError(
-            f"{endpoint} answered HTTP {response.status_code}"
-            + (f" {error}" if isinstance(error, str) else "")
-            + (f": {description}" if isinstance(description, str) else ""),
-            error=error if isinstance(error, str) else None,
+            f"{endpoint} answered HTTP {response.status_code} {answer.error}"
+            + (f": {answer.error_description}" if answer.error_description is not None else ""),
+            error=answer.error,
             status=response.status_code,
         )
-    if not isinstance(data, dict):
-        raise TokenEndpointError(f"{endpoint} answered 200 without a JSON object")
-    access = data.get("access_token")
-    token_type = data.get("token_type")
-    if not isinstance(access, str) or not access:
-        raise TokenEndpointError(f"{endpoint} answered without an access_token")
-    if not isinstance(token_type, str) or token_type.lower() != "bearer":
-        raise TokenEndpointError(
-            f"{endpoint} issued a token of type {token_type!r}; this client uses Bearer tokens"
+    return answer
+
+
+def _unusable(exc: MalformedTokenResponse, status: int, endpoint: str) -> TokenEndpointError:
+    """The client's words for an answer that is neither a success nor an error response."""
+    if exc.problem == "not_a_success":
+        return TokenEndpointError(f"{endpoint} answered HTTP {status}", status=status)
+    if exc.problem == "not_an_object":
+        return TokenEndpointError(f"{endpoint} answered 200 without a JSON object")
+    if exc.problem == "no_access_token":
+        return TokenEndpointError(f"{endpoint} answered without an access_token")
+    if exc.problem == "not_bearer":
+        return TokenEndpointError(
+            f"{endpoint} issued a token of type {exc.value!r}; this client uses Bearer tokens"
         )
-    expires_in = data.get("expires_in")
-    if isinstance(expires_in, str) and expires_in.isdigit():
-        expires_in = int(expires_in)
-    refresh = data.get("refresh_token")
-    scope = data.get("scope")
-    return TokenResponse(
-        access_token=access,
-        token_type="Bearer",
-        expires_in=float(expires_in)
-        if isinstance(expires_in, int | float) and expires_in >= 0
-        else None,
-        refresh_token=refresh if isinstance(refresh, str) and refresh else None,
-        scope=tuple(s for s in scope.split(" ") if s) if isinstance(scope, str) else None,
+    return TokenEndpointError(
+        f"{endpoint} answered a scope that is not a string (RFC 6749 §3.3): {exc.value!r}"
     )
 
 

@@ -33,9 +33,11 @@ from bastion.identity.id_token import ALGORITHMS, PublicKey, public_keys
 from bastion.identity.providers import ENTRA_TENANT_PLACEHOLDER, ProviderSpec
 from bastion.logs import get_logger
 from bastion.net.ssrf import BlockedAddressError, guarded_transport
+from bastion.oauth import token_response
 from bastion.oauth.metadata import MetadataError
 from bastion.oauth.redirect_uri import is_loopback_host
 from bastion.oauth.server_metadata import ServerMetadata
+from bastion.oauth.token_response import MalformedTokenResponse, TokenErrorResponse, TokenResponse
 
 log = get_logger("bastion.federation")
 
@@ -362,8 +364,9 @@ class ProviderClient:
         except (ValueError, UnicodeDecodeError):
             return response, None
 
-    async def exchange_code(self, code: str, verifier: str, redirect_uri: str) -> dict[str, Any]:
-        """Redeem the authorization code (RFC 6749 §4.1.3, RFC 7636 §4.5); the token response."""
+    async def exchange_code(self, code: str, verifier: str, redirect_uri: str) -> TokenResponse:
+        """Redeem the authorization code (RFC 6749 §4.1.3, RFC 7636 §4.5); the token response
+        as :func:`bastion.oauth.token_response.read` reads it."""
         spec = self.spec
         form = {
             "grant_type": "authorization_code",
@@ -374,29 +377,29 @@ class ProviderClient:
         }
         response, data = await self.token_request(form)
         where = f"{spec.describe()}: token endpoint answered {response.status_code}"
-        if isinstance(data, dict) and isinstance(data.get("error"), str):
-            error = data["error"]
-            described = data.get("error_description")
-            raise UpstreamRefused(
-                f"{spec.label} refused to complete the sign-in ({error})",
-                error=error,
-                detail=f"{where}: {error}: {_short(described)}",
-                hint=_token_error_hint(spec, error, redirect_uri),
-            )
-        if response.status_code != 200 or not isinstance(data, dict):
-            raise UpstreamInvalidResponse(
-                f"{spec.label} answered the code exchange with an error",
-                detail=f"{where}: {_short(data)}",
-            )
-        token_type = data.get("token_type")
-        if not isinstance(data.get("access_token"), str) or (
-            not isinstance(token_type, str) or token_type.lower() != "bearer"
-        ):
+        try:
+            answer = token_response.read(response.status_code, data)
+        except MalformedTokenResponse as exc:
+            if exc.problem == "not_a_success" or exc.problem == "not_an_object":
+                raise UpstreamInvalidResponse(
+                    f"{spec.label} answered the code exchange with an error",
+                    detail=f"{where}: {_short(data)}",
+                ) from None
             raise UpstreamInvalidResponse(
                 f"{spec.label}'s token response is not valid",
-                detail=f"{where}: no access_token, or token_type {token_type!r} is not Bearer",
+                detail=f"{where}: no access_token, or token_type "
+                f"{_member(data, 'token_type')!r} is not Bearer"
+                if exc.problem != "bad_scope"
+                else f"{where}: scope is not a string (RFC 6749 §3.3): {_short(exc.value)}",
+            ) from None
+        if isinstance(answer, TokenErrorResponse):
+            raise UpstreamRefused(
+                f"{spec.label} refused to complete the sign-in ({answer.error})",
+                error=answer.error,
+                detail=f"{where}: {answer.error}: {_short(answer.error_description)}",
+                hint=_token_error_hint(spec, answer.error, redirect_uri),
             )
-        return data
+        return answer
 
     async def userinfo(self, access_token: str) -> dict[str, Any]:
         """OpenID Connect Core 1.0 §5.3 (or a plain OAuth 2.0 user-info endpoint)."""
@@ -431,6 +434,10 @@ class ProviderClient:
                 detail=f"{self.spec.describe()}: {url} answered {_short(data)}",
             )
         return data
+
+
+def _member(data: object, name: str) -> object:
+    return data.get(name) if isinstance(data, dict) else None
 
 
 def _token_error_hint(spec: ProviderSpec, error: str, redirect_uri: str) -> str:
