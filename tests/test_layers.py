@@ -140,6 +140,32 @@ def test_the_doctor_stands_on_the_client() -> None:
             assert allowed, f"{module} imports {name}"
 
 
+# What bastion.config stands on besides itself: modules that read no settings. The provider
+# kinds are there because a kind's record (the settings it takes and its preset) is one object
+# that configuration validates with and federation resolves with.
+CONFIG_FLOOR = (
+    "bastion.oauth",
+    "bastion.resource.policy",
+    "bastion.registry.names",
+    "bastion.identity.provider_kinds",
+)
+
+
+def test_config_stands_on_modules_that_read_no_settings() -> None:
+    """bastion.config is given to every server package; it imports only itself and
+    CONFIG_FLOOR, and those import nothing from bastion but bastion.oauth, so no server package
+    that reads settings is reached from the settings."""
+    for module in SOURCES:
+        if within(module, "bastion.config"):
+            allowed = ("bastion.config", *CONFIG_FLOOR)
+        elif within(module, *CONFIG_FLOOR[1:]):
+            allowed = ("bastion.oauth",)
+        else:
+            continue
+        for name in bastion_imports(module):
+            assert within(name, *allowed), f"{module} imports {name}"
+
+
 # What composes the apps into a running server: which app on which listener, uvicorn, logging.
 COMPOSITION = ("bastion.serve", "bastion.quickstart", "bastion.authserver.app")
 

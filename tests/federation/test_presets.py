@@ -3,12 +3,14 @@ the mistakes refused at start-up with a message naming the setting."""
 
 from __future__ import annotations
 
+import typing
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from bastion.config import IdentityProviderSettings, Settings
+from bastion.identity.provider_kinds import KINDS, PRESET_SETTINGS, KindName
 from bastion.identity.providers import ProviderSpec, redirect_uri, resolve
 
 SECRET = "s3cret"
@@ -202,3 +204,26 @@ def test_secrets_are_masked_in_reprs() -> None:
     )
     assert "hunter2" not in repr(cfg) and "hunter2" not in str(cfg.model_dump())
     assert "hunter2" not in repr(resolve(cfg))
+
+
+def test_every_kind_the_settings_name_has_one_record() -> None:
+    """The kind's name, the settings it requires and takes, and its preset are one record
+    (bastion.identity.provider_kinds): configuration and resolve both read it."""
+    assert list(KINDS) == list(typing.get_args(KindName))
+    for name, kind in KINDS.items():
+        assert kind.name == name
+        assert kind.required <= kind.allowed
+        assert kind.allowed - set(PRESET_SETTINGS) <= {
+            "authority_host",
+            "authorization_endpoint",
+            "token_endpoint",
+            "userinfo_endpoint",
+        }
+
+
+@pytest.mark.parametrize("name", ["okta", "keycloak", "cognito"])
+def test_a_kind_names_every_setting_it_requires(name: str) -> None:
+    message = refused(kind=name, client_secret=SECRET)
+    assert f"upstream 'idp' (kind {name}) needs {', '.join(sorted(KINDS[name].required))}" in (
+        message
+    )

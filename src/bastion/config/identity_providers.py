@@ -1,7 +1,8 @@
 """``[[upstreams]]``: the identity providers people sign in with (federation).
 
-Which settings each kind takes is decided here; what a kind then means (endpoints, scopes,
-claims) is :mod:`bastion.identity.providers`.
+Which preset settings each kind requires and takes, and what a kind then means (endpoints,
+scopes, claims), is one record per kind in :mod:`bastion.identity.provider_kinds`; the rules
+between settings are checked here.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from bastion.identity.provider_kinds import (
+    ENTRA_SHARED_TENANTS,
+    KINDS,
+    PRESET_SETTINGS,
+)
+from bastion.identity.provider_kinds import KindName as IdentityProviderKind
 from bastion.oauth.redirect_uri import is_loopback_host
 
-IdentityProviderKind = Literal[
-    "oidc", "oauth2", "entra", "okta", "auth0", "keycloak", "google", "cognito", "github"
-]
 _PROVIDER_NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 # Parameters bastion sets itself in the upstream authorization request; not configurable.
 _PROTOCOL_PARAMETERS = frozenset(
@@ -34,37 +38,6 @@ _PROTOCOL_PARAMETERS = frozenset(
         "request",
         "request_uri",
     }
-)
-# Entra tenant names that stand for many tenants (multi-tenant sign-in), not one organisation.
-ENTRA_SHARED_TENANTS = frozenset({"common", "organizations", "consumers"})
-_KIND_FIELDS: dict[str, tuple[set[str], set[str]]] = {
-    # kind: (required preset fields, allowed preset fields)
-    "oidc": (set(), {"issuer", "discovery_url", "resource"}),
-    "oauth2": (
-        {"authorization_endpoint", "token_endpoint", "userinfo_endpoint"},
-        {"issuer", "resource"},
-    ),
-    "entra": ({"tenant"}, {"tenant", "authority_host"}),
-    "okta": ({"domain"}, {"domain", "authorization_server"}),
-    "auth0": ({"domain"}, {"domain", "audience"}),
-    "keycloak": ({"base_url", "realm"}, {"base_url", "realm"}),
-    "google": (set(), set()),
-    "cognito": ({"region", "user_pool_id"}, {"region", "user_pool_id"}),
-    "github": (set(), {"base_url", "api_url"}),
-}
-_PRESET_FIELDS = (
-    "issuer",
-    "discovery_url",
-    "resource",
-    "tenant",
-    "domain",
-    "authorization_server",
-    "audience",
-    "base_url",
-    "realm",
-    "region",
-    "user_pool_id",
-    "api_url",
 )
 _ENDPOINT_FIELDS = ("authorization_endpoint", "token_endpoint", "userinfo_endpoint", "jwks_uri")
 
@@ -274,13 +247,13 @@ class IdentityProviderSettings(BaseModel):
 
     @model_validator(mode="after")
     def _kind(self) -> IdentityProviderSettings:
-        required, allowed = _KIND_FIELDS[self.kind]
+        kind = KINDS[self.kind]
         where = f"upstream {self.name!r} (kind {self.kind})"
-        missing = sorted(f for f in required if not getattr(self, f))
+        missing = sorted(f for f in kind.required if not getattr(self, f))
         if missing:
             raise ValueError(f"{where} needs {', '.join(missing)}")
-        stray = sorted(f for f in _PRESET_FIELDS if getattr(self, f) is not None)
-        stray = [f for f in stray if f not in allowed]
+        stray = sorted(f for f in PRESET_SETTINGS if getattr(self, f) is not None)
+        stray = [f for f in stray if f not in kind.allowed]
         if self.kind == "entra" and self.resource is not None:
             raise ValueError(
                 f"{where}: Entra ID v2.0 endpoints refuse the resource parameter (AADSTS901002); "
@@ -292,7 +265,7 @@ class IdentityProviderSettings(BaseModel):
             raise ValueError(f"{where} needs issuer (or discovery_url)")
         if self.kind == "oauth2" and self.jwks_uri is not None:
             raise ValueError(f"{where}: plain OAuth 2.0 has no id_token; jwks_uri is not used")
-        if self.kind != "oidc" and self.kind != "oauth2":
+        if kind.sets_endpoints:
             overridden = [f for f in _ENDPOINT_FIELDS if getattr(self, f) is not None]
             if overridden:
                 raise ValueError(
