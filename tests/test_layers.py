@@ -183,7 +183,7 @@ def test_registry_and_gateway_only_build_apps() -> None:
 
 
 def test_logging_is_set_up_in_one_place() -> None:
-    """Only the composition root (bastion.serve) sets up logging, through
+    """Only the composition root (bastion.serve, in its commands) sets up logging, through
     bastion.logs.configure_logging; nothing else calls it or logging's own set-up."""
     callers = set()
     for module, path in SOURCES.items():
@@ -193,7 +193,7 @@ def test_logging_is_set_up_in_one_place() -> None:
                 name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
                 if name in ("configure_logging", "basicConfig", "dictConfig", "fileConfig"):
                     callers.add(f"{module}.{name}")
-    expected = {"bastion.logs.basicConfig", "bastion.serve.configure_logging"}
+    expected = {"bastion.logs.basicConfig", "bastion.serve.commands.configure_logging"}
     assert callers == expected, f"logging set up by {sorted(callers - expected)}"
 
 

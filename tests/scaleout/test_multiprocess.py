@@ -279,7 +279,7 @@ async def test_a01_bastion_serve_with_two_workers_on_a_fresh_schema_serves_token
     cluster_settings: dict[str, Any],
 ) -> None:
     """``bastion serve --workers 2``: uvicorn's workers build the app from the environment
-    (bastion.serve:worker_app), migrate the empty schema together without racing, and issue
+    (bastion.serve.apps:worker_app), migrate the empty schema together without racing, and issue
     tokens (OAuth 2.1 §4.2) that verify against the JWKS whichever worker answers."""
     port = cluster_settings.pop("_ports")[0]
     environment = dict(cluster_settings)
