@@ -25,6 +25,7 @@ from starlette.routing import Route
 from bastion.authserver import admin
 from bastion.authserver.admin import AdminError
 from tests.access.live import REDIRECT_URI, Deployment, deployed
+from tests.support.jwt import claims_of
 from tests.support.live import serve
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -45,14 +46,6 @@ def deployment(backend: dict[str, Any], tmp_path: Path) -> Iterator[Deployment]:
 async def http(deployment: Deployment) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=deployment.issuer, trust_env=False) as client:
         yield client
-
-
-def claims_of(token: str) -> dict[str, Any]:
-    import base64
-    import json
-
-    payload = token.split(".")[1]
-    return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
 
 
 async def test_anonymous_registration_of_a_machine_client_is_refused_and_stores_nothing(

@@ -25,12 +25,12 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from bastion.authserver.admin import add_client
 from bastion.authserver.app import create_app
 from bastion.config import Settings
 from bastion.demo.server import demo_app
 from bastion.gateway import create_gateway_app
 from tests.client.browser_user import BrowserUser
+from tests.support.clients import machine_client
 from tests.support.flow import add_user
 from tests.support.live import free_port, serve
 
@@ -99,18 +99,12 @@ async def stack(make_settings: Callable[..., Settings]) -> AsyncIterator[Stack]:
             gateway={"enabled": True, "public_url": gateway, "upstreams": [upstream]},
         )
         await add_user(settings)
-        machine = await add_client(
+        machine = await machine_client(
             settings,
             client_id=MACHINE_ID,
             name="nightly agent",
-            redirect_uris=[],
-            confidential=True,
-            grant_types=["client_credentials"],
-            resources=["*"],
-            scope="mcp:tools",
             introspects=["*"],  # it also stands in for a resource server that introspects
         )
-        assert machine.secret is not None
         async with (
             serve(create_app(settings), port=as_port),
             serve(create_gateway_app(settings), port=gateway_port),

@@ -18,6 +18,7 @@ from bastion.client import BastionAuth, ClientSettings, FileStorage, PreRegister
 from bastion.client.errors import AuthorizationDenied
 from tests.client.browser_user import BrowserUser, never_open
 from tests.client.conftest import Stack, StartStack
+from tests.support.clients import machine_client
 
 LIST = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
 CALL = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "wipe"}}
@@ -229,17 +230,7 @@ async def test_client_credentials_machine_client_needs_no_browser(stack: Stack) 
     """A pre-registered confidential client with grant_type client_credentials gets its token
     from the token endpoint (OAuth 2.1 §4.2) with client_secret_basic and the resource, and the
     resource server accepts it; no browser is involved."""
-    created = await admin.add_client(
-        stack.settings,
-        client_id="machine",
-        name="A machine",
-        redirect_uris=[],
-        confidential=True,
-        grant_types=["client_credentials"],
-        resources=["*"],
-        scope="mcp:tools",
-    )
-    assert created.secret is not None
+    created = await machine_client(stack.settings, client_id="machine", name="A machine")
     machine = PreRegisteredClient(
         issuer=stack.issuer,
         client_id="machine",

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from bastion.authserver.admin import add_client, list_clients
+from bastion.authserver.admin import list_clients
 from bastion.authserver.app import create_app
 from bastion.client import ClientSettings, PreRegisteredClient
 from bastion.config import ResourceSettings, Settings
@@ -29,6 +29,7 @@ from bastion.serve import create_combined_app
 from tests.client.conftest import Stack
 from tests.client.servers import RedirectingAS, ResourceServer, StubResource
 from tests.registry.harness import registry_settings
+from tests.support.clients import machine_client
 from tests.support.live import free_port, serve
 
 SETTINGS = ClientSettings(use_keyring=False)
@@ -382,22 +383,12 @@ async def test_bastion_as_and_resource_pass_and_the_temporary_client_is_deleted(
 async def test_bastion_as_with_a_pre_registered_machine_client_gets_a_token(
     stack: Stack,
 ) -> None:
-    created = await add_client(
-        stack.settings,
-        client_id=None,
-        name="agent",
-        redirect_uris=[],
-        confidential=True,
-        grant_types=["client_credentials"],
-        resources=["*"],
-        scope="mcp:tools",
-    )
-    assert created.secret is not None
+    created = await machine_client(stack.settings, name="agent")
     settings = stack.client_settings(
         pre_registered=[
             PreRegisteredClient(
                 issuer=stack.issuer,
-                client_id=created.client.client_id,
+                client_id=created.client_id,
                 client_secret=created.secret,
                 grant_type="client_credentials",
             )

@@ -26,12 +26,13 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from playwright.async_api import Page, async_playwright, expect
 
-from bastion.authserver.admin import NewClient, add_client, database
+from bastion.authserver.admin import database
 from bastion.authserver.app import create_app
 from bastion.config import ResourceSettings, Settings
 from bastion.oauth import pkce
 from bastion.store import users as user_rows
 from tests.e2e.loopback_client import CLOSE_WINDOW, LoopbackClient, loopback_client
+from tests.support.clients import MachineClient, machine_client
 from tests.support.flow import PASSWORD, Authorized, add_user, exchange, register
 from tests.support.live import free_port, serve
 
@@ -228,12 +229,9 @@ async def access_token_claims(
     return dict(decoded.header), dict(decoded.claims)
 
 
-async def introspect(http: httpx.AsyncClient, caller: NewClient, token: str) -> dict[str, Any]:
+async def introspect(http: httpx.AsyncClient, caller: MachineClient, token: str) -> dict[str, Any]:
     """RFC 7662 §2.1, authenticated as a confidential client with client_secret_basic."""
-    assert caller.secret is not None
-    response = await http.post(
-        "/introspect", data={"token": token}, auth=(caller.client.client_id, caller.secret)
-    )
+    response = await http.post("/introspect", data={"token": token}, auth=caller.auth)
     assert response.status_code == 200, response.text
     assert response.headers["cache-control"] == "no-store"
     answer: dict[str, Any] = response.json()
@@ -246,19 +244,9 @@ async def revoke(http: httpx.AsyncClient, client_id: str, token: str) -> None:
     assert response.status_code == 200, response.text
 
 
-async def add_resource_server(settings: Settings) -> NewClient:
+async def add_resource_server(settings: Settings) -> MachineClient:
     """A confidential client that may introspect (a resource server)."""
-    return await add_client(
-        settings,
-        client_id=None,
-        name="Resource server",
-        redirect_uris=[],
-        confidential=True,
-        grant_types=["client_credentials"],
-        resources=["*"],
-        scope=None,
-        introspects=["*"],
-    )
+    return await machine_client(settings, name="Resource server", scope=None, introspects=["*"])
 
 
 async def user_id(settings: Settings, username: str = USERNAME) -> str:

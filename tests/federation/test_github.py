@@ -7,7 +7,6 @@ users / emails / organizations / teams" (pagination by Link header), "Troublesho
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -28,6 +27,7 @@ from tests.federation.support import (
     running_bastion,
     sign_in_upstream,
 )
+from tests.support.jwt import claims_of
 
 NAME = "gh"
 
@@ -56,14 +56,6 @@ async def federated(
         running_bastion(make_settings, port, [github_upstream(github, **overrides)]) as bastion,
     ):
         yield bastion, github
-
-
-def claims_of(token: str) -> dict[str, Any]:
-    payload = token.split(".")[1]
-    claims: dict[str, Any] = json.loads(
-        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-    )
-    return claims
 
 
 async def test_org_member_signs_in_with_verified_primary_email_and_teams_as_groups(

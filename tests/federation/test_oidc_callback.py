@@ -10,8 +10,6 @@ upstream sign-in. OpenID Connect Core 1.0 §3.1.3.7 (ID Token validation), RFC 6
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -37,6 +35,7 @@ from tests.federation.support import (
     running_bastion,
     sign_in_upstream,
 )
+from tests.support.jwt import claims_of
 
 NAME = "corp"
 LABEL = "Corp SSO"
@@ -65,14 +64,6 @@ async def federated(
         running_bastion(make_settings, port, [upstream(op, **overrides)]) as bastion,
     ):
         yield bastion, op
-
-
-def claims_of(token: str) -> dict[str, Any]:
-    payload = token.split(".")[1]
-    claims: dict[str, Any] = json.loads(
-        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-    )
-    return claims
 
 
 async def test_r09_federated_user_consents_per_client_and_tokens_carry_mapped_claims_only(

@@ -34,6 +34,7 @@ from bastion.config import QuotaSettings, Settings
 from bastion.store import schema
 from tests.fuzz.strategies import Spec, basic
 from tests.support.asgi import running
+from tests.support.clients import machine_client
 from tests.support.flow import REDIRECT_URI, add_user, authorize, register
 
 T = TypeVar("T")
@@ -278,16 +279,8 @@ def auth_world(
         runner.run(add_user(settings))
 
         async def clients() -> tuple[Credentials, Credentials, str]:
-            machine = await add_client(
-                settings,
-                client_id="machine",
-                name="Machine",
-                redirect_uris=[],
-                confidential=True,
-                grant_types=["client_credentials"],
-                scope="mcp:tools",
-                resources=["*"],
-                introspects=[RESOURCE],
+            machine = await machine_client(
+                settings, client_id="machine", name="Machine", introspects=[RESOURCE]
             )
             web = await add_client(
                 settings,
@@ -310,7 +303,7 @@ def auth_world(
                 resources=["*"],
                 jwks={"keys": [key.as_dict(private=False)]},
             )
-            assert machine.secret and web.secret
+            assert web.secret
             return (
                 Credentials("machine", machine.secret),
                 Credentials("web", web.secret),

@@ -22,7 +22,6 @@ import pytest
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from bastion.authserver.admin import add_client
 from bastion.authserver.app import create_app
 from bastion.config import ResourceSettings, Settings
 from bastion.gateway import create_gateway_app, verify_identity_headers
@@ -30,6 +29,7 @@ from bastion.oauth.www_authenticate import parse_challenges
 from tests.gateway.conftest import STDIO_COMMAND
 from tests.gateway.stdio_server import build
 from tests.gateway.upstream import RecordingUpstream
+from tests.support.clients import machine_client
 from tests.support.live import free_port, raw_request, serve
 
 IDENTITY_SECRET = "gateway-identity-secret-0123456789abcdef"
@@ -145,23 +145,13 @@ async def stack(make_settings: Callable[..., Settings], tmp_path: Path) -> Async
             serve(create_app(settings), port=as_port),
             serve(create_gateway_app(settings), port=gateway_port),
         ):
-            created = await add_client(
-                settings,
-                client_id=None,
-                name="service",
-                redirect_uris=[],
-                confidential=True,
-                grant_types=["client_credentials"],
-                resources=["*"],
-                scope="mcp:tools notes:write",
-            )
-            assert created.secret is not None
+            created = await machine_client(settings, name="service", scope="mcp:tools notes:write")
             try:
                 yield Stack(
                     issuer=issuer,
                     gateway=gateway,
                     settings=settings,
-                    client_id=created.client.client_id,
+                    client_id=created.client_id,
                     secret=created.secret,
                     recorder=recorder,
                     audit_log=audit_log,

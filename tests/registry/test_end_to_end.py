@@ -4,7 +4,6 @@ publish, and list: each sees their group's entries and the shared one, nothing e
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable
 from typing import Any
@@ -18,18 +17,10 @@ from bastion.serve import create_combined_app, shares_issuer_origin
 from tests.registry.harness import registry_settings, server_json
 from tests.resource.conftest import get_token, service_client
 from tests.support.flow import add_user, authorize, exchange, register
+from tests.support.jwt import claims_of
 from tests.support.live import free_port, serve
 
 SCOPE = f"{READ} {WRITE}"
-
-
-def claims_of(token: str) -> dict[str, Any]:
-    """The (unverified) claims of a JWT, to look at what the AS put in."""
-    payload = token.split(".")[1]
-    found: dict[str, Any] = json.loads(
-        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-    )
-    return found
 
 
 async def sign_in(issuer: str, registry: str, client_id: str, username: str) -> str:

@@ -33,11 +33,11 @@ from schemathesis.checks import (
 )
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bastion.authserver.admin import add_client
 from bastion.config import ResourceSettings, Settings
 from bastion.registry.access import ADMIN, READ, WRITE
 from bastion.serve import create_combined_app
 from tests.registry.harness import registry_settings, server_json
+from tests.support.clients import machine_client
 from tests.support.live import free_port, serve
 
 EXAMPLES = 10
@@ -133,18 +133,10 @@ def test_schemathesis_finds_no_server_error_and_no_response_outside_the_document
         **database,
     )
     created = asyncio.run(
-        add_client(
-            settings,
-            client_id="fuzzer",
-            name="schemathesis",
-            redirect_uris=[],
-            confidential=True,
-            grant_types=["client_credentials"],
-            resources=["*"],
-            scope=f"{READ} {WRITE} {ADMIN}",
+        machine_client(
+            settings, client_id="fuzzer", name="schemathesis", scope=f"{READ} {WRITE} {ADMIN}"
         )
     )
-    assert created.secret is not None
     with Live(settings, port), httpx.Client(base_url=issuer) as http:
         response = http.post(
             "/token",
@@ -153,7 +145,7 @@ def test_schemathesis_finds_no_server_error_and_no_response_outside_the_document
                 "resource": registry,
                 "scope": f"{READ} {WRITE} {ADMIN}",
             },
-            auth=("fuzzer", created.secret),
+            auth=created.auth,
         )
         assert response.status_code == 200, response.text
         auth = {"Authorization": f"Bearer {response.json()['access_token']}"}

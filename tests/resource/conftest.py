@@ -25,12 +25,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from bastion.authserver import admin
 from bastion.authserver.app import create_app, secret_for
 from bastion.config import ResourceSettings, Settings
 from bastion.store.database import Database
 from bastion.tokens.cipher import Cipher
 from bastion.tokens.keys import KeyManager, SigningKey
+from tests.support.clients import machine_client
 from tests.support.live import free_port, serve
 
 SCOPES = ["mcp:tools", "files:write"]
@@ -124,19 +124,14 @@ async def service_client(
 ) -> ServiceClient:
     """Pre-register a confidential client for the client_credentials grant (which may
     introspect the tokens of ``introspects``)."""
-    created = await admin.add_client(
+    created = await machine_client(
         settings,
         client_id=client_id or f"svc-{secrets.token_hex(4)}",
         name="Resource test service",
-        redirect_uris=[],
-        confidential=True,
-        grant_types=["client_credentials"],
-        resources=["*"],
         scope=scope,
         introspects=introspects,
     )
-    assert created.secret is not None
-    return ServiceClient(created.client.client_id, created.secret)
+    return ServiceClient(created.client_id, created.secret)
 
 
 def basic(client_id: str, secret: str) -> str:

@@ -29,6 +29,7 @@ from bastion.resource.verifier import REVOKED
 from bastion.store.database import Database
 from tests.gateway.test_gateway import ACCEPT, INIT
 from tests.gateway.upstream import RecordingUpstream
+from tests.support.clients import machine_client
 from tests.support.flow import add_user, authorize, exchange, register
 
 POLL = 0.02
@@ -144,17 +145,13 @@ async def person(deployment: Deployment, target: Target) -> Holder:
 
 async def machine(deployment: Deployment, target: Target) -> Holder:
     """A machine client made by an operator for ``target`` gets a client_credentials token."""
-    made = await admin.add_client(
+    made = await machine_client(
         deployment.settings,
         client_id=f"robot-{secrets.token_hex(4)}",
         name="robot",
-        redirect_uris=[],
-        confidential=True,
-        grant_types=["client_credentials"],
         resources=[target.resource],
         scope=target.scope,
     )
-    assert made.secret is not None
     async with httpx.AsyncClient(trust_env=False) as http:
         response = await http.post(
             f"{deployment.token_url}/token",
@@ -163,10 +160,10 @@ async def machine(deployment: Deployment, target: Target) -> Holder:
                 "resource": target.resource,
                 "scope": target.scope,
             },
-            auth=(made.client.client_id, made.secret),
+            auth=made.auth,
         )
     assert response.status_code == 200, response.text
-    return Holder(response.json()["access_token"], made.client.client_id, secret=made.secret)
+    return Holder(response.json()["access_token"], made.client_id, secret=made.secret)
 
 
 async def _rfc7009(deployment: Deployment, holder: Holder, token: str) -> None:

@@ -35,9 +35,10 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bastion.authserver.admin import add_client, add_registration_token
+from bastion.authserver.admin import add_registration_token
 from bastion.config import Settings
 from tests.scaleout.processes import Server, cli, free_ports, require_postgres, serving
+from tests.support.clients import machine_client
 from tests.support.flow import add_user, authorize, exchange, register
 
 POSTGRES_URL = os.environ.get(
@@ -194,17 +195,7 @@ async def test_a_key_rotation_by_the_cli_reaches_every_process_within_the_key_re
     """RFC 7517 §5, RFC 9068 §4: after ``bastion keys rotate --now`` both processes sign with the
     new key within tokens.key_refresh seconds and both publish it; tokens signed by either
     process before and after the rotation verify against either process's JWKS."""
-    made = await add_client(
-        cluster.settings,
-        client_id="robot",
-        name="robot",
-        redirect_uris=[],
-        confidential=True,
-        grant_types=["client_credentials"],
-        resources=["*"],
-        scope="mcp:tools",
-    )
-    assert made.secret is not None
+    made = await machine_client(cluster.settings, client_id="robot", name="robot")
     async with _client(cluster.a) as a, _client(cluster.b) as b:
         before = [await _token(http, "robot", made.secret, cluster.resource) for http in (a, b)]
         assert _kid(before[0]) == _kid(before[1])
@@ -285,17 +276,7 @@ async def test_a01_bastion_serve_with_two_workers_on_a_fresh_schema_serves_token
     environment = dict(cluster_settings)
     settings = Settings(**environment)
     with serving(environment, [port], workers=2) as (server,):
-        made = await add_client(
-            settings,
-            client_id="robot",
-            name="robot",
-            redirect_uris=[],
-            confidential=True,
-            grant_types=["client_credentials"],
-            resources=["*"],
-            scope="mcp:tools",
-        )
-        assert made.secret is not None
+        made = await machine_client(settings, client_id="robot", name="robot")
         resource = f"{settings.issuer}{RESOURCE_PATH}"
         async with _client(server) as http:
             tokens = [await _token(http, "robot", made.secret, resource) for _ in range(10)]
