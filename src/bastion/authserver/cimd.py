@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import TYPE_CHECKING, Any
-from urllib.parse import SplitResult, unquote, urljoin, urlsplit
+from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
 import httpx
 from sqlalchemy.exc import IntegrityError
@@ -21,7 +21,9 @@ from bastion.clock import Clock, system_clock
 from bastion.config import CimdSettings
 from bastion.logs import get_logger
 from bastion.net.ssrf import BlockedAddressError, guarded_transport
+from bastion.oauth import endpoint_url
 from bastion.oauth.client_metadata import ClientMetadata, parse
+from bastion.oauth.endpoint_url import EndpointUrlPolicy
 from bastion.oauth.errors import InvalidClient, OAuthError
 from bastion.store import clients
 from bastion.store.clients import CachedDocument
@@ -48,14 +50,21 @@ class DocumentRefused(Exception):
         self.detail = detail
 
 
-def _location_problem(parts: SplitResult, *, allow_http: bool) -> str | None:
-    if parts.scheme != "https" and not (allow_http and parts.scheme == "http"):
-        return "must use the https scheme (http only with cimd.allow_private_addresses)"
-    if not parts.hostname:
-        return "must have a host"
-    if "@" in parts.netloc:
-        return "must not contain a username or password"
-    return None
+_HTTPS = "must use the https scheme (http only with cimd.allow_private_addresses)"
+_REASONS = {
+    **endpoint_url.REASONS,
+    "scheme": _HTTPS,
+    "http": _HTTPS,
+    "credentials": "must not contain a username or password",
+}
+
+
+def _location_problem(url: str, *, allow_http: bool) -> str | None:
+    """The endpoint URL rule (:mod:`bastion.oauth.endpoint_url`) for a document's location:
+    https (http on any host with ``allow_http``), no credentials (draft §3)."""
+    policy = EndpointUrlPolicy(http="any" if allow_http else "never", credentials=False)
+    problem = policy.problem(url)
+    return None if problem is None else _REASONS[problem]
 
 
 def client_id_problem(client_id: str, *, allow_http: bool = False) -> str | None:
@@ -69,10 +78,8 @@ def client_id_problem(client_id: str, *, allow_http: bool = False) -> str | None
         parts.port  # noqa: B018 (raises ValueError for a malformed port)
     except ValueError as exc:
         return f"is not a valid URL ({exc})"
-    if problem := _location_problem(parts, allow_http=allow_http):
+    if problem := _location_problem(client_id, allow_http=allow_http):
         return problem
-    if "#" in client_id:
-        return "must not contain a fragment"
     if parts.path in ("", "/"):
         return "must contain a path component, e.g. https://example.com/client.json"
     if any(unquote(segment) in (".", "..") for segment in parts.path.split("/")):
@@ -85,7 +92,8 @@ def redirect_target(url: str, location: str | None, *, allow_http: bool) -> str:
     if not location:
         raise DocumentRefused(f"{url} answered a redirect without a Location header")
     target = urljoin(url, location)
-    if problem := _location_problem(urlsplit(target), allow_http=allow_http):
+    # A fragment is not part of what is fetched (RFC 3986 §3.5): the URL without it is checked.
+    if problem := _location_problem(urldefrag(target).url, allow_http=allow_http):
         raise DocumentRefused(f"redirect to {target} refused: the URL {problem}")
     return target
 

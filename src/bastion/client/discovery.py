@@ -37,6 +37,7 @@ from bastion.client.errors import (
 )
 from bastion.client.models import AuthorizationServerMetadata, ProtectedResourceMetadata
 from bastion.client.trace import Trace, TraceStep
+from bastion.oauth.endpoint_url import EndpointUrlPolicy, HttpPolicy
 from bastion.oauth.metadata import (
     INVALID_URL,
     MetadataError,
@@ -44,10 +45,9 @@ from bastion.oauth.metadata import (
     required_string,
     string,
     strings,
-    url_problem,
+    url_reason,
 )
 from bastion.oauth.protected_resource import ResourceMetadata
-from bastion.oauth.redirect_uri import is_loopback_host
 from bastion.oauth.resource import canonical
 from bastion.oauth.server_metadata import ServerMetadata, advertises_s256
 from bastion.oauth.well_known import (
@@ -119,18 +119,19 @@ def check_endpoint(
     """An endpoint must be an absolute https URL without a fragment; http only on loopback
     (OAuth 2.1 §1.5, MCP "Communication Security"), and not even there with ``https_only`` (a
     client running on a server, checklist C19). Raises :class:`InsecureUrl`."""
-    if problem := url_problem(url):
-        raise _malformed_url(what, url, problem)
-    parts = urlsplit(url)
-    if parts.scheme == "http" and https_only:
+    http: HttpPolicy = "never" if https_only else "any" if allow_insecure_http else "loopback"
+    problem = EndpointUrlPolicy(http=http).problem(url)
+    if problem == "http" and https_only:
         raise InsecureUrl(
             f"{what} {url} is not https, and this client only uses https (ssrf_guard)"
         )
-    if parts.scheme == "http" and not is_loopback_host(parts.hostname) and not allow_insecure_http:
+    if problem == "http":
         raise InsecureUrl(
             f"{what} {url} uses http on a non-loopback host; MCP requires https. If this is a "
             "test network, set allow_insecure_http"
         )
+    if problem is not None:
+        raise _malformed_url(what, url, url_reason(problem))
     return url
 
 

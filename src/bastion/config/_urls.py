@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from bastion.oauth.endpoint_url import EndpointUrlPolicy
+
+# A URL bastion serves at or publishes: http is decided with allow_insecure_http elsewhere.
+_SERVICE_URL = EndpointUrlPolicy(http="any", query=False)
 
 
 def service_url(value: str | None) -> str | None:
@@ -10,11 +13,11 @@ def service_url(value: str | None) -> str | None:
     jwks_uri of the gateway and the registry)."""
     if value is None:
         return None
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"must be an absolute http(s) URL; got {value!r}")
-    if parts.query or parts.fragment:
+    problem = _SERVICE_URL.problem(value)
+    if problem in ("query", "fragment"):
         raise ValueError(f"must not have a query or fragment; got {value!r}")
+    if problem is not None:
+        raise ValueError(f"must be an absolute http(s) URL; got {value!r}")
     return value.rstrip("/")
 
 

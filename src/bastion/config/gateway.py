@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from bastion.config._urls import service_url
+from bastion.oauth.endpoint_url import ANY_HTTP
 from bastion.oauth.resource import canonical
 from bastion.resource.policy import ScopePolicySettings
 
@@ -178,8 +179,7 @@ class UpstreamSettings(BaseModel):
     def _url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+        if ANY_HTTP.problem(value) is not None:
             raise ValueError(f"url must be an absolute http(s) URL; got {value!r}")
         return value
 

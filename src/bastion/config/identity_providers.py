@@ -18,7 +18,7 @@ from bastion.identity.provider_kinds import (
     PRESET_SETTINGS,
 )
 from bastion.identity.provider_kinds import KindName as IdentityProviderKind
-from bastion.oauth.redirect_uri import is_loopback_host
+from bastion.oauth.endpoint_url import EndpointUrlPolicy
 
 _PROVIDER_NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 # Parameters bastion sets itself in the upstream authorization request; not configurable.
@@ -43,16 +43,17 @@ _ENDPOINT_FIELDS = ("authorization_endpoint", "token_endpoint", "userinfo_endpoi
 
 
 def _provider_url(value: str, what: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{what} must be an absolute http(s) URL; got {value!r}")
-    if parts.fragment:
+    """The endpoint URL rule (:mod:`bastion.oauth.endpoint_url`), http on loopback only."""
+    problem = EndpointUrlPolicy().problem(value)
+    if problem == "fragment":
         raise ValueError(f"{what} must not have a fragment; got {value!r}")
-    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+    if problem == "http":
         raise ValueError(
             f"{what} uses http on a non-loopback host ({value}); identity providers must be "
             "reached over https"
         )
+    if problem is not None:
+        raise ValueError(f"{what} must be an absolute http(s) URL; got {value!r}")
     return value
 
 

@@ -4,13 +4,12 @@ it mirrors (``[[registry.mirrors]]``)."""
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from bastion.config._urls import service_url
 from bastion.config.registry_scopes import RegistryScopeNames, group_of
-from bastion.oauth.redirect_uri import is_loopback_host
+from bastion.oauth.endpoint_url import EndpointUrlPolicy
 
 _REGISTRY_MEMBER = re.compile(r"^(\*|(group|sub|client):\S+)$")
 _REGISTRY_NAMESPACE = re.compile(r"^(\*|[a-zA-Z0-9.-]+(\.\*)?)$")
@@ -29,6 +28,8 @@ def _registry_members(values: list[str], where: str) -> list[str]:
 _MIRROR_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _MIRROR_NAMESPACE = re.compile(r"^(\*|[a-zA-Z0-9.-]+(\.\*)?(/\*)?)$")
 _MIRROR_SERVER = re.compile(r"^[a-zA-Z0-9.-]+/[a-zA-Z0-9._-]+$")
+# An upstream registry: https (http on loopback), no query, fragment or credentials in its URL.
+_MIRROR_URL = EndpointUrlPolicy(query=False, credentials=False)
 
 
 class MirrorSettings(BaseModel):
@@ -103,12 +104,12 @@ class MirrorSettings(BaseModel):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        problem = _MIRROR_URL.problem(value)
+        if problem in ("invalid", "scheme", "no_host"):
             raise ValueError(f"url must be an absolute https URL; got {value!r}")
-        if parts.query or parts.fragment or parts.username or parts.password:
+        if problem in ("credentials", "query", "fragment"):
             raise ValueError(f"url must not have a query, fragment or credentials; got {value!r}")
-        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        if problem == "http":
             raise ValueError(
                 f"url {value} uses http on a non-loopback host; an upstream registry must be "
                 "reached over https"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -29,8 +28,11 @@ from bastion.config.identity_providers import IdentityProviderSettings
 from bastion.config.registry import RegistrySettings
 from bastion.config.resources import ResourceSettings
 from bastion.config.revocations import RevocationSettings
-from bastion.oauth.redirect_uri import is_loopback_host
+from bastion.oauth.endpoint_url import EndpointUrlPolicy
 from bastion.oauth.resource import canonical
+
+# The issuer: no query or fragment (RFC 8414 §2); http is decided with allow_insecure_http.
+_ISSUER = EndpointUrlPolicy(http="any", query=False)
 
 
 class Settings(BaseSettings):
@@ -132,22 +134,23 @@ class Settings(BaseSettings):
     @field_validator("issuer")
     @classmethod
     def _issuer(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"issuer must be an absolute http(s) URL; got {value!r}")
-        if parts.query or parts.fragment:
+        problem = _ISSUER.problem(value)
+        if problem in ("query", "fragment"):
             raise ValueError("issuer must not have a query or fragment (RFC 8414 section 2)")
+        if problem is not None:
+            raise ValueError(f"issuer must be an absolute http(s) URL; got {value!r}")
         # The issuer is compared by exact string everywhere: keep it without a trailing slash.
         return value.rstrip("/")
 
+    def _plain_http_refused(self, url: str) -> bool:
+        """Whether ``url`` (already a valid URL) uses http where it may not: MCP ("Communication
+        Security") requires https, http on loopback, or anywhere with allow_insecure_http."""
+        policy = EndpointUrlPolicy(http="any" if self.allow_insecure_http else "loopback")
+        return policy.problem(url) == "http"
+
     @model_validator(mode="after")
     def _https(self) -> Settings:
-        parts = urlsplit(self.issuer)
-        if (
-            parts.scheme == "http"
-            and not is_loopback_host(parts.hostname)
-            and not self.allow_insecure_http
-        ):
+        if self._plain_http_refused(self.issuer):
             raise ValueError(
                 f"issuer {self.issuer} uses http on a non-loopback host; MCP requires https for "
                 "authorization server endpoints. Use https, or set allow_insecure_http for a test "
@@ -169,13 +172,7 @@ class Settings(BaseSettings):
         gateway = self.gateway
         if gateway.public_url is None:
             gateway.public_url = self.issuer
-        parts = urlsplit(gateway.public_url)
-        if (
-            gateway.enabled
-            and parts.scheme == "http"
-            and not is_loopback_host(parts.hostname)
-            and not self.allow_insecure_http
-        ):
+        if gateway.enabled and self._plain_http_refused(gateway.public_url):
             raise ValueError(
                 f"gateway.public_url {gateway.public_url} uses http on a non-loopback host; MCP "
                 "requires https. Use https, or set allow_insecure_http for a test network."
@@ -222,13 +219,7 @@ class Settings(BaseSettings):
         registry = self.registry
         if registry.public_url is None:
             registry.public_url = f"{self.issuer}/registry"
-        parts = urlsplit(registry.public_url)
-        if (
-            registry.enabled
-            and parts.scheme == "http"
-            and not is_loopback_host(parts.hostname)
-            and not self.allow_insecure_http
-        ):
+        if registry.enabled and self._plain_http_refused(registry.public_url):
             raise ValueError(
                 f"registry.public_url {registry.public_url} uses http on a non-loopback host; "
                 "use https, or set allow_insecure_http for a test network."

@@ -34,6 +34,7 @@ from bastion.identity.providers import ENTRA_TENANT_PLACEHOLDER, ProviderSpec
 from bastion.logs import get_logger
 from bastion.net.ssrf import BlockedAddressError, guarded_transport
 from bastion.oauth import token_response
+from bastion.oauth.endpoint_url import EndpointUrlPolicy
 from bastion.oauth.metadata import MetadataError
 from bastion.oauth.redirect_uri import is_loopback_host
 from bastion.oauth.server_metadata import ServerMetadata
@@ -115,9 +116,14 @@ class ProviderClient:
     # -- requests ------------------------------------------------------------------------------
 
     def _check_url(self, url: str, what: str) -> None:
-        parts = urlsplit(url)
-        plain_ok = self.spec.allow_private_addresses and is_loopback_host(parts.hostname)
-        if parts.scheme != "https" and not (parts.scheme == "http" and plain_ok):
+        """The endpoint URL rule (:mod:`bastion.oauth.endpoint_url`): https, or http on
+        loopback for a provider with ``allow_private_addresses``."""
+        policy = EndpointUrlPolicy(
+            http="loopback" if self.spec.allow_private_addresses else "never"
+        )
+        problem = policy.problem(url)
+        if problem in ("scheme", "http"):
+            parts = urlsplit(url)
             loopback = parts.scheme == "http" and is_loopback_host(parts.hostname)
             raise UpstreamInvalidResponse(
                 f"bastion will not use {self.spec.label}'s {what}",
@@ -126,6 +132,11 @@ class ProviderClient:
                 f"upstreams[{self.spec.name}].allow_private_addresses = true."
                 if loopback
                 else "The provider's endpoints must use https.",
+            )
+        if problem is not None:
+            raise UpstreamInvalidResponse(
+                f"bastion will not use {self.spec.label}'s {what}",
+                detail=f"{self.spec.describe()}: {what} {url!r} is not a valid URL ({problem})",
             )
 
     async def request(

@@ -8,14 +8,14 @@ client obeys one set of rules.
 from __future__ import annotations
 
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bastion.oauth import endpoint_url
+from bastion.oauth.endpoint_url import EndpointUrlPolicy
 from bastion.oauth.errors import InvalidClientMetadata, InvalidRedirectUri
 from bastion.oauth.redirect_uri import (
     RedirectUriError,
-    is_loopback_host,
     validate_for_registration,
 )
 from bastion.oauth.token_request import GRANT_TYPES
@@ -61,26 +61,18 @@ class ClientMetadata(BaseModel):
         return self.model_dump(exclude_none=True)
 
 
+_JWKS_URI = EndpointUrlPolicy(credentials=False)
+_HTTPS = "must use https (http only on a loopback host: localhost, 127.0.0.1, [::1])"
+_JWKS_URI_REASONS = {**endpoint_url.REASONS, "scheme": _HTTPS, "http": _HTTPS}
+
+
 def jwks_uri_problem(uri: str) -> str | None:
     """What makes ``uri`` unfit as a client's jwks_uri, or None. The keys it serves
     authenticate the client (RFC 7523 §3): fetched without TLS, anyone on the path could swap in
-    their own and sign in as the client. So https, or http on a loopback host (development)."""
-    try:
-        parts = urlsplit(uri)
-        parts.port  # noqa: B018 (raises ValueError for a malformed port)
-    except ValueError:
-        return "is not a valid URL"
-    if parts.scheme == "http" and is_loopback_host(parts.hostname):
-        pass
-    elif parts.scheme != "https":
-        return "must use https (http only on a loopback host: localhost, 127.0.0.1, [::1])"
-    if not parts.hostname:
-        return "must have a host"
-    if "@" in parts.netloc:
-        return "must not contain a user name or password"
-    if parts.fragment or "#" in uri:
-        return "must not contain a fragment"
-    return None
+    their own and sign in as the client. So https, or http on a loopback host (development):
+    the endpoint URL rule (:mod:`bastion.oauth.endpoint_url`) without credentials in the URL."""
+    problem = _JWKS_URI.problem(uri)
+    return None if problem is None else _JWKS_URI_REASONS[problem]
 
 
 def _reject(field: str, message: str) -> InvalidClientMetadata:

@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from dataclasses import fields
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
-from urllib.parse import urlsplit
+
+from bastion.oauth import endpoint_url
+from bastion.oauth.endpoint_url import ANY_HTTP
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -37,19 +39,21 @@ class MetadataError(ValueError):
 
 
 def url_problem(url: str) -> str | None:
-    """What makes ``url`` unfit as a metadata URL, or None: it must parse, be absolute http(s)
-    with a host, and carry no fragment (RFC 8414 §2 and RFC 6749 §3.1: endpoint URLs have no
-    fragment). Whether http is allowed is the caller's policy."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 -- raises ValueError for a bad port
-    except ValueError:
+    """What makes ``url`` unfit as a metadata URL, or None: the endpoint URL rule
+    (:mod:`bastion.oauth.endpoint_url`) with http left to the caller's policy."""
+    problem = ANY_HTTP.problem(url)
+    return None if problem is None else url_reason(problem)
+
+
+def url_reason(problem: endpoint_url.Problem) -> str:
+    """The metadata readers' words for an endpoint URL problem."""
+    if problem == "invalid":
         return INVALID_URL
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "must be an absolute http(s) URL"
-    if parts.fragment or "#" in url:
+    if problem == "fragment":
         return "must not have a fragment"
-    return None
+    if problem == "http":
+        return "must use https"
+    return "must be an absolute http(s) URL"
 
 
 def string(doc: Mapping[str, object], name: str) -> str | None:
@@ -132,4 +136,5 @@ __all__ = [
     "unknown",
     "url",
     "url_problem",
+    "url_reason",
 ]

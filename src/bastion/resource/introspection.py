@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import base64
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 
 from bastion.clock import Clock, system_clock
+from bastion.oauth.endpoint_url import ANY_HTTP
 from bastion.oauth.errors import InvalidToken, TemporarilyUnavailable
 from bastion.oauth.resource import canonical
 from bastion.resource.principal import Principal
@@ -61,8 +62,7 @@ class IntrospectionVerifier(CachingVerifier):
         clock: Clock = system_clock,
         revocations: RevocationCheck | None = None,
     ) -> None:
-        parts = urlsplit(introspection_endpoint)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        if ANY_HTTP.problem(introspection_endpoint) is not None:
             raise ValueError(
                 f"introspection_endpoint must be an absolute http(s) URL; "
                 f"got {introspection_endpoint!r}"

@@ -17,11 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from urllib.parse import urlsplit
 
 import httpx
 
 from bastion.follower import Follower
+from bastion.oauth.endpoint_url import ANY_HTTP
 from bastion.resource.revocation import MAX_DOCUMENT_BYTES, RevocationList, parse_document
 from bastion.resource.verifier import read_limited
 
@@ -64,8 +64,7 @@ class HttpRevocationFeed(RevocationFeed):
         http: httpx.AsyncClient | None = None,
         wait: int = DEFAULT_WAIT,
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        if ANY_HTTP.problem(url) is not None:
             raise ValueError(f"the revocation document's URL must be absolute http(s); got {url!r}")
         if not 0 <= wait <= 300:
             raise ValueError("wait must be between 0 and 300 seconds")
