@@ -95,11 +95,11 @@ async def until(predicate: Any, what: str) -> None:
 
 @asynccontextmanager
 async def bridged(
-    principal: Principal | None = ALICE, **fields: Any
+    principal: Principal | None = ALICE, *, max_body_bytes: int = 4 * 1024 * 1024, **fields: Any
 ) -> AsyncIterator[tuple[StdioBridge, str]]:
     """A StdioBridge for the SDK test server at /mcp under uvicorn; yields it and the URL."""
     values: dict[str, Any] = {"name": "stdio", "path": "/mcp", "command": STDIO_COMMAND, **fields}
-    bridge = StdioBridge(UpstreamSettings(**values), grace=1.0)
+    bridge = StdioBridge(UpstreamSettings(**values), grace=1.0, max_body_bytes=max_body_bytes)
     await bridge.start()
     try:
         async with serve(with_principal(bridge, principal)) as base:
