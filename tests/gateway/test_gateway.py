@@ -449,6 +449,8 @@ async def test_r06_a_repeated_member_or_an_oversized_body_is_refused_before_any_
         ("files", 413),
         ("files", 413),
     ]
+    # The audit reads the body as the edge read it: a body refused as not JSON names no method.
+    assert {r["rpc_method"] for r in records} == {None}
 
 
 async def test_r10_session_ids_missing_unknown_or_another_callers_get_the_same_answers(
