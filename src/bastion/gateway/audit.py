@@ -112,7 +112,11 @@ def _error_of(body: bytes) -> str | None:
 
 class AuditMiddleware:
     """Wrap one upstream's stack (outside the resource-server middleware, so refusals are
-    recorded too) and write its records (one per JSON-RPC message) when its answer ends."""
+    recorded too) and write its records (one per JSON-RPC message) when its answer ends.
+
+    The stack must read request bodies with :func:`bastion.edge.body.read_body` (the resource
+    middleware, :class:`~bastion.gateway.HttpProxy` and :class:`~bastion.gateway.StdioBridge`
+    do): the records name the messages of the body it kept in the scope."""
 
     def __init__(
         self,
