@@ -140,6 +140,17 @@ def test_the_doctor_stands_on_the_client() -> None:
             assert allowed, f"{module} imports {name}"
 
 
+def test_the_edge_stands_below_the_servers() -> None:
+    """bastion.edge (the body read once, the JSON-RPC reader, the answers) is shared by the
+    resource middleware, the gateway and any server: it imports itself and safe_json only,
+    never a server package, so any of them can stand on it."""
+    for module in SOURCES:
+        if not within(module, "bastion.edge"):
+            continue
+        for name in bastion_imports(module):
+            assert within(name, "bastion.edge", "bastion.safe_json"), f"{module} imports {name}"
+
+
 # What composes the apps into a running server: which app on which listener, uvicorn, logging.
 COMPOSITION = ("bastion.serve", "bastion.quickstart", "bastion.authserver.app")
 
