@@ -17,6 +17,7 @@ from joserfc.jwk import ECKey, OctKey, RSAKey
 
 from bastion.identity import id_token
 from bastion.identity.errors import InvalidIdToken
+from bastion.oauth import jose
 
 NOW = 1_800_000_000
 ISSUER = "https://idp.example.com"
@@ -24,7 +25,7 @@ CLIENT = "bastion"
 NONCE = "n-0S6_WzA2Mj"
 RSA = RSAKey.generate_key(2048, {"kid": "r1"})
 EC = ECKey.generate_key("P-256", {"kid": "e1"})
-KEYS = id_token.public_keys(
+KEYS = jose.usable_keys(
     {"keys": [RSA.as_dict(private=False, use="sig"), EC.as_dict(private=False, use="sig")]}
 )
 
@@ -178,5 +179,6 @@ def test_jwks_keys_that_cannot_verify_are_skipped() -> None:
             EC.as_dict(private=False),
         ]
     }
-    assert [k.kid for k in id_token.public_keys(jwks)] == ["e1"]
-    assert id_token.public_keys({"keys": "nope"}) == []
+    assert [k.kid for k in jose.usable_keys(jwks).keys] == ["e1"]
+    with pytest.raises(jose.NotAJwkSet):
+        jose.usable_keys({"keys": "nope"})
