@@ -41,9 +41,7 @@ MakeClient = Callable[..., httpx.AsyncClient]
 def middleware(app: Any, foreign_as: ForeignAS, **kwargs: Any) -> ResourceServerMiddleware:
     options: dict[str, Any] = {
         "resource": RESOURCE,
-        "verifier": JwtVerifier(
-            issuer=AS, audience=RESOURCE, jwks_uri=foreign_as.jwks_uri, http=foreign_as.http
-        ),
+        "verifier": foreign_as.verifier(RESOURCE),
         "authorization_servers": [AS],
         "scopes_supported": ["mcp:tools"],
         "policy": POLICY,
@@ -432,9 +430,7 @@ async def test_r11_same_and_loopback_origins_are_allowed_for_a_loopback_resource
 async def test_r11_configured_origins_for_a_public_resource(foreign_as: ForeignAS) -> None:
     """A public resource accepts its own origin and the configured ones, not loopback pages."""
     resource = "https://mcp.example.com/mcp"
-    verifier = JwtVerifier(
-        issuer=AS, audience=resource, jwks_uri=foreign_as.jwks_uri, http=foreign_as.http
-    )
+    verifier = foreign_as.verifier(resource)
     for allowed, origin, status in [
         (None, "https://mcp.example.com", 200),
         (None, "http://127.0.0.1:6274", 403),
@@ -595,9 +591,7 @@ async def test_streamed_responses_pass_through_unbuffered_and_lifespan_runs(
     state: dict[str, Any] = {}
     port = free_port()
     resource = f"http://127.0.0.1:{port}/mcp"
-    verifier = JwtVerifier(
-        issuer=AS, audience=resource, jwks_uri=foreign_as.jwks_uri, http=foreign_as.http
-    )
+    verifier = foreign_as.verifier(resource)
     app = middleware(echo_app(gate, state), foreign_as, resource=resource, verifier=verifier)
     token = foreign_as.sign(foreign_as.claims(resource))
     async with serve(app, port=port) as base, httpx.AsyncClient(base_url=base) as http:
@@ -618,9 +612,7 @@ async def test_chunked_body_over_the_limit_gets_413_over_http(foreign_as: Foreig
     """Transfer-Encoding: chunked (no Content-Length) is bounded while it is read."""
     port = free_port()
     resource = f"http://127.0.0.1:{port}/mcp"
-    verifier = JwtVerifier(
-        issuer=AS, audience=resource, jwks_uri=foreign_as.jwks_uri, http=foreign_as.http
-    )
+    verifier = foreign_as.verifier(resource)
     app = middleware(
         echo_app(), foreign_as, resource=resource, verifier=verifier, max_body_bytes=2048
     )

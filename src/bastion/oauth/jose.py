@@ -365,6 +365,17 @@ class Verified:
     tried: int
 
 
+def _for_joserfc(key: PublicKey, alg: str) -> PublicKey:
+    """``key`` as joserfc may use it for ``alg``: joserfc refuses a key whose own alg is another
+    name, so a key published for "EdDSA" that :func:`fits` "Ed25519" (or the other way round)
+    is handed over without its alg."""
+    designed = key.get("alg")
+    if designed is None or designed == alg:
+        return key
+    unnamed = {k: v for k, v in key.as_dict(private=False).items() if k != "alg"}
+    return type(key).import_key(unnamed)
+
+
 def verify_signature(token: str, alg: str, candidates: Sequence[PublicKey]) -> Verified:
     """Check the signature of ``token`` under ``alg`` with each candidate key in turn (RFC 7515
     §5.2); the payload must be a JSON object (RFC 7519 §7.2 step 10). Raises
@@ -376,7 +387,7 @@ def verify_signature(token: str, alg: str, candidates: Sequence[PublicKey]) -> V
                 # joserfc warns on the polymorphic "EdDSA" name (RFC 9864); allowing it is the
                 # caller's choice, made in its allow-list.
                 warnings.simplefilter("ignore", SecurityWarning)
-                verified = jws.deserialize_compact(token, key, registry=registry)
+                verified = jws.deserialize_compact(token, _for_joserfc(key, alg), registry=registry)
         except (_JoserfcError, ValueError, TypeError):
             continue
         claims = _json_object(verified.payload or b"", "payload", "JSON")
