@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 AT_JWT = "at+jwt"
 MAX_JWKS_BYTES = 512 * 1024
-MAX_JWKS_KEYS = jose.MAX_JWKS_KEYS
 _FAILURE_BACKOFF = 5.0
 
 # The asymmetric JWS algorithms a verifier may allow: the table of bastion.oauth.jose (never
