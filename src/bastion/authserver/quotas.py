@@ -32,6 +32,7 @@ from bastion.oauth.errors import TooManyRequests
 from bastion.store import grants
 from bastion.store import quotas as counts
 from bastion.store.database import Database
+from bastion.store.grant_records import RequestRecord
 from bastion.tokens import secrets as opaque
 
 log = get_logger("bastion.quotas")
@@ -68,14 +69,14 @@ class Quotas:
         _check(REGISTRATIONS, used, now, limits.registrations_per_address, limits.registrations)
 
     async def save_pending_authorization(
-        self, conn: AsyncConnection, who: str, now: int, **row: Any
+        self, conn: AsyncConnection, who: str, now: int, request: RequestRecord
     ) -> None:
         """Store a pending authorization request (in the caller's transaction), or refuse it
         when pending requests would exceed their limits."""
         limits = self.settings
         if limits.enabled:
             await counts.serialize(conn, f"pending {self._scope}")
-        await grants.save_request(conn, requester=who, **row)
+        await grants.save_request(conn, request, requester=who)
         if limits.enabled:
             used = await counts.pending_requests(conn, who, now)
             mine, overall = limits.pending_authorizations_per_address, limits.pending_authorizations
