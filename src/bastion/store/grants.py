@@ -6,13 +6,12 @@ racing redemptions exactly one sees the row (SQLite >= 3.35 and PostgreSQL both 
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
-from typing import Any, TypeVar
+from dataclasses import asdict
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bastion.store import revocations
+from bastion.store import revocations, rows
 from bastion.store.grant_records import CodeRecord, FamilyRecord, RefreshRecord, RequestRecord
 from bastion.store.schema import (
     authorization_codes,
@@ -22,15 +21,6 @@ from bastion.store.schema import (
     revoked_access_tokens,
     token_families,
 )
-
-_Record = TypeVar("_Record", RequestRecord, CodeRecord, FamilyRecord, RefreshRecord)
-
-
-def _record(kind: type[_Record], row: sa.Row[Any] | None) -> _Record | None:
-    """The row as a record of ``kind``, whose fields are columns of the row's table."""
-    if row is None:
-        return None
-    return kind(**{field.name: row._mapping[field.name] for field in fields(kind)})
 
 
 async def save_request(conn: AsyncConnection, request: RequestRecord, *, requester: str) -> None:
@@ -46,7 +36,7 @@ async def get_request(conn: AsyncConnection, request_id: str, now: int) -> Reque
     q = sa.select(authorization_requests).where(
         authorization_requests.c.id == request_id, authorization_requests.c.expires_at > now
     )
-    return _record(RequestRecord, (await conn.execute(q)).first())
+    return rows.first(RequestRecord, await conn.execute(q))
 
 
 async def finish_request(conn: AsyncConnection, request_id: str, now: int) -> RequestRecord | None:
@@ -56,7 +46,7 @@ async def finish_request(conn: AsyncConnection, request_id: str, now: int) -> Re
         .where(authorization_requests.c.id == request_id, authorization_requests.c.expires_at > now)
         .returning(*authorization_requests.c)
     )
-    return _record(RequestRecord, (await conn.execute(q)).first())
+    return rows.first(RequestRecord, await conn.execute(q))
 
 
 async def save_code(conn: AsyncConnection, code: CodeRecord) -> None:
@@ -76,13 +66,13 @@ async def consume_code(conn: AsyncConnection, code_hash: str, now: int) -> CodeR
         .values(consumed_at=now)
         .returning(*authorization_codes.c)
     )
-    return _record(CodeRecord, (await conn.execute(q)).first())
+    return rows.first(CodeRecord, await conn.execute(q))
 
 
 async def get_code(conn: AsyncConnection, code_hash: str) -> CodeRecord | None:
     """A code in any state (to tell a replay from an unknown code)."""
     q = sa.select(authorization_codes).where(authorization_codes.c.code_hash == code_hash)
-    return _record(CodeRecord, (await conn.execute(q)).first())
+    return rows.first(CodeRecord, await conn.execute(q))
 
 
 async def create_family(conn: AsyncConnection, family: FamilyRecord) -> None:
@@ -93,7 +83,7 @@ async def create_family(conn: AsyncConnection, family: FamilyRecord) -> None:
 async def get_family(conn: AsyncConnection, family_id: str) -> FamilyRecord | None:
     """A family by id."""
     q = sa.select(token_families).where(token_families.c.id == family_id)
-    return _record(FamilyRecord, (await conn.execute(q)).first())
+    return rows.first(FamilyRecord, await conn.execute(q))
 
 
 async def save_refresh(
@@ -115,7 +105,7 @@ async def consume_refresh(conn: AsyncConnection, token_hash: str, now: int) -> R
         .values(used_at=now)
         .returning(*refresh_tokens.c)
     )
-    return _record(RefreshRecord, (await conn.execute(q)).first())
+    return rows.first(RefreshRecord, await conn.execute(q))
 
 
 async def set_successor(conn: AsyncConnection, token_hash: str, sealed: str) -> None:
@@ -130,7 +120,7 @@ async def set_successor(conn: AsyncConnection, token_hash: str, sealed: str) -> 
 async def get_refresh(conn: AsyncConnection, token_hash: str) -> RefreshRecord | None:
     """A refresh token in any state."""
     q = sa.select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash)
-    return _record(RefreshRecord, (await conn.execute(q)).first())
+    return rows.first(RefreshRecord, await conn.execute(q))
 
 
 async def revoke_family(conn: AsyncConnection, family_id: str, now: int, reason: str) -> None:
