@@ -19,10 +19,10 @@ hold for a deployment of several processes as a whole.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.types import Scope
 
 from bastion.authserver.login_throttle import address_group
 from bastion.clock import Clock
@@ -42,7 +42,7 @@ FETCH_WINDOW = 60
 LONGEST_WINDOW = max(REGISTRATION_WINDOW, FETCH_WINDOW)
 
 
-def requester(scope: Mapping[str, Any]) -> str:
+def requester(scope: Scope) -> str:
     """Whom a request counts against: the digest of its client's address group."""
     client = scope.get("client")
     host = str(client[0]) if client else ""
