@@ -16,8 +16,10 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; t
 apt_updated=0
 apt_install() {
   command -v apt-get >/dev/null || { log "apt-get not available; install $* yourself"; return 1; }
-  if [ "$apt_updated" = 0 ]; then as_root apt-get update -qq >/dev/null; apt_updated=1; fi
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+  # Wait for another apt or dpkg run (an unattended upgrade, a second setup) instead of failing.
+  local wait=(-o DPkg::Lock::Timeout=300)
+  if [ "$apt_updated" = 0 ]; then as_root apt-get "${wait[@]}" update -qq >/dev/null; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get "${wait[@]}" install -y -qq "$@" >/dev/null
 }
 pg_up() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
 

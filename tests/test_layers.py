@@ -153,17 +153,29 @@ CONFIG_FLOOR = (
 
 def test_config_stands_on_modules_that_read_no_settings() -> None:
     """bastion.config is given to every server package; it imports only itself and
-    CONFIG_FLOOR, and those import nothing from bastion but bastion.oauth, so no server package
-    that reads settings is reached from the settings."""
+    CONFIG_FLOOR, and those import nothing from bastion but bastion.oauth and bastion.edge
+    (which stands on safe_json alone, test_the_edge_stands_below_the_servers), so no server
+    package that reads settings is reached from the settings."""
     for module in SOURCES:
         if within(module, "bastion.config"):
             allowed = ("bastion.config", *CONFIG_FLOOR)
         elif within(module, *CONFIG_FLOOR[1:]):
-            allowed = ("bastion.oauth",)
+            allowed = ("bastion.oauth", "bastion.edge")
         else:
             continue
         for name in bastion_imports(module):
             assert within(name, *allowed), f"{module} imports {name}"
+
+
+def test_the_edge_stands_below_the_servers() -> None:
+    """bastion.edge (the body read once, the JSON-RPC reader, the answers) is shared by the
+    resource middleware, the gateway and any server: it imports itself and safe_json only,
+    never a server package, so any of them can stand on it."""
+    for module in SOURCES:
+        if not within(module, "bastion.edge"):
+            continue
+        for name in bastion_imports(module):
+            assert within(name, "bastion.edge", "bastion.safe_json"), f"{module} imports {name}"
 
 
 # What composes the apps into a running server: which app on which listener, uvicorn, logging.

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
+from types import TracebackType
+from typing import Any, TypeAlias
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -34,6 +35,11 @@ UVICORN_LOGGING: dict[str, Any] = {
         "uvicorn.access": {"handlers": [], "propagate": True},
     },
 }
+
+# What logging passes to formatException (typeshed's _SysExcInfoType).
+_ExcInfo: TypeAlias = (
+    "tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]"
+)
 
 
 def _escape(found: re.Match[str]) -> str:
@@ -88,7 +94,7 @@ class SafeFormatter(logging.Formatter):
     def formatMessage(self, record: logging.LogRecord) -> str:
         return escape_controls(super().formatMessage(record))
 
-    def formatException(self, ei: Any) -> str:
+    def formatException(self, ei: _ExcInfo) -> str:
         return _indented(super().formatException(ei))
 
     def formatStack(self, stack_info: str) -> str:

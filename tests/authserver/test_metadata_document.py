@@ -19,7 +19,7 @@ DEFAULT = (
     '"grant_types_supported":["authorization_code","refresh_token","client_credentials"],'
     '"token_endpoint_auth_methods_supported":["none","client_secret_basic",'
     '"client_secret_post","private_key_jwt"],'
-    '"token_endpoint_auth_signing_alg_values_supported":["ES256","ES384","ES512","Ed25519",'
+    '"token_endpoint_auth_signing_alg_values_supported":["ES256","ES384","ES512","Ed25519","Ed448",'
     '"EdDSA","RS256","RS384","RS512","PS256"],"code_challenge_methods_supported":["S256"],'
     '"authorization_response_iss_parameter_supported":true,'
     '"client_id_metadata_document_supported":true,'

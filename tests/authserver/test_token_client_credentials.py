@@ -19,7 +19,7 @@ import httpx
 import pytest
 from joserfc import jwt
 from joserfc.errors import SecurityWarning
-from joserfc.jwk import ECKey, KeySet, OKPKey
+from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey
 
 from bastion.authserver import admin
 from bastion.config import Settings
@@ -264,12 +264,15 @@ async def test_no_resource_uses_the_default_resource(
 
 
 class KeyClient:
-    """A client registered (RFC 7591) with the public half of an EC key it holds."""
+    """A client registered (RFC 7591) with the public half of a key it holds (EC unless said)."""
 
-    def __init__(self, client_id: str, key: ECKey, issuer: str) -> None:
+    def __init__(
+        self, client_id: str, key: ECKey | OKPKey | RSAKey, issuer: str, alg: str = "ES256"
+    ) -> None:
         self.client_id = client_id
         self.key = key
         self.issuer = issuer
+        self.alg = alg
 
     def assertion(self, *, lifetime: int = 60, drop: str | None = None, **overrides: Any) -> str:
         """An RFC 7523 §3 client assertion: iss = sub = client_id, aud = issuer, exp, jti.
@@ -288,8 +291,15 @@ class KeyClient:
         claims.update(overrides)
         if drop is not None:
             del claims[drop]
-        header = {"alg": "ES256", "kid": self.key.kid}
-        return jwt.encode(header, claims, self.key)
+        header = {"alg": self.alg, "kid": self.key.kid}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SecurityWarning)  # joserfc's note that EdDSA is older
+            return jwt.encode(
+                {k: v for k, v in header.items() if v is not None},
+                claims,
+                self.key,
+                algorithms=[self.alg],
+            )
 
     def form(self, assertion: str) -> dict[str, str]:
         return cc(client_assertion_type=ASSERTION_TYPE, client_assertion=assertion)
@@ -439,3 +449,87 @@ async def test_unsigned_client_assertion_is_invalid_client(
     claims = dict(jwt.decode(signed, key_client.key).claims)
     response = await app_client.post("/token", data=key_client.form(_unsigned(claims)))
     assert_error(response, 401, "invalid_client")
+
+
+# The JOSE rules shared with the resource side and federation (bastion.oauth.jose) ---------------
+
+
+async def registered(settings: Settings, key: ECKey | OKPKey | RSAKey, **members: Any) -> str:
+    """A machine client registered with the public JWK of ``key`` (``members`` added to it)."""
+    jwk = {**key.as_dict(private=False), **members}
+    return (await machine_with_keys(settings, {"keys": [jwk]})).client.client_id
+
+
+@pytest.mark.parametrize("alg", ["Ed448", "EdDSA"])
+async def test_private_key_jwt_with_an_ed448_key_under_either_name_is_accepted(
+    settings: Settings, app_client: httpx.AsyncClient, alg: str
+) -> None:
+    """RFC 9864 §2: Ed448 is the fully specified name of EdDSA with an Ed448 key; assertions
+    under either name authenticate, and the metadata lists Ed448 (it was refused before)."""
+    key = OKPKey.generate_key("Ed448", parameters={"kid": "ed448"}, private=True)
+    client = KeyClient(await registered(settings, key), key, settings.issuer, alg)
+    response = await app_client.post("/token", data=client.form(client.assertion()))
+    assert response.status_code == 200, response.text
+    metadata = (await app_client.get("/.well-known/oauth-authorization-server")).json()
+    assert "Ed448" in metadata["token_endpoint_auth_signing_alg_values_supported"]
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        pytest.param({"key_ops": ["encrypt"]}, id="key_ops-without-verify"),
+        pytest.param({"use": "enc"}, id="use-enc"),
+        pytest.param({"alg": "ES384"}, id="published-for-another-alg"),
+    ],
+)
+async def test_a_registered_key_that_may_not_verify_is_never_used(
+    settings: Settings, app_client: httpx.AsyncClient, members: dict[str, Any]
+) -> None:
+    """RFC 7517 §4.2 (use), §4.3 (key_ops), §4.4 (alg): a key the client published for another
+    purpose does not authenticate it -> 401 invalid_client."""
+    key = ECKey.generate_key("P-256", parameters={"kid": "k1"}, private=True)
+    client = KeyClient(await registered(settings, key, **members), key, settings.issuer)
+    response = await app_client.post("/token", data=client.form(client.assertion()))
+    assert_error(response, 401, "invalid_client")
+
+
+async def test_a_short_rsa_key_never_authenticates(
+    settings: Settings, app_client: httpx.AsyncClient
+) -> None:
+    """RFC 7518 §3.3: RSA keys of 2048 bits or more MUST be used; a 1024-bit key is skipped."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SecurityWarning)  # the short key is the point
+        key = RSAKey.generate_key(1024, parameters={"kid": "short"}, private=True)
+        client = KeyClient(await registered(settings, key), key, settings.issuer, "RS256")
+        assertion = client.assertion()
+    response = await app_client.post("/token", data=client.form(assertion))
+    assert_error(response, 401, "invalid_client")
+
+
+async def test_an_assertion_before_its_nbf_is_invalid_client(
+    app_client: httpx.AsyncClient, key_client: KeyClient
+) -> None:
+    """RFC 7523 §3 item 5: the JWT must not be accepted before its nbf (5 s of clock skew)."""
+    early = key_client.assertion(nbf=int(time.time()) + 60)
+    assert_error(
+        await app_client.post("/token", data=key_client.form(early)), 401, "invalid_client"
+    )
+    skewed = key_client.assertion(nbf=int(time.time()) + 2)
+    response = await app_client.post("/token", data=key_client.form(skewed))
+    assert response.status_code == 200, response.text
+
+
+async def test_an_assertion_without_kid_is_checked_against_every_registered_key(
+    settings: Settings, app_client: httpx.AsyncClient
+) -> None:
+    """RFC 7515 §4.1.4: kid is optional; then each registered key that fits the alg is tried
+    (with two keys, a kid-less assertion used to be refused)."""
+    keys = [ECKey.generate_key("P-256", parameters={"kid": k}, private=True) for k in "ab"]
+    made = await machine_with_keys(settings, {"keys": [k.as_dict() for k in keys]})
+    signer = ECKey.import_key(
+        {k: v for k, v in keys[1].as_dict(private=True).items() if k != "kid"}
+    )
+    assert signer.kid is None
+    client = KeyClient(made.client.client_id, signer, settings.issuer)
+    response = await app_client.post("/token", data=client.form(client.assertion()))
+    assert response.status_code == 200, response.text

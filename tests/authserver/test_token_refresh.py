@@ -18,7 +18,7 @@ from joserfc.jwk import KeySet
 from bastion.authserver.admin import database
 from bastion.config import Settings
 from bastion.identity.local import LocalUsers
-from bastion.store.federation import add_link
+from bastion.store.federation import LinkedAccount, add_link
 from bastion.store.schema import users
 from tests.authserver._tokens import (
     FakeClock,
@@ -301,12 +301,14 @@ async def test_grants_of_federated_users_end_after_the_providers_session_max_age
             ).scalar_one()
             await add_link(
                 conn,
-                issuer="https://idp.example.com",
-                subject="alice-at-corp",
-                provider="corp",
-                user_id=alice_id,
-                created_at=clock(),
-                last_login_at=clock(),
+                LinkedAccount(
+                    issuer="https://idp.example.com",
+                    subject="alice-at-corp",
+                    provider="corp",
+                    user_id=alice_id,
+                    created_at=clock(),
+                    last_login_at=clock(),
+                ),
             )
         alice = await code_grant(client, username="alice")
         # bob signs in from a browser of his own (no session cookie of alice's).

@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import warnings
 from typing import Any
 
 import pytest
 from joserfc import jwt
 from joserfc.errors import SecurityWarning
-from joserfc.jwk import ECKey, OctKey, RSAKey
+from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
 
 from bastion.identity import id_token
 from bastion.identity.errors import InvalidIdToken
+from bastion.oauth import jose
 
 NOW = 1_800_000_000
 ISSUER = "https://idp.example.com"
@@ -24,7 +26,7 @@ CLIENT = "bastion"
 NONCE = "n-0S6_WzA2Mj"
 RSA = RSAKey.generate_key(2048, {"kid": "r1"})
 EC = ECKey.generate_key("P-256", {"kid": "e1"})
-KEYS = id_token.public_keys(
+KEYS = jose.usable_keys(
     {"keys": [RSA.as_dict(private=False, use="sig"), EC.as_dict(private=False, use="sig")]}
 )
 
@@ -55,7 +57,10 @@ def sign(
     body.update(claims or {})
     for name in [k for k, v in body.items() if v is None]:
         del body[name]
-    return jwt.encode({"alg": "RS256", "kid": "r1", **(header or {})}, body, key)
+    head = {"alg": "RS256", "kid": "r1", **(header or {})}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SecurityWarning)  # joserfc's note that EdDSA is older
+        return jwt.encode(head, body, key, algorithms=[head["alg"]])
 
 
 def refused(token: str, **overrides: Any) -> str:
@@ -178,5 +183,72 @@ def test_jwks_keys_that_cannot_verify_are_skipped() -> None:
             EC.as_dict(private=False),
         ]
     }
-    assert [k.kid for k in id_token.public_keys(jwks)] == ["e1"]
-    assert id_token.public_keys({"keys": "nope"}) == []
+    assert [k.kid for k in jose.usable_keys(jwks).keys] == ["e1"]
+    with pytest.raises(jose.NotAJwkSet):
+        jose.usable_keys({"keys": "nope"})
+
+
+# -- the JOSE rules shared with the resource side and client authentication --------------------
+
+ED448 = OKPKey.generate_key("Ed448", {"kid": "x1"}, private=True)
+ED25519 = OKPKey.generate_key("Ed25519", {"kid": "d1"}, private=True)
+
+
+def signed_by(key: Any, alg: str, claims: dict[str, Any] | None = None) -> str:
+    """A valid id_token signed with ``key`` under ``alg`` (its kid in the header)."""
+    return sign(claims, header={"alg": alg, "kid": key.kid}, key=key)
+
+
+def half_hash(digest: bytes) -> str:
+    return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize("alg", ["Ed448", "EdDSA"])
+def test_ed448_id_tokens_are_accepted_with_at_hash_by_curve(alg: str) -> None:
+    """RFC 9864 §2: Ed448 is accepted as Ed448 or EdDSA; at_hash (§3.1.3.8) then uses SHAKE256
+    with 114 octets, the hash of the Ed448 curve (OpenID Connect Core errata)."""
+    keys = jose.usable_keys({"keys": [ED448.as_dict(private=False)]})
+    at_hash = half_hash(hashlib.shake_256(b"the-access-token").digest(114))
+    token = signed_by(ED448, alg, {"at_hash": at_hash})
+    valid = expected(algorithms=(alg,), access_token="the-access-token")
+    assert id_token.validate(token, keys, valid)["at_hash"] == at_hash
+    with pytest.raises(InvalidIdToken, match="access token mismatch"):
+        id_token.validate(token, keys, expected(algorithms=(alg,), access_token="another"))
+
+
+def test_eddsa_with_an_ed25519_key_hashes_at_hash_with_sha512() -> None:
+    """OpenID Connect Core §3.1.3.8 for EdDSA: the curve decides the hash; Ed25519 -> SHA-512."""
+    keys = jose.usable_keys({"keys": [ED25519.as_dict(private=False)]})
+    at_hash = half_hash(hashlib.sha512(b"the-access-token").digest())
+    token = signed_by(ED25519, "EdDSA", {"at_hash": at_hash})
+    assert id_token.validate(
+        token, keys, expected(algorithms=("EdDSA",), access_token="the-access-token")
+    )
+
+
+@pytest.mark.parametrize(("published", "alg"), [("EdDSA", "Ed25519"), ("Ed25519", "EdDSA")])
+def test_a_jwk_published_under_either_eddsa_name_verifies_the_other(
+    published: str, alg: str
+) -> None:
+    """RFC 9864 §2, RFC 7517 §4.4: a provider's JWK with alg EdDSA verifies Ed25519 id_tokens
+    and the other way round (joserfc used to refuse the key, so the signature was "invalid")."""
+    jwk = {**ED25519.as_dict(private=False), "alg": published}
+    keys = jose.usable_keys({"keys": [jwk]})
+    assert id_token.validate(signed_by(ED25519, alg), keys, expected(algorithms=(alg,)))
+
+
+def test_a_key_whose_key_ops_leave_out_verify_is_never_used() -> None:
+    """RFC 7517 §4.3: key_ops without "verify" (the provider marks the key for other uses): the
+    key is skipped, so its kid is unknown and the JWKS may be fetched again."""
+    jwks = {"keys": [{**RSA.as_dict(private=False), "key_ops": ["encrypt"]}]}
+    assert len(jose.usable_keys(jwks)) == 0
+    with pytest.raises(id_token.UnknownKeyError):
+        id_token.validate(sign(), jose.usable_keys(jwks), expected())
+
+
+def test_a_header_with_critical_extensions_is_refused() -> None:
+    """RFC 7515 §4.1.11: an extension marked crit must be understood, and none is."""
+    signed = sign().split(".")
+    header = {"alg": "RS256", "kid": "r1", "crit": ["exp"], "exp": NOW}
+    encoded = base64.urlsafe_b64encode(json.dumps(header).encode()).rstrip(b"=").decode()
+    assert "unsupported header" in refused(f"{encoded}.{signed[1]}.{signed[2]}")

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from bastion.config import UpstreamSettings
 from bastion.gateway.http_proxy import HttpProxy
 from bastion.gateway.upstream_http import UpstreamPool
-from bastion.resource.principal import Principal
+from bastion.resource.principal import Principal, attach_principal
 from tests.gateway.upstream import RecordingUpstream
 from tests.support.live import serve
 
@@ -36,7 +36,7 @@ def with_principal(app: ASGIApp, principal: Principal | None) -> ASGIApp:
 
     async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
         if principal is not None:
-            scope["bastion.principal"] = principal
+            attach_principal(scope, principal)
         await app(scope, receive, send)
 
     return wrapped

@@ -13,7 +13,8 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from bastion.gateway.asgi import read_body, send_json
+from bastion.edge.asgi import send_json
+from bastion.edge.body import read_body
 from bastion.gateway.audit import AuditLog, AuditMiddleware
 from tests.gateway.conftest import ALICE, with_principal
 
@@ -22,7 +23,7 @@ TOKEN = "eyJhbGciOiJFUzI1NiJ9.secret-token-value.sig"
 
 async def answer(scope: Scope, receive: Receive, send: Send) -> None:
     """An upstream stand-in: reads the body, answers 200 with a session id, or 403."""
-    await read_body(receive, 1 << 20)
+    await read_body(scope, receive, 1 << 20)
     if scope["path"] == "/denied":
         await send_json(send, 403, {"error": "insufficient_scope", "error_description": "x"})
         return

@@ -35,6 +35,7 @@ from tests.support.live import free_port, raw_request, serve
 IDENTITY_SECRET = "gateway-identity-secret-0123456789abcdef"
 ACCEPT = "application/json, text/event-stream"
 JSON = {"Content-Type": "application/json"}
+MAX_BODY = 64 * 1024
 INIT = {
     "jsonrpc": "2.0",
     "id": 1,
@@ -63,12 +64,16 @@ class Stack:
     def url(self, name: str) -> str:
         return f"{self.gateway}/mcp/{name}"
 
-    async def token(self, resource: str, scope: str = "mcp:tools") -> str:
+    async def token(
+        self, resource: str, scope: str = "mcp:tools", *, client: tuple[str, str] | None = None
+    ) -> str:
+        """An access token for ``resource`` from the client_credentials grant, for the stack's
+        client or ``client`` (its id and secret)."""
         async with httpx.AsyncClient() as http:
             response = await http.post(
                 f"{self.issuer}/token",
                 data={"grant_type": "client_credentials", "resource": resource, "scope": scope},
-                auth=(self.client_id, self.secret),
+                auth=client or (self.client_id, self.secret),
             )
         assert response.status_code == 200, response.text
         token: str = response.json()["access_token"]
@@ -82,7 +87,7 @@ class Stack:
 async def stack(make_settings: Callable[..., Settings], tmp_path: Path) -> AsyncIterator[Stack]:
     """AS + gateway with three upstreams: ``notes`` (the recording upstream, identity
     forwarded, delete_note needs notes:write), ``sdk`` (an SDK server over HTTP) and ``files``
-    (the SDK server over stdio)."""
+    (the SDK server over stdio); bodies up to :data:`MAX_BODY` bytes."""
     recorder = RecordingUpstream()
     sdk_server = build()
     as_port, gateway_port = free_port(), free_port()
@@ -108,6 +113,7 @@ async def stack(make_settings: Callable[..., Settings], tmp_path: Path) -> Async
                 "public_url": gateway,
                 "identity_secret": IDENTITY_SECRET,
                 "audit_log": audit_log,
+                "max_body_bytes": MAX_BODY,
                 "upstreams": [
                     {
                         "name": "notes",
@@ -374,6 +380,118 @@ async def test_paths_of_no_upstream_are_404(stack: Stack) -> None:
         root = await http.get(f"{stack.gateway}/")
     assert response.status_code == 404
     assert root.status_code == 404
+
+
+# -- what the edge refuses, alike for an HTTP and a stdio upstream ------------------------------
+
+
+async def test_r06_a_repeated_member_or_an_oversized_body_is_refused_before_any_upstream(
+    stack: Stack,
+) -> None:
+    """The gateway reads a body once, with one parser: an object repeating a member (RFC 8259
+    §4: names SHOULD be unique; two parsers may pick different copies, so the policy could
+    check one tool and the upstream run another) is 400, a body over max_body_bytes 413 (a
+    declared length or a chunked one), both before any upstream, HTTP or stdio, sees it."""
+    repeated = (
+        b'{"jsonrpc": "2.0", "id": 2, "method": "tools/call",'
+        b' "params": {"name": "search", "name": "delete_note"}}'
+    )
+    oversized = json.dumps({**tool_call("search"), "pad": "x" * MAX_BODY}).encode()
+
+    async def chunked() -> AsyncIterator[bytes]:
+        for start in range(0, len(oversized), 8192):
+            yield oversized[start : start + 8192]
+
+    async with httpx.AsyncClient() as http:
+        for name in ("notes", "files"):
+            token = await stack.token(stack.url(name))
+            headers = {"Authorization": f"Bearer {token}", "Accept": ACCEPT, **JSON}
+            response = await http.post(stack.url(name), content=repeated, headers=headers)
+            assert response.status_code == 400, (name, response.text)
+            assert response.headers["cache-control"] == "no-store"
+            assert response.json() == {
+                "error": "invalid_request",
+                "error_description": "the request body is not valid JSON: send UTF-8 JSON "
+                "without repeated members, nested at most 64 levels",
+            }
+            for body in (oversized, chunked()):
+                response = await http.post(stack.url(name), content=body, headers=headers)
+                assert response.status_code == 413, (name, response.text)
+                assert response.headers["cache-control"] == "no-store"
+                assert "www-authenticate" not in response.headers
+                assert response.json() == {
+                    "error": "invalid_request",
+                    "error_description": f"the request body is larger than {MAX_BODY} bytes",
+                }
+    assert stack.recorder.requests == []
+    records = stack.audit()
+    assert [(r["upstream"], r["status"]) for r in records] == [
+        ("notes", 400),
+        ("notes", 413),
+        ("notes", 413),
+        ("files", 400),
+        ("files", 413),
+        ("files", 413),
+    ]
+    # The audit reads the body as the edge read it: a body refused as not JSON names no method.
+    assert {r["rpc_method"] for r in records} == {None}
+
+
+async def test_r10_session_ids_missing_unknown_or_another_callers_get_the_same_answers(
+    stack: Stack,
+) -> None:
+    """MCP transports, "Session Management": a request of the stdio upstream without
+    Mcp-Session-Id is 400, with an unknown one 404 (JSON-RPC -32001, the client must
+    initialize again); a session the HTTP upstream issued to one caller is, to another caller,
+    the same 404 (R10: a session id is not authentication) and never reaches the upstream."""
+    missing = {
+        "jsonrpc": "2.0",
+        "id": None,
+        "error": {
+            "code": -32600,
+            "message": "Bad Request: Mcp-Session-Id header is required (send initialize first)",
+        },
+    }
+    not_found = {
+        "jsonrpc": "2.0",
+        "id": None,
+        "error": {"code": -32001, "message": "Session not found"},
+    }
+    other = (await machine_client(stack.settings, name="other service")).auth
+    async with httpx.AsyncClient() as http:
+        token = await stack.token(stack.url("files"))
+        headers = {"Authorization": f"Bearer {token}", "Accept": ACCEPT}
+        response = await http.post(stack.url("files"), json=tool_call("echo"), headers=headers)
+        assert response.status_code == 400
+        assert response.json() == missing
+        unknown = {**headers, "Mcp-Session-Id": "no-such-session"}
+        for method in ("POST", "GET", "DELETE"):
+            body = tool_call("echo") if method == "POST" else None
+            response = await http.request(method, stack.url("files"), json=body, headers=unknown)
+            assert response.status_code == 404, (method, response.text)
+            assert response.json() == not_found
+
+        token = await stack.token(stack.url("notes"))
+        started = await http.post(
+            stack.url("notes"),
+            json=INIT,
+            headers={"Authorization": f"Bearer {token}", "Accept": ACCEPT},
+        )
+        session_id = started.headers["mcp-session-id"]
+        seen = len(stack.recorder.requests)
+        theirs = await stack.token(stack.url("notes"), client=other)
+        stolen = await http.post(
+            stack.url("notes"),
+            json=tool_call("search"),
+            headers={
+                "Authorization": f"Bearer {theirs}",
+                "Accept": ACCEPT,
+                "Mcp-Session-Id": session_id,
+            },
+        )
+    assert stolen.status_code == 404
+    assert stolen.json() == not_found
+    assert len(stack.recorder.requests) == seen
 
 
 # -- security review findings ----------------------------------------------------------------------

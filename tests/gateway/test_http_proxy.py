@@ -18,7 +18,7 @@ from bastion.config import UpstreamSettings
 from bastion.gateway.http_proxy import HttpProxy
 from bastion.gateway.identity import verify_identity_headers
 from bastion.gateway.upstream_http import UpstreamPool
-from bastion.resource.principal import Principal
+from bastion.resource.principal import Principal, attach_principal
 from bastion.serve import proxy_options
 from tests.gateway.conftest import ALICE, ProxyFactory
 from tests.gateway.upstream import RecordingUpstream
@@ -325,7 +325,7 @@ async def test_r10_an_upstream_session_stays_with_the_caller_who_started_it(
         async def as_caller(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] == "http":
                 bob_asks = (b"x-test-as", b"bob") in scope["headers"]
-                scope["bastion.principal"] = bob if bob_asks else ALICE
+                attach_principal(scope, bob if bob_asks else ALICE)
             await proxy(scope, receive, send)
 
         async with serve(as_caller) as base:

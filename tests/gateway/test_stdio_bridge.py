@@ -95,11 +95,11 @@ async def until(predicate: Any, what: str) -> None:
 
 @asynccontextmanager
 async def bridged(
-    principal: Principal | None = ALICE, **fields: Any
+    principal: Principal | None = ALICE, *, max_body_bytes: int = 4 * 1024 * 1024, **fields: Any
 ) -> AsyncIterator[tuple[StdioBridge, str]]:
     """A StdioBridge for the SDK test server at /mcp under uvicorn; yields it and the URL."""
     values: dict[str, Any] = {"name": "stdio", "path": "/mcp", "command": STDIO_COMMAND, **fields}
-    bridge = StdioBridge(UpstreamSettings(**values), grace=1.0)
+    bridge = StdioBridge(UpstreamSettings(**values), grace=1.0, max_body_bytes=max_body_bytes)
     await bridge.start()
     try:
         async with serve(with_principal(bridge, principal)) as base:
@@ -425,3 +425,40 @@ async def test_l7_deeply_nested_json_is_a_json_rpc_parse_error(
                 "code": -32700,
                 "message": "the body is not valid JSON: JSON nested deeper than 64 levels",
             }
+
+
+async def test_a_body_repeating_a_member_or_over_the_limit_is_refused() -> None:
+    """The bridge reads bodies with the gateway's one JSON-RPC reader, whoever stands in front
+    of it: an object repeating a member (RFC 8259 §4; another parser could pick the other copy)
+    or a body that is not UTF-8 is a 400 JSON-RPC parse error, a body over max_body_bytes 413;
+    no process starts."""
+    async with (
+        bridged(max_body_bytes=1024) as (running, url),
+        httpx.AsyncClient(timeout=10) as http,
+    ):
+        headers = {"Accept": ACCEPT, "Content-Type": "application/json"}
+        repeated = json.dumps(initialize())[:-1].encode() + b', "method": "tools/list"}'
+        response = await http.post(url, content=repeated, headers=headers)
+        assert response.status_code == 400, response.text
+        assert response.json() == {
+            "jsonrpc": "2.0",
+            "id": None,
+            "error": {
+                "code": -32700,
+                "message": "the body is not valid JSON: repeated member 'method'",
+            },
+        }
+        # RFC 8259 §8.1: JSON between systems is UTF-8; other encodings are not guessed at.
+        utf16 = json.dumps(initialize()).encode("utf-16")
+        response = await http.post(url, content=utf16, headers=headers)
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == {"code": -32700, "message": "the body is not valid JSON"}
+        padded = {**initialize(), "pad": "x" * 1024}
+        response = await http.post(url, json=padded, headers={"Accept": ACCEPT})
+        assert response.status_code == 413
+        assert response.json() == {
+            "jsonrpc": "2.0",
+            "id": None,
+            "error": {"code": -32600, "message": "the request body is larger than 1024 bytes"},
+        }
+    assert running.sessions == {}

@@ -10,6 +10,7 @@ import hmac
 import json
 import secrets
 import time
+import warnings
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 from joserfc import jws
+from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -27,6 +29,7 @@ from starlette.routing import Route
 
 from bastion.authserver.app import create_app, secret_for
 from bastion.config import ResourceSettings, Settings
+from bastion.resource import JwtVerifier
 from bastion.store.database import Database
 from bastion.tokens.cipher import Cipher
 from bastion.tokens.keys import KeyManager, SigningKey
@@ -234,8 +237,21 @@ class ForeignAS:
             head["typ"] = typ
         head.update(header or {})
         head = {k: v for k, v in head.items() if v is not None}
-        return jws.serialize_compact(
-            head, json.dumps(claims), key or self.keys[kid], algorithms=[alg]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SecurityWarning)  # joserfc's note that EdDSA is older
+            return jws.serialize_compact(
+                head, json.dumps(claims), key or self.keys[kid], algorithms=[alg]
+            )
+
+    def verifier(self, audience: str, **options: Any) -> JwtVerifier:
+        """A :class:`JwtVerifier` of this AS's tokens for the resource ``audience``, fetching
+        the JWKS through ``http``; ``options`` are the verifier's other arguments."""
+        return JwtVerifier(
+            issuer=self.issuer,
+            audience=audience,
+            jwks_uri=self.jwks_uri,
+            http=self.http,
+            **options,
         )
 
     def claims(self, audience: str, *, now: int | None = None, **extra: Any) -> dict[str, Any]:

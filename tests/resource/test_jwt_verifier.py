@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from joserfc import jws, jwt
-from joserfc.jwk import ECKey, RSAKey
+from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from bastion.authserver import admin
 from bastion.oauth.errors import InvalidToken, TemporarilyUnavailable
@@ -276,12 +276,7 @@ async def test_malformed_tokens_are_refused(
     foreign_as: ForeignAS, token: str, description: str
 ) -> None:
     """Garbage is an invalid token (RFC 6750 §3.1), never an exception of another kind."""
-    async with JwtVerifier(
-        issuer=foreign_as.issuer,
-        audience=RESOURCE,
-        jwks_uri=foreign_as.jwks_uri,
-        http=foreign_as.http,
-    ) as verifier:
+    async with foreign_as.verifier(RESOURCE) as verifier:
         assert await refused(verifier, token) == description
 
 
@@ -318,14 +313,7 @@ async def test_unknown_kid_refetches_are_coalesced_and_rate_limited(
     jwks_refresh_min_interval, however many arrive at once; a rotated key published after the
     interval is picked up by the next unknown kid."""
     clock = MovableClock()
-    verifier = JwtVerifier(
-        issuer=foreign_as.issuer,
-        audience=RESOURCE,
-        jwks_uri=foreign_as.jwks_uri,
-        http=foreign_as.http,
-        clock=clock,
-        jwks_refresh_min_interval=30,
-    )
+    verifier = foreign_as.verifier(RESOURCE, clock=clock, jwks_refresh_min_interval=30)
     stranger = ECKey.generate_key("P-256", private=True)
     flood = [
         foreign_as.sign(foreign_as.claims(RESOURCE, now=clock()), kid=f"random-{i}", key=stranger)
@@ -353,12 +341,7 @@ async def test_first_use_loads_the_jwks_once_for_concurrent_requests(
     foreign_as: ForeignAS,
 ) -> None:
     """Lazily fetched, and concurrent first requests share one fetch."""
-    verifier = JwtVerifier(
-        issuer=foreign_as.issuer,
-        audience=RESOURCE,
-        jwks_uri=foreign_as.jwks_uri,
-        http=foreign_as.http,
-    )
+    verifier = foreign_as.verifier(RESOURCE)
     assert foreign_as.hits == []
     tokens = [foreign_as.sign(foreign_as.claims(RESOURCE)) for _ in range(20)]
     results = await asyncio.gather(*(verifier.verify(t) for t in tokens))
@@ -372,15 +355,8 @@ async def test_jwks_is_refreshed_after_max_age_and_kept_when_refresh_fails(
     """Cached keys are refreshed after jwks_max_age; if the AS then serves garbage the stale keys
     stay in use (availability), and the refresh is retried after the minimum interval only."""
     clock = MovableClock()
-    verifier = JwtVerifier(
-        issuer=foreign_as.issuer,
-        audience=RESOURCE,
-        jwks_uri=foreign_as.jwks_uri,
-        http=foreign_as.http,
-        clock=clock,
-        jwks_max_age=300,
-        jwks_refresh_min_interval=30,
-        cache_size=0,
+    verifier = foreign_as.verifier(
+        RESOURCE, clock=clock, jwks_max_age=300, jwks_refresh_min_interval=30, cache_size=0
     )
     await verifier.verify(foreign_as.sign(foreign_as.claims(RESOURCE, now=clock())))
     clock.advance(300)
@@ -434,12 +410,7 @@ async def test_rfc9068_token_of_another_as_is_accepted(
     algorithms (the way node-oidc-provider, Keycloak or Auth0 issue them)."""
     claims = foreign_as.claims(["https://api.example.com", RESOURCE], scope="mcp:tools files:read")
     token = foreign_as.sign(claims, kid=kid, alg=alg, typ="application/at+jwt")
-    async with JwtVerifier(
-        issuer=foreign_as.issuer,
-        audience=RESOURCE,
-        jwks_uri=foreign_as.jwks_uri,
-        http=foreign_as.http,
-    ) as verifier:
+    async with foreign_as.verifier(RESOURCE) as verifier:
         principal = await verifier.verify(token)
     assert principal.subject == "alice"
     assert principal.client_id == "client-1"
@@ -449,12 +420,7 @@ async def test_rfc9068_token_of_another_as_is_accepted(
 async def test_scp_claim_and_azp_are_understood(foreign_as: ForeignAS) -> None:
     """Scopes from scp (a list, or Entra ID's space-separated string) when there is no scope
     claim; azp names the client when client_id is absent."""
-    verifier = JwtVerifier(
-        issuer=foreign_as.issuer,
-        audience=RESOURCE,
-        jwks_uri=foreign_as.jwks_uri,
-        http=foreign_as.http,
-    )
+    verifier = foreign_as.verifier(RESOURCE)
     for scp in (["a", "b"], "a b"):
         claims = foreign_as.claims(RESOURCE, scope=None, client_id=None, scp=scp, azp="app-9")
         principal = await verifier.verify(foreign_as.sign(claims))
@@ -465,23 +431,13 @@ async def test_scp_claim_and_azp_are_understood(foreign_as: ForeignAS) -> None:
 async def test_key_type_must_fit_the_algorithm(foreign_as: ForeignAS) -> None:
     """RFC 8725 §3.1: a kid naming an RSA key cannot verify an ES256 header, and a JWK restricted
     to one alg cannot verify another."""
-    async with JwtVerifier(
-        issuer=foreign_as.issuer,
-        audience=RESOURCE,
-        jwks_uri=foreign_as.jwks_uri,
-        http=foreign_as.http,
-    ) as verifier:
+    async with foreign_as.verifier(RESOURCE) as verifier:
         token = foreign_as.sign(
             foreign_as.claims(RESOURCE), kid="r1", alg="ES256", key=foreign_as.keys["k1"]
         )
         assert (await refused(verifier, token)).startswith("key 'r1' (RSA) cannot verify alg ES256")
     foreign_as.jwks["keys"][1]["alg"] = "RS256"  # r1 is now published for RS256 only
-    async with JwtVerifier(
-        issuer=foreign_as.issuer,
-        audience=RESOURCE,
-        jwks_uri=foreign_as.jwks_uri,
-        http=foreign_as.http,
-    ) as verifier:
+    async with foreign_as.verifier(RESOURCE) as verifier:
         ps = foreign_as.sign(foreign_as.claims(RESOURCE), kid="r1", alg="PS256")
         assert "cannot verify alg PS256" in await refused(verifier, ps)
 
@@ -496,12 +452,7 @@ async def test_symmetric_and_encryption_keys_in_the_jwks_are_never_used(
         {"kty": "oct", "kid": "sym1", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"},
         {**rsa.as_dict(private=False), "use": "enc"},
     ]
-    async with JwtVerifier(
-        issuer=foreign_as.issuer,
-        audience=RESOURCE,
-        jwks_uri=foreign_as.jwks_uri,
-        http=foreign_as.http,
-    ) as verifier:
+    async with foreign_as.verifier(RESOURCE) as verifier:
         enc = foreign_as.sign(foreign_as.claims(RESOURCE), kid="enc1", alg="RS256", key=rsa)
         assert await refused(verifier, enc) == "unknown key: kid 'enc1' is not in the AS's JWKS"
         hs = hmac_signed(
@@ -516,15 +467,61 @@ async def test_token_without_kid_is_checked_against_the_keys_that_fit(
     foreign_as: ForeignAS,
 ) -> None:
     """RFC 7515 §4.1.4: kid is optional; then every JWKS key fitting alg is tried."""
-    async with JwtVerifier(
-        issuer=foreign_as.issuer,
-        audience=RESOURCE,
-        jwks_uri=foreign_as.jwks_uri,
-        http=foreign_as.http,
-    ) as verifier:
+    async with foreign_as.verifier(RESOURCE) as verifier:
         token = foreign_as.sign(
             foreign_as.claims(RESOURCE), kid="e1", alg="Ed25519", header={"kid": None}
         )
         assert "kid" not in header_of(token)
         assert (await verifier.verify(token)).subject == "alice"
         assert verifier.signature_checks == 1
+
+
+# -- the JOSE rules shared with federation and client authentication (bastion.oauth.jose) -----
+
+
+@pytest.mark.parametrize(("published", "alg"), [("EdDSA", "Ed25519"), ("Ed25519", "EdDSA")])
+async def test_a_jwk_published_under_either_eddsa_name_verifies_the_other(
+    foreign_as: ForeignAS, published: str, alg: str
+) -> None:
+    """RFC 9864 §2, RFC 7517 §4.4: "EdDSA" with an Ed25519 key is the algorithm named Ed25519,
+    so a JWK whose own alg is one name verifies tokens under the other (it used to be refused
+    as a key that "cannot verify" the alg)."""
+    foreign_as.jwks["keys"][2]["alg"] = published  # e1, the Ed25519 key
+    async with foreign_as.verifier(RESOURCE) as verifier:
+        token = foreign_as.sign(foreign_as.claims(RESOURCE), kid="e1", alg=alg)
+        assert (await verifier.verify(token)).subject == "alice"
+
+
+async def test_an_ed448_key_verifies_under_its_own_name_and_eddsa(foreign_as: ForeignAS) -> None:
+    """RFC 9864 §2, RFC 8037 §3.1: Ed448 tokens verify when the operator allows Ed448 or
+    EdDSA; an Ed25519 key never verifies an Ed448 header."""
+    ed448 = OKPKey.generate_key("Ed448", parameters={"kid": "x1"}, private=True)
+    foreign_as.keys["x1"] = ed448
+    foreign_as.jwks["keys"].append(ed448.as_dict(private=False))
+    async with foreign_as.verifier(RESOURCE, algorithms=["Ed448", "EdDSA"]) as verifier:
+        for alg in ("Ed448", "EdDSA"):
+            token = foreign_as.sign(foreign_as.claims(RESOURCE), kid="x1", alg=alg)
+            assert (await verifier.verify(token)).subject == "alice"
+        wrong = foreign_as.sign(foreign_as.claims(RESOURCE), kid="e1", alg="Ed448", key=ed448)
+        assert "cannot verify alg Ed448" in await refused(verifier, wrong)
+
+
+async def test_a_key_whose_key_ops_leave_out_verify_is_never_used(foreign_as: ForeignAS) -> None:
+    """RFC 7517 §4.3: a JWK with key_ops that do not include "verify" is skipped, so its kid is
+    unknown."""
+    foreign_as.jwks["keys"][0]["key_ops"] = ["encrypt"]  # k1
+    async with foreign_as.verifier(RESOURCE) as verifier:
+        token = foreign_as.sign(foreign_as.claims(RESOURCE), kid="k1")
+        assert await refused(verifier, token) == "unknown key: kid 'k1' is not in the AS's JWKS"
+
+
+async def test_keys_sharing_a_kid_each_verify_their_own_alg(foreign_as: ForeignAS) -> None:
+    """RFC 7517 §4.5: keys of different types may share a kid; the one that fits the token's
+    alg verifies it (the first key of that kid used to be the only one tried)."""
+    twin = RSAKey.generate_key(2048, parameters={"kid": "k1"}, private=True)
+    foreign_as.jwks["keys"].append(twin.as_dict(private=False))
+    async with foreign_as.verifier(RESOURCE) as verifier:
+        es = foreign_as.sign(foreign_as.claims(RESOURCE), kid="k1", alg="ES256")
+        rs = foreign_as.sign(foreign_as.claims(RESOURCE), kid="k1", alg="RS256", key=twin)
+        assert (await verifier.verify(es)).subject == "alice"
+        assert (await verifier.verify(rs)).subject == "alice"

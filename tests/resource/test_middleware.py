@@ -41,9 +41,7 @@ MakeClient = Callable[..., httpx.AsyncClient]
 def middleware(app: Any, foreign_as: ForeignAS, **kwargs: Any) -> ResourceServerMiddleware:
     options: dict[str, Any] = {
         "resource": RESOURCE,
-        "verifier": JwtVerifier(
-            issuer=AS, audience=RESOURCE, jwks_uri=foreign_as.jwks_uri, http=foreign_as.http
-        ),
+        "verifier": foreign_as.verifier(RESOURCE),
         "authorization_servers": [AS],
         "scopes_supported": ["mcp:tools"],
         "policy": POLICY,
@@ -432,9 +430,7 @@ async def test_r11_same_and_loopback_origins_are_allowed_for_a_loopback_resource
 async def test_r11_configured_origins_for_a_public_resource(foreign_as: ForeignAS) -> None:
     """A public resource accepts its own origin and the configured ones, not loopback pages."""
     resource = "https://mcp.example.com/mcp"
-    verifier = JwtVerifier(
-        issuer=AS, audience=resource, jwks_uri=foreign_as.jwks_uri, http=foreign_as.http
-    )
+    verifier = foreign_as.verifier(resource)
     for allowed, origin, status in [
         (None, "https://mcp.example.com", 200),
         (None, "http://127.0.0.1:6274", 403),
@@ -595,9 +591,7 @@ async def test_streamed_responses_pass_through_unbuffered_and_lifespan_runs(
     state: dict[str, Any] = {}
     port = free_port()
     resource = f"http://127.0.0.1:{port}/mcp"
-    verifier = JwtVerifier(
-        issuer=AS, audience=resource, jwks_uri=foreign_as.jwks_uri, http=foreign_as.http
-    )
+    verifier = foreign_as.verifier(resource)
     app = middleware(echo_app(gate, state), foreign_as, resource=resource, verifier=verifier)
     token = foreign_as.sign(foreign_as.claims(resource))
     async with serve(app, port=port) as base, httpx.AsyncClient(base_url=base) as http:
@@ -618,9 +612,7 @@ async def test_chunked_body_over_the_limit_gets_413_over_http(foreign_as: Foreig
     """Transfer-Encoding: chunked (no Content-Length) is bounded while it is read."""
     port = free_port()
     resource = f"http://127.0.0.1:{port}/mcp"
-    verifier = JwtVerifier(
-        issuer=AS, audience=resource, jwks_uri=foreign_as.jwks_uri, http=foreign_as.http
-    )
+    verifier = foreign_as.verifier(resource)
     app = middleware(
         echo_app(), foreign_as, resource=resource, verifier=verifier, max_body_bytes=2048
     )
@@ -637,6 +629,47 @@ async def test_chunked_body_over_the_limit_gets_413_over_http(foreign_as: Foreig
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         )
         assert response.status_code == 413
+
+
+async def test_r06_over_http_a_repeated_member_is_400_and_an_oversized_body_413(
+    foreign_as: ForeignAS,
+) -> None:
+    """A protected app under uvicorn: a JSON body repeating a member (RFC 8259 §4: another
+    parser could resolve it the other way, so the policy could check one tool and the app run
+    another) is 400, a declared body over max_body_bytes 413; neither reaches the app."""
+    port = free_port()
+    resource = f"http://127.0.0.1:{port}/mcp"
+    verifier = JwtVerifier(
+        issuer=AS, audience=resource, jwks_uri=foreign_as.jwks_uri, http=foreign_as.http
+    )
+    reached: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            reached.append(scope["path"])
+        await echo_app()(scope, receive, send)
+
+    protected = middleware(
+        app, foreign_as, resource=resource, verifier=verifier, max_body_bytes=2048
+    )
+    token = foreign_as.sign(foreign_as.claims(resource))
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    repeated = (
+        b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call",'
+        b' "params": {"name": "x", "name": "delete_file"}}'
+    )
+    async with serve(protected, port=port) as base, httpx.AsyncClient(base_url=base) as http:
+        response = await http.post("/mcp", content=repeated, headers=headers)
+        body = assert_json_error(response, 400, "invalid_request")
+        assert body["error_description"] == (
+            "the request body is not valid JSON: send UTF-8 JSON without repeated members, "
+            "nested at most 64 levels"
+        )
+        response = await http.post("/mcp", content=b" " * 4096, headers=headers)
+        body = assert_json_error(response, 413, "invalid_request")
+        assert body["error_description"] == "the request body is larger than 2048 bytes"
+        assert "www-authenticate" not in response.headers
+    assert reached == []
 
 
 async def test_r01_to_r04_discovery_from_a_401_to_an_admitted_request(start_as: StartAS) -> None:

@@ -127,9 +127,7 @@ def test_r01_middleware_refuses_an_empty_authorization_server_list(foreign_as: F
 
 
 def _client(resource: str, foreign_as: ForeignAS) -> httpx.AsyncClient:
-    verifier = JwtVerifier(
-        issuer=AS, audience=resource, jwks_uri=foreign_as.jwks_uri, http=foreign_as.http
-    )
+    verifier = foreign_as.verifier(resource)
     app = ResourceServerMiddleware(
         echo_app(),
         resource=resource,

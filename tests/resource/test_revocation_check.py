@@ -31,13 +31,7 @@ ISSUER = "https://as.example.com"
 
 
 def jwt_verifier(foreign_as: ForeignAS, revoked: RevocationList | None) -> JwtVerifier:
-    return JwtVerifier(
-        issuer=ISSUER,
-        audience=RESOURCE,
-        jwks_uri=foreign_as.jwks_uri,
-        http=foreign_as.http,
-        revocations=revoked,
-    )
+    return foreign_as.verifier(RESOURCE, revocations=revoked)
 
 
 def token(foreign_as: ForeignAS, **claims: Any) -> str:

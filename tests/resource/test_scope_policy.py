@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from bastion.resource import ScopePolicy, ScopePolicySettings, rpc_calls
-from bastion.resource.middleware import RpcCall
+from bastion.resource import RpcCall, ScopePolicy, ScopePolicySettings, rpc_calls
 
 POLICY = ScopePolicy(
     default=["mcp:tools"],

@@ -31,6 +31,7 @@ from bastion.authserver.cimd import MetadataDocumentResolver
 from bastion.authserver.client_jwks import ClientJwks
 from bastion.authserver.clients import ClientDirectory
 from bastion.authserver.context import AuthServer, make_templates
+from bastion.authserver.errors import oauth_error_handler
 from bastion.authserver.introspect import introspect
 from bastion.authserver.metadata import jwks_endpoint, metadata_endpoint
 from bastion.authserver.quotas import LONGEST_WINDOW, Quotas
@@ -43,6 +44,7 @@ from bastion.config import Settings
 from bastion.identity.federation import Federation
 from bastion.identity.local import LocalUsers
 from bastion.logs import get_logger
+from bastion.oauth.errors import OAuthError
 from bastion.oauth.well_known import metadata_paths
 from bastion.private_files import private_dir
 from bastion.resource.revocation import RevocationList
@@ -266,7 +268,11 @@ def create_app(
         routes=routes(settings),
         middleware=[Middleware(CatchAll, respond=_server_error, log=log)],
         lifespan=lifespan,
-        exception_handlers={404: not_found, 405: wrong_method},
+        exception_handlers={
+            404: not_found,
+            405: wrong_method,
+            OAuthError: oauth_error_handler,
+        },
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
@@ -40,21 +40,9 @@ from bastion.oauth.errors import (
 from bastion.oauth.redirect_uri import is_loopback_uri
 from bastion.oauth.resource import canonical, check_indicator
 from bastion.store.clients import Client
+from bastion.store.grant_records import AuthorizationRequest, RequestRecord
 
 REQUEST_TTL = 900
-
-
-@dataclass(frozen=True)
-class AuthorizationRequest:
-    """A validated authorization request."""
-
-    client_id: str
-    redirect_uri: str
-    redirect_uri_sent: bool
-    scope: str
-    resource: str
-    state: str | None
-    code_challenge: str
 
 
 def may_redirect_errors(client: Client, redirect_uri: str) -> bool:
@@ -211,21 +199,10 @@ async def authorize(request: Request) -> Response:
     now = bastion.clock()
     try:
         async with bastion.db.transaction() as conn:
-            await bastion.quotas.save_pending_authorization(
-                conn,
-                who,
-                now,
-                id=request_id,
-                client_id=valid.client_id,
-                redirect_uri=valid.redirect_uri,
-                redirect_uri_sent=valid.redirect_uri_sent,
-                scope=valid.scope,
-                resource=valid.resource,
-                state=valid.state,
-                code_challenge=valid.code_challenge,
-                created_at=now,
-                expires_at=now + REQUEST_TTL,
+            pending = RequestRecord(
+                **asdict(valid), id=request_id, created_at=now, expires_at=now + REQUEST_TTL
             )
+            await bastion.quotas.save_pending_authorization(conn, who, now, pending)
     except TooManyRequests as exc:  # nothing was stored
         return too_many_page(request, exc)
     return RedirectResponse(

@@ -10,7 +10,7 @@ import asyncio
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
 import httpx
@@ -151,7 +151,7 @@ def validate_document(client_id: str, document: object) -> ClientMetadata:
 
 @dataclass
 class _Answer:
-    document: dict[str, Any]
+    document: dict[str, object]
     headers: httpx.Headers
 
 
@@ -284,7 +284,7 @@ class MetadataDocumentResolver:
         limit = self._settings.max_redirects
         raise DocumentRefused(f"more than {limit} redirects (cimd.max_redirects)")
 
-    async def _read(self, url: str, response: httpx.Response) -> dict[str, Any]:
+    async def _read(self, url: str, response: httpx.Response) -> dict[str, object]:
         """The JSON body of a 200 answer of at most cimd.max_bytes (draft §6.6)."""
         if response.status_code != 200:
             raise DocumentRefused(f"{url} answered HTTP {response.status_code}; 200 is required")

@@ -8,33 +8,29 @@ A client uses exactly one method per request, the one it registered.
 from __future__ import annotations
 
 import base64
-import binascii
-import warnings
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import unquote_plus
 
-from joserfc import jwt
-from joserfc.errors import JoseError, SecurityWarning
-from joserfc.jwk import KeySet
 from starlette.requests import Request
 
-from bastion import safe_json
 from bastion.authserver.context import AuthServer
 from bastion.authserver.http import single
 from bastion.authserver.quotas import requester
+from bastion.oauth import jose
 from bastion.oauth.errors import InvalidClient, InvalidRequest
 from bastion.store import grants
 from bastion.store.clients import Client
 from bastion.tokens import secrets as opaque
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-# RFC 7518 §3.1 and RFC 9864 §2: Ed25519 is the fully specified name, EdDSA the older one.
+# RFC 7518 §3.1 and RFC 9864 §2: Ed25519 and Ed448 are the fully specified names, EdDSA the
+# older one for both (the algorithm table of bastion.oauth.jose).
 ASSERTION_ALGS = [
     "ES256",
     "ES384",
     "ES512",
     "Ed25519",
+    "Ed448",
     "EdDSA",
     "RS256",
     "RS384",
@@ -42,6 +38,9 @@ ASSERTION_ALGS = [
     "PS256",
 ]
 MAX_ASSERTION_LIFETIME = 600
+# Clock skew allowed on exp and nbf; the jti is remembered this long after exp, so that an
+# assertion cannot be replayed while it is still accepted.
+ASSERTION_LEEWAY = 5
 
 
 @dataclass(frozen=True)
@@ -118,70 +117,76 @@ async def authenticate(
     return client
 
 
-def _unverified(assertion: str, part: int) -> dict[str, Any]:
-    """The header (0) or claims (1) of an assertion, unverified: only to find the client and
-    the key that verify it."""
-    try:
-        segment = assertion.split(".")[part]
-        data = safe_json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (IndexError, ValueError, binascii.Error):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _assertion_subject(assertion: str) -> str:
     """The unverified ``sub`` of an assertion, only to find the client whose keys verify it."""
-    sub = _unverified(assertion, 1).get("sub")
+    sub = jose.read_claims(assertion).get("sub")
     return sub if isinstance(sub, str) else ""
 
 
-async def _client_keys(bastion: AuthServer, client: Client, assertion: str) -> KeySet:
+async def _client_keys(bastion: AuthServer, client: Client, assertion: str) -> jose.UsableKeys:
     """The client's registered keys: its ``jwks``, or the set at its ``jwks_uri`` (cached,
     fetched again when the assertion names a key the cached set lacks)."""
     meta = client.metadata
     if meta.jwks is None and meta.jwks_uri:
-        kid = _unverified(assertion, 0).get("kid")
+        try:
+            kid = jose.read_header(assertion).get("kid")
+        except jose.JoseError:
+            kid = None
         return await bastion.client_jwks.keys(
             meta.jwks_uri, kid=kid if isinstance(kid, str) else None
         )
-    data: Any = meta.jwks
     try:
-        return KeySet.import_key_set(data)
-    except (JoseError, ValueError, TypeError, KeyError):
+        return jose.usable_keys(meta.jwks)
+    except jose.NotAJwkSet:
         raise InvalidClient("the client's JWK Set cannot be used") from None
 
 
+def _time_refusal(exc: jose.TimeClaimError) -> InvalidClient:
+    """invalid_client for a time claim :func:`bastion.oauth.jose.check_times` refused."""
+    if exc.claim == "exp" and exc.problem in ("missing", "not_a_number", "expired"):
+        return InvalidClient("the client assertion has expired")
+    if exc.problem == "too_long":
+        return InvalidClient("the client assertion lives too long (at most 10 minutes)")
+    if exc.problem == "not_yet_valid":
+        return InvalidClient("the client assertion is not valid yet (nbf)")
+    return InvalidClient(f"the client assertion's {exc.claim} is not a number")
+
+
 async def _verify_assertion(bastion: AuthServer, client: Client, assertion: str) -> None:
-    """RFC 7523 §3: signature, iss = sub = client_id, aud names this AS, exp, single use."""
+    """RFC 7523 §3: signature, iss = sub = client_id, aud names this AS, exp (and nbf), single
+    use."""
     keys = await _client_keys(bastion, client, assertion)
     try:
-        with warnings.catch_warnings():
-            # joserfc warns on every EdDSA assertion (RFC 9864 prefers Ed25519); clients
-            # still send it, and a warning per token request helps no operator.
-            warnings.simplefilter("ignore", SecurityWarning)
-            token = jwt.decode(assertion, keys, algorithms=ASSERTION_ALGS)
-    except (JoseError, ValueError, TypeError):
+        claims = jose.verify(assertion, keys, ASSERTION_ALGS).claims
+    except jose.JoseError:
         raise InvalidClient("the client assertion's signature does not verify") from None
-    claims = token.claims
     now = bastion.clock()
     audience = claims.get("aud")
     audiences = audience if isinstance(audience, list) else [audience]
     accepted = {bastion.issuer, bastion.url("/token")}
-    exp = claims.get("exp")
     if claims.get("iss") != client.client_id or claims.get("sub") != client.client_id:
         raise InvalidClient("the client assertion's iss and sub must both be the client_id")
     if not accepted.intersection(a for a in audiences if isinstance(a, str)):
         raise InvalidClient(f"the client assertion's aud must be {bastion.issuer}")
-    if not isinstance(exp, int | float) or exp <= now - 5:
-        raise InvalidClient("the client assertion has expired")
-    if exp > now + MAX_ASSERTION_LIFETIME:
-        raise InvalidClient("the client assertion lives too long (at most 10 minutes)")
+    try:
+        # RFC 7523 §3 items 4 and 5: exp required and not passed, nbf honoured; RFC 7523 sets
+        # no rule for an iat in the future, so none is made here.
+        exp = jose.check_times(
+            claims,
+            now=now,
+            leeway=ASSERTION_LEEWAY,
+            refuse_future_iat=False,
+            max_lifetime=MAX_ASSERTION_LIFETIME,
+        )
+    except jose.TimeClaimError as exc:
+        raise _time_refusal(exc) from None
+    assert exp is not None  # required above
     jti = claims.get("jti")
     if not isinstance(jti, str) or not jti:
         raise InvalidClient("the client assertion needs a jti")
     key = opaque.digest(f"{client.client_id} {jti}")
     async with bastion.db.transaction() as conn:
-        fresh = await grants.use_assertion_once(conn, key, int(exp) + 5, now)
+        fresh = await grants.use_assertion_once(conn, key, int(exp) + ASSERTION_LEEWAY, now)
     if not fresh:
         raise InvalidClient("the client assertion was already used")
 

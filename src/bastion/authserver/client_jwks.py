@@ -25,14 +25,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import httpx
-from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
 
 from bastion import safe_json
 from bastion.authserver.cimd import cache_lifetime
 from bastion.clock import Clock
 from bastion.logs import get_logger
 from bastion.net.ssrf import BlockedAddressError, guarded_transport
+from bastion.oauth import jose
 from bastion.oauth.client_metadata import jwks_uri_problem
 from bastion.oauth.errors import InvalidClient
 
@@ -48,8 +47,7 @@ MAX_BYTES = 64 * 1024
 
 @dataclass
 class _Entry:
-    keys: KeySet
-    kids: frozenset[str]
+    keys: jose.UsableKeys
     expires_at: int
     refetched_at: int | None = None  # the last fetch an unknown kid asked for
 
@@ -85,7 +83,7 @@ class ClientJwks:
         """Close the HTTP connections."""
         await self._http.aclose()
 
-    async def keys(self, uri: str, *, kid: str | None = None) -> KeySet:
+    async def keys(self, uri: str, *, kid: str | None = None) -> jose.UsableKeys:
         """The key set at ``uri``, fresh enough and, when ``kid`` is given, holding it if the
         client now publishes it; InvalidClient when it cannot be had."""
         if problem := jwks_uri_problem(uri):
@@ -98,7 +96,7 @@ class ClientJwks:
             if not lock.locked() and self._fetching.get(uri) is lock:
                 del self._fetching[uri]
 
-    async def _keys(self, uri: str, kid: str | None) -> KeySet:
+    async def _keys(self, uri: str, kid: str | None) -> jose.UsableKeys:
         now = self._clock()
         entry = self._cache.get(uri)
         if entry is not None and entry.expires_at <= now:
@@ -106,7 +104,7 @@ class ClientJwks:
             entry = None
         if entry is None:
             entry = await self._fetch(uri, now)
-        elif kid is not None and kid not in entry.kids:
+        elif kid is not None and kid not in entry.keys.kids:
             last = entry.refetched_at
             if last is None or last + REFETCH_INTERVAL <= now:
                 log.info("jwks_uri %s: no key %r in the cached set; fetching it again", uri, kid)
@@ -152,14 +150,13 @@ class ClientJwks:
                 "could not fetch the client's jwks_uri", detail=f"{uri}: {exc}"
             ) from None
         try:
-            keys = KeySet.import_key_set(safe_json.loads(body))
-        except (JoseError, ValueError, TypeError, KeyError, AttributeError):
+            keys = jose.usable_keys(safe_json.loads(body))
+        except ValueError:  # not JSON, or NotAJwkSet
             raise InvalidClient(
                 "the client's JWK Set cannot be used", detail=f"{uri} is not a JWK Set"
             ) from None
         lifetime = cache_lifetime(headers, now, default=DEFAULT_TTL, maximum=MAX_TTL)
-        kids = frozenset(k.kid for k in keys.keys if k.kid)
-        return _Entry(keys, kids, now + max(MIN_TTL, lifetime or 0))
+        return _Entry(keys, now + max(MIN_TTL, lifetime or 0))
 
 
 async def _read(response: httpx.Response) -> bytes:

@@ -52,6 +52,15 @@ def json_error(exc: OAuthError, request: Request) -> Response:
     return json_response(exc.body(), status=exc.status_code, headers=headers)
 
 
+async def oauth_error_handler(request: Request, exc: Exception) -> Response:
+    """The app's handler of an :class:`OAuthError` an endpoint raises: its JSON error response.
+    Endpoints that answer a browser (authorization, interaction, federation) catch their
+    errors themselves and answer with a redirect or a page instead."""
+    if not isinstance(exc, OAuthError):  # registered for OAuthError only
+        raise exc
+    return json_error(exc, request)
+
+
 def with_query(uri: str, params: dict[str, str]) -> str:
     """``uri`` with ``params`` appended to its query, keeping what is there (RFC 6749 §3.1.2)."""
     parts = urlsplit(uri)
@@ -110,6 +119,7 @@ __all__ = [
     "UNKNOWN_APPLICATION",
     "error_page",
     "json_error",
+    "oauth_error_handler",
     "redirect_error",
     "too_many_page",
     "with_query",

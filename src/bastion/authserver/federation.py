@@ -42,6 +42,7 @@ from bastion.oauth.errors import OAuthError
 from bastion.store import federation as federation_rows
 from bastion.store import grants
 from bastion.store import users as user_rows
+from bastion.store.federation import SignInState
 from bastion.tokens import secrets as opaque
 
 log = get_logger("bastion.federation")
@@ -129,14 +130,16 @@ async def start(request: Request) -> Response:
     async with bastion.db.transaction() as conn:
         await federation_rows.save_state(
             conn,
-            state_hash=state_hash,
-            provider=name,
-            request_id=request_id,
-            binding_hash=opaque.digest(binding),
-            nonce=nonce,
-            verifier_encrypted=federation.seal(verifier, bound_to=state_hash),
-            created_at=now,
-            expires_at=now + STATE_TTL,
+            SignInState(
+                state_hash=state_hash,
+                provider=name,
+                request_id=request_id,
+                binding_hash=opaque.digest(binding),
+                nonce=nonce,
+                verifier_encrypted=federation.seal(verifier, bound_to=state_hash),
+                created_at=now,
+                expires_at=now + STATE_TTL,
+            ),
         )
     response = RedirectResponse(url, status_code=303, headers=NO_STORE)
     set_cookie(bastion, response, BINDING_COOKIE, binding, STATE_TTL)

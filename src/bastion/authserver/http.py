@@ -6,7 +6,6 @@ is not what it claims to be is an ``invalid_request`` with a message that says w
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
@@ -96,7 +95,7 @@ def is_vschar(value: str) -> bool:
     return all(" " <= c <= "~" for c in value)
 
 
-async def read_json(request: Request, limit: int) -> Any:
+async def read_json(request: Request, limit: int) -> object:
     """A JSON request body (nested at most :data:`bastion.safe_json.MAX_DEPTH` levels)."""
     if _media_type(request) != "application/json":
         raise InvalidRequest("send the body as application/json")
@@ -107,7 +106,9 @@ async def read_json(request: Request, limit: int) -> Any:
         raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
 
 
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    data: object, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     """A JSON response that caches nowhere (RFC 6749 §5.1)."""
     return JSONResponse(data, status_code=status, headers={**NO_STORE, **(headers or {})})
 

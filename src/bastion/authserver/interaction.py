@@ -15,7 +15,6 @@ import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
-import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -43,6 +42,7 @@ from bastion.oauth.redirect_uri import is_loopback_uri
 from bastion.store import grants
 from bastion.store import users as user_rows
 from bastion.store.clients import Client
+from bastion.store.grant_records import CodeRecord, RequestRecord
 from bastion.store.users import User
 from bastion.tokens import secrets as opaque
 
@@ -139,7 +139,7 @@ def _client_view(client: Client, redirect_uri: str) -> dict[str, Any]:
 
 async def _load(
     bastion: AuthServer, request: Request, request_id: str
-) -> tuple[sa.Row[Any], Client] | None:
+) -> tuple[RequestRecord, Client] | None:
     if not is_vschar(request_id):  # from the URL path; ids are URL-safe base64
         return None
     async with bastion.db.connect() as conn:
@@ -410,17 +410,19 @@ async def _approve(bastion: AuthServer, request_id: str, user: User) -> Response
             )
             await grants.save_code(
                 conn,
-                code_hash=opaque.digest(code),
-                client_id=row.client_id,
-                subject=user.id,
-                redirect_uri=row.redirect_uri,
-                redirect_uri_sent=row.redirect_uri_sent,
-                scope=scope,
-                resource=row.resource,
-                code_challenge=row.code_challenge,
-                family_id=secrets.token_hex(16),
-                auth_time=now,
-                expires_at=now + bastion.settings.tokens.code_ttl,
+                CodeRecord(
+                    code_hash=opaque.digest(code),
+                    client_id=row.client_id,
+                    subject=user.id,
+                    redirect_uri=row.redirect_uri,
+                    redirect_uri_sent=row.redirect_uri_sent,
+                    scope=scope,
+                    resource=row.resource,
+                    code_challenge=row.code_challenge,
+                    family_id=secrets.token_hex(16),
+                    auth_time=now,
+                    expires_at=now + bastion.settings.tokens.code_ttl,
+                ),
             )
     if row is None:
         return _expired(bastion)

@@ -19,9 +19,8 @@ from starlette.responses import Response
 
 from bastion.authserver.client_auth import authenticate
 from bastion.authserver.context import AuthServer, server
-from bastion.authserver.errors import json_error
 from bastion.authserver.http import json_response, read_form, single
-from bastion.oauth.errors import InvalidClient, InvalidRequest, OAuthError
+from bastion.oauth.errors import InvalidClient, InvalidRequest
 from bastion.store import grants
 from bastion.store.clients import Client
 from bastion.tokens import access_token
@@ -103,16 +102,13 @@ async def describe_refresh_token(
 async def introspect(request: Request) -> Response:
     """POST /introspect."""
     bastion = server(request)
-    try:
-        params = await read_form(request, bastion.settings.max_body_bytes)
-        caller = await authenticate(bastion, request, params)
-        if caller.is_public:
-            raise InvalidClient("introspection requires a confidential client")
-        token = single(params, "token")
-        if token is None:
-            raise InvalidRequest("token is required")
-    except OAuthError as exc:
-        return json_error(exc, request)
+    params = await read_form(request, bastion.settings.max_body_bytes)
+    caller = await authenticate(bastion, request, params)
+    if caller.is_public:
+        raise InvalidClient("introspection requires a confidential client")
+    token = single(params, "token")
+    if token is None:
+        raise InvalidRequest("token is required")
     answer = await describe_access_token(bastion, token, caller)
     if answer is None:
         answer = await describe_refresh_token(bastion, token, caller)

@@ -19,10 +19,10 @@ hold for a deployment of several processes as a whole.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.types import Scope
 
 from bastion.authserver.login_throttle import address_group
 from bastion.clock import Clock
@@ -32,6 +32,7 @@ from bastion.oauth.errors import TooManyRequests
 from bastion.store import grants
 from bastion.store import quotas as counts
 from bastion.store.database import Database
+from bastion.store.grant_records import RequestRecord
 from bastion.tokens import secrets as opaque
 
 log = get_logger("bastion.quotas")
@@ -41,7 +42,7 @@ FETCH_WINDOW = 60
 LONGEST_WINDOW = max(REGISTRATION_WINDOW, FETCH_WINDOW)
 
 
-def requester(scope: Mapping[str, Any]) -> str:
+def requester(scope: Scope) -> str:
     """Whom a request counts against: the digest of its client's address group."""
     client = scope.get("client")
     host = str(client[0]) if client else ""
@@ -68,14 +69,14 @@ class Quotas:
         _check(REGISTRATIONS, used, now, limits.registrations_per_address, limits.registrations)
 
     async def save_pending_authorization(
-        self, conn: AsyncConnection, who: str, now: int, **row: Any
+        self, conn: AsyncConnection, who: str, now: int, request: RequestRecord
     ) -> None:
         """Store a pending authorization request (in the caller's transaction), or refuse it
         when pending requests would exceed their limits."""
         limits = self.settings
         if limits.enabled:
             await counts.serialize(conn, f"pending {self._scope}")
-        await grants.save_request(conn, requester=who, **row)
+        await grants.save_request(conn, request, requester=who)
         if limits.enabled:
             used = await counts.pending_requests(conn, who, now)
             mine, overall = limits.pending_authorizations_per_address, limits.pending_authorizations

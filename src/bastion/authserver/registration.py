@@ -18,11 +18,10 @@ from starlette.responses import Response
 
 from bastion.access.policy import withdraw_client
 from bastion.authserver.context import AuthServer, server
-from bastion.authserver.errors import json_error
 from bastion.authserver.http import NO_STORE, is_vschar, json_response, read_json
 from bastion.authserver.quotas import requester
 from bastion.oauth import client_metadata
-from bastion.oauth.errors import InvalidClientMetadata, InvalidRequest, InvalidToken, OAuthError
+from bastion.oauth.errors import InvalidClientMetadata, InvalidRequest, InvalidToken
 from bastion.store import access as rule_rows
 from bastion.store import clients as client_rows
 from bastion.store import registration_tokens as token_rows
@@ -104,47 +103,44 @@ def _uses_secret(meta: client_metadata.ClientMetadata) -> bool:
 async def register(request: Request) -> Response:
     """POST /register (RFC 7591 §3.1)."""
     bastion = server(request)
-    try:
-        initial = _initial_token(bastion, request)
-        data = await read_json(request, bastion.settings.max_body_bytes)
-        if isinstance(data, dict) and ("client_id" in data or "client_secret" in data):
-            raise InvalidClientMetadata("client_id and client_secret are assigned by the server")
-        meta = client_metadata.parse(data)
-        if initial is None:
-            _refuse_machine_grants(meta)
-        _validate_scope(bastion, meta)
-        now = bastion.clock()
-        secret = opaque.new_token() if _uses_secret(meta) else None
-        registration_token = opaque.new_token()
-        client = Client(
-            client_id=secrets.token_urlsafe(18),
-            origin="dynamic",
-            metadata=meta,
-            secret_hash=opaque.digest(secret) if secret else None,
-            registration_token_hash=opaque.digest(registration_token),
-            created_at=now,
-            grant_id=secrets.token_hex(16),
-        )
-        # Spending the initial access token, counting the registration against its quotas,
-        # storing the client and its rules: all or nothing.
-        async with bastion.db.transaction() as conn:
-            token: RegistrationToken | None = None
-            if initial is not None:
-                token = await token_rows.spend(conn, opaque.digest(initial), now)
-                if token is None:
-                    raise InvalidToken(
-                        "the initial access token is not valid (unknown, expired or used up)"
-                    )
-                _refuse_machine_grants(meta, token)
-                machine = "client_credentials" in meta.grant_types
-                client = replace(client, operator_approved=machine)
-            await bastion.quotas.admit_registration(conn, requester(request.scope), now)
-            await client_rows.insert(conn, client, now)
-            if token is not None and client.operator_approved:
-                for rule in token.rules_for(client.client_id):
-                    await rule_rows.put_rule(conn, rule, now)
-    except OAuthError as exc:
-        return json_error(exc, request)
+    initial = _initial_token(bastion, request)
+    data = await read_json(request, bastion.settings.max_body_bytes)
+    if isinstance(data, dict) and ("client_id" in data or "client_secret" in data):
+        raise InvalidClientMetadata("client_id and client_secret are assigned by the server")
+    meta = client_metadata.parse(data)
+    if initial is None:
+        _refuse_machine_grants(meta)
+    _validate_scope(bastion, meta)
+    now = bastion.clock()
+    secret = opaque.new_token() if _uses_secret(meta) else None
+    registration_token = opaque.new_token()
+    client = Client(
+        client_id=secrets.token_urlsafe(18),
+        origin="dynamic",
+        metadata=meta,
+        secret_hash=opaque.digest(secret) if secret else None,
+        registration_token_hash=opaque.digest(registration_token),
+        created_at=now,
+        grant_id=secrets.token_hex(16),
+    )
+    # Spending the initial access token, counting the registration against its quotas,
+    # storing the client and its rules: all or nothing.
+    async with bastion.db.transaction() as conn:
+        token: RegistrationToken | None = None
+        if initial is not None:
+            token = await token_rows.spend(conn, opaque.digest(initial), now)
+            if token is None:
+                raise InvalidToken(
+                    "the initial access token is not valid (unknown, expired or used up)"
+                )
+            _refuse_machine_grants(meta, token)
+            machine = "client_credentials" in meta.grant_types
+            client = replace(client, operator_approved=machine)
+        await bastion.quotas.admit_registration(conn, requester(request.scope), now)
+        await client_rows.insert(conn, client, now)
+        if token is not None and client.operator_approved:
+            for rule in token.rules_for(client.client_id):
+                await rule_rows.put_rule(conn, rule, now)
     body = _response(bastion, client, secret=secret, registration_token=registration_token)
     return json_response(body, status=201)
 
@@ -171,59 +167,54 @@ async def _authorized_client(bastion: AuthServer, request: Request) -> Client:
 async def manage(request: Request) -> Response:
     """GET, PUT or DELETE /register/{client_id} (RFC 7592 §2)."""
     bastion = server(request)
-    try:
-        client = await _authorized_client(bastion, request)
-        if request.method == "GET":
-            return json_response(_response(bastion, client))
-        if request.method == "DELETE":
-            async with bastion.db.transaction() as conn:
-                await withdraw_client(
-                    conn,
-                    client,
-                    bastion.clock(),
-                    token_ttl=bastion.settings.tokens.access_token_ttl,
-                    reason="client deleted its registration",
-                    keep=False,
-                )
-                await client_rows.delete(conn, client.client_id)
-            bastion.clients.invalidate(client.client_id)
-            return Response(status_code=204, headers=NO_STORE)
-        data = await read_json(request, bastion.settings.max_body_bytes)
-        if not isinstance(data, dict):
-            raise InvalidClientMetadata("client metadata must be a JSON object")
-        if data.get("client_id") != client.client_id:
-            raise InvalidRequest("the body's client_id must be the client's id (RFC 7592 2.2)")
-        sent_secret = data.get("client_secret")
-        if sent_secret is not None and (
-            not client.secret_hash or not opaque.matches(str(sent_secret), client.secret_hash)
-        ):
-            raise InvalidRequest("client_secret does not match the client's secret")
-        fields = {
-            k: v
-            for k, v in data.items()
-            if k
-            not in (
-                "client_id",
-                "client_secret",
-                "registration_access_token",
-                "registration_client_uri",
-                "client_id_issued_at",
-                "client_secret_expires_at",
+    client = await _authorized_client(bastion, request)
+    if request.method == "GET":
+        return json_response(_response(bastion, client))
+    if request.method == "DELETE":
+        async with bastion.db.transaction() as conn:
+            await withdraw_client(
+                conn,
+                client,
+                bastion.clock(),
+                token_ttl=bastion.settings.tokens.access_token_ttl,
+                reason="client deleted its registration",
+                keep=False,
             )
-        }
-        meta = client_metadata.parse(fields)
-        if not client.operator_approved:
-            _refuse_machine_grants(meta)
-        _validate_scope(bastion, meta)
-        if _uses_secret(meta) != _uses_secret(client.metadata) or (
-            meta.is_public != client.is_public
-        ):
-            raise InvalidClientMetadata(
-                "token_endpoint_auth_method cannot change between secret and non-secret kinds; "
-                "register a new client instead"
-            )
-    except OAuthError as exc:
-        return json_error(exc, request)
+            await client_rows.delete(conn, client.client_id)
+        bastion.clients.invalidate(client.client_id)
+        return Response(status_code=204, headers=NO_STORE)
+    data = await read_json(request, bastion.settings.max_body_bytes)
+    if not isinstance(data, dict):
+        raise InvalidClientMetadata("client metadata must be a JSON object")
+    if data.get("client_id") != client.client_id:
+        raise InvalidRequest("the body's client_id must be the client's id (RFC 7592 2.2)")
+    sent_secret = data.get("client_secret")
+    if sent_secret is not None and (
+        not client.secret_hash or not opaque.matches(str(sent_secret), client.secret_hash)
+    ):
+        raise InvalidRequest("client_secret does not match the client's secret")
+    fields = {
+        k: v
+        for k, v in data.items()
+        if k
+        not in (
+            "client_id",
+            "client_secret",
+            "registration_access_token",
+            "registration_client_uri",
+            "client_id_issued_at",
+            "client_secret_expires_at",
+        )
+    }
+    meta = client_metadata.parse(fields)
+    if not client.operator_approved:
+        _refuse_machine_grants(meta)
+    _validate_scope(bastion, meta)
+    if _uses_secret(meta) != _uses_secret(client.metadata) or (meta.is_public != client.is_public):
+        raise InvalidClientMetadata(
+            "token_endpoint_auth_method cannot change between secret and non-secret kinds; "
+            "register a new client instead"
+        )
     now = bastion.clock()
     async with bastion.db.transaction() as conn:
         await client_rows.update(conn, client.client_id, now, metadata=meta)

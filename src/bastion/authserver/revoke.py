@@ -12,9 +12,8 @@ from starlette.responses import Response
 
 from bastion.authserver.client_auth import authenticate
 from bastion.authserver.context import AuthServer, server
-from bastion.authserver.errors import json_error
 from bastion.authserver.http import NO_STORE, read_form, single
-from bastion.oauth.errors import InvalidRequest, OAuthError
+from bastion.oauth.errors import InvalidRequest
 from bastion.store import grants
 from bastion.store.clients import Client
 from bastion.tokens import access_token
@@ -42,14 +41,11 @@ async def revoke_token(bastion: AuthServer, client: Client, token: str) -> None:
 async def revoke(request: Request) -> Response:
     """POST /revoke."""
     bastion = server(request)
-    try:
-        params = await read_form(request, bastion.settings.max_body_bytes)
-        client = await authenticate(bastion, request, params)
-        token = single(params, "token")
-        if token is None:
-            raise InvalidRequest("token is required")
-    except OAuthError as exc:
-        return json_error(exc, request)
+    params = await read_form(request, bastion.settings.max_body_bytes)
+    client = await authenticate(bastion, request, params)
+    token = single(params, "token")
+    if token is None:
+        raise InvalidRequest("token is required")
     await revoke_token(bastion, client, token)
     return Response(status_code=200, headers=NO_STORE)
 

@@ -15,11 +15,10 @@ from starlette.responses import Response
 
 from bastion.authserver.client_auth import authenticate
 from bastion.authserver.context import AuthServer, server
-from bastion.authserver.errors import json_error
 from bastion.authserver.grants import authorization_code, client_credentials, refresh_token
 from bastion.authserver.http import json_response, read_form
 from bastion.oauth import token_request
-from bastion.oauth.errors import OAuthError, UnauthorizedClient
+from bastion.oauth.errors import UnauthorizedClient
 from bastion.oauth.token_request import (
     AuthorizationCodeRequest,
     ClientCredentialsRequest,
@@ -33,15 +32,12 @@ from bastion.store.clients import Client
 async def token(request: Request) -> Response:
     """POST /token."""
     bastion = server(request)
-    try:
-        params = await read_form(request, bastion.settings.max_body_bytes)
-        grant_type = token_request.grant_type(params)
-        client = await authenticate(bastion, request, params)
-        if grant_type not in client.metadata.grant_types:
-            raise UnauthorizedClient(f"this client is not registered for the {grant_type} grant")
-        answer = await grant(bastion, client, token_request.parse(grant_type, params))
-    except OAuthError as exc:
-        return json_error(exc, request)
+    params = await read_form(request, bastion.settings.max_body_bytes)
+    grant_type = token_request.grant_type(params)
+    client = await authenticate(bastion, request, params)
+    if grant_type not in client.metadata.grant_types:
+        raise UnauthorizedClient(f"this client is not registered for the {grant_type} grant")
+    answer = await grant(bastion, client, token_request.parse(grant_type, params))
     return json_response(answer.to_json())
 
 

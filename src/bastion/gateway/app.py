@@ -25,8 +25,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.config import Settings, UpstreamSettings
-from bastion.gateway import jsonrpc
-from bastion.gateway.asgi import send_json
+from bastion.edge import jsonrpc
+from bastion.edge.asgi import send_json
 from bastion.gateway.audit import AuditLog, AuditMiddleware
 from bastion.gateway.http_proxy import HttpProxy
 from bastion.gateway.stdio_bridge import StdioBridge

@@ -17,6 +17,11 @@ and ``client_id`` are null when the request was refused before a token was verif
 byte of the answer (for an SSE stream: until it closed). Tokens and headers other than
 ``Mcp-Session-Id`` are never read.
 
+The messages come from the body as the stack read it (:func:`bastion.edge.body.body_of`: the
+resource middleware, proxy or bridge read it once and kept it in the scope), so the audit
+names exactly what was authorized and forwarded; a body nobody read, or one refused as not
+JSON, gives one record without a method.
+
 Records go to the ``bastion.audit`` logger (INFO) and, when configured, are appended as JSON
 lines to a file created with mode 0600.
 """
@@ -33,17 +38,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion import safe_json
-from bastion.gateway import jsonrpc
-from bastion.gateway.asgi import principal_of
+from bastion.edge import jsonrpc
+from bastion.edge.body import body_of
+from bastion.gateway.mcp_session import HEADER, session_id_of
 from bastion.logs import escape_json_controls, get_logger
 from bastion.private_files import private_dir
+from bastion.resource.principal import principal_of
 
 LOGGER = "bastion.audit"
-# Enough of a body to find the JSON-RPC method, id and tool name; bodies are not kept.
-PEEK_BYTES = 64 * 1024
 ERROR_PEEK_BYTES = 4096
 
 
@@ -88,13 +94,6 @@ class AuditLog:
                 self._fd = None
 
 
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
-    for key, value in headers:
-        if key.lower() == name:
-            return value.decode("latin-1")
-    return None
-
-
 def _error_of(body: bytes) -> str | None:
     """The OAuth ``error`` code, or the JSON-RPC error message, of an error answer."""
     try:
@@ -113,7 +112,11 @@ def _error_of(body: bytes) -> str | None:
 
 class AuditMiddleware:
     """Wrap one upstream's stack (outside the resource-server middleware, so refusals are
-    recorded too) and write its records (one per JSON-RPC message) when its answer ends."""
+    recorded too) and write its records (one per JSON-RPC message) when its answer ends.
+
+    The stack must read request bodies with :func:`bastion.edge.body.read_body` (the resource
+    middleware, :class:`~bastion.gateway.HttpProxy` and :class:`~bastion.gateway.StdioBridge`
+    do): the records name the messages of the body it kept in the scope."""
 
     def __init__(
         self,
@@ -133,26 +136,17 @@ class AuditMiddleware:
             await self.app(scope, receive, send)
             return
         started = self.clock()
-        seen = bytearray()
         error_body = bytearray()
         status: int | None = None
         completed = False
-        request_headers: list[tuple[bytes, bytes]] = list(scope.get("headers", []))
-        session_id = _header(request_headers, b"mcp-session-id")
-
-        async def peek_receive() -> Message:
-            message = await receive()
-            if message["type"] == "http.request" and len(seen) < PEEK_BYTES:
-                seen.extend(message.get("body", b"")[: PEEK_BYTES - len(seen)])
-            return message
+        session_id = session_id_of(scope)
 
         async def watch_send(message: Message) -> None:
             nonlocal status, completed, session_id
             if message["type"] == "http.response.start":
                 status = message["status"]
-                session_id = session_id or _header(
-                    list(message.get("headers", [])), b"mcp-session-id"
-                )
+                answered = Headers(raw=list(message.get("headers", [])))
+                session_id = session_id or answered.get(HEADER)
             elif message["type"] == "http.response.body":
                 if status is not None and status >= 400 and len(error_body) < ERROR_PEEK_BYTES:
                     error_body.extend(message.get("body", b"")[:ERROR_PEEK_BYTES])
@@ -161,7 +155,7 @@ class AuditMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, peek_receive, watch_send)
+            await self.app(scope, receive, watch_send)
         finally:
             outcome = {
                 "status": status,
@@ -170,7 +164,7 @@ class AuditMiddleware:
                 "latency_ms": round((self.clock() - started) * 1000, 2),
                 "session_id": session_id,
             }
-            for message in _messages(scope, bytes(seen)):
+            for message in _messages(scope):
                 self.log.write(self._record(scope, message, outcome))
 
     def _record(
@@ -191,13 +185,15 @@ class AuditMiddleware:
         }
 
 
-def _messages(scope: Scope, body: bytes) -> list[jsonrpc.MessageSummary]:
-    """The messages to record: those of the body, else (a body longer than the peek, or one the
-    middleware read but JSON-RPC does not accept) the calls its policy saw, else one blank."""
-    found = jsonrpc.summarize_each(body) if body else []
+def _messages(scope: Scope) -> list[jsonrpc.MessageSummary]:
+    """The messages to record: those of the body the stack read, else (JSON that is not
+    JSON-RPC) the calls its policy saw, else one blank."""
+    body = body_of(scope)
+    if body is None:
+        return [jsonrpc.MessageSummary()]
+    found = [jsonrpc.summary(message) for message in body.messages]
     if not found:
-        calls = scope.get("bastion.calls") or ()
-        found = [jsonrpc.MessageSummary(call.method, call.tool) for call in calls]
+        found = [jsonrpc.MessageSummary(call.method, call.tool) for call in body.calls or ()]
     return found or [jsonrpc.MessageSummary()]
 
 

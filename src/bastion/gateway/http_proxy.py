@@ -38,23 +38,25 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable
 from urllib.parse import quote
 
+from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
 from bastion.config import UpstreamSettings
-from bastion.gateway import jsonrpc
-from bastion.gateway.asgi import (
+from bastion.edge import jsonrpc
+from bastion.edge.asgi import (
     ClientGone,
-    header,
-    principal_of,
+    media_type,
     race_disconnect,
-    read_body,
     send_json,
     wait_for_disconnect,
 )
+from bastion.edge.body import BodyTooLarge, read_body
 from bastion.gateway.identity import HEADER_PREFIX, sign_identity_headers
+from bastion.gateway.mcp_session import Owner, owner_of, send_session_not_found, session_id_of
 from bastion.gateway.upstream_http import UpstreamError, UpstreamPool, UpstreamResponse
 from bastion.gateway.upstream_path import UnsafePath, below_mount
 from bastion.logs import get_logger
+from bastion.resource.principal import principal_of
 
 log = get_logger(__name__)
 
@@ -86,7 +88,6 @@ FORWARDING_PREFIX = "x-forwarded-"
 RESPONSE_DROPPED = frozenset(
     {"set-cookie", "www-authenticate", "content-length", "date", "x-accel-buffering"}
 )
-SESSION_NOT_FOUND = -32001
 
 
 class _UpstreamFailure(Exception):
@@ -108,16 +109,16 @@ class SessionOwners:
     """
 
     def __init__(self, size: int = 10_000) -> None:
-        self._owners: OrderedDict[str, tuple[str, str | None]] = OrderedDict()
+        self._owners: OrderedDict[str, Owner] = OrderedDict()
         self._size = size
 
-    def owner(self, session_id: str) -> tuple[str, str | None] | None:
+    def owner(self, session_id: str) -> Owner:
         found = self._owners.get(session_id)
         if found is not None:
             self._owners.move_to_end(session_id)
         return found
 
-    def bind(self, session_id: str, owner: tuple[str, str | None]) -> None:
+    def bind(self, session_id: str, owner: Owner) -> None:
         if session_id in self._owners:
             return  # the first caller keeps it
         self._owners[session_id] = owner
@@ -187,26 +188,20 @@ class HttpProxy:
             await send_json(send, 400, jsonrpc.error(jsonrpc.INVALID_REQUEST, str(exc)))
             return
         try:
-            body = await read_body(receive, self._max_body_bytes)
+            body = await read_body(scope, receive, self._max_body_bytes)
         except ClientGone:
             return
-        if body is None:
-            await send_json(
-                send,
-                413,
-                jsonrpc.error(
-                    jsonrpc.INVALID_REQUEST,
-                    f"the request body is larger than {self._max_body_bytes} bytes",
-                ),
-            )
+        except BodyTooLarge as exc:
+            await send_json(send, 413, jsonrpc.error(jsonrpc.INVALID_REQUEST, str(exc)))
             return
-        request_id = self._request_id(body) if method == "POST" else None
+        ids = jsonrpc.request_ids(body.messages) if method == "POST" else []
+        request_id = ids[0] if len(ids) == 1 else None
         if not self._may_use_session(scope):
-            await send_json(send, 404, jsonrpc.error(SESSION_NOT_FOUND, "Session not found"))
+            await send_session_not_found(send)
             return
         disconnected = asyncio.ensure_future(wait_for_disconnect(receive))
         try:
-            await self._exchange(scope, method, target, body, send, disconnected)
+            await self._exchange(scope, method, target, body.raw, send, disconnected)
         except _UpstreamFailure as failure:
             await send_json(
                 send,
@@ -218,34 +213,24 @@ class HttpProxy:
         finally:
             disconnected.cancel()
 
-    @staticmethod
-    def _owner(scope: Scope) -> tuple[str, str | None] | None:
-        principal = principal_of(scope)
-        return None if principal is None else (principal.subject, principal.client_id)
-
     def _may_use_session(self, scope: Scope) -> bool:
-        session_id = header(scope, "mcp-session-id")
+        session_id = session_id_of(scope)
         if session_id is None:
             return True
         owner = self.sessions.owner(session_id)
-        return owner is None or owner == self._owner(scope)
+        return owner is None or owner == owner_of(scope)
 
     def _note_session(self, scope: Scope, method: str, response: UpstreamResponse) -> None:
         """Bind a session the upstream just issued to the caller; forget one it ended."""
-        owner = self._owner(scope)
+        owner = owner_of(scope)
         issued = response.header("mcp-session-id")
         if issued is not None and owner is not None and response.is_success:
             self.sessions.bind(issued, owner)
-        sent = header(scope, "mcp-session-id")
+        sent = session_id_of(scope)
         if sent is not None and (
             (method == "DELETE" and response.is_success) or response.status_code == 404
         ):
             self.sessions.forget(sent)
-
-    @staticmethod
-    def _request_id(body: bytes) -> jsonrpc.RequestId | None:
-        ids = jsonrpc.summarize(body).request_ids
-        return ids[0] if len(ids) == 1 else None
 
     # -- the exchange ---------------------------------------------------------------------------
 
@@ -386,14 +371,13 @@ class HttpProxy:
         values = {
             "x-forwarded-for": client[0] if client else None,
             "x-forwarded-proto": scope.get("scheme"),
-            "x-forwarded-host": header(scope, "host"),
+            "x-forwarded-host": Headers(scope=scope).get("host"),
         }
         return [(k, v) for k, v in values.items() if v and k not in self._extra_names]
 
     @staticmethod
     def _is_event_stream(response: UpstreamResponse) -> bool:
-        media = response.header("content-type") or ""
-        return media.split(";")[0].strip().lower() == "text/event-stream"
+        return media_type(response.header("content-type")) == "text/event-stream"
 
     @staticmethod
     def _response_headers(response: UpstreamResponse, streaming: bool) -> list[tuple[bytes, bytes]]:

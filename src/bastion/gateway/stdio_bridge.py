@@ -26,25 +26,30 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
 from bastion.config import UpstreamSettings
-from bastion.gateway import jsonrpc
-from bastion.gateway.asgi import (
+from bastion.edge import jsonrpc
+from bastion.edge.asgi import (
     ClientGone,
-    header,
-    principal_of,
+    media_type,
     race_disconnect,
-    read_body,
     send_empty,
     send_json,
     wait_for_disconnect,
+)
+from bastion.edge.body import BodyTooLarge, read_body
+from bastion.gateway.mcp_session import (
+    owner_of,
+    send_session_not_found,
+    send_session_required,
+    session_id_of,
 )
 from bastion.gateway.stdio_process import (
     MAX_MESSAGE_BYTES,
     CannotStart,
     MessageStream,
-    Owner,
     ShuttingDown,
     StdioSession,
     StdioSessions,
@@ -52,7 +57,6 @@ from bastion.gateway.stdio_process import (
     TooManySessions,
 )
 
-SESSION_NOT_FOUND = -32001
 # The answer to a POST with requests, and to a GET: an SSE stream that proxies must not buffer.
 SSE_HEADERS = (
     (b"content-type", b"text/event-stream"),
@@ -62,7 +66,7 @@ SSE_HEADERS = (
 
 
 def _accepts(scope: Scope, *media: str) -> bool:
-    values = [v.split(";")[0].strip().lower() for v in (header(scope, "accept") or "").split(",")]
+    values = [media_type(v) for v in (Headers(scope=scope).get("accept") or "").split(",")]
     for wanted in media:
         kind = wanted.split("/")[0]
         if not any(v in (wanted, f"{kind}/*", "*/*") for v in values):
@@ -131,27 +135,16 @@ class StdioBridge:
         except ClientGone:
             return
 
-    def _owner(self, scope: Scope) -> Owner:
-        principal = principal_of(scope)
-        return None if principal is None else (principal.subject, principal.client_id)
-
     async def _session(self, scope: Scope, send: Send) -> StdioSession | None:
         """The session the request names; answers 400/404 itself and returns None."""
-        session_id = header(scope, "mcp-session-id")
+        session_id = session_id_of(scope)
         if session_id is None:
-            await send_json(
-                send,
-                400,
-                jsonrpc.error(
-                    jsonrpc.INVALID_REQUEST,
-                    "Bad Request: Mcp-Session-Id header is required (send initialize first)",
-                ),
-            )
+            await send_session_required(send)
             return None
         session = self.processes.sessions.get(session_id)
         # Another caller's session is reported exactly like a missing one (R10).
-        if session is None or session.ended.is_set() or session.owner != self._owner(scope):
-            await send_json(send, 404, jsonrpc.error(SESSION_NOT_FOUND, "Session not found"))
+        if session is None or session.ended.is_set() or session.owner != owner_of(scope):
+            await send_session_not_found(send)
             return None
         session.touch()
         return session
@@ -167,30 +160,22 @@ class StdioBridge:
                 ),
             )
             return
-        media = (header(scope, "content-type") or "").split(";")[0].strip().lower()
-        if media != "application/json":
+        if media_type(Headers(scope=scope).get("content-type")) != "application/json":
             await send_json(
                 send,
                 415,
                 jsonrpc.error(jsonrpc.INVALID_REQUEST, "Content-Type must be application/json"),
             )
             return
-        body = await read_body(receive, self._max_body_bytes)
-        if body is None:
-            await send_json(
-                send,
-                413,
-                jsonrpc.error(
-                    jsonrpc.INVALID_REQUEST,
-                    f"the request body is larger than {self._max_body_bytes} bytes",
-                ),
-            )
-            return
         try:
-            messages = jsonrpc.parse(body)
-        except jsonrpc.MalformedMessage as exc:
-            await send_json(send, 400, jsonrpc.error(exc.code, str(exc)))
+            body = await read_body(scope, receive, self._max_body_bytes)
+        except BodyTooLarge as exc:
+            await send_json(send, 413, jsonrpc.error(jsonrpc.INVALID_REQUEST, str(exc)))
             return
+        if body.problem is not None:
+            await send_json(send, 400, jsonrpc.error(body.problem.code, str(body.problem)))
+            return
+        messages = list(body.messages)
         initialize = [m for m in messages if m.get("method") == "initialize"]
         if initialize and (len(messages) > 1 or not jsonrpc.is_request(initialize[0])):
             await send_json(
@@ -199,7 +184,7 @@ class StdioBridge:
                 jsonrpc.error(jsonrpc.INVALID_REQUEST, "initialize must be sent alone"),
             )
             return
-        if initialize and header(scope, "mcp-session-id") is None:
+        if initialize and session_id_of(scope) is None:
             session = await self._new_session(scope, send)
         elif initialize:
             await send_json(
@@ -218,7 +203,7 @@ class StdioBridge:
 
     async def _new_session(self, scope: Scope, send: Send) -> StdioSession | None:
         try:
-            return await self.processes.open(self._owner(scope))
+            return await self.processes.open(owner_of(scope))
         except ShuttingDown:
             await send_json(send, 503, jsonrpc.error(jsonrpc.UPSTREAM_ERROR, "shutting down"))
         except SubjectLimitReached as exc:
@@ -253,7 +238,7 @@ class StdioBridge:
         return None
 
     async def _version_ok(self, scope: Scope, session: StdioSession, send: Send) -> bool:
-        version = header(scope, "mcp-protocol-version")
+        version = Headers(scope=scope).get("mcp-protocol-version")
         if version is None or session.protocol_version is None:
             return True
         if version == session.protocol_version:

@@ -38,7 +38,8 @@ from typing import Any
 
 from bastion import safe_json
 from bastion.config import UpstreamSettings
-from bastion.gateway import jsonrpc
+from bastion.edge import jsonrpc
+from bastion.gateway.mcp_session import Owner
 from bastion.logs import get_logger
 
 log = get_logger("bastion.gateway.stdio")
@@ -47,7 +48,6 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 STREAM_QUEUE = 256  # messages waiting for one slow SSE reader
 BACKLOG = 256  # server messages waiting for a GET stream
 DELIVERY_TIMEOUT = 10.0  # seconds a stalled SSE reader may hold up its session
-Owner = tuple[str, str | None] | None
 
 
 def _subject(owner: Owner) -> str | None:
@@ -544,7 +544,6 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "CannotStart",
     "MessageStream",
-    "Owner",
     "SessionRefused",
     "ShuttingDown",
     "StdioSession",

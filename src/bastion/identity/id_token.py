@@ -13,47 +13,26 @@ leeway (steps 9 and 10), ``nonce`` equal to the one sent (step 11), a non-empty 
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
-import json
-import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from joserfc import jws
-from joserfc.errors import JoseError, SecurityWarning
-from joserfc.jwk import ECKey, OKPKey, RSAKey
+from joserfc.jwk import OKPKey
 
 from bastion.identity.errors import InvalidIdToken
 from bastion.identity.providers import ENTRA_TENANT_PLACEHOLDER
+from bastion.oauth import jose
 
 MAX_ID_TOKEN_LENGTH = 32 * 1024
 DEFAULT_LEEWAY = 120
 
-# The asymmetric JWS algorithms an id_token may use, with the key type each needs (RFC 7518 §3.1,
-# RFC 8037, RFC 9864). HS256 (keyed with the client secret) is refused: the asymmetric
-# algorithms every provider offers need no shared secret and cannot be confused with it.
-_KEY_TYPE = {
-    "RS256": "RSA",
-    "RS384": "RSA",
-    "RS512": "RSA",
-    "PS256": "RSA",
-    "PS384": "RSA",
-    "PS512": "RSA",
-    "ES256": "EC",
-    "ES384": "EC",
-    "ES512": "EC",
-    "EdDSA": "OKP",
-    "Ed25519": "OKP",
-}
-_CURVE = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521", "Ed25519": "Ed25519"}
-ALGORITHMS = tuple(_KEY_TYPE)
+# The asymmetric JWS algorithms an id_token may use: the table of bastion.oauth.jose. HS256
+# (keyed with the client secret) is refused: the asymmetric algorithms every provider offers
+# need no shared secret and cannot be confused with it.
+ALGORITHMS = jose.SUPPORTED_ALGORITHMS
 _HASH = {"256": hashlib.sha256, "384": hashlib.sha384, "512": hashlib.sha512}
-_PRIVATE = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
-
-PublicKey = ECKey | OKPKey | RSAKey
 
 
 class UnknownKeyError(InvalidIdToken):
@@ -73,91 +52,49 @@ class Expected:
     access_token: str | None = None
 
 
-def _segment(segment: str, what: str) -> dict[str, Any]:
+def _malformed(detail: str) -> InvalidIdToken:
+    return InvalidIdToken("the identity provider's ID token is malformed", detail=detail)
+
+
+def _signed(token: str, keys: jose.UsableKeys, algorithms: Sequence[str]) -> jose.Verified:
+    """The verified id_token (RFC 7515 §5.2 with the provider's keys; RFC 8725 §3.1)."""
+    if not isinstance(token, str) or len(token) > MAX_ID_TOKEN_LENGTH:
+        raise _malformed("id_token is not a compact JWS of three parts (or is too long)")
     try:
-        value = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise InvalidIdToken(
-            "the identity provider's ID token is malformed",
-            detail=f"id_token {what} is not base64url JSON",
+        return jose.verify(token, keys, algorithms)
+    except jose.MalformedJws as exc:
+        if exc.part == "token":
+            raise _malformed(
+                "id_token is not a compact JWS of three parts (or is too long)"
+            ) from None
+        raise _malformed(f"id_token {exc.part} {exc.reason}") from None
+    except jose.AlgorithmNotAllowed as exc:
+        raise _refuse(
+            "unexpected signature algorithm",
+            f"id_token alg {exc.alg!r} is not allowed; allowed: {', '.join(algorithms)} "
+            "(never none or HMAC)",
         ) from None
-    if not isinstance(value, dict):
-        raise InvalidIdToken(
-            "the identity provider's ID token is malformed",
-            detail=f"id_token {what} is not a JSON object",
-        )
-    return value
+    except jose.CriticalHeader:
+        raise _refuse(
+            "unsupported header",
+            "id_token header has crit or b64, extensions bastion does not understand "
+            "(RFC 7515 section 4.1.11)",
+        ) from None
+    except jose.BadKeyId as exc:
+        raise _refuse("malformed key id", f"id_token kid is not a string: {exc.kid!r}") from None
+    except (jose.KeyDoesNotFit, jose.UnknownKey) as exc:
+        if exc.kid is None:
+            raise _bad_signature(exc.alg) from None
+        raise UnknownKeyError(
+            "the identity provider's ID token is signed with an unknown key",
+            detail=f"no key with kid {exc.kid!r} for {exc.alg} in the provider's JWKS",
+        ) from None
+    except jose.BadSignature as exc:
+        raise _bad_signature(exc.alg) from None
 
 
-def header(token: str) -> dict[str, Any]:
-    """The JWS protected header of a compact token, unverified."""
-    if not isinstance(token, str) or token.count(".") != 2 or len(token) > MAX_ID_TOKEN_LENGTH:
-        raise InvalidIdToken(
-            "the identity provider's ID token is malformed",
-            detail="id_token is not a compact JWS of three parts (or is too long)",
-        )
-    return _segment(token.split(".", 1)[0], "header")
-
-
-def public_keys(jwks: Mapping[str, Any]) -> list[PublicKey]:
-    """The usable signature keys of a JWK Set (RFC 7517 §5); others are skipped."""
-    found: list[PublicKey] = []
-    raw = jwks.get("keys")
-    if not isinstance(raw, list):
-        return found
-    for data in raw[:100]:
-        if not isinstance(data, dict) or data.get("use") not in (None, "sig"):
-            continue
-        public = {k: v for k, v in data.items() if k not in _PRIVATE}
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", SecurityWarning)
-                kty = public.get("kty")
-                if kty == "RSA":
-                    rsa = RSAKey.import_key(public)
-                    if rsa.raw_value.key_size >= 2048:  # RFC 7518 §3.3
-                        found.append(rsa)
-                elif kty == "EC":
-                    found.append(ECKey.import_key(public))
-                elif kty == "OKP":
-                    okp = OKPKey.import_key(public)
-                    if okp.curve_name == "Ed25519":
-                        found.append(okp)
-        except (JoseError, ValueError, TypeError, KeyError):
-            continue
-    return found
-
-
-def _fits(key: PublicKey, alg: str) -> bool:
-    if key.key_type != _KEY_TYPE[alg]:
-        return False
-    curve = _CURVE.get(alg)
-    if curve is not None and isinstance(key, ECKey | OKPKey) and key.curve_name != curve:
-        return False
-    designed = key.get("alg")
-    return designed is None or designed == alg or {designed, alg} == {"EdDSA", "Ed25519"}
-
-
-def _verify_signature(token: str, alg: str, candidates: list[PublicKey]) -> dict[str, Any]:
-    registry = jws.JWSRegistry(algorithms=[alg], strict_check_header=False)
-    for key in candidates:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", SecurityWarning)
-                verified = jws.deserialize_compact(token, key, registry=registry)
-        except (JoseError, ValueError, TypeError):
-            continue
-        try:
-            claims = json.loads(verified.payload or b"")
-        except (ValueError, UnicodeDecodeError):
-            claims = None
-        if not isinstance(claims, dict):
-            raise InvalidIdToken(
-                "the identity provider's ID token is malformed",
-                detail="id_token payload is not a JSON object",
-            )
-        return claims
-    raise InvalidIdToken(
+def _bad_signature(alg: str) -> InvalidIdToken:
+    return InvalidIdToken(
         "the identity provider's ID token has an invalid signature",
         detail=f"id_token signature ({alg}) does not verify with the provider's JWKS",
         hint="If the provider rotated its keys just now, try again; otherwise check that "
@@ -165,23 +102,35 @@ def _verify_signature(token: str, alg: str, candidates: list[PublicKey]) -> dict
     )
 
 
-def _number(claims: Mapping[str, Any], name: str) -> int | None:
-    value = claims.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidIdToken(
-            "the identity provider's ID token is malformed",
-            detail=f"id_token {name} is not a number: {value!r}",
-        )
-    return int(value)
+def _check_times(claims: dict[str, Any], expected: Expected) -> None:
+    """OpenID Connect Core 1.0 §3.1.3.7 steps 9 and 10: exp in the future, iat not in the
+    future (both required), nbf passed when present; with ``expected.leeway``."""
+    now = expected.now
+    try:
+        jose.check_times(claims, now=now, leeway=expected.leeway, require_iat=True)
+    except jose.TimeClaimError as exc:
+        if exc.problem == "not_a_number":
+            raise _malformed(f"id_token {exc.claim} is not a number: {exc.value!r}") from None
+        value = claims.get(exc.claim)
+        if exc.claim == "exp":
+            raise _refuse("expired", f"id_token exp {value!r} is past (now {now})") from None
+        if exc.claim == "iat":
+            raise _refuse("issued in the future", f"id_token iat {value!r}, now {now}") from None
+        raise _refuse("not yet valid", f"id_token nbf {value}, now {now}") from None
 
 
-def _half_hash(value: str, alg: str) -> str:
-    """at_hash/c_hash: the left half of the hash of the ASCII value, base64url (§3.1.3.8)."""
-    digest = (hashlib.sha512 if alg in ("EdDSA", "Ed25519") else _HASH[alg[-3:]])(
-        value.encode("ascii")
-    ).digest()
+def _half_hash(value: str, alg: str, key: jose.PublicKey) -> str:
+    """at_hash/c_hash: the left half of the hash of the ASCII value, base64url (§3.1.3.8). The
+    hash is the one of the signature algorithm; for EdDSA it follows the curve (OpenID Connect
+    Core errata: SHA-512 for Ed25519, SHAKE256 with 114 octets for Ed448)."""
+    data = value.encode("ascii")
+    curve = key.curve_name if isinstance(key, OKPKey) else None
+    if curve == "Ed448":
+        digest = hashlib.shake_256(data).digest(114)
+    elif curve == "Ed25519":
+        digest = hashlib.sha512(data).digest()
+    else:
+        digest = _HASH[alg[-3:]](data).digest()
     return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode("ascii")
 
 
@@ -189,29 +138,10 @@ def _refuse(reason: str, detail: str) -> InvalidIdToken:
     return InvalidIdToken(f"the identity provider's ID token was refused: {reason}", detail=detail)
 
 
-def validate(token: str, keys: Sequence[PublicKey], expected: Expected) -> dict[str, Any]:
+def validate(token: str, keys: jose.UsableKeys, expected: Expected) -> dict[str, Any]:
     """The claims of a valid id_token; raise :class:`InvalidIdToken` (or UnknownKeyError)."""
-    head = header(token)
-    alg = head.get("alg")
-    if not isinstance(alg, str) or alg not in _KEY_TYPE or alg not in expected.algorithms:
-        raise _refuse(
-            "unexpected signature algorithm",
-            f"id_token alg {alg!r} is not allowed; allowed: {', '.join(expected.algorithms)} "
-            "(never none or HMAC)",
-        )
-    kid = head.get("kid")
-    if kid is not None and not isinstance(kid, str):
-        raise _refuse("malformed key id", f"id_token kid is not a string: {kid!r}")
-    if kid is not None:
-        candidates = [k for k in keys if k.kid == kid and _fits(k, alg)]
-        if not candidates:
-            raise UnknownKeyError(
-                "the identity provider's ID token is signed with an unknown key",
-                detail=f"no key with kid {kid!r} for {alg} in the provider's JWKS",
-            )
-    else:
-        candidates = [k for k in keys if _fits(k, alg)]
-    claims = _verify_signature(token, alg, candidates)
+    signed = _signed(token, keys, expected.algorithms)
+    claims = signed.claims
 
     issuer = expected.issuer
     if ENTRA_TENANT_PLACEHOLDER in issuer:
@@ -242,15 +172,7 @@ def validate(token: str, keys: Sequence[PublicKey], expected: Expected) -> dict[
             "issued to another application",
             f"id_token azp {azp!r} is not client_id {expected.client_id!r}",
         )
-    exp = _number(claims, "exp")
-    if exp is None or exp <= expected.now - expected.leeway:
-        raise _refuse("expired", f"id_token exp {exp!r} is past (now {expected.now})")
-    iat = _number(claims, "iat")
-    if iat is None or iat > expected.now + expected.leeway:
-        raise _refuse("issued in the future", f"id_token iat {iat!r}, now {expected.now}")
-    nbf = _number(claims, "nbf")
-    if nbf is not None and nbf > expected.now + expected.leeway:
-        raise _refuse("not yet valid", f"id_token nbf {nbf}, now {expected.now}")
+    _check_times(claims, expected)
     nonce = claims.get("nonce")
     if not isinstance(nonce, str) or not hmac.compare_digest(
         nonce.encode("utf-8"), expected.nonce.encode("utf-8")
@@ -270,7 +192,8 @@ def validate(token: str, keys: Sequence[PublicKey], expected: Expected) -> dict[
         and not (
             isinstance(at_hash, str)
             and hmac.compare_digest(
-                at_hash.encode("utf-8"), _half_hash(expected.access_token, alg).encode("ascii")
+                at_hash.encode("utf-8"),
+                _half_hash(expected.access_token, signed.alg, signed.key).encode("ascii"),
             )
         )
     ):
@@ -281,10 +204,8 @@ def validate(token: str, keys: Sequence[PublicKey], expected: Expected) -> dict[
 __all__ = [
     "ALGORITHMS",
     "DEFAULT_LEEWAY",
+    "MAX_ID_TOKEN_LENGTH",
     "Expected",
-    "PublicKey",
     "UnknownKeyError",
-    "header",
-    "public_keys",
     "validate",
 ]

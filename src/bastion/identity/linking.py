@@ -20,6 +20,7 @@ from bastion.store import federation as rows
 from bastion.store import grants
 from bastion.store import users as user_rows
 from bastion.store.database import Database
+from bastion.store.federation import LinkedAccount
 from bastion.store.users import User
 
 MAX_USERNAME = 255
@@ -76,13 +77,15 @@ async def _link_once(
         await user_rows.insert(conn, user)
         await rows.add_link(
             conn,
-            issuer=identity.issuer,
-            subject=identity.subject,
-            provider=identity.provider,
-            user_id=user.id,
-            refresh_token_encrypted=refresh_token_encrypted,
-            created_at=now,
-            last_login_at=now,
+            LinkedAccount(
+                issuer=identity.issuer,
+                subject=identity.subject,
+                provider=identity.provider,
+                user_id=user.id,
+                refresh_token_encrypted=refresh_token_encrypted,
+                created_at=now,
+                last_login_at=now,
+            ),
         )
         return user
 

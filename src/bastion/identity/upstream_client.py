@@ -29,11 +29,11 @@ from bastion.identity.errors import (
     UpstreamRefused,
     UpstreamUnreachable,
 )
-from bastion.identity.id_token import ALGORITHMS, PublicKey, public_keys
+from bastion.identity.id_token import ALGORITHMS
 from bastion.identity.providers import ENTRA_TENANT_PLACEHOLDER, ProviderSpec
 from bastion.logs import get_logger
 from bastion.net.ssrf import BlockedAddressError, guarded_transport
-from bastion.oauth import token_response
+from bastion.oauth import jose, token_response
 from bastion.oauth.endpoint_url import EndpointUrlPolicy
 from bastion.oauth.metadata import MetadataError
 from bastion.oauth.redirect_uri import is_loopback_host
@@ -106,7 +106,7 @@ class ProviderClient:
         )
         self._endpoints: Endpoints | None = None
         self._endpoints_at = 0.0
-        self._keys: list[PublicKey] = []
+        self._keys = jose.UsableKeys()
         self._keys_at: float | None = None
         self._lock = asyncio.Lock()
 
@@ -324,7 +324,7 @@ class ProviderClient:
 
     # -- keys ----------------------------------------------------------------------------------
 
-    async def keys(self, *, refresh: bool = False) -> list[PublicKey]:
+    async def keys(self, *, refresh: bool = False) -> jose.UsableKeys:
         """The provider's id_token signature keys (cached; ``refresh`` after an unknown kid)."""
         now = time.monotonic()
         fresh = self._keys_at is not None and now - self._keys_at < JWKS_TTL
@@ -333,12 +333,15 @@ class ProviderClient:
             return self._keys
         jwks_uri = (await self.endpoints()).jwks_uri or ""
         doc = await self.get_json(jwks_uri, "JWKS (signing keys)")
-        found = public_keys(doc) if isinstance(doc, dict) else []
+        try:
+            found = jose.usable_keys(doc)
+        except jose.NotAJwkSet:
+            found = jose.UsableKeys()
         if not found:
             raise UpstreamInvalidResponse(
                 f"{self.spec.label} publishes no usable signing key",
                 detail=f"{self.spec.describe()}: JWKS {jwks_uri} has no RSA (2048+), "
-                "EC or Ed25519 signature key",
+                "EC, Ed25519 or Ed448 signature key",
             )
         self._keys, self._keys_at = found, time.monotonic()
         return found

@@ -32,7 +32,7 @@ from bastion.registry.service import (
 )
 from bastion.registry.times import format_rfc3339, parse_rfc3339
 from bastion.registry.validation import parse_object
-from bastion.resource.principal import Principal
+from bastion.resource.principal import principal_of
 from bastion.store.registry import Entry
 
 META_KEY = "dev.mcp-bastion/registry"
@@ -162,12 +162,10 @@ class RegistryApi:
         await response(scope, receive, send)
 
     def _caller(self, request: Request) -> Caller:
-        principal = request.scope.get("bastion.principal")
-        if not isinstance(principal, Principal):
-            if not self.settings.anonymous_read:
-                # Unreachable behind the token check; refuse rather than trust the wiring.
-                raise Problem(401, "this registry needs an access token", result="unauthorized")
-            principal = None
+        principal = principal_of(request.scope)
+        if principal is None and not self.settings.anonymous_read:
+            # Unreachable behind the token check; refuse rather than trust the wiring.
+            raise Problem(401, "this registry needs an access token", result="unauthorized")
         return caller_of(principal, self.settings)
 
     async def _body(self, request: Request) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from bastion.logs import get_logger
 from bastion.registry import paths
 from bastion.registry.names import VERSION_MAX, name_problem
 from bastion.registry.times import MillisClock, format_rfc3339
-from bastion.resource.principal import Principal
+from bastion.resource.principal import principal_of
 from bastion.store import registry as rows
 from bastion.store.database import Database
 from bastion.store.registry import AuditRecord
@@ -193,8 +193,7 @@ class AuditMiddleware:
             await self._write(scope, note, started.get("status", 500), started)
 
     async def _write(self, scope: Scope, note: Note, status: int, started: dict[str, Any]) -> None:
-        principal = scope.get("bastion.principal")
-        who = principal if isinstance(principal, Principal) else None
+        who = principal_of(scope)
         record = AuditRecord(
             at=self.clock(),
             subject=who.subject if who else None,

@@ -13,9 +13,10 @@ The adapter for the official ``mcp`` SDK lives in :mod:`bastion.resource.mcp_sdk
 ``mcp``, an optional dependency).
 """
 
+from bastion.edge.jsonrpc import RpcCall, rpc_calls
 from bastion.resource.introspection import IntrospectionVerifier
 from bastion.resource.jwt_verifier import DEFAULT_ALGORITHMS, SUPPORTED_ALGORITHMS, JwtVerifier
-from bastion.resource.middleware import ResourceServerMiddleware, RpcCall, rpc_calls
+from bastion.resource.middleware import ResourceServerMiddleware
 from bastion.resource.policy import ScopePolicy, ScopePolicySettings
 from bastion.resource.principal import Principal
 from bastion.resource.revocation import RevocationCheck, RevocationList

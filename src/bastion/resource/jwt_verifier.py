@@ -8,22 +8,16 @@ small leeway (RFC 7519 §4.1.4, §4.1.5).
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 import logging
-import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from joserfc import jws
-from joserfc.errors import JoseError, SecurityWarning
-from joserfc.jwk import ECKey, OKPKey, RSAKey
 
-from bastion import safe_json
 from bastion.clock import Clock, system_clock
+from bastion.oauth import jose
 from bastion.oauth.errors import InvalidToken, TemporarilyUnavailable
 from bastion.oauth.resource import canonical
 from bastion.resource.principal import Principal
@@ -41,81 +35,22 @@ log = logging.getLogger(__name__)
 
 AT_JWT = "at+jwt"
 MAX_JWKS_BYTES = 512 * 1024
-MAX_JWKS_KEYS = 100
 _FAILURE_BACKOFF = 5.0
 
-# RFC 7518 §3.1, RFC 8037 §3.1, RFC 9864 §2: the asymmetric JWS algorithms a verifier may allow,
-# with the key type and curves each needs. HMAC ("HS*") and "none" are absent on purpose: a
-# resource server holds only public keys, and an HMAC "signature" made with a public key as the
-# secret is the classic algorithm-confusion forgery (RFC 8725 §2.1, §3.1).
-_KEY_FOR_ALG: dict[str, tuple[str, frozenset[str] | None]] = {
-    "ES256": ("EC", frozenset({"P-256"})),
-    "ES384": ("EC", frozenset({"P-384"})),
-    "ES512": ("EC", frozenset({"P-521"})),
-    "Ed25519": ("OKP", frozenset({"Ed25519"})),
-    "Ed448": ("OKP", frozenset({"Ed448"})),
-    "EdDSA": ("OKP", frozenset({"Ed25519", "Ed448"})),
-    "RS256": ("RSA", None),
-    "RS384": ("RSA", None),
-    "RS512": ("RSA", None),
-    "PS256": ("RSA", None),
-    "PS384": ("RSA", None),
-    "PS512": ("RSA", None),
-}
-SUPPORTED_ALGORITHMS = tuple(_KEY_FOR_ALG)
+# The asymmetric JWS algorithms a verifier may allow: the table of bastion.oauth.jose (never
+# none, never HMAC: RFC 8725 §2.1, §3.1).
+SUPPORTED_ALGORITHMS = jose.SUPPORTED_ALGORITHMS
 DEFAULT_ALGORITHMS = ("ES256", "ES384", "Ed25519", "EdDSA", "RS256", "PS256")
-_PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
 
-PublicKey = ECKey | OKPKey | RSAKey
-
-
-def _b64json(segment: str, what: str) -> dict[str, Any]:
-    try:
-        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-        value = safe_json.loads(raw)
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise InvalidToken(f"malformed JWT: the {what} is not base64url JSON") from None
-    if not isinstance(value, dict):
-        raise InvalidToken(f"malformed JWT: the {what} is not a JSON object")
-    return value
+PublicKey = jose.PublicKey
 
 
-def _import_public(data: Mapping[str, Any]) -> PublicKey | None:
-    """A JWK of the JWKS as a public key, or None when it cannot verify JWS signatures."""
-    public = {k: v for k, v in data.items() if k not in _PRIVATE_MEMBERS}
-    kty = public.get("kty")
-    if public.get("use") not in (None, "sig"):
-        return None
-    ops = public.get("key_ops")
-    if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
-        return None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", SecurityWarning)
-            if kty == "EC":
-                return ECKey.import_key(public)
-            if kty == "OKP":
-                key = OKPKey.import_key(public)
-                return key if key.curve_name in ("Ed25519", "Ed448") else None
-            if kty == "RSA":
-                rsa = RSAKey.import_key(public)
-                # RFC 7518 §3.3: keys of 2048 bits or larger MUST be used.
-                return rsa if rsa.raw_value.key_size >= 2048 else None
-    except (JoseError, ValueError, TypeError, KeyError):
-        return None
-    # "oct" (symmetric) keys and anything unknown are never used to verify.
-    return None
-
-
-def _fits(key: PublicKey, alg: str) -> bool:
-    """Whether ``key`` may verify ``alg``: key type, curve, and the JWK's own alg if it has one."""
-    kty, curves = _KEY_FOR_ALG[alg]
-    if key.key_type != kty:
-        return False
-    if curves is not None and not (isinstance(key, ECKey | OKPKey) and key.curve_name in curves):
-        return False
-    designed = key.get("alg")
-    return designed is None or designed == alg
+def _malformed(exc: jose.MalformedJws) -> InvalidToken:
+    if exc.encrypted:
+        return InvalidToken("encrypted (JWE) access tokens are not supported")
+    if exc.part == "token":
+        return InvalidToken("not a JWT (a JWS compact serialization has three parts)")
+    return InvalidToken(f"malformed JWT: {exc}")
 
 
 class JwtVerifier(CachingVerifier):
@@ -154,7 +89,7 @@ class JwtVerifier(CachingVerifier):
         if not issuer:
             raise ValueError("issuer is required: the exact iss value of the tokens")
         for alg in algorithms:
-            if alg not in _KEY_FOR_ALG:
+            if alg not in jose.ALGORITHMS:
                 raise ValueError(
                     f"algorithm {alg!r} is not allowed for access tokens; choose from "
                     f"{', '.join(SUPPORTED_ALGORITHMS)} (never none or HMAC, RFC 8725 §3.1)"
@@ -175,12 +110,7 @@ class JwtVerifier(CachingVerifier):
         self.jwks_refresh_min_interval = jwks_refresh_min_interval
         self.jwks_max_age = jwks_max_age
         super().__init__(http=http, cache_size=cache_size, clock=clock, revocations=revocations)
-        self._registries = {
-            alg: jws.JWSRegistry(algorithms=[alg], strict_check_header=False)
-            for alg in self.algorithms
-        }
-        self._by_kid: dict[str, PublicKey] = {}
-        self._kidless: list[PublicKey] = []
+        self._keys = jose.UsableKeys()
         self._loaded_at: float | None = None
         self._failed_at: float | None = None
         self._last_kid_refetch: float | None = None
@@ -201,25 +131,26 @@ class JwtVerifier(CachingVerifier):
         return principal, principal.expires_at
 
     async def _verify(self, token: str, now: int) -> Principal:
-        segments = token.split(".")
-        if len(segments) == 5:
-            raise InvalidToken("encrypted (JWE) access tokens are not supported")
-        if len(segments) != 3:
-            raise InvalidToken("not a JWT (a JWS compact serialization has three parts)")
-        header = _b64json(segments[0], "header")
-        alg = header.get("alg")
-        if alg == "none" or (isinstance(alg, str) and alg.lower() == "none"):
-            raise InvalidToken("alg none is never accepted (RFC 8725 section 3.2)")
-        if not isinstance(alg, str) or alg not in self.algorithms:
+        try:
+            header = jose.read_header(token)
+            alg = jose.signing_alg(header, self.algorithms)
+        except jose.MalformedJws as exc:
+            raise _malformed(exc) from None
+        except jose.AlgorithmNotAllowed as exc:
+            if exc.is_none:
+                raise InvalidToken("alg none is never accepted (RFC 8725 section 3.2)") from None
             raise InvalidToken(
-                f"alg {short(alg)} is not allowed; allowed: {', '.join(self.algorithms)}"
-            )
-        if "crit" in header or "b64" in header:
-            raise InvalidToken("the JWT header has critical extensions this resource ignores")
+                f"alg {short(exc.alg)} is not allowed; allowed: {', '.join(self.algorithms)}"
+            ) from None
+        except jose.CriticalHeader:
+            raise InvalidToken(
+                "the JWT header has critical extensions this resource ignores"
+            ) from None
         self._check_typ(header.get("typ"))
-        kid = header.get("kid")
-        if kid is not None and not isinstance(kid, str):
-            raise InvalidToken("kid in the JWT header is not a string")
+        try:
+            kid = jose.key_id(header)
+        except jose.BadKeyId:
+            raise InvalidToken("kid in the JWT header is not a string") from None
         candidates = await self._keys_for(kid, alg)
         claims = self._check_signature(token, alg, candidates, kid)
         return self._check_claims(claims, now)
@@ -238,26 +169,17 @@ class JwtVerifier(CachingVerifier):
         self, token: str, alg: str, candidates: list[PublicKey], kid: str | None
     ) -> dict[str, Any]:
         """The verified claims (RFC 7515 §5.2), trying each candidate key (one when kid is set)."""
-        registry = self._registries[alg]
-        for key in candidates:
+        try:
+            verified = jose.verify_signature(token, alg, candidates)
+        except jose.BadSignature as exc:
+            self.signature_checks += exc.tried
+            which = f"key {kid!r}" if kid else "any key of the JWKS"
+            raise InvalidToken(f"bad signature: the token does not verify with {which}") from None
+        except jose.MalformedJws as exc:
             self.signature_checks += 1
-            try:
-                with warnings.catch_warnings():
-                    # joserfc warns on the polymorphic "EdDSA" name (RFC 9864); allowing it is
-                    # the operator's choice, made in `algorithms`.
-                    warnings.simplefilter("ignore", SecurityWarning)
-                    verified = jws.deserialize_compact(token, key, registry=registry)
-            except (JoseError, ValueError, TypeError):
-                continue
-            try:
-                claims = json.loads(verified.payload or b"")
-            except (ValueError, UnicodeDecodeError):
-                raise InvalidToken("malformed JWT: the payload is not JSON") from None
-            if not isinstance(claims, dict):
-                raise InvalidToken("malformed JWT: the payload is not a JSON object")
-            return claims
-        which = f"key {kid!r}" if kid else "any key of the JWKS"
-        raise InvalidToken(f"bad signature: the token does not verify with {which}")
+            raise _malformed(exc) from None
+        self.signature_checks += verified.tried
+        return verified.claims
 
     def _check_claims(self, claims: dict[str, Any], now: int) -> Principal:
         iss = claims.get("iss")
@@ -275,29 +197,23 @@ class JwtVerifier(CachingVerifier):
 
     # -- keys ---------------------------------------------------------------------------------
 
-    def _lookup(self, kid: str | None, alg: str) -> list[PublicKey]:
-        if kid is not None:
-            key = self._by_kid.get(kid)
-            return [key] if key is not None else []
-        return [k for k in [*self._kidless, *self._by_kid.values()] if _fits(k, alg)]
-
     async def _keys_for(self, kid: str | None, alg: str) -> list[PublicKey]:
         await self._ensure_loaded()
-        found = self._lookup(kid, alg)
-        if not found:
-            await self._refetch_for_unknown_kid()
-            found = self._lookup(kid, alg)
-        if not found:
+        try:
+            try:
+                return self._keys.candidates(kid, alg)
+            except jose.UnknownKey:
+                await self._refetch_for_unknown_kid()
+                return self._keys.candidates(kid, alg)
+        except jose.UnknownKey:
             if kid is not None:
-                raise InvalidToken(f"unknown key: kid {kid!r} is not in the AS's JWKS")
-            raise InvalidToken(f"unknown key: the AS's JWKS has no key for {alg}")
-        usable = [k for k in found if _fits(k, alg)]
-        if not usable:
+                raise InvalidToken(f"unknown key: kid {kid!r} is not in the AS's JWKS") from None
+            raise InvalidToken(f"unknown key: the AS's JWKS has no key for {alg}") from None
+        except jose.KeyDoesNotFit as exc:
             raise InvalidToken(
-                f"key {kid!r} ({found[0].key_type}) cannot verify alg {alg}: key type, curve or "
+                f"key {kid!r} ({exc.key_type}) cannot verify alg {alg}: key type, curve or "
                 "the key's own alg does not fit"
-            )
-        return usable
+            ) from None
 
     async def _ensure_loaded(self) -> None:
         now = self.clock()
@@ -353,35 +269,17 @@ class JwtVerifier(CachingVerifier):
                 self._loaded_at = now - self.jwks_max_age + self.jwks_refresh_min_interval
             log.warning("fetching the JWKS at %s failed: %s", self.jwks_uri, exc)
             return
-        by_kid: dict[str, PublicKey] = {}
-        kidless: list[PublicKey] = []
-        for data in keys[:MAX_JWKS_KEYS]:
-            if not isinstance(data, dict):
-                continue
-            key = _import_public(data)
-            if key is None:
-                continue
-            kid = data.get("kid")
-            if isinstance(kid, str) and kid:
-                by_kid.setdefault(kid, key)
-            else:
-                kidless.append(key)
-        self._by_kid = by_kid
-        self._kidless = kidless
+        self._keys = keys
         self._loaded_at = now
         self._failed_at = None
 
-    async def _fetch(self) -> list[Any]:
+    async def _fetch(self) -> jose.UsableKeys:
         headers = {"Accept": "application/jwk-set+json, application/json"}
         async with self._http.stream("GET", self.jwks_uri, headers=headers) as response:
             if response.status_code != 200:
                 raise ValueError(f"HTTP {response.status_code}")
             body = await read_limited(response, MAX_JWKS_BYTES, "the JWKS")
-        document = json.loads(body)
-        if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
-            raise ValueError("not a JWK Set (RFC 7517 §5): no keys array")
-        keys: list[Any] = document["keys"]
-        return keys
+        return jose.usable_keys(json.loads(body))
 
 
 __all__ = ["AT_JWT", "DEFAULT_ALGORITHMS", "SUPPORTED_ALGORITHMS", "JwtVerifier", "PublicKey"]

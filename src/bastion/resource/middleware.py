@@ -20,7 +20,8 @@ Token Usage" and "Error Handling"; checklist ids in brackets):
    reads JSON only, so nothing else may reach the app.
 7. Otherwise the app runs, with the body replayed unchanged and the :class:`Principal` in
    ``scope["state"]["principal"]`` (``request.state.principal`` in Starlette) and
-   ``scope["bastion.principal"]``; the JSON-RPC calls seen are in ``scope["bastion.calls"]``.
+   ``scope["bastion.principal"]``; the JSON-RPC calls seen are in ``scope["bastion.calls"]``,
+   and the body as read, with its JSON-RPC messages, is :func:`bastion.edge.body.body_of`.
 
 It also serves the Protected Resource Metadata document (RFC 9728 §3) at the path-inserted
 well-known URL of the resource, and at the root well-known URL when the resource has no path
@@ -35,19 +36,22 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion import safe_json
+from bastion.edge.asgi import ClientGone, media_type, send_bytes, send_json
+from bastion.edge.body import BodyTooLarge, RequestBody, read_body, replay
+from bastion.edge.jsonrpc import RpcCall
 from bastion.logs import get_logger
 from bastion.oauth.errors import InvalidToken, OAuthError, clean_description
 from bastion.oauth.protected_resource import build_metadata, check_resource, metadata_url
 from bastion.oauth.redirect_uri import is_loopback_host
 from bastion.oauth.www_authenticate import build_bearer_challenge
-from bastion.resource.policy import TOOLS_CALL, ScopePolicy
-from bastion.resource.principal import Principal
+from bastion.resource.policy import ScopePolicy
+from bastion.resource.principal import Principal, attach_principal
 from bastion.resource.verifier import TokenVerifier
 
 log = get_logger(__name__)
@@ -61,14 +65,6 @@ WEBSOCKET_POLICY_VIOLATION = 1008
 UNAUTHORIZED = "unauthorized"
 # Methods whose body the app may act on: bodies of these must be JSON (the policy reads JSON).
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-
-
-class RpcCall(NamedTuple):
-    """One JSON-RPC request or notification of a request body: its method and, for
-    ``tools/call``, the tool name."""
-
-    method: str
-    tool: str | None
 
 
 class _Refusal(Exception):
@@ -125,41 +121,6 @@ def _normalize_path(path: str) -> str:
             continue
         out.append(segment)
     return "/" + "/".join(out)
-
-
-def _duplicate_keys_refused(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate member {key!r}")
-        out[key] = value
-    return out
-
-
-def rpc_calls(body: bytes) -> list[RpcCall] | None:
-    """The JSON-RPC calls in a request body (a message or a batch), or None when the body is
-    not JSON. Members repeated within an object make it invalid (None): a server that read the
-    other copy would otherwise run a method or tool the policy never saw."""
-    try:
-        text = body.decode("utf-8")
-        document = safe_json.loads(text, object_pairs_hook=_duplicate_keys_refused)
-    except (UnicodeDecodeError, ValueError):
-        return None
-    messages = document if isinstance(document, list) else [document]
-    calls: list[RpcCall] = []
-    for message in messages:
-        if not isinstance(message, dict):
-            continue
-        method = message.get("method")
-        if not isinstance(method, str):
-            continue
-        tool = None
-        if method == TOOLS_CALL:
-            params = message.get("params")
-            name = params.get("name") if isinstance(params, dict) else None
-            tool = name if isinstance(name, str) else None
-        calls.append(RpcCall(method, tool))
-    return calls
 
 
 class ResourceServerMiddleware:
@@ -258,7 +219,7 @@ class ResourceServerMiddleware:
         except _Refusal as refusal:
             await self._refuse(send, refusal)
             return
-        except _ClientGone:
+        except ClientGone:
             return
         await self.app(scope, receive, send)
 
@@ -274,16 +235,16 @@ class ResourceServerMiddleware:
 
     async def _admit(self, scope: Scope, receive: Receive) -> Receive:
         """Check the request; return the ``receive`` the app must use, or raise _Refusal."""
-        headers = _Headers(scope)
+        headers = Headers(scope=scope)
         self._check_origin(headers)
         self._check_query(scope)
         token = self._bearer(headers)
-        body: bytes | None = None
-        media = headers.media_type()
+        body: RequestBody | None = None
+        media = media_type(headers.get("content-type"))
         has_body = scope["method"] in BODY_METHODS
         if has_body and media == "application/x-www-form-urlencoded":
-            body = await self._read_body(headers, receive)
-            if any(k == "access_token" for k, _ in parse_qsl(body.decode("latin-1"), True)):
+            body = await self._read_body(scope, receive)
+            if any(k == "access_token" for k, _ in parse_qsl(body.raw.decode("latin-1"), True)):
                 raise _Refusal(
                     400,
                     "invalid_request",
@@ -298,24 +259,19 @@ class ResourceServerMiddleware:
             )
         principal = await self._verify(token)
         # Recorded before the scope check, so that an audit of a 403 names who was refused.
-        scope["bastion.principal"] = principal
-        state = scope.get("state")
-        if state is None:
-            scope["state"] = state = {}
-        state["principal"] = principal
-        calls: list[RpcCall] = []
-        if scope["method"] == "POST" and body is None and headers.json_like():
-            body = await self._read_body(headers, receive)
-            parsed = rpc_calls(body)
-            if parsed is None:
+        attach_principal(scope, principal)
+        calls: tuple[RpcCall, ...] = ()
+        if scope["method"] == "POST" and body is None and _json_like(headers):
+            body = await self._read_body(scope, receive)
+            if body.calls is None:
                 raise _Refusal(
                     400,
                     "invalid_request",
                     "the request body is not valid JSON: send UTF-8 JSON without repeated "
                     f"members, nested at most {safe_json.MAX_DEPTH} levels",
                 )
-            calls = parsed
-        scope["bastion.calls"] = tuple(calls)
+            calls = body.calls
+        scope["bastion.calls"] = calls
         if self.policy.uses_groups:
             self._check_groups(principal, calls)
         required = self._required(calls)
@@ -331,12 +287,12 @@ class ResourceServerMiddleware:
         if has_body and not _is_json(media):
             # After the scope check, so that a client lacking scope learns that first.
             if body is None:
-                body = await self._read_body(headers, receive)
-            if body:
+                body = await self._read_body(scope, receive)
+            if body.raw:
                 raise _not_json(headers.get("content-type"))
-        return receive if body is None else _replay(body, receive)
+        return receive if body is None else replay(body, receive)
 
-    def _check_groups(self, principal: Principal, calls: list[RpcCall]) -> None:
+    def _check_groups(self, principal: Principal, calls: Sequence[RpcCall]) -> None:
         """403 without a challenge when the caller lacks a group an operation needs: no scope
         the client could ask for would change that."""
         asked: list[tuple[str | None, str | None]] = [(c.method, c.tool) for c in calls]
@@ -360,7 +316,7 @@ class ResourceServerMiddleware:
                     challenge=False,
                 )
 
-    def _required(self, calls: list[RpcCall]) -> frozenset[str]:
+    def _required(self, calls: Sequence[RpcCall]) -> frozenset[str]:
         if not calls:
             return self.policy.required(None, None)
         needed: set[str] = set()
@@ -393,8 +349,8 @@ class ResourceServerMiddleware:
 
     # -- request checks -------------------------------------------------------------------------
 
-    def _check_origin(self, headers: _Headers) -> None:
-        origins = headers.all("origin")
+    def _check_origin(self, headers: Headers) -> None:
+        origins = headers.getlist("origin")
         if not origins:
             return
         if len(origins) > 1:
@@ -430,8 +386,8 @@ class ResourceServerMiddleware:
                     "section 2.3); use the Authorization header",
                 )
 
-    def _bearer(self, headers: _Headers) -> str | None:
-        values = headers.all("authorization")
+    def _bearer(self, headers: Headers) -> str | None:
+        values = headers.getlist("authorization")
         if not values:
             return None
         if len(values) > 1:
@@ -449,32 +405,11 @@ class ResourceServerMiddleware:
             )
         return token
 
-    async def _read_body(self, headers: _Headers, receive: Receive) -> bytes:
-        declared = headers.get("content-length")
-        if (
-            declared is not None
-            and declared.strip().isdigit()
-            and int(declared) > self.max_body_bytes
-        ):
-            raise self._too_large()
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _ClientGone
-            body += message.get("body", b"")
-            if len(body) > self.max_body_bytes:
-                raise self._too_large()
-            if not message.get("more_body", False):
-                return bytes(body)
-
-    def _too_large(self) -> _Refusal:
-        return _Refusal(
-            413,
-            "invalid_request",
-            f"the request body is larger than {self.max_body_bytes} bytes",
-            challenge=False,
-        )
+    async def _read_body(self, scope: Scope, receive: Receive) -> RequestBody:
+        try:
+            return await read_body(scope, receive, self.max_body_bytes)
+        except BodyTooLarge as exc:
+            raise _Refusal(413, "invalid_request", str(exc), challenge=False) from None
 
     # -- answers --------------------------------------------------------------------------------
 
@@ -494,16 +429,16 @@ class ResourceServerMiddleware:
         headers = [("Cache-Control", "no-store"), *refusal.headers]
         if refusal.challenge:
             headers.append(("WWW-Authenticate", self._challenge(refusal)))
-        await _send_json(send, refusal.status, body, headers)
+        await send_json(send, refusal.status, body, headers)
 
     async def _serve_metadata(self, scope: Scope, send: Send) -> None:
         """GET the metadata document (RFC 9728 §3.2), readable from any origin."""
         method = scope["method"]
         cors = [("Access-Control-Allow-Origin", "*")]
         if method == "OPTIONS":
-            requested = _Headers(scope).get("access-control-request-headers") or ""
+            requested = Headers(scope=scope).get("access-control-request-headers") or ""
             allow = requested if _HEADER_LIST.fullmatch(requested) and requested else "*"
-            await _send(
+            await send_bytes(
                 send,
                 204,
                 b"",
@@ -516,7 +451,7 @@ class ResourceServerMiddleware:
             )
             return
         if method not in ("GET", "HEAD"):
-            await _send_json(
+            await send_json(
                 send,
                 405,
                 {"error": "invalid_request", "error_description": "use GET"},
@@ -529,12 +464,12 @@ class ResourceServerMiddleware:
             ("Cache-Control", "public, max-age=300"),
         ]
         body = self._metadata_body
-        await _send(send, 200, b"" if method == "HEAD" else body, headers, length=len(body))
+        await send_bytes(send, 200, b"" if method == "HEAD" else body, headers, length=len(body))
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """WebSocket handshakes under a protected path need a valid token too (and an allowed
         Origin); without one the handshake is refused (close code 1008 before accept)."""
-        headers = _Headers(scope)
+        headers = Headers(scope=scope)
         try:
             self._check_origin(headers)
             self._check_query(scope)
@@ -551,11 +486,7 @@ class ResourceServerMiddleware:
             log.info("refused a websocket handshake: %s", refusal.description)
             await send({"type": "websocket.close", "code": WEBSOCKET_POLICY_VIOLATION})
             return
-        scope["bastion.principal"] = principal
-        state = scope.get("state")
-        if state is None:
-            scope["state"] = state = {}
-        state["principal"] = principal
+        attach_principal(scope, principal)
         await self.app(scope, receive, send)
 
 
@@ -577,70 +508,11 @@ def _not_json(content_type: str | None) -> _Refusal:
     )
 
 
-class _ClientGone(Exception):
-    """The client disconnected while its body was being read: nothing to answer."""
+def _json_like(headers: Headers) -> bool:
+    """Whether the body may be JSON to the app: no content type, or one that mentions json
+    anywhere (servers differ in how they read ``Content-Type``; err on reading the body)."""
+    value = headers.get("content-type")
+    return value is None or value.strip() == "" or "json" in value.lower()
 
 
-class _Headers:
-    """Read access to the headers of an ASGI scope (names are lowercase in ASGI)."""
-
-    def __init__(self, scope: Scope) -> None:
-        # One pass over the headers, however many of them are asked for.
-        self._by_name: dict[bytes, list[bytes]] = {}
-        for name, value in scope.get("headers", []):
-            self._by_name.setdefault(name.lower(), []).append(value)
-
-    def all(self, name: str) -> list[str]:
-        return [v.decode("latin-1") for v in self._by_name.get(name.encode("latin-1"), ())]
-
-    def get(self, name: str) -> str | None:
-        values = self.all(name)
-        return values[0] if values else None
-
-    def media_type(self) -> str:
-        return (self.get("content-type") or "").split(";")[0].strip().lower()
-
-    def json_like(self) -> bool:
-        """Whether the body may be JSON to the app: no content type, or one that mentions json
-        anywhere (servers differ in how they read ``Content-Type``; err on reading the body)."""
-        value = self.get("content-type")
-        return value is None or value.strip() == "" or "json" in value.lower()
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A ``receive`` that yields the already-read body once, then defers to the real one (so
-    ``http.disconnect`` still reaches the app)."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
-
-
-async def _send(
-    send: Send,
-    status: int,
-    body: bytes,
-    headers: Sequence[tuple[str, str]],
-    *,
-    length: int | None = None,
-) -> None:
-    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
-    raw.append((b"content-length", str(len(body) if length is None else length).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _send_json(
-    send: Send, status: int, document: dict[str, str], headers: Sequence[tuple[str, str]]
-) -> None:
-    body = json.dumps(document).encode("utf-8")
-    await _send(send, status, body, [("Content-Type", "application/json"), *headers])
-
-
-__all__ = ["WEBSOCKET_POLICY_VIOLATION", "ResourceServerMiddleware", "RpcCall", "rpc_calls"]
+__all__ = ["WEBSOCKET_POLICY_VIOLATION", "ResourceServerMiddleware"]

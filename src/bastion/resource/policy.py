@@ -18,9 +18,9 @@ from collections.abc import Iterable, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from bastion.edge.jsonrpc import TOOLS_CALL
 from bastion.oauth.protected_resource import OFFLINE_ACCESS
 
-TOOLS_CALL = "tools/call"
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
@@ -212,4 +212,4 @@ class ScopePolicySettings(BaseModel):
         )
 
 
-__all__ = ["TOOLS_CALL", "ScopePolicy", "ScopePolicySettings"]
+__all__ = ["ScopePolicy", "ScopePolicySettings"]

@@ -6,6 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.types import Scope
+
+_SCOPE_KEY = "bastion.principal"
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -47,4 +51,20 @@ class Principal:
         return required <= self.scopes
 
 
-__all__ = ["Principal"]
+def attach_principal(scope: Scope, principal: Principal) -> None:
+    """Record the verified caller in an ASGI scope: ``scope["bastion.principal"]`` and
+    ``scope["state"]["principal"]`` (``request.state.principal`` in Starlette)."""
+    scope[_SCOPE_KEY] = principal
+    state = scope.get("state")
+    if state is None:
+        scope["state"] = state = {}
+    state["principal"] = principal
+
+
+def principal_of(scope: Scope) -> Principal | None:
+    """The caller the resource-server middleware verified for this request, if any."""
+    found = scope.get(_SCOPE_KEY)
+    return found if isinstance(found, Principal) else None
+
+
+__all__ = ["Principal", "attach_principal", "principal_of"]

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from bastion.oauth import jose
 from bastion.oauth.errors import InvalidToken
 from bastion.oauth.resource import canonical
 from bastion.resource.principal import Principal
@@ -19,16 +20,23 @@ def short(value: object, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _refused(exc: jose.TimeClaimError) -> InvalidToken:
+    """The resource's words for a time claim refused by :func:`bastion.oauth.jose.check_times`."""
+    if exc.problem == "not_a_number":
+        return InvalidToken(
+            f"claim {exc.claim} is not a NumericDate (RFC 7519 section 2); got {short(exc.value)}"
+        )
+    if exc.problem == "missing" and exc.claim == "exp":
+        return InvalidToken("token has no exp claim (RFC 9068 section 2.2)")
+    return InvalidToken(str(exc))
+
+
 def number(claims: Mapping[str, Any], name: str) -> float | None:
     """The NumericDate claim ``name`` (RFC 7519 §2), or None when absent."""
-    value = claims.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidToken(
-            f"claim {name} is not a NumericDate (RFC 7519 section 2); got {short(value)}"
-        )
-    return float(value)
+    try:
+        return jose.numeric_date(claims, name)
+    except jose.TimeClaimError as exc:
+        raise _refused(exc) from None
 
 
 def check_times(
@@ -36,19 +44,10 @@ def check_times(
 ) -> float | None:
     """Check exp, nbf and iat (RFC 7519 §4.1.4-§4.1.6) with ``leeway`` seconds of clock skew;
     return exp."""
-    exp = number(claims, "exp")
-    if exp is None:
-        if need_exp:
-            raise InvalidToken("token has no exp claim (RFC 9068 section 2.2)")
-    elif now >= exp + leeway:
-        raise InvalidToken(f"token expired at {int(exp)} (now {now})")
-    nbf = number(claims, "nbf")
-    if nbf is not None and nbf > now + leeway:
-        raise InvalidToken(f"token is not valid before {int(nbf)} (now {now})")
-    iat = number(claims, "iat")
-    if iat is not None and iat > now + leeway:
-        raise InvalidToken(f"token was issued in the future ({int(iat)}, now {now})")
-    return exp
+    try:
+        return jose.check_times(claims, now=now, leeway=leeway, require_exp=need_exp)
+    except jose.TimeClaimError as exc:
+        raise _refused(exc) from None
 
 
 def audience_matches(aud: object, expected: str) -> bool:

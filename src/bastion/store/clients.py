@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -56,7 +55,7 @@ class Client:
         return self.metadata.client_name or self.client_id
 
 
-def _from_row(row: sa.Row[Any]) -> Client:
+def _from_row(row: sa.Row[tuple[object, ...]]) -> Client:
     return Client(
         client_id=row.client_id,
         origin=row.origin,
@@ -125,10 +124,22 @@ async def announce_change(conn: AsyncConnection, client_id: str | None) -> None:
     )
 
 
-async def update(conn: AsyncConnection, client_id: str, now: int, **values: Any) -> bool:
-    """Change stored fields; ``metadata`` may be a ClientMetadata. True if the client exists."""
-    if isinstance(values.get("metadata"), ClientMetadata):
-        values["metadata"] = values["metadata"].public_dict()
+async def update(
+    conn: AsyncConnection,
+    client_id: str,
+    now: int,
+    *,
+    metadata: ClientMetadata | None = None,
+    secret_hash: str | None = None,
+    grant_id: str | None = None,
+) -> bool:
+    """Change the fields given (those left None keep their value). True if the client exists."""
+    given = {
+        "metadata": metadata.public_dict() if metadata is not None else None,
+        "secret_hash": secret_hash,
+        "grant_id": grant_id,
+    }
+    values = {name: value for name, value in given.items() if value is not None}
     result = await conn.execute(
         sa.update(clients).where(clients.c.client_id == client_id).values(updated_at=now, **values)
     )
@@ -172,7 +183,7 @@ class CachedDocument:
     """A fetched Client ID Metadata Document and its HTTP caching facts."""
 
     url: str
-    document: dict[str, Any]
+    document: dict[str, object]
     fetched_at: int
     expires_at: int
     etag: str | None

@@ -2,22 +2,53 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import asdict, dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bastion.store import rows
 from bastion.store.schema import federation_states, linked_accounts, users
 
 
-async def save_state(conn: AsyncConnection, **row: Any) -> None:
+@dataclass(frozen=True, slots=True)
+class SignInState:
+    """A sign-in sent to an upstream provider, until its callback: the state (by hash), the
+    browser it is bound to (hash of a cookie), the pending authorization request it continues,
+    the nonce and the encrypted PKCE verifier."""
+
+    state_hash: str
+    provider: str
+    request_id: str
+    binding_hash: str
+    nonce: str
+    verifier_encrypted: str
+    created_at: int
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedAccount:
+    """An upstream account (issuer, subject) linked to a local user."""
+
+    issuer: str
+    subject: str
+    provider: str
+    user_id: str
+    created_at: int
+    last_login_at: int
+    # The upstream refresh token, encrypted, when the provider gave one.
+    refresh_token_encrypted: str | None = None
+
+
+async def save_state(conn: AsyncConnection, state: SignInState) -> None:
     """Remember a sign-in sent to an upstream provider (keyed by the hash of its state)."""
-    await conn.execute(sa.insert(federation_states).values(**row))
+    await conn.execute(sa.insert(federation_states).values(**asdict(state)))
 
 
 async def consume_state(
     conn: AsyncConnection, state_hash: str, provider: str, now: int
-) -> sa.Row[Any] | None:
+) -> SignInState | None:
     """Delete a live pending sign-in of ``provider`` and return it, atomically: a callback is
     accepted once."""
     q = (
@@ -29,7 +60,7 @@ async def consume_state(
         )
         .returning(*federation_states.c)
     )
-    return (await conn.execute(q)).first()
+    return rows.first(SignInState, await conn.execute(q))
 
 
 async def purge_expired_states(conn: AsyncConnection, now: int) -> None:
@@ -37,23 +68,23 @@ async def purge_expired_states(conn: AsyncConnection, now: int) -> None:
     await conn.execute(sa.delete(federation_states).where(federation_states.c.expires_at <= now))
 
 
-async def find_link(conn: AsyncConnection, issuer: str, subject: str) -> sa.Row[Any] | None:
+async def find_link(conn: AsyncConnection, issuer: str, subject: str) -> LinkedAccount | None:
     """The linked account of an upstream (issuer, subject), if any."""
     q = sa.select(linked_accounts).where(
         linked_accounts.c.issuer == issuer, linked_accounts.c.subject == subject
     )
-    return (await conn.execute(q)).first()
+    return rows.first(LinkedAccount, await conn.execute(q))
 
 
-async def links_of(conn: AsyncConnection, user_id: str) -> list[sa.Row[Any]]:
+async def links_of(conn: AsyncConnection, user_id: str) -> list[LinkedAccount]:
     """Every upstream account linked to a user."""
     q = sa.select(linked_accounts).where(linked_accounts.c.user_id == user_id)
-    return list(await conn.execute(q))
+    return rows.every(LinkedAccount, await conn.execute(q))
 
 
-async def add_link(conn: AsyncConnection, **row: Any) -> None:
+async def add_link(conn: AsyncConnection, link: LinkedAccount) -> None:
     """Link an upstream account to a user (fails on an existing issuer and subject)."""
-    await conn.execute(sa.insert(linked_accounts).values(**row))
+    await conn.execute(sa.insert(linked_accounts).values(**asdict(link)))
 
 
 async def touch_link(
@@ -64,7 +95,7 @@ async def touch_link(
     refresh_token_encrypted: str | None,
 ) -> None:
     """Record a sign-in; replace the kept refresh token when a new one is given."""
-    values: dict[str, Any] = {"last_login_at": now}
+    values: dict[str, int | str] = {"last_login_at": now}
     if refresh_token_encrypted is not None:
         values["refresh_token_encrypted"] = refresh_token_encrypted
     await conn.execute(
@@ -84,6 +115,8 @@ async def update_profile(
 
 
 __all__ = [
+    "LinkedAccount",
+    "SignInState",
     "add_link",
     "consume_state",
     "find_link",

@@ -6,12 +6,13 @@ racing redemptions exactly one sees the row (SQLite >= 3.35 and PostgreSQL both 
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import asdict
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bastion.store import revocations
+from bastion.store import revocations, rows
+from bastion.store.grant_records import CodeRecord, FamilyRecord, RefreshRecord, RequestRecord
 from bastion.store.schema import (
     authorization_codes,
     authorization_requests,
@@ -22,35 +23,38 @@ from bastion.store.schema import (
 )
 
 
-async def save_request(conn: AsyncConnection, **row: Any) -> None:
-    """Store a pending authorization request."""
-    await conn.execute(sa.insert(authorization_requests).values(**row))
+async def save_request(conn: AsyncConnection, request: RequestRecord, *, requester: str) -> None:
+    """Store a pending authorization request, counted against ``requester`` (the digest of an
+    address group)."""
+    await conn.execute(
+        sa.insert(authorization_requests).values(**asdict(request), requester=requester)
+    )
 
 
-async def get_request(conn: AsyncConnection, request_id: str, now: int) -> sa.Row[Any] | None:
+async def get_request(conn: AsyncConnection, request_id: str, now: int) -> RequestRecord | None:
     """A pending authorization request that has not expired."""
     q = sa.select(authorization_requests).where(
         authorization_requests.c.id == request_id, authorization_requests.c.expires_at > now
     )
-    return (await conn.execute(q)).first()
+    return rows.first(RequestRecord, await conn.execute(q))
 
 
-async def finish_request(conn: AsyncConnection, request_id: str, now: int) -> sa.Row[Any] | None:
+async def finish_request(conn: AsyncConnection, request_id: str, now: int) -> RequestRecord | None:
     """Delete a pending request and return it, atomically: a consent form submits once."""
     q = (
         sa.delete(authorization_requests)
         .where(authorization_requests.c.id == request_id, authorization_requests.c.expires_at > now)
         .returning(*authorization_requests.c)
     )
-    return (await conn.execute(q)).first()
+    return rows.first(RequestRecord, await conn.execute(q))
 
 
-async def save_code(conn: AsyncConnection, **row: Any) -> None:
+async def save_code(conn: AsyncConnection, code: CodeRecord) -> None:
     """Store an issued authorization code (by hash)."""
-    await conn.execute(sa.insert(authorization_codes).values(consumed_at=None, **row))
+    await conn.execute(sa.insert(authorization_codes).values(**asdict(code)))
 
 
-async def consume_code(conn: AsyncConnection, code_hash: str, now: int) -> sa.Row[Any] | None:
+async def consume_code(conn: AsyncConnection, code_hash: str, now: int) -> CodeRecord | None:
     """Mark a code used and return it; None if it is unknown, expired or already used."""
     q = (
         sa.update(authorization_codes)
@@ -62,34 +66,38 @@ async def consume_code(conn: AsyncConnection, code_hash: str, now: int) -> sa.Ro
         .values(consumed_at=now)
         .returning(*authorization_codes.c)
     )
-    return (await conn.execute(q)).first()
+    return rows.first(CodeRecord, await conn.execute(q))
 
 
-async def get_code(conn: AsyncConnection, code_hash: str) -> sa.Row[Any] | None:
-    """A code row in any state (to tell a replay from an unknown code)."""
+async def get_code(conn: AsyncConnection, code_hash: str) -> CodeRecord | None:
+    """A code in any state (to tell a replay from an unknown code)."""
     q = sa.select(authorization_codes).where(authorization_codes.c.code_hash == code_hash)
-    return (await conn.execute(q)).first()
+    return rows.first(CodeRecord, await conn.execute(q))
 
 
-async def create_family(conn: AsyncConnection, **row: Any) -> None:
+async def create_family(conn: AsyncConnection, family: FamilyRecord) -> None:
     """Start a refresh-token family."""
+    await conn.execute(sa.insert(token_families).values(**asdict(family)))
+
+
+async def get_family(conn: AsyncConnection, family_id: str) -> FamilyRecord | None:
+    """A family by id."""
+    q = sa.select(token_families).where(token_families.c.id == family_id)
+    return rows.first(FamilyRecord, await conn.execute(q))
+
+
+async def save_refresh(
+    conn: AsyncConnection, *, token_hash: str, family_id: str, issued_at: int
+) -> None:
+    """Store an issued refresh token (by hash)."""
     await conn.execute(
-        sa.insert(token_families).values(revoked_at=None, revoked_reason=None, **row)
+        sa.insert(refresh_tokens).values(
+            used_at=None, token_hash=token_hash, family_id=family_id, issued_at=issued_at
+        )
     )
 
 
-async def get_family(conn: AsyncConnection, family_id: str) -> sa.Row[Any] | None:
-    """A family by id."""
-    q = sa.select(token_families).where(token_families.c.id == family_id)
-    return (await conn.execute(q)).first()
-
-
-async def save_refresh(conn: AsyncConnection, **row: Any) -> None:
-    """Store an issued refresh token (by hash)."""
-    await conn.execute(sa.insert(refresh_tokens).values(used_at=None, **row))
-
-
-async def consume_refresh(conn: AsyncConnection, token_hash: str, now: int) -> sa.Row[Any] | None:
+async def consume_refresh(conn: AsyncConnection, token_hash: str, now: int) -> RefreshRecord | None:
     """Mark a refresh token used (rotated) and return it; None if unknown or already used."""
     q = (
         sa.update(refresh_tokens)
@@ -97,7 +105,7 @@ async def consume_refresh(conn: AsyncConnection, token_hash: str, now: int) -> s
         .values(used_at=now)
         .returning(*refresh_tokens.c)
     )
-    return (await conn.execute(q)).first()
+    return rows.first(RefreshRecord, await conn.execute(q))
 
 
 async def set_successor(conn: AsyncConnection, token_hash: str, sealed: str) -> None:
@@ -109,10 +117,10 @@ async def set_successor(conn: AsyncConnection, token_hash: str, sealed: str) -> 
     )
 
 
-async def get_refresh(conn: AsyncConnection, token_hash: str) -> sa.Row[Any] | None:
-    """A refresh token row in any state."""
+async def get_refresh(conn: AsyncConnection, token_hash: str) -> RefreshRecord | None:
+    """A refresh token in any state."""
     q = sa.select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash)
-    return (await conn.execute(q)).first()
+    return rows.first(RefreshRecord, await conn.execute(q))
 
 
 async def revoke_family(conn: AsyncConnection, family_id: str, now: int, reason: str) -> None:

@@ -18,6 +18,7 @@ from joserfc.jwk import ECKey, KeyParameters, KeySet, OKPKey, RSAKey
 from bastion.clock import Clock, system_clock
 from bastion.store import keys as key_rows
 from bastion.store.database import Database
+from bastion.store.keys import KeyRecord
 from bastion.tokens.cipher import Cipher
 
 JWK = ECKey | OKPKey | RSAKey
@@ -169,13 +170,15 @@ class KeyManager:
             await key_rows.purge(conn, now)
             await key_rows.insert(
                 conn,
-                kid=kid,
-                alg=alg,
-                public_jwk=public,
-                private_jwk_encrypted=sealed,
-                created_at=now,
-                activates_at=activates_at,
-                retire_at=None,
+                KeyRecord(
+                    kid=kid,
+                    alg=alg,
+                    public_jwk=public,
+                    private_jwk_encrypted=sealed,
+                    created_at=now,
+                    activates_at=activates_at,
+                    retire_at=None,
+                ),
             )
             await key_rows.schedule_retirement(
                 conn, activates_at + self.token_ttl + 60, except_kid=kid

@@ -6,9 +6,8 @@ finds it used and revokes every token the first one produced (OAuth 2.1 §4.1.3,
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import NoReturn
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bastion.authserver.context import AuthServer
@@ -21,6 +20,7 @@ from bastion.oauth.token_response import TokenResponse
 from bastion.store import grants
 from bastion.store import users as user_rows
 from bastion.store.clients import Client
+from bastion.store.grant_records import CodeRecord, FamilyRecord
 from bastion.tokens import secrets as opaque
 
 
@@ -51,7 +51,7 @@ async def exchange(
     return outcome
 
 
-def _check(client: Client, row: sa.Row[Any], request: AuthorizationCodeRequest) -> None:
+def _check(client: Client, row: CodeRecord, request: AuthorizationCodeRequest) -> None:
     """OAuth 2.1 §4.1.3 and RFC 7636 §4.6 checks of a consumed code against the request."""
     if row.client_id != client.client_id:
         raise InvalidGrant("the authorization code was issued to another client")
@@ -67,7 +67,7 @@ def _check(client: Client, row: sa.Row[Any], request: AuthorizationCodeRequest) 
 
 
 async def _issue(
-    bastion: AuthServer, conn: AsyncConnection, client: Client, row: sa.Row[Any], now: int
+    bastion: AuthServer, conn: AsyncConnection, client: Client, row: CodeRecord, now: int
 ) -> TokenResponse:
     """Mint the tokens of a redeemed code and store its family, in the caller's transaction.
 
@@ -92,13 +92,15 @@ async def _issue(
     )
     await grants.create_family(
         conn,
-        id=row.family_id,
-        client_id=client.client_id,
-        subject=row.subject,
-        scope=scope,
-        resource=row.resource,
-        created_at=now,
-        expires_at=now + bastion.settings.tokens.refresh_token_ttl,
+        FamilyRecord(
+            id=row.family_id,
+            client_id=client.client_id,
+            subject=row.subject,
+            scope=scope,
+            resource=row.resource,
+            created_at=now,
+            expires_at=now + bastion.settings.tokens.refresh_token_ttl,
+        ),
     )
     return await add_refresh(
         bastion, conn, client=client, family_id=row.family_id, issued=issued, response=response

@@ -12,8 +12,6 @@ old token is reuse like any other.
 
 from __future__ import annotations
 
-from typing import Any
-
 from bastion.authserver.context import AuthServer
 from bastion.authserver.issuance import add_refresh, identity_claims, mint_access
 from bastion.oauth import scopes as scope_syntax
@@ -24,7 +22,7 @@ from bastion.oauth.token_response import TokenResponse
 from bastion.store import grants
 from bastion.store import users as user_rows
 from bastion.store.clients import Client
-from bastion.store.federation import links_of
+from bastion.store.federation import LinkedAccount, links_of
 from bastion.tokens import access_token
 from bastion.tokens import secrets as opaque
 
@@ -147,7 +145,7 @@ async def _repeat(
 
 
 def _check_session_age(
-    signed_in_at: int, now: int, links: list[Any], limits: dict[str, int]
+    signed_in_at: int, now: int, links: list[LinkedAccount], limits: dict[str, int]
 ) -> None:
     """upstreams.session_max_age: a grant of a user linked to such a provider ends that long
     after the sign-in, so that the provider's allow rules and groups are applied again."""

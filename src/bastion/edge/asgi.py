@@ -1,15 +1,19 @@
-"""Small ASGI helpers shared by the HTTP proxy, the stdio bridge and the gateway app."""
+"""Answers and disconnects at the ASGI edge: what the resource middleware, the HTTP proxy, the
+stdio bridge and the gateway app send, and how they notice a client that left.
+
+Request headers are read with Starlette's :class:`~starlette.datastructures.Headers`
+(``Headers(scope=scope)``; ASGI gives names in lowercase); the body with
+:mod:`bastion.edge.body`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from starlette.types import Receive, Scope, Send
-
-from bastion.resource.principal import Principal
+from starlette.types import Receive, Send
 
 T = TypeVar("T")
 
@@ -18,50 +22,41 @@ class ClientGone(Exception):
     """The client disconnected: there is nobody left to answer."""
 
 
-def principal_of(scope: Scope) -> Principal | None:
-    """The caller the resource-server middleware verified, if any."""
-    found = scope.get("bastion.principal")
-    return found if isinstance(found, Principal) else None
+def media_type(content_type: str | None) -> str:
+    """The media type of a ``Content-Type`` value: lowercase, without parameters (RFC 9110
+    §8.3.1); empty when there is none."""
+    return (content_type or "").split(";")[0].strip().lower()
 
 
-def header(scope: Scope, name: str) -> str | None:
-    """The first value of a request header (``name`` in lowercase)."""
-    key = name.encode("latin-1")
-    for k, v in scope.get("headers", []):
-        if k.lower() == key:
-            return str(v.decode("latin-1"))
-    return None
-
-
-async def read_body(receive: Receive, limit: int) -> bytes | None:
-    """The request body, or None when it exceeds ``limit`` bytes; raises ClientGone."""
-    body = bytearray()
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        body += message.get("body", b"")
-        if len(body) > limit:
-            return None
-        if not message.get("more_body", False):
-            return bytes(body)
+async def send_bytes(
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: Sequence[tuple[str, str]] = (),
+    *,
+    length: int | None = None,
+) -> None:
+    """A complete answer: ``headers``, then ``Content-Length`` (``length``, for a HEAD answer
+    without its body, else the body's)."""
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    raw.append((b"content-length", str(len(body) if length is None else length).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def send_json(
     send: Send,
     status: int,
-    document: dict[str, Any],
-    headers: Iterable[tuple[str, str]] = (),
+    # A JSON object: its member values are any JSON value, hence Any.
+    document: Mapping[str, Any],
+    headers: Sequence[tuple[str, str]] = (),
 ) -> None:
-    """A complete JSON answer."""
-    body = json.dumps(document).encode()
-    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
-    raw += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
+    """A complete ``application/json`` answer."""
+    body = json.dumps(document).encode("utf-8")
+    await send_bytes(send, status, body, [("Content-Type", "application/json"), *headers])
 
 
-async def send_empty(send: Send, status: int, headers: Iterable[tuple[str, str]] = ()) -> None:
+async def send_empty(send: Send, status: int, headers: Sequence[tuple[str, str]] = ()) -> None:
     """An answer without a body (202, 204)."""
     raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
     if status not in (204, 304):
@@ -102,10 +97,9 @@ async def race_disconnect(work: Awaitable[T], disconnected: asyncio.Future[None]
 
 __all__ = [
     "ClientGone",
-    "header",
-    "principal_of",
+    "media_type",
     "race_disconnect",
-    "read_body",
+    "send_bytes",
     "send_empty",
     "send_json",
     "wait_for_disconnect",
