@@ -30,7 +30,6 @@ WIRE = "an OAuth/OIDC JSON document from or for the wire, read field by field af
 CLAIMS = "JWT claims or a JOSE header: a JSON object whose values each reader narrows"
 JWK = "a JWK (RFC 7517) as joserfc takes and returns it"
 REGISTRY_DOC = "an MCP registry server.json document or API body, validated against its schema"
-JSONRPC = "a JSON-RPC message relayed between MCP client and server as it was received"
 AUDIT_DETAIL = "free-form JSON detail of an audit record, written as given"
 COLUMNS = "column values of a registry entry update, chosen per caller"
 CLICK = "click's untyped command and parameter objects, passed through"
@@ -71,19 +70,6 @@ ALLOWED: dict[str, str] = {
     "bastion.config.loading.load_settings": OVERRIDES,
     "bastion.doctor.diagnosis.Diagnosis.to_json": WIRE,
     "bastion.doctor.step.Fetched.__init__": WIRE,
-    "bastion.edge.asgi.send_json": JSONRPC,
-    "bastion.edge.body.RequestBody.__init__": JSONRPC,
-    "bastion.edge.jsonrpc.dumps": JSONRPC,
-    "bastion.edge.jsonrpc.error": JSONRPC,
-    "bastion.edge.jsonrpc.is_request": JSONRPC,
-    "bastion.edge.jsonrpc.messages_of": JSONRPC,
-    "bastion.edge.jsonrpc.request_ids": JSONRPC,
-    "bastion.edge.jsonrpc.summary": JSONRPC,
-    "bastion.gateway.audit.AuditLog.write": AUDIT_DETAIL,
-    "bastion.gateway.stdio_process.MessageStream.get": JSONRPC,
-    "bastion.gateway.stdio_process.MessageStream.put": JSONRPC,
-    "bastion.gateway.stdio_process.StdioSession.open_post": JSONRPC,
-    "bastion.gateway.stdio_process.StdioSession.write": JSONRPC,
     "bastion.identity.claims.map_claims": CLAIMS,
     "bastion.identity.github.github_claims": CLAIMS,
     "bastion.identity.id_token.validate": CLAIMS,
