@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -38,7 +37,7 @@ from bastion.identity.providers import (
     redirect_uri,
     resolve,
 )
-from bastion.identity.upstream_client import ProviderClient
+from bastion.identity.upstream_client import ProviderClient, UpstreamTokens
 from bastion.logs import get_logger
 from bastion.tokens.cipher import Cipher
 
@@ -156,7 +155,7 @@ class Federation:
         spec = self.specs[name]
         client = self.clients[name]
         tokens = await client.exchange_code(code, verifier, self.redirect_uri(name))
-        access_token: str = tokens["access_token"]
+        access_token = tokens.access_token
         if spec.protocol == "oidc":
             claims, issuer = await self._oidc_claims(spec, client, tokens, nonce)
         elif spec.protocol == "github":
@@ -174,13 +173,13 @@ class Federation:
         log.info(
             "upstream sign-in: %s %s subject %s", spec.describe(), identity.issuer, identity.subject
         )
-        refresh = tokens.get("refresh_token") if spec.store_refresh_token else None
+        refresh = tokens.response.get("refresh_token") if spec.store_refresh_token else None
         return Outcome(identity, refresh if isinstance(refresh, str) and refresh else None)
 
     async def _oidc_claims(
-        self, spec: ProviderSpec, client: ProviderClient, tokens: dict[str, Any], nonce: str
-    ) -> tuple[dict[str, Any], str]:
-        raw = tokens.get("id_token")
+        self, spec: ProviderSpec, client: ProviderClient, tokens: UpstreamTokens, nonce: str
+    ) -> tuple[dict[str, object], str]:
+        raw = tokens.response.get("id_token")
         if not isinstance(raw, str):
             raise InvalidIdToken(
                 f"{spec.label} sent no ID token",
@@ -194,7 +193,7 @@ class Federation:
             nonce=nonce,
             now=self.clock(),
             algorithms=endpoints.id_token_algorithms,
-            access_token=tokens["access_token"],
+            access_token=tokens.access_token,
         )
         try:
             try:
@@ -205,7 +204,7 @@ class Federation:
             exc.detail = f"{spec.describe()}: {exc.detail}"
             raise
         if spec.use_userinfo and endpoints.userinfo_endpoint is not None:
-            info = await client.userinfo(tokens["access_token"])
+            info = await client.userinfo(tokens.access_token)
             if info.get("sub") != claims["sub"]:
                 # OpenID Connect Core 1.0 §5.3.4: otherwise the response must not be used.
                 raise UpstreamInvalidResponse(

@@ -19,7 +19,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import NamedTuple
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
@@ -50,6 +50,14 @@ _ENTRA_ISSUER = re.compile(
     r"/v2\.0$"
 )
 _GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+class UpstreamTokens(NamedTuple):
+    """A successful token response of the provider: its Bearer access token, and the whole
+    response (``id_token``, ``refresh_token``) as a JSON object."""
+
+    access_token: str
+    response: dict[str, object]
 
 
 @dataclass(frozen=True)
@@ -128,13 +136,19 @@ class ProviderClient:
             )
 
     async def request(
-        self, method: str, url: str, what: str, **kwargs: Any
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        headers: dict[str, str] | None = None,
+        data: dict[str, str] | None = None,
     ) -> tuple[httpx.Response, bytes]:
         """Send a request; the response and its body (bounded). Network failures raise
         :class:`UpstreamUnreachable` naming the provider and the URL."""
         self._check_url(url, what)
         try:
-            async with self._http.stream(method, url, **kwargs) as response:
+            async with self._http.stream(method, url, headers=headers, data=data) as response:
                 body = bytearray()
                 async for chunk in response.aiter_bytes():
                     body += chunk
@@ -166,7 +180,7 @@ class ProviderClient:
             ) from None
         return response, bytes(body)
 
-    def json_body(self, response: httpx.Response, body: bytes, url: str, what: str) -> Any:
+    def json_body(self, response: httpx.Response, body: bytes, url: str, what: str) -> object:
         """The parsed JSON of a response body; UpstreamInvalidResponse when it is not JSON."""
         try:
             return json.loads(body)
@@ -177,7 +191,7 @@ class ProviderClient:
                 f"{response.headers.get('content-type', '')!r}, not JSON: {_short(body)}",
             ) from None
 
-    async def get_json(self, url: str, what: str, headers: dict[str, str] | None = None) -> Any:
+    async def get_json(self, url: str, what: str, headers: dict[str, str] | None = None) -> object:
         """GET a JSON document that must answer 200."""
         response, body = await self.request("GET", url, what, headers=headers or {})
         if response.status_code != 200:
@@ -348,7 +362,7 @@ class ProviderClient:
                 form["client_secret"] = spec.client_secret
         return headers
 
-    async def token_request(self, form: dict[str, str]) -> tuple[httpx.Response, Any]:
+    async def token_request(self, form: dict[str, str]) -> tuple[httpx.Response, object]:
         """POST to the token endpoint with client authentication; the response and its parsed
         body (JSON, or a form-encoded body as GitHub sends without ``Accept``)."""
         endpoints = await self.endpoints()
@@ -366,7 +380,7 @@ class ProviderClient:
         except (ValueError, UnicodeDecodeError):
             return response, None
 
-    async def exchange_code(self, code: str, verifier: str, redirect_uri: str) -> dict[str, Any]:
+    async def exchange_code(self, code: str, verifier: str, redirect_uri: str) -> UpstreamTokens:
         """Redeem the authorization code (RFC 6749 §4.1.3, RFC 7636 §4.5); the token response."""
         spec = self.spec
         form = {
@@ -393,16 +407,17 @@ class ProviderClient:
                 detail=f"{where}: {_short(data)}",
             )
         token_type = data.get("token_type")
-        if not isinstance(data.get("access_token"), str) or (
+        access_token = data.get("access_token")
+        if not isinstance(access_token, str) or (
             not isinstance(token_type, str) or token_type.lower() != "bearer"
         ):
             raise UpstreamInvalidResponse(
                 f"{spec.label}'s token response is not valid",
                 detail=f"{where}: no access_token, or token_type {token_type!r} is not Bearer",
             )
-        return data
+        return UpstreamTokens(access_token, data)
 
-    async def userinfo(self, access_token: str) -> dict[str, Any]:
+    async def userinfo(self, access_token: str) -> dict[str, object]:
         """OpenID Connect Core 1.0 §5.3 (or a plain OAuth 2.0 user-info endpoint)."""
         endpoints = await self.endpoints()
         url = endpoints.userinfo_endpoint
@@ -452,4 +467,4 @@ def _token_error_hint(spec: ProviderSpec, error: str, redirect_uri: str) -> str:
     return f"See the provider's log for this client ({spec.client_id})."
 
 
-__all__ = ["Endpoints", "ProviderClient", "basic_credentials"]
+__all__ = ["Endpoints", "ProviderClient", "UpstreamTokens", "basic_credentials"]
