@@ -39,12 +39,6 @@ UVICORN = "uvicorn.Config keyword options, passed through"
 # "module.Qualified.name": why its signature keeps ``Any``.
 ALLOWED: dict[str, str] = {
     "bastion.authserver.admin.add_client": JWK,
-    "bastion.authserver.introspect.describe_access_token": WIRE,
-    "bastion.authserver.introspect.describe_refresh_token": WIRE,
-    "bastion.authserver.issuance.identity_claims": CLAIMS,
-    "bastion.authserver.issuance.mint_access": CLAIMS,
-    "bastion.cli.client_commands.token_facts": CLAIMS,
-    "bastion.cli.client_commands.unverified_claims": CLAIMS,
     "bastion.cli.client_context.load_client_settings": OVERRIDES,
     "bastion.cli.common.run": CLICK,
     "bastion.cli.common.settings_or_exit": OVERRIDES,
@@ -107,8 +101,6 @@ ALLOWED: dict[str, str] = {
     "bastion.store.registry.AuditRecord.__init__": AUDIT_DETAIL,
     "bastion.store.registry.Entry.__init__": REGISTRY_DOC,
     "bastion.store.registry.update_entry": COLUMNS,
-    "bastion.tokens.access_token.decode_own": CLAIMS,
-    "bastion.tokens.access_token.issue": CLAIMS,
     "bastion.tokens.keys.KeyManager.jwks": JWK,
     "bastion.tokens.keys.SigningKey.__init__": JWK,
     "bastion.tokens.keys.import_jwk": JWK,
