@@ -7,7 +7,7 @@ never reach a log by accident (house rule 11).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 from bastion.client.settings import AuthMethod, GrantType, SigningAlg
 from bastion.oauth.server_metadata import advertises_s256, auth_methods_or_default
@@ -24,7 +24,7 @@ class ProtectedResourceMetadata:
     authorization_servers: tuple[str, ...]
     scopes_supported: tuple[str, ...] | None
     url: str
-    raw: dict[str, Any] = field(repr=False, compare=False)
+    raw: dict[str, object] = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class AuthorizationServerMetadata:
     iss_parameter_supported: bool
     client_id_metadata_document_supported: bool
     url: str
-    raw: dict[str, Any] = field(repr=False, compare=False)
+    raw: dict[str, object] = field(repr=False, compare=False)
 
     @property
     def supports_s256(self) -> bool:
@@ -72,7 +72,7 @@ class RegisteredClient:
     redirect_uris: tuple[str, ...] = ()
     client_secret_expires_at: int | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         """The form stored by a :class:`~bastion.client.storage.TokenStorage`."""
         return {
             "issuer": self.issuer,
@@ -96,6 +96,25 @@ class RegisteredClient:
             redirect_uris=tuple(data.get("redirect_uris") or ()),
             client_secret_expires_at=data.get("client_secret_expires_at"),
         )
+
+
+class TokenSetChanges(TypedDict, total=False):
+    """The fields :meth:`TokenSet.with_changes` may replace."""
+
+    server_url: str
+    resource: str
+    issuer: str
+    token_endpoint: str
+    client_id: str
+    grant_type: GrantType
+    access_token: str
+    client_auth_method: AuthMethod
+    token_type: str
+    expires_at: float | None
+    refresh_token: str | None
+    requested_scopes: tuple[str, ...]
+    granted_scopes: tuple[str, ...] | None
+    obtained_at: float
 
 
 @dataclass(frozen=True)
@@ -137,11 +156,11 @@ class TokenSet:
         """Whether the access token is expired, or will be within ``skew`` seconds."""
         return self.expires_at is not None and self.expires_at - skew <= now
 
-    def with_changes(self, **changes: Any) -> TokenSet:
+    def with_changes(self, **changes: Unpack[TokenSetChanges]) -> TokenSet:
         """A copy with some fields replaced."""
         return replace(self, **changes)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         """The form stored by a :class:`~bastion.client.storage.TokenStorage`."""
         return {
             "server_url": self.server_url,
@@ -188,4 +207,5 @@ __all__ = [
     "RegisteredClient",
     "Source",
     "TokenSet",
+    "TokenSetChanges",
 ]
