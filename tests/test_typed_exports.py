@@ -35,6 +35,7 @@ COLUMNS = "column values of a registry entry update, chosen per caller"
 CLICK = "click's untyped command and parameter objects, passed through"
 OVERRIDES = "Settings field overrides, validated by the pydantic model they are passed to"
 UVICORN = "uvicorn.Config keyword options, passed through"
+REPLACE = "dataclasses.replace's keyword overrides, passed through"
 
 # "module.Qualified.name": why its signature keeps ``Any``.
 ALLOWED: dict[str, str] = {
@@ -54,6 +55,7 @@ ALLOWED: dict[str, str] = {
     "bastion.client.discovery.validate_prm": WIRE,
     "bastion.client.models.RegisteredClient.from_json": WIRE,
     "bastion.client.models.TokenSet.from_json": WIRE,
+    "bastion.client.models.TokenSet.with_changes": REPLACE,
     "bastion.config.loading.load_settings": OVERRIDES,
     "bastion.quickstart.demo_entries": REGISTRY_DOC,
     "bastion.registry.api.server_response": REGISTRY_DOC,

@@ -7,7 +7,7 @@ never reach a log by accident (house rule 11).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, TypedDict, Unpack
+from typing import Any, Literal
 
 from bastion.client.settings import AuthMethod, GrantType, SigningAlg
 from bastion.oauth.server_metadata import advertises_s256, auth_methods_or_default
@@ -98,25 +98,6 @@ class RegisteredClient:
         )
 
 
-class TokenSetChanges(TypedDict, total=False):
-    """The fields :meth:`TokenSet.with_changes` may replace."""
-
-    server_url: str
-    resource: str
-    issuer: str
-    token_endpoint: str
-    client_id: str
-    grant_type: GrantType
-    access_token: str
-    client_auth_method: AuthMethod
-    token_type: str
-    expires_at: float | None
-    refresh_token: str | None
-    requested_scopes: tuple[str, ...]
-    granted_scopes: tuple[str, ...] | None
-    obtained_at: float
-
-
 @dataclass(frozen=True)
 class TokenSet:
     """Tokens for one MCP server from one authorization server (keyed by both).
@@ -156,7 +137,7 @@ class TokenSet:
         """Whether the access token is expired, or will be within ``skew`` seconds."""
         return self.expires_at is not None and self.expires_at - skew <= now
 
-    def with_changes(self, **changes: Unpack[TokenSetChanges]) -> TokenSet:
+    def with_changes(self, **changes: Any) -> TokenSet:
         """A copy with some fields replaced."""
         return replace(self, **changes)
 
@@ -207,5 +188,4 @@ __all__ = [
     "RegisteredClient",
     "Source",
     "TokenSet",
-    "TokenSetChanges",
 ]
