@@ -12,8 +12,6 @@ inactive too.
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -26,12 +24,12 @@ from bastion.store.clients import Client
 from bastion.tokens import access_token
 from bastion.tokens import secrets as opaque
 
-INACTIVE: dict[str, Any] = {"active": False}
+INACTIVE: dict[str, object] = {"active": False}
 
 
 async def describe_access_token(
     bastion: AuthServer, token: str, caller: Client
-) -> dict[str, Any] | None:
+) -> dict[str, object] | None:
     """The introspection answer for one of our JWT access tokens, or None if it is not one."""
     keys = await bastion.keys.verification_keys()
     claims = access_token.decode_own(token, keys, issuer=bastion.issuer, now=bastion.clock())
@@ -71,7 +69,7 @@ async def describe_access_token(
 
 async def describe_refresh_token(
     bastion: AuthServer, token: str, caller: Client
-) -> dict[str, Any] | None:
+) -> dict[str, object] | None:
     """The introspection answer for a refresh token, or None if it is not one of ours."""
     now = bastion.clock()
     async with bastion.db.connect() as conn:

@@ -3,7 +3,7 @@ opaque refresh token in the grant's family."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -18,12 +18,12 @@ from bastion.tokens import secrets as opaque
 from bastion.tokens.access_token import GRANT_ID
 
 
-def identity_claims(bastion: AuthServer, user: User | None) -> dict[str, Any]:
+def identity_claims(bastion: AuthServer, user: User | None) -> dict[str, object]:
     """The user's e-mail, name and groups, as far as known and configured (RFC 9068 §2.2.3.1:
     ``groups`` is a registered claim; e-mail and name are OpenID Connect's)."""
     if user is None:
         return {}
-    known: dict[str, Any] = {"email": user.email, "name": user.name, "groups": list(user.groups)}
+    known: dict[str, object] = {"email": user.email, "name": user.name, "groups": list(user.groups)}
     wanted = bastion.settings.tokens.identity_claims
     return {k: v for k, v in known.items() if k in wanted and v}
 
@@ -36,7 +36,7 @@ async def mint_access(
     scope: str,
     resource: str,
     grant_id: str | None,
-    claims: dict[str, Any] | None = None,
+    claims: Mapping[str, object] | None = None,
 ) -> tuple[access_token.IssuedToken, TokenResponse]:
     """Sign an access token (with ``claims`` about the user) and build the response.
 

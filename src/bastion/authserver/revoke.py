@@ -34,8 +34,11 @@ async def revoke_token(bastion: AuthServer, client: Client, token: str) -> None:
     claims = access_token.decode_own(token, keys, issuer=bastion.issuer, now=now)
     if claims is None or claims.get("client_id") != client.client_id:
         return
+    exp = claims["exp"]
+    if not isinstance(exp, int):  # never: decode_own accepts an integer exp only
+        return
     async with bastion.db.transaction() as conn:
-        await grants.revoke_access_token(conn, str(claims["jti"]), int(claims["exp"]), now=now)
+        await grants.revoke_access_token(conn, str(claims["jti"]), exp, now=now)
 
 
 async def revoke(request: Request) -> Response:

@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypedDict, TypeVar
 
 import httpx
 import typer
@@ -179,9 +179,8 @@ def whoami(
 
     static, tokens = _run(go())
     if static:
-        facts: dict[str, Any] = {"server": url, "static_header": True}
         if as_json:
-            typer.echo(json.dumps(facts, indent=2))
+            typer.echo(json.dumps({"server": url, "static_header": True}, indent=2))
         else:
             console.print(
                 f"a static Authorization header is configured for {escape(url)}: "
@@ -360,7 +359,7 @@ async def _oauth_error(response: httpx2.Response) -> str:
     return f": {text[:500]}"
 
 
-def unverified_claims(access_token: str) -> dict[str, Any] | None:
+def unverified_claims(access_token: str) -> dict[str, object] | None:
     """The payload of a JWT access token, NOT verified (the client cannot and need not check
     it: the token is for the resource server), or None when the token is not a JWT."""
     try:
@@ -370,7 +369,24 @@ def unverified_claims(access_token: str) -> dict[str, Any] | None:
     return payload if isinstance(payload, dict) else None
 
 
-def token_facts(tokens: TokenSet, now: float) -> dict[str, Any]:
+class TokenFacts(TypedDict):
+    """What ``whoami`` shows (and ``--json`` prints, in this order) of stored tokens."""
+
+    server: str
+    resource: str
+    issuer: str
+    client_id: str
+    grant_type: str
+    scopes: list[str]
+    scopes_confirmed: bool
+    expires_at: str | None
+    expires_in: int | None
+    expired: bool
+    refresh_token: bool
+    unverified_claims: dict[str, object] | None
+
+
+def token_facts(tokens: TokenSet, now: float) -> TokenFacts:
     """What ``whoami`` shows (and ``--json`` prints) of stored tokens."""
     claims = unverified_claims(tokens.access_token)
     expires_at = tokens.expires_at
@@ -392,7 +408,7 @@ def token_facts(tokens: TokenSet, now: float) -> dict[str, Any]:
     }
 
 
-def _print_facts(facts: dict[str, Any]) -> None:
+def _print_facts(facts: TokenFacts) -> None:
     """``whoami``'s (and ``login``'s) lines: a label column, then the value, never wrapped."""
     scopes = " ".join(facts["scopes"]) or "(none)"
     if not facts["scopes_confirmed"]:
@@ -445,7 +461,7 @@ def _scopes(values: list[str]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def _json_object(text: str) -> dict[str, Any]:
+def _json_object(text: str) -> dict[str, object]:
     """The tool arguments: a JSON object, or a clear message and exit code 2."""
     example = 'e.g. \'{"text": "hello"}\''
     try:
@@ -484,7 +500,7 @@ def _content_text(item: object) -> str:
     return f"[{kind} {detail}]".replace(" ]", "]")
 
 
-def _run(coro: Coroutine[Any, Any, T]) -> T:
+def _run(coro: Coroutine[object, None, T]) -> T:
     """Run a command's coroutine; client errors (also inside the MCP SDK's task groups), MCP
     errors and transport failures print a message and exit with code 1."""
     with client_errors():
@@ -540,6 +556,7 @@ def _problem(exc: Exception) -> str | None:
 
 
 __all__ = [
+    "TokenFacts",
     "call",
     "login",
     "logout",

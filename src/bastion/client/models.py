@@ -24,7 +24,7 @@ class ProtectedResourceMetadata:
     authorization_servers: tuple[str, ...]
     scopes_supported: tuple[str, ...] | None
     url: str
-    raw: dict[str, Any] = field(repr=False, compare=False)
+    raw: dict[str, object] = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class AuthorizationServerMetadata:
     iss_parameter_supported: bool
     client_id_metadata_document_supported: bool
     url: str
-    raw: dict[str, Any] = field(repr=False, compare=False)
+    raw: dict[str, object] = field(repr=False, compare=False)
 
     @property
     def supports_s256(self) -> bool:
@@ -72,7 +72,7 @@ class RegisteredClient:
     redirect_uris: tuple[str, ...] = ()
     client_secret_expires_at: int | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         """The form stored by a :class:`~bastion.client.storage.TokenStorage`."""
         return {
             "issuer": self.issuer,
@@ -141,7 +141,7 @@ class TokenSet:
         """A copy with some fields replaced."""
         return replace(self, **changes)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         """The form stored by a :class:`~bastion.client.storage.TokenStorage`."""
         return {
             "server_url": self.server_url,

@@ -140,7 +140,7 @@ def dcr_auth_method(metadata: AuthorizationServerMetadata) -> AuthMethod:
 
 def registration_request(
     settings: ClientSettings, metadata: AuthorizationServerMetadata, redirect_uri: str
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """The RFC 7591 §2 metadata this client registers with (checklist C08)."""
     return {
         "client_name": settings.client_name,
@@ -152,7 +152,7 @@ def registration_request(
     }
 
 
-def client_metadata_document(settings: ClientSettings) -> dict[str, Any]:
+def client_metadata_document(settings: ClientSettings) -> dict[str, object]:
     """The Client ID Metadata Document to host at ``settings.client_metadata_url``
     (draft-ietf-oauth-client-id-metadata-document §4; MCP: client_id equal to the document URL,
     client_name, redirect_uris; checklist C07). The loopback redirect URI has no port: the

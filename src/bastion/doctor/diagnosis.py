@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 import httpx
 
@@ -41,7 +41,7 @@ class Diagnosis:
         found = Counter(c.status for c in self.checks)
         return {status: found[status] for status in get_args(Status)}
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         """The diagnosis as a JSON object (``bastion doctor URL --json``)."""
         return {
             "url": self.url,

@@ -5,7 +5,6 @@ document."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
@@ -20,7 +19,7 @@ class Fetched:
     """What a metadata URL answered: a JSON object, or why not."""
 
     url: str
-    document: dict[str, Any] | None
+    document: dict[str, object] | None
     outcome: str
     reachable: bool
 

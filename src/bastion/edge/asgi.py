@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from starlette.types import Receive, Send
 
@@ -47,8 +47,7 @@ async def send_bytes(
 async def send_json(
     send: Send,
     status: int,
-    # A JSON object: its member values are any JSON value, hence Any.
-    document: Mapping[str, Any],
+    document: Mapping[str, object],
     headers: Sequence[tuple[str, str]] = (),
 ) -> None:
     """A complete ``application/json`` answer."""
@@ -77,7 +76,7 @@ async def race_disconnect(work: Awaitable[T], disconnected: asyncio.Future[None]
     """Run ``work`` unless the client disconnects first (then cancel it, raise ClientGone)."""
     task = asyncio.ensure_future(work)
     try:
-        waiting: set[asyncio.Future[Any]] = {task, disconnected}
+        waiting: set[asyncio.Future[T] | asyncio.Future[None]] = {task, disconnected}
         done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:
         task.cancel()

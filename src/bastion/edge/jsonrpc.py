@@ -14,14 +14,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple, TypeGuard
 
 from bastion import safe_json
 from bastion.safe_json import JsonTooDeep
 
 RequestId = str | int
-# A JSON object as json.loads gives it: its member values are any JSON value, hence Any.
-Message = dict[str, Any]
+# A JSON object as json.loads gives it: each reader narrows the member values it uses.
+Message = dict[str, object]
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 INTERNAL_ERROR = -32603
@@ -63,7 +63,7 @@ class MessageSummary:
     request_id: RequestId | None = None
 
 
-def _unique_members(pairs: list[tuple[str, Any]]) -> Message:
+def _unique_members(pairs: list[tuple[str, object]]) -> Message:
     out: Message = {}
     for key, value in pairs:
         if key in out:
@@ -127,7 +127,7 @@ def rpc_calls(body: bytes) -> list[RpcCall] | None:
         return None
 
 
-def is_id(value: object) -> bool:
+def is_id(value: object) -> TypeGuard[RequestId]:
     """MCP request ids are strings or integers (never null, unlike plain JSON-RPC)."""
     return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
 
@@ -145,15 +145,16 @@ def _tool(message: Message) -> str | None:
 
 def summary(message: Message) -> MessageSummary:
     """What an audit record says about one message."""
-    method = message.get("method") if isinstance(message.get("method"), str) else None
+    found_method, found_id = message.get("method"), message.get("id")
+    method = found_method if isinstance(found_method, str) else None
     tool = _tool(message) if method == TOOLS_CALL else None
-    request_id = message.get("id") if is_id(message.get("id")) else None
+    request_id = found_id if is_id(found_id) else None
     return MessageSummary(method=method, tool=tool, request_id=request_id)
 
 
 def request_ids(messages: Iterable[Message]) -> list[RequestId]:
     """The ids of the requests among ``messages`` (responses and notifications have none)."""
-    return [m["id"] for m in messages if "method" in m and is_id(m.get("id"))]
+    return [found for m in messages if "method" in m and is_id(found := m.get("id"))]
 
 
 def error(code: int, message: str, request_id: RequestId | None = None) -> Message:

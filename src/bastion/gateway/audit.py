@@ -33,10 +33,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -74,7 +73,7 @@ class AuditLog:
             self._fd = fd
         return self._fd
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write(self, record: Mapping[str, object]) -> None:
         """Log one record and append it to the file (one ``write``: lines never interleave)."""
         line = json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str)
         line = escape_json_controls(line)
@@ -168,8 +167,8 @@ class AuditMiddleware:
                 self.log.write(self._record(scope, message, outcome))
 
     def _record(
-        self, scope: Scope, message: jsonrpc.MessageSummary, outcome: dict[str, Any]
-    ) -> dict[str, Any]:
+        self, scope: Scope, message: jsonrpc.MessageSummary, outcome: Mapping[str, object]
+    ) -> dict[str, object]:
         principal = principal_of(scope)
         return {
             "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),

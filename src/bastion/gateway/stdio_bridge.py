@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
@@ -74,7 +73,7 @@ def _accepts(scope: Scope, *media: str) -> bool:
     return True
 
 
-def _event(message: dict[str, Any]) -> bytes:
+def _event(message: jsonrpc.Message) -> bytes:
     return b"event: message\ndata: " + jsonrpc.dumps(message) + b"\n\n"
 
 
@@ -257,7 +256,7 @@ class StdioBridge:
     async def _exchange(
         self,
         session: StdioSession,
-        messages: list[dict[str, Any]],
+        messages: list[jsonrpc.Message],
         receive: Receive,
         send: Send,
         *,
@@ -285,7 +284,7 @@ class StdioBridge:
             await session.close_post(stream)
 
     async def _write(
-        self, session: StdioSession, messages: list[dict[str, Any]], send: Send
+        self, session: StdioSession, messages: list[jsonrpc.Message], send: Send
     ) -> bool:
         try:
             async with asyncio.timeout(self.upstream.timeout):

@@ -34,7 +34,6 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 from bastion import safe_json
 from bastion.config import UpstreamSettings
@@ -55,7 +54,7 @@ def _subject(owner: Owner) -> str | None:
     return None if owner is None else owner[0]
 
 
-def _key(request_id: Any) -> str:
+def _key(request_id: object) -> str:
     """Request ids "1" and 1 differ; JSON text keeps them apart."""
     return json.dumps(request_id)
 
@@ -93,11 +92,11 @@ class MessageStream:
         self.pending: set[str] = set()
         self.progress_tokens: set[str] = set()
         self.closed = False
-        self._items: deque[dict[str, Any]] = deque()
+        self._items: deque[jsonrpc.Message] = deque()
         self._limit = limit
         self._changed = asyncio.Condition()
 
-    async def put(self, message: dict[str, Any]) -> bool:
+    async def put(self, message: jsonrpc.Message) -> bool:
         """Queue a message; False when the reader stalled past DELIVERY_TIMEOUT (then closed)."""
         async with self._changed:
             try:
@@ -120,7 +119,7 @@ class MessageStream:
             self.closed = True
             self._changed.notify_all()
 
-    async def get(self) -> dict[str, Any] | None:
+    async def get(self) -> jsonrpc.Message | None:
         """The next message, or None once closed and drained."""
         async with self._changed:
             await self._changed.wait_for(lambda: bool(self._items) or self.closed)
@@ -161,7 +160,7 @@ class StdioSession:
         self._posts: list[MessageStream] = []
         self._by_request: dict[str, MessageStream] = {}
         self._get: MessageStream | None = None
-        self._backlog: deque[dict[str, Any]] = deque(maxlen=BACKLOG)
+        self._backlog: deque[jsonrpc.Message] = deque(maxlen=BACKLOG)
         self._write_lock = asyncio.Lock()
         self._route_lock = asyncio.Lock()
         self.ended = asyncio.Event()
@@ -183,7 +182,7 @@ class StdioSession:
 
     # -- client to process ----------------------------------------------------------------------
 
-    async def write(self, messages: list[dict[str, Any]]) -> None:
+    async def write(self, messages: list[jsonrpc.Message]) -> None:
         """Write messages to stdin, one line each; OSError when the process is gone."""
         stdin = self.process.stdin
         if stdin is None or self.ended.is_set():
@@ -193,7 +192,7 @@ class StdioSession:
             stdin.write(data)
             await stdin.drain()
 
-    async def open_post(self, messages: list[dict[str, Any]]) -> MessageStream:
+    async def open_post(self, messages: list[jsonrpc.Message]) -> MessageStream:
         """Register the requests of a POST before they are written, so no answer is missed.
 
         Raises MalformedMessage when a request id is already awaited in this session.
@@ -248,7 +247,7 @@ class StdioSession:
 
     # -- process to client ----------------------------------------------------------------------
 
-    async def _route(self, message: dict[str, Any]) -> None:
+    async def _route(self, message: jsonrpc.Message) -> None:
         async with self._route_lock:
             target = self._target(message)
             if target is None:
@@ -273,7 +272,7 @@ class StdioSession:
                 if not target.pending:
                     await target.close()
 
-    def _target(self, message: dict[str, Any]) -> MessageStream | None:
+    def _target(self, message: jsonrpc.Message) -> MessageStream | None:
         method = message.get("method")
         if method is None:
             return self._by_request.get(_key(message.get("id")))
@@ -291,7 +290,7 @@ class StdioSession:
             return self._get
         return None
 
-    def _note_version(self, message: dict[str, Any]) -> None:
+    def _note_version(self, message: jsonrpc.Message) -> None:
         result = message.get("result")
         if isinstance(result, dict) and isinstance(result.get("protocolVersion"), str):
             self.protocol_version = result["protocolVersion"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from bastion.identity.providers import ProviderSpec
 
@@ -58,7 +57,7 @@ def _is_true(value: object) -> bool:
     return value is True or (isinstance(value, str) and value.lower() == "true")
 
 
-def map_claims(spec: ProviderSpec, claims: Mapping[str, Any], issuer: str) -> UpstreamIdentity:
+def map_claims(spec: ProviderSpec, claims: Mapping[str, object], issuer: str) -> UpstreamIdentity:
     """The :class:`UpstreamIdentity` the claims describe; ValueError without a subject."""
     names = spec.claims
     subject = _text(claims.get(names.subject))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -179,7 +178,7 @@ class Federation:
 
     async def _oidc_claims(
         self, spec: ProviderSpec, client: ProviderClient, tokens: TokenResponse, nonce: str
-    ) -> tuple[dict[str, Any], str]:
+    ) -> tuple[dict[str, object], str]:
         raw = tokens.extra.get("id_token")
         if not isinstance(raw, str):
             raise InvalidIdToken(

@@ -16,7 +16,6 @@ only on the API's own origin and for at most ``MAX_PAGES`` pages.
 from __future__ import annotations
 
 import re
-from typing import Any
 from urllib.parse import urlsplit
 
 from bastion.identity.errors import UpstreamInvalidResponse
@@ -35,10 +34,10 @@ def _headers(access_token: str) -> dict[str, str]:
     }
 
 
-async def _list(client: ProviderClient, path: str, access_token: str, what: str) -> list[Any]:
+async def _list(client: ProviderClient, path: str, access_token: str, what: str) -> list[object]:
     api = client.spec.api_url or ""
     url: str | None = f"{api}{path}?per_page=100"
-    found: list[Any] = []
+    found: list[object] = []
     for _ in range(MAX_PAGES):
         if url is None:
             break
@@ -66,7 +65,7 @@ async def _list(client: ProviderClient, path: str, access_token: str, what: str)
     return found
 
 
-async def github_claims(client: ProviderClient, access_token: str) -> dict[str, Any]:
+async def github_claims(client: ProviderClient, access_token: str) -> dict[str, object]:
     """The claims of the GitHub user holding ``access_token``: id, login, name, email (verified
     primary only), email_verified, organizations, groups (teams as ``org/slug``, lowercase)."""
     api = client.spec.api_url or ""

@@ -17,7 +17,6 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from joserfc.jwk import OKPKey
 
@@ -102,7 +101,7 @@ def _bad_signature(alg: str) -> InvalidIdToken:
     )
 
 
-def _check_times(claims: dict[str, Any], expected: Expected) -> None:
+def _check_times(claims: jose.JsonObject, expected: Expected) -> None:
     """OpenID Connect Core 1.0 §3.1.3.7 steps 9 and 10: exp in the future, iat not in the
     future (both required), nbf passed when present; with ``expected.leeway``."""
     now = expected.now
@@ -138,7 +137,7 @@ def _refuse(reason: str, detail: str) -> InvalidIdToken:
     return InvalidIdToken(f"the identity provider's ID token was refused: {reason}", detail=detail)
 
 
-def validate(token: str, keys: jose.UsableKeys, expected: Expected) -> dict[str, Any]:
+def validate(token: str, keys: jose.UsableKeys, expected: Expected) -> jose.JsonObject:
     """The claims of a valid id_token; raise :class:`InvalidIdToken` (or UnknownKeyError)."""
     signed = _signed(token, keys, expected.algorithms)
     claims = signed.claims

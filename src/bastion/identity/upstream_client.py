@@ -19,7 +19,6 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
@@ -140,13 +139,19 @@ class ProviderClient:
             )
 
     async def request(
-        self, method: str, url: str, what: str, **kwargs: Any
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        headers: dict[str, str] | None = None,
+        data: dict[str, str] | None = None,
     ) -> tuple[httpx.Response, bytes]:
         """Send a request; the response and its body (bounded). Network failures raise
         :class:`UpstreamUnreachable` naming the provider and the URL."""
         self._check_url(url, what)
         try:
-            async with self._http.stream(method, url, **kwargs) as response:
+            async with self._http.stream(method, url, headers=headers, data=data) as response:
                 body = bytearray()
                 async for chunk in response.aiter_bytes():
                     body += chunk
@@ -178,7 +183,7 @@ class ProviderClient:
             ) from None
         return response, bytes(body)
 
-    def json_body(self, response: httpx.Response, body: bytes, url: str, what: str) -> Any:
+    def json_body(self, response: httpx.Response, body: bytes, url: str, what: str) -> object:
         """The parsed JSON of a response body; UpstreamInvalidResponse when it is not JSON."""
         try:
             return json.loads(body)
@@ -189,7 +194,7 @@ class ProviderClient:
                 f"{response.headers.get('content-type', '')!r}, not JSON: {_short(body)}",
             ) from None
 
-    async def get_json(self, url: str, what: str, headers: dict[str, str] | None = None) -> Any:
+    async def get_json(self, url: str, what: str, headers: dict[str, str] | None = None) -> object:
         """GET a JSON document that must answer 200."""
         response, body = await self.request("GET", url, what, headers=headers or {})
         if response.status_code != 200:
@@ -360,7 +365,7 @@ class ProviderClient:
                 form["client_secret"] = spec.client_secret
         return headers
 
-    async def token_request(self, form: dict[str, str]) -> tuple[httpx.Response, Any]:
+    async def token_request(self, form: dict[str, str]) -> tuple[httpx.Response, object]:
         """POST to the token endpoint with client authentication; the response and its parsed
         body (JSON, or a form-encoded body as GitHub sends without ``Accept``)."""
         endpoints = await self.endpoints()
@@ -415,7 +420,7 @@ class ProviderClient:
             )
         return answer
 
-    async def userinfo(self, access_token: str) -> dict[str, Any]:
+    async def userinfo(self, access_token: str) -> dict[str, object]:
         """OpenID Connect Core 1.0 §5.3 (or a plain OAuth 2.0 user-info endpoint)."""
         endpoints = await self.endpoints()
         url = endpoints.userinfo_endpoint

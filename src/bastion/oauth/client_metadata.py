@@ -7,7 +7,7 @@ client obeys one set of rules.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -46,7 +46,7 @@ class ClientMetadata(BaseModel):
     tos_uri: str | None = Field(None, max_length=2000)
     policy_uri: str | None = Field(None, max_length=2000)
     jwks_uri: str | None = Field(None, max_length=2000)
-    jwks: dict[str, Any] | None = None
+    jwks: dict[str, object] | None = None
     software_id: str | None = Field(None, max_length=200)
     software_version: str | None = Field(None, max_length=200)
     application_type: Literal["web", "native"] = "web"
@@ -56,7 +56,7 @@ class ClientMetadata(BaseModel):
         """A public client has no credentials (token_endpoint_auth_method none)."""
         return self.token_endpoint_auth_method == "none"
 
-    def public_dict(self) -> dict[str, Any]:
+    def public_dict(self) -> dict[str, object]:
         """The metadata as returned in registration responses: set fields only."""
         return self.model_dump(exclude_none=True)
 

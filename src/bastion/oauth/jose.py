@@ -13,8 +13,8 @@ side, the ID Token check of federation and the client assertions of ``private_ke
 
 Pure: no I/O. The callers fetch the keys and read the clock; every refusal is a
 :class:`JoseError`, which each caller words as its own error (``invalid_token``, an ID Token
-refused, ``invalid_client``). Headers and claims are JSON objects, typed ``dict[str, Any]``:
-JSON values have no narrower static type.
+refused, ``invalid_client``). Headers and claims are JSON objects, typed :data:`JsonObject`:
+each reader narrows the member values it uses.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Literal
 
 from joserfc import jws
 from joserfc.errors import JoseError as _JoserfcError
@@ -35,6 +35,8 @@ from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 PublicKey = ECKey | OKPKey | RSAKey
+# A JOSE header or a JWT claims set: a JSON object whose member values each reader narrows.
+JsonObject = dict[str, object]
 
 # RFC 7518 §3.1, RFC 8037 §3.1, RFC 9864 §2: JWS alg -> (kty, the curves it allows or None).
 # "EdDSA" is the polymorphic name RFC 9864 deprecates: with an Ed25519 key it is the algorithm
@@ -293,7 +295,7 @@ def usable_keys(jwks: object) -> UsableKeys:
 # -- the JWS ----------------------------------------------------------------------------------
 
 
-def _json_object(raw: bytes, part: Literal["header", "payload"], what: str) -> dict[str, Any]:
+def _json_object(raw: bytes, part: Literal["header", "payload"], what: str) -> JsonObject:
     try:
         value = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -303,7 +305,7 @@ def _json_object(raw: bytes, part: Literal["header", "payload"], what: str) -> d
     return value
 
 
-def read_header(token: str) -> dict[str, Any]:
+def read_header(token: str) -> JsonObject:
     """The JOSE header of a compact JWS (RFC 7515 §7.1), unverified: only to choose the
     algorithm and key."""
     segments = token.split(".")
@@ -319,7 +321,7 @@ def read_header(token: str) -> dict[str, Any]:
     return _json_object(raw, "header", "base64url JSON")
 
 
-def read_claims(token: str) -> dict[str, Any]:
+def read_claims(token: str) -> JsonObject:
     """The claims of a compact JWS, unverified: only to find whose keys verify it (an empty
     object when there are none to read)."""
     segments = token.split(".")
@@ -333,7 +335,7 @@ def read_claims(token: str) -> dict[str, Any]:
         return {}
 
 
-def signing_alg(header: Mapping[str, Any], allowed: Sequence[str]) -> str:
+def signing_alg(header: Mapping[str, object], allowed: Sequence[str]) -> str:
     """The header's ``alg`` if it is in the table and in ``allowed`` (RFC 8725 §3.1: never
     ``none``, never HMAC); a header with ``crit`` (RFC 7515 §4.1.11) or ``b64`` (RFC 7797) is
     refused too, since no extension is understood here."""
@@ -345,7 +347,7 @@ def signing_alg(header: Mapping[str, Any], allowed: Sequence[str]) -> str:
     return alg
 
 
-def key_id(header: Mapping[str, Any]) -> str | None:
+def key_id(header: Mapping[str, object]) -> str | None:
     """The header's ``kid`` (RFC 7515 §4.1.4), or None."""
     kid = header.get("kid")
     if kid is not None and not isinstance(kid, str):
@@ -358,8 +360,8 @@ class Verified:
     """A JWS whose signature verified: its header and claims, the alg and the key that
     verified it, and how many keys were tried."""
 
-    header: dict[str, Any]
-    claims: dict[str, Any]
+    header: JsonObject
+    claims: JsonObject
     alg: str
     key: PublicKey
     tried: int
@@ -406,7 +408,7 @@ def verify(token: str, keys: UsableKeys, allowed: Sequence[str]) -> Verified:
 # -- time claims ------------------------------------------------------------------------------
 
 
-def numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
+def numeric_date(claims: Mapping[str, object], name: str) -> float | None:
     """The NumericDate claim ``name`` (RFC 7519 §2: a finite JSON number of seconds), or None
     when absent."""
     value = claims.get(name)
@@ -424,7 +426,7 @@ def numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
 
 
 def check_times(
-    claims: Mapping[str, Any],
+    claims: Mapping[str, object],
     *,
     now: int,
     leeway: int,
@@ -484,6 +486,7 @@ __all__ = [
     "BadSignature",
     "CriticalHeader",
     "JoseError",
+    "JsonObject",
     "KeyDoesNotFit",
     "MalformedJws",
     "NotAJwkSet",

@@ -48,7 +48,7 @@ class Note:
     name: str | None = None
     version: str | None = None
     result: str | None = None
-    detail: dict[str, Any] | None = None
+    detail: dict[str, object] | None = None
 
 
 def note_of(scope: Scope) -> Note | None:

@@ -102,7 +102,7 @@ class SyncReport:
         kinds: Sequence[Kind] = ("added", "updated", "curated", "refused", "filtered", "unchanged")
         return {kind: self.count(kind) for kind in kinds}
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> dict[str, object]:
         """The report as JSON (``bastion registry sync --json``)."""
         return {
             "mirror": self.mirror,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
 
 from starlette.responses import Response
 
@@ -33,22 +32,22 @@ class FieldError:
 
     location: str
     message: str
-    value: Any = None
+    value: object = None
     has_value: bool = False
 
     @classmethod
-    def of(cls, location: str, message: str, value: Any) -> FieldError:
+    def of(cls, location: str, message: str, value: object) -> FieldError:
         """A field error that also shows the value seen (shortened when long)."""
         return cls(location, message, _shorten(value), True)
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"location": self.location, "message": self.message}
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {"location": self.location, "message": self.message}
         if self.has_value:
             out["value"] = self.value
         return out
 
 
-def _shorten(value: Any) -> Any:
+def _shorten(value: object) -> object:
     if isinstance(value, str) and len(value) > _MAX_VALUE:
         return value[: _MAX_VALUE - 3] + "..."
     if isinstance(value, dict | list):
@@ -75,8 +74,8 @@ class Problem(Exception):
     def title(self) -> str:
         return HTTPStatus(self.status).phrase
 
-    def body(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
+    def body(self) -> dict[str, object]:
+        out: dict[str, object] = {
             "type": "about:blank",
             "title": self.title,
             "status": self.status,

@@ -4,7 +4,6 @@ token, for opaque tokens or an AS whose token format the resource should not dep
 from __future__ import annotations
 
 import base64
-from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -99,7 +98,7 @@ class IntrospectionVerifier(CachingVerifier):
             until = min(until, int(exp))
         return principal, until
 
-    async def _introspect(self, token: str) -> dict[str, Any]:
+    async def _introspect(self, token: str) -> dict[str, object]:
         # RFC 6749 §2.3.1: id and secret are form-urlencoded before they are joined and encoded.
         credentials = f"{quote(self.client_id, safe='')}:{quote(self._client_secret, safe='')}"
         basic = base64.b64encode(credentials.encode("utf-8")).decode("ascii")
@@ -129,7 +128,7 @@ class IntrospectionVerifier(CachingVerifier):
             detail=f"introspection at {self.introspection_endpoint}: {why}",
         )
 
-    def _check(self, answer: dict[str, Any], now: int) -> Principal:
+    def _check(self, answer: dict[str, object], now: int) -> Principal:
         if answer.get("active") is not True:
             raise InvalidToken("token is not active (expired, revoked or unknown to the AS)")
         token_type = answer.get("token_type")

@@ -11,7 +11,6 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -167,7 +166,7 @@ class JwtVerifier(CachingVerifier):
 
     def _check_signature(
         self, token: str, alg: str, candidates: list[PublicKey], kid: str | None
-    ) -> dict[str, Any]:
+    ) -> jose.JsonObject:
         """The verified claims (RFC 7515 §5.2), trying each candidate key (one when kid is set)."""
         try:
             verified = jose.verify_signature(token, alg, candidates)
@@ -181,7 +180,7 @@ class JwtVerifier(CachingVerifier):
         self.signature_checks += verified.tried
         return verified.claims
 
-    def _check_claims(self, claims: dict[str, Any], now: int) -> Principal:
+    def _check_claims(self, claims: jose.JsonObject, now: int) -> Principal:
         iss = claims.get("iss")
         if iss != self.issuer:
             raise InvalidToken(f"wrong issuer: expected {self.issuer!r}, got {short(iss)}")

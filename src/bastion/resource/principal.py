@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from starlette.types import Scope
 
@@ -25,7 +24,7 @@ class Principal:
     client_id: str | None
     scopes: frozenset[str]
     # Left out of hash(): a mapping is unhashable, and sub, client_id and jti identify the token.
-    claims: Mapping[str, Any] = field(hash=False)
+    claims: Mapping[str, object] = field(hash=False)
     token_id: str | None
     expires_at: int
     # The grant the token belongs to (its ``grant_id`` claim), if it names one: derived from

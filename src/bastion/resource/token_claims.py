@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
 
 from bastion.oauth import jose
 from bastion.oauth.errors import InvalidToken
@@ -31,7 +30,7 @@ def _refused(exc: jose.TimeClaimError) -> InvalidToken:
     return InvalidToken(str(exc))
 
 
-def number(claims: Mapping[str, Any], name: str) -> float | None:
+def number(claims: Mapping[str, object], name: str) -> float | None:
     """The NumericDate claim ``name`` (RFC 7519 §2), or None when absent."""
     try:
         return jose.numeric_date(claims, name)
@@ -40,7 +39,7 @@ def number(claims: Mapping[str, Any], name: str) -> float | None:
 
 
 def check_times(
-    claims: Mapping[str, Any], now: int, leeway: int, *, need_exp: bool
+    claims: Mapping[str, object], now: int, leeway: int, *, need_exp: bool
 ) -> float | None:
     """Check exp, nbf and iat (RFC 7519 §4.1.4-§4.1.6) with ``leeway`` seconds of clock skew;
     return exp."""
@@ -66,7 +65,7 @@ def audience_matches(aud: object, expected: str) -> bool:
     return False
 
 
-def scopes_of(claims: Mapping[str, Any]) -> frozenset[str]:
+def scopes_of(claims: Mapping[str, object]) -> frozenset[str]:
     """``scope`` (RFC 9068 §2.2.3, RFC 7662 §2.2: space-separated) or ``scp`` (a list, or a
     space-separated string as Entra ID issues it)."""
     scope = claims.get("scope")
@@ -82,7 +81,7 @@ def scopes_of(claims: Mapping[str, Any]) -> frozenset[str]:
     return frozenset()
 
 
-def refuse_sender_constrained(claims: Mapping[str, Any]) -> None:
+def refuse_sender_constrained(claims: Mapping[str, object]) -> None:
     """Refuse a token bound to a key (``cnf``): this resource accepts bearer tokens only."""
     # RFC 9449 §7.1, RFC 8705 §3: a token bound to a key (cnf) is only usable with a proof of
     # possession, which a bearer-only resource server cannot check; accepting it as a bearer
@@ -93,7 +92,7 @@ def refuse_sender_constrained(claims: Mapping[str, Any]) -> None:
         )
 
 
-def principal_from_claims(claims: dict[str, Any], *, subject: str, expires_at: int) -> Principal:
+def principal_from_claims(claims: jose.JsonObject, *, subject: str, expires_at: int) -> Principal:
     """The principal a verified token speaks for (claims kept read-only)."""
     client_id = claims.get("client_id", claims.get("azp"))
     jti = claims.get("jti")

@@ -80,7 +80,7 @@ class AuditRecord:
     version: str | None
     status: int
     result: str
-    detail: dict[str, Any] | None = field(default=None)
+    detail: dict[str, object] | None = field(default=None)
     id: int | None = None
 
 

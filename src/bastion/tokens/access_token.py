@@ -10,8 +10,8 @@ import base64
 import json
 import secrets
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
@@ -47,11 +47,11 @@ def issue(
     scope: str,
     now: int,
     ttl: int,
-    extra: dict[str, Any] | None = None,
+    extra: Mapping[str, object] | None = None,
 ) -> IssuedToken:
     """Sign a new access token."""
     jti = secrets.token_urlsafe(16)
-    claims: dict[str, Any] = dict(extra or {})
+    claims: dict[str, object] = dict(extra or {})
     claims.update(
         iss=issuer,
         sub=subject,
@@ -81,7 +81,9 @@ def _b64(data: bytes) -> bytes:
     return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
-def _sign_compact(key: SigningKey, header: dict[str, Any], claims: dict[str, Any]) -> str | None:
+def _sign_compact(
+    key: SigningKey, header: Mapping[str, object], claims: Mapping[str, object]
+) -> str | None:
     """RFC 7515 §7.1 compact serialization signed with ``cryptography`` directly, for the
     algorithms bastion signs with (a third of the cost of the generic path); None for others.
 
@@ -109,7 +111,7 @@ def _sign_compact(key: SigningKey, header: dict[str, Any], claims: dict[str, Any
     return (signing_input + b"." + _b64(signature)).decode("ascii")
 
 
-def decode_own(token: str, keys: KeySet, *, issuer: str, now: int) -> dict[str, Any] | None:
+def decode_own(token: str, keys: KeySet, *, issuer: str, now: int) -> dict[str, object] | None:
     """Verify a token this AS issued (signature, typ, iss, exp); None when it is not valid.
 
     Used by introspection and revocation; resource servers use ``bastion.resource``.
