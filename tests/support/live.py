@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import socket
 from collections.abc import AsyncIterator
@@ -51,6 +52,44 @@ def free_port() -> int:
     raise RuntimeError(f"no free port below {low} on 127.0.0.1 after 200 tries")
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, stopping as soon as :meth:`stop` is called. uvicorn itself looks at
+    ``should_exit`` every 0.1 s, then sleeps 0.1 s and polls every 0.1 s until the open
+    connections and tasks are done: about 0.2 s per server and test, idle. Here the same steps
+    run without the wait (connections polled every 5 ms)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self.should_exit = True
+        self._stopping.set()
+
+    async def main_loop(self) -> None:
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter = (counter + 1) % 864000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), 0.1)
+            should_exit = await self.on_tick(counter)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        async with asyncio.timeout(self.config.timeout_graceful_shutdown):
+            while self.server_state.connections or self.server_state.tasks:
+                await asyncio.sleep(0.005)
+        for server in self.servers:
+            await server.wait_closed()
+        await self.lifespan.shutdown()
+
+
 @asynccontextmanager
 async def serve(app: ASGIApp, port: int = 0, **options: Any) -> AsyncIterator[str]:
     """Run ``app`` under uvicorn on 127.0.0.1 until the block ends; yield its base URL.
@@ -61,7 +100,7 @@ async def serve(app: ASGIApp, port: int = 0, **options: Any) -> AsyncIterator[st
         port=port,
         **{"log_level": "warning", "lifespan": "on", "access_log": False, **options},
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     # Bound here, not by uvicorn: its bind error is a SystemExit that breaks the event loop of
     # every later test; this one is an OSError that names the port.
     listener = socket.socket()
@@ -92,7 +131,7 @@ async def serve(app: ASGIApp, port: int = 0, **options: Any) -> AsyncIterator[st
         bound = server.servers[0].sockets[0].getsockname()[1]
         yield f"http://127.0.0.1:{bound}"
     finally:
-        server.should_exit = True
+        server.stop()
         try:
             await asyncio.wait_for(task, timeout=10)
         finally:
