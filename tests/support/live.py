@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import socket
 from collections.abc import AsyncIterator
@@ -29,17 +30,34 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
+def _slice() -> tuple[int, int]:
+    """The ports this process draws from: 10000 up to the ephemeral range, or under
+    pytest-xdist the worker's own contiguous share of it, so that two workers never hand out
+    the same port (each checks that a port is free, but another could take it before the
+    server binds)."""
+    low, _ = _ephemeral_range()
+    low = max(low, 10001)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or count <= 1:
+        return 10000, low
+    size = (low - 10000) // count
+    start = 10000 + int(worker[2:]) * size
+    return start, start + size
+
+
 def free_port() -> int:
     """A port that is free on 127.0.0.1 now, for servers that must know their URL before they
     start (like an authorization server whose issuer names its port).
 
-    It is drawn at random from below the kernel's ephemeral range and never twice in a process:
-    a port from ``bind(0)`` comes from that range, where every outgoing connection of a busy
-    test run also takes its local port, and one of those could take it before the server binds
-    (uvicorn then exits the whole test process)."""
-    low, _ = _ephemeral_range()
+    It is drawn at random from below the kernel's ephemeral range (from this worker's share of
+    it, see :func:`_slice`) and never twice in a process: a port from ``bind(0)`` comes from
+    that range, where every outgoing connection of a busy test run also takes its local port,
+    and one of those could take it before the server binds (uvicorn then exits the whole test
+    process)."""
+    start, stop = _slice()
     for _ in range(200):
-        port = _random.randrange(10000, max(low, 10001))
+        port = _random.randrange(start, stop)
         if port in _handed_out:
             continue
         with socket.socket() as s:
@@ -49,7 +67,7 @@ def free_port() -> int:
                 continue
         _handed_out.add(port)
         return port
-    raise RuntimeError(f"no free port below {low} on 127.0.0.1 after 200 tries")
+    raise RuntimeError(f"no free port in {start}-{stop - 1} on 127.0.0.1 after 200 tries")
 
 
 class _Server(uvicorn.Server):
