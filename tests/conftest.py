@@ -33,6 +33,8 @@ POSTGRES_URL = os.environ.get(
     "BASTION_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 REQUIRE_POSTGRES = os.environ.get("BASTION_REQUIRE_POSTGRES") == "1"
+# The fuzz case tally at the end of the run (loaded here: an xdist controller collects nothing).
+pytest_plugins = ["tests.fuzz.report"]
 ISSUER = "http://localhost"
 RESOURCE = "http://localhost:9001/mcp"
 
