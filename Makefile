@@ -6,6 +6,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install run test test-fast fuzz lint format bench clean screenshots
 
+# Test processes (pytest-xdist): most of a test's time is spent waiting on servers, databases
+# and subprocesses, so three keep two cores busy. TEST_WORKERS=0 runs everything in one.
+TEST_WORKERS ?= 3
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -20,7 +24,7 @@ run: install
 
 test: install
 	bash scripts/test-setup.sh
-	. .cache/test-env && $(BIN)/pytest $(PYTEST_ARGS)
+	. .cache/test-env && $(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # The fuzzers alone, ten times deeper than in `make test` (20,000 cases per endpoint group,
 # a fresh random seed each run): BASTION_FUZZ_PROFILE=deep.
@@ -29,7 +33,7 @@ fuzz: install
 	. .cache/test-env && BASTION_FUZZ_PROFILE=deep $(BIN)/pytest tests/fuzz $(PYTEST_ARGS)
 
 test-fast: install
-	$(BIN)/pytest -m "not browser and not conformance" $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) -m "not browser and not conformance" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff format --check src tests

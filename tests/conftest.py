@@ -21,9 +21,11 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import sqlalchemy as sa
+from argon2 import PasswordHasher
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bastion.config import ResourceSettings, Settings
+from bastion.identity import passwords
 from bastion.private_files import create_private
 from bastion.store.database import Database
 
@@ -31,8 +33,29 @@ POSTGRES_URL = os.environ.get(
     "BASTION_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
 REQUIRE_POSTGRES = os.environ.get("BASTION_REQUIRE_POSTGRES") == "1"
+# The fuzz case tally at the end of the run (loaded here: an xdist controller collects nothing).
+pytest_plugins = ["tests.fuzz.report"]
 ISSUER = "http://localhost"
 RESOURCE = "http://localhost:9001/mcp"
+
+
+# argon2id as in production but with the least work (one pass over 64 KiB, one lane): a hash or
+# a check takes microseconds instead of a fifth of a second of CPU, in every test that adds a
+# user or signs in. The production parameters are pinned by tests/test_password_hashing.py
+# (marked production_passwords) and used by every test that runs the `bastion` executable.
+TEST_HASHER = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
+
+
+@pytest.fixture(autouse=True)
+def quick_password_hashing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In this process, passwords are hashed with :data:`TEST_HASHER` (not in tests marked
+    ``production_passwords``)."""
+    if request.node.get_closest_marker("production_passwords") is None:
+        monkeypatch.setattr(passwords, "_hasher", TEST_HASHER)
+        monkeypatch.setattr(passwords, "_DUMMY", TEST_DUMMY)
+
+
+TEST_DUMMY = TEST_HASHER.hash("not anybody's password")
 
 
 def _postgres_reachable() -> bool:

@@ -4,6 +4,7 @@ stops the event loop of every later test."""
 
 from __future__ import annotations
 
+import itertools
 import socket
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 
-from tests.support.live import free_port, serve
+from tests.support.live import _slice, free_port, serve
 
 
 async def test_an_app_that_cannot_start_is_an_error_and_the_next_server_runs() -> None:
@@ -38,3 +39,17 @@ def test_free_ports_are_below_the_ephemeral_range_and_never_repeat() -> None:
     ports = [free_port() for _ in range(50)]
     assert len(set(ports)) == 50
     assert all(10000 <= p < low for p in ports)
+
+
+def test_xdist_workers_draw_ports_from_shares_that_do_not_overlap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "3")
+    shares = []
+    for worker in ("gw0", "gw1", "gw2"):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+        shares.append(range(*_slice()))
+        assert free_port() in shares[-1]
+    assert shares[0].start == 10000 and shares[-1].stop <= low
+    assert all(a.stop <= b.start for a, b in itertools.pairwise(shares))

@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from bastion.authserver.cimd import (
     DocumentRefused,
@@ -31,6 +30,7 @@ from bastion.net.ssrf import guarded_transport
 from bastion.oauth.errors import InvalidClient
 from bastion.store import clients
 from bastion.store.database import Database
+from tests.support.live import serve
 
 Reply = tuple[int, dict[str, str], bytes]
 Handler = Callable[[dict[str, str]], Awaitable[Reply]]
@@ -94,19 +94,12 @@ class Clock:
 @pytest.fixture
 async def server() -> AsyncIterator[DocumentServer]:
     app = DocumentServer()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, lifespan="off", ws="none", log_level="warning"
-    )
-    runner = uvicorn.Server(config)
-    task = asyncio.create_task(runner.serve())
-    while not runner.started:
-        await asyncio.sleep(0.01)
-    port = runner.servers[0].sockets[0].getsockname()[1]
-    app.base = f"http://127.0.0.1:{port}"
-    yield app
-    app.release.set()
-    runner.should_exit = True
-    await task
+    async with serve(app, lifespan="off", ws="none") as base:
+        app.base = base
+        try:
+            yield app
+        finally:
+            app.release.set()
 
 
 @pytest.fixture

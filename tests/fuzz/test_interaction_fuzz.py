@@ -8,9 +8,9 @@ interaction page after a log-in, or a redirect to the request's own redirect URI
 or ``error``, ``iss`` and its ``state`` (RFC 6749 §4.1.2, RFC 9207 §2). Nothing is stored by a
 refused step: no session without a log-in, no code or consent without an approval.
 
-Passwords are checked with argon2 (about 0.3 s each here), so ``login.max_failures`` is 1 and
-the log-in form's user names come from a short list; arbitrary user names have a test of their
-own with fewer cases.
+Passwords are checked with argon2 (about 0.3 s each at bastion's parameters), so
+``login.max_failures`` is 1 and the log-in form's user names come from a short list; arbitrary
+user names have a test of their own with fewer cases.
 """
 
 from __future__ import annotations
