@@ -693,6 +693,22 @@ async def test_a04_housekeeping_deletes_never_used_dynamic_clients_after_the_ttl
         assert kept.status_code == 303
 
 
+async def test_a04_a_shutdown_lets_the_sweep_under_way_finish(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The sweep that starts with the server is not cut off by a shutdown that comes at once:
+    it finishes its transaction (a sweep cancelled mid-statement left SQLite's driver thread
+    answering an event loop that was closed by then)."""
+    settings = make_settings(registration={"unused_client_ttl": 3600})
+    clock = MovableClock()
+    async with running(settings, clock=clock) as client:
+        await register(client)
+    clock.advance(3601)
+    async with running(settings, clock=clock):
+        pass  # started, swept, stopped
+    assert await count_rows(settings, schema.clients) == 0
+
+
 async def test_a04_unused_client_ttl_zero_keeps_registrations(
     make_settings: Callable[..., Settings],
 ) -> None:

@@ -59,6 +59,7 @@ from bastion.tokens.keys import KeyManager
 
 log = get_logger("bastion.authserver")
 
+HOUSEKEEPING_GRACE = 10.0
 HOUSEKEEPING_INTERVAL = 600
 
 
@@ -180,13 +181,21 @@ async def housekeeping(bastion: AuthServer) -> None:
         bastion.clients.invalidate()  # after the commit: a lookup meanwhile saw the old rows
 
 
-async def _housekeeping_loop(bastion: AuthServer) -> None:
+async def _housekeeping_loop(bastion: AuthServer, stop: asyncio.Event) -> None:
+    """Sweep at start, then every :data:`HOUSEKEEPING_INTERVAL` seconds until ``stop`` is set.
+
+    Shutdown sets ``stop`` instead of cancelling the task: a sweep cancelled mid-statement leaves
+    SQLite's driver thread finishing a query for an event loop that may be closed by then.
+    """
     while True:
         try:
             await housekeeping(bastion)
         except Exception:  # a failed sweep must not stop the server; the next one retries
             log.exception("housekeeping failed; retrying in %s s", HOUSEKEEPING_INTERVAL)
-        await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), HOUSEKEEPING_INTERVAL)
+        if stop.is_set():
+            return
 
 
 def _server_error() -> Response:
@@ -244,13 +253,16 @@ def create_app(
             settings, clock=clock, cimd_transport=cimd_transport, revocations=revocations
         )
         app.state.bastion = bastion
-        task = asyncio.create_task(_housekeeping_loop(bastion))
+        stop = asyncio.Event()
+        task = asyncio.create_task(_housekeeping_loop(bastion, stop))
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            stop.set()
+            # A sweep under way may finish its transaction; one stuck on the database is
+            # cancelled after a grace period rather than holding up the shutdown.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(task, HOUSEKEEPING_GRACE)
             await close_server(bastion)
 
     async def not_found(request: Request, exc: Exception) -> Response:
