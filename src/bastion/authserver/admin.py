@@ -353,6 +353,16 @@ async def remove_registration_token(settings: Settings, label: str) -> None:
             )
 
 
+def _key_manager(db: Database, settings: Settings) -> KeyManager:
+    return KeyManager(
+        db,
+        Cipher(secret_for(settings)),
+        alg=settings.tokens.signing_alg,
+        token_ttl=settings.tokens.access_token_ttl,
+        prepublish=settings.tokens.key_prepublish,
+    )
+
+
 async def rotate_keys(settings: Settings, *, now: bool = False, alg: str | None = None) -> str:
     """Add a new signing key (published at once, signing after the pre-publication delay, or at
     once with ``now``); older keys leave the JWKS once their tokens have expired."""
@@ -362,14 +372,7 @@ async def rotate_keys(settings: Settings, *, now: bool = False, alg: str | None 
             "algorithms, which resource servers verify with the published public key)"
         )
     async with database(settings) as db:
-        keys = KeyManager(
-            db,
-            Cipher(secret_for(settings)),
-            alg=settings.tokens.signing_alg,
-            token_ttl=settings.tokens.access_token_ttl,
-            prepublish=settings.tokens.key_prepublish,
-        )
-        return await keys.rotate(alg=alg, prepublish=0 if now else None)
+        return await _key_manager(db, settings).rotate(alg=alg, prepublish=0 if now else None)
 
 
 @dataclass(frozen=True)
@@ -385,12 +388,7 @@ class PublishedKey:
 async def list_keys(settings: Settings) -> list[PublishedKey]:
     """The published keys with their activation and retirement times."""
     async with database(settings) as db:
-        keys = KeyManager(
-            db,
-            Cipher(secret_for(settings)),
-            alg=settings.tokens.signing_alg,
-            token_ttl=settings.tokens.access_token_ttl,
-        )
+        keys = _key_manager(db, settings)
         return [
             PublishedKey(k.kid, k.alg, k.activates_at, k.retire_at) for k in await keys.published()
         ]

@@ -62,14 +62,15 @@ SHOWN_CLAIMS = ("iss", "sub", "aud", "scope", "client_id", "exp", "groups")
 MAX_TOOL_PAGES = 100
 # scope-token = 1*( %x21 / %x23-5B / %x5D-7E ) (RFC 6749 §3.3)
 SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+RegistryOption = Annotated[
+    bool,
+    typer.Option("--registry", help="URL is an MCP registry (probed with GET /v0.1/servers)."),
+]
 
 
 def login(
     url: UrlArgument,
-    registry: Annotated[
-        bool,
-        typer.Option("--registry", help="URL is an MCP registry (probed with GET /v0.1/servers)."),
-    ] = False,
+    registry: RegistryOption = False,
     no_browser: NoBrowserOption = False,
     client_config: ClientConfigOption = None,
 ) -> None:
@@ -133,10 +134,7 @@ def token(
             "authorization for these and the scopes asked for before.",
         ),
     ] = None,
-    registry: Annotated[
-        bool,
-        typer.Option("--registry", help="URL is an MCP registry (probed with GET /v0.1/servers)."),
-    ] = False,
+    registry: RegistryOption = False,
     no_browser: NoBrowserOption = False,
     client_config: ClientConfigOption = None,
 ) -> None:

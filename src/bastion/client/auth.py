@@ -37,6 +37,7 @@ class _Request(Protocol):
     def url(self) -> object: ...
     @property
     def headers(self) -> MutableMapping[str, str]: ...
+    async def aread(self) -> bytes: ...
 
 
 class _Response(Protocol):
@@ -56,7 +57,9 @@ async def authorized_flow(
     on a 401/403 ask the authorizer and yield it again with the new header (bounded).
 
     Tokens are kept per ``resource`` when given (a registry: every API path below the registry
-    URL is one protected resource), else per request URL (an MCP endpoint)."""
+    URL is one protected resource), else per request URL (an MCP endpoint). The body is read
+    first, as it may be sent again."""
+    await request.aread()
     url = resource or str(request.url)
     header = await authorizer.authorization(url)
     if header is not None:
@@ -104,21 +107,10 @@ class BastionAuth(httpx.Auth):
     ) -> Generator[httpx.Request, httpx.Response, None]:
         raise RuntimeError("BastionAuth does network I/O: use it with httpx.AsyncClient")
 
-    async def async_auth_flow(
+    def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        if self.requires_request_body:
-            await request.aread()
-        flow = authorized_flow(self.authorizer, request, self.resource)
-        try:
-            outgoing = await flow.__anext__()
-            while True:
-                response = yield outgoing
-                outgoing = await flow.asend(response)
-        except StopAsyncIteration:
-            return
-        finally:
-            await flow.aclose()
+        return authorized_flow(self.authorizer, request, self.resource)
 
     async def aclose(self) -> None:
         """Close the authorizer (its HTTP client, logins still waiting)."""

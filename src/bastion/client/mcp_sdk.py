@@ -41,20 +41,10 @@ class SdkAuth(httpx2.Auth):
     def __init__(self, auth: BastionAuth | Authorizer) -> None:
         self.authorizer = auth.authorizer if isinstance(auth, BastionAuth) else auth
 
-    async def async_auth_flow(
+    def async_auth_flow(
         self, request: httpx2.Request
     ) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
-        await request.aread()
-        flow = authorized_flow(self.authorizer, request)
-        try:
-            outgoing = await flow.__anext__()
-            while True:
-                response = yield outgoing
-                outgoing = await flow.asend(response)
-        except StopAsyncIteration:
-            return
-        finally:
-            await flow.aclose()
+        return authorized_flow(self.authorizer, request)
 
 
 def http_client(

@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bastion.logs import get_logger
 from bastion.registry import paths
 from bastion.registry.names import VERSION_MAX, name_problem
+from bastion.registry.problems import status_result
 from bastion.registry.times import MillisClock, format_rfc3339
 from bastion.resource.principal import principal_of
 from bastion.store import registry as rows
@@ -78,16 +79,7 @@ def _result_of(status: int, challenge: str | None) -> str:
         for code in ("invalid_token", "insufficient_scope", "invalid_request"):
             if f'error="{code}"' in challenge:
                 return code
-    return {
-        400: "invalid",
-        401: "unauthorized",
-        403: "forbidden",
-        404: "not_found",
-        405: "method_not_allowed",
-        409: "conflict",
-        413: "too_large",
-        415: "unsupported_media_type",
-    }.get(status, "error" if status >= 500 else f"http_{status}")
+    return status_result(status)
 
 
 class AuditWriter:

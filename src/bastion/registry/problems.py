@@ -96,7 +96,12 @@ class Problem(Exception):
 
     @property
     def audit_result(self) -> str:
-        return self.result or _RESULTS.get(self.status, f"http_{self.status}")
+        return self.result or status_result(self.status)
+
+
+def status_result(status: int) -> str:
+    """The audit's word for an answer with ``status`` when nothing more precise is known."""
+    return _RESULTS.get(status, "error" if status >= 500 else f"http_{status}")
 
 
 _RESULTS = {
@@ -108,7 +113,6 @@ _RESULTS = {
     409: "conflict",
     413: "too_large",
     415: "unsupported_media_type",
-    500: "error",
 }
 
 
@@ -122,4 +126,4 @@ def not_found(detail: str) -> Problem:
     return Problem(404, detail)
 
 
-__all__ = ["PROBLEM_JSON", "FieldError", "Problem", "bad_request", "not_found"]
+__all__ = ["PROBLEM_JSON", "FieldError", "Problem", "bad_request", "not_found", "status_result"]
