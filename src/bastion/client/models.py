@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from bastion.client.settings import AuthMethod, GrantType, SigningAlg
-from bastion.oauth.server_metadata import advertises_s256, auth_methods_or_default
+from bastion.oauth.server_metadata import AdvertisedMethods
 
 Source = Literal["pre-registered", "cimd", "dcr", "legacy"]
 
@@ -28,7 +28,7 @@ class ProtectedResourceMetadata:
 
 
 @dataclass(frozen=True)
-class AuthorizationServerMetadata:
+class AuthorizationServerMetadata(AdvertisedMethods):
     """A validated RFC 8414 §2 (or OpenID Connect Discovery §3) document (parsed as
     :class:`~bastion.oauth.server_metadata.ServerMetadata`), with the URL it came from."""
 
@@ -44,16 +44,6 @@ class AuthorizationServerMetadata:
     client_id_metadata_document_supported: bool
     url: str
     raw: dict[str, object] = field(repr=False, compare=False)
-
-    @property
-    def supports_s256(self) -> bool:
-        """Whether PKCE with S256 is advertised (MCP security considerations, checklist C10)."""
-        return advertises_s256(self.code_challenge_methods_supported)
-
-    @property
-    def auth_methods(self) -> tuple[str, ...]:
-        """Token endpoint auth methods; RFC 8414 §2 default ``client_secret_basic``."""
-        return auth_methods_or_default(self.token_endpoint_auth_methods_supported)
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,33 @@ from bastion.oauth.metadata import (
 )
 
 
+def advertises_s256(code_challenge_methods_supported: tuple[str, ...] | None) -> bool:
+    """Whether PKCE with S256 is advertised (RFC 7636 §4.2, RFC 8414 §2; MCP security
+    considerations: absent means no PKCE)."""
+    return "S256" in (code_challenge_methods_supported or ())
+
+
+class AdvertisedMethods:
+    """What an RFC 8414 §2 document advertises about PKCE and client authentication, for the
+    classes that hold its two members (:class:`ServerMetadata`, and the client's view of it)."""
+
+    code_challenge_methods_supported: tuple[str, ...] | None
+    token_endpoint_auth_methods_supported: tuple[str, ...] | None
+
+    @property
+    def supports_s256(self) -> bool:
+        """Whether PKCE with S256 is advertised (see :func:`advertises_s256`)."""
+        return advertises_s256(self.code_challenge_methods_supported)
+
+    @property
+    def auth_methods(self) -> tuple[str, ...]:
+        """Token endpoint auth methods; RFC 8414 §2 default ``client_secret_basic`` when
+        absent."""
+        return self.token_endpoint_auth_methods_supported or ("client_secret_basic",)
+
+
 @dataclass(frozen=True)
-class ServerMetadata:
+class ServerMetadata(AdvertisedMethods):
     """An RFC 8414 §2 document. Members are in the order the authorization server serves them;
     ``extra`` keeps the members this model does not know, as they were."""
 
@@ -110,28 +135,5 @@ class ServerMetadata:
         """The JSON object: members in declaration order, absent ones left out, then ``extra``."""
         return to_json(self)
 
-    @property
-    def supports_s256(self) -> bool:
-        """Whether PKCE with S256 is advertised (see :func:`advertises_s256`)."""
-        return advertises_s256(self.code_challenge_methods_supported)
 
-    @property
-    def auth_methods(self) -> tuple[str, ...]:
-        """Token endpoint auth methods (see :func:`auth_methods_or_default`)."""
-        return auth_methods_or_default(self.token_endpoint_auth_methods_supported)
-
-
-def advertises_s256(code_challenge_methods_supported: tuple[str, ...] | None) -> bool:
-    """Whether PKCE with S256 is advertised (RFC 7636 §4.2, RFC 8414 §2; MCP security
-    considerations: absent means no PKCE)."""
-    return "S256" in (code_challenge_methods_supported or ())
-
-
-def auth_methods_or_default(
-    token_endpoint_auth_methods_supported: tuple[str, ...] | None,
-) -> tuple[str, ...]:
-    """Token endpoint auth methods; RFC 8414 §2 default ``client_secret_basic`` when absent."""
-    return token_endpoint_auth_methods_supported or ("client_secret_basic",)
-
-
-__all__ = ["MetadataError", "ServerMetadata", "advertises_s256", "auth_methods_or_default"]
+__all__ = ["AdvertisedMethods", "MetadataError", "ServerMetadata", "advertises_s256"]
