@@ -131,23 +131,7 @@ def test_quickstart_serves_prints_the_admin_password_once_and_the_readme_example
     anonymous = httpx.get(f"{registry}/v0.1/servers", params={"limit": 1})
     assert anonymous.status_code == 401
     assert 'realm="mcp-registry"' in anonymous.headers["www-authenticate"]
-    reader = subprocess.run(
-        [
-            *(BASTION, "clients", "add", "--name", "catalogue reader", "--confidential"),
-            *("--resource", "registry", "--scope", READ),
-            *("--config", str(data / "bastion.toml")),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    reader_id = re.search(r"client_id\s+(\S+)", reader).group(1)  # type: ignore[union-attr]
-    reader_secret = re.search(r"client_secret\s+(\S+)", reader).group(1)  # type: ignore[union-attr]
-    read_token = httpx.post(
-        f"{issuer}/token",
-        auth=(reader_id, reader_secret),
-        data={"grant_type": "client_credentials", "resource": registry},
-    ).json()["access_token"]
+    read_token = _machine_token(data, issuer, registry, "catalogue reader", READ)
     listed = httpx.get(
         f"{registry}/v0.1/servers",
         params={"version": "latest"},
@@ -177,23 +161,7 @@ def test_quickstart_serves_prints_the_admin_password_once_and_the_readme_example
 
     # Publishing under local.* is for the group editors: a caller outside it, even with the
     # write scope, is refused with the namespace named (G03) and nothing is listed.
-    writer = subprocess.run(
-        [
-            *(BASTION, "clients", "add", "--name", "outside writer", "--confidential"),
-            *("--resource", "registry", "--scope", WRITE),
-            *("--config", str(data / "bastion.toml")),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    writer_id = re.search(r"client_id\s+(\S+)", writer).group(1)  # type: ignore[union-attr]
-    writer_secret = re.search(r"client_secret\s+(\S+)", writer).group(1)  # type: ignore[union-attr]
-    write_token = httpx.post(
-        f"{issuer}/token",
-        auth=(writer_id, writer_secret),
-        data={"grant_type": "client_credentials", "resource": registry},
-    ).json()["access_token"]
+    write_token = _machine_token(data, issuer, registry, "outside writer", WRITE)
     document = {
         "$schema": entries["local.bastion/demo"]["$schema"],
         "name": "local.example/notes",
@@ -250,3 +218,28 @@ def test_m3_data_files_are_private_whatever_the_umask(
         text
     )
     assert "secret.key has mode" not in text
+
+
+def _machine_token(data: Path, issuer: str, registry: str, name: str, scope: str) -> str:
+    """A token for ``registry`` with ``scope`` from a machine client the operator adds with
+    ``bastion clients add`` (the CLI, as a person would)."""
+    added = subprocess.run(
+        [
+            *(BASTION, "clients", "add", "--name", name, "--confidential"),
+            *("--resource", "registry", "--scope", scope),
+            *("--config", str(data / "bastion.toml")),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    client_id = re.search(r"client_id\s+(\S+)", added).group(1)  # type: ignore[union-attr]
+    secret = re.search(r"client_secret\s+(\S+)", added).group(1)  # type: ignore[union-attr]
+    answer = httpx.post(
+        f"{issuer}/token",
+        auth=(client_id, secret),
+        data={"grant_type": "client_credentials", "resource": registry},
+    )
+    assert answer.status_code == 200, answer.text
+    token: str = answer.json()["access_token"]
+    return token
