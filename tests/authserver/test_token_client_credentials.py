@@ -533,3 +533,34 @@ async def test_an_assertion_without_kid_is_checked_against_every_registered_key(
     client = KeyClient(made.client.client_id, signer, settings.issuer)
     response = await app_client.post("/token", data=client.form(client.assertion()))
     assert response.status_code == 200, response.text
+
+
+async def test_a04_keys_and_assertions_that_must_not_authenticate_against_a_live_server(
+    live_as: tuple[str, Settings],
+) -> None:
+    """The same refusals against the authorization server under uvicorn: a key published for
+    another purpose (RFC 7517 §4.2, §4.3, §4.4), a 1024-bit RSA key (RFC 7518 §3.3), an
+    assertion before its nbf (RFC 7523 §3) -> 401 invalid_client, and no token; the client's
+    valid assertion is then accepted, so the refusals are about the key or the assertion."""
+    issuer, settings = live_as
+    form = {"grant_type": "client_credentials", "resource": f"{issuer}/mcp"}
+    attempts: list[KeyClient] = []
+    for members in ({"key_ops": ["encrypt"]}, {"use": "enc"}, {"alg": "ES384"}):
+        key = ECKey.generate_key("P-256", parameters={"kid": "k1"}, private=True)
+        attempts.append(KeyClient(await registered(settings, key, **members), key, issuer))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SecurityWarning)  # the short key is the point
+        short = RSAKey.generate_key(1024, parameters={"kid": "short"}, private=True)
+        attempts.append(KeyClient(await registered(settings, short), short, issuer, "RS256"))
+        assertions = [client.assertion() for client in attempts]
+    good_key = ECKey.generate_key("P-256", parameters={"kid": "good"}, private=True)
+    good = KeyClient(await registered(settings, good_key), good_key, issuer)
+    attempts.append(good)
+    assertions.append(good.assertion(nbf=int(time.time()) + 60))
+    async with httpx.AsyncClient(base_url=issuer) as http:
+        for client, assertion in zip(attempts, assertions, strict=True):
+            response = await http.post("/token", data={**client.form(assertion), **form})
+            assert_error(response, 401, "invalid_client")
+            assert "access_token" not in response.text
+        accepted = await http.post("/token", data={**good.form(good.assertion()), **form})
+    assert accepted.status_code == 200, accepted.text
