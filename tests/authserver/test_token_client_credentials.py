@@ -535,7 +535,7 @@ async def test_an_assertion_without_kid_is_checked_against_every_registered_key(
     assert response.status_code == 200, response.text
 
 
-async def test_a04_keys_and_assertions_that_must_not_authenticate_against_a_live_server(
+async def test_a01_keys_and_assertions_that_must_not_authenticate_against_a_live_server(
     live_as: tuple[str, Settings],
 ) -> None:
     """The same refusals against the authorization server under uvicorn: a key published for
