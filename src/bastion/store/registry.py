@@ -82,6 +82,7 @@ class AuditRecord:
     result: str
     detail: dict[str, object] | None = field(default=None)
     id: int | None = None
+    request_id: str | None = None
 
 
 def _entry(row: sa.Row[Any]) -> Entry:
@@ -291,6 +292,7 @@ def _audit_row(record: AuditRecord) -> dict[str, Any]:
         "status": record.status,
         "result": record.result,
         "detail": record.detail,
+        "request_id": record.request_id,
     }
 
 
@@ -335,6 +337,7 @@ async def audit_records(
             result=r.result,
             detail=r.detail,
             id=r.id,
+            request_id=r.request_id,
         )
         for r in await conn.execute(stmt)
     ]

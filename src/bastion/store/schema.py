@@ -350,6 +350,7 @@ registry_audit = sa.Table(
     sa.Column("status", sa.Integer, nullable=False),
     sa.Column("result", sa.String(64), nullable=False),
     sa.Column("detail", sa.JSON, nullable=True),
+    sa.Column("request_id", sa.String(128), nullable=True),
 )
 
 # One row per configured mirror (registry.mirrors): the high-water mark of its last complete
