@@ -3,6 +3,7 @@
 #   - PostgreSQL on 127.0.0.1:5432 (started if installed but stopped; installed with apt if absent)
 #   - Debian's chromium for the browser tests (Playwright drives it; no browser download), and
 #     certutil (libnss3-tools) to trust the registry bridge's local CA in its NSS database
+#   - sqlite3, the command docs/operations.md backs SQLite up with
 #   - Node 22, the pinned MCP conformance suite and oidc-provider from the npm registry
 # Idempotent and quick when everything is already there.
 set -euo pipefail
@@ -61,6 +62,11 @@ fi
 if ! command -v certutil >/dev/null; then
   log "installing libnss3-tools (certutil)"
   apt_install libnss3-tools || log "could not install libnss3-tools: the bridge's browser test will fail"
+fi
+
+if ! command -v sqlite3 >/dev/null; then
+  log "installing sqlite3 (docs/operations.md backs SQLite up with it)"
+  apt_install sqlite3 || log "could not install sqlite3: the SQLite backup test will fail"
 fi
 
 # Node 22 + MCP conformance suite --------------------------------------------------------------
