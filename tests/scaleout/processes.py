@@ -186,9 +186,9 @@ def require_postgres(url: str) -> None:
         pytest.skip(message + "; set BASTION_TEST_POSTGRES_URL")
 
 
-def cli(settings: Mapping[str, Any], *args: str) -> str:
-    """Run ``bastion <args>`` with ``settings``; its standard output (it must succeed)."""
-    done = subprocess.run(
+def cli_run(settings: Mapping[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``bastion <args>`` with ``settings``, whatever its exit status."""
+    return subprocess.run(
         [*bastion_command(), *args],
         env=environment(settings),
         capture_output=True,
@@ -196,6 +196,11 @@ def cli(settings: Mapping[str, Any], *args: str) -> str:
         timeout=60,
         check=False,
     )
+
+
+def cli(settings: Mapping[str, Any], *args: str) -> str:
+    """Run ``bastion <args>`` with ``settings``; its standard output (it must succeed)."""
+    done = cli_run(settings, *args)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 

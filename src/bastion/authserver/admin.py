@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bastion.access.policy import withdraw_client
 from bastion.access.rules import EVERY, AccessRule, check_scopes
-from bastion.authserver.app import secret_for
+from bastion.authserver.app import cipher_for
 from bastion.clock import system_clock
 from bastion.config import Settings
 from bastion.oauth import client_metadata
@@ -24,8 +24,8 @@ from bastion.store import registration_tokens as token_rows
 from bastion.store.clients import Client
 from bastion.store.database import Database
 from bastion.store.registration_tokens import RegistrationToken
+from bastion.store.sealed import SEALED, reseal_column
 from bastion.tokens import secrets as opaque
-from bastion.tokens.cipher import Cipher
 from bastion.tokens.keys import ALGORITHMS, KeyManager
 
 
@@ -356,7 +356,7 @@ async def remove_registration_token(settings: Settings, label: str) -> None:
 def _key_manager(db: Database, settings: Settings) -> KeyManager:
     return KeyManager(
         db,
-        Cipher(secret_for(settings)),
+        cipher_for(settings),
         alg=settings.tokens.signing_alg,
         token_ttl=settings.tokens.access_token_ttl,
         prepublish=settings.tokens.key_prepublish,
@@ -373,6 +373,20 @@ async def rotate_keys(settings: Settings, *, now: bool = False, alg: str | None 
         )
     async with database(settings) as db:
         return await _key_manager(db, settings).rotate(alg=alg, prepublish=0 if now else None)
+
+
+async def rekey_secrets(settings: Settings) -> dict[str, int]:
+    """Re-encrypt every value stored under the secret key (signing keys, upstream refresh
+    tokens, upstream sign-ins in progress) under ``secret_key``, in one transaction; what was
+    encrypted under one of ``previous_secret_keys`` is re-encrypted. The number re-encrypted,
+    by kind. A value no configured secret opens stops it all (nothing is written)."""
+    cipher = cipher_for(settings)
+
+    def reseal(value: str, bound_to: str) -> str | None:
+        return cipher.reseal(value, bound_to=bound_to)
+
+    async with database(settings) as db, db.transaction() as conn:
+        return {column.name: await reseal_column(conn, column, reseal) for column in SEALED}
 
 
 @dataclass(frozen=True)
@@ -406,6 +420,7 @@ __all__ = [
     "list_clients",
     "list_keys",
     "list_registration_tokens",
+    "rekey_secrets",
     "remove_client",
     "remove_registration_token",
     "resolve_resource",

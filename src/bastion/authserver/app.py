@@ -70,6 +70,13 @@ def secret_for(settings: Settings) -> str:
     return load_or_create_secret(settings.data_dir / "secret.key")
 
 
+def cipher_for(settings: Settings) -> Cipher:
+    """What encrypts stored secrets: :func:`secret_for`, and ``previous_secret_keys`` that
+    still decrypt while the secret key is being changed."""
+    previous = [old.get_secret_value() for old in settings.previous_secret_keys]
+    return Cipher(secret_for(settings), previous)
+
+
 async def open_server(
     settings: Settings,
     *,
@@ -83,7 +90,7 @@ async def open_server(
         private_dir(settings.data_dir)
     db = Database(settings.effective_database_url, schema=settings.database_schema)
     await db.upgrade()
-    cipher = Cipher(secret_for(settings))
+    cipher = cipher_for(settings)
     keys = KeyManager(
         db,
         cipher,

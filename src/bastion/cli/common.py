@@ -88,10 +88,11 @@ def run(coro: Any) -> Any:
     from bastion.authserver.admin import AdminError
     from bastion.identity.local import UserExistsError
     from bastion.oauth.errors import OAuthError
+    from bastion.tokens.cipher import SecretKeyError
 
     try:
         return asyncio.run(coro)
-    except (AdminError, UserExistsError) as exc:
+    except (AdminError, UserExistsError, SecretKeyError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     except OAuthError as exc:

@@ -258,6 +258,21 @@ def keys_rotate(
     console.print(f"new key {kid}")
 
 
+@keys_app.command("rekey")
+def keys_rekey(config: ConfigOption = None) -> None:
+    """Re-encrypt every stored secret under secret_key (after changing it; see
+    docs/operations.md): what previous_secret_keys still opened is encrypted anew."""
+    from bastion.authserver.admin import rekey_secrets
+
+    counts = run(rekey_secrets(settings_or_exit(config)))
+    for kind, count in counts.items():
+        console.print(f"{kind}: {count} re-encrypted")
+    console.print(
+        "every stored secret is encrypted under secret_key now: remove previous_secret_keys "
+        "from the configuration and restart the processes"
+    )
+
+
 @keys_app.command("list")
 def keys_list(as_json: JsonOption = False, config: ConfigOption = None) -> None:
     """List the published signing keys: when each signs and when it is retired."""

@@ -65,6 +65,11 @@ class Settings(BaseSettings):
         description="Key that encrypts signing keys at rest (any string of 32+ characters). "
         "Default: generated once into <data_dir>/secret.key.",
     )
+    previous_secret_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Secret keys that still decrypt what is stored, never encrypt: while "
+        "changing secret_key, until `bastion keys rekey` has re-encrypted everything.",
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     trusted_proxies: list[str] = Field(

@@ -16,11 +16,13 @@ from typing import Any
 from joserfc.jwk import ECKey, KeyParameters, KeySet, OKPKey, RSAKey
 
 from bastion.clock import Clock, system_clock
+from bastion.logs import get_logger
 from bastion.store import keys as key_rows
 from bastion.store.database import Database
 from bastion.store.keys import KeyRecord
-from bastion.tokens.cipher import Cipher
+from bastion.tokens.cipher import Cipher, SecretKeyError
 
+log = get_logger("bastion.tokens.keys")
 JWK = ECKey | OKPKey | RSAKey
 
 ALGORITHMS = ("ES256", "Ed25519", "EdDSA", "RS256")
@@ -119,7 +121,19 @@ class KeyManager:
         if self.clock() - self._loaded_at >= self.refresh:
             # One request reloads; those arriving meanwhile use the keys already loaded.
             self._loaded_at = self.clock()
-            await self.load()
+            try:
+                await self.load()
+            except SecretKeyError as exc:
+                if not self._keys:
+                    raise
+                # Another process stored a key this one cannot open: keep serving with the
+                # keys loaded, and tell the operator (every key_refresh seconds).
+                log.error(
+                    "cannot reload the signing keys, keeping the %d loaded: %s Give every "
+                    "process the same secret_key (and previous_secret_keys) and restart this one.",
+                    len(self._keys),
+                    exc,
+                )
 
     async def signing_key(self) -> SigningKey:
         """The key that signs now: the newest one whose activation time has come."""
