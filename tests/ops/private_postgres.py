@@ -71,8 +71,9 @@ class PrivateCluster:
     def start(self) -> None:
         """Start the server and wait until it accepts connections."""
         options = f"-h 127.0.0.1 -p {self.port} -k {self.data.parent}"
-        self._run("pg_ctl", "start", "-w", "-t", str(START_TIMEOUT), "-D", str(self.data),
-                  "-l", str(self.data.parent / "server.log"), "-o", options)  # fmt: skip
+        log = str(self.data.parent / "server.log")
+        wait = ["-w", "-t", str(START_TIMEOUT)]
+        self._run("pg_ctl", "start", *wait, "-D", str(self.data), "-l", log, "-o", options)
 
     def stop(self) -> None:
         """Stop at once, as a crash would: no checkpoint, connections cut."""
@@ -95,8 +96,8 @@ def private_cluster() -> Iterator[PrivateCluster]:
         shutil.chown(root, owner)
     cluster = PrivateCluster(bin, root / "data", free_port(), owner)
     try:
-        cluster._run("initdb", "-D", str(cluster.data), "-U", "postgres", "-A", "trust",
-                     "-E", "UTF8", "--no-sync")  # fmt: skip
+        where = ["-D", str(cluster.data), "-U", "postgres"]
+        cluster._run("initdb", *where, "-A", "trust", "-E", "UTF8", "--no-sync")
         cluster.start()
         yield cluster
     finally:
