@@ -19,6 +19,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 from sqlalchemy import Connection
+from starlette.applications import Starlette
 
 from bastion.authserver.app import create_app
 from bastion.config import Settings, UpstreamSettings
@@ -140,13 +141,15 @@ async def test_readyz_names_no_upstream_address_command_or_error(listeners: List
             _no_secrets(await _get(f"{url}{path}"), listeners.secrets)
 
 
+@pytest.mark.parametrize("factory", [create_app, create_combined_app], ids=["as", "combined"])
 async def test_readyz_with_the_schema_behind_names_no_revision_or_database(
-    make_settings: Callable[..., Settings],
+    make_settings: Callable[..., Settings], factory: Callable[[Settings], Starlette]
 ) -> None:
-    """A schema one migration behind: 503, the check named with a fixed reason; neither the
-    revisions nor the database URL nor the data directory appear."""
+    """A schema one migration behind: 503, the check named with a fixed reason (once, though
+    the AS and the registry of the combined app both check it); neither the revisions nor the
+    database URL nor the data directory appear."""
     settings = make_settings()
-    async with serve(create_app(settings)) as base:
+    async with serve(factory(settings)) as base:
         await _migrate(settings, "-1")
         answer = await _poll(f"{base}/readyz", 503)
         assert answer.json() == {

@@ -118,18 +118,18 @@ class Readiness:
         return ready, checks
 
     async def _results(self) -> dict[str, tuple[Outcome, bool]]:
+        """Every check of every part at once; a name several parts share keeps its first
+        failure, and is required when any part requires it."""
+        runs = [
+            (name, entry, part._one(name, entry))
+            for part in self.parts or (self,)
+            for name, entry in part._entries.items()
+        ]
+        outcomes = await asyncio.gather(*(run for _, _, run in runs))
         found: dict[str, tuple[Outcome, bool]] = {}
-        for readiness in self.parts or (self,):
-            names = list(readiness._entries)
-            outcomes = await asyncio.gather(
-                *(readiness._one(name, readiness._entries[name]) for name in names)
-            )
-            for name, outcome in zip(names, outcomes, strict=True):
-                required = readiness._entries[name].required
-                if name in found and found[name][0].ok:
-                    found[name] = (outcome, required or found[name][1])
-                elif name not in found:
-                    found[name] = (outcome, required)
+        for (name, entry, _), outcome in zip(runs, outcomes, strict=True):
+            earlier, required = found.get(name, (outcome, entry.required))
+            found[name] = (earlier if not earlier.ok else outcome, required or entry.required)
         return found
 
     async def _one(self, name: str, entry: _Entry) -> Outcome:
