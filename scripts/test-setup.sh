@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepare every real component the test suite talks to, then write .cache/test-env.
-#   - PostgreSQL on 127.0.0.1:5432 (started if installed but stopped; installed with apt if absent)
+#   - PostgreSQL on 127.0.0.1:5432 (started if installed but stopped; installed with apt if absent),
+#     and its server binaries for the test that stops a cluster of its own
 #   - Debian's chromium for the browser tests (Playwright drives it; no browser download), and
 #     certutil (libnss3-tools) to trust the registry bridge's local CA in its NSS database
 #   - sqlite3, the command docs/operations.md backs SQLite up with
@@ -52,6 +53,13 @@ if pg_up; then
   log "PostgreSQL is up"
 else
   log "PostgreSQL is not available: its tests will skip (or fail where BASTION_REQUIRE_POSTGRES=1)"
+fi
+
+# The readiness test runs a PostgreSQL cluster of its own (initdb, pg_ctl), also when the
+# shared server is elsewhere (BASTION_TEST_POSTGRES_URL).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  log "installing PostgreSQL's server binaries"
+  apt_install postgresql || log "could not install postgresql: the database outage test will skip"
 fi
 
 # Chromium -----------------------------------------------------------------------------------

@@ -248,3 +248,16 @@ def test_every_module_declares_its_exports(name: str) -> None:
         exported = module.__all__
     for item in exported:
         assert hasattr(module, item), f"{name}.__all__ names missing {item}"
+
+
+def test_ops_stands_below_the_servers() -> None:
+    """bastion.ops (health and readiness, …) is what every listener's app wraps itself in: it
+    never imports an app, the composition root, the command line or the client side, so the
+    authorization server, the registry and the gateway can all stand on it."""
+    above = ("bastion.authserver", "bastion.registry", "bastion.gateway", *COMPOSITION[:2])
+    for module in SOURCES:
+        if not within(module, "bastion.ops"):
+            continue
+        for name in bastion_imports(module):
+            forbidden = (*above, "bastion.cli", "bastion.client", "bastion.doctor")
+            assert not within(name, *forbidden), f"{module} imports {name}"

@@ -46,6 +46,13 @@ from bastion.identity.local import LocalUsers
 from bastion.logs import get_logger
 from bastion.oauth.errors import OAuthError
 from bastion.oauth.well_known import metadata_paths
+from bastion.ops.health import (
+    Probes,
+    Readiness,
+    database_check,
+    flag_check,
+    migrations_check,
+)
 from bastion.private_files import private_dir
 from bastion.resource.revocation import RevocationList
 from bastion.store import clients as client_rows
@@ -252,7 +259,9 @@ def create_app(
     revocations: RevocationList | None = None,
 ) -> Starlette:
     """The authorization server app for ``settings``; ``revocations`` is the list it keeps
-    current (default: its own), for apps of the same process to share."""
+    current (default: its own), for apps of the same process to share. ``/healthz`` and
+    ``/readyz`` answer at the root and under the issuer's path (``app.state.readiness``)."""
+    readiness = Readiness()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -260,11 +269,16 @@ def create_app(
             settings, clock=clock, cimd_transport=cimd_transport, revocations=revocations
         )
         app.state.bastion = bastion
+        readiness.require("database", database_check(bastion.db), failure="unreachable")
+        readiness.require("migrations", migrations_check(bastion.db), failure="cannot be read")
+        readiness.require("signing_keys", flag_check(bastion.keys.can_sign, "none active"))
+        readiness.started()
         stop = asyncio.Event()
         task = asyncio.create_task(_housekeeping_loop(bastion, stop))
         try:
             yield
         finally:
+            readiness.stopping()
             stop.set()
             # A sweep under way may finish its transaction; one stuck on the database is
             # cancelled after a grace period rather than holding up the shutdown.
@@ -283,9 +297,13 @@ def create_app(
             headers={**dict(allowed), "Cache-Control": "no-store"},
         )
 
-    return Starlette(
+    prefix = urlsplit(settings.issuer).path
+    app = Starlette(
         routes=routes(settings),
-        middleware=[Middleware(CatchAll, respond=_server_error, log=log)],
+        middleware=[
+            Middleware(CatchAll, respond=_server_error, log=log),
+            Middleware(Probes, readiness=readiness, prefixes=[prefix] if prefix else []),
+        ],
         lifespan=lifespan,
         exception_handlers={
             404: not_found,
@@ -293,6 +311,8 @@ def create_app(
             OAuthError: oauth_error_handler,
         },
     )
+    app.state.readiness = readiness
+    return app
 
 
 __all__ = ["close_server", "create_app", "housekeeping", "open_server", "routes", "secret_for"]

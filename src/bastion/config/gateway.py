@@ -89,6 +89,11 @@ def listing_name(public_url: str, upstream: str) -> str:
     )
 
 
+# The paths every listener answers itself (bastion.ops.health, which config cannot import; a
+# test checks that the two agree).
+PROBE_PATHS = ("/healthz", "/readyz")
+
+
 class UpstreamSettings(BaseModel):
     """One MCP server behind the gateway: a streamable HTTP URL or a stdio command."""
 
@@ -172,6 +177,11 @@ class UpstreamSettings(BaseModel):
             raise ValueError(f"path must be a plain URL path like /mcp/notes; got {value!r}")
         if path == "/.well-known" or path.startswith("/.well-known/"):
             raise ValueError(f"path must not be under /.well-known; got {value!r}")
+        if path in PROBE_PATHS:
+            raise ValueError(
+                f"path {path} is the gateway's own health or readiness probe "
+                f"({', '.join(PROBE_PATHS)}); mount the upstream at another path"
+            )
         return path
 
     @field_validator("url")

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -31,11 +32,14 @@ from bastion.gateway.audit import AuditLog, AuditMiddleware
 from bastion.gateway.http_proxy import HttpProxy
 from bastion.gateway.stdio_bridge import StdioBridge
 from bastion.gateway.upstream_http import UpstreamPool
+from bastion.gateway.upstream_reach import upstreams_check
 from bastion.logs import get_logger
 from bastion.oauth.protected_resource import metadata_url
+from bastion.ops.health import Probes, Readiness, database_check, flag_check, keys_check
 from bastion.resource import JwtVerifier, ResourceServerMiddleware
 from bastion.resource.revocation import RevocationList
-from bastion.store.revocation_feed import revocation_feed
+from bastion.resource.revocation_feed import RevocationFeed
+from bastion.store.revocation_feed import DatabaseRevocationFeed, revocation_feed
 
 log = get_logger(__name__)
 
@@ -70,7 +74,11 @@ def create_gateway_app(
     list the gateway follows itself (:func:`~bastion.store.revocation_feed.revocation_feed`).
 
     Upstream requests go through a :class:`~bastion.gateway.upstream_http.UpstreamPool` made
-    here."""
+    here. ``/readyz`` (``app.state.readiness``) checks that the AS's JWKS has been fetched and,
+    with a feed of its own, that revocations are followed (and the database answers, for the
+    database feed); whether upstreams are reachable is reported but decides nothing
+    (:func:`~bastion.gateway.upstream_reach.upstreams_check` says why)."""
+    readiness = Readiness()
     gateway = settings.gateway
     client = http or httpx.AsyncClient(
         timeout=httpx.Timeout(10.0), follow_redirects=False, trust_env=False
@@ -138,9 +146,12 @@ def create_gateway_app(
         for upstream in gateway.upstreams:
             where = upstream.url or " ".join(upstream.command or [])
             log.info("gateway: %s -> %s (resource %s)", upstream.path, where, upstream.resource)
+        _add_checks(readiness, feed, verifiers, gateway.upstreams)
+        readiness.started()
         try:
             yield
         finally:
+            readiness.stopping()
             if feed is not None:
                 await feed.aclose()
             await asyncio.gather(*(bridge.aclose() for bridge in bridges))
@@ -151,7 +162,27 @@ def create_gateway_app(
             await upstream_client.aclose()
             audit.close()
 
-    return Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes, middleware=[Middleware(Probes, readiness=readiness)], lifespan=lifespan
+    )
+    app.state.readiness = readiness
+    return app
+
+
+def _add_checks(
+    readiness: Readiness,
+    feed: RevocationFeed | None,
+    verifiers: list[JwtVerifier],
+    upstreams: list[UpstreamSettings],
+) -> None:
+    if verifiers:
+        readiness.require("signing_keys", keys_check(verifiers), failure="not fetched")
+    if feed is not None:
+        readiness.require("revocations", flag_check(feed.ready.is_set, "not followed"))
+    if isinstance(feed, DatabaseRevocationFeed):
+        readiness.require("database", database_check(feed.db), failure="unreachable")
+    if upstreams:
+        readiness.inform("upstreams", upstreams_check(upstreams), failure="check failed")
 
 
 __all__ = ["create_gateway_app"]

@@ -40,6 +40,14 @@ from bastion.config import Settings
 from bastion.logs import get_logger
 from bastion.oauth.protected_resource import check_resource, metadata_url
 from bastion.oauth.www_authenticate import build_bearer_challenge
+from bastion.ops.health import (
+    Probes,
+    Readiness,
+    database_check,
+    flag_check,
+    keys_check,
+    migrations_check,
+)
 from bastion.private_files import private_dir
 from bastion.registry.access import scope_policy
 from bastion.registry.api import RegistryApi
@@ -53,6 +61,7 @@ from bastion.registry.service import Registry
 from bastion.registry.times import MillisClock, system_millis
 from bastion.resource import JwtVerifier, ResourceServerMiddleware, TokenVerifier
 from bastion.resource.revocation import RevocationList
+from bastion.resource.revocation_feed import RevocationFeed
 from bastion.store.database import Database
 from bastion.store.revocation_feed import revocation_feed
 
@@ -161,8 +170,15 @@ def create_registry_app(
     IntrospectionVerifier for another AS); ``clock`` gives Unix milliseconds. The default
     verifier refuses revoked tokens: those of ``revocations`` when given (a list the
     authorization server of the same app keeps current), else of a list the registry follows
-    itself (:func:`~bastion.store.revocation_feed.revocation_feed`)."""
+    itself (:func:`~bastion.store.revocation_feed.revocation_feed`).
+
+    ``/readyz`` (``app.state.readiness``) checks the database and its migrations; on its own
+    (no ``revocations`` given) also that the AS's JWKS has been fetched and the revocation list
+    is followed. Beside the authorization server it leaves the keys to the AS's check: fetching
+    the JWKS through a load balancer that sends nothing to a replica until it is ready would
+    keep every replica not ready."""
     config = settings.registry
+    readiness = Readiness()
     resource, prefix, metadata_path = registry_paths(settings)
     prm_url = metadata_url(resource)
     db = Database(settings.effective_database_url, schema=settings.database_schema)
@@ -234,9 +250,12 @@ def create_registry_app(
             await feed.start()
         if mirrors is not None:
             await mirrors.start()
+        _add_checks(readiness, db, feed, token_verifier if revocations is None else None)
+        readiness.started()
         try:
             yield
         finally:
+            readiness.stopping()
             if mirrors is not None:
                 await mirrors.aclose()
             if feed is not None:
@@ -248,14 +267,31 @@ def create_registry_app(
             await audited.writer.aclose()
             await db.dispose()
 
-    return Starlette(
+    app = Starlette(
         middleware=[
             Middleware(_failsafe),
+            Middleware(Probes, readiness=readiness),
             Middleware(RegistryCors, allowed_origins=config.allowed_origins, skip=[metadata_path]),
             Middleware(Terminal, handler=routes),
         ],
         lifespan=lifespan,
     )
+    app.state.readiness = readiness
+    return app
+
+
+def _add_checks(
+    readiness: Readiness,
+    db: Database,
+    feed: RevocationFeed | None,
+    verifier: TokenVerifier | None,
+) -> None:
+    readiness.require("database", database_check(db), failure="unreachable")
+    readiness.require("migrations", migrations_check(db), failure="cannot be read")
+    if isinstance(verifier, JwtVerifier):
+        readiness.require("signing_keys", keys_check([verifier]), failure="not fetched")
+    if feed is not None:
+        readiness.require("revocations", flag_check(feed.ready.is_set, "not followed"))
 
 
 __all__ = [

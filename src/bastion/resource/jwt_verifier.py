@@ -236,6 +236,16 @@ class JwtVerifier(CachingVerifier):
                 ):
                     await self._load()
 
+    async def has_keys(self) -> bool:
+        """Whether the AS's JWKS is in memory, fetching it first if it never was (within the
+        usual backoff after a failure): without it no token can be verified."""
+        if self._loaded_at is None:
+            try:
+                await self._ensure_loaded()
+            except TemporarilyUnavailable:
+                return False
+        return self._loaded_at is not None
+
     async def _refetch_for_unknown_kid(self) -> None:
         seen = self._generation
         async with self._lock:

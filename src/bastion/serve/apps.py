@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.asgi_wrappers import Terminal
 from bastion.config import Settings, settings_from_environment
+from bastion.ops.health import Probes, Readiness
 from bastion.resource.revocation import RevocationList
 from bastion.serve.listeners import Listener
 
@@ -50,7 +51,8 @@ def create_combined_app(
     """The authorization server and the registry in one app (the registry URL on the issuer's
     origin, e.g. the default ``<issuer>/registry``), with one revocation list (``revocations``,
     default a new one) that the authorization server keeps current and the registry checks;
-    ``registry_options`` go to :func:`~bastion.registry.app.create_registry_app`."""
+    ``registry_options`` go to :func:`~bastion.registry.app.create_registry_app`. Its
+    ``/readyz`` runs the checks of both."""
     from bastion.authserver.app import create_app
     from bastion.registry.app import create_registry_app, registry_paths
 
@@ -68,7 +70,17 @@ def create_combined_app(
         ):
             yield
 
-    return Starlette(middleware=[Middleware(Terminal, handler=dispatch)], lifespan=lifespan)
+    readiness = Readiness(parts=[auth.state.readiness, registry.state.readiness])
+    issuer_path = urlsplit(settings.issuer).path
+    app = Starlette(
+        middleware=[
+            Middleware(Probes, readiness=readiness, prefixes=[issuer_path] if issuer_path else []),
+            Middleware(Terminal, handler=dispatch),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.readiness = readiness
+    return app
 
 
 def shares_issuer_origin(settings: Settings) -> bool:

@@ -117,6 +117,11 @@ class KeyManager:
         self._jwks = {"keys": [k.public_jwk for k in keys]}
         self._verify_set = KeySet([import_jwk(k.public_jwk) for k in keys])
 
+    def can_sign(self) -> bool:
+        """Whether a key that may sign now is loaded (memory only, no I/O)."""
+        now = self.clock()
+        return any(k.activates_at <= now for k in self._keys)
+
     async def _fresh(self) -> None:
         if self.clock() - self._loaded_at >= self.refresh:
             # One request reloads; those arriving meanwhile use the keys already loaded.
