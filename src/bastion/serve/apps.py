@@ -20,11 +20,21 @@ from bastion.resource.revocation import RevocationList
 from bastion.serve.listeners import Listener
 
 
-def worker_app() -> Starlette:
-    """Factory for worker processes (``--workers N``): settings come from the environment."""
+def server_app(settings: Settings) -> Starlette:
+    """What ``bastion serve`` serves: the authorization server, with the registry joined to it
+    (:func:`create_combined_app`) when the registry is on and its URL is on the issuer's origin.
+    A registry on an origin of its own runs with ``bastion registry serve``."""
     from bastion.authserver.app import create_app
 
-    return create_app(settings_from_environment())
+    if settings.registry.enabled and shares_issuer_origin(settings):
+        return create_combined_app(settings)
+    return create_app(settings)
+
+
+def worker_app() -> Starlette:
+    """Factory for worker processes (``--workers N``): settings come from the environment;
+    :func:`server_app` of them."""
+    return server_app(settings_from_environment())
 
 
 class _ByPath:
@@ -139,6 +149,7 @@ __all__ = [
     "create_combined_app",
     "quickstart_listeners",
     "registry_listeners",
+    "server_app",
     "shares_issuer_origin",
     "worker_app",
 ]
