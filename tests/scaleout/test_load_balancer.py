@@ -223,6 +223,15 @@ async def _raw_session(http: httpx.AsyncClient, url: str, token: str) -> str:
     return session_id
 
 
+async def _tools_list(
+    http: httpx.AsyncClient, url: str, token: str, session_id: str
+) -> httpx.Response:
+    """tools/list with raw HTTP in the session ``session_id``."""
+    headers = {"Authorization": f"Bearer {token}", "Accept": ACCEPT, "Mcp-Session-Id": session_id}
+    body = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+    return await http.post(url, json=body, headers=headers)
+
+
 async def test_sessions_when_a_gateway_replica_dies(cluster: Cluster) -> None:
     """One gateway replica is killed mid-session. The HTTP upstream's session (begun at that
     replica, through HAProxy and directly) goes on at the other one with the same session id;
@@ -245,24 +254,8 @@ async def test_sessions_when_a_gateway_replica_dies(cluster: Cluster) -> None:
             try:
                 for n in range(4):
                     assert await _echo(sdk, f"after {n}") == {"result": f"after {n}"}
-                moved = await http.post(
-                    cluster.url("sdk"),
-                    json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
-                    headers={
-                        "Authorization": f"Bearer {sdk_token}",
-                        "Accept": ACCEPT,
-                        "Mcp-Session-Id": begun_there,
-                    },
-                )
-                gone = await http.post(
-                    cluster.url("files"),
-                    json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
-                    headers={
-                        "Authorization": f"Bearer {files_token}",
-                        "Accept": ACCEPT,
-                        "Mcp-Session-Id": files_ids[0],
-                    },
-                )
+                moved = await _tools_list(http, cluster.url("sdk"), sdk_token, begun_there)
+                gone = await _tools_list(http, cluster.url("files"), files_token, files_ids[0])
                 with pytest.raises(MCPError) as ended:
                     await _echo(files, "after")
                 async with mcp_session(cluster.url("files"), files_token) as (again, again_ids):
