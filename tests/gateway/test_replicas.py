@@ -192,7 +192,8 @@ async def test_any_replica_continues_a_session_and_the_upstream_sees_only_its_ow
 
 def test_the_session_key_is_shared_configuration(tmp_path: Any) -> None:
     """Replicas agree on the key when they share gateway.session_secret, else secret_key, else
-    the data directory's secret.key; a different secret is a different key."""
+    the data directory's secret.key; a different secret is a different key. With none of them a
+    process makes a key of its own."""
     a = Settings(data_dir=tmp_path, gateway={"session_secret": "s" * 32})
     b = Settings(data_dir=tmp_path / "elsewhere", gateway={"session_secret": "s" * 32})
     c = Settings(data_dir=tmp_path, secret_key="k" * 32)
@@ -200,6 +201,8 @@ def test_the_session_key_is_shared_configuration(tmp_path: Any) -> None:
     (tmp_path / "secret.key").write_text("k" * 32 + "\n")
     assert session_key(Settings(data_dir=tmp_path)) == session_key(c)
     assert session_key(a) != b"s" * 32  # derived, not the secret itself
+    alone = Settings(data_dir=tmp_path / "no-secret-here")
+    assert session_key(alone) != session_key(alone)  # a key of each process: sessions stay put
 
 
 async def test_stdio_session_ids_start_with_the_replica_id_and_another_replica_says_not_found(

@@ -13,6 +13,8 @@ SDK client with a client_credentials token obtained through HAProxy.
 - An AS replica dies: tokens are still issued through HAProxy; a revocation made at the other
   replica is refused by both gateways within the revocation bound; the registration quota per
   address is one count across the replicas.
+- Log-in throttling: failed log-ins for one user from one address count once, whichever
+  replica they reach.
 
 PostgreSQL and haproxy (scripts/test-setup.sh installs both) or the test skips; under
 BASTION_REQUIRE_POSTGRES=1 it fails instead. Every wait is bounded.
@@ -27,6 +29,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import httpx2
@@ -38,16 +41,26 @@ from mcp.shared.exceptions import MCPError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bastion.config import Settings
+from bastion.oauth import pkce
+from tests.authserver.browser_steps import authorization_params
 from tests.conftest import POSTGRES_URL
 from tests.gateway.conftest import STDIO_SERVER
 from tests.scaleout.load_balancer import balancing, haproxy_program
-from tests.scaleout.processes import Server, free_ports, require_postgres, running, serving
+from tests.scaleout.processes import (
+    Server,
+    free_ports,
+    require_postgres,
+    running,
+    running_together,
+)
 from tests.support.clients import MachineClient, machine_client
+from tests.support.flow import PASSWORD, add_user, csrf_of
 
 SECRET_KEY = "load-balancer-test-secret-key-0123456789abcdef"
 SESSION_SECRET = "load-balancer-test-session-secret-0123456789"
 REVOCATION_BOUND = 2.0
 REGISTRATIONS = 4
+FAILURES = 3
 ACCEPT = "application/json, text/event-stream"
 NOT_FOUND = {
     "jsonrpc": "2.0",
@@ -55,6 +68,7 @@ NOT_FOUND = {
     "error": {"code": -32001, "message": "Session not found"},
 }
 READY = "/.well-known/oauth-protected-resource/mcp/sdk"
+REDIRECT = "http://127.0.0.1:53682/callback"
 
 pytestmark = pytest.mark.postgres
 
@@ -129,6 +143,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         "secret_key": SECRET_KEY,
         "trusted_proxies": ["127.0.0.1"],
         "quotas": {"registrations_per_address": REGISTRATIONS},
+        "login": {"max_failures": FAILURES},
         "registry": {"enabled": True},
         "gateway": _gateway_section(gateway, f"{upstream}/mcp"),
     }
@@ -142,6 +157,28 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         "LB_GATEWAY_CHECK": READY,
     }
     uvicorn = [sys.executable, "-m", "uvicorn", "--factory", "tests.gateway.stdio_server:http_app"]
+    quiet = ["--log-level", "warning"]
+    serve_launches = [
+        (
+            environment,
+            ["serve", "--port", str(port), "--workers", workers, *quiet],
+            f"http://127.0.0.1:{port}",
+            "/.well-known/oauth-authorization-server",
+        )
+        for port, workers in ((as1, "2"), (as2, "1"))
+    ]
+    gateway_launches = [
+        (
+            {
+                **environment,
+                "gateway": {**environment["gateway"], "port": port, "replica_id": name},
+            },
+            ["gateway", *quiet],
+            f"http://127.0.0.1:{port}",
+            READY,
+        )
+        for name, port in (("gw1", gw1), ("gw2", gw2))
+    ]
     try:
         with ExitStack() as stack:
             stack.enter_context(
@@ -153,22 +190,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                     program=uvicorn,
                 )
             )
-            [first] = stack.enter_context(serving(environment, [as1], workers=2))
-            [second] = stack.enter_context(serving(environment, [as2]))
-            gateways = {}
-            for name, port in (("gw1", gw1), ("gw2", gw2)):
-                section = {**environment["gateway"], "port": port, "replica_id": name}
-                gateways[name] = stack.enter_context(
-                    running(
-                        {**environment, "gateway": section},
-                        ["gateway", "--log-level", "warning"],
-                        url=f"http://127.0.0.1:{port}",
-                        ready_path=READY,
-                    )
-                )
+            first, second = stack.enter_context(running_together(serve_launches))
+            # After the AS replicas made the tables: a gateway started before waits for them.
+            started = stack.enter_context(running_together(gateway_launches))
+            gateways = dict(zip(("gw1", "gw2"), started, strict=True))
             ready = [f"{issuer}/.well-known/oauth-authorization-server", f"{gateway}{READY}"]
             stack.enter_context(balancing(haproxy, ready))
-            client = asyncio.run(machine_client(Settings(**environment), name="load balancer test"))
+            settings = Settings(**environment)
+            client = asyncio.run(machine_client(settings, name="load balancer test"))
+            asyncio.run(add_user(settings))
             yield Cluster(issuer, gateway, {"as1": first, "as2": second}, gateways, client)
     finally:
         asyncio.run(_drop(schema))
@@ -329,3 +359,39 @@ async def test_tokens_revocation_quotas_and_the_registry_when_an_as_replica_dies
     assert all('error="invalid_token"' in r.headers["www-authenticate"] for r in refusals)
     assert still.status_code == 200, still.text
     assert registered == [201] * REGISTRATIONS + [429] * 3
+
+
+async def test_failed_log_ins_count_across_replicas(cluster: Cluster) -> None:
+    """A sign-in begun at as1 goes on at either replica (the pending request is in the
+    database), and failed log-ins for alice from one address count once for both: after
+    FAILURES wrong passwords sent alternately to as1 and as2, the right one is paused (429 with
+    Retry-After) at both."""
+    as1, as2 = cluster.serve["as1"].url, cluster.serve["as2"].url
+    address = {"X-Forwarded-For": "198.51.100.7"}  # from 127.0.0.1, a trusted proxy
+    async with httpx.AsyncClient(timeout=10, trust_env=False, headers=address) as http:
+        body = {"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none"}
+        registered = await http.post(f"{as1}/register", json=body)
+        assert registered.status_code == 201, registered.text
+        params = authorization_params(
+            registered.json()["client_id"],
+            pkce.new_verifier(),
+            redirect_uri=REDIRECT,
+            resource=cluster.url("sdk"),
+        )
+        started = await http.get(f"{as1}/authorize", params=params)
+        assert started.status_code in (302, 303), started.text
+        interaction = urlsplit(started.headers["location"]).path
+        page = await http.get(f"{as2}{interaction}")
+        assert page.status_code == 200, page.text
+        form = {"csrf": csrf_of(page.text), "username": "alice"}
+        failed = [
+            await http.post(f"{replica}{interaction}/login", data=form | {"password": "wrong"})
+            for replica in (as1, as2, as1)[:FAILURES]
+        ]
+        paused = [
+            await http.post(f"{replica}{interaction}/login", data=form | {"password": PASSWORD})
+            for replica in (as1, as2)
+        ]
+    assert [f.status_code for f in failed] == [401] * FAILURES
+    assert [p.status_code for p in paused] == [429, 429]
+    assert all(int(p.headers["retry-after"]) > 0 for p in paused)

@@ -101,19 +101,20 @@ def session_key(settings: Settings) -> bytes:
     ``secret_key`` or an existing ``<data_dir>/secret.key``; else one of this process only (a
     warning says that other replicas then answer 404 to its sessions)."""
     configured = settings.gateway.session_secret or settings.secret_key
+    path = settings.data_dir / "secret.key"
     if configured is not None:
         secret = configured.get_secret_value()
     else:
-        path = settings.data_dir / "secret.key"
-        if path.is_file():
+        try:
             secret = path.read_text(encoding="utf-8").strip()
-        else:
+        except OSError as exc:
             log.warning(
-                "gateway: no gateway.session_secret, secret_key or %s; HTTP upstream sessions "
-                "are sealed with a key of this process only, so another gateway process answers "
-                "404 to them. With several gateway processes set gateway.session_secret to the "
-                "same value on each",
+                "gateway: no gateway.session_secret or secret_key, and %s cannot be read (%s); "
+                "HTTP upstream sessions are sealed with a key of this process only, so another "
+                "gateway process answers 404 to them. With several gateway processes set "
+                "gateway.session_secret to the same value on each",
                 path,
+                exc.strerror or exc,
             )
             return secrets.token_bytes(32)
     return hmac.new(secret.encode(), _KEY_LABEL, hashlib.sha256).digest()

@@ -123,11 +123,14 @@ def registry_listeners(settings: Settings, *, with_auth_server: bool = False) ->
 
 def quickstart_listeners(settings: Settings) -> list[Listener]:
     """The apps ``bastion quickstart`` runs, at :func:`bastion.quickstart.addresses`."""
-    from bastion.authserver.app import create_app
+    from bastion.authserver.app import create_app, secret_for
     from bastion.demo.server import demo_app
     from bastion.gateway.app import create_gateway_app
     from bastion.quickstart import addresses, demo_port
 
+    # The gateway derives its session key from the data directory's secret.key: make it now,
+    # not when the authorization server starts.
+    secret_for(settings)
     # One revocation list, kept current by the authorization server, checked by the gateway.
     revocations = RevocationList()
     apps: list[ASGIApp] = []
