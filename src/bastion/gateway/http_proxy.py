@@ -25,8 +25,9 @@ Header rules:
   dropped, and a 401 becomes 502: the client's token was fine, the gateway's credential was not.
 
 Session ids the upstream issues never reach the client as they are: the client gets them sealed
-to the upstream and to the caller who started the session (:class:`~bastion.gateway.replicas.
-SessionSeal`), which any gateway replica can check without shared memory. A request naming a
+to the upstream and to the caller who started the session
+(:class:`~bastion.gateway.replicas.SessionSeal`), which any gateway replica can check without
+shared memory. A request naming a
 session id that does not open for this caller and this upstream gets 404 -32001 and never reaches
 the upstream (checklist R10); one that opens goes upstream with the upstream's own id.
 
