@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -178,6 +179,41 @@ def bastion_gateway(
     )
 
 
+HAPROXY_CONFIG = ROOT / "deploy" / "haproxy" / "bastion.cfg"
+
+
+def haproxy_program() -> str | None:
+    """Debian's haproxy (BASTION_HAPROXY, else on PATH), or None."""
+    found = os.environ.get("BASTION_HAPROXY") or shutil.which("haproxy")
+    return found if found and Path(found).is_file() else None
+
+
+def haproxy(
+    program: str, *, port: int, servers: Sequence[int]
+) -> contextlib.AbstractContextManager[Process]:
+    """HAProxy with the deployment's configuration (``deploy/haproxy/bastion.cfg``), its
+    authorization server frontend on ``port`` balancing over the two ``servers`` (ports of
+    ``bastion serve``). Its gateway frontend is given a free port and the same servers, and
+    stays idle."""
+    first, second = servers
+    addresses = {
+        "LB_AS_BIND": f"127.0.0.1:{port}",
+        "LB_GATEWAY_BIND": f"127.0.0.1:{free_port()}",
+        "LB_AS1": f"127.0.0.1:{first}",
+        "LB_AS2": f"127.0.0.1:{second}",
+        "LB_GW1": f"127.0.0.1:{first}",
+        "LB_GW2": f"127.0.0.1:{second}",
+        "LB_GATEWAY_CHECK": "/.well-known/oauth-authorization-server",
+    }
+    return started(
+        "haproxy",
+        [program, "-f", str(HAPROXY_CONFIG), "-db"],
+        port=port,
+        env={"PATH": os.environ.get("PATH", ""), **addresses},
+        ready_path="/.well-known/oauth-authorization-server",
+    )
+
+
 def uvicorn_app(
     name: str,
     factory: str,
@@ -207,6 +243,8 @@ __all__ = [
     "bastion_gateway",
     "bastion_serve",
     "free_port",
+    "haproxy",
+    "haproxy_program",
     "started",
     "stop",
     "uvicorn_app",

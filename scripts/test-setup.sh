@@ -5,6 +5,8 @@
 #   - Debian's chromium for the browser tests (Playwright drives it; no browser download), and
 #     certutil (libnss3-tools) to trust the registry bridge's local CA in its NSS database
 #   - sqlite3, the command docs/operations.md backs SQLite up with
+#   - Debian's haproxy for the load balancer test (the test runs its own haproxy process; the
+#     system service is not started)
 #   - Node 22, the pinned MCP conformance suite and oidc-provider from the npm registry
 # Idempotent and quick when everything is already there.
 set -euo pipefail
@@ -75,6 +77,23 @@ fi
 if ! command -v sqlite3 >/dev/null; then
   log "installing sqlite3 (docs/operations.md backs SQLite up with it)"
   apt_install sqlite3 || log "could not install sqlite3: the SQLite backup test will fail"
+fi
+
+# HAProxy ------------------------------------------------------------------------------------
+if [ ! -x /usr/sbin/haproxy ]; then
+  log "installing Debian's haproxy"
+  if apt_install haproxy; then
+    # The package enables and starts its service where systemd runs: the tests need only the
+    # program (they start haproxy -f deploy/haproxy/bastion.cfg -db themselves).
+    if [ -d /run/systemd/system ]; then
+      as_root systemctl disable --now haproxy >/dev/null 2>&1 || true
+    fi
+  else
+    log "could not install haproxy: the load balancer test will skip (or fail where BASTION_REQUIRE_POSTGRES=1)"
+  fi
+fi
+if [ -x /usr/sbin/haproxy ]; then
+  echo "export BASTION_HAPROXY=/usr/sbin/haproxy" >>"$env_file"
 fi
 
 # Node 22 + MCP conformance suite --------------------------------------------------------------

@@ -115,6 +115,7 @@ EXPORTS = {
         "run_server",
         "serve_one",
         "serve_together",
+        "server_app",
         "shares_issuer_origin",
         "uvicorn_options",
         "worker_app",

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.config import UpstreamSettings
 from bastion.gateway.http_proxy import HttpProxy
+from bastion.gateway.replicas import SessionSeal
 from bastion.gateway.upstream_http import UpstreamPool
 from bastion.resource.principal import Principal, attach_principal
 from tests.gateway.upstream import RecordingUpstream
@@ -29,6 +30,15 @@ ALICE = Principal(
     token_id=None,
     expires_at=0,
 )
+# The key the proxies of ``proxied`` seal session ids with (as every gateway replica would).
+SESSION_KEY = b"session-key-every-replica-has-0123456789"
+
+
+def sealed(session_id: str, principal: Principal = ALICE, upstream: str = "notes") -> str:
+    """The Mcp-Session-Id a proxy of ``proxied`` hands ``principal`` for the upstream's id."""
+    return SessionSeal(SESSION_KEY, upstream).seal(
+        session_id, (principal.subject, principal.client_id)
+    )
 
 
 def with_principal(app: ASGIApp, principal: Principal | None) -> ASGIApp:
@@ -65,14 +75,15 @@ ProxyFactory = Callable[..., AbstractAsyncContextManager[str]]
 @pytest.fixture
 def proxied() -> ProxyFactory:
     """``async with proxied(url=..., **settings) as base``: an HttpProxy for that upstream,
-    mounted at /mcp under uvicorn; ``principal=`` and ``identity_secret=`` as for the proxy,
-    ``serve_options=`` for uvicorn."""
+    mounted at /mcp under uvicorn; ``principal=``, ``identity_secret=`` and ``session_key=``
+    (default :data:`SESSION_KEY`) as for the proxy, ``serve_options=`` for uvicorn."""
 
     @asynccontextmanager
     async def start(
         *,
         principal: Principal | None = ALICE,
         identity_secret: bytes | None = None,
+        session_key: bytes = SESSION_KEY,
         max_body_bytes: int = 4 * 1024 * 1024,
         serve_options: dict[str, Any] | None = None,
         **fields: Any,
@@ -89,6 +100,7 @@ def proxied() -> ProxyFactory:
                 UpstreamSettings(**values),
                 http=pool,
                 identity_secret=identity_secret,
+                session_key=session_key,
                 max_body_bytes=max_body_bytes,
             )
             async with serve(with_principal(proxy, principal), **(serve_options or {})) as base:
@@ -99,4 +111,12 @@ def proxied() -> ProxyFactory:
     return start
 
 
-__all__ = ["ALICE", "STDIO_COMMAND", "STDIO_SERVER", "ProxyFactory", "with_principal"]
+__all__ = [
+    "ALICE",
+    "SESSION_KEY",
+    "STDIO_COMMAND",
+    "STDIO_SERVER",
+    "ProxyFactory",
+    "sealed",
+    "with_principal",
+]

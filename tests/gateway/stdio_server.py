@@ -1,7 +1,8 @@
 """A tiny MCP server built with the official ``mcp`` SDK, for the gateway tests.
 
 ``python tests/gateway/stdio_server.py`` serves it on stdio (the stdio bridge tests);
-``build().streamable_http_app()`` gives the same server over streamable HTTP.
+``build().streamable_http_app()`` gives the same server over streamable HTTP (:func:`http_app`
+for uvicorn in a process of its own).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import sys
 import warnings
 
 from mcp.server.mcpserver import Context, MCPServer
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
 
 warnings.filterwarnings("ignore", message="The logging capability is deprecated")
 
@@ -60,6 +63,14 @@ def build() -> MCPServer:
         os._exit(code)
 
     return server
+
+
+def http_app() -> Starlette:
+    """The server over streamable HTTP at /mcp (``uvicorn --factory ...:http_app``), and
+    GET /ready answering 200 once it runs."""
+    app = build().streamable_http_app(streamable_http_path="/mcp")
+    app.add_route("/ready", lambda _: PlainTextResponse("ready"))
+    return app
 
 
 if __name__ == "__main__":

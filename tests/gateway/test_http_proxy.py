@@ -20,7 +20,7 @@ from bastion.gateway.identity import verify_identity_headers
 from bastion.gateway.upstream_http import UpstreamPool
 from bastion.resource.principal import Principal, attach_principal
 from bastion.serve import proxy_options
-from tests.gateway.conftest import ALICE, ProxyFactory
+from tests.gateway.conftest import ALICE, ProxyFactory, sealed
 from tests.gateway.upstream import RecordingUpstream
 from tests.support.live import free_port, raw_request, serve
 
@@ -74,7 +74,8 @@ async def test_mcp_headers_pass_through_both_ways(
 ) -> None:
     """MCP transports, Session Management and Protocol Version Header: Mcp-Session-Id,
     MCP-Protocol-Version, Accept, Content-Type and the 2026 Mcp-Method/Mcp-Name headers reach the
-    upstream; its Mcp-Session-Id comes back. Its Set-Cookie and WWW-Authenticate do not."""
+    upstream (the session id as the upstream issued it); its Mcp-Session-Id comes back, sealed to
+    the caller. Its Set-Cookie and WWW-Authenticate do not."""
     recorder, url = upstream
     async with proxied(url=url) as base:
         response = await http.post(
@@ -83,7 +84,7 @@ async def test_mcp_headers_pass_through_both_ways(
             headers={
                 "Content-Type": "application/json",
                 "Accept": ACCEPT,
-                "Mcp-Session-Id": "client-session",
+                "Mcp-Session-Id": sealed("client-session"),
                 "MCP-Protocol-Version": "2025-11-25",
                 "Mcp-Method": "initialize",
                 "User-Agent": "test-agent",
@@ -91,7 +92,7 @@ async def test_mcp_headers_pass_through_both_ways(
         )
     assert response.status_code == 200
     assert response.json() == {"jsonrpc": "2.0", "id": 1, "result": {"ok": True}}
-    assert response.headers["mcp-session-id"] == "upstream-session-1"
+    assert response.headers["mcp-session-id"] == sealed("upstream-session-1")
     assert response.headers["mcp-protocol-version"] == "2025-11-25"
     assert response.headers["x-upstream"] == "yes"
     assert "set-cookie" not in response.headers
@@ -173,7 +174,7 @@ async def test_get_stream_passes_last_event_id_and_closes_upstream_when_client_l
             f"{base}/mcp",
             headers={
                 "Accept": "text/event-stream",
-                "Mcp-Session-Id": "s1",
+                "Mcp-Session-Id": sealed("s1"),
                 "Last-Event-ID": "41",
             },
         ) as response:
@@ -192,7 +193,7 @@ async def test_delete_is_forwarded_with_the_session_id(
     """MCP transports, Session Management: DELETE with Mcp-Session-Id ends a session."""
     recorder, url = upstream
     async with proxied(url=url) as base:
-        response = await http.delete(f"{base}/mcp", headers={"Mcp-Session-Id": "s1"})
+        response = await http.delete(f"{base}/mcp", headers={"Mcp-Session-Id": sealed("s1")})
     assert response.status_code == 204
     assert recorder.requests[-1]["method"] == "DELETE"
     assert recorder.last_headers["mcp-session-id"] == "s1"
@@ -312,7 +313,8 @@ async def test_r10_an_upstream_session_stays_with_the_caller_who_started_it(
 ) -> None:
     """R10, MCP security best practices (Session Hijacking): the session id the upstream
     issued to one caller is not usable by another authenticated caller (404, like an unknown
-    session, and the upstream never sees the request); after DELETE the binding is gone."""
+    session, and the upstream never sees the request); the owner's requests reach the upstream
+    with the upstream's own id, the sealed one never."""
     recorder, url = upstream
     bob = Principal("bob", "client-2", frozenset({"mcp:tools"}), {}, None, 0)
     pool = UpstreamPool()
@@ -343,7 +345,9 @@ async def test_r10_an_upstream_session_stays_with_the_caller_who_started_it(
     assert stolen.json()["error"]["code"] == -32001
     assert own.status_code == 200
     assert len(recorder.requests) == seen + 2  # alice's request and her DELETE, not bob's
-    assert proxy.sessions.owner(session_id) is None
+    assert session_id != "upstream-session-1"
+    upstream_ids = [dict(r["headers"]).get("mcp-session-id") for r in recorder.requests[seen:]]
+    assert upstream_ids == ["upstream-session-1", "upstream-session-1"]
 
 
 @pytest.mark.parametrize(

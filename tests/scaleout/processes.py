@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,6 +151,24 @@ def running(
         _finish([server])
 
 
+@contextmanager
+def running_together(
+    launches: Sequence[tuple[Mapping[str, Any], list[str], str, str]],
+) -> Iterator[list[Server]]:
+    """Start ``bastion <args>`` for every (settings, args, url, ready_path) at once, then wait
+    until each answers GET ``url`` + ``ready_path`` with 200; stop them all afterwards."""
+    servers: list[Server] = []
+    try:
+        for settings, args, url, ready_path in launches:
+            servers.append(_start(settings, args, url))
+            servers[-1].ready_path = ready_path
+        for server in servers:
+            _wait_ready(server, server.ready_path)
+        yield servers
+    finally:
+        _finish(servers)
+
+
 def _wait_ready(server: Server, path: str) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     with httpx.Client(timeout=2, trust_env=False) as http:
@@ -213,5 +231,6 @@ __all__ = [
     "free_ports",
     "require_postgres",
     "running",
+    "running_together",
     "serving",
 ]

@@ -108,7 +108,7 @@ def serve(
     workers: Annotated[int, typer.Option(help="Worker processes (share the database).")] = 1,
     log_level: LogLevelOption = "info",
 ) -> None:
-    """Run the authorization server."""
+    """Run the authorization server (with the registry, when it is on the issuer's origin)."""
     from bastion.serve import run_server
 
     config = find_config(config)

@@ -15,6 +15,8 @@ from bastion.oauth.resource import canonical
 from bastion.resource.policy import ScopePolicySettings
 
 _UPSTREAM_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+# No ".": it ends the replica id at the front of a stdio session id (a load balancer splits there).
+_REPLICA_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
 # Inherited by stdio upstream processes; anything else (the gateway's own secrets included) must
 # be configured per upstream in `env`. The same list as the MCP SDK's stdio client.
 _INHERITED_ENVIRONMENT = ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER", "LANG", "TMPDIR")
@@ -257,6 +259,19 @@ class GatewaySettings(BaseModel):
         description="HMAC-SHA256 key (32+ characters) signing the X-Bastion-* identity headers "
         "of upstreams with forward_identity.",
     )
+    session_secret: SecretStr | None = Field(
+        None,
+        description="HMAC-SHA256 key (32+ characters) binding the session ids of HTTP upstreams "
+        "to their caller, so that any gateway replica can check them; the same on every "
+        "replica. Default: derived from secret_key (or <data_dir>/secret.key if it exists).",
+    )
+    replica_id: str | None = Field(
+        None,
+        pattern=_REPLICA_ID,
+        description="This gateway replica's name, at the front of its stdio session ids "
+        "(<replica_id>.<random>) so a load balancer can send a session to the replica that runs "
+        "its process; letters, digits, _ and -. Default: the host name and gateway.port.",
+    )
     audit_log: Path | None = Field(
         None, description="Append audit records as JSON lines here (mode 0600); default: log only."
     )
@@ -285,6 +300,8 @@ class GatewaySettings(BaseModel):
                     )
         if self.identity_secret is not None and len(self.identity_secret.get_secret_value()) < 32:
             raise ValueError("gateway.identity_secret must have at least 32 characters")
+        if self.session_secret is not None and len(self.session_secret.get_secret_value()) < 32:
+            raise ValueError("gateway.session_secret must have at least 32 characters")
         for u in self.upstreams:
             if u.forward_identity and self.identity_secret is None:
                 raise ValueError(

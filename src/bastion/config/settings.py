@@ -182,6 +182,15 @@ class Settings(BaseSettings):
                 f"gateway.public_url {gateway.public_url} uses http on a non-loopback host; MCP "
                 "requires https. Use https, or set allow_insecure_http for a test network."
             )
+        shared_key = gateway.session_secret or self.secret_key
+        http_upstreams = any(u.url is not None for u in gateway.upstreams)
+        if gateway.replica_id and http_upstreams and shared_key is None:
+            raise ValueError(
+                f"gateway.replica_id is {gateway.replica_id!r}, so the gateway runs as replicas "
+                "that must check each other's HTTP session ids, but no key they share is "
+                "configured: set gateway.session_secret (or secret_key) to the same 32+ "
+                "characters on every replica"
+            )
         known = {r.uri for r in self.resources}
         for upstream in gateway.upstreams:
             if (

@@ -30,6 +30,7 @@ from bastion.edge import jsonrpc
 from bastion.edge.asgi import send_json
 from bastion.gateway.audit import AuditLog, AuditMiddleware
 from bastion.gateway.http_proxy import HttpProxy
+from bastion.gateway.replicas import replica_id, session_key
 from bastion.gateway.stdio_bridge import StdioBridge
 from bastion.gateway.upstream_http import UpstreamPool
 from bastion.gateway.upstream_reach import upstreams_check
@@ -91,6 +92,8 @@ def create_gateway_app(
     jwks_uri = gateway.jwks_uri or f"{settings.issuer}/jwks"
     revoked = revocations if revocations is not None else RevocationList()
     feed = revocation_feed(settings, revoked, http=client) if revocations is None else None
+    sealing = session_key(settings) if any(u.url for u in gateway.upstreams) else None
+    replica = replica_id(settings)
     bridges: list[StdioBridge] = []
     verifiers: list[JwtVerifier] = []
     routes: list[Route] = []
@@ -102,10 +105,13 @@ def create_gateway_app(
                 upstream,
                 http=upstream_client,
                 identity_secret=secret,
+                session_key=sealing,
                 max_body_bytes=gateway.max_body_bytes,
             )
         else:
-            bridge = StdioBridge(upstream, max_body_bytes=gateway.max_body_bytes)
+            bridge = StdioBridge(
+                upstream, max_body_bytes=gateway.max_body_bytes, replica_id=replica
+            )
             bridges.append(bridge)
             inner = bridge
         verifier = JwtVerifier(

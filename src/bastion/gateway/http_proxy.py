@@ -24,8 +24,12 @@ Header rules:
   ``WWW-Authenticate`` (a challenge for the gateway's credential, not the client's token) are
   dropped, and a 401 becomes 502: the client's token was fine, the gateway's credential was not.
 
-Session ids the upstream issues are bound to the caller who started the session (see
-:class:`SessionOwners`); another caller naming one gets 404 (checklist R10).
+Session ids the upstream issues never reach the client as they are: the client gets them sealed
+to the upstream and to the caller who started the session
+(:class:`~bastion.gateway.replicas.SessionSeal`), which any gateway replica can check without
+shared memory. A request naming a
+session id that does not open for this caller and this upstream gets 404 -32001 and never reaches
+the upstream (checklist R10); one that opens goes upstream with the upstream's own id.
 
 Failures are JSON-RPC error responses naming the upstream (not its address): 502 when it cannot
 be reached or breaks the exchange, 504 when it does not answer within ``timeout``.
@@ -34,7 +38,7 @@ be reached or breaks the exchange, 504 when it does not answer within ``timeout`
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
+import secrets
 from collections.abc import AsyncIterator, Iterable
 from urllib.parse import quote
 
@@ -52,7 +56,8 @@ from bastion.edge.asgi import (
 )
 from bastion.edge.body import BodyTooLarge, read_body
 from bastion.gateway.identity import HEADER_PREFIX, sign_identity_headers
-from bastion.gateway.mcp_session import Owner, owner_of, send_session_not_found, session_id_of
+from bastion.gateway.mcp_session import HEADER, owner_of, send_session_not_found, session_id_of
+from bastion.gateway.replicas import SessionSeal
 from bastion.gateway.upstream_http import UpstreamError, UpstreamPool, UpstreamResponse
 from bastion.gateway.upstream_path import UnsafePath, below_mount
 from bastion.logs import get_logger
@@ -97,36 +102,8 @@ class _UpstreamFailure(Exception):
         self.message = message
 
 
-class SessionOwners:
-    """Which caller each upstream session id was issued to, for the sessions this process saw
-    begin (bounded, least recently used first out).
-
-    MCP security best practices, "Session Hijacking": session ids are bound to the user. A
-    request naming a session another caller started is answered 404 like an unknown session and
-    never reaches the upstream (checklist R10: a session id is not authentication). Sessions
-    this process did not see begin (another gateway process, an evicted entry) are left to the
-    upstream, which can bind them itself with ``forward_identity``.
-    """
-
-    def __init__(self, size: int = 10_000) -> None:
-        self._owners: OrderedDict[str, Owner] = OrderedDict()
-        self._size = size
-
-    def owner(self, session_id: str) -> Owner:
-        found = self._owners.get(session_id)
-        if found is not None:
-            self._owners.move_to_end(session_id)
-        return found
-
-    def bind(self, session_id: str, owner: Owner) -> None:
-        if session_id in self._owners:
-            return  # the first caller keeps it
-        self._owners[session_id] = owner
-        if len(self._owners) > self._size:
-            self._owners.popitem(last=False)
-
-    def forget(self, session_id: str) -> None:
-        self._owners.pop(session_id, None)
+class _UnknownSession(Exception):
+    """The session id names no session of this caller at this upstream."""
 
 
 def _connection_listed(headers: Iterable[tuple[bytes, bytes]]) -> set[str]:
@@ -147,6 +124,7 @@ class HttpProxy:
         *,
         http: UpstreamPool,
         identity_secret: bytes | None = None,
+        session_key: bytes | None = None,
         max_body_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         if upstream.url is None:
@@ -163,7 +141,8 @@ class HttpProxy:
         self._max_body_bytes = max_body_bytes
         self._extra = [(k, v.get_secret_value()) for k, v in upstream.headers.items()]
         self._extra_names = {k.lower() for k, _ in self._extra}
-        self.sessions = SessionOwners()
+        # Without a key (an HttpProxy on its own), the sessions hold in this process only.
+        self.sessions = SessionSeal(session_key or secrets.token_bytes(32), upstream.name)
 
     def __repr__(self) -> str:
         return f"HttpProxy(upstream={self.upstream.name!r})"
@@ -196,12 +175,16 @@ class HttpProxy:
             return
         ids = jsonrpc.request_ids(body.messages) if method == "POST" else []
         request_id = ids[0] if len(ids) == 1 else None
-        if not self._may_use_session(scope):
+        try:
+            upstream_session = self._upstream_session(scope)
+        except _UnknownSession:
             await send_session_not_found(send)
             return
         disconnected = asyncio.ensure_future(wait_for_disconnect(receive))
         try:
-            await self._exchange(scope, method, target, body.raw, send, disconnected)
+            await self._exchange(
+                scope, method, target, body.raw, upstream_session, send, disconnected
+            )
         except _UpstreamFailure as failure:
             await send_json(
                 send,
@@ -213,24 +196,16 @@ class HttpProxy:
         finally:
             disconnected.cancel()
 
-    def _may_use_session(self, scope: Scope) -> bool:
-        session_id = session_id_of(scope)
-        if session_id is None:
-            return True
-        owner = self.sessions.owner(session_id)
-        return owner is None or owner == owner_of(scope)
-
-    def _note_session(self, scope: Scope, method: str, response: UpstreamResponse) -> None:
-        """Bind a session the upstream just issued to the caller; forget one it ended."""
-        owner = owner_of(scope)
-        issued = response.header("mcp-session-id")
-        if issued is not None and owner is not None and response.is_success:
-            self.sessions.bind(issued, owner)
-        sent = session_id_of(scope)
-        if sent is not None and (
-            (method == "DELETE" and response.is_success) or response.status_code == 404
-        ):
-            self.sessions.forget(sent)
+    def _upstream_session(self, scope: Scope) -> str | None:
+        """The upstream's id of the session the request names (None: it names none); raises
+        :class:`_UnknownSession` when the id does not open for this caller and upstream (R10)."""
+        sealed = session_id_of(scope)
+        if sealed is None:
+            return None
+        opened = self.sessions.open(sealed, owner_of(scope))
+        if opened is None:
+            raise _UnknownSession
+        return opened
 
     # -- the exchange ---------------------------------------------------------------------------
 
@@ -240,6 +215,7 @@ class HttpProxy:
         method: str,
         target: str,
         body: bytes,
+        upstream_session: str | None,
         send: Send,
         disconnected: asyncio.Task[None],
     ) -> None:
@@ -248,7 +224,7 @@ class HttpProxy:
         sending = self._send(
             method,
             target,
-            self._request_headers(scope),
+            self._request_headers(scope, upstream_session),
             body if method == "POST" else None,
         )
         response = await race_disconnect(sending, disconnected)
@@ -262,9 +238,8 @@ class HttpProxy:
                 raise _UpstreamFailure(
                     502, f"upstream {self.upstream.name!r} refused the gateway's credentials"
                 )
-            self._note_session(scope, method, response)
             streaming = self._is_event_stream(response)
-            headers = self._response_headers(response, streaming)
+            headers = self._response_headers(response, streaming, scope)
             await send(
                 {"type": "http.response.start", "status": response.status_code, "headers": headers}
             )
@@ -336,7 +311,7 @@ class HttpProxy:
         query: bytes = scope.get("query_string", b"")
         return f"{url}?{query.decode('latin-1')}" if query else url
 
-    def _request_headers(self, scope: Scope) -> list[tuple[str, str]]:
+    def _request_headers(self, scope: Scope, upstream_session: str | None) -> list[tuple[str, str]]:
         raw: list[tuple[bytes, bytes]] = list(scope.get("headers", []))
         dropped = (
             HOP_BY_HOP | REQUEST_DROPPED | FORWARDING | _connection_listed(raw) | self._extra_names
@@ -345,6 +320,10 @@ class HttpProxy:
         for name_b, value_b in raw:
             name = name_b.decode("latin-1").lower()
             if name in dropped or name.startswith((HEADER_PREFIX, FORWARDING_PREFIX)):
+                continue
+            if name == HEADER:
+                if upstream_session is not None:
+                    out.append((name, upstream_session))
                 continue
             out.append((name, value_b.decode("latin-1")))
         out.append(("accept-encoding", "identity"))
@@ -379,8 +358,9 @@ class HttpProxy:
     def _is_event_stream(response: UpstreamResponse) -> bool:
         return media_type(response.header("content-type")) == "text/event-stream"
 
-    @staticmethod
-    def _response_headers(response: UpstreamResponse, streaming: bool) -> list[tuple[bytes, bytes]]:
+    def _response_headers(
+        self, response: UpstreamResponse, streaming: bool, scope: Scope
+    ) -> list[tuple[bytes, bytes]]:
         raw = response.raw_headers
         dropped = HOP_BY_HOP | _connection_listed(raw)
         if not streaming:
@@ -388,10 +368,18 @@ class HttpProxy:
         else:
             dropped = dropped | RESPONSE_DROPPED
         out = [(k.lower(), v) for k, v in raw if k.decode("latin-1").lower() not in dropped]
+        # The client gets the upstream's session id sealed to it, never as it is.
+        owner = owner_of(scope)
+        out = [
+            (k, self.sessions.seal(v.decode("latin-1"), owner).encode())
+            if k == b"mcp-session-id"
+            else (k, v)
+            for k, v in out
+        ]
         if streaming:
             # MCP streamable HTTP: ask reverse proxies in front of the gateway not to buffer.
             out.append((b"x-accel-buffering", b"no"))
         return out
 
 
-__all__ = ["HOP_BY_HOP", "METHODS", "HttpProxy", "SessionOwners"]
+__all__ = ["HOP_BY_HOP", "METHODS", "HttpProxy"]

@@ -15,7 +15,9 @@ MCP transports (2025-11-25), "Streamable HTTP":
 
 Session ids are bound to the caller that created them (``sub`` and ``client_id`` from the
 resource-server middleware): possession of a session id is never authentication (checklist R10).
-A new session beyond the process limits is refused: ``max_sessions`` with 503,
+Behind a load balancer, session ids start with the replica's id (``<replica_id>.<random>``, see
+:mod:`bastion.gateway.replicas`); a replica that does not hold a session answers 404 like for any
+unknown one. A new session beyond the process limits is refused: ``max_sessions`` with 503,
 ``max_sessions_per_subject`` with 429 and ``Retry-After`` (L9).
 """
 
@@ -87,8 +89,9 @@ class StdioBridge:
         max_body_bytes: int = 4 * 1024 * 1024,
         grace: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        replica_id: str | None = None,
     ) -> None:
-        self.processes = StdioSessions(upstream, grace=grace, clock=clock)
+        self.processes = StdioSessions(upstream, grace=grace, clock=clock, replica_id=replica_id)
         self.upstream = upstream
         self._max_body_bytes = max_body_bytes
 

@@ -399,7 +399,7 @@ class StdioSession:
 
 class StdioSessions:
     """The processes of one stdio upstream, one per session: started within the limits, reaped
-    when idle, ended at shutdown."""
+    when idle, ended at shutdown. Session ids start with ``<replica_id>.`` when one is given."""
 
     def __init__(
         self,
@@ -407,6 +407,7 @@ class StdioSessions:
         *,
         grace: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        replica_id: str | None = None,
     ) -> None:
         if upstream.command is None:
             raise ValueError(f"upstream {upstream.name!r} has no command; it is an HTTP upstream")
@@ -419,6 +420,7 @@ class StdioSessions:
         self._clock = clock
         self._reaper: asyncio.Task[None] | None = None
         self._closing = False
+        self._id_prefix = f"{replica_id}." if replica_id else ""
 
     async def start(self) -> None:
         """Start reaping idle sessions (the gateway's lifespan calls this)."""
@@ -466,7 +468,7 @@ class StdioSessions:
             limit=MAX_MESSAGE_BYTES,
         )
         session = StdioSession(
-            secrets.token_urlsafe(32),
+            self._id_prefix + secrets.token_urlsafe(32),
             process,
             upstream=self.upstream,
             owner=owner,

@@ -1,7 +1,8 @@
 """The composition root: settings → listeners → uvicorn, for every command that serves.
 
 Which apps run on which listener is decided here and nowhere else: the authorization server
-(``bastion serve``, in one process or several), the gateway (``bastion gateway``), the registry
+(``bastion serve``, in one process or several, with the registry when it is on the
+issuer's origin), the gateway (``bastion gateway``), the registry
 (``bastion registry serve``: on the issuer's listener, combined with the authorization server,
 when its URL is on the issuer's origin) and all of them with the demo server (``bastion
 quickstart``). The packages build ASGI apps only; logging is set up here, once per command.
@@ -18,6 +19,7 @@ from bastion.serve.apps import (
     create_combined_app,
     quickstart_listeners,
     registry_listeners,
+    server_app,
     shares_issuer_origin,
     worker_app,
 )
@@ -47,6 +49,7 @@ __all__ = [
     "run_server",
     "serve_one",
     "serve_together",
+    "server_app",
     "shares_issuer_origin",
     "uvicorn_options",
     "worker_app",

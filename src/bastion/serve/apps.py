@@ -21,11 +21,21 @@ from bastion.resource.revocation import RevocationList
 from bastion.serve.listeners import Listener
 
 
-def worker_app() -> Starlette:
-    """Factory for worker processes (``--workers N``): settings come from the environment."""
+def server_app(settings: Settings) -> Starlette:
+    """What ``bastion serve`` serves: the authorization server, with the registry joined to it
+    (:func:`create_combined_app`) when the registry is on and its URL is on the issuer's origin.
+    A registry on an origin of its own runs with ``bastion registry serve``."""
     from bastion.authserver.app import create_app
 
-    return create_app(settings_from_environment())
+    if settings.registry.enabled and shares_issuer_origin(settings):
+        return create_combined_app(settings)
+    return create_app(settings)
+
+
+def worker_app() -> Starlette:
+    """Factory for worker processes (``--workers N``): settings come from the environment;
+    :func:`server_app` of them."""
+    return server_app(settings_from_environment())
 
 
 class _ByPath:
@@ -125,11 +135,14 @@ def registry_listeners(settings: Settings, *, with_auth_server: bool = False) ->
 
 def quickstart_listeners(settings: Settings) -> list[Listener]:
     """The apps ``bastion quickstart`` runs, at :func:`bastion.quickstart.addresses`."""
-    from bastion.authserver.app import create_app
+    from bastion.authserver.app import create_app, secret_for
     from bastion.demo.server import demo_app
     from bastion.gateway.app import create_gateway_app
     from bastion.quickstart import addresses, demo_port
 
+    # The gateway derives its session key from the data directory's secret.key: make it now,
+    # not when the authorization server starts.
+    secret_for(settings)
     # One revocation list, kept current by the authorization server, checked by the gateway.
     revocations = RevocationList()
     apps: list[ASGIApp] = []
@@ -151,6 +164,7 @@ __all__ = [
     "create_combined_app",
     "quickstart_listeners",
     "registry_listeners",
+    "server_app",
     "shares_issuer_origin",
     "worker_app",
 ]

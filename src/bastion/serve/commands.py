@@ -13,7 +13,7 @@ import uvicorn
 from bastion.config import Settings, export_config_file
 from bastion.logs import configure_logging
 from bastion.private_files import warn_loose_modes
-from bastion.serve.apps import quickstart_listeners, registry_listeners
+from bastion.serve.apps import quickstart_listeners, registry_listeners, server_app
 from bastion.serve.listeners import Listener, bind_listener
 from bastion.serve.running import serve_one, serve_together, uvicorn_options
 
@@ -28,11 +28,10 @@ def _start(settings: Settings, config_file: Path | None, log_level: str) -> None
 def run_server(
     settings: Settings, *, config_file: Path | None, workers: int = 1, log_level: str = "info"
 ) -> None:
-    """Serve until interrupted. Several workers share the database; nothing else is shared.
-    ``log_level`` (debug, info, warning, error) applies to bastion's and uvicorn's loggers;
-    below info, uvicorn writes no access log."""
-    from bastion.authserver.app import create_app
-
+    """Serve :func:`~bastion.serve.apps.server_app` (the authorization server, and the registry
+    on the issuer's origin) until interrupted. Several workers share the database; nothing else
+    is shared. ``log_level`` (debug, info, warning, error) applies to bastion's and uvicorn's
+    loggers; below info, uvicorn writes no access log."""
     _start(settings, config_file, log_level)
     if workers > 1:
         # uvicorn binds in this process before it starts the workers: check first.
@@ -53,7 +52,7 @@ def run_server(
         "the authorization server",
         settings.host,
         settings.port,
-        lambda: create_app(settings),
+        lambda: server_app(settings),
         log_level=log_level,
         **uvicorn_options(settings.trusted_proxies),
     )
