@@ -203,7 +203,6 @@ def haproxy(
         "LB_AS2": f"127.0.0.1:{second}",
         "LB_GW1": f"127.0.0.1:{first}",
         "LB_GW2": f"127.0.0.1:{second}",
-        "LB_GATEWAY_CHECK": "/.well-known/oauth-authorization-server",
     }
     return started(
         "haproxy",

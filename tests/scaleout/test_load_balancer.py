@@ -67,7 +67,7 @@ NOT_FOUND = {
     "id": None,
     "error": {"code": -32001, "message": "Session not found"},
 }
-READY = "/.well-known/oauth-protected-resource/mcp/sdk"
+READY = "/readyz"  # what HAProxy checks too (deploy/haproxy/bastion.cfg)
 REDIRECT = "http://127.0.0.1:53682/callback"
 
 pytestmark = pytest.mark.postgres
@@ -154,7 +154,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         "LB_AS2": f"127.0.0.1:{as2}",
         "LB_GW1": f"127.0.0.1:{gw1}",
         "LB_GW2": f"127.0.0.1:{gw2}",
-        "LB_GATEWAY_CHECK": READY,
     }
     uvicorn = [sys.executable, "-m", "uvicorn", "--factory", "tests.gateway.stdio_server:http_app"]
     quiet = ["--log-level", "warning"]
@@ -163,7 +162,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             environment,
             ["serve", "--port", str(port), "--workers", workers, *quiet],
             f"http://127.0.0.1:{port}",
-            "/.well-known/oauth-authorization-server",
+            READY,
         )
         for port, workers in ((as1, "2"), (as2, "1"))
     ]
@@ -175,7 +174,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             },
             ["gateway", *quiet],
             f"http://127.0.0.1:{port}",
-            READY,
+            # Alive is enough here: the gateways fetch the AS's JWKS through HAProxy, which
+            # starts next and sends traffic to them once they are ready.
+            "/healthz",
         )
         for name, port in (("gw1", gw1), ("gw2", gw2))
     ]
@@ -194,7 +195,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             # After the AS replicas made the tables: a gateway started before waits for them.
             started = stack.enter_context(running_together(gateway_launches))
             gateways = dict(zip(("gw1", "gw2"), started, strict=True))
-            ready = [f"{issuer}/.well-known/oauth-authorization-server", f"{gateway}{READY}"]
+            ready = [f"{issuer}{READY}", f"{gateway}{READY}"]
             stack.enter_context(balancing(haproxy, ready))
             settings = Settings(**environment)
             client = asyncio.run(machine_client(settings, name="load balancer test"))
