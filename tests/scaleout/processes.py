@@ -4,6 +4,7 @@ through ``BASTION_*`` environment variables (what a deployment's TOML file holds
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -60,18 +61,23 @@ class Server:
         return self.log.read_text(errors="replace")
 
     def kill(self) -> None:
-        """SIGKILL, as a crash or the OOM killer would end it: no shutdown, no cleanup."""
-        if self.process.poll() is None:
-            self.process.kill()
+        """SIGKILL to the process and everything it started (the workers of ``--workers N``),
+        as a crash of the host or container would end them: no shutdown, no cleanup."""
+        self._signal_group(signal.SIGKILL)
         self.process.wait(timeout=STOP_TIMEOUT)
 
     def freeze(self) -> None:
-        """SIGSTOP: the process stops where it is, holding whatever it has not sent yet."""
-        self.process.send_signal(signal.SIGSTOP)
+        """SIGSTOP: the processes stop where they are, holding whatever they have not sent."""
+        self._signal_group(signal.SIGSTOP)
 
     def thaw(self) -> None:
         """SIGCONT after :meth:`freeze`."""
-        self.process.send_signal(signal.SIGCONT)
+        self._signal_group(signal.SIGCONT)
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        # Each server is started in a session (and process group) of its own.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, sig)
 
     def restart(self) -> None:
         """Start it again as before and wait until it answers (it must have stopped)."""
@@ -82,6 +88,8 @@ class Server:
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (a graceful stop), SIGKILL after STOP_TIMEOUT; then SIGKILL to whatever is left
+    of its process group, so that no worker outlives a test."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
@@ -89,11 +97,20 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def _launch(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        return subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+        return subprocess.Popen(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,  # a group of its own, for kill(), freeze() and thaw()
+        )
 
 
 def _start(

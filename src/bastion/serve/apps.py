@@ -19,6 +19,7 @@ from bastion.config import Settings, settings_from_environment
 from bastion.ops.health import Probes, Readiness
 from bastion.resource.revocation import RevocationList
 from bastion.serve.listeners import Listener
+from bastion.serve.supervision import end_with_supervisor
 
 
 def server_app(settings: Settings) -> Starlette:
@@ -34,7 +35,9 @@ def server_app(settings: Settings) -> Starlette:
 
 def worker_app() -> Starlette:
     """Factory for worker processes (``--workers N``): settings come from the environment;
-    :func:`server_app` of them."""
+    :func:`server_app` of them. The worker ends with its supervisor
+    (:func:`~bastion.serve.supervision.end_with_supervisor`)."""
+    end_with_supervisor()
     return server_app(settings_from_environment())
 
 
