@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -33,6 +34,7 @@ from bastion.gateway.stdio_bridge import StdioBridge
 from bastion.gateway.upstream_http import UpstreamPool
 from bastion.logs import get_logger
 from bastion.oauth.protected_resource import metadata_url
+from bastion.ops.request_id import RequestIdMiddleware
 from bastion.resource import JwtVerifier, ResourceServerMiddleware
 from bastion.resource.revocation import RevocationList
 from bastion.store.revocation_feed import revocation_feed
@@ -151,7 +153,7 @@ def create_gateway_app(
             await upstream_client.aclose()
             audit.close()
 
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, middleware=[Middleware(RequestIdMiddleware)], lifespan=lifespan)
 
 
 __all__ = ["create_gateway_app"]

@@ -6,7 +6,8 @@ A record is one JSON object::
     {"time": "2026-01-02T03:04:05.678Z", "upstream": "notes", "sub": "alice",
      "client_id": "vscode", "http_method": "POST", "path": "/mcp/notes",
      "rpc_method": "tools/call", "tool": "search", "rpc_id": 7, "status": 200,
-     "error": null, "completed": true, "latency_ms": 12.3, "session_id": "…"}
+     "error": null, "completed": true, "latency_ms": 12.3, "session_id": "…",
+     "request_id": "…"}
 
 A batch (``[ping, tools/call add_note]``) gives a record per message, each with its own
 ``rpc_method``, ``tool`` and ``rpc_id`` and the request's ``status`` and ``latency_ms``. ``sub``
@@ -14,7 +15,8 @@ and ``client_id`` are null when the request was refused before a token was verif
 (401); ``error`` is the OAuth ``error`` code of a refusal (``invalid_token``,
 ``insufficient_scope``…) or the message of a gateway error (502, 504); ``status`` is null and
 ``completed`` false when the client left before an answer; ``latency_ms`` runs until the last
-byte of the answer (for an SSE stream: until it closed). Tokens and headers other than
+byte of the answer (for an SSE stream: until it closed); ``request_id`` is the id the request's
+log lines carry (:mod:`bastion.ops.request_id`). Tokens and headers other than
 ``Mcp-Session-Id`` are never read.
 
 The messages come from the body as the stack read it (:func:`bastion.edge.body.body_of`: the
@@ -45,6 +47,7 @@ from bastion.edge import jsonrpc
 from bastion.edge.body import body_of
 from bastion.gateway.mcp_session import HEADER, session_id_of
 from bastion.logs import escape_json_controls, get_logger
+from bastion.ops.request_id import request_id_of
 from bastion.private_files import private_dir
 from bastion.resource.principal import principal_of
 
@@ -181,6 +184,7 @@ class AuditMiddleware:
             "tool": message.tool,
             "rpc_id": message.request_id,
             **outcome,
+            "request_id": request_id_of(scope),
         }
 
 

@@ -40,6 +40,7 @@ from bastion.config import Settings
 from bastion.logs import get_logger
 from bastion.oauth.protected_resource import check_resource, metadata_url
 from bastion.oauth.www_authenticate import build_bearer_challenge
+from bastion.ops.request_id import RequestIdMiddleware
 from bastion.private_files import private_dir
 from bastion.registry.access import scope_policy
 from bastion.registry.api import RegistryApi
@@ -250,6 +251,7 @@ def create_registry_app(
 
     return Starlette(
         middleware=[
+            Middleware(RequestIdMiddleware),
             Middleware(_failsafe),
             Middleware(RegistryCors, allowed_origins=config.allowed_origins, skip=[metadata_path]),
             Middleware(Terminal, handler=routes),
