@@ -3,6 +3,8 @@ downgrades without losing audit records, and upgrades again to exactly schema.py
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import sqlalchemy as sa
 from alembic import command
@@ -10,7 +12,7 @@ from alembic import command
 from bastion.config import Settings
 from bastion.store import registry as rows
 from bastion.store.database import Database, alembic_config
-from bastion.store.registry import AuditRecord
+from tests.registry.test_audit_writer import record
 from tests.registry.test_migration import _chain, _diff, _head, _revision
 
 # Each test migrates its own database from nothing.
@@ -30,22 +32,11 @@ async def test_migration_0007_downgrades_to_0006_and_upgrades_again(settings: Se
     """Down to 0006 drops request_id and keeps the records; up again the column is back (empty
     for the records made meanwhile) and the database matches schema.py."""
     db = Database(settings.effective_database_url, schema=settings.database_schema)
-    record = AuditRecord(
-        at=1,
-        subject="alice",
-        client_id="vscode",
-        action="list",
-        server_name=None,
-        version=None,
-        status=200,
-        result="ok",
-        detail=None,
-        request_id="trace-0007",
-    )
+    made = dataclasses.replace(record(1), request_id="trace-0007")
     try:
         await db.upgrade()
         async with db.transaction() as conn:
-            await rows.add_audits(conn, [record])
+            await rows.add_audits(conn, [made])
         async with db.connect() as conn:
             [stored] = await rows.audit_records(conn, limit=10)
             assert stored.request_id == "trace-0007"
@@ -62,6 +53,6 @@ async def test_migration_0007_downgrades_to_0006_and_upgrades_again(settings: Se
             assert "request_id" in await conn.run_sync(_columns)
             assert await conn.run_sync(_diff) == []
             [kept] = await rows.audit_records(conn, limit=10)
-            assert (kept.subject, kept.request_id) == ("alice", None)
+            assert (kept.subject, kept.request_id) == (made.subject, None)
     finally:
         await db.dispose()

@@ -24,8 +24,9 @@ resource middleware, proxy or bridge read it once and kept it in the scope), so 
 names exactly what was authorized and forwarded; a body nobody read, or one refused as not
 JSON, gives one record without a method.
 
-Records go to the ``bastion.audit`` logger (INFO) and, when configured, are appended as JSON
-lines to a file created with mode 0600.
+Records go to the ``bastion.audit`` logger (INFO; ``sub`` as the record's ``subject`` field,
+hashed, omitted or kept as ``logging.user_ids`` says) and, when configured, are appended whole
+as JSON lines to a file created with mode 0600.
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ LOGGER = "bastion.audit"
 ERROR_PEEK_BYTES = 4096
 
 
+def _json_line(record: Mapping[str, object]) -> str:
+    line = json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str)
+    return escape_json_controls(line)
+
+
 class AuditLog:
     """Where records go: the ``bastion.audit`` logger and an optional JSON-lines file."""
 
@@ -78,9 +84,11 @@ class AuditLog:
 
     def write(self, record: Mapping[str, object]) -> None:
         """Log one record and append it to the file (one ``write``: lines never interleave)."""
-        line = json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str)
-        line = escape_json_controls(line)
-        self._logger.info("%s", line)
+        line = _json_line(record)
+        # In the log the subject is a field, which logging.user_ids hashes or omits; the file
+        # is the audit trail and names it.
+        shown = {k: v for k, v in record.items() if k != "sub"}
+        self._logger.info("%s", _json_line(shown), extra={"subject": record.get("sub")})
         if self.path is None:
             return
         with self._lock:
