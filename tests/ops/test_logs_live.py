@@ -60,7 +60,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
     tmp = tmp_path_factory.mktemp("json-logs")
     hashed = _settings(tmp, issuer, f"http://127.0.0.1:{hashed_port}", upstream, hashed_port)
     omitted = _settings(tmp, issuer, f"http://127.0.0.1:{omitted_port}", upstream, omitted_port)
-    omitted["logging"] = {"format": "json", "user_ids": "omit"}
+    # The format from the command line (--log-format), the rest from the settings.
+    omitted["logging"] = {"user_ids": "omit"}
     # One AS (and database) for both gateways: it issues tokens for either.
     both = [f"http://127.0.0.1:{port}/mcp/notes" for port in (hashed_port, omitted_port)]
     for settings in (hashed, omitted):
@@ -81,7 +82,10 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
         ) as auth,
         running(hashed, ["gateway"], url=hashed["gateway"]["public_url"], ready_path=ready) as gw,
         running(
-            omitted, ["gateway"], url=omitted["gateway"]["public_url"], ready_path=ready
+            omitted,
+            ["gateway", "--log-format", "json"],
+            url=omitted["gateway"]["public_url"],
+            ready_path=ready,
         ) as gw_omit,
     ):
         yield {
