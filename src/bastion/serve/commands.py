@@ -24,17 +24,22 @@ from bastion.serve import apps
 from bastion.serve.apps import quickstart_listeners, registry_listeners
 from bastion.serve.listeners import Listener, bind_listener
 from bastion.serve.running import serve_one, serve_together, uvicorn_options
+from bastion.tokens.cipher import load_or_create_secret
 
 
 def _configure_logging(settings: Settings) -> None:
     """bastion's one logging set-up, as ``settings.logging`` says: format, level, how user ids
     appear, and whether the access log is written."""
-    from bastion.authserver.app import secret_for
-
     config = settings.logging
-    policy = UserIdPolicy(
-        config.user_ids, secret_for(settings) if config.user_ids == "hash" else None
-    )
+    secret = None
+    if config.user_ids == "hash":
+        # The authorization server's secret (bastion.authserver.app.secret_for), without
+        # importing the authorization server into the gateway.
+        if settings.secret_key is not None:
+            secret = settings.secret_key.get_secret_value()
+        else:
+            secret = load_or_create_secret(settings.data_dir / "secret.key")
+    policy = UserIdPolicy(config.user_ids, secret)
     formatter = JsonFormatter() if config.format == "json" else None
     configure_logging(config.level, formatter=formatter, filters=[UserIdFilter(policy)])
     if not config.access_log:
