@@ -28,6 +28,7 @@ from bastion.resource.principal import Principal, attach_principal
 MALFORMED = [
     pytest.param([b"abc\r\nX-Injected: 1"], id="crlf"),
     pytest.param([b"abc\ndef"], id="lf"),
+    pytest.param([b"abc\n"], id="trailing-lf"),
     pytest.param([b"abc\x00def"], id="nul"),
     pytest.param([b"abc\x1b[31mred"], id="escape"),
     pytest.param([b"two words"], id="space"),

@@ -348,7 +348,7 @@ class HttpProxy:
             | FORWARDING
             | _connection_listed(raw)
             | self._extra_names
-            | {REQUEST_ID_HEADER.decode()}
+            | {REQUEST_ID_HEADER}
         )
         out: list[tuple[str, str]] = []
         for name_b, value_b in raw:
@@ -358,8 +358,8 @@ class HttpProxy:
             out.append((name, value_b.decode("latin-1")))
         out.append(("accept-encoding", "identity"))
         request_id = request_id_of(scope)
-        if request_id is not None and REQUEST_ID_HEADER.decode() not in self._extra_names:
-            out.append((REQUEST_ID_HEADER.decode(), request_id))
+        if request_id is not None and REQUEST_ID_HEADER not in self._extra_names:
+            out.append((REQUEST_ID_HEADER, request_id))
         out.extend(self._forwarded(scope))
         out.extend(self._extra)
         principal = principal_of(scope)

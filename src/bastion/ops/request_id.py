@@ -29,12 +29,15 @@ from bastion.logs import REQUEST_ID, get_logger
 from bastion.resource.principal import principal_of
 
 SCOPE_KEY = "bastion.request_id"
-HEADER = b"x-request-id"
+# The root path the request came in with, to tell the mount paths Starlette adds below it.
+_ROOT_KEY = "bastion.request_id.root_path"
+HEADER = "x-request-id"
+_HEADER = HEADER.encode()
 MAX_LENGTH = 128
 _WELL_FORMED = re.compile(rb"[A-Za-z0-9\-_.:+/=~]{1,%d}" % MAX_LENGTH)
 ACCESS_LOGGER = "bastion.access"
 
-access_log = get_logger(ACCESS_LOGGER)
+_access_log = get_logger(ACCESS_LOGGER)
 
 
 def new_request_id() -> str:
@@ -44,7 +47,7 @@ def new_request_id() -> str:
 
 def request_id_from(headers: list[tuple[bytes, bytes]]) -> str | None:
     """The client's ``X-Request-Id`` if there is exactly one and it is well formed, else None."""
-    found = [value for name, value in headers if name.lower() == HEADER]
+    found = [value for name, value in headers if name.lower() == _HEADER]
     if len(found) != 1 or not _WELL_FORMED.fullmatch(found[0]):
         return None
     return found[0].decode("ascii")
@@ -66,9 +69,6 @@ def route_of(scope: Scope) -> str:
         return mounted[len(outer) :] + route.path
     path: str = scope.get("path", "")
     return path
-
-
-_ROOT_KEY = "bastion.request_id.root_path"
 
 
 class RequestIdMiddleware:
@@ -96,9 +96,9 @@ class RequestIdMiddleware:
                 headers = [
                     (name, value)
                     for name, value in message.get("headers", [])
-                    if name.lower() != HEADER
+                    if name.lower() != _HEADER
                 ]
-                headers.append((HEADER, request_id.encode("ascii")))
+                headers.append((_HEADER, request_id.encode("ascii")))
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -113,7 +113,7 @@ class RequestIdMiddleware:
             latency = round((self.clock() - started) * 1000, 2)
             principal = principal_of(scope)
             route = route_of(scope)
-            access_log.info(
+            _access_log.info(
                 "%s %s %s %s ms",
                 scope.get("method"),
                 route,
