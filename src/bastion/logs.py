@@ -12,6 +12,11 @@ line. Two layers keep that from happening:
   escaping for other libraries' messages, and traceback lines indented so that none can pass
   for a record of its own.
 
+Records made while a request is served carry its id (:data:`REQUEST_ID`, set by
+:mod:`bastion.ops.request_id`); :class:`SafeFormatter` writes it, and the other request fields
+a record has (:data:`FIELDS`), after the message as ``key=value``; the JSON form is
+:class:`bastion.ops.json_logs.JsonFormatter`.
+
 Escaped are C0 controls (CR and LF among them), DEL, C1 controls (NEL among them) and the
 Unicode line and paragraph separators, as ``\\n``, ``\\r``, ``\\t``, ``\\xNN`` or ``\\uNNNN``.
 """
@@ -20,6 +25,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, TypeAlias
 
@@ -35,6 +42,15 @@ UVICORN_LOGGING: dict[str, Any] = {
         "uvicorn.access": {"handlers": [], "propagate": True},
     },
 }
+
+# The id of the request being served (None outside of one): every record made meanwhile, in
+# this task or a task it started, carries it.
+REQUEST_ID: ContextVar[str | None] = ContextVar("bastion.request_id", default=None)
+# What a record may carry about its request, as ``extra=`` attributes, in this order.
+FIELDS = ("request_id", "method", "route", "status", "latency_ms", "client_id", "subject")
+# Written after the message in the text form (method, route, status and latency are in the
+# access log's message itself).
+_TEXT_FIELDS = ("request_id", "client_id", "subject")
 
 # What logging passes to formatException (typeshed's _SysExcInfoType).
 _ExcInfo: TypeAlias = (
@@ -83,6 +99,16 @@ def get_logger(name: str) -> logging.Logger:
     return logger
 
 
+class RequestContext(logging.Filter):
+    """Give a record the id of the request being served (:data:`REQUEST_ID`) unless it names
+    one itself. A handler filter: it sees the records of every logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "request_id", None) is None:
+            record.request_id = REQUEST_ID.get()
+        return True
+
+
 def _indented(text: str) -> str:
     return "\n".join("  " + escape_controls(line) for line in text.split("\n"))
 
@@ -92,7 +118,12 @@ class SafeFormatter(logging.Formatter):
     message are escaped, and every line of a traceback or stack is indented."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        return escape_controls(super().formatMessage(record))
+        fields = "".join(
+            f" {name}={value}"
+            for name in _TEXT_FIELDS
+            if (value := getattr(record, name, None)) is not None
+        )
+        return escape_controls(super().formatMessage(record) + fields)
 
     def formatException(self, ei: _ExcInfo) -> str:
         return _indented(super().formatException(ei))
@@ -101,19 +132,30 @@ class SafeFormatter(logging.Formatter):
         return _indented(super().formatStack(stack_info))
 
 
-def configure_logging(level: str = "info") -> None:
-    """Log at ``level`` (debug, info, warning, error) to standard error through
-    :class:`SafeFormatter`, as ``logging.basicConfig`` does (nothing changes when the
-    application configured logging already)."""
+def configure_logging(
+    level: str = "info",
+    *,
+    formatter: logging.Formatter | None = None,
+    filters: Sequence[logging.Filter] = (),
+) -> None:
+    """Log at ``level`` (debug, info, warning, error) to standard error through ``formatter``
+    (default :class:`SafeFormatter`), with :class:`RequestContext` and ``filters`` on the
+    handler, as ``logging.basicConfig`` does (nothing changes when the application configured
+    logging already)."""
     handler = logging.StreamHandler()
-    handler.setFormatter(SafeFormatter(FORMAT))
+    handler.setFormatter(formatter or SafeFormatter(FORMAT))
+    for item in (RequestContext(), *filters):
+        handler.addFilter(item)
     logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 __all__ = [
+    "FIELDS",
     "FORMAT",
+    "REQUEST_ID",
     "UVICORN_LOGGING",
     "EscapeControls",
+    "RequestContext",
     "SafeFormatter",
     "configure_logging",
     "escape_controls",

@@ -90,3 +90,20 @@ async def test_without_a_file_records_only_go_to_the_log(caplog: pytest.LogCaptu
     AuditLog(None).write({"upstream": "notes"})
     assert caplog.records[-1].name == "bastion.audit"
     assert json.loads(caplog.records[-1].getMessage()) == {"upstream": "notes"}
+
+
+async def test_the_log_names_the_subject_as_a_field_the_file_in_the_record(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The audit file is the trail and keeps ``sub``; the log line carries it only as the
+    record's ``subject`` field, which logging.user_ids hashes or omits."""
+    caplog.set_level(logging.INFO, "bastion.audit")
+    log = AuditLog(tmp_path / "audit.jsonl")
+    log.write({"upstream": "notes", "sub": "alice", "client_id": "vscode"})
+    log.close()
+    [record] = [r for r in caplog.records if r.name == "bastion.audit"]
+    assert json.loads(record.getMessage()) == {"upstream": "notes", "client_id": "vscode"}
+    assert record.subject == "alice"  # type: ignore[attr-defined]
+    assert lines(tmp_path / "audit.jsonl") == [
+        {"upstream": "notes", "sub": "alice", "client_id": "vscode"}
+    ]

@@ -173,9 +173,33 @@ async def test_metadata_openapi_and_preflights_are_not_audited(reg: Registry) ->
     assert len(await _records(reg)) == before
 
 
+async def test_a_record_carries_its_requests_id_never_a_malformed_one(reg: Registry) -> None:
+    """The id the answer's X-Request-Id and the log lines carry: the client's when well formed,
+    else (two headers, characters outside the safe set) a new one."""
+    alice = await reg.token("alice", groups=["team-a"])
+    sent = [
+        [("X-Request-Id", "trace-reg-1")],
+        [("X-Request-Id", "has space")],
+        [("X-Request-Id", "one"), ("X-Request-Id", "two")],
+        [],
+    ]
+    answered = []
+    for headers in sent:
+        response = await reg.client.get(
+            f"{reg.base}/servers", headers=[*reg.bearer(alice).items(), *headers]
+        )
+        assert response.status_code == 200, response.text
+        answered.append(response.headers["x-request-id"])
+    records = (await _records(reg))[-4:]
+    assert [r.request_id for r in records] == answered
+    assert answered[0] == "trace-reg-1"
+    assert {"has space", "one", "two"}.isdisjoint(answered)
+    assert len(set(answered)) == 4
+
+
 async def test_export_filters_by_time_and_subject_as_json_lines(reg: Registry) -> None:
     """`bastion registry audit` exports JSON objects: time (RFC 3339), sub, client_id, action,
-    server, version, status, result, detail."""
+    server, version, status, result, detail, request_id."""
     alice = await reg.token("alice", groups=["team-a"])
     await reg.client.get(f"{reg.base}/servers", headers=reg.bearer(alice))
     reg.clock.advance(60_000)
@@ -196,6 +220,7 @@ async def test_export_filters_by_time_and_subject_as_json_lines(reg: Registry) -
             "status",
             "result",
             "detail",
+            "request_id",
         }
         bobs = [line async for line in export(db, subject="bob")]
         assert [line["sub"] for line in bobs] == ["bob"]

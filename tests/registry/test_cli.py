@@ -53,7 +53,9 @@ async def test_audit_exports_json_lines_filtered_by_subject_and_time(
 ) -> None:
     """`bastion registry audit --json [--subject] [--since]`: one JSON object per line."""
     alice = await reg.token("alice", groups=["team-a"], client_id="vscode")
-    await reg.client.get(f"{reg.base}/servers", headers=reg.bearer(alice))
+    await reg.client.get(
+        f"{reg.base}/servers", headers={**reg.bearer(alice), "X-Request-Id": "trace-cli-1"}
+    )
     await reg.client.get(f"{reg.base}/servers")
     config = config_file(reg.settings, tmp_path / "bastion.toml")
     code, out, _ = await bastion(config, "registry", "audit", "--json")
@@ -63,6 +65,8 @@ async def test_audit_exports_json_lines_filtered_by_subject_and_time(
         ("alice", "vscode", "list", 200),
         (None, None, "list", 401),
     ]
+    assert lines[0]["request_id"] == "trace-cli-1"
+    assert lines[1]["request_id"] and lines[1]["request_id"] != "trace-cli-1"
     code, out, _ = await bastion(config, "registry", "audit", "--json", "--subject", "alice")
     assert [json.loads(line)["sub"] for line in out.splitlines()] == ["alice"]
     code, out, _ = await bastion(
@@ -71,6 +75,7 @@ async def test_audit_exports_json_lines_filtered_by_subject_and_time(
     assert code == 0 and out == ""
     code, out, _ = await bastion(config, "registry", "audit")
     assert code == 0 and "action" in out and "401" in out
+    assert "request_id" in out and "trace-cli-1" in out
     code, _, err = await bastion(config, "registry", "audit", "--since", "yesterday")
     assert code == 2 and "--since" in err
 

@@ -53,6 +53,7 @@ from bastion.ops.health import (
     flag_check,
     migrations_check,
 )
+from bastion.ops.request_id import RequestIdMiddleware
 from bastion.private_files import private_dir
 from bastion.resource.revocation import RevocationList
 from bastion.store import clients as client_rows
@@ -301,6 +302,7 @@ def create_app(
     app = Starlette(
         routes=routes(settings),
         middleware=[
+            Middleware(RequestIdMiddleware),
             Middleware(CatchAll, respond=_server_error, log=log),
             Middleware(Probes, readiness=readiness, prefixes=[prefix] if prefix else []),
         ],

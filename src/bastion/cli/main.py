@@ -54,8 +54,18 @@ registry_app = typer.Typer(
 app.add_typer(registry_app, name="registry")
 
 LogLevelOption = Annotated[
-    Literal["debug", "info", "warning", "error"],
-    typer.Option(help="Log level; above info there is no access log."),
+    Literal["debug", "info", "warning", "error"] | None,
+    typer.Option(
+        help="Log level (default: logging.level, info); above info there is no access log.",
+        show_default=False,
+    ),
+]
+LogFormatOption = Annotated[
+    Literal["text", "json"] | None,
+    typer.Option(
+        help="text, or json: one JSON object per line (default: logging.format, text).",
+        show_default=False,
+    ),
 ]
 
 
@@ -106,13 +116,16 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes (share the database).")] = 1,
-    log_level: LogLevelOption = "info",
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Run the authorization server (with the registry, when it is on the issuer's origin)."""
     from bastion.serve import run_server
 
     config = find_config(config)
     settings = settings_or_exit(config, required=False, host=host, port=port)
+    if log_format is not None:
+        settings.logging.format = log_format
     with port_errors("--port", "bastion serve --port 9000"):
         run_server(settings, config_file=config, workers=workers, log_level=log_level)
 
@@ -122,13 +135,16 @@ def gateway(
     config: ConfigOption = None,
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
-    log_level: LogLevelOption = "info",
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Run the gateway: OAuth in front of the MCP servers in \\[\\[gateway.upstreams]]."""
     from bastion.serve import run_gateway
 
     config = find_config(config)
     settings = settings_or_exit(config, required=False)
+    if log_format is not None:
+        settings.logging.format = log_format
     if host is not None:
         settings.gateway.host = host
     if port is not None:
@@ -425,7 +441,9 @@ def registry_audit(
         for line in lines:
             typer.echo(json.dumps(line, separators=(",", ":")))
         return
-    table = Table("time", "who", "client_id", "action", "server", "version", "status", "result")
+    table = Table(
+        "time", "who", "client_id", "action", "server", "version", "status", "result", "request_id"
+    )
     for line in lines:
         table.add_row(
             line["time"],
@@ -436,6 +454,7 @@ def registry_audit(
             line["version"] or "",
             str(line["status"]),
             line["result"],
+            line["request_id"] or "",
         )
     print_table(console, table)
 

@@ -63,12 +63,22 @@ def export_config_file(config_file: Path) -> None:
     os.environ[CONFIG_FILE_VARIABLE] = str(config_file.resolve())
 
 
+def export_log_settings(settings: Settings) -> None:
+    """Hand ``settings.logging`` as it is now (command-line options included) to worker
+    processes started later by uvicorn, through the environment they read settings from."""
+    import os
+
+    for name, value in settings.logging.model_dump().items():
+        os.environ[f"BASTION_LOGGING__{name.upper()}"] = str(value).lower()
+
+
 __all__ = [
     "CONFIG_FILE_VARIABLE",
     "CONFIG_VARIABLE",
     "config_file_from_environment",
     "environment_names_data",
     "export_config_file",
+    "export_log_settings",
     "load_settings",
     "settings_from_environment",
 ]

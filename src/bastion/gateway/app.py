@@ -37,6 +37,7 @@ from bastion.gateway.upstream_reach import upstreams_check
 from bastion.logs import get_logger
 from bastion.oauth.protected_resource import metadata_url
 from bastion.ops.health import Probes, Readiness, database_check, flag_check, keys_check
+from bastion.ops.request_id import RequestIdMiddleware
 from bastion.resource import JwtVerifier, ResourceServerMiddleware
 from bastion.resource.revocation import RevocationList
 from bastion.resource.revocation_feed import RevocationFeed
@@ -169,7 +170,9 @@ def create_gateway_app(
             audit.close()
 
     app = Starlette(
-        routes=routes, middleware=[Middleware(Probes, readiness=readiness)], lifespan=lifespan
+        routes=routes,
+        middleware=[Middleware(RequestIdMiddleware), Middleware(Probes, readiness=readiness)],
+        lifespan=lifespan,
     )
     app.state.readiness = readiness
     return app

@@ -6,7 +6,8 @@ A record is one JSON object::
     {"time": "2026-01-02T03:04:05.678Z", "upstream": "notes", "sub": "alice",
      "client_id": "vscode", "http_method": "POST", "path": "/mcp/notes",
      "rpc_method": "tools/call", "tool": "search", "rpc_id": 7, "status": 200,
-     "error": null, "completed": true, "latency_ms": 12.3, "session_id": "…"}
+     "error": null, "completed": true, "latency_ms": 12.3, "session_id": "…",
+     "request_id": "…"}
 
 A batch (``[ping, tools/call add_note]``) gives a record per message, each with its own
 ``rpc_method``, ``tool`` and ``rpc_id`` and the request's ``status`` and ``latency_ms``. ``sub``
@@ -14,7 +15,8 @@ and ``client_id`` are null when the request was refused before a token was verif
 (401); ``error`` is the OAuth ``error`` code of a refusal (``invalid_token``,
 ``insufficient_scope``…) or the message of a gateway error (502, 504); ``status`` is null and
 ``completed`` false when the client left before an answer; ``latency_ms`` runs until the last
-byte of the answer (for an SSE stream: until it closed). Tokens and headers other than
+byte of the answer (for an SSE stream: until it closed); ``request_id`` is the id the request's
+log lines carry (:mod:`bastion.ops.request_id`). Tokens and headers other than
 ``Mcp-Session-Id`` are never read.
 
 The messages come from the body as the stack read it (:func:`bastion.edge.body.body_of`: the
@@ -22,8 +24,9 @@ resource middleware, proxy or bridge read it once and kept it in the scope), so 
 names exactly what was authorized and forwarded; a body nobody read, or one refused as not
 JSON, gives one record without a method.
 
-Records go to the ``bastion.audit`` logger (INFO) and, when configured, are appended as JSON
-lines to a file created with mode 0600.
+Records go to the ``bastion.audit`` logger (INFO; ``sub`` as the record's ``subject`` field,
+hashed, omitted or kept as ``logging.user_ids`` says) and, when configured, are appended whole
+as JSON lines to a file created with mode 0600.
 """
 
 from __future__ import annotations
@@ -45,11 +48,17 @@ from bastion.edge import jsonrpc
 from bastion.edge.body import body_of
 from bastion.gateway.mcp_session import HEADER, session_id_of
 from bastion.logs import escape_json_controls, get_logger
+from bastion.ops.request_id import request_id_of
 from bastion.private_files import private_dir
 from bastion.resource.principal import principal_of
 
 LOGGER = "bastion.audit"
 ERROR_PEEK_BYTES = 4096
+
+
+def _json_line(record: Mapping[str, object]) -> str:
+    line = json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str)
+    return escape_json_controls(line)
 
 
 class AuditLog:
@@ -75,9 +84,11 @@ class AuditLog:
 
     def write(self, record: Mapping[str, object]) -> None:
         """Log one record and append it to the file (one ``write``: lines never interleave)."""
-        line = json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str)
-        line = escape_json_controls(line)
-        self._logger.info("%s", line)
+        line = _json_line(record)
+        # In the log the subject is a field, which logging.user_ids hashes or omits; the file
+        # is the audit trail and names it.
+        shown = {k: v for k, v in record.items() if k != "sub"}
+        self._logger.info("%s", _json_line(shown), extra={"subject": record.get("sub")})
         if self.path is None:
             return
         with self._lock:
@@ -181,6 +192,7 @@ class AuditMiddleware:
             "tool": message.tool,
             "rpc_id": message.request_id,
             **outcome,
+            "request_id": request_id_of(scope),
         }
 
 

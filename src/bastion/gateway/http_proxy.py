@@ -15,6 +15,8 @@ Header rules:
 - ``Forwarded``, ``X-Forwarded-*`` and ``X-Real-IP`` from the client are dropped: the gateway
   sets its own ``X-Forwarded-For`` (the client address it saw), ``X-Forwarded-Proto`` and
   ``X-Forwarded-Host``, so an upstream that trusts them is not told a made-up address.
+- ``X-Request-Id`` is the request's id (:mod:`bastion.ops.request_id`): the client's own only
+  when it was well formed, so the upstream's log can be joined to the gateway's.
 - Everything else passes through both ways, the MCP ones included: ``Mcp-Session-Id``,
   ``MCP-Protocol-Version``, ``Mcp-Method``, ``Mcp-Name``, ``Mcp-Param-*``, ``Last-Event-ID``,
   ``Accept``, ``Content-Type``.
@@ -61,6 +63,8 @@ from bastion.gateway.replicas import SessionSeal
 from bastion.gateway.upstream_http import UpstreamError, UpstreamPool, UpstreamResponse
 from bastion.gateway.upstream_path import UnsafePath, below_mount
 from bastion.logs import get_logger
+from bastion.ops.request_id import HEADER as REQUEST_ID_HEADER
+from bastion.ops.request_id import request_id_of
 from bastion.resource.principal import principal_of
 
 log = get_logger(__name__)
@@ -314,7 +318,12 @@ class HttpProxy:
     def _request_headers(self, scope: Scope, upstream_session: str | None) -> list[tuple[str, str]]:
         raw: list[tuple[bytes, bytes]] = list(scope.get("headers", []))
         dropped = (
-            HOP_BY_HOP | REQUEST_DROPPED | FORWARDING | _connection_listed(raw) | self._extra_names
+            HOP_BY_HOP
+            | REQUEST_DROPPED
+            | FORWARDING
+            | _connection_listed(raw)
+            | self._extra_names
+            | {REQUEST_ID_HEADER}
         )
         out: list[tuple[str, str]] = []
         for name_b, value_b in raw:
@@ -327,6 +336,9 @@ class HttpProxy:
                 continue
             out.append((name, value_b.decode("latin-1")))
         out.append(("accept-encoding", "identity"))
+        request_id = request_id_of(scope)
+        if request_id is not None and REQUEST_ID_HEADER not in self._extra_names:
+            out.append((REQUEST_ID_HEADER, request_id))
         out.extend(self._forwarded(scope))
         out.extend(self._extra)
         principal = principal_of(scope)

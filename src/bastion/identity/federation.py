@@ -171,8 +171,12 @@ class Federation:
                 detail=f"{spec.describe()}: {exc}",
                 hint=f"Check upstreams[{spec.name}].claims.subject.",
             ) from None
+        # The subject as a field, so that logging.user_ids hashes or omits it.
         log.info(
-            "upstream sign-in: %s %s subject %s", spec.describe(), identity.issuer, identity.subject
+            "upstream sign-in: %s %s",
+            spec.describe(),
+            identity.issuer,
+            extra={"subject": identity.subject},
         )
         return Outcome(identity, tokens.refresh_token if spec.store_refresh_token else None)
 

@@ -48,6 +48,7 @@ from bastion.ops.health import (
     keys_check,
     migrations_check,
 )
+from bastion.ops.request_id import RequestIdMiddleware
 from bastion.private_files import private_dir
 from bastion.registry.access import scope_policy
 from bastion.registry.api import RegistryApi
@@ -269,6 +270,7 @@ def create_registry_app(
 
     app = Starlette(
         middleware=[
+            Middleware(RequestIdMiddleware),
             Middleware(_failsafe),
             Middleware(Probes, readiness=readiness),
             Middleware(RegistryCors, allowed_origins=config.allowed_origins, skip=[metadata_path]),

@@ -6,7 +6,8 @@ which entry (server name and version, when the path or body names one), the acti
 ``list_versions``, ``get``, ``publish``, ``update``, ``delete``, ``set_status``,
 ``set_server_status``, ``unknown``), the HTTP status, a short result code (``ok``,
 ``unauthorized``, ``invalid_token``, ``insufficient_scope``, ``not_found``, ``invalid``,
-``namespace_denied``…) and details (for lists: the entries returned). The record is written
+``namespace_denied``…), details (for lists: the entries returned) and the request id its log
+lines carry (:mod:`bastion.ops.request_id`). The record is written
 before the last byte of the answer is sent, so a client that has its answer can count on the
 record. Preflights, the OpenAPI document and the protected-resource metadata are not recorded.
 
@@ -27,6 +28,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.logs import get_logger
+from bastion.ops.request_id import request_id_of
 from bastion.registry import paths
 from bastion.registry.names import VERSION_MAX, name_problem
 from bastion.registry.problems import status_result
@@ -196,6 +198,7 @@ class AuditMiddleware:
             status=status,
             result=note.result or _result_of(status, started.get("challenge")),
             detail=note.detail,
+            request_id=request_id_of(scope),
         )
         try:
             await self.writer.write(record)
@@ -218,6 +221,7 @@ def export_line(record: AuditRecord) -> dict[str, Any]:
         "status": record.status,
         "result": record.result,
         "detail": record.detail,
+        "request_id": record.request_id,
     }
 
 

@@ -1,50 +1,94 @@
 """The commands that serve, each settings → listeners → run: ``bastion serve``, ``bastion
 gateway``, ``bastion registry serve`` and ``bastion quickstart``. Logging is set up here, once
-per command (:func:`_start`), and nowhere else."""
+per command (:func:`_start`) or worker process (:func:`worker_app`), and nowhere else."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
+from starlette.applications import Starlette
 
-from bastion.config import Settings, export_config_file
+from bastion.config import Settings, export_config_file, settings_from_environment
+from bastion.config.loading import export_log_settings
+from bastion.config.logs import LogLevel
 from bastion.logs import configure_logging
+from bastion.ops.json_logs import JsonFormatter
+from bastion.ops.request_id import ACCESS_LOGGER
+from bastion.ops.user_ids import UserIdFilter, UserIdPolicy
 from bastion.private_files import warn_loose_modes
+from bastion.serve import apps
 from bastion.serve.apps import quickstart_listeners, registry_listeners, server_app
 from bastion.serve.listeners import Listener, bind_listener
 from bastion.serve.running import serve_one, serve_together, uvicorn_options
+from bastion.tokens.cipher import load_or_create_secret
 
 
-def _start(settings: Settings, config_file: Path | None, log_level: str) -> None:
-    """What every command that serves does first: bastion's one logging set-up, then a warning
-    about private files other users can read (``config_file`` among them)."""
-    configure_logging(log_level)
+def _configure_logging(settings: Settings) -> None:
+    """bastion's one logging set-up, as ``settings.logging`` says: format, level, how user ids
+    appear, and whether the access log is written."""
+    config = settings.logging
+    secret = None
+    if config.user_ids == "hash":
+        # The authorization server's secret (bastion.authserver.app.secret_for), without
+        # importing the authorization server into the gateway.
+        if settings.secret_key is not None:
+            secret = settings.secret_key.get_secret_value()
+        else:
+            secret = load_or_create_secret(settings.data_dir / "secret.key")
+    policy = UserIdPolicy(config.user_ids, secret)
+    formatter = JsonFormatter() if config.format == "json" else None
+    configure_logging(config.level, formatter=formatter, filters=[UserIdFilter(policy)])
+    if not config.access_log:
+        logging.getLogger(ACCESS_LOGGER).setLevel(logging.WARNING)
+
+
+def _start(settings: Settings, config_file: Path | None, log_level: LogLevel | None) -> None:
+    """What every command that serves does first: bastion's one logging set-up (``log_level``,
+    when given, instead of ``logging.level``), then a warning about private files other users
+    can read (``config_file`` among them)."""
+    if log_level is not None:
+        settings.logging.level = log_level
+    _configure_logging(settings)
     warn_loose_modes(settings, config_file)
 
 
+def worker_app() -> Starlette:
+    """Factory for worker processes (``--workers N``): logging set up as in the parent (which
+    handed its settings down, :func:`export_log_settings`), then :func:`apps.worker_app`."""
+    _configure_logging(settings_from_environment())
+    return apps.worker_app()
+
+
 def run_server(
-    settings: Settings, *, config_file: Path | None, workers: int = 1, log_level: str = "info"
+    settings: Settings,
+    *,
+    config_file: Path | None,
+    workers: int = 1,
+    log_level: LogLevel | None = None,
 ) -> None:
     """Serve :func:`~bastion.serve.apps.server_app` (the authorization server, and the registry
     on the issuer's origin) until interrupted. Several workers share the database; nothing else
-    is shared. ``log_level`` (debug, info, warning, error) applies to bastion's and uvicorn's
-    loggers; below info, uvicorn writes no access log."""
+    is shared. ``log_level`` (debug, info, warning, error; default ``logging.level``) applies to
+    bastion's and uvicorn's loggers; above info there is no access log."""
     _start(settings, config_file, log_level)
+    level = settings.logging.level
     if workers > 1:
         # uvicorn binds in this process before it starts the workers: check first.
         bind_listener("the authorization server", settings.host, settings.port).close()
         if config_file is not None:
             export_config_file(config_file)
+        export_log_settings(settings)
         uvicorn.run(
-            "bastion.serve.apps:worker_app",
+            "bastion.serve.commands:worker_app",
             factory=True,
             host=settings.host,
             port=settings.port,
             workers=workers,
-            log_level=log_level,
+            log_level=level,
             **uvicorn_options(settings.trusted_proxies),
         )
         return
@@ -53,13 +97,13 @@ def run_server(
         settings.host,
         settings.port,
         lambda: server_app(settings),
-        log_level=log_level,
+        log_level=level,
         **uvicorn_options(settings.trusted_proxies),
     )
 
 
 def run_gateway(
-    settings: Settings, *, log_level: str = "info", config_file: Path | None = None
+    settings: Settings, *, log_level: LogLevel | None = None, config_file: Path | None = None
 ) -> None:
     """Serve the gateway with uvicorn on ``gateway.host``:``gateway.port`` until interrupted
     (``log_level`` as for :func:`run_server`; audit records log at info); warn first about
@@ -72,7 +116,7 @@ def run_gateway(
         settings.gateway.host,
         settings.gateway.port,
         lambda: create_gateway_app(settings),
-        log_level=log_level,
+        log_level=settings.logging.level,
         **uvicorn_options(settings.trusted_proxies),
     )
 
@@ -80,9 +124,15 @@ def run_gateway(
 def _run_together(
     settings: Settings, config_file: Path | None, listeners: Callable[[], list[Listener]]
 ) -> None:
-    """:func:`_start` at info, then serve the apps of ``listeners()`` in this process."""
-    _start(settings, config_file, "info")
-    asyncio.run(serve_together(listeners(), trusted_proxies=settings.trusted_proxies))
+    """:func:`_start` at ``logging.level``, then serve the apps of ``listeners()`` here."""
+    _start(settings, config_file, None)
+    asyncio.run(
+        serve_together(
+            listeners(),
+            trusted_proxies=settings.trusted_proxies,
+            log_level=settings.logging.level,
+        )
+    )
 
 
 def run_registry(
@@ -103,4 +153,4 @@ def run_quickstart(settings: Settings, *, config_file: Path) -> None:
     _run_together(settings, config_file, lambda: quickstart_listeners(settings))
 
 
-__all__ = ["run_gateway", "run_quickstart", "run_registry", "run_server"]
+__all__ = ["run_gateway", "run_quickstart", "run_registry", "run_server", "worker_app"]

@@ -1,6 +1,6 @@
 """How uvicorn runs bastion's listeners: the options every listener gets (forwarded headers
-believed only from trusted proxies, no Server header, bastion's log format, a grace period on
-stop), one app on one listener, or several apps in one process."""
+believed only from trusted proxies, no Server header, bastion's log format and not uvicorn's
+access log, a grace period on stop), one app on one listener, or several apps in one process."""
 
 from __future__ import annotations
 
@@ -35,11 +35,14 @@ SHUTDOWN_GRACE = 5
 
 def uvicorn_options(trusted_proxies: Sequence[str]) -> dict[str, Any]:
     """What every bastion listener gives ``uvicorn.run``/``uvicorn.Config``: the
-    :func:`proxy_options`, no Server header, bastion's log setup."""
+    :func:`proxy_options`, no Server header, bastion's log setup. uvicorn's access log is off:
+    bastion's (:mod:`bastion.ops.request_id`) replaces it, with the request id and the route
+    instead of the path with its query string, which can hold authorization codes and state."""
     return {
         **proxy_options(trusted_proxies),
         "server_header": False,
         "log_config": copy.deepcopy(UVICORN_LOGGING),
+        "access_log": False,
         "timeout_graceful_shutdown": SHUTDOWN_GRACE,
     }
 
@@ -68,16 +71,18 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
-async def serve_together(listeners: list[Listener], *, trusted_proxies: Sequence[str]) -> None:
+async def serve_together(
+    listeners: list[Listener], *, trusted_proxies: Sequence[str], log_level: str = "info"
+) -> None:
     """Serve several apps in one process until SIGINT/SIGTERM; if one stops, all stop.
-    ``trusted_proxies`` as in :func:`uvicorn_options`."""
+    ``trusted_proxies`` as in :func:`uvicorn_options`; ``log_level`` for uvicorn's loggers."""
     servers = [
         _QuietServer(
             uvicorn.Config(
                 item.app,
                 host=item.host,
                 port=item.port,
-                log_level="info",
+                log_level=log_level,
                 **uvicorn_options(trusted_proxies),
             )
         )
