@@ -46,6 +46,7 @@ from bastion.identity.local import LocalUsers
 from bastion.logs import get_logger
 from bastion.oauth.errors import OAuthError
 from bastion.oauth.well_known import metadata_paths
+from bastion.ops.http_metrics import http_metrics
 from bastion.private_files import private_dir
 from bastion.resource.revocation import RevocationList
 from bastion.store import clients as client_rows
@@ -278,7 +279,10 @@ def create_app(
 
     return Starlette(
         routes=routes(settings),
-        middleware=[Middleware(CatchAll, respond=_server_error, log=log)],
+        middleware=[
+            *http_metrics("authserver", enabled=settings.metrics.listen is not None),
+            Middleware(CatchAll, respond=_server_error, log=log),
+        ],
         lifespan=lifespan,
         exception_handlers={
             404: not_found,

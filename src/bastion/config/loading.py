@@ -63,12 +63,25 @@ def export_config_file(config_file: Path) -> None:
     os.environ[CONFIG_FILE_VARIABLE] = str(config_file.resolve())
 
 
+METRICS_DIRECTORY_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def export_metrics_directory(directory: Path) -> None:
+    """Name the directory where worker processes started later write their metrics
+    (prometheus_client's multiprocess mode, read when they import it)."""
+    import os
+
+    os.environ[METRICS_DIRECTORY_VARIABLE] = str(directory)
+
+
 __all__ = [
     "CONFIG_FILE_VARIABLE",
     "CONFIG_VARIABLE",
+    "METRICS_DIRECTORY_VARIABLE",
     "config_file_from_environment",
     "environment_names_data",
     "export_config_file",
+    "export_metrics_directory",
     "load_settings",
     "settings_from_environment",
 ]

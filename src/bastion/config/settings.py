@@ -25,6 +25,7 @@ from bastion.config.authserver import (
 )
 from bastion.config.gateway import GatewaySettings, listing_name
 from bastion.config.identity_providers import IdentityProviderSettings
+from bastion.config.metrics import MetricsSettings
 from bastion.config.registry import RegistrySettings
 from bastion.config.resources import ResourceSettings
 from bastion.config.revocations import RevocationSettings
@@ -111,6 +112,7 @@ class Settings(BaseSettings):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     revocations: RevocationSettings = Field(default_factory=RevocationSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     upstreams: list[IdentityProviderSettings] = Field(
         default_factory=list,
         description="Identity providers people sign in with (federation); see docs/providers/.",

@@ -33,6 +33,7 @@ from bastion.gateway.stdio_bridge import StdioBridge
 from bastion.gateway.upstream_http import UpstreamPool
 from bastion.logs import get_logger
 from bastion.oauth.protected_resource import metadata_url
+from bastion.ops.http_metrics import http_metrics
 from bastion.resource import JwtVerifier, ResourceServerMiddleware
 from bastion.resource.revocation import RevocationList
 from bastion.store.revocation_feed import revocation_feed
@@ -151,7 +152,10 @@ def create_gateway_app(
             await upstream_client.aclose()
             audit.close()
 
-    return Starlette(routes=routes, lifespan=lifespan)
+    enabled = settings.metrics.listen is not None
+    return Starlette(
+        routes=routes, middleware=http_metrics("gateway", enabled=enabled), lifespan=lifespan
+    )
 
 
 __all__ = ["create_gateway_app"]

@@ -34,6 +34,7 @@ be reached or breaks the exchange, 504 when it does not answer within ``timeout`
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable
 from urllib.parse import quote
@@ -56,6 +57,7 @@ from bastion.gateway.mcp_session import Owner, owner_of, send_session_not_found,
 from bastion.gateway.upstream_http import UpstreamError, UpstreamPool, UpstreamResponse
 from bastion.gateway.upstream_path import UnsafePath, below_mount
 from bastion.logs import get_logger
+from bastion.ops import metrics
 from bastion.resource.principal import principal_of
 
 log = get_logger(__name__)
@@ -128,6 +130,9 @@ class SessionOwners:
     def forget(self, session_id: str) -> None:
         self._owners.pop(session_id, None)
 
+    def __len__(self) -> int:
+        return len(self._owners)
+
 
 def _connection_listed(headers: Iterable[tuple[bytes, bytes]]) -> set[str]:
     """Header names a Connection header declares hop-by-hop (RFC 9110 §7.6.1)."""
@@ -164,6 +169,7 @@ class HttpProxy:
         self._extra = [(k, v.get_secret_value()) for k, v in upstream.headers.items()]
         self._extra_names = {k.lower() for k, _ in self._extra}
         self.sessions = SessionOwners()
+        metrics.gateway_upstream(upstream.name, sessions=self.sessions.__len__)
 
     def __repr__(self) -> str:
         return f"HttpProxy(upstream={self.upstream.name!r})"
@@ -254,6 +260,7 @@ class HttpProxy:
         response = await race_disconnect(sending, disconnected)
         try:
             if response.status_code == 401:
+                metrics.upstream_failed(self.upstream.name, "http", "credentials_refused")
                 log.warning(
                     "upstream %s answered 401 to the gateway: its configured credential "
                     "(upstreams.headers) is missing or wrong",
@@ -274,6 +281,7 @@ class HttpProxy:
             except _UpstreamFailure as failure:
                 # The status is sent already: end the body; the client sees no response.
                 log.warning("upstream %s broke off: %s", self.upstream.name, failure.message)
+                metrics.upstream_failed(self.upstream.name, "http", "broken_off")
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await response.aclose()
@@ -282,10 +290,12 @@ class HttpProxy:
         self, method: str, url: str, headers: list[tuple[str, str]], body: bytes | None
     ) -> UpstreamResponse:
         name = self.upstream.name
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(self.upstream.timeout):
-                return await self._http.request(method, url, headers, body)
+                response = await self._http.request(method, url, headers, body)
         except TimeoutError:
+            metrics.upstream_failed(name, "http", "timeout")
             log.warning(
                 "upstream %s (%s) did not answer within %s s", name, self.url, self.upstream.timeout
             )
@@ -293,8 +303,11 @@ class HttpProxy:
                 504, f"upstream {name!r} did not answer within {self.upstream.timeout:g} s"
             ) from None
         except UpstreamError as exc:
+            metrics.upstream_failed(name, "http", "unreachable")
             log.warning("upstream %s (%s) is unreachable: %s", name, self.url, exc)
             raise _UpstreamFailure(502, f"upstream {name!r} is unreachable") from None
+        metrics.upstream_answered(name, "http", time.perf_counter() - started)
+        return response
 
     async def _chunks(self, response: UpstreamResponse, streaming: bool) -> AsyncIterator[bytes]:
         """The raw body as it arrives; outside SSE each read is bounded by ``timeout``."""

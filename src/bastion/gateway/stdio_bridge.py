@@ -55,6 +55,7 @@ from bastion.gateway.stdio_process import (
     SubjectLimitReached,
     TooManySessions,
 )
+from bastion.ops import metrics
 
 # The answer to a POST with requests, and to a GET: an SSE stream that proxies must not buffer.
 SSE_HEADERS = (
@@ -89,6 +90,11 @@ class StdioBridge:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.processes = StdioSessions(upstream, grace=grace, clock=clock)
+        metrics.gateway_upstream(
+            upstream.name,
+            sessions=self.processes.sessions.__len__,
+            processes=self.processes.live_count,
+        )
         self.upstream = upstream
         self._max_body_bytes = max_body_bytes
 
@@ -227,6 +233,7 @@ class StdioBridge:
                 [("Retry-After", "5")],
             )
         except CannotStart:
+            metrics.upstream_failed(self.upstream.name, "stdio", "cannot_start")
             await send_json(
                 send,
                 502,
@@ -262,6 +269,7 @@ class StdioBridge:
         *,
         new: bool,
     ) -> None:
+        started = time.perf_counter()
         if not any(jsonrpc.is_request(m) for m in messages):
             if await self._write(session, messages, send):
                 await send_empty(send, 202)
@@ -279,7 +287,7 @@ class StdioBridge:
             headers = [*SSE_HEADERS]
             if new:
                 headers.append((b"mcp-session-id", session.id.encode()))
-            await self._stream(stream, headers, receive, send)
+            await self._stream(stream, headers, receive, send, started=started)
         finally:
             await session.close_post(stream)
 
@@ -290,6 +298,7 @@ class StdioBridge:
             async with asyncio.timeout(self.upstream.timeout):
                 await session.write(messages)
         except TimeoutError:
+            metrics.upstream_failed(self.upstream.name, "stdio", "timeout")
             await send_json(
                 send,
                 504,
@@ -299,6 +308,7 @@ class StdioBridge:
             )
             return False
         except OSError:
+            metrics.upstream_failed(self.upstream.name, "stdio", "ended")
             await send_json(
                 send,
                 502,
@@ -313,12 +323,20 @@ class StdioBridge:
         headers: list[tuple[bytes, bytes]],
         receive: Receive,
         send: Send,
+        *,
+        started: float | None = None,
     ) -> None:
-        """Relay ``stream`` as SSE until it closes or the client leaves."""
+        """Relay ``stream`` as SSE until it closes or the client leaves; the first message's
+        delay after ``started`` (a call written to the process) is the upstream's latency."""
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         disconnected = asyncio.ensure_future(wait_for_disconnect(receive))
         try:
             while (message := await race_disconnect(stream.get(), disconnected)) is not None:
+                if started is not None:
+                    metrics.upstream_answered(
+                        self.upstream.name, "stdio", time.perf_counter() - started
+                    )
+                    started = None
                 await send(
                     {"type": "http.response.body", "body": _event(message), "more_body": True}
                 )

@@ -27,6 +27,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.logs import get_logger
+from bastion.ops import metrics
 from bastion.registry import paths
 from bastion.registry.names import VERSION_MAX, name_problem
 from bastion.registry.problems import status_result
@@ -197,6 +198,7 @@ class AuditMiddleware:
             result=note.result or _result_of(status, started.get("challenge")),
             detail=note.detail,
         )
+        metrics.registry_operation(record.action, record.result)
         try:
             await self.writer.write(record)
         except Exception:

@@ -5,17 +5,24 @@ per command (:func:`_start`), and nowhere else."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import uvicorn
+from starlette.types import ASGIApp
 
-from bastion.config import Settings, export_config_file
+from bastion.config import Settings, export_config_file, export_metrics_directory
 from bastion.logs import configure_logging
+from bastion.ops.metrics_listener import metrics_app, multiprocess_registry, start_metrics_thread
 from bastion.private_files import warn_loose_modes
 from bastion.serve.apps import quickstart_listeners, registry_listeners
 from bastion.serve.listeners import Listener, bind_listener
 from bastion.serve.running import serve_one, serve_together, uvicorn_options
+
+METRICS = "the metrics listener"
 
 
 def _start(settings: Settings, config_file: Path | None, log_level: str) -> None:
@@ -23,6 +30,55 @@ def _start(settings: Settings, config_file: Path | None, log_level: str) -> None
     about private files other users can read (``config_file`` among them)."""
     configure_logging(log_level)
     warn_loose_modes(settings, config_file)
+
+
+def _with_metrics(settings: Settings, listeners: list[Listener]) -> list[Listener]:
+    """``listeners`` and, when ``[metrics] listen`` is set, the metrics listener."""
+    address = settings.metrics.address
+    if address is None:
+        return listeners
+    return [*listeners, Listener(METRICS, metrics_app(), *address)]
+
+
+def _serve(
+    settings: Settings,
+    name: str,
+    address: tuple[str, int],
+    make_app: Callable[[], ASGIApp],
+    log_level: str,
+) -> None:
+    """Serve ``make_app()`` on ``address`` (:func:`serve_one`), with the metrics listener beside
+    it in the same process when ``[metrics] listen`` is set."""
+    if settings.metrics.address is None:
+        options = uvicorn_options(settings.trusted_proxies)
+        serve_one(name, *address, make_app, log_level=log_level, **options)
+        return
+    listeners = _with_metrics(settings, [Listener(name, make_app(), *address)])
+    asyncio.run(
+        serve_together(listeners, trusted_proxies=settings.trusted_proxies, log_level=log_level)
+    )
+
+
+@contextlib.contextmanager
+def _workers_metrics(settings: Settings) -> Iterator[None]:
+    """For ``--workers N`` with metrics on: a private directory the workers write their
+    metrics into (prometheus_client's multiprocess mode), served summed from this process;
+    removed afterwards."""
+    address = settings.metrics.address
+    if address is None:
+        yield
+        return
+    bind_listener(METRICS, *address).close()
+    directory = Path(tempfile.mkdtemp(prefix="bastion-metrics-"))
+    try:
+        export_metrics_directory(directory)
+        stop = start_metrics_thread(*address, multiprocess_registry(directory))
+        try:
+            yield
+        finally:
+            stop()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def run_server(
@@ -39,24 +95,19 @@ def run_server(
         bind_listener("the authorization server", settings.host, settings.port).close()
         if config_file is not None:
             export_config_file(config_file)
-        uvicorn.run(
-            "bastion.serve.apps:worker_app",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=workers,
-            log_level=log_level,
-            **uvicorn_options(settings.trusted_proxies),
-        )
+        with _workers_metrics(settings):
+            uvicorn.run(
+                "bastion.serve.apps:worker_app",
+                factory=True,
+                host=settings.host,
+                port=settings.port,
+                workers=workers,
+                log_level=log_level,
+                **uvicorn_options(settings.trusted_proxies),
+            )
         return
-    serve_one(
-        "the authorization server",
-        settings.host,
-        settings.port,
-        lambda: create_app(settings),
-        log_level=log_level,
-        **uvicorn_options(settings.trusted_proxies),
-    )
+    address = (settings.host, settings.port)
+    _serve(settings, "the authorization server", address, lambda: create_app(settings), log_level)
 
 
 def run_gateway(
@@ -68,14 +119,8 @@ def run_gateway(
     from bastion.gateway.app import create_gateway_app
 
     _start(settings, config_file, log_level)
-    serve_one(
-        "the gateway",
-        settings.gateway.host,
-        settings.gateway.port,
-        lambda: create_gateway_app(settings),
-        log_level=log_level,
-        **uvicorn_options(settings.trusted_proxies),
-    )
+    address = (settings.gateway.host, settings.gateway.port)
+    _serve(settings, "the gateway", address, lambda: create_gateway_app(settings), log_level)
 
 
 def _run_together(
@@ -83,7 +128,8 @@ def _run_together(
 ) -> None:
     """:func:`_start` at info, then serve the apps of ``listeners()`` in this process."""
     _start(settings, config_file, "info")
-    asyncio.run(serve_together(listeners(), trusted_proxies=settings.trusted_proxies))
+    serving = _with_metrics(settings, listeners())
+    asyncio.run(serve_together(serving, trusted_proxies=settings.trusted_proxies))
 
 
 def run_registry(

@@ -68,7 +68,9 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
-async def serve_together(listeners: list[Listener], *, trusted_proxies: Sequence[str]) -> None:
+async def serve_together(
+    listeners: list[Listener], *, trusted_proxies: Sequence[str], log_level: str = "info"
+) -> None:
     """Serve several apps in one process until SIGINT/SIGTERM; if one stops, all stop.
     ``trusted_proxies`` as in :func:`uvicorn_options`."""
     servers = [
@@ -77,7 +79,7 @@ async def serve_together(listeners: list[Listener], *, trusted_proxies: Sequence
                 item.app,
                 host=item.host,
                 port=item.port,
-                log_level="info",
+                log_level=log_level,
                 **uvicorn_options(trusted_proxies),
             )
         )

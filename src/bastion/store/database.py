@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from bastion.ops import metrics
 from bastion.private_files import create_private, sqlite_file
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ class Database:
             if schema:
                 args["server_settings"] = {"search_path": schema}
         self.engine: AsyncEngine = create_async_engine(url, connect_args=args, **kwargs)
+        metrics.watch_pool(self.engine.sync_engine)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             database = sqlite_file(url)
