@@ -1,0 +1,96 @@
+"""The metrics are on a listener of their own: the public listeners (the authorization server,
+a registry on its own origin, the gateway) answer ``/metrics`` as any path they do not serve,
+also when metrics are on; and ``[metrics] listen`` is checked at start."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import ValidationError
+from starlette.applications import Starlette
+
+from bastion.authserver.app import create_app
+from bastion.config import Settings
+from bastion.gateway.app import create_gateway_app
+from bastion.registry.app import create_registry_app
+from tests.support.live import free_port, serve
+
+UNKNOWN = "/no-such-path-anywhere"
+
+
+def _public_apps(make_settings: Callable[..., Settings]) -> dict[str, Starlette]:
+    """Each public app of one configuration with metrics on."""
+    issuer_port, registry_port, gateway_port = free_port(), free_port(), free_port()
+    issuer = f"http://127.0.0.1:{issuer_port}"
+    settings = make_settings(
+        issuer=issuer,
+        metrics={"listen": f"127.0.0.1:{free_port()}"},
+        registry={
+            "enabled": True,
+            "public_url": f"http://127.0.0.1:{registry_port}",
+            "port": registry_port,
+        },
+        gateway={
+            "enabled": True,
+            "public_url": f"http://127.0.0.1:{gateway_port}",
+            "upstreams": [
+                {"name": "demo", "path": "/mcp/demo", "url": "http://127.0.0.1:9/mcp"},
+            ],
+        },
+    )
+    return {
+        "authorization server": create_app(settings),
+        "registry": create_registry_app(settings),
+        "gateway": create_gateway_app(settings),
+    }
+
+
+async def test_no_public_listener_answers_metrics(make_settings: Callable[..., Settings]) -> None:
+    """GET /metrics on each public listener is answered exactly as an unknown path: the same
+    status and body, and not one ``bastion_`` or ``# HELP`` line."""
+    for name, app in _public_apps(make_settings).items():
+        async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
+            unknown = await http.get(UNKNOWN)
+            for method in ("GET", "POST"):
+                answer = await http.request(method, "/metrics")
+                assert answer.status_code == unknown.status_code == 404, (name, answer.text)
+                assert answer.text == unknown.text.replace(UNKNOWN, "/metrics"), name
+                assert "bastion_" not in answer.text and "# HELP" not in answer.text, name
+
+
+@pytest.mark.parametrize(
+    ("listen", "says"),
+    [
+        ("9464", 'metrics.listen must be "host:port"'),
+        ("127.0.0.1:", 'metrics.listen must be "host:port"'),
+        ("127.0.0.1:99999", 'metrics.listen must be "host:port"'),
+        (":9464", 'metrics.listen must be "host:port"'),
+        ("::1:9464", "write an IPv6 address in brackets"),
+        ("metrics.internal:9464", "'metrics.internal' is not an IP address"),
+    ],
+)
+def test_a_listen_setting_that_is_not_an_address_is_refused_at_start(
+    make_settings: Callable[..., Settings], listen: str, says: str
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        make_settings(metrics={"listen": listen})
+    assert says in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("listen", "address"),
+    [
+        (None, None),
+        ("127.0.0.1:9464", ("127.0.0.1", 9464)),
+        ("[::1]:9464", ("::1", 9464)),
+        ("localhost:9000", ("localhost", 9000)),
+        ("10.0.0.5:9464", ("10.0.0.5", 9464)),
+    ],
+)
+def test_metrics_are_off_by_default_and_on_at_the_address_given(
+    make_settings: Callable[..., Settings], listen: str | None, address: Any
+) -> None:
+    assert make_settings(metrics={"listen": listen}).metrics.address == address
