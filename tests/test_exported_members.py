@@ -116,6 +116,7 @@ EXPORTS = {
         "run_quickstart",
         "run_registry",
         "run_server",
+        "run_together",
         "serve_one",
         "serve_together",
         "shares_issuer_origin",

@@ -26,6 +26,7 @@ from bastion.serve.listeners import Listener, PortUnavailable, bind_listener, bi
 from bastion.serve.running import (
     SHUTDOWN_GRACE,
     proxy_options,
+    run_together,
     serve_one,
     serve_together,
     uvicorn_options,
@@ -45,6 +46,7 @@ __all__ = [
     "run_quickstart",
     "run_registry",
     "run_server",
+    "run_together",
     "serve_one",
     "serve_together",
     "shares_issuer_origin",

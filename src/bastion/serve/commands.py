@@ -20,7 +20,7 @@ from bastion.ops.metrics_listener import metrics_app, multiprocess_registry, sta
 from bastion.private_files import warn_loose_modes
 from bastion.serve.apps import quickstart_listeners, registry_listeners
 from bastion.serve.listeners import Listener, bind_listener
-from bastion.serve.running import serve_one, serve_together, uvicorn_options
+from bastion.serve.running import run_together, serve_one, serve_together, uvicorn_options
 
 METRICS = "the metrics listener"
 
@@ -54,9 +54,7 @@ def _serve(
         serve_one(name, *address, make_app, log_level=log_level, **options)
         return
     listeners = _with_metrics(settings, [Listener(name, make_app(), *address)])
-    asyncio.run(
-        serve_together(listeners, trusted_proxies=settings.trusted_proxies, log_level=log_level)
-    )
+    run_together(listeners, trusted_proxies=settings.trusted_proxies, log_level=log_level)
 
 
 @contextlib.contextmanager
