@@ -92,9 +92,9 @@ async def test_a_flow_moves_each_counter_by_what_it_did(
     assert found, log.read_text()
     password = found.group(1)
     settings = load_settings(data / "bastion.toml")
-    demo, registry = f"{gateway}/mcp/demo", f"{issuer}/registry"
+    demo, stdio, registry = f"{gateway}/mcp/demo", f"{gateway}/mcp/demo-stdio", f"{issuer}/registry"
     machine = await machine_client(
-        settings, name="metrics agent", scope=None, resources=(demo, registry)
+        settings, name="metrics agent", scope=None, resources=(demo, stdio, registry)
     )
 
     # Nothing about the metrics on the public listeners: /metrics there is an unknown path.
@@ -105,7 +105,7 @@ async def test_a_flow_moves_each_counter_by_what_it_did(
     async with httpx.AsyncClient(base_url=issuer, follow_redirects=False) as http:
         # Two machine tokens, and one refused: a wrong secret is invalid_client.
         tokens = {}
-        for resource, scope in ((demo, "mcp:tools"), (registry, READ)):
+        for resource, scope in ((demo, "mcp:tools"), (stdio, "mcp:tools"), (registry, READ)):
             answer = await http.post(
                 "/token",
                 auth=(machine.client_id, machine.secret),
@@ -164,17 +164,21 @@ async def test_a_flow_moves_each_counter_by_what_it_did(
         )
         assert revoked.status_code == 200
 
-    # A call through the gateway, and a registry read.
-    called = httpx.post(
-        demo,
-        json=INITIALIZE,
-        headers={
-            "Accept": "application/json, text/event-stream",
-            "Authorization": f"Bearer {tokens[demo]}",
-        },
-        timeout=20,
-    )
-    assert called.status_code == 200, called.text
+    # A call through the gateway without a token, refused; then with one, and a registry read.
+    anonymous = httpx.post(demo, json=INITIALIZE, headers={"Accept": "application/json"})
+    assert anonymous.status_code == 401
+    for upstream in (demo, stdio):
+        called = httpx.post(
+            upstream,
+            json=INITIALIZE,
+            headers={
+                "Accept": "application/json, text/event-stream",
+                "Authorization": f"Bearer {tokens[upstream]}",
+            },
+            timeout=20,
+        )
+        assert called.status_code == 200, called.text
+        assert "bastion-demo" in called.text
     listed = httpx.get(
         f"{registry}/v0.1/servers", headers={"Authorization": f"Bearer {tokens[registry]}"}
     )
@@ -189,12 +193,13 @@ async def test_a_flow_moves_each_counter_by_what_it_did(
 
     issued = "bastion_tokens_issued_total"
     cc = {"grant_type": "client_credentials", "client_type": "confidential"}
-    assert moved(before, after, issued, **cc, client_origin="preregistered") == 2
+    assert moved(before, after, issued, **cc, client_origin="preregistered") == 3
     code = {"grant_type": "authorization_code", "client_type": "public"}
     assert moved(before, after, issued, **code, client_origin="dynamic") == 1
     refused = "bastion_oauth_errors_total"
     assert moved(before, after, refused, endpoint="/token", error="invalid_client") == 1
     assert moved(before, after, refused, endpoint="/token", error="invalid_grant") == 1
+    assert moved(before, after, refused, endpoint=demo, error="unauthorized") == 1
     sign_ins = "bastion_sign_ins_total"
     assert moved(before, after, sign_ins, method="password", provider="local", result="ok") == 1
     failed_sign_in = {"method": "password", "provider": "local", "result": "failed"}
@@ -202,13 +207,18 @@ async def test_a_flow_moves_each_counter_by_what_it_did(
     assert moved(before, after, "bastion_consents_total", decision="allowed") == 1
     requests = "bastion_http_requests_total"
     token_ok = {"app": "authserver", "route": "/token", "method": "POST", "status": "200"}
-    assert moved(before, after, requests, **token_ok) == 3
+    assert moved(before, after, requests, **token_ok) == 4
     token_401 = {**token_ok, "status": "401"}
     assert moved(before, after, requests, **token_401) == 1
     gateway_ok = {"app": "gateway", "route": "/mcp/demo", "method": "POST", "status": "200"}
     assert moved(before, after, requests, **gateway_ok) == 1
     upstream = "bastion_gateway_upstream_request_duration_seconds_count"
     assert moved(before, after, upstream, upstream="demo", transport="http") == 1
+    assert moved(before, after, upstream, upstream="demo-stdio", transport="stdio") == 1
+    # The stdio session the initialize began is open, with its process.
+    sessions = ("bastion_gateway_sessions", frozenset({("upstream", "demo-stdio")}))
+    processes = ("bastion_gateway_stdio_processes", frozenset({("upstream", "demo-stdio")}))
+    assert after[sessions] == after[processes] == 1
     read = {"app": "registry", "route": "list", "method": "GET", "status": "200"}
     assert moved(before, after, requests, **read) == 1
     assert (

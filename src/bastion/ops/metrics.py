@@ -26,7 +26,8 @@ Every label value comes from a fixed set or from the configuration (route templa
 and provider names): never a token, a user name, a client id or a raw path.
 
 Metrics describe the process, as Prometheus scrapes processes: the objects are the process's
-(prometheus_client's default registry), the one state the apps of a process share. The apps
+(prometheus_client's default registry), the one state the apps of a process share. This
+module imports nothing but prometheus_client, so that any layer may record into it. The apps
 only ever add to them and never read them, so no app's behaviour depends on another's. With
 ``PROMETHEUS_MULTIPROC_DIR`` set before this module is imported (``bastion serve --workers N``
 sets it for its workers), the values live in that directory and the first process serves the
@@ -40,7 +41,6 @@ from functools import cache
 from typing import Final, TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
-from sqlalchemy import Engine, event
 
 # No *_created series: they double the series count and no dashboard or alert here reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -201,17 +201,6 @@ def revocation_applied(delay: float) -> None:
     REVOCATION_PROPAGATION.observe(max(delay, 0.0))
 
 
-def watch_pool(engine: Engine) -> None:
-    """Count the connections of ``engine``'s pool (a SQLAlchemy ``Engine``; the
-    ``sync_engine`` of an async one) in :data:`DB_OPEN` and :data:`DB_IN_USE`, from the pool's
-    own events, so that the sum over processes is right in multiprocess mode too."""
-    event.listen(engine, "connect", lambda *_: DB_OPEN.inc())
-    event.listen(engine, "close", lambda *_: DB_OPEN.dec())
-    event.listen(engine, "close_detached", lambda *_: DB_OPEN.dec())
-    event.listen(engine, "checkout", lambda *_: DB_IN_USE.inc())
-    event.listen(engine, "checkin", lambda *_: DB_IN_USE.dec())
-
-
 __all__ = [
     "CONSENTS",
     "DB_IN_USE",
@@ -240,5 +229,4 @@ __all__ = [
     "token_issued",
     "upstream_answered",
     "upstream_failed",
-    "watch_pool",
 ]
