@@ -103,6 +103,7 @@ EXPORTS = {
         "create_registry_app",
     ],
     "bastion.serve": [
+        "METRICS_LISTENER",
         "SHUTDOWN_GRACE",
         "Listener",
         "PortUnavailable",

@@ -4,7 +4,12 @@ also when metrics are on; and ``[metrics] listen`` is checked at start."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +23,7 @@ from bastion.gateway.app import create_gateway_app
 from bastion.registry.app import create_registry_app
 from tests.support.live import free_port, serve
 
+BASTION = str(Path(sys.executable).with_name("bastion"))
 UNKNOWN = "/no-such-path-anywhere"
 
 
@@ -94,3 +100,34 @@ def test_metrics_are_off_by_default_and_on_at_the_address_given(
     make_settings: Callable[..., Settings], listen: str | None, address: Any
 ) -> None:
     assert make_settings(metrics={"listen": listen}).metrics.address == address
+
+
+@pytest.mark.parametrize("command", [["serve"], ["serve", "--workers", "2"]])
+def test_a_taken_metrics_port_is_one_error_naming_the_setting(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """Another program on the metrics address: exit 2 before anything is served, with the
+    listener and the setting to change named, no traceback."""
+    port = free_port()
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", free_port()))
+        other.listen()
+        taken = other.getsockname()[1]
+        env = {
+            **os.environ,
+            "BASTION_ISSUER": f"http://127.0.0.1:{port}",
+            "BASTION_DATA_DIR": str(tmp_path / "data"),
+            "BASTION_METRICS__LISTEN": f"127.0.0.1:{taken}",
+        }
+        done = subprocess.run(
+            [BASTION, *command, "--port", str(port)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 2, done.stderr
+    said = f"port {taken} on 127.0.0.1 (the metrics listener) is in use by another program"
+    assert said in done.stderr
+    assert "choose another metrics.listen" in done.stderr and "Traceback" not in done.stderr

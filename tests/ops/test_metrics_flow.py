@@ -15,11 +15,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bastion.config import load_settings
 from bastion.registry.access import READ
+from tests.cli.test_quickstart import wait_ready
 from tests.support.clients import machine_client
 from tests.support.flow import REDIRECT_URI, authorize, csrf_of, exchange
 from tests.support.live import free_port
@@ -55,20 +55,6 @@ def moved(before: Samples, after: Samples, name: str, **labels: str) -> float:
     key = (name, frozenset(labels.items()))
     assert key in after, f"no sample {name}{labels}"
     return after[key] - before.get(key, 0.0)
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"quickstart exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"quickstart did not answer within 30 s:\n{log.read_text()}")
 
 
 async def test_a_flow_moves_each_counter_by_what_it_did(

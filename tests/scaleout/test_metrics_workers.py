@@ -4,40 +4,24 @@ removes when it stops). PostgreSQL only, as the other scale-out tests."""
 
 from __future__ import annotations
 
-import os
 import tempfile
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from bastion.config import Settings
-from tests.scaleout.processes import free_ports, require_postgres, serving
+from tests.scaleout import test_multiprocess
+from tests.scaleout.processes import free_ports, serving
 from tests.support.clients import machine_client
 from tests.support.flow import add_user, authorize, exchange, register
 
-POSTGRES_URL = os.environ.get(
-    "BASTION_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
+POSTGRES_URL = test_multiprocess.POSTGRES_URL
 TOKENS = 12
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-async def schema() -> AsyncIterator[str]:
-    require_postgres(POSTGRES_URL)
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    yield name
-    engine = create_async_engine(POSTGRES_URL)
-    async with engine.begin() as conn:
-        await conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
-    await engine.dispose()
+schema = test_multiprocess.schema  # the fixture: a schema of its own, dropped afterwards
 
 
 def _sample(text: str, name: str, **labels: str) -> float:

@@ -21,7 +21,13 @@ from bastion.serve.apps import (
     shares_issuer_origin,
     worker_app,
 )
-from bastion.serve.commands import run_gateway, run_quickstart, run_registry, run_server
+from bastion.serve.commands import (
+    METRICS_LISTENER,
+    run_gateway,
+    run_quickstart,
+    run_registry,
+    run_server,
+)
 from bastion.serve.listeners import Listener, PortUnavailable, bind_listener, bind_listeners
 from bastion.serve.running import (
     SHUTDOWN_GRACE,
@@ -33,6 +39,7 @@ from bastion.serve.running import (
 )
 
 __all__ = [
+    "METRICS_LISTENER",
     "SHUTDOWN_GRACE",
     "Listener",
     "PortUnavailable",

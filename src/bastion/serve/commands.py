@@ -22,7 +22,7 @@ from bastion.serve.apps import quickstart_listeners, registry_listeners
 from bastion.serve.listeners import Listener, bind_listener
 from bastion.serve.running import run_together, serve_one, serve_together, uvicorn_options
 
-METRICS = "the metrics listener"
+METRICS_LISTENER = "the metrics listener"
 
 
 def _start(settings: Settings, config_file: Path | None, log_level: str) -> None:
@@ -37,7 +37,7 @@ def _with_metrics(settings: Settings, listeners: list[Listener]) -> list[Listene
     address = settings.metrics.address
     if address is None:
         return listeners
-    return [*listeners, Listener(METRICS, metrics_app(), *address)]
+    return [*listeners, Listener(METRICS_LISTENER, metrics_app(), *address)]
 
 
 def _serve(
@@ -66,7 +66,7 @@ def _workers_metrics(settings: Settings) -> Iterator[None]:
     if address is None:
         yield
         return
-    bind_listener(METRICS, *address).close()
+    bind_listener(METRICS_LISTENER, *address).close()
     directory = Path(tempfile.mkdtemp(prefix="bastion-metrics-"))
     try:
         export_metrics_directory(directory)
@@ -148,4 +148,4 @@ def run_quickstart(settings: Settings, *, config_file: Path) -> None:
     _run_together(settings, config_file, lambda: quickstart_listeners(settings))
 
 
-__all__ = ["run_gateway", "run_quickstart", "run_registry", "run_server"]
+__all__ = ["METRICS_LISTENER", "run_gateway", "run_quickstart", "run_registry", "run_server"]
