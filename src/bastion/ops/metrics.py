@@ -25,10 +25,11 @@ bastion_revocation_propagation_seconds                    histogram  (none)
 Every label value comes from a fixed set or from the configuration (route templates, upstream
 and provider names): never a token, a user name, a client id or a raw path.
 
-Metrics describe the process, as Prometheus scrapes processes: the objects are the process's
-(prometheus_client's default registry), the one state the apps of a process share. This
-module imports nothing but prometheus_client, so that any layer may record into it. The apps
-only ever add to them and never read them, so no app's behaviour depends on another's. With
+Metrics describe the process, as Prometheus scrapes processes: these objects live in
+prometheus_client's default registry, the one state the apps of a process share. The apps only
+add to them and never read them, so no app's behaviour depends on another's. This module
+imports prometheus_client alone, so that every layer may record into it (tests/test_layers.py).
+With
 ``PROMETHEUS_MULTIPROC_DIR`` set before this module is imported (``bastion serve --workers N``
 sets it for its workers), the values live in that directory and the first process serves the
 sum (:mod:`bastion.ops.metrics_listener`).
