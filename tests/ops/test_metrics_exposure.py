@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 from starlette.applications import Starlette
 
@@ -21,6 +22,7 @@ from bastion.authserver.app import create_app
 from bastion.config import Settings
 from bastion.gateway.app import create_gateway_app
 from bastion.registry.app import create_registry_app
+from tests.scaleout.processes import running
 from tests.support.live import free_port, serve
 
 BASTION = str(Path(sys.executable).with_name("bastion"))
@@ -131,3 +133,39 @@ def test_a_taken_metrics_port_is_one_error_naming_the_setting(
     said = f"port {taken} on 127.0.0.1 (the metrics listener) is in use by another program"
     assert said in done.stderr
     assert "choose another metrics.listen" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("command", ["serve", "gateway"])
+def test_a_single_process_serves_its_metrics_beside_its_listener(
+    tmp_path: Path, command: str
+) -> None:
+    """``bastion serve`` and ``bastion gateway`` in one process: the metrics listener answers
+    with what the public listener counted; the public listener does not answer /metrics."""
+    port, metrics_port = free_port(), free_port()
+    public = f"http://127.0.0.1:{port}"
+    settings: dict[str, Any] = {
+        "issuer": public if command == "serve" else f"http://127.0.0.1:{free_port()}",
+        "data_dir": str(tmp_path / "data"),
+        "secret_key": "metrics-single-process-secret-key-0123456789",
+        "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
+    }
+    ready = "/.well-known/oauth-authorization-server"
+    if command == "gateway":
+        settings["gateway"] = {
+            "enabled": True,
+            "public_url": public,
+            "upstreams": [{"name": "demo", "path": "/mcp/demo", "url": "http://127.0.0.1:9/mcp"}],
+        }
+        ready = "/.well-known/oauth-protected-resource/mcp/demo"
+    with running(settings, [command, "--port", str(port)], url=public, ready_path=ready):
+        assert httpx.get(f"{public}/metrics").status_code == 404
+        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics")
+    assert scraped.status_code == 200
+    app = "authserver" if command == "serve" else "gateway"
+    counted = [
+        sample
+        for family in text_string_to_metric_families(scraped.text)
+        for sample in family.samples
+        if sample.name == "bastion_http_requests_total" and sample.labels["app"] == app
+    ]
+    assert {s.labels["status"] for s in counted} >= {"200", "404"}, counted
