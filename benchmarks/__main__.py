@@ -3,7 +3,7 @@
     python -m benchmarks                 # full run: 3 interleaved rounds of 5 s (~8 minutes)
     python -m benchmarks --quick         # smoke run: 1 round of 2 s (~2 minutes)
     python -m benchmarks --only registry # one suite (also issuance, verification, gateway,
-                                         # revocation, scaling)
+                                         # revocation, metrics, scaling)
     python -m benchmarks --simple-auth ~/src/python-sdk   # also the SDK's simple-auth example
 
 Writes benchmarks/results/latest.md and latest.json (``--output`` for elsewhere). PostgreSQL is
@@ -21,7 +21,15 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import gateway, issuance, registry, revocation, scaling, verification
+from benchmarks import (
+    gateway,
+    issuance,
+    metrics_cost,
+    registry,
+    revocation,
+    scaling,
+    verification,
+)
 from benchmarks.machine import describe
 from benchmarks.node_provider import node_binary, node_version
 from benchmarks.plan import Plan, make_plan
@@ -29,7 +37,15 @@ from benchmarks.report import Report
 from benchmarks.servers import bastion_serve, free_port
 from benchmarks.stack import POSTGRES_URL, postgres_reachable, postgres_version, stack
 
-SUITES = ("issuance", "verification", "gateway", "revocation", "registry", "scaling")
+SUITES = (
+    "issuance",
+    "verification",
+    "gateway",
+    "revocation",
+    "metrics",
+    "registry",
+    "scaling",
+)
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -87,13 +103,14 @@ async def main(argv: list[str]) -> int:
             f"database: {run.database}"
             + (f" ({POSTGRES_URL.split('@')[-1]}, a fresh schema)" if use_postgres else "")
         )
-        if {"issuance", "verification", "gateway", "revocation"} & set(suites):
+        if {"issuance", "verification", "gateway", "revocation", "metrics"} & set(suites):
             with bastion_serve(run.settings(), port=run.as_port, cpus=plan.server_cpus) as server:
                 for name, suite in (
                     ("issuance", issuance.run),
                     ("verification", verification.run),
                     ("gateway", gateway.run),
                     ("revocation", revocation.run),
+                    ("metrics", metrics_cost.run),
                 ):
                     if name in suites:
                         _progress(f"{name}…")

@@ -228,6 +228,17 @@ def test_resource_package_needs_no_database() -> None:
             assert not name.startswith(forbidden), f"{path.name} imports {name}"
 
 
+def test_the_metrics_stand_below_every_layer() -> None:
+    """bastion.ops.metrics is where every layer records (the store, the resource middleware
+    that runs in third parties' apps, the servers): it imports prometheus_client and the
+    standard library only, no bastion module, database or web framework."""
+    for name in imports_of(SRC / "ops" / "metrics.py"):
+        top = name.split(".")[0]
+        assert top in ("__future__", "collections", "functools", "typing", "prometheus_client"), (
+            f"bastion.ops.metrics imports {name}"
+        )
+
+
 def test_only_config_reads_the_environment() -> None:
     """Configuration lives in one settings model; nothing else reads os.environ."""
     for path in SRC.rglob("*.py"):

@@ -53,6 +53,7 @@ from bastion.ops.health import (
     flag_check,
     migrations_check,
 )
+from bastion.ops.http_metrics import http_metrics
 from bastion.ops.request_id import RequestIdMiddleware
 from bastion.private_files import private_dir
 from bastion.resource.revocation import RevocationList
@@ -303,6 +304,7 @@ def create_app(
         routes=routes(settings),
         middleware=[
             Middleware(RequestIdMiddleware),
+            *http_metrics("authserver", enabled=settings.metrics.listen is not None),
             Middleware(CatchAll, respond=_server_error, log=log),
             Middleware(Probes, readiness=readiness, prefixes=[prefix] if prefix else []),
         ],

@@ -17,6 +17,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from bastion.authserver.http import NO_STORE, json_response
 from bastion.logs import get_logger
 from bastion.oauth.errors import OAuthError, TooManyRequests
+from bastion.ops import metrics
+from bastion.ops.http_metrics import UNMATCHED, starlette_route
 
 log = get_logger("bastion.authserver")
 
@@ -42,6 +44,7 @@ def json_error(exc: OAuthError, request: Request) -> Response:
         exc.description,
         f" ({exc.detail})" if exc.detail else "",
     )
+    metrics.oauth_error(starlette_route(request.scope) or UNMATCHED, exc.error)
     headers = exc.headers()
     if exc.error == "invalid_token":
         # RFC 6750 §3.1: name the error only when credentials were sent at all.
@@ -73,6 +76,7 @@ def redirect_error(
 ) -> RedirectResponse:
     """The authorization error response, sent to a verified redirect URI with ``iss``."""
     log.info("authorization error %s: %s", exc.error, exc.description)
+    metrics.oauth_error("/authorize", exc.error)
     params = exc.body()
     if state is not None:
         params["state"] = state

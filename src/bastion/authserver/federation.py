@@ -39,6 +39,7 @@ from bastion.identity.providers import ProviderSpec
 from bastion.logs import get_logger
 from bastion.oauth import pkce
 from bastion.oauth.errors import OAuthError
+from bastion.ops import metrics
 from bastion.store import federation as federation_rows
 from bastion.store import grants
 from bastion.store import users as user_rows
@@ -65,6 +66,7 @@ def _failure(
     """The page for a failed upstream sign-in; the detail goes to the log."""
     who = spec.describe() if spec else "federation"
     log.warning("upstream sign-in failed (%s): %s", who, exc.detail)
+    metrics.sign_in("federation", spec.name if spec else "unknown", "failed")
     html = bastion.templates.get_template("federation_error.html").render(
         title=exc.title,
         message=exc.message,
@@ -240,6 +242,7 @@ async def callback(request: Request) -> Response:
         bastion.url(f"/interaction/{request_id}"), status_code=303, headers=NO_STORE
     )
     set_cookie(bastion, response, "session", sid, ttl)
+    metrics.sign_in("federation", name, "ok")
     return response
 
 

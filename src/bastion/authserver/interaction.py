@@ -39,6 +39,7 @@ from bastion.oauth.errors import (
     TooManyRequests,
 )
 from bastion.oauth.redirect_uri import is_loopback_uri
+from bastion.ops import metrics
 from bastion.store import grants
 from bastion.store import users as user_rows
 from bastion.store.clients import Client
@@ -249,6 +250,7 @@ async def login(request: Request) -> Response:
     throttle = LoginThrottle(bastion.db, limits, address, username)
     wait = await throttle.admit(now)
     if wait:
+        metrics.sign_in("password", "local", "throttled")
         paused = _page(
             bastion,
             "login.html",
@@ -265,6 +267,7 @@ async def login(request: Request) -> Response:
     if limits.local_users:
         user = await bastion.users.authenticate(username, single(form, "password") or "")
     if user is None:
+        metrics.sign_in("password", "local", "failed")
         await throttle.failed(now)
         return _page(
             bastion,
@@ -285,6 +288,7 @@ async def login(request: Request) -> Response:
         bastion.url(f"/interaction/{request_id}"), status_code=303, headers=NO_STORE
     )
     set_cookie(bastion, response, "session", sid, ttl)
+    metrics.sign_in("password", "local", "ok")
     return response
 
 
@@ -308,6 +312,7 @@ async def consent(request: Request) -> Response:
         return error_page(
             request, "Not signed in", "Your session has ended. " + EXPIRED, status=401
         )
+    metrics.consent(allowed=single(form, "decision") == "allow")
     if single(form, "decision") == "allow":
         return await _approve(bastion, request_id, user)
     async with bastion.db.transaction() as conn:

@@ -26,6 +26,7 @@ from bastion.oauth.token_request import (
     TokenRequest,
 )
 from bastion.oauth.token_response import TokenResponse
+from bastion.ops import metrics
 from bastion.store.clients import Client
 
 
@@ -38,6 +39,7 @@ async def token(request: Request) -> Response:
     if grant_type not in client.metadata.grant_types:
         raise UnauthorizedClient(f"this client is not registered for the {grant_type} grant")
     answer = await grant(bastion, client, token_request.parse(grant_type, params))
+    metrics.token_issued(grant_type, public=client.is_public, origin=client.origin)
     return json_response(answer.to_json())
 
 

@@ -72,11 +72,13 @@ LogFormatOption = Annotated[
 @contextmanager
 def port_errors(option: str, example: str) -> Iterator[None]:
     """A listener that cannot bind its port: one line saying which and what to do, exit 2."""
-    from bastion.serve import PortUnavailable
+    from bastion.serve import METRICS_LISTENER, PortUnavailable
 
     try:
         yield
     except PortUnavailable as exc:
+        if exc.name == METRICS_LISTENER:
+            option, example = "metrics.listen", "BASTION_METRICS__LISTEN=127.0.0.1:9465"
         err.print(
             f"[red]error:[/red] {exc}. Stop the other program or choose another {option} "
             f"(e.g. {example}).",

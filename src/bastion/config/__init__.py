@@ -36,12 +36,15 @@ from bastion.config.identity_providers import (
 from bastion.config.loading import (
     CONFIG_FILE_VARIABLE,
     CONFIG_VARIABLE,
+    METRICS_DIRECTORY_VARIABLE,
     config_file_from_environment,
     environment_names_data,
     export_config_file,
+    export_metrics_directory,
     load_settings,
     settings_from_environment,
 )
+from bastion.config.metrics import MetricsSettings
 from bastion.config.registry import MirrorSettings, RegistrySettings
 from bastion.config.registry_scopes import (
     OLD_REGISTRY_SCOPES,
@@ -56,6 +59,7 @@ __all__ = [
     "CONFIG_FILE_VARIABLE",
     "CONFIG_VARIABLE",
     "ENTRA_SHARED_TENANTS",
+    "METRICS_DIRECTORY_VARIABLE",
     "OLD_REGISTRY_SCOPES",
     "REGISTRY_SCOPES",
     "AllowRulesSettings",
@@ -65,6 +69,7 @@ __all__ = [
     "IdentityProviderKind",
     "IdentityProviderSettings",
     "LoginSettings",
+    "MetricsSettings",
     "MirrorSettings",
     "QuotaSettings",
     "RegistrationSettings",
@@ -81,6 +86,7 @@ __all__ = [
     "config_file_from_environment",
     "environment_names_data",
     "export_config_file",
+    "export_metrics_directory",
     "listing_name",
     "load_settings",
     "settings_from_environment",

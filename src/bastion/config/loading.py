@@ -72,13 +72,26 @@ def export_log_settings(settings: Settings) -> None:
         os.environ[f"BASTION_LOGGING__{name.upper()}"] = str(value).lower()
 
 
+METRICS_DIRECTORY_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def export_metrics_directory(directory: Path) -> None:
+    """Name the directory where worker processes started later write their metrics
+    (prometheus_client's multiprocess mode, read when they import it)."""
+    import os
+
+    os.environ[METRICS_DIRECTORY_VARIABLE] = str(directory)
+
+
 __all__ = [
     "CONFIG_FILE_VARIABLE",
     "CONFIG_VARIABLE",
+    "METRICS_DIRECTORY_VARIABLE",
     "config_file_from_environment",
     "environment_names_data",
     "export_config_file",
     "export_log_settings",
+    "export_metrics_directory",
     "load_settings",
     "settings_from_environment",
 ]

@@ -26,6 +26,7 @@ from bastion.config.authserver import (
 from bastion.config.gateway import GatewaySettings, listing_name
 from bastion.config.identity_providers import IdentityProviderSettings
 from bastion.config.logs import LogSettings
+from bastion.config.metrics import MetricsSettings
 from bastion.config.registry import RegistrySettings
 from bastion.config.resources import ResourceSettings
 from bastion.config.revocations import RevocationSettings
@@ -118,6 +119,7 @@ class Settings(BaseSettings):
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     revocations: RevocationSettings = Field(default_factory=RevocationSettings)
     logging: LogSettings = Field(default_factory=LogSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     upstreams: list[IdentityProviderSettings] = Field(
         default_factory=list,
         description="Identity providers people sign in with (federation); see docs/providers/.",

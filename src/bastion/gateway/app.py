@@ -37,6 +37,7 @@ from bastion.gateway.upstream_reach import upstreams_check
 from bastion.logs import get_logger
 from bastion.oauth.protected_resource import metadata_url
 from bastion.ops.health import Probes, Readiness, database_check, flag_check, keys_check
+from bastion.ops.http_metrics import http_metrics
 from bastion.ops.request_id import RequestIdMiddleware
 from bastion.resource import JwtVerifier, ResourceServerMiddleware
 from bastion.resource.revocation import RevocationList
@@ -171,7 +172,11 @@ def create_gateway_app(
 
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(RequestIdMiddleware), Middleware(Probes, readiness=readiness)],
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            *http_metrics("gateway", enabled=settings.metrics.listen is not None),
+            Middleware(Probes, readiness=readiness),
+        ],
         lifespan=lifespan,
     )
     app.state.readiness = readiness

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import AsyncIterator, Iterable
 from urllib.parse import quote
 
@@ -63,6 +64,7 @@ from bastion.gateway.replicas import SessionSeal
 from bastion.gateway.upstream_http import UpstreamError, UpstreamPool, UpstreamResponse
 from bastion.gateway.upstream_path import UnsafePath, below_mount
 from bastion.logs import get_logger
+from bastion.ops import metrics
 from bastion.ops.request_id import HEADER as REQUEST_ID_HEADER
 from bastion.ops.request_id import request_id_of
 from bastion.resource.principal import principal_of
@@ -234,6 +236,7 @@ class HttpProxy:
         response = await race_disconnect(sending, disconnected)
         try:
             if response.status_code == 401:
+                metrics.upstream_failed(self.upstream.name, "http", "credentials_refused")
                 log.warning(
                     "upstream %s answered 401 to the gateway: its configured credential "
                     "(upstreams.headers) is missing or wrong",
@@ -253,6 +256,7 @@ class HttpProxy:
             except _UpstreamFailure as failure:
                 # The status is sent already: end the body; the client sees no response.
                 log.warning("upstream %s broke off: %s", self.upstream.name, failure.message)
+                metrics.upstream_failed(self.upstream.name, "http", "broken_off")
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await response.aclose()
@@ -261,10 +265,12 @@ class HttpProxy:
         self, method: str, url: str, headers: list[tuple[str, str]], body: bytes | None
     ) -> UpstreamResponse:
         name = self.upstream.name
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(self.upstream.timeout):
-                return await self._http.request(method, url, headers, body)
+                response = await self._http.request(method, url, headers, body)
         except TimeoutError:
+            metrics.upstream_failed(name, "http", "timeout")
             log.warning(
                 "upstream %s (%s) did not answer within %s s", name, self.url, self.upstream.timeout
             )
@@ -272,8 +278,11 @@ class HttpProxy:
                 504, f"upstream {name!r} did not answer within {self.upstream.timeout:g} s"
             ) from None
         except UpstreamError as exc:
+            metrics.upstream_failed(name, "http", "unreachable")
             log.warning("upstream %s (%s) is unreachable: %s", name, self.url, exc)
             raise _UpstreamFailure(502, f"upstream {name!r} is unreachable") from None
+        metrics.upstream_answered(name, "http", time.perf_counter() - started)
+        return response
 
     async def _chunks(self, response: UpstreamResponse, streaming: bool) -> AsyncIterator[bytes]:
         """The raw body as it arrives; outside SSE each read is bounded by ``timeout``."""

@@ -57,6 +57,7 @@ from bastion.gateway.stdio_process import (
     SubjectLimitReached,
     TooManySessions,
 )
+from bastion.ops import metrics
 
 # The answer to a POST with requests, and to a GET: an SSE stream that proxies must not buffer.
 SSE_HEADERS = (
@@ -92,6 +93,11 @@ class StdioBridge:
         replica_id: str | None = None,
     ) -> None:
         self.processes = StdioSessions(upstream, grace=grace, clock=clock, replica_id=replica_id)
+        metrics.gateway_upstream(
+            upstream.name,
+            sessions=self.processes.sessions.__len__,
+            processes=self.processes.live_count,
+        )
         self.upstream = upstream
         self._max_body_bytes = max_body_bytes
 
@@ -230,6 +236,7 @@ class StdioBridge:
                 [("Retry-After", "5")],
             )
         except CannotStart:
+            metrics.upstream_failed(self.upstream.name, "stdio", "cannot_start")
             await send_json(
                 send,
                 502,
@@ -265,6 +272,7 @@ class StdioBridge:
         *,
         new: bool,
     ) -> None:
+        started = time.perf_counter()
         if not any(jsonrpc.is_request(m) for m in messages):
             if await self._write(session, messages, send):
                 await send_empty(send, 202)
@@ -282,7 +290,7 @@ class StdioBridge:
             headers = [*SSE_HEADERS]
             if new:
                 headers.append((b"mcp-session-id", session.id.encode()))
-            await self._stream(stream, headers, receive, send)
+            await self._stream(stream, headers, receive, send, started=started)
         finally:
             await session.close_post(stream)
 
@@ -293,6 +301,7 @@ class StdioBridge:
             async with asyncio.timeout(self.upstream.timeout):
                 await session.write(messages)
         except TimeoutError:
+            metrics.upstream_failed(self.upstream.name, "stdio", "timeout")
             await send_json(
                 send,
                 504,
@@ -302,6 +311,7 @@ class StdioBridge:
             )
             return False
         except OSError:
+            metrics.upstream_failed(self.upstream.name, "stdio", "ended")
             await send_json(
                 send,
                 502,
@@ -316,12 +326,20 @@ class StdioBridge:
         headers: list[tuple[bytes, bytes]],
         receive: Receive,
         send: Send,
+        *,
+        started: float | None = None,
     ) -> None:
-        """Relay ``stream`` as SSE until it closes or the client leaves."""
+        """Relay ``stream`` as SSE until it closes or the client leaves; the first message's
+        delay after ``started`` (a call written to the process) is the upstream's latency."""
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         disconnected = asyncio.ensure_future(wait_for_disconnect(receive))
         try:
             while (message := await race_disconnect(stream.get(), disconnected)) is not None:
+                if started is not None:
+                    metrics.upstream_answered(
+                        self.upstream.name, "stdio", time.perf_counter() - started
+                    )
+                    started = None
                 await send(
                     {"type": "http.response.body", "body": _event(message), "more_body": True}
                 )

@@ -451,6 +451,10 @@ class StdioSessions:
                 self.sessions.pop(session.id, None)
                 await session.terminate()
 
+    def live_count(self) -> int:
+        """How many of the upstream's processes run (until each is reaped)."""
+        return len(self._live)
+
     def _forget(self, session: StdioSession) -> None:
         if self.sessions.get(session.id) is session:
             del self.sessions[session.id]

@@ -48,11 +48,12 @@ from bastion.ops.health import (
     keys_check,
     migrations_check,
 )
+from bastion.ops.http_metrics import http_metrics
 from bastion.ops.request_id import RequestIdMiddleware
 from bastion.private_files import private_dir
 from bastion.registry.access import scope_policy
 from bastion.registry.api import RegistryApi
-from bastion.registry.audit import AuditMiddleware
+from bastion.registry.audit import AuditMiddleware, note_of
 from bastion.registry.cors import RegistryCors
 from bastion.registry.gateway_listing import sync_gateway
 from bastion.registry.mirror_schedule import MirrorScheduler
@@ -149,6 +150,15 @@ class _RegistryRoutes:
         else:
             response = not_found("no such registry endpoint; see the OpenAPI document").response()
         await response(scope, receive, send)
+
+    def route_of(self, scope: Scope) -> str | None:
+        """The metrics' route of an answered request: the audit action of an API request
+        (``list``, ``get``, ``publish`` ...), ``metadata`` or ``openapi``; None otherwise."""
+        note = note_of(scope)
+        if note is not None:
+            return note.action
+        path = scope.get("path")
+        return {self.metadata_path: "metadata", self.openapi_path: "openapi"}.get(path or "")
 
 
 def registry_paths(settings: Settings) -> tuple[str, str, str]:
@@ -271,6 +281,9 @@ def create_registry_app(
     app = Starlette(
         middleware=[
             Middleware(RequestIdMiddleware),
+            *http_metrics(
+                "registry", enabled=settings.metrics.listen is not None, route_of=routes.route_of
+            ),
             Middleware(_failsafe),
             Middleware(Probes, readiness=readiness),
             Middleware(RegistryCors, allowed_origins=config.allowed_origins, skip=[metadata_path]),

@@ -28,6 +28,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.logs import get_logger
+from bastion.ops import metrics
 from bastion.ops.request_id import request_id_of
 from bastion.registry import paths
 from bastion.registry.names import VERSION_MAX, name_problem
@@ -200,6 +201,7 @@ class AuditMiddleware:
             detail=note.detail,
             request_id=request_id_of(scope),
         )
+        metrics.registry_operation(record.action, record.result)
         try:
             await self.writer.write(record)
         except Exception:

@@ -50,6 +50,7 @@ from bastion.oauth.errors import InvalidToken, OAuthError, clean_description
 from bastion.oauth.protected_resource import build_metadata, check_resource, metadata_url
 from bastion.oauth.redirect_uri import is_loopback_host
 from bastion.oauth.www_authenticate import build_bearer_challenge
+from bastion.ops import metrics
 from bastion.resource.policy import ScopePolicy
 from bastion.resource.principal import Principal, attach_principal
 from bastion.resource.verifier import TokenVerifier
@@ -425,6 +426,7 @@ class ResourceServerMiddleware:
         )
 
     async def _refuse(self, send: Send, refusal: _Refusal) -> None:
+        metrics.oauth_error(self.resource, refusal.error)
         body = {"error": refusal.error, "error_description": refusal.description}
         headers = [("Cache-Control", "no-store"), *refusal.headers]
         if refusal.challenge:

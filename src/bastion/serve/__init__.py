@@ -23,17 +23,25 @@ from bastion.serve.apps import (
     shares_issuer_origin,
     worker_app,
 )
-from bastion.serve.commands import run_gateway, run_quickstart, run_registry, run_server
+from bastion.serve.commands import (
+    METRICS_LISTENER,
+    run_gateway,
+    run_quickstart,
+    run_registry,
+    run_server,
+)
 from bastion.serve.listeners import Listener, PortUnavailable, bind_listener, bind_listeners
 from bastion.serve.running import (
     SHUTDOWN_GRACE,
     proxy_options,
+    run_together,
     serve_one,
     serve_together,
     uvicorn_options,
 )
 
 __all__ = [
+    "METRICS_LISTENER",
     "SHUTDOWN_GRACE",
     "Listener",
     "PortUnavailable",
@@ -47,6 +55,7 @@ __all__ = [
     "run_quickstart",
     "run_registry",
     "run_server",
+    "run_together",
     "serve_one",
     "serve_together",
     "server_app",

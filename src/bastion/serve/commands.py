@@ -5,26 +5,38 @@ per command (:func:`_start`) or worker process (:func:`worker_app`), and nowhere
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
-from bastion.config import Settings, export_config_file, settings_from_environment
+from bastion.config import (
+    Settings,
+    export_config_file,
+    export_metrics_directory,
+    settings_from_environment,
+)
 from bastion.config.loading import export_log_settings
 from bastion.config.logs import LogLevel
 from bastion.logs import configure_logging
 from bastion.ops.json_logs import JsonFormatter
+from bastion.ops.metrics_listener import metrics_app, multiprocess_registry, start_metrics_thread
 from bastion.ops.request_id import ACCESS_LOGGER
 from bastion.ops.user_ids import UserIdFilter, UserIdPolicy
 from bastion.private_files import warn_loose_modes
 from bastion.serve import apps
 from bastion.serve.apps import quickstart_listeners, registry_listeners, server_app
 from bastion.serve.listeners import Listener, bind_listener
-from bastion.serve.running import serve_one, serve_together, uvicorn_options
+from bastion.serve.running import run_together, serve_one, serve_together, uvicorn_options
 from bastion.tokens.cipher import load_or_create_secret
+
+METRICS_LISTENER = "the metrics listener"
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -63,6 +75,53 @@ def worker_app() -> Starlette:
     return apps.worker_app()
 
 
+def _with_metrics(settings: Settings, listeners: list[Listener]) -> list[Listener]:
+    """``listeners`` and, when ``[metrics] listen`` is set, the metrics listener."""
+    address = settings.metrics.address
+    if address is None:
+        return listeners
+    return [*listeners, Listener(METRICS_LISTENER, metrics_app(), *address)]
+
+
+def _serve(
+    settings: Settings,
+    name: str,
+    address: tuple[str, int],
+    make_app: Callable[[], ASGIApp],
+) -> None:
+    """Serve ``make_app()`` on ``address`` (:func:`serve_one`) at ``logging.level``, with the
+    metrics listener beside it in the same process when ``[metrics] listen`` is set."""
+    level = settings.logging.level
+    if settings.metrics.address is None:
+        options = uvicorn_options(settings.trusted_proxies)
+        serve_one(name, *address, make_app, log_level=level, **options)
+        return
+    listeners = _with_metrics(settings, [Listener(name, make_app(), *address)])
+    run_together(listeners, trusted_proxies=settings.trusted_proxies, log_level=level)
+
+
+@contextlib.contextmanager
+def _workers_metrics(settings: Settings) -> Iterator[None]:
+    """For ``--workers N`` with metrics on: a private directory the workers write their
+    metrics into (prometheus_client's multiprocess mode), served summed from this process;
+    removed afterwards."""
+    address = settings.metrics.address
+    if address is None:
+        yield
+        return
+    bind_listener(METRICS_LISTENER, *address).close()
+    directory = Path(tempfile.mkdtemp(prefix="bastion-metrics-"))
+    try:
+        export_metrics_directory(directory)
+        stop = start_metrics_thread(*address, multiprocess_registry(directory))
+        try:
+            yield
+        finally:
+            stop()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def run_server(
     settings: Settings,
     *,
@@ -82,24 +141,19 @@ def run_server(
         if config_file is not None:
             export_config_file(config_file)
         export_log_settings(settings)
-        uvicorn.run(
-            "bastion.serve.commands:worker_app",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=workers,
-            log_level=level,
-            **uvicorn_options(settings.trusted_proxies),
-        )
+        with _workers_metrics(settings):
+            uvicorn.run(
+                "bastion.serve.commands:worker_app",
+                factory=True,
+                host=settings.host,
+                port=settings.port,
+                workers=workers,
+                log_level=level,
+                **uvicorn_options(settings.trusted_proxies),
+            )
         return
-    serve_one(
-        "the authorization server",
-        settings.host,
-        settings.port,
-        lambda: server_app(settings),
-        log_level=level,
-        **uvicorn_options(settings.trusted_proxies),
-    )
+    address = (settings.host, settings.port)
+    _serve(settings, "the authorization server", address, lambda: server_app(settings))
 
 
 def run_gateway(
@@ -111,14 +165,8 @@ def run_gateway(
     from bastion.gateway.app import create_gateway_app
 
     _start(settings, config_file, log_level)
-    serve_one(
-        "the gateway",
-        settings.gateway.host,
-        settings.gateway.port,
-        lambda: create_gateway_app(settings),
-        log_level=settings.logging.level,
-        **uvicorn_options(settings.trusted_proxies),
-    )
+    address = (settings.gateway.host, settings.gateway.port)
+    _serve(settings, "the gateway", address, lambda: create_gateway_app(settings))
 
 
 def _run_together(
@@ -128,7 +176,7 @@ def _run_together(
     _start(settings, config_file, None)
     asyncio.run(
         serve_together(
-            listeners(),
+            _with_metrics(settings, listeners()),
             trusted_proxies=settings.trusted_proxies,
             log_level=settings.logging.level,
         )
@@ -153,4 +201,11 @@ def run_quickstart(settings: Settings, *, config_file: Path) -> None:
     _run_together(settings, config_file, lambda: quickstart_listeners(settings))
 
 
-__all__ = ["run_gateway", "run_quickstart", "run_registry", "run_server", "worker_app"]
+__all__ = [
+    "METRICS_LISTENER",
+    "run_gateway",
+    "run_quickstart",
+    "run_registry",
+    "run_server",
+    "worker_app",
+]

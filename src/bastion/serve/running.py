@@ -114,9 +114,20 @@ async def serve_together(
             loop.remove_signal_handler(sig)
 
 
+def run_together(
+    listeners: list[Listener], *, trusted_proxies: Sequence[str], log_level: str = "info"
+) -> None:
+    """:func:`serve_together` on the event loop uvicorn chooses (uvloop when installed), as
+    :func:`serve_one` runs: ``asyncio.run`` would take asyncio's own, slower loop."""
+    factory = uvicorn.Config(listeners[0].app).get_loop_factory()
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(serve_together(listeners, trusted_proxies=trusted_proxies, log_level=log_level))
+
+
 __all__ = [
     "SHUTDOWN_GRACE",
     "proxy_options",
+    "run_together",
     "serve_one",
     "serve_together",
     "uvicorn_options",

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from bastion.ops import metrics
 from bastion.private_files import create_private, sqlite_file
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ class Database:
             if schema:
                 args["server_settings"] = {"search_path": schema}
         self.engine: AsyncEngine = create_async_engine(url, connect_args=args, **kwargs)
+        _count_connections(self.engine.sync_engine)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             database = sqlite_file(url)
@@ -72,6 +74,16 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+
+
+def _count_connections(engine: sa.Engine) -> None:
+    """Count ``engine``'s pooled connections in the metrics (open, checked out) from the pool's
+    own events, so that the sum over worker processes is right in multiprocess mode too."""
+    event.listen(engine, "connect", lambda *_: metrics.DB_OPEN.inc())
+    event.listen(engine, "close", lambda *_: metrics.DB_OPEN.dec())
+    event.listen(engine, "close_detached", lambda *_: metrics.DB_OPEN.dec())
+    event.listen(engine, "checkout", lambda *_: metrics.DB_IN_USE.inc())
+    event.listen(engine, "checkin", lambda *_: metrics.DB_IN_USE.dec())
 
 
 class _PrivateFile:

@@ -26,6 +26,7 @@ import httpx
 
 from bastion.clock import Clock, system_clock
 from bastion.config import Settings
+from bastion.ops import metrics
 from bastion.resource.revocation import RevocationList
 from bastion.resource.revocation_feed import HttpRevocationFeed, RevocationFeed
 from bastion.store import revocations as rows
@@ -118,6 +119,9 @@ class DatabaseRevocationFeed(RevocationFeed):
             if found:
                 last = found[-1].id
             self._apply(found)
+            now = self.clock()
+            for row in found:
+                metrics.revocation_applied(now - row.revoked_at)
 
     def _notified(self, own_schema: str, payload: str) -> None:
         try:
@@ -133,6 +137,8 @@ class DatabaseRevocationFeed(RevocationFeed):
         if schema == own_schema and kind in ("grant", "token") and isinstance(expires_at, int):
             self.revocations.add(kind, value, expires_at)
             self.revocations.prune()
+            if isinstance(entry.get("revoked_at"), int):
+                metrics.revocation_applied(self.clock() - entry["revoked_at"])
 
 
 def revocation_feed(

@@ -5,7 +5,7 @@ expired.
 Rows are only ever added (and purged once expired), with ids that are never reused, so a process
 follows the table by id. On PostgreSQL each new row is also announced with NOTIFY on
 ``bastion_revocations`` when its transaction commits (payload: schema, id, kind, value,
-expires_at), so that listening processes learn of it at once.
+expires_at, revoked_at), so that listening processes learn of it at once.
 """
 
 from __future__ import annotations
@@ -24,16 +24,17 @@ Kind = Literal["grant", "token"]
 
 @dataclass(frozen=True)
 class Revocation:
-    """One revoked grant or token, relevant until ``expires_at``."""
+    """One revoked grant or token, relevant until ``expires_at``, revoked at ``revoked_at``."""
 
     id: int
     kind: str
     value: str
     expires_at: int
+    revoked_at: int = 0
 
 
 def _row(row: sa.Row[Any]) -> Revocation:
-    return Revocation(row.id, row.kind, row.value, row.expires_at)
+    return Revocation(row.id, row.kind, row.value, row.expires_at, row.revoked_at)
 
 
 async def record(
@@ -61,7 +62,13 @@ async def record(
     )
     new_id = result.scalar_one()
     if conn.dialect.name == "postgresql":
-        fields = {"id": new_id, "kind": kind, "value": value, "expires_at": expires_at}
+        fields = {
+            "id": new_id,
+            "kind": kind,
+            "value": value,
+            "expires_at": expires_at,
+            "revoked_at": now,
+        }
         arguments: list[Any] = ["schema", sa.func.current_schema()]
         for name, field in fields.items():
             kind_of = sa.BigInteger() if isinstance(field, int) else sa.Text()

@@ -17,6 +17,7 @@ from joserfc.jwk import ECKey, KeyParameters, KeySet, OKPKey, RSAKey
 
 from bastion.clock import Clock, system_clock
 from bastion.logs import get_logger
+from bastion.ops import metrics
 from bastion.store import keys as key_rows
 from bastion.store.database import Database
 from bastion.store.keys import KeyRecord
@@ -114,6 +115,7 @@ class KeyManager:
             )
         self._keys = keys
         self._loaded_at = now
+        metrics.signing_key_activated(max(k.activates_at for k in keys if k.activates_at <= now))
         self._jwks = {"keys": [k.public_jwk for k in keys]}
         self._verify_set = KeySet([import_jwk(k.public_jwk) for k in keys])
 
