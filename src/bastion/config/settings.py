@@ -15,6 +15,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from bastion.config.audit import AuditSettings
 from bastion.config.authserver import (
     CimdSettings,
     LoginSettings,
@@ -111,6 +112,7 @@ class Settings(BaseSettings):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     revocations: RevocationSettings = Field(default_factory=RevocationSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     upstreams: list[IdentityProviderSettings] = Field(
         default_factory=list,
         description="Identity providers people sign in with (federation); see docs/providers/.",

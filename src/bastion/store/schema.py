@@ -428,8 +428,31 @@ federation_states = sa.Table(
     sa.Column("expires_at", sa.BigInteger, nullable=False),
 )
 
+# The authorization server's audit trail (bastion.store.auth_audit): times in milliseconds; ids
+# of users, clients and grants, never a token, code, secret or password.
+auth_audit = sa.Table(
+    "auth_audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.BigInteger, nullable=False, index=True),
+    sa.Column("type", sa.String(48), nullable=False, index=True),
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("subject", sa.String(255), nullable=True, index=True),
+    sa.Column("client_id", sa.String(2048), nullable=True, index=True),
+    sa.Column("method", sa.String(32), nullable=True),
+    sa.Column("provider", sa.String(64), nullable=True),
+    sa.Column("address", sa.String(64), nullable=True),
+    sa.Column("grant_id", sa.String(64), nullable=True),
+    sa.Column("actor", sa.String(255), nullable=True),
+    sa.Column("target_kind", sa.String(32), nullable=True),
+    sa.Column("target_id", sa.String(2048), nullable=True, index=True),
+    sa.Column("detail", sa.JSON, nullable=True),
+    sa.Column("request_id", sa.String(128), nullable=True),
+)
+
 __all__ = [
     "access_rules",
+    "auth_audit",
     "authorization_codes",
     "authorization_requests",
     "cimd_documents",

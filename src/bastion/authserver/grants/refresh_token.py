@@ -19,10 +19,12 @@ from bastion.oauth.errors import InvalidGrant, InvalidScope, InvalidTarget
 from bastion.oauth.resource import canonical, check_indicator
 from bastion.oauth.token_request import RefreshTokenRequest
 from bastion.oauth.token_response import TokenResponse
-from bastion.store import grants
+from bastion.store import auth_audit, grants
 from bastion.store import users as user_rows
+from bastion.store.auth_audit import AuditRecord, Event
 from bastion.store.clients import Client
 from bastion.store.federation import LinkedAccount, links_of
+from bastion.store.grant_records import FamilyRecord
 from bastion.tokens import access_token
 from bastion.tokens import secrets as opaque
 
@@ -97,6 +99,7 @@ async def refresh(
             if successor and bastion.settings.tokens.refresh_reuse_window:
                 sealed = bastion.cipher.encrypt(successor.encode(), bound_to=_bound(token_hash))
                 await grants.set_successor(conn, token_hash, sealed)
+            await auth_audit.add(conn, _refreshed(family, now, "ok"))
     if spent is None:
         repeated = await _repeat(bastion, token_hash, family.id, issued, response, now)
         if repeated is not None:
@@ -141,7 +144,19 @@ async def _repeat(
         if family.revoked_at is not None:
             return None
         await grants.record_access_token(conn, family_id, issued.jti, issued.expires_at)
+        await auth_audit.add(conn, _refreshed(family, now, "repeated_within_window"))
     return response.with_refresh_token(successor)
+
+
+def _refreshed(family: FamilyRecord, now: int, outcome: str) -> AuditRecord:
+    return AuditRecord(
+        Event.GRANT_REFRESHED,
+        auth_audit.millis(now),
+        outcome=outcome,
+        subject=family.subject,
+        client_id=family.client_id,
+        grant_id=family.id,
+    )
 
 
 def _check_session_age(
