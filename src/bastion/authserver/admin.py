@@ -275,8 +275,9 @@ async def update_client(
                 keep=True,
             )
         updated = await client_rows.get(conn, client_id)
-        given = {"name": name, "redirect_uris": redirect_uris, "grant_types": grant_types}
-        given |= {"scope": scope, "resources": targets, "introspects": introspects}
+        given: dict[str, str | Sequence[str] | None] = {"name": name, "scope": scope}
+        given |= {"redirect_uris": redirect_uris, "grant_types": grant_types}
+        given |= {"resources": targets, "introspects": introspects}
         detail: dict[str, object] = {
             k: v if isinstance(v, str) else list(v) for k, v in given.items() if v is not None
         }
