@@ -215,3 +215,30 @@ async def test_nothing_is_recorded_when_the_trail_is_off(
         done = await authorize(client, reg["client_id"])
         assert (await exchange(client, reg["client_id"], done)).status_code == 200
     assert [r["type"] for r in await _rows(settings)] == ["admin.user_added"]
+
+
+async def test_an_operator_revoking_grants_is_recorded_with_each_grant(
+    settings: Settings, app_client: httpx.AsyncClient
+) -> None:
+    import getpass
+
+    from bastion.access.admin import revoke_grants
+
+    await add_user(settings)
+    reg = await register(app_client)
+    done = await authorize(app_client, reg["client_id"])
+    assert (await exchange(app_client, reg["client_id"], done)).status_code == 200
+    assert await revoke_grants(settings, username="alice") == 1
+    records = await _rows(settings)
+    created = next(r for r in records if r["type"] == "grant_created")
+    revoked = next(r for r in records if r["type"] == "grant_revoked")
+    operator = f"cli:{getpass.getuser()}"
+    assert (revoked["grant_id"], revoked["actor"]) == (created["grant_id"], operator)
+    assert revoked["detail"] == {"reason": "revoked by an operator"}
+    summary = records[-1]
+    assert (summary["type"], summary["actor"], summary["target_id"]) == (
+        "admin.grants_revoked",
+        operator,
+        created["subject"],
+    )
+    assert summary["detail"] == {"user": "alice", "client_id": None, "count": 1}
