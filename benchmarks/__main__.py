@@ -3,7 +3,7 @@
     python -m benchmarks                 # full run: 3 interleaved rounds of 5 s (~8 minutes)
     python -m benchmarks --quick         # smoke run: 1 round of 2 s (~2 minutes)
     python -m benchmarks --only registry # one suite (also issuance, verification, gateway,
-                                         # revocation, scaling)
+                                         # revocation, scaling, audit)
     python -m benchmarks --simple-auth ~/src/python-sdk   # also the SDK's simple-auth example
 
 Writes benchmarks/results/latest.md and latest.json (``--output`` for elsewhere). PostgreSQL is
@@ -21,7 +21,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import gateway, issuance, registry, revocation, scaling, verification
+from benchmarks import audit, gateway, issuance, registry, revocation, scaling, verification
 from benchmarks.machine import describe
 from benchmarks.node_provider import node_binary, node_version
 from benchmarks.plan import Plan, make_plan
@@ -29,7 +29,7 @@ from benchmarks.report import Report
 from benchmarks.servers import bastion_serve, free_port
 from benchmarks.stack import POSTGRES_URL, postgres_reachable, postgres_version, stack
 
-SUITES = ("issuance", "verification", "gateway", "revocation", "registry", "scaling")
+SUITES = ("issuance", "verification", "gateway", "revocation", "registry", "scaling", "audit")
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -104,6 +104,9 @@ async def main(argv: list[str]) -> int:
         if "scaling" in suites:
             _progress("scaling…")
             await scaling.run(plan, run, report)
+        if "audit" in suites:
+            _progress("audit…")
+            await audit.run(plan, run, report)
     report.seconds = time.monotonic() - started
     report.compute_ratios()
     md, js = report.write(args.output)
