@@ -3,7 +3,7 @@ record may ever hold (tokens, codes, secrets, passwords, registration access tok
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
