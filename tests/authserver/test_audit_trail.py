@@ -15,7 +15,7 @@ from bastion.store.database import Database
 from bastion.store.schema import auth_audit, users
 from bastion.tokens import secrets as opaque
 from tests.support.asgi import running
-from tests.support.flow import PASSWORD, add_user, authorize, csrf_of, exchange, register
+from tests.support.flow import PASSWORD, add_user, authorize, exchange, login_form, register
 
 TYPED_BY_A_STRANGER = "stranger-typed-this-password"
 WRONG_PASSWORD = "alice-mistyped-her-password"
@@ -43,24 +43,20 @@ async def _count_users(settings: Settings) -> int:
 async def _failed_login(
     client: httpx.AsyncClient, client_id: str, username: str, password: str
 ) -> None:
-    response = await client.get(
-        "/authorize",
-        params={
-            "response_type": "code",
-            "client_id": client_id,
-            "redirect_uri": "http://127.0.0.1:53682/callback",
-            "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-            "code_challenge_method": "S256",
-            "resource": "http://localhost:9001/mcp",
-        },
-    )
-    location = response.headers["location"]
-    page = await client.get(location)
+    location, csrf = await login_form(client, client_id)
     failed = await client.post(
         f"{location}/login",
-        data={"csrf": csrf_of(page.text), "username": username, "password": password},
+        data={"csrf": csrf, "username": username, "password": password},
     )
     assert failed.status_code == 401
+
+
+async def _grant(client: httpx.AsyncClient) -> dict[str, Any]:
+    """Register a client, sign alice in, consent, redeem the code: the client's registration."""
+    reg = await register(client)
+    done = await authorize(client, reg["client_id"])
+    assert (await exchange(client, reg["client_id"], done)).status_code == 200
+    return reg
 
 
 async def test_no_record_holds_a_token_code_secret_or_password(settings: Settings) -> None:
@@ -148,9 +144,7 @@ async def test_the_sign_in_and_the_grant_name_the_person_client_and_grant(
     settings: Settings, app_client: httpx.AsyncClient
 ) -> None:
     await add_user(settings)
-    reg = await register(app_client)
-    done = await authorize(app_client, reg["client_id"])
-    assert (await exchange(app_client, reg["client_id"], done)).status_code == 200
+    reg = await _grant(app_client)
     by_type = {r["type"]: r for r in await _rows(settings)}
     user_id = by_type["admin.user_added"]["target_id"]
     signed = by_type["sign_in"]
@@ -211,9 +205,7 @@ async def test_nothing_is_recorded_when_the_trail_is_off(
     settings = make_settings(audit={"enabled": False})
     await add_user(settings)
     async with running(settings) as client:
-        reg = await register(client)
-        done = await authorize(client, reg["client_id"])
-        assert (await exchange(client, reg["client_id"], done)).status_code == 200
+        await _grant(client)
     assert [r["type"] for r in await _rows(settings)] == ["admin.user_added"]
 
 
@@ -225,9 +217,7 @@ async def test_an_operator_revoking_grants_is_recorded_with_each_grant(
     from bastion.access.admin import revoke_grants
 
     await add_user(settings)
-    reg = await register(app_client)
-    done = await authorize(app_client, reg["client_id"])
-    assert (await exchange(app_client, reg["client_id"], done)).status_code == 200
+    await _grant(app_client)
     assert await revoke_grants(settings, username="alice") == 1
     records = await _rows(settings)
     created = next(r for r in records if r["type"] == "grant_created")
