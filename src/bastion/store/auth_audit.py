@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from enum import StrEnum
 
 import sqlalchemy as sa
@@ -132,23 +132,32 @@ def cut(value: str | None, limit: int) -> str | None:
     return None if value is None else value[:limit]
 
 
+_INSERT = sa.insert(auth_audit)
+_COLUMNS = [f.name for f in fields(AuditRecord) if f.name != "id"]
+
+
+def _row(record: AuditRecord, context: Context) -> dict[str, object]:
+    row = {name: getattr(record, name) for name in _COLUMNS}
+    row["detail"] = bounded(record.detail)
+    row["request_id"] = cut(record.request_id or context.request_id, 128)
+    row["actor"] = cut(record.actor or context.actor, 255)
+    row["client_id"] = cut(record.client_id, 2048)
+    row["target_id"] = cut(record.target_id, 2048)
+    row["address"] = cut(record.address, 64)
+    return row
+
+
 async def add(conn: AsyncConnection, *records: AuditRecord) -> None:
     """Store ``records`` in the caller's transaction (nothing when the trail is off)."""
     context = CONTEXT.get()
     if not context.enabled or not records:
         return
-    values = []
-    for record in records:
-        row = asdict(record)
-        del row["id"]
-        row["detail"] = bounded(record.detail)
-        row["request_id"] = cut(record.request_id or context.request_id, 128)
-        row["actor"] = cut(record.actor or context.actor, 255)
-        for column in ("client_id", "target_id"):
-            row[column] = cut(row[column], 2048)
-        row["address"] = cut(record.address, 64)
-        values.append(row)
-    await conn.execute(sa.insert(auth_audit), values)
+    # One record (the usual case) as one execute: a list of one would take the slower
+    # executemany path of the driver.
+    if len(records) == 1:
+        await conn.execute(_INSERT, _row(records[0], context))
+    else:
+        await conn.execute(_INSERT, [_row(record, context) for record in records])
 
 
 @dataclass(frozen=True, slots=True)
