@@ -189,12 +189,14 @@ async def revoke_families_of(
 
 
 async def record_access_token(
-    conn: AsyncConnection, family_id: str, jti: str, expires_at: int
+    conn: AsyncConnection, family_id: str, jti: str, expires_at: int, *audit: AuditRecord
 ) -> None:
-    """Remember that an access token was issued in a family."""
-    await conn.execute(
-        sa.insert(family_access_tokens).values(jti=jti, family_id=family_id, expires_at=expires_at)
+    """Remember that an access token was issued in a family (with the ``audit`` records of
+    its issuance, in the same statement where the database allows)."""
+    insert = sa.insert(family_access_tokens).values(
+        jti=jti, family_id=family_id, expires_at=expires_at
     )
+    await auth_audit.execute_with(conn, insert, *audit)
 
 
 async def revoke_access_token(

@@ -103,9 +103,14 @@ async def _issue(
             expires_at=now + bastion.settings.tokens.refresh_token_ttl,
         ),
     )
-    await auth_audit.add(conn, _created(row, client, scope, now))
     return await add_refresh(
-        bastion, conn, client=client, family_id=row.family_id, issued=issued, response=response
+        bastion,
+        conn,
+        client=client,
+        family_id=row.family_id,
+        issued=issued,
+        response=response,
+        audit=_created(row, client, scope, now),
     )
 
 

@@ -93,13 +93,18 @@ async def refresh(
         spent = await grants.consume_refresh(conn, token_hash, now)
         if spent is not None:
             response = await add_refresh(
-                bastion, conn, client=client, family_id=family.id, issued=issued, response=response
+                bastion,
+                conn,
+                client=client,
+                family_id=family.id,
+                issued=issued,
+                response=response,
+                audit=_refreshed(family, now, "ok"),
             )
             successor = response.refresh_token
             if successor and bastion.settings.tokens.refresh_reuse_window:
                 sealed = bastion.cipher.encrypt(successor.encode(), bound_to=_bound(token_hash))
                 await grants.set_successor(conn, token_hash, sealed)
-            await auth_audit.add(conn, _refreshed(family, now, "ok"))
     if spent is None:
         repeated = await _repeat(bastion, token_hash, family.id, issued, response, now)
         if repeated is not None:
@@ -143,8 +148,8 @@ async def _repeat(
             return None  # the chain has moved on: this is reuse
         if family.revoked_at is not None:
             return None
-        await grants.record_access_token(conn, family_id, issued.jti, issued.expires_at)
-        await auth_audit.add(conn, _refreshed(family, now, "repeated_within_window"))
+        again = _refreshed(family, now, "repeated_within_window")
+        await grants.record_access_token(conn, family_id, issued.jti, issued.expires_at, again)
     return response.with_refresh_token(successor)
 
 
