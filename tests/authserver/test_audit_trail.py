@@ -232,3 +232,42 @@ async def test_an_operator_revoking_grants_is_recorded_with_each_grant(
         created["subject"],
     )
     assert summary["detail"] == {"user": "alice", "client_id": None, "count": 1}
+
+
+async def _statements_of_a_grant(settings: Settings, username: str) -> tuple[int, int]:
+    """Statements the token endpoint sends for a code exchange and for a refresh."""
+    from sqlalchemy import event
+
+    await add_user(settings, username)
+    async with running(settings) as client:
+        reg = await register(client)
+        done = await authorize(client, reg["client_id"], username=username)
+        engine = client.app.state.bastion.db.engine.sync_engine  # type: ignore[attr-defined]
+        seen: list[str] = []
+
+        def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            seen.append(statement)
+
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            tokens = (await exchange(client, reg["client_id"], done)).json()
+            exchanged = len(seen)
+            form = {"grant_type": "refresh_token", "client_id": reg["client_id"]}
+            form["refresh_token"] = tokens["refresh_token"]
+            assert (await client.post("/token", data=form)).status_code == 200
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+    return exchanged, len(seen) - exchanged
+
+
+async def test_the_token_endpoint_records_a_grant_without_an_extra_round_trip_on_postgresql(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The record of a grant created or refreshed rides on the statement that records its
+    access token (PostgreSQL: a data-modifying WITH); SQLite, in-process, runs one more."""
+    without = await _statements_of_a_grant(make_settings(audit={"enabled": False}), "bob")
+    settings = make_settings()
+    with_trail = await _statements_of_a_grant(settings, "alice")
+    extra = 0 if settings.effective_database_url.startswith("postgresql") else 1
+    assert with_trail == (without[0] + extra, without[1] + extra)
+    assert [r["type"] for r in await _rows(settings)][-2:] == ["grant_created", "grant_refreshed"]
