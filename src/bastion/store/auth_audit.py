@@ -166,8 +166,9 @@ async def execute_with(conn: AsyncConnection, statement: sa.Insert, *records: Au
     for their record; elsewhere (SQLite, in-process) in two."""
     context = CONTEXT.get()
     rows = [_row(record, context) for record in records] if context.enabled else []
-    if rows and conn.dialect.name == "postgresql":
-        statement = statement.add_cte(sa.insert(auth_audit).values(rows).cte("audit"))
+    if len(rows) == 1 and conn.dialect.name == "postgresql":
+        # values(**row), not values([row]): a multi-row VALUES is compiled anew every time.
+        statement = statement.add_cte(sa.insert(auth_audit).values(**rows[0]).cte("audit"))
         rows = []
     await conn.execute(statement)
     if rows:

@@ -446,7 +446,7 @@ auth_audit = sa.Table(
     sa.Column("actor", sa.String(255), nullable=True),
     sa.Column("target_kind", sa.String(32), nullable=True),
     sa.Column("target_id", sa.String(2048), nullable=True, index=True),
-    sa.Column("detail", sa.JSON, nullable=True),
+    sa.Column("detail", sa.JSON(none_as_null=True), nullable=True),
     sa.Column("request_id", sa.String(128), nullable=True),
 )
 
