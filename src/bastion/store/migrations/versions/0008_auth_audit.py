@@ -37,11 +37,20 @@ def upgrade() -> None:
         sa.Column("request_id", sa.String(length=128), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_auth_audit")),
     )
-    for column in ("at", "type", "subject", "client_id", "target_id"):
+    for column in ("at", "subject", "client_id"):
         op.create_index(op.f(f"ix_auth_audit_{column}"), "auth_audit", [column], unique=False)
+    op.create_index(
+        "ix_auth_audit_target_id",
+        "auth_audit",
+        ["target_id"],
+        unique=False,
+        postgresql_where=sa.text("target_id IS NOT NULL"),
+        sqlite_where=sa.text("target_id IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
-    for column in ("at", "type", "subject", "client_id", "target_id"):
+    op.drop_index("ix_auth_audit_target_id", table_name="auth_audit")
+    for column in ("at", "subject", "client_id"):
         op.drop_index(op.f(f"ix_auth_audit_{column}"), table_name="auth_audit")
     op.drop_table("auth_audit")
