@@ -3,6 +3,7 @@ record may ever hold (tokens, codes, secrets, passwords, registration access tok
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -244,9 +245,11 @@ async def _statements_of_a_grant(settings: Settings, username: str) -> tuple[int
         done = await authorize(client, reg["client_id"], username=username)
         engine = client.app.state.bastion.db.engine.sync_engine  # type: ignore[attr-defined]
         seen: list[str] = []
+        task = asyncio.current_task()  # the requests' (ASGITransport), not housekeeping's
 
         def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-            seen.append(statement)
+            if asyncio.current_task() is task:
+                seen.append(statement)
 
         event.listen(engine, "before_cursor_execute", record)
         try:

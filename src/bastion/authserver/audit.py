@@ -18,7 +18,6 @@ import functools
 import getpass
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
@@ -104,7 +103,7 @@ async def _names(conn: AsyncConnection, ids: set[str]) -> dict[str, str]:
     return names
 
 
-def line_of(record: AuditRecord, names: dict[str, str]) -> dict[str, Any]:
+def line_of(record: AuditRecord, names: dict[str, str]) -> dict[str, object]:
     """The JSON-lines form of a record, with the user names of the ids it holds."""
     return {
         "id": record.id,
@@ -135,7 +134,7 @@ def line_of(record: AuditRecord, names: dict[str, str]) -> dict[str, Any]:
 
 async def export(
     db: Database, filters: Filters, *, newest: int | None = None
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncIterator[dict[str, object]]:
     """The matching records, oldest first, as JSON-lines objects, read a page at a time (never
     all at once); with ``newest``, only the last ``newest`` of them."""
     if newest is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
 
 from bastion.authserver import audit
 from bastion.authserver.admin import AdminError, database
@@ -52,7 +51,7 @@ async def trail(
     types: Sequence[str] = (),
     since: int | None = None,
     limit: int | None = None,
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncIterator[dict[str, object]]:
     """The records matching the filters, oldest first, as JSON-lines objects (page by page);
     AdminError when ``username`` names nobody."""
     async with database(settings) as db:
