@@ -3,7 +3,7 @@
     python -m benchmarks                 # full run: 3 interleaved rounds of 5 s (~8 minutes)
     python -m benchmarks --quick         # smoke run: 1 round of 2 s (~2 minutes)
     python -m benchmarks --only registry # one suite (also issuance, verification, gateway,
-                                         # revocation, metrics, scaling)
+                                         # revocation, metrics, scaling, audit)
     python -m benchmarks --simple-auth ~/src/python-sdk   # also the SDK's simple-auth example
 
 Writes benchmarks/results/latest.md and latest.json (``--output`` for elsewhere). PostgreSQL is
@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks import (
+    audit,
     gateway,
     issuance,
     metrics_cost,
@@ -45,6 +46,7 @@ SUITES = (
     "metrics",
     "registry",
     "scaling",
+    "audit",
 )
 RESULTS = Path(__file__).parent / "results"
 
@@ -121,6 +123,9 @@ async def main(argv: list[str]) -> int:
         if "scaling" in suites:
             _progress("scaling…")
             await scaling.run(plan, run, report)
+        if "audit" in suites:
+            _progress("audit…")
+            await audit.run(plan, run, report)
     report.seconds = time.monotonic() - started
     report.compute_ratios()
     md, js = report.write(args.output)

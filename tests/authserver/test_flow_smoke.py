@@ -24,26 +24,13 @@ async def test_repeated_failed_logins_are_paused(make_settings, tmp_path) -> Non
     """Password guessing is slowed: after login.max_failures failures per user name and address
     the log-in form answers 429 for the rest of the window, even with the right password."""
     from tests.support.asgi import running
-    from tests.support.flow import PASSWORD, csrf_of
+    from tests.support.flow import PASSWORD, login_form
 
     settings = make_settings(login={"max_failures": 3})
     await add_user(settings)
     async with running(settings) as client:
         reg = await register(client)
-        response = await client.get(
-            "/authorize",
-            params={
-                "response_type": "code",
-                "client_id": reg["client_id"],
-                "redirect_uri": "http://127.0.0.1:53682/callback",
-                "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-                "code_challenge_method": "S256",
-                "resource": "http://localhost:9001/mcp",
-            },
-        )
-        location = response.headers["location"]
-        page = await client.get(location)
-        csrf = csrf_of(page.text)
+        location, csrf = await login_form(client, reg["client_id"])
         for _ in range(3):
             failed = await client.post(
                 f"{location}/login", data={"csrf": csrf, "username": "alice", "password": "no"}

@@ -113,6 +113,25 @@ async def authorize(
     return Authorized(location, query, verifier)
 
 
+async def login_form(client: httpx.AsyncClient, client_id: str) -> tuple[str, str]:
+    """Start an authorization request (PKCE, the test resource); the log-in page's URL and its
+    CSRF token."""
+    response = await client.get(
+        "/authorize",
+        params={
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": REDIRECT_URI,
+            "code_challenge": pkce.s256(pkce.new_verifier()),
+            "code_challenge_method": "S256",
+            "resource": "http://localhost:9001/mcp",
+        },
+    )
+    location = response.headers["location"]
+    page = await client.get(location)
+    return location, csrf_of(page.text)
+
+
 async def exchange(
     client: httpx.AsyncClient,
     client_id: str,

@@ -15,6 +15,7 @@ from bastion.access.policy import reconcile, renew_machine_grant
 from bastion.access.rules import AccessRule, check_scopes, check_who
 from bastion.authserver.admin import (
     AdminError,
+    changed,
     check_known_scopes,
     database,
     resolve_resource,
@@ -25,6 +26,7 @@ from bastion.store import access as rule_rows
 from bastion.store import clients as client_rows
 from bastion.store import grants
 from bastion.store import users as user_rows
+from bastion.store.auth_audit import Event
 from bastion.store.schema import token_families, users
 
 
@@ -72,6 +74,8 @@ async def allow(
                 reason="access rules changed",
                 upgrade=settings.upgrade_scopes,
             )
+        detail = {"who": rule.who, "scopes": list(rule.scopes), "grants_revoked": ended}
+        await changed(conn, Event.ACCESS_ALLOWED, "resource", target, detail)
     return rule, ended
 
 
@@ -84,6 +88,7 @@ async def remove(settings: Settings, resource: str, who: str) -> int:
             raise AdminError(
                 f"no rule for {who!r} on {target}; see `bastion access list {resource}`"
             )
+        await changed(conn, Event.ACCESS_REMOVED, "resource", target, {"who": who})
         if who.startswith("client:"):
             await _withdraw_machine_tokens(conn, settings, who, now, "access removed")
             return 0
@@ -181,11 +186,22 @@ async def revoke_grants(
             if family is None or family.revoked_at is not None:
                 raise AdminError(f"no live grant {grant_id!r}; see `bastion grants list`")
             await grants.revoke_family(conn, grant_id, now, "revoked by an operator")
+            await changed(conn, Event.GRANTS_REVOKED, "grant", grant_id, {"count": 1})
             return 1
         user_id = await _user_id(conn, username)
-        return await grants.revoke_families_of(
+        count = await grants.revoke_families_of(
             conn, user_id, now, "revoked by an operator", client_id=client_id
         )
+        detail = {"user": username, "client_id": client_id, "count": count}
+        await changed(
+            conn,
+            Event.GRANTS_REVOKED,
+            "user" if user_id else "client",
+            user_id or client_id or "",
+            detail,
+            client_id=client_id,
+        )
+        return count
 
 
 __all__ = ["Grant", "allow", "list_grants", "list_rules", "remove", "revoke_grants"]

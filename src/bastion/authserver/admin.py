@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -13,14 +13,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bastion.access.policy import withdraw_client
 from bastion.access.rules import EVERY, AccessRule, check_scopes
 from bastion.authserver.app import cipher_for
+from bastion.authserver.audit import cli_actor
 from bastion.clock import system_clock
 from bastion.config import Settings
 from bastion.oauth import client_metadata
 from bastion.oauth.resource import canonical
 from bastion.private_files import private_dir
 from bastion.store import access as rule_rows
+from bastion.store import auth_audit
 from bastion.store import clients as client_rows
 from bastion.store import registration_tokens as token_rows
+from bastion.store.auth_audit import AuditRecord, Context, Event
 from bastion.store.clients import Client
 from bastion.store.database import Database
 from bastion.store.registration_tokens import RegistrationToken
@@ -35,15 +38,38 @@ class AdminError(Exception):
 
 @asynccontextmanager
 async def database(settings: Settings) -> AsyncIterator[Database]:
-    """The migrated database of ``settings``, closed afterwards."""
+    """The migrated database of ``settings``, closed afterwards; changes made through it are
+    recorded as the operator's (:func:`~bastion.authserver.audit.cli_actor`)."""
     if settings.database_url is None:
         private_dir(settings.data_dir)
     db = Database(settings.effective_database_url, schema=settings.database_schema)
     try:
         await db.upgrade()
-        yield db
+        with auth_audit.bind(Context(enabled=settings.audit.enabled, actor=cli_actor())):
+            yield db
     finally:
         await db.dispose()
+
+
+async def changed(
+    conn: AsyncConnection,
+    event: Event,
+    kind: str,
+    target: str,
+    detail: Mapping[str, object] | None = None,
+    *,
+    client_id: str | None = None,
+) -> None:
+    """Record an operator's change of ``kind`` ``target`` in the caller's transaction."""
+    record = AuditRecord(
+        event,
+        auth_audit.millis(system_clock()),
+        client_id=client_id,
+        target_kind=kind,
+        target_id=target,
+        detail=dict(detail) if detail else None,
+    )
+    await auth_audit.add(conn, record)
 
 
 @dataclass(frozen=True)
@@ -154,6 +180,15 @@ async def add_client(
             raise AdminError(f"a client with id {client.client_id!r} already exists")
         await client_rows.insert(conn, client, now)
         await _give_resources(conn, client.client_id, targets, scopes, now)
+        detail = {"name": name, "grant_types": grant_types, "resources": targets, "scope": scope}
+        await changed(
+            conn,
+            Event.CLIENT_ADDED,
+            "client",
+            client.client_id,
+            {**detail, "grant_id": client.grant_id, "auth_method": method},
+            client_id=client.client_id,
+        )
     return NewClient(client, secret)
 
 
@@ -240,6 +275,20 @@ async def update_client(
                 keep=True,
             )
         updated = await client_rows.get(conn, client_id)
+        given: dict[str, str | Sequence[str] | None] = {"name": name, "scope": scope}
+        given |= {"redirect_uris": redirect_uris, "grant_types": grant_types}
+        given |= {"resources": targets, "introspects": introspects}
+        detail: dict[str, object] = {
+            k: v if isinstance(v, str) else list(v) for k, v in given.items() if v is not None
+        }
+        await changed(
+            conn,
+            Event.CLIENT_CHANGED,
+            "client",
+            client_id,
+            {**detail, "grants_revoked": ended},
+            client_id=client_id,
+        )
     assert updated is not None
     return updated, ended
 
@@ -276,6 +325,7 @@ async def remove_client(settings: Settings, client_id: str) -> None:
         )
         await rule_rows.delete_rules_of(conn, f"client:{client_id}")
         await client_rows.delete(conn, client_id)
+        await changed(conn, Event.CLIENT_REMOVED, "client", client_id, client_id=client_id)
 
 
 async def rotate_client_secret(settings: Settings, client_id: str) -> str:
@@ -298,6 +348,7 @@ async def rotate_client_secret(settings: Settings, client_id: str) -> str:
             reason="client secret rotated",
             keep=True,
         )
+        await changed(conn, Event.CLIENT_SECRET_ROTATED, "client", client_id, client_id=client_id)
     return secret
 
 
@@ -335,6 +386,8 @@ async def add_registration_token(
                 uses_left=uses,
             ),
         )
+        detail = {"machine": [list(r) for r in rules], "ttl": ttl, "uses": uses}
+        await changed(conn, Event.REGISTRATION_TOKEN_ADDED, "registration_token", label, detail)
     return token
 
 
@@ -351,6 +404,7 @@ async def remove_registration_token(settings: Settings, label: str) -> None:
             raise AdminError(
                 f"no registration token labelled {label!r}; see `bastion registration-tokens list`"
             )
+        await changed(conn, Event.REGISTRATION_TOKEN_REMOVED, "registration_token", label)
 
 
 def _key_manager(db: Database, settings: Settings) -> KeyManager:
@@ -372,7 +426,11 @@ async def rotate_keys(settings: Settings, *, now: bool = False, alg: str | None 
             "algorithms, which resource servers verify with the published public key)"
         )
     async with database(settings) as db:
-        return await _key_manager(db, settings).rotate(alg=alg, prepublish=0 if now else None)
+        kid = await _key_manager(db, settings).rotate(alg=alg, prepublish=0 if now else None)
+        async with db.transaction() as conn:
+            detail = {"alg": alg or settings.tokens.signing_alg, "now": now}
+            await changed(conn, Event.KEYS_ROTATED, "signing_key", kid, detail)
+        return kid
 
 
 async def rekey_secrets(settings: Settings) -> dict[str, int]:
@@ -414,6 +472,7 @@ __all__ = [
     "PublishedKey",
     "add_client",
     "add_registration_token",
+    "changed",
     "check_known_scopes",
     "database",
     "get_client",

@@ -25,7 +25,7 @@ from starlette.staticfiles import StaticFiles
 from bastion.access.policy import AccessPolicy
 from bastion.access.rules import AccessRule
 from bastion.asgi_wrappers import CatchAll
-from bastion.authserver import federation, interaction
+from bastion.authserver import audit, federation, interaction
 from bastion.authserver.authorize import authorize
 from bastion.authserver.cimd import MetadataDocumentResolver
 from bastion.authserver.client_jwks import ClientJwks
@@ -181,7 +181,8 @@ async def close_server(bastion: AuthServer) -> None:
 
 
 async def housekeeping(bastion: AuthServer) -> None:
-    """Delete expired grants and unused dynamic registrations."""
+    """Delete expired grants, unused dynamic registrations and audit records older than
+    ``audit.retention_days``."""
     now = bastion.clock()
     removed = 0
     async with bastion.db.transaction() as conn:
@@ -195,6 +196,7 @@ async def housekeeping(bastion: AuthServer) -> None:
                 log.info("deleted %d dynamically registered clients that were never used", removed)
     if removed:
         bastion.clients.invalidate()  # after the commit: a lookup meanwhile saw the old rows
+    await audit.purge_old(bastion.db, bastion.settings, now)
 
 
 async def _housekeeping_loop(bastion: AuthServer, stop: asyncio.Event) -> None:

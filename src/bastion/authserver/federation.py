@@ -16,16 +16,18 @@ its consent page.
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 from dataclasses import replace
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from bastion.authserver.audit import address_of, audited
 from bastion.authserver.context import AuthServer, server
 from bastion.authserver.errors import PAGE_HEADERS, error_page
 from bastion.authserver.http import NO_STORE, is_vschar, query_params, read_form, single
-from bastion.authserver.interaction import EXPIRED, cookie_name, set_cookie
+from bastion.authserver.interaction import EXPIRED, cookie_name, set_cookie, signed_in
 from bastion.identity.claims import local_groups, refusal
 from bastion.identity.errors import (
     AccountNotAllowed,
@@ -40,9 +42,10 @@ from bastion.logs import get_logger
 from bastion.oauth import pkce
 from bastion.oauth.errors import OAuthError
 from bastion.ops import metrics
+from bastion.store import auth_audit, grants
 from bastion.store import federation as federation_rows
-from bastion.store import grants
 from bastion.store import users as user_rows
+from bastion.store.auth_audit import AuditRecord, Event
 from bastion.store.federation import SignInState
 from bastion.tokens import secrets as opaque
 
@@ -75,6 +78,27 @@ def _failure(
         retry_url=bastion.url(f"/interaction/{request_id}") if request_id else None,
     )
     return HTMLResponse(html, status_code=exc.status, headers=PAGE_HEADERS)
+
+
+async def _record_failure(
+    bastion: AuthServer, request: Request, provider: str, exc: FederationError, now: int
+) -> None:
+    """Record a failed sign-in that matched a sign-in in progress (answers matching none are
+    only logged: anyone can send them, and they name nobody)."""
+    outcome = re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
+    async with bastion.db.transaction() as conn:
+        await auth_audit.add(
+            conn,
+            AuditRecord(
+                Event.SIGN_IN_FAILED,
+                auth_audit.millis(now),
+                outcome=outcome[:32],
+                method="federated",
+                provider=provider,
+                address=address_of(request),
+                detail={"reason": exc.detail[:300]},
+            ),
+        )
 
 
 def _unknown_provider(request: Request, name: str) -> Response:
@@ -148,6 +172,7 @@ async def start(request: Request) -> Response:
     return response
 
 
+@audited
 async def callback(request: Request) -> Response:
     """GET /login/{name}/callback: the provider's authorization response."""
     bastion = server(request)
@@ -230,6 +255,7 @@ async def callback(request: Request) -> Response:
         identity = replace(outcome.identity, groups=local_groups(spec, outcome.identity))
         user = await link_account(bastion.db, identity, now=now, refresh_token_encrypted=sealed)
     except FederationError as exc:
+        await _record_failure(bastion, request, name, exc, now)
         return _failure(bastion, exc, spec, request_id)
     sid = secrets.token_urlsafe(32)
     ttl = bastion.settings.login.session_ttl
@@ -238,6 +264,10 @@ async def callback(request: Request) -> Response:
         if previous:
             await user_rows.end_session(conn, opaque.digest(previous))
         await user_rows.create_session(conn, opaque.digest(sid), user.id, now, now + ttl)
+        address = address_of(request) or ""
+        await auth_audit.add(
+            conn, signed_in(user.id, pending.client_id, address, now, "federated", name)
+        )
     response = RedirectResponse(
         bastion.url(f"/interaction/{request_id}"), status_code=303, headers=NO_STORE
     )

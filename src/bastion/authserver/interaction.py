@@ -15,9 +15,11 @@ import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from bastion.authserver.audit import audited
 from bastion.authserver.context import AuthServer, server
 from bastion.authserver.errors import (
     PAGE_HEADERS,
@@ -40,8 +42,9 @@ from bastion.oauth.errors import (
 )
 from bastion.oauth.redirect_uri import is_loopback_uri
 from bastion.ops import metrics
-from bastion.store import grants
+from bastion.store import auth_audit, grants
 from bastion.store import users as user_rows
+from bastion.store.auth_audit import AuditRecord, Event
 from bastion.store.clients import Client
 from bastion.store.grant_records import CodeRecord, RequestRecord
 from bastion.store.users import User
@@ -151,6 +154,7 @@ async def _load(
     return row, client
 
 
+@audited
 async def show(request: Request) -> Response:
     """GET /interaction/{id}: the log-in form, the consent form, or straight back to the client."""
     bastion = server(request)
@@ -222,6 +226,7 @@ async def show(request: Request) -> Response:
     return response
 
 
+@audited
 async def login(request: Request) -> Response:
     """POST /interaction/{id}/login: check the user name and password, start a session."""
     bastion = server(request)
@@ -268,7 +273,9 @@ async def login(request: Request) -> Response:
         user = await bastion.users.authenticate(username, single(form, "password") or "")
     if user is None:
         metrics.sign_in("password", "local", "failed")
-        await throttle.failed(now)
+        async with bastion.db.transaction() as conn:
+            await throttle.failed(conn, now)
+            await auth_audit.add(conn, await _failed_sign_in(conn, username, client, address, now))
         return _page(
             bastion,
             "login.html",
@@ -284,6 +291,7 @@ async def login(request: Request) -> Response:
     async with bastion.db.transaction() as conn:
         await throttle.succeeded(conn)
         await user_rows.create_session(conn, opaque.digest(sid), user.id, now, now + ttl)
+        await auth_audit.add(conn, signed_in(user.id, client.client_id, address, now, "password"))
     response = RedirectResponse(
         bastion.url(f"/interaction/{request_id}"), status_code=303, headers=NO_STORE
     )
@@ -292,6 +300,7 @@ async def login(request: Request) -> Response:
     return response
 
 
+@audited
 async def consent(request: Request) -> Response:
     """POST /interaction/{id}/consent: the user allows or denies the request."""
     bastion = server(request)
@@ -317,10 +326,64 @@ async def consent(request: Request) -> Response:
         return await _approve(bastion, request_id, user)
     async with bastion.db.transaction() as conn:
         row = await grants.finish_request(conn, request_id, bastion.clock())
+        if row is not None:
+            await auth_audit.add(
+                conn, _consent(Event.CONSENT_DENIED, user.id, row, bastion.clock())
+            )
     if row is None:
         return error_page(request, "Sign-in expired", EXPIRED)
     return redirect_error(
         AccessDenied("the user denied the request"), row.redirect_uri, row.state, bastion.issuer
+    )
+
+
+def signed_in(
+    user_id: str,
+    client_id: str,
+    address: str,
+    now: int,
+    method: str,
+    provider: str | None = None,
+) -> AuditRecord:
+    """The record of a successful sign-in (password, or ``federated`` with its provider)."""
+    return AuditRecord(
+        Event.SIGN_IN,
+        auth_audit.millis(now),
+        subject=user_id,
+        client_id=client_id,
+        method=method,
+        provider=provider,
+        address=address or None,
+    )
+
+
+async def _failed_sign_in(
+    conn: AsyncConnection, username: str, client: Client, address: str, now: int
+) -> AuditRecord:
+    """A wrong user name or password: the user's id when the name is theirs; an unknown name is
+    not stored (people type passwords into it), only that it was unknown."""
+    user = await user_rows.by_username(conn, username) if username else None
+    outcome = "unknown_user" if user is None else "disabled" if user.disabled else "wrong_password"
+    return AuditRecord(
+        Event.SIGN_IN_FAILED,
+        auth_audit.millis(now),
+        outcome=outcome,
+        subject=user.id if user else None,
+        client_id=client.client_id,
+        method="password",
+        address=address or None,
+    )
+
+
+def _consent(
+    kind: Event, user_id: str, row: RequestRecord, now: int, scope: str | None = None
+) -> AuditRecord:
+    return AuditRecord(
+        kind,
+        auth_audit.millis(now),
+        subject=user_id,
+        client_id=row.client_id,
+        detail={"resource": row.resource, "scope": row.scope if scope is None else scope},
     )
 
 
@@ -413,6 +476,8 @@ async def _approve(bastion: AuthServer, request_id: str, user: User) -> Response
                 now,
                 since=_consents_since(bastion),
             )
+            consented = _consent(Event.CONSENT_GIVEN, user.id, row, now, scope)
+            await auth_audit.add(conn, consented)
             await grants.save_code(
                 conn,
                 CodeRecord(
@@ -474,4 +539,4 @@ async def logout(request: Request) -> Response:
     return response
 
 
-__all__ = ["consent", "cookie_name", "current_user", "login", "logout", "show"]
+__all__ = ["consent", "cookie_name", "current_user", "login", "logout", "show", "signed_in"]

@@ -11,6 +11,7 @@ from bastion.authserver.context import AuthServer
 from bastion.oauth.token_response import TokenResponse
 from bastion.store import clients as client_rows
 from bastion.store import grants
+from bastion.store.auth_audit import AuditRecord
 from bastion.store.clients import Client
 from bastion.store.users import User
 from bastion.tokens import access_token
@@ -67,10 +68,12 @@ async def add_refresh(
     family_id: str,
     issued: access_token.IssuedToken,
     response: TokenResponse,
+    audit: AuditRecord,
 ) -> TokenResponse:
     """Record the access token in its family and, if the client may refresh, add a new refresh
-    token to the response (rotation: every use of a refresh token returns a new one)."""
-    await grants.record_access_token(conn, family_id, issued.jti, issued.expires_at)
+    token to the response (rotation: every use of a refresh token returns a new one); ``audit``
+    is the grant's record (created or refreshed)."""
+    await grants.record_access_token(conn, family_id, issued.jti, issued.expires_at, audit)
     if "refresh_token" in client.metadata.grant_types:
         refresh = opaque.new_token()
         await grants.save_refresh(

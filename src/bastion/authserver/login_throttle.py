@@ -76,10 +76,10 @@ class LoginThrottle:
             await user_rows.set_failures(conn, self._account_key, failed + 1, now)
         return 0
 
-    async def failed(self, now: int) -> None:
-        """Count a wrong password against the address (the account counted it in admit)."""
-        async with self.db.transaction() as conn:
-            await user_rows.record_failure(conn, self._address_key, now, self.limits.failure_window)
+    async def failed(self, conn: AsyncConnection, now: int) -> None:
+        """Count a wrong password against the address (the account counted it in admit), in
+        the transaction that records the failure."""
+        await user_rows.record_failure(conn, self._address_key, now, self.limits.failure_window)
 
     async def succeeded(self, conn: AsyncConnection) -> None:
         """Forget both counts, in the transaction that starts the session."""

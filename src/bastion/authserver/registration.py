@@ -17,14 +17,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from bastion.access.policy import withdraw_client
+from bastion.authserver.audit import address_of, audited
 from bastion.authserver.context import AuthServer, server
 from bastion.authserver.http import NO_STORE, is_vschar, json_response, read_json
 from bastion.authserver.quotas import requester
 from bastion.oauth import client_metadata
 from bastion.oauth.errors import InvalidClientMetadata, InvalidRequest, InvalidToken
 from bastion.store import access as rule_rows
+from bastion.store import auth_audit
 from bastion.store import clients as client_rows
 from bastion.store import registration_tokens as token_rows
+from bastion.store.auth_audit import AuditRecord, Event
 from bastion.store.clients import Client
 from bastion.store.registration_tokens import RegistrationToken
 from bastion.tokens import secrets as opaque
@@ -100,6 +103,27 @@ def _uses_secret(meta: client_metadata.ClientMetadata) -> bool:
     return meta.token_endpoint_auth_method in ("client_secret_basic", "client_secret_post")
 
 
+def _event(
+    kind: Event, client: Client, request: Request, now: int, label: str | None = None
+) -> AuditRecord:
+    """A registration record: the client acts on itself (RFC 7591, RFC 7592)."""
+    return AuditRecord(
+        kind,
+        auth_audit.millis(now),
+        client_id=client.client_id,
+        address=address_of(request),
+        actor=f"client:{client.client_id}",
+        target_kind="client",
+        target_id=client.client_id,
+        detail={
+            "client_name": client.metadata.client_name,
+            "grant_types": list(client.metadata.grant_types),
+            **({"initial_access_token": label} if label else {}),
+        },
+    )
+
+
+@audited
 async def register(request: Request) -> Response:
     """POST /register (RFC 7591 §3.1)."""
     bastion = server(request)
@@ -141,6 +165,10 @@ async def register(request: Request) -> Response:
         if token is not None and client.operator_approved:
             for rule in token.rules_for(client.client_id):
                 await rule_rows.put_rule(conn, rule, now)
+        await auth_audit.add(
+            conn,
+            _event(Event.CLIENT_REGISTERED, client, request, now, token.label if token else None),
+        )
     body = _response(bastion, client, secret=secret, registration_token=registration_token)
     return json_response(body, status=201)
 
@@ -164,23 +192,26 @@ async def _authorized_client(bastion: AuthServer, request: Request) -> Client:
     return client
 
 
+@audited
 async def manage(request: Request) -> Response:
     """GET, PUT or DELETE /register/{client_id} (RFC 7592 §2)."""
     bastion = server(request)
     client = await _authorized_client(bastion, request)
     if request.method == "GET":
         return json_response(_response(bastion, client))
+    now = bastion.clock()
     if request.method == "DELETE":
         async with bastion.db.transaction() as conn:
             await withdraw_client(
                 conn,
                 client,
-                bastion.clock(),
+                now,
                 token_ttl=bastion.settings.tokens.access_token_ttl,
                 reason="client deleted its registration",
                 keep=False,
             )
             await client_rows.delete(conn, client.client_id)
+            await auth_audit.add(conn, _event(Event.CLIENT_DELETED, client, request, now))
         bastion.clients.invalidate(client.client_id)
         return Response(status_code=204, headers=NO_STORE)
     data = await read_json(request, bastion.settings.max_body_bytes)
@@ -215,9 +246,9 @@ async def manage(request: Request) -> Response:
             "token_endpoint_auth_method cannot change between secret and non-secret kinds; "
             "register a new client instead"
         )
-    now = bastion.clock()
     async with bastion.db.transaction() as conn:
         await client_rows.update(conn, client.client_id, now, metadata=meta)
+        await auth_audit.add(conn, _event(Event.CLIENT_UPDATED, client, request, now))
     bastion.clients.invalidate(client.client_id)
     updated = replace(client, metadata=meta)
     return json_response(_response(bastion, updated))

@@ -10,11 +10,13 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from bastion.authserver.audit import audited
 from bastion.authserver.client_auth import authenticate
 from bastion.authserver.context import AuthServer, server
 from bastion.authserver.http import NO_STORE, read_form, single
 from bastion.oauth.errors import InvalidRequest
-from bastion.store import grants
+from bastion.store import auth_audit, grants
+from bastion.store.auth_audit import AuditRecord, Event
 from bastion.store.clients import Client
 from bastion.tokens import access_token
 from bastion.tokens import secrets as opaque
@@ -39,8 +41,21 @@ async def revoke_token(bastion: AuthServer, client: Client, token: str) -> None:
         return
     async with bastion.db.transaction() as conn:
         await grants.revoke_access_token(conn, str(claims["jti"]), exp, now=now)
+        await auth_audit.add(
+            conn,
+            AuditRecord(
+                Event.TOKEN_REVOKED,
+                auth_audit.millis(now),
+                subject=str(claims.get("sub") or "") or None,
+                client_id=client.client_id,
+                grant_id=str(claims.get("grant_id") or "") or None,
+                target_kind="access_token",
+                target_id=str(claims["jti"]),
+            ),
+        )
 
 
+@audited
 async def revoke(request: Request) -> Response:
     """POST /revoke."""
     bastion = server(request)

@@ -13,6 +13,7 @@ from typing import assert_never
 from starlette.requests import Request
 from starlette.responses import Response
 
+from bastion.authserver.audit import audited
 from bastion.authserver.client_auth import authenticate
 from bastion.authserver.context import AuthServer, server
 from bastion.authserver.grants import authorization_code, client_credentials, refresh_token
@@ -30,6 +31,7 @@ from bastion.ops import metrics
 from bastion.store.clients import Client
 
 
+@audited
 async def token(request: Request) -> Response:
     """POST /token."""
     bastion = server(request)

@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bastion import __version__
-from bastion.cli import admin_commands, client_commands
+from bastion.cli import admin_commands, audit_commands, client_commands
 from bastion.cli.client_context import ClientConfigOption
 from bastion.cli.common import (
     ConfigOption,
@@ -46,6 +46,7 @@ app = typer.Typer(
 keys_app = typer.Typer(help="Access-token signing keys.", no_args_is_help=True)
 db_app = typer.Typer(help="The database.", no_args_is_help=True)
 admin_commands.register(app)
+audit_commands.register(app)
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 registry_app = typer.Typer(

@@ -15,6 +15,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from bastion.config.audit import AuditSettings
 from bastion.config.authserver import (
     CimdSettings,
     LoginSettings,
@@ -120,6 +121,7 @@ class Settings(BaseSettings):
     revocations: RevocationSettings = Field(default_factory=RevocationSettings)
     logging: LogSettings = Field(default_factory=LogSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     upstreams: list[IdentityProviderSettings] = Field(
         default_factory=list,
         description="Identity providers people sign in with (federation); see docs/providers/.",

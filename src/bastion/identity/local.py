@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Protocol
 
@@ -11,8 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bastion.clock import Clock, system_clock
 from bastion.identity.passwords import hash_password, verify_password
-from bastion.store import grants
+from bastion.store import auth_audit, grants
 from bastion.store import users as user_rows
+from bastion.store.auth_audit import AuditRecord, Event
 from bastion.store.database import Database
 from bastion.store.users import User
 
@@ -70,6 +71,8 @@ class LocalUsers:
             if await user_rows.by_username(conn, username) is not None:
                 raise UserExistsError(f"user {username!r} already exists")
             await user_rows.insert(conn, user)
+            detail = {"username": username, "groups": user.groups, "is_admin": is_admin}
+            await self._changed(conn, Event.USER_ADDED, user.id, detail)
         return user
 
     async def set_password(self, username: str, password: str) -> bool:
@@ -82,6 +85,7 @@ class LocalUsers:
                 return False
             await user_rows.set_password(conn, username, hash_password(password))
             await self._sign_out(conn, user, "password changed")
+            await self._changed(conn, Event.USER_PASSWORD_SET, user.id, {"username": username})
             return True
 
     async def set_disabled(self, username: str, disabled: bool) -> User | None:
@@ -94,6 +98,8 @@ class LocalUsers:
             await user_rows.set_disabled(conn, user.id, disabled)
             if disabled:
                 await self._sign_out(conn, user, "user disabled")
+            kind = Event.USER_DISABLED if disabled else Event.USER_ENABLED
+            await self._changed(conn, kind, user.id, {"username": username})
             return replace(user, disabled=disabled)
 
     async def change_groups(
@@ -112,7 +118,22 @@ class LocalUsers:
             if dropped:
                 now = self.clock()
                 await grants.revoke_families_of(conn, user.id, now, "groups changed")
+            detail = {"username": username, "added": sorted(set(add)), "removed": sorted(dropped)}
+            await self._changed(conn, Event.USER_GROUPS_CHANGED, user.id, detail)
             return replace(user, groups=groups)
+
+    async def _changed(
+        self, conn: AsyncConnection, event: Event, user_id: str, detail: Mapping[str, object]
+    ) -> None:
+        """Record an operator's change of a user (their id, and their name at the time)."""
+        record = AuditRecord(
+            event,
+            auth_audit.millis(self.clock()),
+            target_kind="user",
+            target_id=user_id,
+            detail=dict(detail),
+        )
+        await auth_audit.add(conn, record)
 
     async def _sign_out(self, conn: AsyncConnection, user: User, reason: str) -> None:
         await user_rows.end_sessions_of(conn, user.id)
@@ -126,6 +147,7 @@ class LocalUsers:
             if user is None:
                 return False
             await grants.revoke_families_of(conn, user.id, self.clock(), "user removed")
+            await self._changed(conn, Event.USER_REMOVED, user.id, {"username": username})
             return await user_rows.delete(conn, username)
 
     async def list(self) -> list[User]:

@@ -11,7 +11,8 @@ from dataclasses import asdict
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bastion.store import revocations, rows
+from bastion.store import auth_audit, revocations, rows
+from bastion.store.auth_audit import AuditRecord, Event
 from bastion.store.grant_records import CodeRecord, FamilyRecord, RefreshRecord, RequestRecord
 from bastion.store.schema import (
     authorization_codes,
@@ -127,11 +128,24 @@ async def revoke_family(conn: AsyncConnection, family_id: str, now: int, reason:
     """Revoke a family: its refresh tokens stop working, and while some of its access tokens
     live, the grant is recorded as revoked (resource servers refuse every token carrying its
     grant_id; introspection reports them inactive)."""
-    await conn.execute(
+    revoked = await conn.execute(
         sa.update(token_families)
         .where(token_families.c.id == family_id, token_families.c.revoked_at.is_(None))
         .values(revoked_at=now, revoked_reason=reason)
+        .returning(token_families.c.subject, token_families.c.client_id)
     )
+    for subject, client_id in revoked:
+        await auth_audit.add(
+            conn,
+            AuditRecord(
+                Event.GRANT_REVOKED,
+                auth_audit.millis(now),
+                subject=subject,
+                client_id=client_id,
+                grant_id=family_id,
+                detail={"reason": reason},
+            ),
+        )
     live = list(
         await conn.execute(
             sa.select(family_access_tokens.c.jti, family_access_tokens.c.expires_at).where(
@@ -175,12 +189,14 @@ async def revoke_families_of(
 
 
 async def record_access_token(
-    conn: AsyncConnection, family_id: str, jti: str, expires_at: int
+    conn: AsyncConnection, family_id: str, jti: str, expires_at: int, *audit: AuditRecord
 ) -> None:
-    """Remember that an access token was issued in a family."""
-    await conn.execute(
-        sa.insert(family_access_tokens).values(jti=jti, family_id=family_id, expires_at=expires_at)
+    """Remember that an access token was issued in a family (with the ``audit`` records of
+    its issuance, in the same statement where the database allows)."""
+    insert = sa.insert(family_access_tokens).values(
+        jti=jti, family_id=family_id, expires_at=expires_at
     )
+    await auth_audit.execute_with(conn, insert, *audit)
 
 
 async def revoke_access_token(

@@ -428,8 +428,40 @@ federation_states = sa.Table(
     sa.Column("expires_at", sa.BigInteger, nullable=False),
 )
 
+# The authorization server's audit trail (bastion.store.auth_audit): times in milliseconds; ids
+# of users, clients and grants, never a token, code, secret or password. Few indexes: every
+# index is written by the token endpoint's records (a type filter reads within the others).
+auth_audit = sa.Table(
+    "auth_audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.BigInteger, nullable=False, index=True),
+    sa.Column("type", sa.String(48), nullable=False),
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("subject", sa.String(255), nullable=True, index=True),
+    sa.Column("client_id", sa.String(2048), nullable=True, index=True),
+    sa.Column("method", sa.String(32), nullable=True),
+    sa.Column("provider", sa.String(64), nullable=True),
+    sa.Column("address", sa.String(64), nullable=True),
+    sa.Column("grant_id", sa.String(64), nullable=True),
+    sa.Column("actor", sa.String(255), nullable=True),
+    sa.Column("target_kind", sa.String(32), nullable=True),
+    sa.Column("target_id", sa.String(2048), nullable=True),
+    sa.Column("detail", sa.JSON(none_as_null=True), nullable=True),
+    sa.Column("request_id", sa.String(128), nullable=True),
+    # Only the records that have a target (operators' changes, registrations): the token
+    # endpoint's records add no entry to it.
+    sa.Index(
+        "ix_auth_audit_target_id",
+        "target_id",
+        postgresql_where=sa.text("target_id IS NOT NULL"),
+        sqlite_where=sa.text("target_id IS NOT NULL"),
+    ),
+)
+
 __all__ = [
     "access_rules",
+    "auth_audit",
     "authorization_codes",
     "authorization_requests",
     "cimd_documents",

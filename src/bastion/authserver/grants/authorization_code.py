@@ -17,8 +17,9 @@ from bastion.oauth.errors import InvalidGrant, InvalidRequest, InvalidTarget, OA
 from bastion.oauth.resource import canonical, check_indicator
 from bastion.oauth.token_request import AuthorizationCodeRequest
 from bastion.oauth.token_response import TokenResponse
-from bastion.store import grants
+from bastion.store import auth_audit, grants
 from bastion.store import users as user_rows
+from bastion.store.auth_audit import AuditRecord, Event
 from bastion.store.clients import Client
 from bastion.store.grant_records import CodeRecord, FamilyRecord
 from bastion.tokens import secrets as opaque
@@ -103,7 +104,25 @@ async def _issue(
         ),
     )
     return await add_refresh(
-        bastion, conn, client=client, family_id=row.family_id, issued=issued, response=response
+        bastion,
+        conn,
+        client=client,
+        family_id=row.family_id,
+        issued=issued,
+        response=response,
+        audit=_created(row, client, scope, now),
+    )
+
+
+def _created(row: CodeRecord, client: Client, scope: str, now: int) -> AuditRecord:
+    return AuditRecord(
+        Event.GRANT_CREATED,
+        auth_audit.millis(now),
+        subject=row.subject,
+        client_id=client.client_id,
+        method="authorization_code",
+        grant_id=row.family_id,
+        detail={"scope": scope, "resource": row.resource},
     )
 
 

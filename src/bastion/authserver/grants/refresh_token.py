@@ -19,10 +19,12 @@ from bastion.oauth.errors import InvalidGrant, InvalidScope, InvalidTarget
 from bastion.oauth.resource import canonical, check_indicator
 from bastion.oauth.token_request import RefreshTokenRequest
 from bastion.oauth.token_response import TokenResponse
-from bastion.store import grants
+from bastion.store import auth_audit, grants
 from bastion.store import users as user_rows
+from bastion.store.auth_audit import AuditRecord, Event
 from bastion.store.clients import Client
 from bastion.store.federation import LinkedAccount, links_of
+from bastion.store.grant_records import FamilyRecord
 from bastion.tokens import access_token
 from bastion.tokens import secrets as opaque
 
@@ -91,7 +93,13 @@ async def refresh(
         spent = await grants.consume_refresh(conn, token_hash, now)
         if spent is not None:
             response = await add_refresh(
-                bastion, conn, client=client, family_id=family.id, issued=issued, response=response
+                bastion,
+                conn,
+                client=client,
+                family_id=family.id,
+                issued=issued,
+                response=response,
+                audit=_refreshed(family, now, "ok"),
             )
             successor = response.refresh_token
             if successor and bastion.settings.tokens.refresh_reuse_window:
@@ -140,8 +148,20 @@ async def _repeat(
             return None  # the chain has moved on: this is reuse
         if family.revoked_at is not None:
             return None
-        await grants.record_access_token(conn, family_id, issued.jti, issued.expires_at)
+        again = _refreshed(family, now, "repeated_within_window")
+        await grants.record_access_token(conn, family_id, issued.jti, issued.expires_at, again)
     return response.with_refresh_token(successor)
+
+
+def _refreshed(family: FamilyRecord, now: int, outcome: str) -> AuditRecord:
+    return AuditRecord(
+        Event.GRANT_REFRESHED,
+        auth_audit.millis(now),
+        outcome=outcome,
+        subject=family.subject,
+        client_id=family.client_id,
+        grant_id=family.id,
+    )
 
 
 def _check_session_age(
