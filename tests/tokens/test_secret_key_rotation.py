@@ -29,6 +29,7 @@ from bastion.authserver.app import cipher_for
 from bastion.clock import system_clock
 from bastion.config import Settings
 from bastion.identity.local import LocalUsers
+from bastion.store import auth_audit
 from bastion.store import federation as federation_rows
 from bastion.store.database import Database
 from bastion.store.federation import LinkedAccount, SignInState
@@ -154,6 +155,18 @@ async def test_rekey_moves_every_stored_secret_to_the_new_key_unchanged(
     # A second run finds everything under the new key already.
     again = await rekey_secrets(_keys(make_settings, NEW, OLD))
     assert set(again.values()) == {0}
+    # Each run is in the authorization server's audit trail, with what it re-encrypted.
+    settings = _keys(make_settings, NEW)
+    db = Database(settings.effective_database_url, schema=settings.database_schema)
+    try:
+        async with db.connect() as conn:
+            records = await auth_audit.page(
+                conn, auth_audit.Filters(types=["admin.secrets_rekeyed"]), limit=10
+            )
+    finally:
+        await db.dispose()
+    assert [r.detail for r in records] == [counts, again]
+    assert all(r.actor is not None and r.actor.startswith("cli:") for r in records)
     assert {k.kid for k in await list_keys(_keys(make_settings, NEW))} == before
     assert await _upstream_secrets(_keys(make_settings, NEW)) == (REFRESH_TOKEN, VERIFIER)
 

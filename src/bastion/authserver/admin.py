@@ -444,7 +444,9 @@ async def rekey_secrets(settings: Settings) -> dict[str, int]:
         return cipher.reseal(value, bound_to=bound_to)
 
     async with database(settings) as db, db.transaction() as conn:
-        return {column.name: await reseal_column(conn, column, reseal) for column in SEALED}
+        counts = {column.name: await reseal_column(conn, column, reseal) for column in SEALED}
+        await changed(conn, Event.SECRETS_REKEYED, "secret_key", "current", counts)
+        return counts
 
 
 @dataclass(frozen=True)
