@@ -3,14 +3,17 @@ the command line, the file and the environment reach worker processes the same w
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from bastion.cli.main import app
 from bastion.config import Settings
 from bastion.config.loading import export_log_settings, settings_from_environment
+from bastion.serve.commands import user_id_policy
 
 runner = CliRunner()
 
@@ -76,3 +79,38 @@ def test_workers_get_the_logging_settings_of_the_command(monkeypatch: pytest.Mon
     settings.logging.access_log = False
     export_log_settings(settings)
     assert settings_from_environment().logging == settings.logging
+
+
+def test_logging_hash_key_makes_digests_match_without_the_secret_key(tmp_path: Path) -> None:
+    """A gateway host given logging.hash_key and no secret_key hashes a person as the
+    authorization server does; without the shared key, two secret keys give two digests."""
+    key = "log-digest-key-shared-by-every-host-0123"
+    server = Settings(
+        data_dir=tmp_path / "as",
+        secret_key="the-authorization-servers-secret-key-0123",
+        logging={"hash_key": key},
+    )
+    gateway = Settings(data_dir=tmp_path / "gw", logging={"hash_key": key})
+    assert user_id_policy(server).render("alice") == user_id_policy(gateway).render("alice")
+    assert not (tmp_path / "gw" / "secret.key").exists()  # nothing made on the gateway host
+    unkeyed = Settings(data_dir=tmp_path / "other", secret_key="another-secret-key-0123456789abcd")
+    assert user_id_policy(unkeyed).render("alice") != user_id_policy(server).render("alice")
+
+
+def test_a_short_logging_hash_key_is_refused() -> None:
+    with pytest.raises(ValidationError, match="hash_key"):
+        Settings(logging={"hash_key": "too short"})
+
+
+def test_the_hash_key_is_not_handed_to_workers_through_the_command_line_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """export_log_settings hands workers what the command line may change; the key would be
+    written as its mask ("**********"), so it stays with the settings they read anyway."""
+    # Set, then removed: monkeypatch restores what was there (nothing) after the test.
+    for name in ("FORMAT", "LEVEL", "USER_IDS", "ACCESS_LOG", "HASH_KEY"):
+        monkeypatch.setenv(f"BASTION_LOGGING__{name}", "")
+        monkeypatch.delenv(f"BASTION_LOGGING__{name}")
+    export_log_settings(Settings(logging={"hash_key": "log-digest-key-shared-by-every-host-0123"}))
+    assert "BASTION_LOGGING__HASH_KEY" not in os.environ
+    assert os.environ["BASTION_LOGGING__USER_IDS"] == "hash"

@@ -68,7 +68,8 @@ def export_log_settings(settings: Settings) -> None:
     processes started later by uvicorn, through the environment they read settings from."""
     import os
 
-    for name, value in settings.logging.model_dump().items():
+    # What the command line may change; the key reaches the workers as the rest of the settings.
+    for name, value in settings.logging.model_dump(exclude={"hash_key"}).items():
         os.environ[f"BASTION_LOGGING__{name.upper()}"] = str(value).lower()
 
 

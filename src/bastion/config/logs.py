@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -31,6 +31,13 @@ class LogSettings(BaseModel):
         "keyed digest (HMAC-SHA256 under a key derived from secret_key), the same for one "
         "person in every process and restart of a deployment, so lines can be correlated "
         'without the log saying who; "omit"; "plain", the subject as the token says it.',
+    )
+    hash_key: SecretStr | None = Field(
+        None,
+        min_length=32,
+        description='The key of user_ids = "hash" (32+ characters, the same on every host whose '
+        "digests must match). Default: derived from secret_key (or <data_dir>/secret.key); set "
+        "it on gateway hosts, which need not hold secret_key.",
     )
     access_log: bool = Field(
         True,

@@ -39,19 +39,27 @@ from bastion.tokens.cipher import load_or_create_secret
 METRICS_LISTENER = "the metrics listener"
 
 
-def _configure_logging(settings: Settings) -> None:
-    """bastion's one logging set-up, as ``settings.logging`` says: format, level, how user ids
-    appear, and whether the access log is written."""
+def user_id_policy(settings: Settings) -> UserIdPolicy:
+    """How log records name people, as ``logging.user_ids`` says; digests are keyed with
+    ``logging.hash_key``, else with the authorization server's secret key
+    (:func:`bastion.authserver.app.secret_for`, not imported into the gateway)."""
     config = settings.logging
     secret = None
     if config.user_ids == "hash":
-        # The authorization server's secret (bastion.authserver.app.secret_for), without
-        # importing the authorization server into the gateway.
-        if settings.secret_key is not None:
+        if config.hash_key is not None:
+            secret = config.hash_key.get_secret_value()
+        elif settings.secret_key is not None:
             secret = settings.secret_key.get_secret_value()
         else:
             secret = load_or_create_secret(settings.data_dir / "secret.key")
-    policy = UserIdPolicy(config.user_ids, secret)
+    return UserIdPolicy(config.user_ids, secret)
+
+
+def _configure_logging(settings: Settings) -> None:
+    """bastion's one logging set-up, as ``settings.logging`` says: format, level, how user ids
+    appear (:func:`user_id_policy`), and whether the access log is written."""
+    config = settings.logging
+    policy = user_id_policy(settings)
     formatter = JsonFormatter() if config.format == "json" else None
     configure_logging(config.level, formatter=formatter, filters=[UserIdFilter(policy)])
     if not config.access_log:
@@ -207,5 +215,6 @@ __all__ = [
     "run_quickstart",
     "run_registry",
     "run_server",
+    "user_id_policy",
     "worker_app",
 ]
