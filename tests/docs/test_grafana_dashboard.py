@@ -1,6 +1,6 @@
-"""docs/grafana/bastion-dashboard.json and docs/metrics.md speak of the metrics bastion serves:
-every query names only metrics that exist, and every metric has a panel and a line in the
-documentation."""
+"""docs/grafana/bastion-dashboard.json, docs/metrics.md and docs/operations.md speak of the
+metrics bastion serves: every query and page names only metrics that exist, and every metric has
+a panel and a line in the documentation."""
 
 from __future__ import annotations
 
@@ -72,3 +72,15 @@ def test_the_dashboard_is_grafana_json_with_unique_panel_ids() -> None:
         assert {"h", "w", "x", "y"} <= panel["gridPos"].keys(), panel["title"]
         for target in panel.get("targets", []):
             assert target["refId"] and target["datasource"]["type"] == "prometheus"
+
+
+def test_the_pages_that_name_metrics_name_only_metrics_bastion_serves() -> None:
+    """docs/operations.md and docs/metrics.md (its alert rules) name metrics by their names or
+    samples; each must exist."""
+    names = set(families()) | set().union(*families().values())
+    for page in ("operations.md", "metrics.md"):
+        named = set(re.findall(r"\bbastion_[a-z0-9_]+", (DOCS / page).read_text()))
+        assert named, page
+        # Prefixes such as bastion_http_ in prose are not metric names.
+        unknown = {n for n in named if not n.endswith("_") and n not in names}
+        assert not unknown, f"docs/{page} names {sorted(unknown)}"
