@@ -87,3 +87,18 @@ def test_workers_end_when_their_supervisor_is_killed(tmp_path: Path) -> None:
 
         server.restart()  # the port is free: the same command starts on it
         assert _answers(port)
+
+
+def test_workers_on_a_fresh_sqlite_database_migrate_it_one_at_a_time(tmp_path: Path) -> None:
+    """``--workers 3`` on a data directory with no database yet: the workers take turns at the
+    migrations (one migrates, the others find the schema at head), and all serve."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    settings = {"issuer": url, "data_dir": str(tmp_path / "fresh")}
+    command = ["serve", "--port", str(port), "--workers", "3", "--log-level", "warning"]
+    with running(settings, command, url=url, ready_path="/readyz") as server:
+        deadline = time.monotonic() + DEADLINE
+        while len(workers := _workers(server.process.pid)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(workers) == 3, server.output()
+        assert "Traceback" not in server.output(), server.output()

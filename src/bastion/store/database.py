@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -58,10 +61,12 @@ class Database:
     async def upgrade(self) -> None:
         """Bring the schema to the newest migration (Alembic ``upgrade head``).
 
-        On PostgreSQL a transaction-scoped advisory lock serialises processes that start
-        together (``--workers N``, several servers): the first migrates, the others then find
-        the schema at head. Without it they race on CREATE SCHEMA and CREATE TABLE."""
-        async with self.engine.begin() as conn:
+        Processes that start together (``--workers N``, several servers) take turns: the first
+        migrates, the others then find the schema at head. Without that they race on CREATE
+        SCHEMA and CREATE TABLE. On PostgreSQL a transaction-scoped advisory lock serialises
+        them; on an SQLite file, a lock on ``<database>.migrations.lock`` beside it (the
+        sqlite3 module runs DDL outside transactions, so the database's own lock cannot)."""
+        async with _file_lock(sqlite_file(self.url)), self.engine.begin() as conn:
             if not self.is_sqlite:
                 await conn.execute(
                     sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
@@ -74,6 +79,22 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+
+
+@asynccontextmanager
+async def _file_lock(database: Path | None) -> AsyncIterator[None]:
+    """An exclusive lock on ``<database>.migrations.lock`` while the block runs (nothing for
+    ``None``); waited for in a thread, so the event loop goes on meanwhile."""
+    if database is None:
+        yield
+        return
+    lock = database.with_name(database.name + ".migrations.lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _count_connections(engine: sa.Engine) -> None:
