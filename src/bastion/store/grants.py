@@ -188,15 +188,23 @@ async def revoke_families_of(
     return len(ids)
 
 
+_RECORD_ACCESS_TOKEN = sa.insert(family_access_tokens).values(
+    jti=sa.bindparam("jti"),
+    family_id=sa.bindparam("family_id"),
+    expires_at=sa.bindparam("expires_at"),
+)
+_RECORD_ACCESS_TOKEN_AUDITED = auth_audit.with_audit(_RECORD_ACCESS_TOKEN)
+
+
 async def record_access_token(
     conn: AsyncConnection, family_id: str, jti: str, expires_at: int, *audit: AuditRecord
 ) -> None:
     """Remember that an access token was issued in a family (with the ``audit`` records of
     its issuance, in the same statement where the database allows)."""
-    insert = sa.insert(family_access_tokens).values(
-        jti=jti, family_id=family_id, expires_at=expires_at
+    params = {"jti": jti, "family_id": family_id, "expires_at": expires_at}
+    await auth_audit.execute_with(
+        conn, _RECORD_ACCESS_TOKEN, _RECORD_ACCESS_TOKEN_AUDITED, params, *audit
     )
-    await auth_audit.execute_with(conn, insert, *audit)
 
 
 async def revoke_access_token(
