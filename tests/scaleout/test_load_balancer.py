@@ -87,15 +87,19 @@ class Cluster:
         return f"{self.gateway}/mcp/{upstream}"
 
     async def token(self, upstream: str, http: httpx.AsyncClient) -> str:
-        response = await http.post(
-            f"{self.issuer}/token",
-            data={
-                "grant_type": "client_credentials",
-                "resource": self.url(upstream),
-                "scope": "mcp:tools",
-            },
-            auth=self.client.auth,
-        )
+        data = {
+            "grant_type": "client_credentials",
+            "resource": self.url(upstream),
+            "scope": "mcp:tools",
+        }
+        try:
+            response = await http.post(f"{self.issuer}/token", data=data, auth=self.client.auth)
+        except httpx.RemoteProtocolError:
+            # HAProxy closes the client's connection without an answer when the request went
+            # out on an idle connection to a replica that has just died, as a server closing
+            # a keep-alive connection would; a client asks again (a client_credentials request
+            # changes nothing it could repeat), and the retry goes to the live replica.
+            response = await http.post(f"{self.issuer}/token", data=data, auth=self.client.auth)
         assert response.status_code == 200, response.text
         token: str = response.json()["access_token"]
         return token
