@@ -59,6 +59,7 @@ EXPORTS = {
         "AllowRulesSettings",
         "CimdSettings",
         "ClaimMappingSettings",
+        "ConsoleSettings",
         "GatewaySettings",
         "IdentityProviderKind",
         "IdentityProviderSettings",

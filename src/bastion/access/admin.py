@@ -27,6 +27,7 @@ from bastion.store import clients as client_rows
 from bastion.store import grants
 from bastion.store import users as user_rows
 from bastion.store.auth_audit import Event
+from bastion.store.database import Database
 from bastion.store.schema import token_families, users
 
 
@@ -41,7 +42,12 @@ async def _withdraw_machine_tokens(
 
 
 async def allow(
-    settings: Settings, resource: str, who: str, scopes: list[str]
+    settings: Settings,
+    resource: str,
+    who: str,
+    scopes: list[str],
+    *,
+    db: Database | None = None,
 ) -> tuple[AccessRule, int]:
     """Add (or replace) the rule that ``who`` may obtain ``scopes`` (none: all) for
     ``resource``; the rule and how many live grants it ended (a first rule about people closes
@@ -54,11 +60,11 @@ async def allow(
         raise AdminError(str(exc)) from None
     check_known_scopes(settings, list(rule.scopes), target)
     if rule.is_machine:
-        async with database(settings) as db, db.connect() as conn:
+        async with database(settings, db) as store, store.connect() as conn:
             if await client_rows.get(conn, rule.who.removeprefix("client:")) is None:
                 raise AdminError(f"no client {rule.who[7:]!r}; see `bastion clients list`")
     now = system_clock()
-    async with database(settings) as db, db.transaction() as conn:
+    async with database(settings, db) as store, store.transaction() as conn:
         before = [r for r in await rule_rows.list_rules(conn) if r.resource == target]
         replaced = next((r for r in before if r.who == rule.who), None)
         await rule_rows.put_rule(conn, rule, now)
@@ -79,11 +85,11 @@ async def allow(
     return rule, ended
 
 
-async def remove(settings: Settings, resource: str, who: str) -> int:
+async def remove(settings: Settings, resource: str, who: str, *, db: Database | None = None) -> int:
     """Delete a rule; how many live grants of people it ended."""
     target = resolve_resource(settings, resource)
     now = system_clock()
-    async with database(settings) as db, db.transaction() as conn:
+    async with database(settings, db) as store, store.transaction() as conn:
         if not await rule_rows.delete_rule(conn, target, who):
             raise AdminError(
                 f"no rule for {who!r} on {target}; see `bastion access list {resource}`"
@@ -101,10 +107,12 @@ async def remove(settings: Settings, resource: str, who: str) -> int:
         )
 
 
-async def list_rules(settings: Settings, resource: str | None = None) -> list[AccessRule]:
+async def list_rules(
+    settings: Settings, resource: str | None = None, *, db: Database | None = None
+) -> list[AccessRule]:
     """The rules (about ``resource`` and every resource, or all of them)."""
     target = resolve_resource(settings, resource) if resource else None
-    async with database(settings) as db, db.connect() as conn:
+    async with database(settings, db) as store, store.connect() as conn:
         return await rule_rows.list_rules(conn, target)
 
 
@@ -147,11 +155,15 @@ async def _user_id(conn: AsyncConnection, username: str | None) -> str | None:
 
 
 async def list_grants(
-    settings: Settings, *, username: str | None = None, client_id: str | None = None
+    settings: Settings,
+    *,
+    username: str | None = None,
+    client_id: str | None = None,
+    db: Database | None = None,
 ) -> list[Grant]:
     """The live grants (of one user, of one client, or all)."""
     now = system_clock()
-    async with database(settings) as db, db.connect() as conn:
+    async with database(settings, db) as store, store.connect() as conn:
         rows = await conn.execute(_grants_query(await _user_id(conn, username), client_id, now))
         return [
             Grant(
@@ -174,13 +186,14 @@ async def revoke_grants(
     grant_id: str | None = None,
     username: str | None = None,
     client_id: str | None = None,
+    db: Database | None = None,
 ) -> int:
     """Revoke one grant, or every grant of a user or of a client (refresh and access tokens
     stop working everywhere); how many were revoked."""
     if grant_id is None and username is None and client_id is None:
         raise AdminError("name a grant id, --user or --client")
     now = system_clock()
-    async with database(settings) as db, db.transaction() as conn:
+    async with database(settings, db) as store, store.transaction() as conn:
         if grant_id is not None:
             family = await grants.get_family(conn, grant_id)
             if family is None or family.revoked_at is not None:

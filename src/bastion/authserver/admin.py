@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bastion.access.policy import withdraw_client
 from bastion.access.rules import EVERY, AccessRule, check_scopes
-from bastion.authserver.app import cipher_for
 from bastion.authserver.audit import cli_actor
+from bastion.authserver.secret_key import cipher_for
 from bastion.clock import system_clock
 from bastion.config import Settings
 from bastion.oauth import client_metadata
@@ -37,9 +37,13 @@ class AdminError(Exception):
 
 
 @asynccontextmanager
-async def database(settings: Settings) -> AsyncIterator[Database]:
-    """The migrated database of ``settings``, closed afterwards; changes made through it are
-    recorded as the operator's (:func:`~bastion.authserver.audit.cli_actor`)."""
+async def database(settings: Settings, db: Database | None = None) -> AsyncIterator[Database]:
+    """``db`` as it is (a running server's: the console binds its own audit context), or the
+    migrated database of ``settings``, closed afterwards, whose changes are recorded as the
+    operator's (:func:`~bastion.authserver.audit.cli_actor`)."""
+    if db is not None:
+        yield db
+        return
     if settings.database_url is None:
         private_dir(settings.data_dir)
     db = Database(settings.effective_database_url, schema=settings.database_schema)
@@ -126,6 +130,7 @@ async def add_client(
     jwks: dict[str, Any] | None = None,
     jwks_uri: str | None = None,
     introspects: Sequence[str] = (),
+    db: Database | None = None,
 ) -> NewClient:
     """Pre-register a client (an operator made it: it may use client_credentials).
 
@@ -175,7 +180,7 @@ async def add_client(
     )
     if client.introspects and client.is_public:
         raise AdminError("only a confidential client may introspect tokens: add --confidential")
-    async with database(settings) as db, db.transaction() as conn:
+    async with database(settings, db) as store, store.transaction() as conn:
         if await client_rows.get(conn, client.client_id) is not None:
             raise AdminError(f"a client with id {client.client_id!r} already exists")
         await client_rows.insert(conn, client, now)
@@ -216,13 +221,14 @@ async def update_client(
     scope: str | None = None,
     resources: Sequence[str] | None = None,
     introspects: Sequence[str] | None = None,
+    db: Database | None = None,
 ) -> tuple[Client, int]:
     """Change a client an operator made (what is not given stays). When its grants, scope or
     resources change, every grant it holds is revoked (people sign in again, a machine client
     obtains new tokens): the client and how many grants of people ended."""
     targets = None if resources is None else [resolve_resource(settings, r) for r in resources]
     now = system_clock()
-    async with database(settings) as db, db.transaction() as conn:
+    async with database(settings, db) as store, store.transaction() as conn:
         client = await client_rows.get(conn, client_id)
         if client is None:
             raise AdminError(f"no client with id {client_id!r}; see `bastion clients list`")
@@ -293,25 +299,25 @@ async def update_client(
     return updated, ended
 
 
-async def list_clients(settings: Settings) -> list[Client]:
+async def list_clients(settings: Settings, *, db: Database | None = None) -> list[Client]:
     """Every stored client."""
-    async with database(settings) as db, db.connect() as conn:
+    async with database(settings, db) as store, store.connect() as conn:
         return await client_rows.list_all(conn)
 
 
-async def get_client(settings: Settings, client_id: str) -> Client:
+async def get_client(settings: Settings, client_id: str, *, db: Database | None = None) -> Client:
     """One client; AdminError if there is none."""
-    async with database(settings) as db, db.connect() as conn:
+    async with database(settings, db) as store, store.connect() as conn:
         client = await client_rows.get(conn, client_id)
     if client is None:
         raise AdminError(f"no client with id {client_id!r}; see `bastion clients list`")
     return client
 
 
-async def remove_client(settings: Settings, client_id: str) -> None:
+async def remove_client(settings: Settings, client_id: str, *, db: Database | None = None) -> None:
     """Delete a client, its access rules and every grant it holds (tokens stop working at every
     resource server)."""
-    async with database(settings) as db, db.transaction() as conn:
+    async with database(settings, db) as store, store.transaction() as conn:
         client = await client_rows.get(conn, client_id)
         if client is None:
             raise AdminError(f"no client with id {client_id!r}; see `bastion clients list`")
@@ -328,9 +334,11 @@ async def remove_client(settings: Settings, client_id: str) -> None:
         await changed(conn, Event.CLIENT_REMOVED, "client", client_id, client_id=client_id)
 
 
-async def rotate_client_secret(settings: Settings, client_id: str) -> str:
+async def rotate_client_secret(
+    settings: Settings, client_id: str, *, db: Database | None = None
+) -> str:
     """Give a confidential client a new secret; the old one stops working at once."""
-    client = await get_client(settings, client_id)
+    client = await get_client(settings, client_id, db=db)
     if client.metadata.token_endpoint_auth_method not in (
         "client_secret_basic",
         "client_secret_post",
@@ -338,7 +346,7 @@ async def rotate_client_secret(settings: Settings, client_id: str) -> str:
         raise AdminError(f"client {client_id!r} does not authenticate with a secret")
     secret = opaque.new_token()
     now = system_clock()
-    async with database(settings) as db, db.transaction() as conn:
+    async with database(settings, db) as store, store.transaction() as conn:
         await client_rows.update(conn, client_id, now, secret_hash=opaque.digest(secret))
         await withdraw_client(
             conn,
@@ -359,6 +367,7 @@ async def add_registration_token(
     machine: Sequence[tuple[str, Sequence[str]]] = (),
     ttl: int | None = None,
     uses: int | None = None,
+    db: Database | None = None,
 ) -> str:
     """Make an initial access token for Dynamic Client Registration (RFC 7591 §3); returned
     once, stored as a hash. With ``machine`` (resource name/URI/``*`` and its scopes, none: all)
@@ -374,7 +383,7 @@ async def add_registration_token(
         rules.append((target, check_scopes(scopes or [EVERY])))
     token = opaque.new_token()
     now = system_clock()
-    async with database(settings) as db, db.transaction() as conn:
+    async with database(settings, db) as store, store.transaction() as conn:
         await token_rows.add(
             conn,
             RegistrationToken(
@@ -391,15 +400,19 @@ async def add_registration_token(
     return token
 
 
-async def list_registration_tokens(settings: Settings) -> list[RegistrationToken]:
+async def list_registration_tokens(
+    settings: Settings, *, db: Database | None = None
+) -> list[RegistrationToken]:
     """Every initial access token an operator made (their hashes, never the tokens)."""
-    async with database(settings) as db, db.connect() as conn:
+    async with database(settings, db) as store, store.connect() as conn:
         return await token_rows.list_all(conn)
 
 
-async def remove_registration_token(settings: Settings, label: str) -> None:
+async def remove_registration_token(
+    settings: Settings, label: str, *, db: Database | None = None
+) -> None:
     """Delete the initial access tokens with ``label`` (clients registered with them stay)."""
-    async with database(settings) as db, db.transaction() as conn:
+    async with database(settings, db) as store, store.transaction() as conn:
         if not await token_rows.remove(conn, label):
             raise AdminError(
                 f"no registration token labelled {label!r}; see `bastion registration-tokens list`"
@@ -417,7 +430,9 @@ def _key_manager(db: Database, settings: Settings) -> KeyManager:
     )
 
 
-async def rotate_keys(settings: Settings, *, now: bool = False, alg: str | None = None) -> str:
+async def rotate_keys(
+    settings: Settings, *, now: bool = False, alg: str | None = None, db: Database | None = None
+) -> str:
     """Add a new signing key (published at once, signing after the pre-publication delay, or at
     once with ``now``); older keys leave the JWKS once their tokens have expired."""
     if alg is not None and alg not in ALGORITHMS:
@@ -425,15 +440,15 @@ async def rotate_keys(settings: Settings, *, now: bool = False, alg: str | None 
             f"cannot sign with {alg!r}: use one of {', '.join(ALGORITHMS)} (asymmetric "
             "algorithms, which resource servers verify with the published public key)"
         )
-    async with database(settings) as db:
-        kid = await _key_manager(db, settings).rotate(alg=alg, prepublish=0 if now else None)
-        async with db.transaction() as conn:
+    async with database(settings, db) as store:
+        kid = await _key_manager(store, settings).rotate(alg=alg, prepublish=0 if now else None)
+        async with store.transaction() as conn:
             detail = {"alg": alg or settings.tokens.signing_alg, "now": now}
             await changed(conn, Event.KEYS_ROTATED, "signing_key", kid, detail)
         return kid
 
 
-async def rekey_secrets(settings: Settings) -> dict[str, int]:
+async def rekey_secrets(settings: Settings, *, db: Database | None = None) -> dict[str, int]:
     """Re-encrypt every value stored under the secret key (signing keys, upstream refresh
     tokens, upstream sign-ins in progress) under ``secret_key``, in one transaction; what was
     encrypted under one of ``previous_secret_keys`` is re-encrypted. The number re-encrypted,
@@ -443,7 +458,7 @@ async def rekey_secrets(settings: Settings) -> dict[str, int]:
     def reseal(value: str, bound_to: str) -> str | None:
         return cipher.reseal(value, bound_to=bound_to)
 
-    async with database(settings) as db, db.transaction() as conn:
+    async with database(settings, db) as store, store.transaction() as conn:
         counts = {column.name: await reseal_column(conn, column, reseal) for column in SEALED}
         await changed(conn, Event.SECRETS_REKEYED, "secret_key", "current", counts)
         return counts
@@ -459,10 +474,10 @@ class PublishedKey:
     retire_at: int | None
 
 
-async def list_keys(settings: Settings) -> list[PublishedKey]:
+async def list_keys(settings: Settings, *, db: Database | None = None) -> list[PublishedKey]:
     """The published keys with their activation and retirement times."""
-    async with database(settings) as db:
-        keys = _key_manager(db, settings)
+    async with database(settings, db) as store:
+        keys = _key_manager(store, settings)
         return [
             PublishedKey(k.kid, k.alg, k.activates_at, k.retire_at) for k in await keys.published()
         ]

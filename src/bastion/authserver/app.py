@@ -38,9 +38,11 @@ from bastion.authserver.quotas import LONGEST_WINDOW, Quotas
 from bastion.authserver.registration import manage, register
 from bastion.authserver.revocations import revocation_list
 from bastion.authserver.revoke import revoke
+from bastion.authserver.secret_key import cipher_for, secret_for
 from bastion.authserver.token import token
 from bastion.clock import Clock, system_clock
 from bastion.config import Settings
+from bastion.console.routes import routes as console_routes
 from bastion.identity.federation import Federation
 from bastion.identity.local import LocalUsers
 from bastion.logs import get_logger
@@ -63,27 +65,12 @@ from bastion.store import grants
 from bastion.store import quotas as quota_rows
 from bastion.store.database import Database
 from bastion.store.revocation_feed import DatabaseRevocationFeed
-from bastion.tokens.cipher import Cipher, load_or_create_secret
 from bastion.tokens.keys import KeyManager
 
 log = get_logger("bastion.authserver")
 
 HOUSEKEEPING_GRACE = 10.0
 HOUSEKEEPING_INTERVAL = 600
-
-
-def secret_for(settings: Settings) -> str:
-    """The key-encryption secret: configured, or generated once into the data directory."""
-    if settings.secret_key is not None:
-        return settings.secret_key.get_secret_value()
-    return load_or_create_secret(settings.data_dir / "secret.key")
-
-
-def cipher_for(settings: Settings) -> Cipher:
-    """What encrypts stored secrets: :func:`secret_for`, and ``previous_secret_keys`` that
-    still decrypt while the secret key is being changed."""
-    previous = [old.get_secret_value() for old in settings.previous_secret_keys]
-    return Cipher(secret_for(settings), previous)
 
 
 async def open_server(
@@ -241,6 +228,8 @@ def routes(settings: Settings) -> list[BaseRoute]:
         Route("/logout", interaction.logout, methods=["GET", "POST"]),
         Mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static"),
     ]
+    if settings.console.enabled:
+        endpoints += console_routes()
     if settings.registration.enabled:
         endpoints += [
             Route("/register", register, methods=["POST"]),

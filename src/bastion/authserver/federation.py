@@ -27,7 +27,8 @@ from bastion.authserver.audit import address_of, audited
 from bastion.authserver.context import AuthServer, server
 from bastion.authserver.errors import PAGE_HEADERS, error_page
 from bastion.authserver.http import NO_STORE, is_vschar, query_params, read_form, single
-from bastion.authserver.interaction import EXPIRED, cookie_name, set_cookie, signed_in
+from bastion.authserver.interaction import EXPIRED, cookie_name, set_cookie
+from bastion.authserver.password_sign_in import signed_in
 from bastion.identity.claims import local_groups, refusal
 from bastion.identity.errors import (
     AccountNotAllowed,

@@ -15,7 +15,6 @@ import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -30,7 +29,7 @@ from bastion.authserver.errors import (
     with_query,
 )
 from bastion.authserver.http import NO_STORE, is_vschar, read_form, single
-from bastion.authserver.login_throttle import LoginThrottle, wait_message
+from bastion.authserver.password_sign_in import sign_in_with_password
 from bastion.authserver.quotas import requester
 from bastion.config import REGISTRY_SCOPES
 from bastion.oauth.errors import (
@@ -103,14 +102,17 @@ async def current_user(bastion: AuthServer, request: Request) -> User | None:
         return await user_rows.session_user(conn, opaque.digest(sid), bastion.clock())
 
 
-def _csrf(bastion: AuthServer, request: Request) -> tuple[str, bool]:
+def csrf_token(bastion: AuthServer, request: Request) -> tuple[str, bool]:
+    """The browser's double-submit token (its cookie's value) and whether it is new (the
+    response must set the cookie)."""
     existing = request.cookies.get(cookie_name(bastion, "csrf"))
     if existing and len(existing) >= 32:
         return existing, False
     return secrets.token_urlsafe(32), True
 
 
-def _csrf_ok(bastion: AuthServer, request: Request, form: dict[str, list[str]]) -> bool:
+def csrf_matches(bastion: AuthServer, request: Request, form: dict[str, list[str]]) -> bool:
+    """Whether the form repeats the browser's double-submit token."""
     cookie = request.cookies.get(cookie_name(bastion, "csrf")) or ""
     sent = single(form, "csrf") or ""
     # As bytes: compare_digest refuses str with non-ASCII characters (TypeError).
@@ -168,7 +170,7 @@ async def show(request: Request) -> Response:
     if loaded is None:
         return error_page(request, "Sign-in expired", EXPIRED)
     row, client = loaded
-    csrf, fresh = _csrf(bastion, request)
+    csrf, fresh = csrf_token(bastion, request)
     user = await current_user(bastion, request)
     if user is None:
         response: Response = _page(
@@ -240,7 +242,7 @@ async def login(request: Request) -> Response:
         return error_page(request, "Invalid sign-in request", exc.description)
     if loaded is None:
         return error_page(request, "Sign-in expired", EXPIRED)
-    if not _csrf_ok(bastion, request, form):
+    if not csrf_matches(bastion, request, form):
         return error_page(
             request,
             "Sign-in refused",
@@ -249,54 +251,31 @@ async def login(request: Request) -> Response:
         )
     row, client = loaded
     username = single(form, "username") or ""
-    limits = bastion.settings.login
-    now = bastion.clock()
-    address = request.client.host if request.client else ""
-    throttle = LoginThrottle(bastion.db, limits, address, username)
-    wait = await throttle.admit(now)
-    if wait:
-        metrics.sign_in("password", "local", "throttled")
-        paused = _page(
+    outcome = await sign_in_with_password(
+        bastion,
+        request,
+        username,
+        single(form, "password") or "",
+        client_id=client.client_id,
+        previous_session=request.cookies.get(cookie_name(bastion, "session")),
+    )
+    if outcome.session is None:
+        again = _page(
             bastion,
             "login.html",
-            status=429,
+            status=outcome.status,
             csrf=single(form, "csrf"),
             request_id=request_id,
             client=_client_view(client, row.redirect_uri),
-            error=wait_message(wait),
+            error=outcome.error,
             username=username,
         )
-        paused.headers["Retry-After"] = str(wait)
-        return paused
-    user = None
-    if limits.local_users:
-        user = await bastion.users.authenticate(username, single(form, "password") or "")
-    if user is None:
-        metrics.sign_in("password", "local", "failed")
-        async with bastion.db.transaction() as conn:
-            await throttle.failed(conn, now)
-            await auth_audit.add(conn, await _failed_sign_in(conn, username, client, address, now))
-        return _page(
-            bastion,
-            "login.html",
-            status=401,
-            csrf=single(form, "csrf"),
-            request_id=request_id,
-            client=_client_view(client, row.redirect_uri),
-            error="The user name or password is not correct.",
-            username=username,
-        )
-    sid = secrets.token_urlsafe(32)
-    ttl = limits.session_ttl
-    async with bastion.db.transaction() as conn:
-        await throttle.succeeded(conn)
-        await user_rows.create_session(conn, opaque.digest(sid), user.id, now, now + ttl)
-        await auth_audit.add(conn, signed_in(user.id, client.client_id, address, now, "password"))
+        again.headers.update(outcome.refusal_headers())
+        return again
     response = RedirectResponse(
         bastion.url(f"/interaction/{request_id}"), status_code=303, headers=NO_STORE
     )
-    set_cookie(bastion, response, "session", sid, ttl)
-    metrics.sign_in("password", "local", "ok")
+    set_cookie(bastion, response, "session", outcome.session, bastion.settings.login.session_ttl)
     return response
 
 
@@ -309,7 +288,7 @@ async def consent(request: Request) -> Response:
         form = await read_form(request, 8192)
     except OAuthError as exc:
         return error_page(request, "Invalid consent request", exc.description)
-    if not _csrf_ok(bastion, request, form):
+    if not csrf_matches(bastion, request, form):
         return error_page(
             request,
             "Consent refused",
@@ -334,44 +313,6 @@ async def consent(request: Request) -> Response:
         return error_page(request, "Sign-in expired", EXPIRED)
     return redirect_error(
         AccessDenied("the user denied the request"), row.redirect_uri, row.state, bastion.issuer
-    )
-
-
-def signed_in(
-    user_id: str,
-    client_id: str,
-    address: str,
-    now: int,
-    method: str,
-    provider: str | None = None,
-) -> AuditRecord:
-    """The record of a successful sign-in (password, or ``federated`` with its provider)."""
-    return AuditRecord(
-        Event.SIGN_IN,
-        auth_audit.millis(now),
-        subject=user_id,
-        client_id=client_id,
-        method=method,
-        provider=provider,
-        address=address or None,
-    )
-
-
-async def _failed_sign_in(
-    conn: AsyncConnection, username: str, client: Client, address: str, now: int
-) -> AuditRecord:
-    """A wrong user name or password: the user's id when the name is theirs; an unknown name is
-    not stored (people type passwords into it), only that it was unknown."""
-    user = await user_rows.by_username(conn, username) if username else None
-    outcome = "unknown_user" if user is None else "disabled" if user.disabled else "wrong_password"
-    return AuditRecord(
-        Event.SIGN_IN_FAILED,
-        auth_audit.millis(now),
-        outcome=outcome,
-        subject=user.id if user else None,
-        client_id=client.client_id,
-        method="password",
-        address=address or None,
     )
 
 
@@ -509,7 +450,7 @@ async def logout(request: Request) -> Response:
     """GET shows a confirmation form; POST ends the browser session."""
     bastion = server(request)
     if request.method == "GET":
-        csrf, fresh = _csrf(bastion, request)
+        csrf, fresh = csrf_token(bastion, request)
         user = await current_user(bastion, request)
         stayed = request.query_params.get("stay") == "1"
         response: Response = _page(
@@ -522,7 +463,7 @@ async def logout(request: Request) -> Response:
         form = await read_form(request, 4096)
     except OAuthError as exc:
         return error_page(request, "Invalid request", exc.description)
-    if not _csrf_ok(bastion, request, form):
+    if not csrf_matches(bastion, request, form):
         return error_page(request, "Sign-out refused", "Reload the page and try again.", status=403)
     sid = request.cookies.get(cookie_name(bastion, "session"))
     if sid:
@@ -539,4 +480,14 @@ async def logout(request: Request) -> Response:
     return response
 
 
-__all__ = ["consent", "cookie_name", "current_user", "login", "logout", "show", "signed_in"]
+__all__ = [
+    "consent",
+    "cookie_name",
+    "csrf_matches",
+    "csrf_token",
+    "current_user",
+    "login",
+    "logout",
+    "set_cookie",
+    "show",
+]

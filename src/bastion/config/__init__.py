@@ -5,8 +5,9 @@ Nothing else in bastion reads the environment: build a :class:`Settings` and pas
 
 A module per section: :mod:`.authserver` (tokens, CIMD, registration, quotas, unknown clients,
 log-in), :mod:`.resources`, :mod:`.gateway`, :mod:`.revocations`, :mod:`.identity_providers`
-(``[[upstreams]]``), :mod:`.registry` with :mod:`.registry_scopes`; the top level in
-:mod:`.settings`, files and environment in :mod:`.loading`. Import from ``bastion.config``.
+(``[[upstreams]]``), :mod:`.console`, :mod:`.registry` with :mod:`.registry_scopes`; the top
+level in :mod:`.settings`, files and environment in :mod:`.loading`. Import from
+``bastion.config``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from bastion.config.authserver import (
     TokenSettings,
     UnknownClientSettings,
 )
+from bastion.config.console import ConsoleSettings
 from bastion.config.gateway import (
     GatewaySettings,
     UpstreamListingSettings,
@@ -65,6 +67,7 @@ __all__ = [
     "AllowRulesSettings",
     "CimdSettings",
     "ClaimMappingSettings",
+    "ConsoleSettings",
     "GatewaySettings",
     "IdentityProviderKind",
     "IdentityProviderSettings",

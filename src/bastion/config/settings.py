@@ -24,6 +24,7 @@ from bastion.config.authserver import (
     TokenSettings,
     UnknownClientSettings,
 )
+from bastion.config.console import ConsoleSettings
 from bastion.config.gateway import GatewaySettings, listing_name
 from bastion.config.identity_providers import IdentityProviderSettings
 from bastion.config.logs import LogSettings
@@ -122,6 +123,7 @@ class Settings(BaseSettings):
     logging: LogSettings = Field(default_factory=LogSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     upstreams: list[IdentityProviderSettings] = Field(
         default_factory=list,
         description="Identity providers people sign in with (federation); see docs/providers/.",

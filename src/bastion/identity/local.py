@@ -122,6 +122,18 @@ class LocalUsers:
             await self._changed(conn, Event.USER_GROUPS_CHANGED, user.id, detail)
             return replace(user, groups=groups)
 
+    async def end_sessions(self, username: str) -> int | None:
+        """End every browser session of a user (they sign in again at their next authorization
+        or console visit; their grants stay); how many ended, None if there is no such user."""
+        async with self.db.transaction() as conn:
+            user = await user_rows.by_username(conn, username)
+            if user is None:
+                return None
+            ended = await user_rows.end_sessions_of(conn, user.id)
+            detail = {"username": username, "sessions": ended}
+            await self._changed(conn, Event.USER_SESSIONS_ENDED, user.id, detail)
+            return ended
+
     async def _changed(
         self, conn: AsyncConnection, event: Event, user_id: str, detail: Mapping[str, object]
     ) -> None:

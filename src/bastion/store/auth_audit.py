@@ -56,6 +56,7 @@ class Event(StrEnum):
     USER_DISABLED = "admin.user_disabled"
     USER_ENABLED = "admin.user_enabled"
     USER_GROUPS_CHANGED = "admin.user_groups_changed"
+    USER_SESSIONS_ENDED = "admin.user_sessions_ended"
     ACCESS_ALLOWED = "admin.access_allowed"
     ACCESS_REMOVED = "admin.access_removed"
     GRANTS_REVOKED = "admin.grants_revoked"

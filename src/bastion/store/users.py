@@ -93,9 +93,10 @@ async def set_groups(conn: AsyncConnection, user_id: str, groups: list[str]) -> 
     await conn.execute(sa.update(users).where(users.c.id == user_id).values(groups=groups))
 
 
-async def end_sessions_of(conn: AsyncConnection, user_id: str) -> None:
-    """End every browser session of a user."""
-    await conn.execute(sa.delete(sessions).where(sessions.c.user_id == user_id))
+async def end_sessions_of(conn: AsyncConnection, user_id: str) -> int:
+    """End every browser session of a user; how many there were."""
+    result = await conn.execute(sa.delete(sessions).where(sessions.c.user_id == user_id))
+    return result.rowcount or 0
 
 
 async def delete(conn: AsyncConnection, username: str) -> bool:
@@ -131,6 +132,19 @@ async def session_user(conn: AsyncConnection, id_hash: str, now: int) -> User | 
     )
     row = (await conn.execute(q)).first()
     return _user(row) if row else None
+
+
+async def session_of(conn: AsyncConnection, id_hash: str, now: int) -> tuple[User, int] | None:
+    """The user of a live session and when they signed in to start it, or None."""
+    q = (
+        sa.select(users, sessions.c.created_at.label("signed_in_at"))
+        .join(sessions, sessions.c.user_id == users.c.id)
+        .where(
+            sessions.c.id_hash == id_hash, sessions.c.expires_at > now, users.c.disabled.is_(False)
+        )
+    )
+    row = (await conn.execute(q)).first()
+    return (_user(row), int(row.signed_in_at)) if row else None
 
 
 async def end_session(conn: AsyncConnection, id_hash: str) -> None:
@@ -251,6 +265,7 @@ __all__ = [
     "lock_failures",
     "record_failure",
     "remember_consent",
+    "session_of",
     "session_user",
     "set_disabled",
     "set_failures",

@@ -1,0 +1,21 @@
+"""Every route of the console, for the authorization server to serve under its issuer path."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute, Route
+
+from bastion.console import account, overview, people, signin
+
+
+def routes() -> list[BaseRoute]:
+    """The console's routes: its sign-in, ``/admin`` pages and ``/account``."""
+    return [
+        Route("/signin", signin.show, methods=["GET"]),
+        Route("/signin", signin.submit, methods=["POST"]),
+        *overview.ROUTES,
+        *people.ROUTES,
+        *account.ROUTES,
+    ]
+
+
+__all__ = ["routes"]
