@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 import httpx
 import uvicorn
 from playwright.async_api import Page, async_playwright
+from starlette.types import ASGIApp
 
 from bastion.access import admin as access_admin
 from bastion.authserver.app import create_app
@@ -134,12 +135,59 @@ async def _walk(
     await shot("loopback-declined")
 
 
-async def capture(out: Path) -> list[Path]:
-    """Take every screenshot into ``out`` (an existing directory); the files written."""
+Walk = Callable[[Page, Callable[[str], Awaitable[None]]], Awaitable[None]]
+
+
+async def in_chromium(
+    app: ASGIApp, listener: socket.socket, out: Path, walk: Callable[[], Awaitable[Walk]]
+) -> list[Path]:
+    """Serve ``app`` on ``listener``, then at each viewport run the walk ``walk()`` returns
+    (called once the server is up, to set up what the walk needs) in a fresh browser context,
+    a screenshot into ``out`` at each ``shot(name)``; the files written."""
+    written: list[Path] = []
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    try:
+        while not server.started:
+            if serving.done():
+                serving.result()
+            await asyncio.sleep(0.01)
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+            )
+            try:
+                for size, (width, height) in VIEWPORTS.items():
+                    context = await browser.new_context(viewport={"width": width, "height": height})
+                    tab = await context.new_page()
+                    tab.set_default_timeout(10_000)
+
+                    async def shot(name: str, tab: Page = tab, size: str = size) -> None:
+                        path = out / f"{name}-{size}.png"
+                        await tab.screenshot(path=str(path), full_page=True)
+                        written.append(path)
+
+                    await (await walk())(tab, shot)
+                    await context.close()
+            finally:
+                await browser.close()
+    finally:
+        server.should_exit = True
+        await serving
+        listener.close()
+    return written
+
+
+def loopback_listener() -> tuple[socket.socket, str]:
+    """A socket bound to a free loopback port, and the http URL it serves."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
-    issuer = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    written: list[Path] = []
+    return listener, f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+async def capture(out: Path) -> list[Path]:
+    """Take every screenshot into ``out`` (an existing directory); the files written."""
+    listener, issuer = loopback_listener()
     with tempfile.TemporaryDirectory() as data:
         settings = Settings(
             issuer=issuer,
@@ -156,41 +204,21 @@ async def capture(out: Path) -> list[Path]:
             scope_descriptions={"notes:write": "Add notes to the team notebook"},
             access_contact="the platform team (#mcp-access)",
         )
-        config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
-        server = uvicorn.Server(config)
-        serving = asyncio.create_task(server.serve(sockets=[listener]))
-        try:
-            while not server.started:
-                if serving.done():
-                    serving.result()
-                await asyncio.sleep(0.01)
-            await _setup(settings)
-            async with async_playwright() as playwright:
-                browser = await playwright.chromium.launch(
-                    executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
-                )
-                try:
-                    for size, (width, height) in VIEWPORTS.items():
-                        context = await browser.new_context(
-                            viewport={"width": width, "height": height}
-                        )
-                        tab = await context.new_page()
-                        tab.set_default_timeout(10_000)
+        prepared = False
 
-                        async def shot(name: str, tab: Page = tab, size: str = size) -> None:
-                            path = out / f"{name}-{size}.png"
-                            await tab.screenshot(path=str(path), full_page=True)
-                            written.append(path)
+        async def walk() -> Walk:
+            nonlocal prepared
+            if not prepared:
+                await _setup(settings)
+                prepared = True
+            client_id = await _register(issuer)
 
-                        await _walk(tab, shot, issuer, await _register(issuer))
-                        await context.close()
-                finally:
-                    await browser.close()
-        finally:
-            server.should_exit = True
-            await serving
-            listener.close()
-    return written
+            async def run(page: Page, shot: Callable[[str], Awaitable[None]]) -> None:
+                await _walk(page, shot, issuer, client_id)
+
+            return run
+
+        return await in_chromium(create_app(settings), listener, out, walk)
 
 
 def main(argv: list[str]) -> int:
