@@ -222,6 +222,8 @@ def quickstart(
         from bastion.registry.app import registry_paths
 
         rows.append(("MCP registry", registry_paths(settings)[0]))
+    if settings.console.enabled:
+        rows.append(("Web console", f"{settings.issuer}/admin"))
     rows.append(("Configuration", str(prepared.config_file)))
     if prepared.admin_password:
         rows.append(
