@@ -26,7 +26,8 @@ from bastion.demo.server import demo_app
 from bastion.gateway import create_gateway_app
 from bastion.store.schema import auth_audit
 from tests.console.conftest import ADMIN_GROUP, Clock, Console
-from tests.gateway.test_gateway import ACCEPT, INIT
+from tests.gateway.test_gateway import ACCEPT
+from tests.ops.test_metrics_flow import INITIALIZE
 from tests.support.flow import add_user, authorize, exchange, register
 from tests.support.live import free_port, serve
 
@@ -54,7 +55,7 @@ class Gated:
         async with httpx.AsyncClient(trust_env=False, timeout=10) as http:
             return await http.post(
                 self.notes,
-                json=INIT,
+                json=INITIALIZE,
                 headers={"Authorization": f"Bearer {token}", "Accept": ACCEPT},
             )
 
