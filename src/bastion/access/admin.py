@@ -241,8 +241,7 @@ async def withdraw_consent(
     """Forget what ``username`` allowed ``client_id`` for ``resource``: their next
     authorization asks them again. Grants already given are left alone (revoke them apart)."""
     async with database(settings, db) as store, store.transaction() as conn:
-        user_id = await _user_id(conn, username)
-        assert user_id is not None
+        user_id = await _user_id(conn, username) or ""
         scope = await user_rows.forget_consent(conn, user_id, client_id, resource)
         if scope is None:
             raise AdminError(
