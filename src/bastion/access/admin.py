@@ -217,4 +217,47 @@ async def revoke_grants(
         return count
 
 
-__all__ = ["Grant", "allow", "list_grants", "list_rules", "remove", "revoke_grants"]
+async def list_consents(
+    settings: Settings,
+    *,
+    username: str | None = None,
+    client_id: str | None = None,
+    db: Database | None = None,
+) -> list[user_rows.Consent]:
+    """The remembered consents (of one user, of one client, or all), newest first."""
+    async with database(settings, db) as store, store.connect() as conn:
+        user_id = await _user_id(conn, username)
+        return await user_rows.list_consents(conn, user_id=user_id, client_id=client_id)
+
+
+async def withdraw_consent(
+    settings: Settings,
+    username: str,
+    client_id: str,
+    resource: str,
+    *,
+    db: Database | None = None,
+) -> None:
+    """Forget what ``username`` allowed ``client_id`` for ``resource``: their next
+    authorization asks them again. Grants already given are left alone (revoke them apart)."""
+    async with database(settings, db) as store, store.transaction() as conn:
+        user_id = await _user_id(conn, username) or ""
+        scope = await user_rows.forget_consent(conn, user_id, client_id, resource)
+        if scope is None:
+            raise AdminError(
+                f"{username} has no remembered consent for client {client_id!r} on {resource}"
+            )
+        detail = {"username": username, "resource": resource, "scope": scope}
+        await changed(conn, Event.CONSENT_WITHDRAWN, "user", user_id, detail, client_id=client_id)
+
+
+__all__ = [
+    "Grant",
+    "allow",
+    "list_consents",
+    "list_grants",
+    "list_rules",
+    "remove",
+    "revoke_grants",
+    "withdraw_consent",
+]

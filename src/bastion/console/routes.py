@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from bastion.console import account, overview, people, signin
+from bastion.console import access_pages, account, grants, keys, overview, people, signin
 
 
 def routes() -> list[BaseRoute]:
@@ -14,6 +14,9 @@ def routes() -> list[BaseRoute]:
         Route("/signin", signin.submit, methods=["POST"]),
         *overview.ROUTES,
         *people.ROUTES,
+        *access_pages.ROUTES,
+        *grants.ROUTES,
+        *keys.ROUTES,
         *account.ROUTES,
     ]
 

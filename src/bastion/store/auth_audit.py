@@ -60,6 +60,7 @@ class Event(StrEnum):
     ACCESS_ALLOWED = "admin.access_allowed"
     ACCESS_REMOVED = "admin.access_removed"
     GRANTS_REVOKED = "admin.grants_revoked"
+    CONSENT_WITHDRAWN = "admin.consent_withdrawn"
     KEYS_ROTATED = "admin.keys_rotated"
     SECRETS_REKEYED = "admin.secrets_rekeyed"
     REGISTRATION_TOKEN_ADDED = "admin.registration_token_added"

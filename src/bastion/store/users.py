@@ -194,6 +194,55 @@ async def remember_consent(
     )
 
 
+@dataclass(frozen=True)
+class Consent:
+    """A remembered consent: what ``username`` allowed ``client_id`` for ``resource``, and
+    when."""
+
+    user_id: str
+    username: str
+    client_id: str
+    resource: str
+    scope: str
+    granted_at: int
+
+
+async def list_consents(
+    conn: AsyncConnection, *, user_id: str | None = None, client_id: str | None = None
+) -> list[Consent]:
+    """The remembered consents (of one user, of one client, or all), newest first."""
+    q = (
+        sa.select(consents, users.c.username)
+        .join(users, users.c.id == consents.c.user_id)
+        .order_by(consents.c.granted_at.desc(), users.c.username)
+    )
+    if user_id is not None:
+        q = q.where(consents.c.user_id == user_id)
+    if client_id is not None:
+        q = q.where(consents.c.client_id == client_id)
+    return [
+        Consent(r.user_id, r.username, r.client_id, r.resource, r.scope, int(r.granted_at))
+        for r in await conn.execute(q)
+    ]
+
+
+async def forget_consent(
+    conn: AsyncConnection, user_id: str, client_id: str, resource: str
+) -> str | None:
+    """Delete a remembered consent, so that the person is asked again; the scope it held, or
+    None when there was none."""
+    where = (
+        (consents.c.user_id == user_id)
+        & (consents.c.client_id == client_id)
+        & (consents.c.resource == resource)
+    )
+    row = (await conn.execute(sa.select(consents.c.scope).where(where))).first()
+    if row is None:
+        return None
+    await conn.execute(sa.delete(consents).where(where))
+    return str(row.scope)
+
+
 async def failures(conn: AsyncConnection, key: str, window_start: int) -> tuple[int, int]:
     """Failed log-ins recorded for ``key`` in a window begun after ``window_start``, and when
     that window began ((0, 0) when none)."""
@@ -250,6 +299,7 @@ async def clear_failures(conn: AsyncConnection, *keys: str) -> None:
 
 
 __all__ = [
+    "Consent",
     "User",
     "by_id",
     "by_username",
@@ -260,8 +310,10 @@ __all__ = [
     "end_session",
     "end_sessions_of",
     "failures",
+    "forget_consent",
     "insert",
     "list_all",
+    "list_consents",
     "lock_failures",
     "record_failure",
     "remember_consent",
