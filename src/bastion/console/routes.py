@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from bastion.console import account, overview, people, signin
+from bastion.console import account, groups, overview, people, signin
 
 
 def routes() -> list[BaseRoute]:
@@ -14,6 +14,7 @@ def routes() -> list[BaseRoute]:
         Route("/signin", signin.submit, methods=["POST"]),
         *overview.ROUTES,
         *people.ROUTES,
+        *groups.ROUTES,
         *account.ROUTES,
     ]
 
