@@ -12,11 +12,11 @@ import sqlalchemy as sa
 
 from bastion.access.admin import allow
 from bastion.console.guard import csrf_for
-from bastion.store.schema import auth_audit, linked_accounts, sessions, token_families, users
+from bastion.store.schema import auth_audit, linked_accounts, sessions, users
+from tests.console.accounts import NEW_PASSWORD, can_sign_in, grant, refresh_works
 from tests.console.conftest import Console, csrf_of
-from tests.support.flow import PASSWORD, authorize, exchange, register
+from tests.support.flow import PASSWORD
 
-NEW_PASSWORD = "a new passphrase of several words"
 ACTIONS = ("groups", "disable", "enable", "password", "remove", "admin", "end-sessions")
 
 
@@ -61,52 +61,6 @@ async def _post(http: httpx.AsyncClient, path: str, page: str, **data: str) -> h
 
 def _origin(http: httpx.AsyncClient) -> str:
     return str(http.base_url).rstrip("/")
-
-
-async def _can_sign_in(console: Console, username: str, password: str) -> bool:
-    async with httpx.AsyncClient(base_url=console.issuer) as http:
-        form = await http.get("/signin", params={"next": "/account"})
-        answer = await http.post(
-            "/signin",
-            data={
-                "csrf": csrf_of(form.text),
-                "next": "/account",
-                "username": username,
-                "password": password,
-            },
-        )
-        return answer.status_code == 303
-
-
-async def _grant(console: Console, username: str, password: str = PASSWORD) -> str:
-    """A grant ``username`` gives an application over real HTTP: its refresh token."""
-    async with httpx.AsyncClient(base_url=console.issuer) as http:
-        client = await register(http)
-        done = await authorize(
-            http,
-            client["client_id"],
-            username=username,
-            password=password,
-            resource=console.url("/mcp/notes"),
-        )
-        answer = await exchange(http, client["client_id"], done)
-        assert answer.status_code == 200, answer.text
-        return str(answer.json()["refresh_token"])
-
-
-async def _refresh_works(console: Console, refresh_token: str) -> bool:
-    async with httpx.AsyncClient(base_url=console.issuer) as http:
-        found = await _query(console, sa.select(token_families.c.client_id))
-        client_id = found[0]["client_id"]
-        answer = await http.post(
-            "/token",
-            data={
-                "grant_type": "refresh_token",
-                "refresh_token": refresh_token,
-                "client_id": client_id,
-            },
-        )
-        return answer.status_code == 200
 
 
 def _assert_by_alice(records: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -193,7 +147,7 @@ async def test_a_stale_sign_in_disables_resets_removes_and_changes_administrator
     assert await _people(console) == before
     assert await _sessions_of(console, "bob") == 1
     assert await _admin_records(console) == []
-    assert await _can_sign_in(console, "bob", PASSWORD)
+    assert await can_sign_in(console, "bob", PASSWORD)
 
 
 # -- what administrators do -----------------------------------------------------------------
@@ -222,7 +176,7 @@ async def test_an_administrator_adds_a_person_who_then_signs_in_with_the_typed_p
     assert dave["groups"] == ["research", "ops", "sales"] and not dave["is_admin"]
     record = _assert_by_alice(await _admin_records(console), "admin.user_added")
     assert record["target_id"] == dave["id"] and NEW_PASSWORD not in str(record)
-    assert await _can_sign_in(console, "dave", NEW_PASSWORD)
+    assert await can_sign_in(console, "dave", NEW_PASSWORD)
     page = await alice.get(answer.headers["location"])
     assert "They were added" in page.text and "Dave Data" in page.text
 
@@ -236,7 +190,7 @@ async def test_a_generated_password_is_shown_once_on_the_answer_that_is_never_st
     assert answer.headers["cache-control"] == "no-store"
     shown = re.search(r'<code class="secret" id="password">([^<]+)</code>', answer.text)
     assert shown, answer.text
-    assert await _can_sign_in(console, "erin", shown.group(1))
+    assert await can_sign_in(console, "erin", shown.group(1))
     erin = await _person(console, "erin")
     assert erin is not None and erin["is_admin"]
     assert shown.group(1) not in (await alice.get("/admin/people/erin")).text
@@ -327,8 +281,8 @@ async def test_the_list_shows_everyone_with_how_they_sign_in_and_searches(
 async def test_a_persons_page_shows_their_live_grants_and_recent_sign_ins(
     console: Console,
 ) -> None:
-    await _grant(console, "bob")
-    assert not await _can_sign_in(console, "bob", "a wrong password for bob")
+    await grant(console, "bob")
+    assert not await can_sign_in(console, "bob", "a wrong password for bob")
     alice = await console.signed_in("alice")
     page = (await alice.get("/admin/people/bob")).text
     assert re.search(r"<dt>Live grants</dt><dd>1</dd>", page)
@@ -337,19 +291,19 @@ async def test_a_persons_page_shows_their_live_grants_and_recent_sign_ins(
 
 async def test_an_administrator_disables_and_enables_a_person(console: Console) -> None:
     bob = await console.signed_in("bob")
-    refresh = await _grant(console, "bob")
+    refresh = await grant(console, "bob")
     alice = await console.signed_in("alice")
     answer = await _post(alice, "/admin/people/bob/disable", "/admin/people/bob")
     assert answer.headers["location"] == "/admin/people/bob?notice=disabled"
     assert (await _person(console, "bob") or {})["disabled"]
     assert await _sessions_of(console, "bob") == 0
     assert (await bob.get("/account")).status_code == 303  # signed out
-    assert not await _can_sign_in(console, "bob", PASSWORD)
-    assert not await _refresh_works(console, refresh)
+    assert not await can_sign_in(console, "bob", PASSWORD)
+    assert not await refresh_works(console, refresh)
     _assert_by_alice(await _admin_records(console), "admin.user_disabled")
     answer = await _post(alice, "/admin/people/bob/enable", "/admin/people/bob")
     assert answer.headers["location"] == "/admin/people/bob?notice=enabled"
-    assert await _can_sign_in(console, "bob", PASSWORD)
+    assert await can_sign_in(console, "bob", PASSWORD)
     enabled = await _admin_records(console, "admin.user_enabled")
     assert enabled[0]["actor"] == "console:alice"
 
@@ -357,7 +311,7 @@ async def test_an_administrator_disables_and_enables_a_person(console: Console) 
 async def test_an_administrator_resets_a_password_which_ends_sessions_and_grants(
     console: Console,
 ) -> None:
-    refresh = await _grant(console, "bob")
+    refresh = await grant(console, "bob")
     bob = await console.signed_in("bob")
     alice = await console.signed_in("alice")
     least = console.settings.login.min_password_length
@@ -365,7 +319,7 @@ async def test_an_administrator_resets_a_password_which_ends_sessions_and_grants
         alice, "/admin/people/bob/password", "/admin/people/bob", password="short", repeat="short"
     )
     assert short.status_code == 400 and f"at least {least}" in short.text
-    assert await _can_sign_in(console, "bob", PASSWORD)
+    assert await can_sign_in(console, "bob", PASSWORD)
     answer = await _post(
         alice,
         "/admin/people/bob/password",
@@ -374,10 +328,10 @@ async def test_an_administrator_resets_a_password_which_ends_sessions_and_grants
         repeat=NEW_PASSWORD,
     )
     assert answer.headers["location"] == "/admin/people/bob?notice=password_set"
-    assert not await _can_sign_in(console, "bob", PASSWORD)
-    assert await _can_sign_in(console, "bob", NEW_PASSWORD)
+    assert not await can_sign_in(console, "bob", PASSWORD)
+    assert await can_sign_in(console, "bob", NEW_PASSWORD)
     assert (await bob.get("/account")).status_code == 303
-    assert not await _refresh_works(console, refresh)
+    assert not await refresh_works(console, refresh)
     record = _assert_by_alice(await _admin_records(console), "admin.user_password_set")
     assert NEW_PASSWORD not in str(record)
     page = await alice.get(answer.headers["location"])
@@ -385,12 +339,12 @@ async def test_an_administrator_resets_a_password_which_ends_sessions_and_grants
 
 
 async def test_an_administrator_changes_a_persons_groups(console: Console) -> None:
-    refresh = await _grant(console, "bob")
+    refresh = await grant(console, "bob")
     alice = await console.signed_in("alice")
     added = await _post(alice, "/admin/people/bob/groups", "/admin/people/bob", add="ops, research")
     assert added.headers["location"] == "/admin/people/bob?notice=groups_changed"
     assert (await _person(console, "bob") or {})["groups"] == ["ops", "research", "sales"]
-    assert await _refresh_works(console, refresh)  # adding keeps the grants
+    assert await refresh_works(console, refresh)  # adding keeps the grants
     removed = await _post(alice, "/admin/people/bob/groups", "/admin/people/bob", remove="sales")
     assert removed.headers["location"] == "/admin/people/bob?notice=groups_revoked"
     assert (await _person(console, "bob") or {})["groups"] == ["ops", "research"]
@@ -405,12 +359,12 @@ async def test_an_administrator_changes_a_persons_groups(console: Console) -> No
 
 
 async def test_an_administrator_removes_a_person(console: Console) -> None:
-    refresh = await _grant(console, "bob")
+    refresh = await grant(console, "bob")
     alice = await console.signed_in("alice")
     answer = await _post(alice, "/admin/people/bob/remove", "/admin/people/bob")
     assert answer.headers["location"] == "/admin/people?notice=removed"
     assert await _person(console, "bob") is None
-    assert not await _refresh_works(console, refresh)
+    assert not await refresh_works(console, refresh)
     _assert_by_alice(await _admin_records(console), "admin.user_removed")
     assert "They were removed" in (await alice.get(answer.headers["location"])).text
     gone = await _post(alice, "/admin/people/bob/remove", "/admin/people/new")
