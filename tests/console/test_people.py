@@ -430,6 +430,10 @@ async def test_the_groups_pages_list_members_rules_and_administrators(console: C
         alice, "/admin/groups/sales", "/admin/groups/sales", action="add", username="nobody"
     )
     assert unknown.status_code == 404 and "No person called" in unknown.text
+    not_in = await _post(
+        alice, "/admin/groups/sales", "/admin/groups/sales", action="remove", username="carol"
+    )
+    assert not_in.status_code == 409 and "not in this group" in not_in.text
     await _post(alice, "/admin/groups/ops", "/admin/people/new", action="add", username="bob")
     emptied = await _post(
         alice, "/admin/groups/ops", "/admin/groups/ops", action="remove", username="bob"

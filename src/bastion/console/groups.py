@@ -131,6 +131,14 @@ async def change_members(visit: Visit) -> Response:
     except InputError as exc:
         return refused(visit.request, visit.bastion, "Not a group", str(exc), 400)
     adding = action == "add"
+    async with visit.bastion.db.connect() as conn:
+        person = await user_rows.by_username(conn, username)
+    if person is None:
+        message = f"No person called {username[:64]!r} signs in here: check the user name."
+        return await _group_page(visit, name, status=404, error=message)
+    if not adding and name not in person.groups:
+        message = f"{username[:64]} is not in this group: nothing was changed."
+        return await _group_page(visit, name, status=409, error=message)
     try:
         changed = await visit.bastion.users.change_groups(
             username,
@@ -144,8 +152,8 @@ async def change_members(visit: Visit) -> Response:
             "have no administrator left. Make someone else an administrator first."
         )
         return await _group_page(visit, name, status=409, error=message)
-    if changed is None:
-        message = f"No person called {username[:64]!r} signs in here: check the user name."
+    if changed is None:  # removed meanwhile
+        message = f"No person called {username[:64]!r} signs in here any more."
         return await _group_page(visit, name, status=404, error=message)
     if adding:
         return visit.done(f"/admin/groups/{quoted(name)}", "member_added")

@@ -258,7 +258,6 @@ async def _person_page(
         grants=int(grants or 0),
         sign_ins=[(when(r.at), r) for r in sign_ins],
         admin_through=sorted(set(person.groups) & set(groups)),
-        admin_groups=groups,
         is_me=person.id == visit.user.id,
         least=visit.settings.login.min_password_length,
         when=when,
