@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from bastion.console import access_pages, account, grants, keys, overview, people, signin
+from bastion.console import (
+    access_pages,
+    account,
+    grants,
+    groups,
+    keys,
+    overview,
+    people,
+    signin,
+)
 
 
 def routes() -> list[BaseRoute]:
@@ -14,6 +23,7 @@ def routes() -> list[BaseRoute]:
         Route("/signin", signin.submit, methods=["POST"]),
         *overview.ROUTES,
         *people.ROUTES,
+        *groups.ROUTES,
         *access_pages.ROUTES,
         *grants.ROUTES,
         *keys.ROUTES,

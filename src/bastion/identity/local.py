@@ -30,6 +30,19 @@ class UserExistsError(Exception):
     """A user with that name already exists."""
 
 
+class LastAdministratorError(Exception):
+    """The change would leave bastion with no administrator; nothing was changed."""
+
+    def __init__(self) -> None:
+        super().__init__("bastion would have no administrator left")
+
+
+def administers(user: User, admin_groups: Iterable[str]) -> bool:
+    """Whether ``user`` is an administrator of bastion: made one, or in one of
+    ``admin_groups`` (``console.admin_groups``), and not disabled."""
+    return not user.disabled and (user.is_admin or bool(set(user.groups) & set(admin_groups)))
+
+
 class LocalUsers:
     """Users stored in bastion's database with argon2 password hashes."""
 
@@ -88,14 +101,18 @@ class LocalUsers:
             await self._changed(conn, Event.USER_PASSWORD_SET, user.id, {"username": username})
             return True
 
-    async def set_disabled(self, username: str, disabled: bool) -> User | None:
+    async def set_disabled(
+        self, username: str, disabled: bool, *, admin_groups: Iterable[str] | None = None
+    ) -> User | None:
         """Disable a user (sessions end, every grant is revoked, no sign-in until enabled) or
-        enable them again; None if there is no such user."""
+        enable them again; None if there is no such user. With ``admin_groups``, refuse
+        (:class:`LastAdministratorError`) to disable the last administrator."""
         async with self.db.transaction() as conn:
             user = await user_rows.by_username(conn, username)
             if user is None:
                 return None
             await user_rows.set_disabled(conn, user.id, disabled)
+            await self._keep_an_administrator(conn, user, admin_groups)
             if disabled:
                 await self._sign_out(conn, user, "user disabled")
             kind = Event.USER_DISABLED if disabled else Event.USER_ENABLED
@@ -103,11 +120,18 @@ class LocalUsers:
             return replace(user, disabled=disabled)
 
     async def change_groups(
-        self, username: str, *, add: Iterable[str] = (), remove: Iterable[str] = ()
+        self,
+        username: str,
+        *,
+        add: Iterable[str] = (),
+        remove: Iterable[str] = (),
+        admin_groups: Iterable[str] | None = None,
     ) -> User | None:
         """Add and remove groups. Tokens carry the groups they were issued with, so removing
         one revokes the user's grants (their clients sign them in again and get tokens with the
-        groups they have now). None if there is no such user."""
+        groups they have now). None if there is no such user. With ``admin_groups``, refuse
+        (:class:`LastAdministratorError`) to take the last administrator out of them."""
+        add, remove = list(add), list(remove)
         async with self.db.transaction() as conn:
             user = await user_rows.by_username(conn, username)
             if user is None:
@@ -115,6 +139,7 @@ class LocalUsers:
             dropped = set(remove) & set(user.groups)
             groups = sorted((set(user.groups) | set(add)) - set(remove))
             await user_rows.set_groups(conn, user.id, groups)
+            await self._keep_an_administrator(conn, user, admin_groups)
             if dropped:
                 now = self.clock()
                 await grants.revoke_families_of(conn, user.id, now, "groups changed")
@@ -134,6 +159,35 @@ class LocalUsers:
             await self._changed(conn, Event.USER_SESSIONS_ENDED, user.id, detail)
             return ended
 
+    async def set_admin(
+        self, username: str, is_admin: bool, *, admin_groups: Iterable[str] | None = None
+    ) -> User | None:
+        """Make a user an administrator of bastion (its console) or no longer one; None if
+        there is no such user. With ``admin_groups``, refuse (:class:`LastAdministratorError`)
+        to unmake the last administrator."""
+        async with self.db.transaction() as conn:
+            user = await user_rows.by_username(conn, username)
+            if user is None:
+                return None
+            await user_rows.set_admin(conn, user.id, is_admin)
+            await self._keep_an_administrator(conn, user, admin_groups)
+            detail = {"username": username, "is_admin": is_admin}
+            await self._changed(conn, Event.USER_ADMIN_CHANGED, user.id, detail)
+            return replace(user, is_admin=is_admin)
+
+    async def _keep_an_administrator(
+        self, conn: AsyncConnection, user: User, admin_groups: Iterable[str] | None
+    ) -> None:
+        """Raise :class:`LastAdministratorError` (undoing the transaction's change) when
+        ``user`` was an administrator and, after the change, nobody is."""
+        if admin_groups is None:
+            return
+        groups = list(admin_groups)
+        if not administers(user, groups):
+            return
+        if not any(administers(u, groups) for u in await user_rows.list_all(conn)):
+            raise LastAdministratorError
+
     async def _changed(
         self, conn: AsyncConnection, event: Event, user_id: str, detail: Mapping[str, object]
     ) -> None:
@@ -151,16 +205,19 @@ class LocalUsers:
         await user_rows.end_sessions_of(conn, user.id)
         await grants.revoke_families_of(conn, user.id, self.clock(), reason)
 
-    async def remove(self, username: str) -> bool:
+    async def remove(self, username: str, *, admin_groups: Iterable[str] | None = None) -> bool:
         """Delete a user and revoke every grant they gave (refresh tokens stop working, access
-        tokens are reported inactive); False if there is no such user."""
+        tokens are reported inactive); False if there is no such user. With ``admin_groups``,
+        refuse (:class:`LastAdministratorError`) to remove the last administrator."""
         async with self.db.transaction() as conn:
             user = await user_rows.by_username(conn, username)
             if user is None:
                 return False
             await grants.revoke_families_of(conn, user.id, self.clock(), "user removed")
             await self._changed(conn, Event.USER_REMOVED, user.id, {"username": username})
-            return await user_rows.delete(conn, username)
+            removed = await user_rows.delete(conn, username)
+            await self._keep_an_administrator(conn, user, admin_groups)
+            return removed
 
     async def list(self) -> list[User]:
         """All users."""
@@ -168,4 +225,10 @@ class LocalUsers:
             return await user_rows.list_all(conn)
 
 
-__all__ = ["IdentityProvider", "LocalUsers", "UserExistsError"]
+__all__ = [
+    "IdentityProvider",
+    "LastAdministratorError",
+    "LocalUsers",
+    "UserExistsError",
+    "administers",
+]

@@ -57,6 +57,7 @@ class Event(StrEnum):
     USER_ENABLED = "admin.user_enabled"
     USER_GROUPS_CHANGED = "admin.user_groups_changed"
     USER_SESSIONS_ENDED = "admin.user_sessions_ended"
+    USER_ADMIN_CHANGED = "admin.user_admin_changed"
     ACCESS_ALLOWED = "admin.access_allowed"
     ACCESS_REMOVED = "admin.access_removed"
     GRANTS_REVOKED = "admin.grants_revoked"

@@ -88,6 +88,11 @@ async def set_disabled(conn: AsyncConnection, user_id: str, disabled: bool) -> N
     await conn.execute(sa.update(users).where(users.c.id == user_id).values(disabled=disabled))
 
 
+async def set_admin(conn: AsyncConnection, user_id: str, is_admin: bool) -> None:
+    """Make a user an administrator of bastion, or no longer one."""
+    await conn.execute(sa.update(users).where(users.c.id == user_id).values(is_admin=is_admin))
+
+
 async def set_groups(conn: AsyncConnection, user_id: str, groups: list[str]) -> None:
     """Replace a user's groups."""
     await conn.execute(sa.update(users).where(users.c.id == user_id).values(groups=groups))
@@ -319,6 +324,7 @@ __all__ = [
     "remember_consent",
     "session_of",
     "session_user",
+    "set_admin",
     "set_disabled",
     "set_failures",
     "set_groups",
