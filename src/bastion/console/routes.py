@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from bastion.console import account, overview, people, signin
+from bastion.console import account, clients, overview, people, signin
 
 
 def routes() -> list[BaseRoute]:
@@ -13,6 +13,7 @@ def routes() -> list[BaseRoute]:
         Route("/signin", signin.show, methods=["GET"]),
         Route("/signin", signin.submit, methods=["POST"]),
         *overview.ROUTES,
+        *clients.ROUTES,
         *people.ROUTES,
         *account.ROUTES,
     ]
