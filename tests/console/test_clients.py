@@ -75,6 +75,26 @@ async def _post(http: httpx.AsyncClient, path: str, data: dict[str, Any]) -> htt
     return await http.post(path, data={"csrf": token, **data})
 
 
+async def _alice_does(
+    console: Console, action: str
+) -> tuple[MachineClient, httpx.AsyncClient, httpx.Response]:
+    """Machine client robot, used once (this server caches it now), then alice's ``action``
+    on its page."""
+    robot = await _machine(console)
+    assert (await _token(console, "robot", robot.secret)).status_code == 200
+    alice = await console.signed_in("alice")
+    token = csrf_of((await alice.get("/admin/clients/robot")).text)
+    answer = await alice.post(f"/admin/clients/robot/{action}", data={"csrf": token})
+    return robot, alice, answer
+
+
+async def _recorded_once(console: Console, kind: str, target: str) -> Any:
+    """The one audit record of ``kind``: alice's, from a console request, about ``target``."""
+    [record] = await _records(console, kind)
+    assert record.actor == "console:alice" and record.request_id and record.target_id == target
+    return record
+
+
 MACHINE_FORM = {"name": "Nightly report", "client_id": "nightly", "kind": "machine"}
 APP_FORM = {
     "name": "Notes web",
@@ -182,18 +202,14 @@ async def test_an_administrator_adds_a_machine_client_whose_secret_is_shown_once
     detail = await alice.get("/admin/clients/nightly")
     assert detail.status_code == 200 and secret not in detail.text
     assert "machine" in detail.text and _notes(console) in detail.text
-    [record] = await _records(console, "admin.client_added")
-    assert record.actor == "console:alice" and record.request_id
-    assert record.target_id == "nightly" and record.detail["resources"] == [_notes(console)]
+    record = await _recorded_once(console, "admin.client_added", "nightly")
+    assert record.detail["resources"] == [_notes(console)]
 
 
 async def test_an_administrator_rotates_a_secret_and_only_the_new_one_works(
     console: Console,
 ) -> None:
-    robot = await _machine(console)
-    alice = await console.signed_in("alice")
-    token = csrf_of((await alice.get("/admin/clients/robot")).text)
-    answer = await alice.post("/admin/clients/robot/rotate-secret", data={"csrf": token})
+    robot, alice, answer = await _alice_does(console, "rotate-secret")
     assert answer.status_code == 200 and answer.headers["cache-control"] == "no-store"
     fresh = _secret_on(answer.text)
     assert fresh != robot.secret
@@ -201,17 +217,13 @@ async def test_an_administrator_rotates_a_secret_and_only_the_new_one_works(
     assert old.status_code == 401 and old.json()["error"] == "invalid_client"
     assert (await _token(console, "robot", fresh)).status_code == 200
     assert fresh not in (await alice.get("/admin/clients/robot")).text
-    [record] = await _records(console, "admin.client_secret_rotated")
-    assert record.actor == "console:alice" and record.request_id and record.target_id == "robot"
+    await _recorded_once(console, "admin.client_secret_rotated", "robot")
 
 
 async def test_an_administrator_removes_a_client_and_its_secret_stops_working(
     console: Console,
 ) -> None:
-    robot = await _machine(console)
-    alice = await console.signed_in("alice")
-    token = csrf_of((await alice.get("/admin/clients/robot")).text)
-    answer = await alice.post("/admin/clients/robot/remove", data={"csrf": token})
+    robot, alice, answer = await _alice_does(console, "remove")
     assert answer.status_code == 303
     assert answer.headers["location"] == "/admin/clients?notice=removed"
     assert "its tokens no longer work" in (await alice.get(answer.headers["location"])).text
@@ -223,8 +235,7 @@ async def test_an_administrator_removes_a_client_and_its_secret_stops_working(
     refused = await _token(console, "robot", robot.secret)
     assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
     assert (await alice.get("/admin/clients/robot")).status_code == 404
-    [record] = await _records(console, "admin.client_removed")
-    assert record.actor == "console:alice" and record.request_id and record.target_id == "robot"
+    await _recorded_once(console, "admin.client_removed", "robot")
 
 
 async def test_an_administrator_adds_and_edits_a_web_application(console: Console) -> None:
@@ -250,8 +261,7 @@ async def test_an_administrator_adds_and_edits_a_web_application(console: Consol
     row = await _client_row(console, "notes-web")
     assert row.metadata["client_name"] == "Notes"
     assert row.metadata["redirect_uris"] == ["https://notes.example/cb"]
-    [record] = await _records(console, "admin.client_updated")
-    assert record.actor == "console:alice" and record.request_id
+    record = await _recorded_once(console, "admin.client_updated", "notes-web")
     assert record.detail["name"] == "Notes" and "scope" not in record.detail
     again = await alice.post(
         "/admin/clients/notes-web/edit",
@@ -267,6 +277,7 @@ async def test_an_administrator_adds_and_edits_a_web_application(console: Consol
 
 async def test_an_administrator_changes_a_machine_clients_resources(console: Console) -> None:
     robot = await _machine(console)
+    assert (await _token(console, "robot", robot.secret)).status_code == 200  # cached now
     alice = await console.signed_in("alice")
     page = await alice.get("/admin/clients/robot")
     ledger = console.url("/mcp/ledger")
@@ -286,8 +297,8 @@ async def test_an_administrator_changes_a_machine_clients_resources(console: Con
     assert [r.resource for r in rules] == [ledger]
     refused = await _token(console, "robot", robot.secret)  # asks for notes: no longer allowed
     assert refused.status_code == 400, refused.text
-    [record] = await _records(console, "admin.client_updated")
-    assert record.detail["resources"] == [ledger] and record.actor == "console:alice"
+    record = await _recorded_once(console, "admin.client_updated", "robot")
+    assert record.detail["resources"] == [ledger]
 
 
 async def test_an_administrator_replaces_the_keys_of_a_private_key_jwt_client(
@@ -320,8 +331,8 @@ async def test_an_administrator_replaces_the_keys_of_a_private_key_jwt_client(
     assert edited.status_code == 303, edited.text
     row = await _client_row(console, "nightly")
     assert [k["kid"] for k in row.metadata["jwks"]["keys"]] == ["k-two"]
-    [record] = await _records(console, "admin.client_updated")
-    assert record.detail["jwks"] == ["k-two"] and record.actor == "console:alice"
+    record = await _recorded_once(console, "admin.client_updated", "nightly")
+    assert record.detail["jwks"] == ["k-two"]
     bad = await alice.post(
         "/admin/clients/nightly/edit",
         data={"csrf": csrf_of(page.text), "name": "Nightly report", "jwks": "{not json"},

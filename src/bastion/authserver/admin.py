@@ -230,7 +230,7 @@ async def update_client(
     scope: str | None = None,
     resources: Sequence[str] | None = None,
     introspects: Sequence[str] | None = None,
-    jwks: dict[str, Any] | None = None,
+    jwks: dict[str, object] | None = None,
     jwks_uri: str | None = None,
     db: Database | None = None,
 ) -> tuple[Client, int]:
