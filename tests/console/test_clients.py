@@ -354,6 +354,7 @@ async def test_bad_input_shows_the_form_again_with_a_message_and_stores_nothing(
         ({**MACHINE_FORM, "auth": "private_key_jwt"}, 400, "needs the client"),
         ({**APP_FORM, "name": ""}, 400, "Give the client a name"),
         ({**APP_FORM, "client_id": "é" * 3}, 400, "visible ASCII"),
+        ({**APP_FORM, "client_id": "new"}, 400, "choose another"),
     ]
     for form, status, message in cases:
         answer = await _post(alice, "/admin/clients", form)

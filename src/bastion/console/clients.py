@@ -207,6 +207,8 @@ async def _add(visit: Visit) -> admin.NewClient:
     if not name:
         raise Refusal("Give the client a name: people see it when they are asked to consent.")
     client_id = visit.field("client_id") or None
+    if client_id == "new":  # /admin/clients/new is the page that adds clients
+        raise Refusal("The client id new is kept for the console's own page: choose another.")
     if client_id is not None:
         async with visit.bastion.db.connect() as conn:
             if await client_rows.get(conn, client_id) is not None:
