@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bastion.access.policy import withdraw_client
 from bastion.access.rules import EVERY, AccessRule, check_scopes
 from bastion.authserver.audit import cli_actor
+from bastion.authserver.http import is_vschar
 from bastion.authserver.secret_key import cipher_for
 from bastion.clock import system_clock
 from bastion.config import Settings
@@ -74,6 +75,10 @@ async def changed(
         detail=dict(detail) if detail else None,
     )
     await auth_audit.add(conn, record)
+
+
+# The longest client id the clients table holds.
+CLIENT_ID_MAX = 255
 
 
 @dataclass(frozen=True)
@@ -166,6 +171,10 @@ async def add_client(
         fields["jwks_uri"] = jwks_uri
     meta = client_metadata.parse(fields)
     _check_machine(meta, targets)
+    if client_id is not None and not (0 < len(client_id) <= CLIENT_ID_MAX and is_vschar(client_id)):
+        raise AdminError(
+            f"a client id is 1 to {CLIENT_ID_MAX} visible ASCII characters (RFC 6749 A.1)"
+        )
     secret = opaque.new_token() if method in ("client_secret_basic", "client_secret_post") else None
     now = system_clock()
     client = Client(
@@ -221,12 +230,17 @@ async def update_client(
     scope: str | None = None,
     resources: Sequence[str] | None = None,
     introspects: Sequence[str] | None = None,
+    jwks: dict[str, object] | None = None,
+    jwks_uri: str | None = None,
     db: Database | None = None,
 ) -> tuple[Client, int]:
-    """Change a client an operator made (what is not given stays). When its grants, scope or
-    resources change, every grant it holds is revoked (people sign in again, a machine client
-    obtains new tokens): the client and how many grants of people ended."""
+    """Change a client an operator made (what is not given stays). A new ``jwks`` or
+    ``jwks_uri`` replaces the keys of a private_key_jwt client (either one replaces the other).
+    When its grants, scope, resources or keys change, every grant it holds is revoked (people
+    sign in again, a machine client obtains new tokens): the client and how many grants of
+    people ended."""
     targets = None if resources is None else [resolve_resource(settings, r) for r in resources]
+    readers = None if introspects is None else [resolve_resource(settings, r) for r in introspects]
     now = system_clock()
     async with database(settings, db) as store, store.transaction() as conn:
         client = await client_rows.get(conn, client_id)
@@ -249,7 +263,15 @@ async def update_client(
             fields.pop("scope", None)
             if scope:
                 fields["scope"] = " ".join(settings.upgrade_scopes(scope.split()))
+        if jwks is not None or jwks_uri is not None:
+            if client.metadata.token_endpoint_auth_method != "private_key_jwt":
+                raise AdminError(f"client {client_id!r} does not authenticate with private_key_jwt")
+            fields.pop("jwks", None)
+            fields.pop("jwks_uri", None)
+            fields |= {"jwks": jwks} if jwks is not None else {"jwks_uri": jwks_uri}
         meta = client_metadata.parse(fields)
+        if readers and meta.is_public:
+            raise AdminError("only a confidential client may introspect tokens")
         scopes = (meta.scope or "").split()
         for target in targets or [EVERY]:
             check_known_scopes(settings, scopes, target)
@@ -257,7 +279,7 @@ async def update_client(
             raise AdminError(
                 "resources are given to machine clients: add --grant client_credentials"
             )
-        await client_rows.update(conn, client_id, now, metadata=meta)
+        await client_rows.update(conn, client_id, now, metadata=meta, introspects=readers)
         if targets is not None:
             await rule_rows.delete_rules_of(conn, f"client:{client_id}")
             for target in targets:
@@ -269,6 +291,8 @@ async def update_client(
             meta.grant_types != client.metadata.grant_types
             or meta.scope != client.metadata.scope
             or targets is not None
+            or meta.jwks != client.metadata.jwks
+            or meta.jwks_uri != client.metadata.jwks_uri
         )
         ended = 0
         if narrowed:
@@ -283,7 +307,9 @@ async def update_client(
         updated = await client_rows.get(conn, client_id)
         given: dict[str, str | Sequence[str] | None] = {"name": name, "scope": scope}
         given |= {"redirect_uris": redirect_uris, "grant_types": grant_types}
-        given |= {"resources": targets, "introspects": introspects}
+        given |= {"resources": targets, "introspects": readers, "jwks_uri": jwks_uri}
+        if jwks is not None:
+            given["jwks"] = [str(k.get("kid", "?")) for k in _keys_of(jwks)]
         detail: dict[str, object] = {
             k: v if isinstance(v, str) else list(v) for k, v in given.items() if v is not None
         }
@@ -297,6 +323,11 @@ async def update_client(
         )
     assert updated is not None
     return updated, ended
+
+
+def _keys_of(jwks: Mapping[str, object]) -> list[Mapping[str, object]]:
+    keys = jwks.get("keys")
+    return [k for k in keys if isinstance(k, Mapping)] if isinstance(keys, list) else []
 
 
 async def list_clients(settings: Settings, *, db: Database | None = None) -> list[Client]:

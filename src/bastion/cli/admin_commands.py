@@ -233,10 +233,17 @@ def clients_update(
     scope: Annotated[str | None, typer.Option(help='Replace the scopes ("" for none).')] = None,
     resource: Resources = None,
     introspect: Introspects = None,
+    jwks_file: Annotated[
+        Path | None,
+        typer.Option(help="private_key_jwt: replace its keys by the JWK Set in this file."),
+    ] = None,
+    jwks_uri: Annotated[
+        str | None, typer.Option(help="private_key_jwt: replace its keys by this jwks_uri.")
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Change a client an operator made. Changing its grants, scopes or resources revokes every
-    grant it holds, at every resource server."""
+    """Change a client an operator made. Changing its grants, scopes, resources or keys revokes
+    every grant it holds, at every resource server."""
     from bastion.authserver.admin import update_client
 
     client, ended = run(
@@ -249,6 +256,8 @@ def clients_update(
             scope=scope,
             resources=resource,
             introspects=introspect,
+            jwks=_jwks(jwks_file),
+            jwks_uri=jwks_uri,
         )
     )
     console.print(f"updated {client.client_id}")

@@ -7,6 +7,7 @@ from starlette.routing import BaseRoute, Route
 from bastion.console import (
     access_pages,
     account,
+    clients,
     grants,
     groups,
     keys,
@@ -22,6 +23,7 @@ def routes() -> list[BaseRoute]:
         Route("/signin", signin.show, methods=["GET"]),
         Route("/signin", signin.submit, methods=["POST"]),
         *overview.ROUTES,
+        *clients.ROUTES,
         *people.ROUTES,
         *groups.ROUTES,
         *access_pages.ROUTES,

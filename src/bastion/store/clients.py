@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -132,14 +133,17 @@ async def update(
     metadata: ClientMetadata | None = None,
     secret_hash: str | None = None,
     grant_id: str | None = None,
+    introspects: Sequence[str] | None = None,
 ) -> bool:
     """Change the fields given (those left None keep their value). True if the client exists."""
-    given = {
+    given: dict[str, object] = {
         "metadata": metadata.public_dict() if metadata is not None else None,
         "secret_hash": secret_hash,
         "grant_id": grant_id,
     }
     values = {name: value for name, value in given.items() if value is not None}
+    if introspects is not None:
+        values["introspects"] = list(introspects) or None
     result = await conn.execute(
         sa.update(clients).where(clients.c.client_id == client_id).values(updated_at=now, **values)
     )
@@ -193,11 +197,19 @@ class CachedDocument:
 async def get_document(conn: AsyncConnection, url: str) -> CachedDocument | None:
     """The cached metadata document for ``url``, fresh or stale, or None."""
     row = (await conn.execute(sa.select(cimd_documents).where(cimd_documents.c.url == url))).first()
-    if row is None:
-        return None
+    return None if row is None else _document(row)
+
+
+def _document(row: sa.Row[tuple[object, ...]]) -> CachedDocument:
     return CachedDocument(
         row.url, dict(row.document), row.fetched_at, row.expires_at, row.etag, row.last_modified
     )
+
+
+async def list_documents(conn: AsyncConnection) -> list[CachedDocument]:
+    """Every cached metadata document, oldest fetch first."""
+    rows = await conn.execute(sa.select(cimd_documents).order_by(cimd_documents.c.fetched_at))
+    return [_document(r) for r in rows]
 
 
 async def put_document(conn: AsyncConnection, doc: CachedDocument) -> None:
@@ -227,6 +239,7 @@ __all__ = [
     "get_document",
     "insert",
     "list_all",
+    "list_documents",
     "mark_used",
     "put_document",
     "update",
