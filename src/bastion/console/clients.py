@@ -25,7 +25,6 @@ from bastion.oauth.client_metadata import ClientMetadata
 from bastion.oauth.errors import OAuthError
 from bastion.store import access as rule_rows
 from bastion.store import clients as client_rows
-from bastion.store.access import RULES_CHANGED
 from bastion.store.clients import Client
 from bastion.store.schema import token_families
 
@@ -80,13 +79,6 @@ class Listed:
     def origin(self) -> str:
         """Where it came from, in words."""
         return ORIGINS.get(self.client.origin, self.client.origin)
-
-
-def _forget(visit: Visit, client_id: str) -> None:
-    """After a change has committed: this process forgets its cached copy of the client and
-    of the access rules (other processes hear of it through the database, on PostgreSQL)."""
-    visit.bastion.clients.invalidate(client_id)
-    visit.bastion.clients.invalidate(RULES_CHANGED)
 
 
 def _path(client_id: str) -> str:
@@ -271,7 +263,6 @@ async def add(visit: Visit) -> Response:
     except (Refusal, admin.AdminError, OAuthError) as exc:
         refusal = _refusal(exc)
         return _new_form(visit, _form_values(visit), refusal.message, refusal.status)
-    _forget(visit, made.client.client_id)
     return _secret_page(visit, made.client, made.secret, added=True)
 
 
@@ -459,7 +450,6 @@ async def edit(visit: Visit) -> Response:
         refusal = _refusal(exc)
         values = _form_values(visit)
         return _detail(visit, found, error=refusal.message, status=refusal.status, values=values)
-    _forget(visit, found.client.client_id)
     revoking = {"scope", "resources", "jwks", "jwks_uri"}
     return visit.done(path, "updated_revoked" if ended or revoking & set(changes) else "updated")
 
@@ -479,7 +469,6 @@ async def rotate_secret(visit: Visit) -> Response:
         return _detail(
             visit, found, error="This client does not authenticate with a secret.", status=400
         )
-    _forget(visit, found.client.client_id)
     return _secret_page(visit, found.client, secret, added=False)
 
 
@@ -499,7 +488,6 @@ async def remove(visit: Visit) -> Response:
             status=409,
         )
     await admin.remove_client(visit.settings, found.client.client_id, db=visit.bastion.db)
-    _forget(visit, found.client.client_id)
     return visit.done("/admin/clients", "removed")
 
 

@@ -13,6 +13,8 @@ Every page runs through :func:`console_page`:
    at most ``console.fresh_sign_in`` seconds old; otherwise nothing is done and the person is
    asked to sign in again, then comes back to the page.
 5. The records the action writes name the administrator: actor ``console:<user name>``.
+6. After an action, this process forgets its cached clients and access rules, so the change
+   holds at once here (other processes: NOTIFY on PostgreSQL, ``client_cache_ttl`` on SQLite).
 """
 
 from __future__ import annotations
@@ -233,7 +235,12 @@ def console_page(*, admin: bool = True, fresh: bool = False) -> Callable[[Handle
                 actor=f"console:{user.username}",
             )
             with auth_audit.bind(context):
-                return await handler(visit)
+                response = await handler(visit)
+            if request.method == "POST":
+                # Whatever the action changed, this process sees it at once: its cached clients
+                # and access rules are dropped (others hear of it through the database).
+                bastion.clients.invalidate()
+            return response
 
         return endpoint
 
