@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from bastion.console import account, overview, people, signin
+from bastion.console import account, audit_pages, overview, people, registry_pages, signin
 
 
 def routes() -> list[BaseRoute]:
@@ -14,6 +14,8 @@ def routes() -> list[BaseRoute]:
         Route("/signin", signin.submit, methods=["POST"]),
         *overview.ROUTES,
         *people.ROUTES,
+        *registry_pages.ROUTES,
+        *audit_pages.ROUTES,
         *account.ROUTES,
     ]
 
