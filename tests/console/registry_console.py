@@ -55,9 +55,7 @@ class RegistryConsole(Console):
         """The servers ``username`` sees through the registry API."""
         token = await self.token(username)
         async with httpx.AsyncClient(base_url=self.registry) as http:
-            answer = await http.get(
-                "/v0.1/servers", headers={"Authorization": f"Bearer {token}"}
-            )
+            answer = await http.get("/v0.1/servers", headers={"Authorization": f"Bearer {token}"})
         assert answer.status_code == 200, answer.text
         return [s["server"]["name"] for s in answer.json()["servers"]]
 

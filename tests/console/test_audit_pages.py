@@ -123,9 +123,7 @@ async def test_each_filter_returns_exactly_its_records_newest_first(console: Con
     change = next(line for line in everything if line["type"] == "admin.user_sessions_ended")
     window = {"since": failed["time"], "until": change["time"]}
     page = await alice.get("/admin/audit", params=window)
-    expected = [
-        line["type"] for line in everything if failed["id"] <= line["id"] < change["id"]
-    ]
+    expected = [line["type"] for line in everything if failed["id"] <= line["id"] < change["id"]]
     assert _shown_types(page.text) == list(reversed(expected))
     assert len(expected) >= 2
 

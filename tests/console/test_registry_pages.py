@@ -82,9 +82,7 @@ async def test_a_stale_sign_in_is_asked_to_sign_in_again_before_hiding_or_deleti
     for action in ("reject", "withdraw", "status", "visibility"):
         answer = await _post(alice, registry_console, action, token, back=ENTRY, **FIELDS)
         assert answer.status_code == 303, action
-        assert answer.headers["location"] == "/signin?" + urlencode(
-            {"next": ENTRY, "fresh": "1"}
-        )
+        assert answer.headers["location"] == "/signin?" + urlencode({"next": ENTRY, "fresh": "1"})
     await _nothing_changed(registry_console)
 
 
