@@ -168,8 +168,9 @@ async def test_the_upstream_checks_never_hold_the_page_longer_than_their_timeout
     import asyncio
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await asyncio.sleep(10)
+        await reader.read()  # until the client gives up and closes the connection
         writer.close()
+        await writer.wait_closed()
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
