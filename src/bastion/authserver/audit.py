@@ -84,7 +84,8 @@ async def user_ids(conn: AsyncConnection, username: str) -> list[str] | None:
     return None if user is None else [user.id]
 
 
-async def _names(conn: AsyncConnection, ids: set[str]) -> dict[str, str]:
+async def user_names(conn: AsyncConnection, ids: set[str]) -> dict[str, str]:
+    """The user names of user ids (a linked account's provider when it has no local name)."""
     import sqlalchemy as sa
 
     from bastion.store.schema import users
@@ -140,7 +141,7 @@ async def export(
     if newest is not None:
         async with db.connect() as conn:
             last = list(reversed(await auth_audit.page(conn, filters, before_id=0, limit=newest)))
-            names = await _names(conn, _ids(last))
+            names = await user_names(conn, _ids(last))
         for record in last:
             yield line_of(record, names)
         return
@@ -148,7 +149,7 @@ async def export(
     while True:
         async with db.connect() as conn:
             found = await auth_audit.page(conn, filters, after_id=after, limit=PAGE)
-            names = await _names(conn, _ids(found))
+            names = await user_names(conn, _ids(found))
         for record in found:
             yield line_of(record, names)
         if len(found) < PAGE:
@@ -190,4 +191,5 @@ __all__ = [
     "purge_old",
     "rfc3339",
     "user_ids",
+    "user_names",
 ]

@@ -11,6 +11,7 @@ from bastion.authserver.admin import AdminError, database
 from bastion.config import Settings
 from bastion.registry.times import parse_rfc3339
 from bastion.store.auth_audit import Event, Filters
+from bastion.store.database import Database
 
 _DURATION = re.compile(r"(\d{1,9})([smhdw])")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -50,23 +51,42 @@ async def trail(
     client_id: str | None = None,
     types: Sequence[str] = (),
     since: int | None = None,
+    until: int | None = None,
     limit: int | None = None,
+    db: Database | None = None,
 ) -> AsyncIterator[dict[str, object]]:
     """The records matching the filters, oldest first, as JSON-lines objects (page by page);
-    AdminError when ``username`` names nobody."""
-    async with database(settings) as db:
-        subjects = None
-        if username is not None:
-            async with db.connect() as conn:
-                subjects = await audit.user_ids(conn, username)
-            if subjects is None:
-                raise AdminError(
-                    f"no user named {username!r} (see `bastion users list`); a removed user's "
-                    "records carry only their id: find it with --type admin.user_removed"
-                )
-        filters = Filters(subjects=subjects, client_id=client_id, types=types, since=since)
-        async for line in audit.export(db, filters, newest=limit):
+    AdminError when ``username`` names nobody. ``db``: a running server's database (the
+    console's export), else the database of ``settings``."""
+    async with database(settings, db) as store:
+        filters = await filters_of(
+            store, username=username, client_id=client_id, types=types, since=since, until=until
+        )
+        async for line in audit.export(store, filters, newest=limit):
             yield line
 
 
-__all__ = ["TYPES", "check_types", "since_millis", "trail"]
+async def filters_of(
+    db: Database,
+    *,
+    username: str | None = None,
+    client_id: str | None = None,
+    types: Sequence[str] = (),
+    since: int | None = None,
+    until: int | None = None,
+) -> Filters:
+    """The query of the filters (a user name turned into the ids records hold); AdminError when
+    ``username`` names nobody."""
+    subjects = None
+    if username is not None:
+        async with db.connect() as conn:
+            subjects = await audit.user_ids(conn, username)
+        if subjects is None:
+            raise AdminError(
+                f"no user named {username!r} (see `bastion users list`); a removed user's "
+                "records carry only their id: find it with --type admin.user_removed"
+            )
+    return Filters(subjects=subjects, client_id=client_id, types=types, since=since, until=until)
+
+
+__all__ = ["TYPES", "check_types", "filters_of", "since_millis", "trail"]

@@ -7,12 +7,14 @@ from starlette.routing import BaseRoute, Route
 from bastion.console import (
     access_pages,
     account,
+    audit_pages,
     clients,
     grants,
     groups,
     keys,
     overview,
     people,
+    registry_pages,
     signin,
 )
 
@@ -29,6 +31,8 @@ def routes() -> list[BaseRoute]:
         *access_pages.ROUTES,
         *grants.ROUTES,
         *keys.ROUTES,
+        *registry_pages.ROUTES,
+        *audit_pages.ROUTES,
         *account.ROUTES,
     ]
 

@@ -8,7 +8,7 @@ chosen by one writer at a time (:mod:`bastion.registry.versions`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,8 @@ MAX_LIMIT = 100
 MAX_STATUS_MESSAGE = 500
 # Builds the WWW-Authenticate value of a 403 insufficient_scope for the scopes given.
 Challenge = Callable[[str], str]
+# Writes the records of a change in its transaction: the entry before and after it.
+Recorder = Callable[[AsyncConnection, Entry, Entry], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -398,9 +400,17 @@ class Registry:
         return values
 
     async def set_status(
-        self, caller: Caller, name: str, version: str, change: StatusChange
+        self,
+        caller: Caller,
+        name: str,
+        version: str,
+        change: StatusChange,
+        *,
+        record: Recorder | None = None,
     ) -> Entry:
-        """PATCH /v0.1/servers/{name}/versions/{version}/status (registry admins)."""
+        """PATCH /v0.1/servers/{name}/versions/{version}/status (registry admins); ``record``
+        writes the change's audit records in its transaction (an operator's change, which no
+        API request records)."""
         self._need_admin(caller)
         now = self.clock()
         async with self.db.transaction() as conn:
@@ -412,7 +422,10 @@ class Registry:
             if not values:
                 raise bad_request(f"no changes to apply: the status is already {entry.status}")
             await rows.update_entry(conn, name, version, **values)
-            return await self._relatest(conn, name, version, now)
+            changed = await self._relatest(conn, name, version, now)
+            if record is not None:
+                await record(conn, entry, changed)
+            return changed
 
     async def set_server_status(
         self, caller: Caller, name: str, change: StatusChange
@@ -440,6 +453,7 @@ __all__ = [
     "MAX_LIMIT",
     "ListRequest",
     "Page",
+    "Recorder",
     "Registry",
     "StatusChange",
     "new_entry",

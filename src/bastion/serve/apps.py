@@ -15,6 +15,7 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.asgi_wrappers import Terminal
+from bastion.clock import Clock, system_clock
 from bastion.config import Settings, settings_from_environment
 from bastion.ops.health import Probes, Readiness
 from bastion.resource.revocation import RevocationList
@@ -59,18 +60,22 @@ class _ByPath:
 
 
 def create_combined_app(
-    settings: Settings, *, revocations: RevocationList | None = None, **registry_options: Any
+    settings: Settings,
+    *,
+    revocations: RevocationList | None = None,
+    clock: Clock = system_clock,
+    **registry_options: Any,
 ) -> Starlette:
     """The authorization server and the registry in one app (the registry URL on the issuer's
     origin, e.g. the default ``<issuer>/registry``), with one revocation list (``revocations``,
     default a new one) that the authorization server keeps current and the registry checks;
-    ``registry_options`` go to :func:`~bastion.registry.app.create_registry_app`. Its
-    ``/readyz`` runs the checks of both."""
+    ``registry_options`` go to :func:`~bastion.registry.app.create_registry_app`; ``clock``
+    (Unix seconds) is the authorization server's. Its ``/readyz`` runs the checks of both."""
     from bastion.authserver.app import create_app
     from bastion.registry.app import create_registry_app, registry_paths
 
     revocations = revocations if revocations is not None else RevocationList()
-    auth = create_app(settings, revocations=revocations)
+    auth = create_app(settings, clock=clock, revocations=revocations)
     registry = create_registry_app(settings, revocations=revocations, **registry_options)
     _, prefix, metadata_path = registry_paths(settings)
     dispatch = _ByPath(auth, registry, prefix, metadata_path)

@@ -66,6 +66,9 @@ class Event(StrEnum):
     SECRETS_REKEYED = "admin.secrets_rekeyed"
     REGISTRATION_TOKEN_ADDED = "admin.registration_token_added"
     REGISTRATION_TOKEN_REMOVED = "admin.registration_token_removed"
+    REGISTRY_ENTRY_APPROVED = "admin.registry_entry_approved"
+    REGISTRY_ENTRY_STATUS_CHANGED = "admin.registry_entry_status_changed"
+    REGISTRY_ENTRY_GROUPS_CHANGED = "admin.registry_entry_groups_changed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +207,7 @@ class Filters:
     # Exact types, or prefixes written as "admin.*".
     types: Sequence[str] = ()
     since: int | None = None  # milliseconds
+    until: int | None = None  # milliseconds, excluded
 
 
 def _where(query: sa.Select[tuple[object, ...]], filters: Filters) -> sa.Select[tuple[object, ...]]:
@@ -222,6 +226,8 @@ def _where(query: sa.Select[tuple[object, ...]], filters: Filters) -> sa.Select[
         query = query.where(sa.or_(*conditions))
     if filters.since is not None:
         query = query.where(c.at >= filters.since)
+    if filters.until is not None:
+        query = query.where(c.at < filters.until)
     return query
 
 

@@ -66,6 +66,8 @@ class ListQuery:
     version: str | None = None
     latest_only: bool = False
     include_deleted: bool = False
+    # Only approved (True) or only waiting for approval (False) entries; None: both.
+    approved: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -247,6 +249,8 @@ async def list_entries(conn: AsyncConnection, query: ListQuery, view: Visibility
         stmt = stmt.where(e.version == query.version)
     if not query.include_deleted:
         stmt = stmt.where(e.status != "deleted")
+    if query.approved is not None:
+        stmt = stmt.where(e.approved.is_(query.approved))
     stmt = stmt.where(visible(view)).order_by(e.name, e.version).limit(query.limit)
     return [_entry(r) for r in await conn.execute(stmt)]
 
@@ -307,6 +311,22 @@ async def add_audits(conn: AsyncConnection, records: Sequence[AuditRecord]) -> N
         await conn.execute(sa.insert(registry_audit), [_audit_row(r) for r in records])
 
 
+def _audit_record(r: sa.Row[Any]) -> AuditRecord:
+    return AuditRecord(
+        at=r.at,
+        subject=r.subject,
+        client_id=r.client_id,
+        action=r.action,
+        server_name=r.server_name,
+        version=r.version,
+        status=r.status,
+        result=r.result,
+        detail=r.detail,
+        id=r.id,
+        request_id=r.request_id,
+    )
+
+
 async def audit_records(
     conn: AsyncConnection,
     *,
@@ -325,22 +345,29 @@ async def audit_records(
     if after_id is not None:
         stmt = stmt.where(a.id > after_id)
     stmt = stmt.order_by(a.id).limit(limit)
-    return [
-        AuditRecord(
-            at=r.at,
-            subject=r.subject,
-            client_id=r.client_id,
-            action=r.action,
-            server_name=r.server_name,
-            version=r.version,
-            status=r.status,
-            result=r.result,
-            detail=r.detail,
-            id=r.id,
-            request_id=r.request_id,
-        )
-        for r in await conn.execute(stmt)
-    ]
+    return [_audit_record(r) for r in await conn.execute(stmt)]
+
+
+async def recent_audit(
+    conn: AsyncConnection,
+    *,
+    skip_actions: Sequence[str] = (),
+    server_name: str | None = None,
+    before_id: int | None = None,
+    limit: int = 50,
+) -> list[AuditRecord]:
+    """The newest audit records before ``before_id`` (all when None), newest first, leaving
+    out the ``skip_actions`` (reads) and, with ``server_name``, other servers'."""
+    a = registry_audit.c
+    stmt = sa.select(registry_audit)
+    if skip_actions:
+        stmt = stmt.where(a.action.not_in(list(skip_actions)))
+    if server_name is not None:
+        stmt = stmt.where(a.server_name == server_name)
+    if before_id is not None:
+        stmt = stmt.where(a.id < before_id)
+    stmt = stmt.order_by(a.id.desc()).limit(limit)
+    return [_audit_record(r) for r in await conn.execute(stmt)]
 
 
 __all__ = [
@@ -357,6 +384,7 @@ __all__ = [
     "list_entries",
     "lock_server",
     "names_owned_by",
+    "recent_audit",
     "set_latest",
     "update_entry",
     "versions_of",
