@@ -74,6 +74,9 @@ async def test_a_rotated_key_is_in_the_jwks_right_after_and_signs_when_asked(
     jwks = (await alice.get("/jwks")).json()
     assert {k["kid"] for k in jwks["keys"]} == {first, new}
     assert next(k for k in jwks["keys"] if k["kid"] == new)["alg"] == "Ed25519"
+    # Activation times strictly increase: rotated in the second the first key was made, the
+    # new one activates one second later.
+    console.clock.offset += 1
     _, tokens = await person_tokens(console, "bob", console.url("/mcp/notes"))
     assert _kid(tokens["access_token"]) == new
     listed = await alice.get(answer.headers["location"])
