@@ -51,6 +51,8 @@ bench: install
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache
 
-# docs/screenshots/*.png, shown in docs/pages.md: every page at desktop and phone width.
+# docs/screenshots/*.png, shown in docs/pages.md and docs/console.md: every page at desktop and
+# phone width.
 screenshots: install
 	$(BIN)/python scripts/screenshots.py
+	$(BIN)/python scripts/console_screenshots.py
