@@ -19,7 +19,7 @@ import hmac
 import re
 import secrets
 from dataclasses import replace
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -253,7 +253,9 @@ async def callback(request: Request) -> Response:
     request_id = row.request_id
     return_to = None
     if request_id is None:  # a console sign-in: back to a console page, nowhere else
-        return_to = console_path(bastion, row.return_to) or bastion.url("/account")
+        return_to = (
+            console_path(bastion, row.return_to) or urlsplit(bastion.issuer).path + "/account"
+        )
     retry = _retry_url(bastion, request_id, return_to)
     try:
         await federation.check_response_issuer(name, single(params, "iss"))
@@ -329,5 +331,6 @@ async def callback(request: Request) -> Response:
 def _with_notice(path: str) -> str:
     """A console path with the notice that the person signed in again."""
     return path + ("&" if "?" in path else "?") + urlencode({"notice": "signed_in_again"})
+
 
 __all__ = ["BINDING_COOKIE", "STATE_TTL", "callback", "send_to_provider", "start"]
