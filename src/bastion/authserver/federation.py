@@ -11,6 +11,11 @@ its consent page.
   bastion session starts and the browser continues the pending authorization request at its
   consent page. Every failure is a page naming the provider and what to check; nothing is
   created before all checks have passed.
+- A console sign-in (``POST /signin/upstream/{name}``, :mod:`bastion.console.signin`) goes
+  through :func:`send_to_provider` with a console page to return to instead of a request; its
+  callback starts the session and goes back to that page, checked again to be a console page
+  (:func:`bastion.console.guard.console_path`). A sign-in again before a destructive action
+  asks the provider to authenticate anew and checks the ID token's ``auth_time``.
 """
 
 from __future__ import annotations
