@@ -11,6 +11,11 @@ its consent page.
   bastion session starts and the browser continues the pending authorization request at its
   consent page. Every failure is a page naming the provider and what to check; nothing is
   created before all checks have passed.
+- A console sign-in (``POST /signin/upstream/{name}``, :mod:`bastion.console.signin`) goes
+  through :func:`send_to_provider` with a console page to return to instead of a request; its
+  callback starts the session and goes back to that page, checked again to be a console page
+  (:func:`bastion.console.guard.console_path`). A sign-in again before a destructive action
+  asks the provider to authenticate anew and checks the ID token's ``auth_time``.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import hmac
 import re
 import secrets
 from dataclasses import replace
+from urllib.parse import urlencode, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -29,6 +35,7 @@ from bastion.authserver.errors import PAGE_HEADERS, error_page
 from bastion.authserver.http import NO_STORE, is_vschar, query_params, read_form, single
 from bastion.authserver.interaction import EXPIRED, cookie_name, set_cookie
 from bastion.authserver.password_sign_in import signed_in
+from bastion.console.guard import console_path
 from bastion.identity.claims import local_groups, refusal
 from bastion.identity.errors import (
     AccountNotAllowed,
@@ -65,7 +72,7 @@ def _failure(
     bastion: AuthServer,
     exc: FederationError,
     spec: ProviderSpec | None,
-    request_id: str | None,
+    retry_url: str | None,
 ) -> Response:
     """The page for a failed upstream sign-in; the detail goes to the log."""
     who = spec.describe() if spec else "federation"
@@ -76,7 +83,7 @@ def _failure(
         message=exc.message,
         provider=spec.label if spec else None,
         hint=exc.hint,
-        retry_url=bastion.url(f"/interaction/{request_id}") if request_id else None,
+        retry_url=retry_url,
     )
     return HTMLResponse(html, status_code=exc.status, headers=PAGE_HEADERS)
 
@@ -139,6 +146,24 @@ async def start(request: Request) -> Response:
         pending = await grants.get_request(conn, request_id, now) if is_vschar(request_id) else None
     if pending is None:
         return error_page(request, "Sign-in expired", EXPIRED)
+    return await send_to_provider(bastion, request, federation, spec, request_id=request_id)
+
+
+async def send_to_provider(
+    bastion: AuthServer,
+    request: Request,
+    federation: Federation,
+    spec: ProviderSpec,
+    *,
+    request_id: str | None = None,
+    return_to: str | None = None,
+    reauthenticate: bool = False,
+) -> Response:
+    """Remember a sign-in (state, nonce, PKCE verifier, the browser's binding) that continues
+    the pending authorization request ``request_id`` or, for the console, goes back to
+    ``return_to``; redirect the browser to the provider."""
+    name = spec.name
+    now = bastion.clock()
     state, nonce, verifier = (
         secrets.token_urlsafe(32),
         secrets.token_urlsafe(32),
@@ -146,10 +171,14 @@ async def start(request: Request) -> Response:
     )
     try:
         url = await federation.authorization_url(
-            name, state=state, nonce=nonce, code_challenge=pkce.s256(verifier)
+            name,
+            state=state,
+            nonce=nonce,
+            code_challenge=pkce.s256(verifier),
+            reauthenticate=reauthenticate,
         )
     except FederationError as exc:
-        return _failure(bastion, exc, spec, request_id)
+        return _failure(bastion, exc, spec, _retry_url(bastion, request_id, return_to))
     binding = request.cookies.get(cookie_name(bastion, BINDING_COOKIE)) or ""
     if len(binding) < 32 or not is_vschar(binding):
         binding = secrets.token_urlsafe(32)
@@ -161,6 +190,8 @@ async def start(request: Request) -> Response:
                 state_hash=state_hash,
                 provider=name,
                 request_id=request_id,
+                return_to=return_to,
+                reauthenticate=reauthenticate,
                 binding_hash=opaque.digest(binding),
                 nonce=nonce,
                 verifier_encrypted=federation.seal(verifier, bound_to=state_hash),
@@ -171,6 +202,16 @@ async def start(request: Request) -> Response:
     response = RedirectResponse(url, status_code=303, headers=NO_STORE)
     set_cookie(bastion, response, BINDING_COOKIE, binding, STATE_TTL)
     return response
+
+
+def _retry_url(bastion: AuthServer, request_id: str | None, return_to: str | None) -> str | None:
+    """Where the failure page's "back to sign-in" link goes: the authorization request's
+    log-in page, or the console's sign-in."""
+    if request_id is not None:
+        return bastion.url(f"/interaction/{request_id}")
+    if return_to is not None:
+        return bastion.url("/signin?" + urlencode({"next": return_to}))
+    return None
 
 
 @audited
@@ -214,7 +255,13 @@ async def callback(request: Request) -> Response:
             )
     except FederationError as exc:
         return _failure(bastion, exc, spec, None)
-    request_id: str = row.request_id
+    request_id = row.request_id
+    return_to = None
+    if request_id is None:  # a console sign-in: back to a console page, nowhere else
+        return_to = (
+            console_path(bastion, row.return_to) or urlsplit(bastion.issuer).path + "/account"
+        )
+    retry = _retry_url(bastion, request_id, return_to)
     try:
         await federation.check_response_issuer(name, single(params, "iss"))
         error = single(params, "error")
@@ -239,12 +286,21 @@ async def callback(request: Request) -> Response:
                 f"The answer from {spec.label} has neither a code nor an error.",
                 detail="callback without code",
             )
-        async with bastion.db.connect() as conn:
-            pending = await grants.get_request(conn, request_id, now)
-        if pending is None:
-            return error_page(request, "Sign-in expired", EXPIRED)
+        client_id = None
+        if request_id is not None:
+            async with bastion.db.connect() as conn:
+                pending = await grants.get_request(conn, request_id, now)
+            if pending is None:
+                return error_page(request, "Sign-in expired", EXPIRED)
+            client_id = pending.client_id
         verifier = federation.unseal(row.verifier_encrypted, bound_to=row.state_hash)
-        outcome = await federation.complete(name, code=code, nonce=row.nonce, verifier=verifier)
+        outcome = await federation.complete(
+            name,
+            code=code,
+            nonce=row.nonce,
+            verifier=verifier,
+            authenticated_since=row.created_at if row.reauthenticate else None,
+        )
         refused = refusal(spec, outcome.identity)
         if refused is not None:
             message, detail = refused
@@ -257,7 +313,7 @@ async def callback(request: Request) -> Response:
         user = await link_account(bastion.db, identity, now=now, refresh_token_encrypted=sealed)
     except FederationError as exc:
         await _record_failure(bastion, request, name, exc, now)
-        return _failure(bastion, exc, spec, request_id)
+        return _failure(bastion, exc, spec, retry)
     sid = secrets.token_urlsafe(32)
     ttl = bastion.settings.login.session_ttl
     previous = request.cookies.get(cookie_name(bastion, "session"))
@@ -266,15 +322,20 @@ async def callback(request: Request) -> Response:
             await user_rows.end_session(conn, opaque.digest(previous))
         await user_rows.create_session(conn, opaque.digest(sid), user.id, now, now + ttl)
         address = address_of(request) or ""
-        await auth_audit.add(
-            conn, signed_in(user.id, pending.client_id, address, now, "federated", name)
-        )
-    response = RedirectResponse(
-        bastion.url(f"/interaction/{request_id}"), status_code=303, headers=NO_STORE
-    )
+        await auth_audit.add(conn, signed_in(user.id, client_id, address, now, "federated", name))
+    if return_to is None:
+        target = bastion.url(f"/interaction/{request_id}")
+    else:
+        target = _with_notice(return_to) if row.reauthenticate else return_to
+    response = RedirectResponse(target, status_code=303, headers=NO_STORE)
     set_cookie(bastion, response, "session", sid, ttl)
     metrics.sign_in("federation", name, "ok")
     return response
 
 
-__all__ = ["BINDING_COOKIE", "STATE_TTL", "callback", "start"]
+def _with_notice(path: str) -> str:
+    """A console path with the notice that the person signed in again."""
+    return path + ("&" if "?" in path else "?") + urlencode({"notice": "signed_in_again"})
+
+
+__all__ = ["BINDING_COOKIE", "STATE_TTL", "callback", "send_to_provider", "start"]

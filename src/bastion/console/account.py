@@ -1,19 +1,202 @@
-"""``/account``: every signed-in person's own page."""
+"""``/account``: every signed-in person's own page.
+
+What it shows is theirs only: how they sign in (a password, the identity-provider accounts
+linked to them), their recent sign-ins, and the applications they allowed (live grants and
+remembered consents, by client). What they can do is theirs only too: revoke an application
+(every grant of theirs to that client, and the consent, so that it asks again) and sign out
+of every other browser. The client id in a revoke URL only selects among their own
+applications: another person's grants to the same client are never read nor touched.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from bastion.console.guard import Visit, console_page
+from bastion.console.guard import Visit, console_page, quoted, refused
+from bastion.store import auth_audit
+from bastion.store import clients as client_rows
+from bastion.store import federation as federation_rows
+from bastion.store import users as user_rows
+from bastion.store.auth_audit import AuditRecord, Event, Filters
+from bastion.store.schema import refresh_tokens, token_families
+from bastion.tokens import secrets as opaque
+
+SIGN_INS_SHOWN = 20
+
+NOTICES = {
+    "revoked": "The application no longer has access. It asks you again if it needs access.",
+    "others_ended": "You are signed out of every other browser; this one stays signed in.",
+    "signed_in_again": "You signed in again. Repeat the action to go on.",
+}
+
+
+@dataclass
+class Application:
+    """A client the person allowed: its name, the servers and scopes, since when, last use."""
+
+    client_id: str
+    name: str
+    resources: dict[str, str] = field(default_factory=dict)  # uri -> shown name
+    scopes: set[str] = field(default_factory=set)
+    since: int | None = None
+    last_used: int | None = None
+    grants: int = 0
+
+    @property
+    def path(self) -> str:
+        """The application's revoke path below /account."""
+        return f"/account/applications/{quoted(self.client_id)}/revoke"
+
+    def seen(self, at: int, *, used: bool) -> None:
+        """Widen ``since`` (and ``last_used``) with a grant or consent made at ``at``."""
+        self.since = at if self.since is None else min(self.since, at)
+        if used:
+            self.last_used = at if self.last_used is None else max(self.last_used, at)
+
+
+def when(at: int | None) -> str:
+    """A Unix time as shown on the page (UTC, to the minute)."""
+    if at is None:
+        return ""
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+async def _client_name(conn: AsyncConnection, client_id: str) -> str:
+    client = await client_rows.get(conn, client_id)
+    if client is not None:
+        return client.name
+    document = await client_rows.get_document(conn, client_id)  # a metadata-document client
+    name = document.document.get("client_name") if document is not None else None
+    return name if isinstance(name, str) and name else client_id
+
+
+async def applications_of(visit: Visit, conn: AsyncConnection) -> list[Application]:
+    """The person's applications: live grants (last used: the newest refresh token the grant
+    issued, at the code's redemption or a refresh) and remembered consents, by client."""
+    now = visit.bastion.clock()
+    names = {r.uri: r.name or r.uri for r in visit.settings.resources}
+    last_issued = (
+        sa.select(sa.func.max(refresh_tokens.c.issued_at))
+        .where(refresh_tokens.c.family_id == token_families.c.id)
+        .scalar_subquery()
+    )
+    q = (
+        sa.select(token_families, last_issued.label("last_used"))
+        .where(
+            token_families.c.subject == visit.user.id,
+            token_families.c.revoked_at.is_(None),
+            token_families.c.expires_at > now,
+        )
+        .order_by(token_families.c.created_at)
+    )
+    found: dict[str, Application] = {}
+
+    async def application(client_id: str) -> Application:
+        if client_id not in found:
+            found[client_id] = Application(client_id, await _client_name(conn, client_id))
+        return found[client_id]
+
+    for row in await conn.execute(q):
+        app = await application(row.client_id)
+        app.grants += 1
+        app.seen(int(row.created_at), used=True)
+        if row.last_used is not None:
+            app.seen(int(row.last_used), used=True)
+        app.scopes |= set(row.scope.split())
+        app.resources |= {uri: names.get(uri, uri) for uri in row.resource.split()}
+    for consent in await user_rows.list_consents(conn, user_id=visit.user.id):
+        app = await application(consent.client_id)
+        app.seen(consent.granted_at, used=False)
+        app.scopes |= set(consent.scope.split())
+        app.resources |= {uri: names.get(uri, uri) for uri in consent.resource.split()}
+    return sorted(found.values(), key=lambda a: (a.name.lower(), a.client_id))
+
+
+async def _sign_ins(visit: Visit, conn: AsyncConnection) -> list[tuple[AuditRecord, str]]:
+    """The person's newest sign-ins and failed sign-ins, each with where they signed in to."""
+    filters = Filters(subjects=[visit.user.id], types=[Event.SIGN_IN, Event.SIGN_IN_FAILED])
+    records = await auth_audit.page(conn, filters, before_id=0, limit=SIGN_INS_SHOWN)
+    names: dict[str, str] = {}
+    shown = []
+    for record in records:
+        if record.client_id is None:
+            where = "this console"
+        else:
+            if record.client_id not in names:
+                names[record.client_id] = await _client_name(conn, record.client_id)
+            where = names[record.client_id]
+        shown.append((record, where))
+    return shown
 
 
 @console_page(admin=False)
 async def account(visit: Visit) -> Response:
-    """GET /account: who the person is."""
-    return visit.page("account.html", section="/account")
+    """GET /account: who the person is, how they sign in, their sign-ins and applications."""
+    async with visit.bastion.db.connect() as conn:
+        links = await federation_rows.links_of(conn, visit.user.id)
+        applications = await applications_of(visit, conn)
+        sign_ins = await _sign_ins(visit, conn)
+    federation = visit.bastion.federation
+    labels = {p.name: p.label for p in federation.providers} if federation else {}
+    return visit.page(
+        "account.html",
+        section="/account",
+        has_password=visit.user.password_hash is not None,
+        links=[(link, labels.get(link.provider, link.provider)) for link in links],
+        applications=applications,
+        sign_ins=sign_ins,
+        notice=visit.notice(NOTICES),
+        when=when,
+        provider_label=lambda name: labels.get(name or "", name or "an identity provider"),
+    )
 
 
-ROUTES: list[BaseRoute] = [Route("/account", account, methods=["GET"])]
+@console_page(admin=False)
+async def revoke_application(visit: Visit) -> Response:
+    """POST /account/applications/{client_id}/revoke: end every grant of the person's to that
+    client and forget their consent (not another person's: only their own are looked up)."""
+    client_id = visit.request.path_params["client_id"]
+    async with visit.bastion.db.connect() as conn:
+        mine = {a.client_id for a in await applications_of(visit, conn)}
+    if client_id not in mine:
+        return refused(
+            visit.request,
+            visit.bastion,
+            "No such application",
+            "You have not allowed this application anything, or it no longer has access. "
+            "See your account.",
+            404,
+        )
+    await visit.bastion.users.revoke_application(visit.user.id, client_id)
+    return visit.done("/account", "revoked")
 
-__all__ = ["ROUTES", "account"]
+
+@console_page(admin=False)
+async def end_other_sessions(visit: Visit) -> Response:
+    """POST /account/sessions/end-others: sign the person out of every other browser."""
+    await visit.bastion.users.end_other_sessions(visit.user.id, opaque.digest(visit.session_id))
+    return visit.done("/account", "others_ended")
+
+
+ROUTES: list[BaseRoute] = [
+    Route("/account", account, methods=["GET"]),
+    Route("/account/sessions/end-others", end_other_sessions, methods=["POST"]),
+    Route("/account/applications/{client_id:path}/revoke", revoke_application, methods=["POST"]),
+]
+
+__all__ = [
+    "NOTICES",
+    "ROUTES",
+    "Application",
+    "account",
+    "applications_of",
+    "end_other_sessions",
+    "revoke_application",
+    "when",
+]

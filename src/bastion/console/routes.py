@@ -24,6 +24,7 @@ def routes() -> list[BaseRoute]:
     return [
         Route("/signin", signin.show, methods=["GET"]),
         Route("/signin", signin.submit, methods=["POST"]),
+        Route("/signin/upstream/{name}", signin.upstream, methods=["POST"]),
         *overview.ROUTES,
         *clients.ROUTES,
         *people.ROUTES,

@@ -1,10 +1,14 @@
 """``/signin``: signing in to the console (``/admin``, ``/account``), and signing in again
-before a destructive action.
+before a destructive action, with a password or through an identity provider.
 
 The password check is an application's (:mod:`bastion.authserver.password_sign_in`): the same
 throttle, the same audit records (with no client id: the console is bastion's own), a new
 session that replaces the browser's old one. The form is protected by the authorization
 server's double-submit token, as its log-in form is, since there is no session yet.
+
+A provider's button sends the browser to the provider as an application's log-in page does
+(:func:`bastion.authserver.federation.send_to_provider`), with the console page to come back to
+instead of an authorization request; signing in again asks the provider to authenticate anew.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from starlette.responses import Response
 from bastion.authserver.audit import audited
 from bastion.authserver.context import AuthServer, server
 from bastion.authserver.errors import PAGE_HEADERS
+from bastion.authserver.federation import send_to_provider
 from bastion.authserver.http import read_form, single
 from bastion.authserver.interaction import (
     cookie_name,
@@ -119,4 +124,44 @@ async def submit(request: Request) -> Response:
     return response
 
 
-__all__ = ["show", "submit"]
+async def upstream(request: Request) -> Response:
+    """POST /signin/upstream/{name}: sign in to the console through an identity provider (a
+    button of the sign-in page); the provider's answer comes back to its callback, which starts
+    the session and goes on to ``next``. With ``fresh`` (signing in again before a destructive
+    action) the provider is asked to authenticate the person anew."""
+    bastion = server(request)
+    federation = bastion.federation
+    name = request.path_params["name"]
+    spec = federation.get(name) if federation is not None else None
+    if federation is None or spec is None:
+        shown = name[:64] if name.isprintable() else "?"
+        return refused(
+            request,
+            bastion,
+            "Unknown sign-in method",
+            f"No identity provider called {shown!r} is configured here.",
+            404,
+        )
+    try:
+        form = await read_form(request, 8192)
+    except OAuthError as exc:
+        return refused(request, bastion, "Invalid sign-in", exc.description, 400)
+    if not csrf_matches(bastion, request, form):
+        return refused(
+            request,
+            bastion,
+            "Sign-in refused",
+            "The form's security token does not match. Reload the page and try again.",
+            403,
+        )
+    return await send_to_provider(
+        bastion,
+        request,
+        federation,
+        spec,
+        return_to=_next(bastion, single(form, "next")),
+        reauthenticate=single(form, "fresh") == "1",
+    )
+
+
+__all__ = ["show", "submit", "upstream"]

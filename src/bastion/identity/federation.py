@@ -44,6 +44,9 @@ from bastion.tokens.cipher import Cipher
 
 log = get_logger("bastion.federation")
 
+# Seconds the provider's clock may be behind bastion's when auth_time is checked.
+AUTH_TIME_SKEW = 60
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -106,10 +109,19 @@ class Federation:
             await client.aclose()
 
     async def authorization_url(
-        self, name: str, *, state: str, nonce: str, code_challenge: str
+        self,
+        name: str,
+        *,
+        state: str,
+        nonce: str,
+        code_challenge: str,
+        reauthenticate: bool = False,
     ) -> str:
         """Where to send the browser: the provider's authorization endpoint with the request
-        (RFC 6749 §4.1.1, RFC 7636 §4.3, OpenID Connect Core 1.0 §3.1.2.1)."""
+        (RFC 6749 §4.1.1, RFC 7636 §4.3, OpenID Connect Core 1.0 §3.1.2.1). ``reauthenticate``
+        (an OpenID provider): ask it to authenticate the person anew, whatever session it
+        has (``prompt=login``, ``max_age=0``, OpenID Connect Core 1.0 §3.1.2.1); the ID
+        token's ``auth_time`` then says when it did."""
         spec = self.specs[name]
         endpoints = await self.clients[name].endpoints()
         params = {
@@ -125,6 +137,10 @@ class Federation:
         if spec.protocol == "oidc":
             params["nonce"] = nonce
         params.update(spec.authorization_params)
+        if reauthenticate and spec.protocol == "oidc":
+            prompts = params.get("prompt", "").split()
+            params["prompt"] = " ".join(["login", *(p for p in prompts if p != "login")])
+            params["max_age"] = "0"
         return add_query(endpoints.authorization_endpoint, params)
 
     async def check_response_issuer(self, name: str, iss: str | None) -> None:
@@ -151,14 +167,27 @@ class Federation:
                 f"{expected!r} (RFC 9207)",
             )
 
-    async def complete(self, name: str, *, code: str, nonce: str, verifier: str) -> Outcome:
-        """Exchange the code and establish who signed in."""
+    async def complete(
+        self,
+        name: str,
+        *,
+        code: str,
+        nonce: str,
+        verifier: str,
+        authenticated_since: int | None = None,
+    ) -> Outcome:
+        """Exchange the code and establish who signed in. ``authenticated_since`` (a sign-in
+        again, :meth:`authorization_url` with ``reauthenticate``): an ID token whose
+        ``auth_time`` is older (beyond the clock skew allowed) is refused; a provider that
+        sends no ``auth_time`` is taken at its word."""
         spec = self.specs[name]
         client = self.clients[name]
         tokens = await client.exchange_code(code, verifier, self.redirect_uri(name))
         access_token = tokens.access_token
         if spec.protocol == "oidc":
             claims, issuer = await self._oidc_claims(spec, client, tokens, nonce)
+            if authenticated_since is not None:
+                _check_auth_time(spec, claims, authenticated_since)
         elif spec.protocol == "github":
             claims, issuer = await github_claims(client, access_token), spec.issuer
         else:
@@ -221,4 +250,23 @@ class Federation:
         return claims, str(claims["iss"])
 
 
-__all__ = ["Federation", "Outcome", "add_query"]
+def _check_auth_time(spec: ProviderSpec, claims: Mapping[str, object], since: int) -> None:
+    """A sign-in again must be a new authentication: ``auth_time`` not before ``since``."""
+    auth_time = claims.get("auth_time")
+    if auth_time is None:
+        return
+    if not isinstance(auth_time, int | float) or isinstance(auth_time, bool):
+        raise InvalidIdToken(
+            f"{spec.label} sent an ID token that could not be verified.",
+            detail=f"{spec.describe()}: auth_time {auth_time!r} is not a number",
+        )
+    if auth_time < since - AUTH_TIME_SKEW:
+        raise InvalidIdToken(
+            f"{spec.label} did not ask you to sign in again. Sign in again to go on.",
+            detail=f"{spec.describe()}: a sign-in again was asked for (prompt=login, "
+            f"max_age=0) but the ID token's auth_time {int(auth_time)} is before the request "
+            f"({since})",
+        )
+
+
+__all__ = ["AUTH_TIME_SKEW", "Federation", "Outcome", "add_query"]

@@ -17,6 +17,9 @@ from bastion.store.auth_audit import AuditRecord, Event
 from bastion.store.database import Database
 from bastion.store.users import User
 
+# The reason of the grant_revoked records of grants a person revoked themselves.
+OWNER_REVOKED = "revoked by the person who allowed it"
+
 
 class IdentityProvider(Protocol):
     """Something that turns credentials into a :class:`User`."""
@@ -188,6 +191,42 @@ class LocalUsers:
         if not any(administers(u, groups) for u in await user_rows.list_all(conn)):
             raise LastAdministratorError
 
+    async def end_other_sessions(self, user_id: str, keep_session_hash: str) -> int:
+        """A person signs out everywhere else: every browser session of theirs ends but the
+        one (by the hash of its id) they ask from; how many ended."""
+        async with self.db.transaction() as conn:
+            ended = await user_rows.end_other_sessions(conn, user_id, keep_session_hash)
+            record = AuditRecord(
+                Event.SESSIONS_ENDED,
+                auth_audit.millis(self.clock()),
+                subject=user_id,
+                detail={"sessions": ended, "kept": "current"},
+            )
+            await auth_audit.add(conn, record)
+            return ended
+
+    async def revoke_application(self, user_id: str, client_id: str) -> tuple[int, list[str]]:
+        """A person withdraws what they allowed a client: every live grant of theirs to it is
+        revoked (its refresh and access tokens stop working) and their consents are forgotten,
+        so that it asks again; how many grants ended and the resources of the forgotten
+        consents. Another person's grants to the same client are untouched."""
+        async with self.db.transaction() as conn:
+            now = self.clock()
+            ended = await grants.revoke_families_of(
+                conn, user_id, now, OWNER_REVOKED, client_id=client_id
+            )
+            forgotten = await user_rows.forget_consents(conn, user_id, client_id)
+            if ended or forgotten:
+                record = AuditRecord(
+                    Event.APPLICATION_REVOKED,
+                    auth_audit.millis(now),
+                    subject=user_id,
+                    client_id=client_id,
+                    detail={"by": "owner", "grants": ended, "resources": forgotten},
+                )
+                await auth_audit.add(conn, record)
+            return ended, forgotten
+
     async def _changed(
         self, conn: AsyncConnection, event: Event, user_id: str, detail: Mapping[str, object]
     ) -> None:
@@ -226,6 +265,7 @@ class LocalUsers:
 
 
 __all__ = [
+    "OWNER_REVOKED",
     "IdentityProvider",
     "LastAdministratorError",
     "LocalUsers",

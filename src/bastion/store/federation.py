@@ -14,17 +14,21 @@ from bastion.store.schema import federation_states, linked_accounts, users
 @dataclass(frozen=True, slots=True)
 class SignInState:
     """A sign-in sent to an upstream provider, until its callback: the state (by hash), the
-    browser it is bound to (hash of a cookie), the pending authorization request it continues,
-    the nonce and the encrypted PKCE verifier."""
+    browser it is bound to (hash of a cookie), the pending authorization request it continues
+    or (a console sign-in, ``request_id`` None) the console page it returns to, the nonce and
+    the encrypted PKCE verifier. ``reauthenticate``: the provider was asked to authenticate the
+    person anew (a console sign-in before a destructive action)."""
 
     state_hash: str
     provider: str
-    request_id: str
+    request_id: str | None
     binding_hash: str
     nonce: str
     verifier_encrypted: str
     created_at: int
     expires_at: int
+    return_to: str | None = None
+    reauthenticate: bool = False
 
 
 @dataclass(frozen=True, slots=True)

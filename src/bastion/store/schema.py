@@ -420,7 +420,13 @@ federation_states = sa.Table(
     metadata,
     sa.Column("state_hash", sa.String(64), primary_key=True),
     sa.Column("provider", sa.String(64), nullable=False),
-    sa.Column("request_id", sa.String(64), nullable=False),
+    # The pending authorization request the sign-in continues, or (a console sign-in) None
+    # and the console page to go back to.
+    sa.Column("request_id", sa.String(64), nullable=True),
+    sa.Column("return_to", sa.String(1024), nullable=True),
+    # A console sign-in again before a destructive action: the provider was asked to
+    # authenticate the person anew, and the ID token's auth_time is checked.
+    sa.Column("reauthenticate", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("binding_hash", sa.String(64), nullable=False),
     sa.Column("nonce", sa.String(128), nullable=False),
     sa.Column("verifier_encrypted", sa.Text, nullable=False),

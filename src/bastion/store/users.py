@@ -104,6 +104,15 @@ async def end_sessions_of(conn: AsyncConnection, user_id: str) -> int:
     return result.rowcount or 0
 
 
+async def end_other_sessions(conn: AsyncConnection, user_id: str, keep_hash: str) -> int:
+    """End every browser session of a user but the one whose id hashes to ``keep_hash``; how
+    many ended."""
+    result = await conn.execute(
+        sa.delete(sessions).where(sessions.c.user_id == user_id, sessions.c.id_hash != keep_hash)
+    )
+    return result.rowcount or 0
+
+
 async def delete(conn: AsyncConnection, username: str) -> bool:
     """Remove a user (sessions and consents go with it); True if the user existed."""
     user = await by_username(conn, username)
@@ -248,6 +257,17 @@ async def forget_consent(
     return str(row.scope)
 
 
+async def forget_consents(conn: AsyncConnection, user_id: str, client_id: str) -> list[str]:
+    """Forget what a user allowed a client (it asks again next time); the resources it was
+    for."""
+    q = (
+        sa.delete(consents)
+        .where(consents.c.user_id == user_id, consents.c.client_id == client_id)
+        .returning(consents.c.resource)
+    )
+    return sorted(r.resource for r in await conn.execute(q))
+
+
 async def failures(conn: AsyncConnection, key: str, window_start: int) -> tuple[int, int]:
     """Failed log-ins recorded for ``key`` in a window begun after ``window_start``, and when
     that window began ((0, 0) when none)."""
@@ -312,10 +332,12 @@ __all__ = [
     "consented_scope",
     "create_session",
     "delete",
+    "end_other_sessions",
     "end_session",
     "end_sessions_of",
     "failures",
     "forget_consent",
+    "forget_consents",
     "insert",
     "list_all",
     "list_consents",
