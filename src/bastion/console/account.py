@@ -11,7 +11,6 @@ applications: another person's grants to the same client are never read nor touc
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -19,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from bastion.console.guard import Visit, console_page, quoted, refused
+from bastion.console.times import when
 from bastion.store import auth_audit
 from bastion.store import clients as client_rows
 from bastion.store import federation as federation_rows
@@ -58,13 +58,6 @@ class Application:
         self.since = at if self.since is None else min(self.since, at)
         if used:
             self.last_used = at if self.last_used is None else max(self.last_used, at)
-
-
-def when(at: int | None) -> str:
-    """A Unix time as shown on the page (UTC, to the minute)."""
-    if at is None:
-        return ""
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 async def _client_name(conn: AsyncConnection, client_id: str) -> str:
@@ -198,5 +191,4 @@ __all__ = [
     "applications_of",
     "end_other_sessions",
     "revoke_application",
-    "when",
 ]

@@ -10,7 +10,6 @@ it, and is stored only as a hash.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -21,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 from bastion.access.rules import EVERY, AccessRule
 from bastion.authserver import admin
 from bastion.console.guard import Visit, console_page, quoted, refused
+from bastion.console.times import when
 from bastion.oauth.client_metadata import ClientMetadata
 from bastion.oauth.errors import OAuthError
 from bastion.store import access as rule_rows
@@ -46,13 +46,6 @@ ORIGINS = {
 APP_GRANTS = ["authorization_code", "refresh_token"]
 MACHINE_GRANTS = ["client_credentials"]
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")
-
-
-def when(seconds: int | None) -> str:
-    """A time as people read it (UTC, to the minute), or an em dash."""
-    if not seconds:
-        return "—"
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(seconds))
 
 
 def kind_of(client: Client) -> str:
@@ -516,5 +509,4 @@ __all__ = [
     "new",
     "remove",
     "rotate_secret",
-    "when",
 ]

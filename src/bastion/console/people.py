@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -12,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from bastion.console.guard import Visit, console_page, is_admin, quoted, refused
+from bastion.console.times import when
 from bastion.identity.local import LastAdministratorError, UserExistsError
 from bastion.identity.passwords import generate_password
 from bastion.store import auth_audit
@@ -63,11 +63,6 @@ def parse_groups(text: str) -> list[str]:
                 "characters (commas and spaces separate groups)."
             )
     return names
-
-
-def when(millis: int) -> str:
-    """A record's time (Unix milliseconds) as UTC text."""
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(millis / 1000))
 
 
 def _password(visit: Visit) -> tuple[str, bool]:
@@ -256,7 +251,7 @@ async def _person_page(
         error=error,
         linked=linked,
         grants=int(grants or 0),
-        sign_ins=[(when(r.at), r) for r in sign_ins],
+        sign_ins=[(when(r.at // 1000), r) for r in sign_ins],
         admin_through=sorted(set(person.groups) & set(groups)),
         is_me=person.id == visit.user.id,
         least=visit.settings.login.min_password_length,
@@ -437,5 +432,4 @@ __all__ = [
     "remove",
     "reset_password",
     "set_admin",
-    "when",
 ]

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 
 def when(epoch: int | None) -> str:
-    """``epoch`` (Unix seconds) as ``2026-12-06 14:45 UTC``; "" for None."""
-    if epoch is None:
-        return ""
+    """``epoch`` (Unix seconds) as ``2026-12-06 14:45 UTC``; a dash for None or 0."""
+    if not epoch:
+        return "—"
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
