@@ -15,7 +15,6 @@ once), and checks whether Bob may call the demo's ``add_note`` tool.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import socket
 import sys
@@ -36,11 +35,10 @@ from bastion.serve.apps import quickstart_listeners
 from bastion.store.database import Database
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from screenshots import VIEWPORTS, Walk, in_chromium
+from screenshots import VIEWPORTS, Walk, in_chromium, run
 
 __all__ = ["PAGES", "VIEWPORTS", "capture"]
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 PASSWORD = "correct horse battery staple"
 CALLBACK = "https://desk.example.com/callback"
 PAGES = (
@@ -260,13 +258,7 @@ async def capture(out: Path) -> list[Path]:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--out", type=Path, default=DOCS, help="where the PNG files go")
-    args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for path in asyncio.run(capture(args.out)):
-        print(path)
-    return 0
+    return run(argv, capture, (__doc__ or "").split("\n")[0])
 
 
 if __name__ == "__main__":

@@ -163,6 +163,9 @@ async def in_chromium(
                     tab.set_default_timeout(10_000)
 
                     async def shot(name: str, tab: Page = tab, size: str = size) -> None:
+                        # After a click that navigates, the page may still be loading its
+                        # style sheet: an unstyled page is no picture of it.
+                        await tab.wait_for_load_state()
                         path = out / f"{name}-{size}.png"
                         await tab.screenshot(path=str(path), full_page=True)
                         written.append(path)
@@ -221,14 +224,19 @@ async def capture(out: Path) -> list[Path]:
         return await in_chromium(create_app(settings), listener, out, walk)
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+def run(argv: list[str], take: Callable[[Path], Awaitable[list[Path]]], description: str) -> int:
+    """The command line of a screenshots script: ``--out DIR`` (default docs/screenshots)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", type=Path, default=DOCS, help="where the PNG files go")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    for path in asyncio.run(capture(args.out)):
+    for path in asyncio.run(take(args.out)):
         print(path)
     return 0
+
+
+def main(argv: list[str]) -> int:
+    return run(argv, capture, (__doc__ or "").split("\n")[0])
 
 
 if __name__ == "__main__":

@@ -80,10 +80,9 @@ async def show(request: Request) -> Response:
     return response
 
 
-@audited
-async def submit(request: Request) -> Response:
-    """POST /signin: check the user name and password, start a session, go on to ``next``."""
-    bastion = server(request)
+async def _sign_in_form(bastion: AuthServer, request: Request) -> dict[str, list[str]] | Response:
+    """The posted sign-in form, or the page refusing it (unreadable, or without the browser's
+    double-submit token)."""
     try:
         form = await read_form(request, 8192)
     except OAuthError as exc:
@@ -96,6 +95,16 @@ async def submit(request: Request) -> Response:
             "The form's security token does not match. Reload the page and try again.",
             403,
         )
+    return form
+
+
+@audited
+async def submit(request: Request) -> Response:
+    """POST /signin: check the user name and password, start a session, go on to ``next``."""
+    bastion = server(request)
+    form = await _sign_in_form(bastion, request)
+    if isinstance(form, Response):
+        return form
     next_url = _next(bastion, single(form, "next"))
     fresh = single(form, "fresh") == "1"
     username = single(form, "username") or ""
@@ -142,18 +151,9 @@ async def upstream(request: Request) -> Response:
             f"No identity provider called {shown!r} is configured here.",
             404,
         )
-    try:
-        form = await read_form(request, 8192)
-    except OAuthError as exc:
-        return refused(request, bastion, "Invalid sign-in", exc.description, 400)
-    if not csrf_matches(bastion, request, form):
-        return refused(
-            request,
-            bastion,
-            "Sign-in refused",
-            "The form's security token does not match. Reload the page and try again.",
-            403,
-        )
+    form = await _sign_in_form(bastion, request)
+    if isinstance(form, Response):
+        return form
     return await send_to_provider(
         bastion,
         request,
