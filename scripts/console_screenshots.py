@@ -35,12 +35,11 @@ from bastion.serve.apps import quickstart_listeners
 from bastion.store.database import Database
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from screenshots import VIEWPORTS, Walk, in_chromium, run
+from screenshots import CALLBACK, VIEWPORTS, Walk, in_chromium, register_web_client, run
 
 __all__ = ["PAGES", "VIEWPORTS", "capture"]
 
 PASSWORD = "correct horse battery staple"
-CALLBACK = "https://desk.example.com/callback"
 PAGES = (
     "console-sign-in",
     "console-refused",
@@ -96,21 +95,6 @@ async def _setup(settings: Settings) -> None:
         await db.dispose()
 
 
-async def _register(issuer: str) -> tuple[str, str]:
-    async with httpx.AsyncClient(base_url=issuer) as http:
-        answer = await http.post(
-            "/register",
-            json={
-                "client_name": "Weather Desk",
-                "redirect_uris": [CALLBACK],
-                "application_type": "web",
-                "token_endpoint_auth_method": "client_secret_basic",
-            },
-        )
-        answer.raise_for_status()
-        return answer.json()["client_id"], answer.json()["client_secret"]
-
-
 async def _redeem(issuer: str, client: tuple[str, str], callback: str, verifier: str) -> None:
     """Exchange the code the browser brought back (the grant starts here)."""
     code = parse_qs(urlsplit(callback).query)["code"][0]
@@ -136,7 +120,7 @@ async def _sign_in(page: Page, username: str, password: str) -> None:
 async def _walk(page: Page, shot: Shot, settings: Settings, admin_password: str) -> None:
     issuer = settings.issuer
     demo = next(u.resource for u in settings.gateway.upstreams if u.name == "demo")
-    client = await _register(issuer)
+    client = await register_web_client(issuer)
     verifier = pkce.new_verifier()
     query = {
         "response_type": "code",

@@ -67,8 +67,9 @@ async def _setup(settings: Settings) -> None:
     await access_admin.allow(settings, "Ledger", "group:finance", [])
 
 
-async def _register(issuer: str) -> str:
-    """A new web client (consent is remembered per client: each viewport starts afresh)."""
+async def register_web_client(issuer: str) -> tuple[str, str]:
+    """A new web client "Weather Desk" (consent is remembered per client: each walk starts
+    afresh): its id and secret."""
     async with httpx.AsyncClient(base_url=issuer) as http:
         answer = await http.post(
             "/register",
@@ -80,8 +81,7 @@ async def _register(issuer: str) -> str:
             },
         )
         answer.raise_for_status()
-        client_id: str = answer.json()["client_id"]
-        return client_id
+        return answer.json()["client_id"], answer.json()["client_secret"]
 
 
 def _authorize(issuer: str, client_id: str, resource: str, scope: str) -> str:
@@ -214,7 +214,7 @@ async def capture(out: Path) -> list[Path]:
             if not prepared:
                 await _setup(settings)
                 prepared = True
-            client_id = await _register(issuer)
+            client_id, _ = await register_web_client(issuer)
 
             async def run(page: Page, shot: Callable[[str], Awaitable[None]]) -> None:
                 await _walk(page, shot, issuer, client_id)

@@ -111,10 +111,22 @@ async def applications_of(visit: Visit, conn: AsyncConnection) -> list[Applicati
     return sorted(found.values(), key=lambda a: (a.name.lower(), a.client_id))
 
 
-async def _sign_ins(visit: Visit, conn: AsyncConnection) -> list[tuple[AuditRecord, str]]:
-    """The person's newest sign-ins and failed sign-ins, each with where they signed in to."""
-    filters = Filters(subjects=[visit.user.id], types=[Event.SIGN_IN, Event.SIGN_IN_FAILED])
+@dataclass(frozen=True)
+class SignIn:
+    """A sign-in or failed sign-in as the pages show it: the record, where to (an
+    application's name, or "this console") and how (password, or the provider's label)."""
+
+    record: AuditRecord
+    where: str
+    how: str
+
+
+async def recent_sign_ins(visit: Visit, conn: AsyncConnection, user_id: str) -> list[SignIn]:
+    """A person's newest sign-ins and failed sign-ins (at most :data:`SIGN_INS_SHOWN`)."""
+    filters = Filters(subjects=[user_id], types=[Event.SIGN_IN, Event.SIGN_IN_FAILED])
     records = await auth_audit.page(conn, filters, before_id=0, limit=SIGN_INS_SHOWN)
+    federation = visit.bastion.federation
+    labels = {p.name: p.label for p in federation.providers} if federation else {}
     names: dict[str, str] = {}
     shown = []
     for record in records:
@@ -124,7 +136,11 @@ async def _sign_ins(visit: Visit, conn: AsyncConnection) -> list[tuple[AuditReco
             if record.client_id not in names:
                 names[record.client_id] = await _client_name(conn, record.client_id)
             where = names[record.client_id]
-        shown.append((record, where))
+        if record.method == "federated":
+            how = labels.get(record.provider or "", record.provider or "an identity provider")
+        else:
+            how = record.method or "password"
+        shown.append(SignIn(record, where, how))
     return shown
 
 
@@ -134,7 +150,7 @@ async def account(visit: Visit) -> Response:
     async with visit.bastion.db.connect() as conn:
         links = await federation_rows.links_of(conn, visit.user.id)
         applications = await applications_of(visit, conn)
-        sign_ins = await _sign_ins(visit, conn)
+        sign_ins = await recent_sign_ins(visit, conn, visit.user.id)
     federation = visit.bastion.federation
     labels = {p.name: p.label for p in federation.providers} if federation else {}
     return visit.page(
@@ -146,7 +162,6 @@ async def account(visit: Visit) -> Response:
         sign_ins=sign_ins,
         notice=visit.notice(NOTICES),
         when=when,
-        provider_label=lambda name: labels.get(name or "", name or "an identity provider"),
     )
 
 
@@ -187,8 +202,10 @@ __all__ = [
     "NOTICES",
     "ROUTES",
     "Application",
+    "SignIn",
     "account",
     "applications_of",
     "end_other_sessions",
+    "recent_sign_ins",
     "revoke_application",
 ]

@@ -10,14 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from bastion.console.account import recent_sign_ins
 from bastion.console.guard import Visit, console_page, is_admin, quoted, refused
 from bastion.console.times import when
 from bastion.identity.local import LastAdministratorError, UserExistsError
 from bastion.identity.passwords import generate_password
-from bastion.store import auth_audit
 from bastion.store import federation as links
 from bastion.store import users as user_rows
-from bastion.store.auth_audit import Event, Filters
 from bastion.store.schema import linked_accounts, token_families
 from bastion.store.users import User
 
@@ -44,7 +43,6 @@ _USERNAME = re.compile(r"[^\s/\\\x00-\x1f\x7f]{1,255}")
 _GROUP = re.compile(r"[^\s,\x00-\x1f\x7f]{1,200}")
 _SEPARATORS = re.compile(r"[\s,]+")
 MAX_GROUPS = 100
-SIGN_INS_SHOWN = 10
 
 
 class InputError(ValueError):
@@ -234,12 +232,7 @@ async def _person_page(
                 token_families.c.expires_at > now,
             )
         )
-        sign_ins = await auth_audit.page(
-            conn,
-            Filters(subjects=[person.id], types=[Event.SIGN_IN, Event.SIGN_IN_FAILED]),
-            before_id=0,
-            limit=SIGN_INS_SHOWN,
-        )
+        sign_ins = await recent_sign_ins(visit, conn, person.id)
     groups = _admin_groups(visit)
     return visit.page(
         "person.html",
@@ -251,7 +244,7 @@ async def _person_page(
         error=error,
         linked=linked,
         grants=int(grants or 0),
-        sign_ins=[(when(r.at // 1000), r) for r in sign_ins],
+        sign_ins=sign_ins,
         admin_through=sorted(set(person.groups) & set(groups)),
         is_me=person.id == visit.user.id,
         least=visit.settings.login.min_password_length,
@@ -417,7 +410,6 @@ __all__ = [
     "MAX_GROUPS",
     "NOTICES",
     "ROUTES",
-    "SIGN_INS_SHOWN",
     "InputError",
     "Listed",
     "add_person",
