@@ -77,6 +77,7 @@ EXPORTS = {
         "TokenSettings",
         "UnknownClientSettings",
         "UpstreamListingSettings",
+        "UpstreamOAuthSettings",
         "UpstreamSettings",
         "config_file_from_environment",
         "environment_names_data",

@@ -25,6 +25,7 @@ from bastion.config.console import ConsoleSettings
 from bastion.config.gateway import (
     GatewaySettings,
     UpstreamListingSettings,
+    UpstreamOAuthSettings,
     UpstreamSettings,
     listing_name,
 )
@@ -85,6 +86,7 @@ __all__ = [
     "TokenSettings",
     "UnknownClientSettings",
     "UpstreamListingSettings",
+    "UpstreamOAuthSettings",
     "UpstreamSettings",
     "config_file_from_environment",
     "environment_names_data",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -91,6 +92,77 @@ def listing_name(public_url: str, upstream: str) -> str:
     )
 
 
+class UpstreamOAuthSettings(BaseModel):
+    """How the gateway signs each person in at an upstream that has its own OAuth
+    (``[gateway.upstreams.oauth]``, with ``auth = "oauth"``; docs/upstream-oauth.md).
+
+    Everything is discovered from the upstream (RFC 9728 protected-resource metadata, then RFC
+    8414 / OpenID Connect metadata of its authorization server) unless set here."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    registration: Literal["auto", "pre-registered", "cimd", "dcr"] = Field(
+        "auto",
+        description="How bastion is a client of the upstream's authorization server: "
+        "pre-registered (client_id below), cimd (the Client ID Metadata Document bastion serves "
+        "at <issuer>/connect/client-metadata.json), dcr (RFC 7591). auto: pre-registered when "
+        "client_id is set, else cimd where the server supports it, else dcr.",
+    )
+    client_id: str | None = Field(
+        None, min_length=1, max_length=255, description="A pre-registered client id."
+    )
+    client_secret: SecretStr | None = Field(
+        None, description="Its secret (client_secret_basic); none for a public client."
+    )
+    authorization_server: str | None = Field(
+        None,
+        description="The upstream's authorization server (issuer URL); default: the first "
+        "one its protected-resource metadata names.",
+    )
+    resource: str | None = Field(
+        None,
+        description="The upstream's resource URI sent as RFC 8707 `resource`; default: the "
+        "`resource` of its protected-resource metadata.",
+    )
+    scopes: list[str] | None = Field(
+        None,
+        description="Scopes asked for upstream; default: the metadata's scopes_supported "
+        "(none when it lists none).",
+    )
+    allow_private_addresses: bool = Field(
+        False,
+        description="Reach the upstream's metadata and authorization server on loopback or "
+        "private addresses (development, or servers on your own network). It disables the "
+        "SSRF guard for this upstream's OAuth requests.",
+    )
+    refresh_margin: float = Field(
+        60.0,
+        ge=0,
+        le=3600,
+        description="Seconds before an upstream access token expires at which it is refreshed.",
+    )
+
+    @field_validator("authorization_server", "resource")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and ANY_HTTP.problem(value) is not None:
+            raise ValueError(f"must be an absolute http(s) URL; got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _client(self) -> UpstreamOAuthSettings:
+        if self.registration == "pre-registered" and self.client_id is None:
+            raise ValueError('registration = "pre-registered" needs client_id')
+        if self.client_secret is not None and self.client_id is None:
+            raise ValueError("client_secret is set but client_id is not")
+        if self.client_id is not None and self.registration in ("cimd", "dcr"):
+            raise ValueError(
+                f'client_id is set but registration = "{self.registration}" does not use it; '
+                'remove one of them (or use "pre-registered")'
+            )
+        return self
+
+
 # The paths every listener answers itself (bastion.ops.health, which config cannot import; a
 # test checks that the two agree).
 PROBE_PATHS = ("/healthz", "/readyz")
@@ -134,6 +206,16 @@ class UpstreamSettings(BaseModel):
         default_factory=dict,
         description="Headers added to every upstream request, e.g. the upstream's own "
         "Authorization. The client's token is never forwarded.",
+    )
+    auth: Literal["none", "oauth"] = Field(
+        "none",
+        description='"oauth": the upstream has its own OAuth; each person signs in there once '
+        "(the gateway asks through URL elicitation) and the gateway sends that person's "
+        "upstream token. See [gateway.upstreams.oauth].",
+    )
+    oauth: UpstreamOAuthSettings = Field(
+        default_factory=UpstreamOAuthSettings,
+        description='With auth = "oauth": how bastion is registered at the upstream.',
     )
     timeout: float = Field(
         30.0,
@@ -229,6 +311,19 @@ class UpstreamSettings(BaseModel):
             raise ValueError(f"upstream {self.name!r}: command must name a program")
         if self.url is not None and (self.env or self.cwd is not None):
             raise ValueError(f"upstream {self.name!r}: env and cwd apply to command upstreams only")
+        if self.auth == "oauth":
+            if self.url is None:
+                raise ValueError(
+                    f'upstream {self.name!r}: auth = "oauth" needs a url (a stdio server has '
+                    "no OAuth; give it its credential in env)"
+                )
+            if any(name.lower() == "authorization" for name in self.headers):
+                raise ValueError(
+                    f'upstream {self.name!r}: auth = "oauth" sends each person\'s upstream token '
+                    "as Authorization; remove Authorization from headers"
+                )
+        elif "oauth" in self.model_fields_set:
+            raise ValueError(f'upstream {self.name!r}: [oauth] is set but auth is not "oauth"')
         return self
 
     def process_environment(self) -> dict[str, str]:
@@ -311,4 +406,10 @@ class GatewaySettings(BaseModel):
         return self
 
 
-__all__ = ["GatewaySettings", "UpstreamListingSettings", "UpstreamSettings", "listing_name"]
+__all__ = [
+    "GatewaySettings",
+    "UpstreamListingSettings",
+    "UpstreamOAuthSettings",
+    "UpstreamSettings",
+    "listing_name",
+]

@@ -465,6 +465,87 @@ auth_audit = sa.Table(
     ),
 )
 
+# The token vault (bastion.vault): each person's tokens at upstreams with their own OAuth, one
+# row per (person, upstream), both tokens encrypted (bastion.store.sealed). Removing the person
+# removes them; bastion revokes them upstream first (bastion.vault.connections).
+upstream_connections = sa.Table(
+    "upstream_connections",
+    metadata,
+    sa.Column(
+        "user_id", sa.String(64), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("upstream", sa.String(64), primary_key=True),
+    # The upstream's authorization server and bastion's client id there, when connected: a
+    # connection made with another server or client is not used.
+    sa.Column("issuer", sa.String(1024), nullable=False),
+    sa.Column("client_id", sa.String(2048), nullable=False),
+    sa.Column("access_token_encrypted", sa.Text, nullable=False),
+    sa.Column("refresh_token_encrypted", sa.Text, nullable=True),
+    sa.Column("scope", sa.Text, nullable=True),
+    sa.Column("expires_at", sa.BigInteger, nullable=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("refreshed_at", sa.BigInteger, nullable=True),
+    # One refresh at a time across processes: a process takes the lease (until this time) in one
+    # conditional update; the others wait for its result.
+    sa.Column("refresh_lease_until", sa.BigInteger, nullable=True),
+)
+
+# bastion's own registration at an upstream's authorization server when it was made by RFC 7591
+# (pre-registered and CIMD clients need no row): every gateway process uses the same one.
+upstream_clients = sa.Table(
+    "upstream_clients",
+    metadata,
+    sa.Column("upstream", sa.String(64), primary_key=True),
+    sa.Column("issuer", sa.String(1024), primary_key=True),
+    sa.Column("client_id", sa.String(2048), nullable=False),
+    sa.Column("client_secret_encrypted", sa.Text, nullable=True),
+    sa.Column("token_endpoint_auth_method", sa.String(64), nullable=False),
+    sa.Column("redirect_uri", sa.String(2048), nullable=False),
+    sa.Column("registration_client_uri", sa.String(2048), nullable=True),
+    sa.Column("registration_access_token_encrypted", sa.Text, nullable=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+# A URL elicitation the gateway sent (MCP 2025-11-25): the person and client whose call needed an
+# upstream sign-in. The connect page accepts it only from that person's browser session.
+upstream_connect_requests = sa.Table(
+    "upstream_connect_requests",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column(
+        "user_id",
+        sa.String(64),
+        sa.ForeignKey("users.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("upstream", sa.String(64), nullable=False),
+    sa.Column("client_id", sa.String(2048), nullable=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Column("completed_at", sa.BigInteger, nullable=True),
+)
+
+# An upstream sign-in sent from the connect page, until its callback: the state (by hash), the
+# person and browser (hash of a cookie) it is bound to, the encrypted PKCE verifier, and the
+# server and client it was sent to. Consumed once, by one atomic delete.
+upstream_connect_states = sa.Table(
+    "upstream_connect_states",
+    metadata,
+    sa.Column("state_hash", sa.String(64), primary_key=True),
+    sa.Column("upstream", sa.String(64), nullable=False),
+    sa.Column(
+        "user_id", sa.String(64), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("binding_hash", sa.String(64), nullable=False),
+    sa.Column("request_id", sa.String(64), nullable=True),
+    sa.Column("issuer", sa.String(1024), nullable=False),
+    sa.Column("client_id", sa.String(2048), nullable=False),
+    sa.Column("verifier_encrypted", sa.Text, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+)
+
 __all__ = [
     "access_rules",
     "auth_audit",
@@ -492,6 +573,10 @@ __all__ = [
     "sessions",
     "signing_keys",
     "token_families",
+    "upstream_clients",
+    "upstream_connect_requests",
+    "upstream_connect_states",
+    "upstream_connections",
     "used_assertions",
     "users",
 ]

@@ -11,7 +11,19 @@ import sqlalchemy as sa
 from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bastion.store.schema import federation_states, linked_accounts, signing_keys
+from bastion.store.schema import (
+    federation_states,
+    linked_accounts,
+    signing_keys,
+    upstream_clients,
+    upstream_connect_states,
+    upstream_connections,
+)
+
+
+def connection_binding(user_id: str, upstream: str, kind: str) -> str:
+    """What a person's upstream ``kind`` ("access" or "refresh") token is sealed to."""
+    return f"connection:{user_id}|{upstream}|{kind}"
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,41 @@ SEALED = (
         ("state_hash",),
         lambda r: f"federation:{r['state_hash']}",
     ),
+    SealedColumn(
+        "token vault: access tokens",
+        upstream_connections,
+        "access_token_encrypted",
+        ("user_id", "upstream"),
+        lambda r: connection_binding(r["user_id"], r["upstream"], "access"),
+    ),
+    SealedColumn(
+        "token vault: refresh tokens",
+        upstream_connections,
+        "refresh_token_encrypted",
+        ("user_id", "upstream"),
+        lambda r: connection_binding(r["user_id"], r["upstream"], "refresh"),
+    ),
+    SealedColumn(
+        "token vault: client secrets",
+        upstream_clients,
+        "client_secret_encrypted",
+        ("upstream", "issuer"),
+        lambda r: f"upstream-client:{r['upstream']}|{r['issuer']}|secret",
+    ),
+    SealedColumn(
+        "token vault: registration access tokens",
+        upstream_clients,
+        "registration_access_token_encrypted",
+        ("upstream", "issuer"),
+        lambda r: f"upstream-client:{r['upstream']}|{r['issuer']}|registration",
+    ),
+    SealedColumn(
+        "token vault: sign-ins in progress",
+        upstream_connect_states,
+        "verifier_encrypted",
+        ("state_hash",),
+        lambda r: f"connect:{r['state_hash']}",
+    ),
 )
 
 # Re-encrypts a value under the current secret (None: it already is), given its bound_to.
@@ -68,4 +115,4 @@ async def reseal_column(conn: AsyncConnection, sealed: SealedColumn, reseal: Res
     return changed
 
 
-__all__ = ["SEALED", "Reseal", "SealedColumn", "reseal_column"]
+__all__ = ["SEALED", "Reseal", "SealedColumn", "connection_binding", "reseal_column"]
