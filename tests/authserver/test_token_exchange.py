@@ -121,6 +121,20 @@ async def world(make_settings: Callable[..., Settings]) -> AsyncIterator[World]:
 # -- who must not get a token ------------------------------------------------------------------
 
 
+async def test_x08_without_any_rule_the_grant_is_unsupported(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """RFC 6749 §5.2 unsupported_grant_type: with no [[token_exchange]] rule the grant does not
+    exist here (refused by default, before client authentication), as the metadata says."""
+    async with running(make_settings(resources=RESOURCES)) as http:
+        response = await http.post(
+            "/token",
+            data={"grant_type": TOKEN_EXCHANGE, "subject_token": "x"},
+            headers={"Authorization": "Basic d3Jvbmc6d3Jvbmc="},
+        )
+    assert_error(response, 400, "unsupported_grant_type")
+
+
 async def test_x08_client_without_a_rule_is_unauthorized_client(world: World) -> None:
     """RFC 8693 §2.2.2, RFC 6749 §5.2: a confidential client no [[token_exchange]] rule names
     may not use the grant (refused by default)."""

@@ -4,8 +4,8 @@ The order of the checks is part of the protocol: the grant_type first (an unknow
 answered without looking at the client), then the client (OAuth 2.1 §3.2.1: invalid_client
 before anything about the grant's parameters), then whether it is registered for the grant,
 and only then the grant's own parameters. Token exchange (RFC 8693) is not a grant clients
-register for: the ``[[token_exchange]]`` rules of the configuration say who may use it, and the
-grant checks them.
+register for: the ``[[token_exchange]]`` rules of the configuration say who may use it (without
+any, it is an unsupported grant type), and the grant checks them.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from bastion.authserver.grants import (
 )
 from bastion.authserver.http import json_response, read_form
 from bastion.oauth import token_request
-from bastion.oauth.errors import UnauthorizedClient
+from bastion.oauth.errors import UnauthorizedClient, UnsupportedGrantType
 from bastion.oauth.token_request import (
     TOKEN_EXCHANGE,
     AuthorizationCodeRequest,
@@ -46,6 +46,11 @@ async def token(request: Request) -> Response:
     bastion = server(request)
     params = await read_form(request, bastion.settings.max_body_bytes)
     grant_type = token_request.grant_type(params)
+    if grant_type == TOKEN_EXCHANGE and not bastion.settings.token_exchange:
+        # Refused by default, as unknown (RFC 6749 §5.2): the metadata does not list it either.
+        raise UnsupportedGrantType(
+            f"grant_type {TOKEN_EXCHANGE} is not enabled here: no [[token_exchange]] rule"
+        )
     client = await authenticate(bastion, request, params)
     if grant_type != TOKEN_EXCHANGE and grant_type not in client.metadata.grant_types:
         raise UnauthorizedClient(f"this client is not registered for the {grant_type} grant")
