@@ -24,6 +24,7 @@ from joserfc.jwk import ECKey
 from bastion.access import admin as access_admin
 from bastion.authserver import admin
 from bastion.config import ResourceSettings, Settings, TokenExchangeRule
+from bastion.identity.local import LocalUsers
 from bastion.oauth.token_request import ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE
 from bastion.store.database import Database
 from bastion.store.schema import auth_audit
@@ -228,6 +229,17 @@ async def test_x08_subject_token_of_a_revoked_grant_is_invalid_request(world: Wo
     assert revoked.status_code == 200
     body = assert_error(await world.exchange(world.mcp), 400, "invalid_request")
     assert "revoked" in body["error_description"]
+
+
+async def test_x08_token_of_a_disabled_person_is_invalid_request(world: World) -> None:
+    """RFC 8693 §2.2.2: once alice is disabled (bastion users disable), her tokens are not
+    exchanged for anything."""
+    db = Database(world.settings.effective_database_url, schema=world.settings.database_schema)
+    try:
+        assert await LocalUsers(db).set_disabled("alice", True) is not None
+    finally:
+        await db.dispose()
+    assert_error(await world.exchange(world.mcp), 400, "invalid_request")
 
 
 async def test_x08_token_of_another_issuer_is_invalid_request(

@@ -104,9 +104,6 @@ async def exchange(
                 f"({ACCESS_TOKEN_TYPE})"
             )
     subject = await _subject(bastion, request.subject_token)
-    may_act = subject.claims.get("may_act")
-    if isinstance(may_act, dict) and may_act.get("sub") not in (None, client.client_id):
-        raise InvalidRequest(f"the subject token does not let {client.client_id} act (may_act)")
     if request.actor_token is not None:
         await _check_actor(bastion, client, request.actor_token)
     target = _target(bastion, request)
