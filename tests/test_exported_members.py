@@ -74,6 +74,7 @@ EXPORTS = {
         "RevocationSettings",
         "Settings",
         "SigningAlg",
+        "TokenExchangeRule",
         "TokenSettings",
         "UnknownClientSettings",
         "UpstreamListingSettings",

@@ -17,9 +17,10 @@ from bastion.oauth.form import single
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
-# Parameters that may appear more than once (RFC 8707 §2 allows several `resource` values; we
-# then refuse with invalid_target, which is the RFC's error for it, rather than invalid_request).
-REPEATABLE = frozenset({"resource"})
+# Parameters that may appear more than once (RFC 8707 §2 allows several `resource` values, RFC
+# 8693 §2.1 several `audience` values; we then refuse with invalid_target, which is the RFCs'
+# error for it, rather than invalid_request).
+REPEATABLE = frozenset({"resource", "audience"})
 
 
 class BodyTooLarge(InvalidRequest):

@@ -38,14 +38,17 @@ async def mint_access(
     resource: str,
     grant_id: str | None,
     claims: Mapping[str, object] | None = None,
+    ttl: int | None = None,
 ) -> tuple[access_token.IssuedToken, TokenResponse]:
     """Sign an access token (with ``claims`` about the user) and build the response.
 
     ``grant_id`` names the grant the token belongs to (a refresh family, or a machine client's
     current grant): revoking the grant revokes every access token that carries it, at every
-    resource server (:mod:`bastion.resource.revocation`)."""
+    resource server (:mod:`bastion.resource.revocation`). ``ttl`` (seconds) replaces
+    ``tokens.access_token_ttl`` when a token must not outlive another one."""
     key = await bastion.keys.signing_key()
-    ttl = bastion.settings.tokens.access_token_ttl
+    if ttl is None:
+        ttl = bastion.settings.tokens.access_token_ttl
     issued = access_token.issue(
         key,
         issuer=bastion.issuer,

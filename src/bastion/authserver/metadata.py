@@ -13,7 +13,7 @@ from bastion.authserver.client_auth import ASSERTION_ALGS
 from bastion.authserver.context import AuthServer, server
 from bastion.oauth.client_metadata import AUTH_METHODS
 from bastion.oauth.server_metadata import ServerMetadata
-from bastion.oauth.token_request import GRANT_TYPES
+from bastion.oauth.token_request import GRANT_TYPES, TOKEN_EXCHANGE
 
 CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
 
@@ -29,7 +29,8 @@ def document(bastion: AuthServer) -> ServerMetadata:
         scopes_supported=tuple(s.all_scopes),
         response_types_supported=("code",),
         response_modes_supported=("query",),
-        grant_types_supported=GRANT_TYPES,
+        # Token exchange is advertised only when some rule allows it (refused by default).
+        grant_types_supported=(*GRANT_TYPES, TOKEN_EXCHANGE) if s.token_exchange else GRANT_TYPES,
         token_endpoint_auth_methods_supported=AUTH_METHODS,
         token_endpoint_auth_signing_alg_values_supported=tuple(ASSERTION_ALGS),
         code_challenge_methods_supported=("S256",),

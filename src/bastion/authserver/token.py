@@ -3,7 +3,9 @@
 The order of the checks is part of the protocol: the grant_type first (an unknown one is
 answered without looking at the client), then the client (OAuth 2.1 §3.2.1: invalid_client
 before anything about the grant's parameters), then whether it is registered for the grant,
-and only then the grant's own parameters.
+and only then the grant's own parameters. Token exchange (RFC 8693) is not a grant clients
+register for: the ``[[token_exchange]]`` rules of the configuration say who may use it (without
+any, it is an unsupported grant type), and the grant checks them.
 """
 
 from __future__ import annotations
@@ -16,14 +18,21 @@ from starlette.responses import Response
 from bastion.authserver.audit import audited
 from bastion.authserver.client_auth import authenticate
 from bastion.authserver.context import AuthServer, server
-from bastion.authserver.grants import authorization_code, client_credentials, refresh_token
+from bastion.authserver.grants import (
+    authorization_code,
+    client_credentials,
+    refresh_token,
+    token_exchange,
+)
 from bastion.authserver.http import json_response, read_form
 from bastion.oauth import token_request
-from bastion.oauth.errors import UnauthorizedClient
+from bastion.oauth.errors import UnauthorizedClient, UnsupportedGrantType
 from bastion.oauth.token_request import (
+    TOKEN_EXCHANGE,
     AuthorizationCodeRequest,
     ClientCredentialsRequest,
     RefreshTokenRequest,
+    TokenExchangeRequest,
     TokenRequest,
 )
 from bastion.oauth.token_response import TokenResponse
@@ -37,8 +46,13 @@ async def token(request: Request) -> Response:
     bastion = server(request)
     params = await read_form(request, bastion.settings.max_body_bytes)
     grant_type = token_request.grant_type(params)
+    if grant_type == TOKEN_EXCHANGE and not bastion.settings.token_exchange:
+        # Refused by default, as unknown (RFC 6749 §5.2): the metadata does not list it either.
+        raise UnsupportedGrantType(
+            f"grant_type {TOKEN_EXCHANGE} is not enabled here: no [[token_exchange]] rule"
+        )
     client = await authenticate(bastion, request, params)
-    if grant_type not in client.metadata.grant_types:
+    if grant_type != TOKEN_EXCHANGE and grant_type not in client.metadata.grant_types:
         raise UnauthorizedClient(f"this client is not registered for the {grant_type} grant")
     answer = await grant(bastion, client, token_request.parse(grant_type, params))
     metrics.token_issued(grant_type, public=client.is_public, origin=client.origin)
@@ -54,6 +68,8 @@ async def grant(bastion: AuthServer, client: Client, request: TokenRequest) -> T
             return await refresh_token.refresh(bastion, client, request)
         case ClientCredentialsRequest():
             return await client_credentials.issue(bastion, client, request)
+        case TokenExchangeRequest():
+            return await token_exchange.exchange(bastion, client, request)
         case _:
             assert_never(request)
 

@@ -4,10 +4,10 @@ Nested sections use ``__`` in environment names, e.g. ``BASTION_TOKENS__ACCESS_T
 Nothing else in bastion reads the environment: build a :class:`Settings` and pass it in.
 
 A module per section: :mod:`.authserver` (tokens, CIMD, registration, quotas, unknown clients,
-log-in), :mod:`.resources`, :mod:`.gateway`, :mod:`.revocations`, :mod:`.identity_providers`
-(``[[upstreams]]``), :mod:`.console`, :mod:`.registry` with :mod:`.registry_scopes`; the top
-level in :mod:`.settings`, files and environment in :mod:`.loading`. Import from
-``bastion.config``.
+log-in, token exchange), :mod:`.resources`, :mod:`.gateway`, :mod:`.revocations`,
+:mod:`.identity_providers` (``[[upstreams]]``), :mod:`.console`, :mod:`.registry` with
+:mod:`.registry_scopes`; the top level in :mod:`.settings`, files and environment in
+:mod:`.loading`. Import from ``bastion.config``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from bastion.config.authserver import (
     QuotaSettings,
     RegistrationSettings,
     SigningAlg,
+    TokenExchangeRule,
     TokenSettings,
     UnknownClientSettings,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "RevocationSettings",
     "Settings",
     "SigningAlg",
+    "TokenExchangeRule",
     "TokenSettings",
     "UnknownClientSettings",
     "UpstreamListingSettings",

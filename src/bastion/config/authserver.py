@@ -1,11 +1,13 @@
 """The authorization server's sections: ``[tokens]``, ``[cimd]``, ``[registration]``,
-``[quotas]``, ``[unknown_clients]`` and ``[login]``."""
+``[quotas]``, ``[unknown_clients]``, ``[login]`` and ``[[token_exchange]]``."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from bastion.oauth.resource import canonical
 
 # Ed25519 is the fully-specified name of RFC 9864; EdDSA is the older polymorphic name, kept for
 # verifiers that do not know Ed25519 yet.
@@ -199,6 +201,42 @@ class LoginSettings(BaseModel):
     )
 
 
+class TokenExchangeRule(BaseModel):
+    """One ``[[token_exchange]]`` rule (RFC 8693): confidential client ``client`` may exchange
+    a person's access token for resource ``from`` for a token for resource ``to`` with at most
+    ``scopes``. Exchanges no rule allows are refused."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    client: str = Field(min_length=1, description="The confidential client that exchanges.")
+    source: str = Field(
+        alias="from",
+        min_length=1,
+        description="The resource the subject token was issued for: its URI or its name.",
+    )
+    target: str = Field(
+        alias="to", min_length=1, description="The resource the new token is for: URI or name."
+    )
+    scopes: list[str] = Field(
+        min_length=1, description="The scopes the new token may have at the target."
+    )
+
+    def resolved(self, resources: dict[str, str]) -> TokenExchangeRule:
+        """The rule with ``from`` and ``to`` as canonical URIs of configured resources
+        (``resources``: name or canonical URI -> URI); ValueError names one that is not."""
+        names = ", ".join(sorted(set(resources.values())))
+        ends = {}
+        for key, value in (("from", self.source), ("to", self.target)):
+            uri = resources.get(value) or resources.get(canonical(value))
+            if uri is None:
+                raise ValueError(
+                    f"token_exchange: {key} = {value!r} is not a configured resource; use the "
+                    f"uri or name of one of [[resources]]: {names}"
+                )
+            ends[key] = uri
+        return self.model_copy(update={"source": ends["from"], "target": ends["to"]})
+
+
 __all__ = [
     "CimdSettings",
     "IdentityClaim",
@@ -206,6 +244,7 @@ __all__ = [
     "QuotaSettings",
     "RegistrationSettings",
     "SigningAlg",
+    "TokenExchangeRule",
     "TokenSettings",
     "UnknownClientSettings",
 ]

@@ -21,6 +21,7 @@ from bastion.config.authserver import (
     LoginSettings,
     QuotaSettings,
     RegistrationSettings,
+    TokenExchangeRule,
     TokenSettings,
     UnknownClientSettings,
 )
@@ -124,6 +125,12 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    token_exchange: list[TokenExchangeRule] = Field(
+        default_factory=list,
+        description="Which token exchanges (RFC 8693) are allowed: each rule lets a "
+        "confidential client exchange a person's token for one resource for a token for "
+        "another; none: the grant is refused. See docs/token-exchange.md.",
+    )
     upstreams: list[IdentityProviderSettings] = Field(
         default_factory=list,
         description="Identity providers people sign in with (federation); see docs/providers/.",
@@ -255,6 +262,23 @@ class Settings(BaseSettings):
             )
         elif registry.enabled and listed is not None:
             listed.scopes = registry.rename_old(listed.scopes, f"resources[{resource}].scopes")
+        return self
+
+    @model_validator(mode="after")
+    def _token_exchange(self) -> Settings:
+        # After _gateway and _registry: the resources they add may be exchange targets.
+        known = {r.uri: r.uri for r in self.resources}
+        known |= {r.name: r.uri for r in self.resources if r.name}
+        rules = [rule.resolved(known) for rule in self.token_exchange]
+        for rule in rules:
+            allowed = set(self.scopes_of(rule.target))
+            unknown = sorted(set(rule.scopes) - allowed)
+            if unknown:
+                raise ValueError(
+                    f"token_exchange: scopes {' '.join(unknown)} are not scopes of {rule.target}; "
+                    f"it has {' '.join(sorted(allowed))}"
+                )
+        self.token_exchange = rules
         return self
 
     @property

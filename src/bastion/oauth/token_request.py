@@ -11,15 +11,30 @@ scope) is the grant's own check, made on the typed request.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Final, Literal, get_args
 
 from bastion.oauth.errors import InvalidRequest, InvalidTarget, UnsupportedGrantType
 from bastion.oauth.form import Params, single
 
-GrantType = Literal["authorization_code", "refresh_token", "client_credentials"]
+TOKEN_EXCHANGE: Final = "urn:ietf:params:oauth:grant-type:token-exchange"
+"""The grant type of RFC 8693 §2.1."""
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+"""The token type identifier of an access token (RFC 8693 §3)."""
 
-GRANT_TYPES: tuple[GrantType, ...] = get_args(GrantType)
-"""The grant types bastion implements, in the order its errors and metadata list them."""
+ClientGrantType = Literal["authorization_code", "refresh_token", "client_credentials"]
+GrantType = Literal[
+    "authorization_code",
+    "refresh_token",
+    "client_credentials",
+    "urn:ietf:params:oauth:grant-type:token-exchange",
+]
+
+GRANT_TYPES: tuple[ClientGrantType, ...] = get_args(ClientGrantType)
+"""The grant types a client registers for (RFC 7591 §2 ``grant_types``), in the order errors
+and metadata list them. Token exchange is not among them: the ``[[token_exchange]]`` rules of
+the configuration, not a client's registration, say who may exchange."""
+ALL_GRANT_TYPES: tuple[GrantType, ...] = get_args(GrantType)
+"""Every grant type the token endpoint knows."""
 
 
 @dataclass(frozen=True)
@@ -56,18 +71,42 @@ class ClientCredentialsRequest:
     grant_type: Literal["client_credentials"] = field(default="client_credentials", init=False)
 
 
-TokenRequest = AuthorizationCodeRequest | RefreshTokenRequest | ClientCredentialsRequest
+@dataclass(frozen=True)
+class TokenExchangeRequest:
+    """A token exchange (RFC 8693 §2.1): the ``subject_token`` and its type, the optional
+    ``actor_token`` and its type (each required with the other), at most one ``resource`` and
+    one ``audience`` naming the target, the ``scope`` as sent and the ``requested_token_type``.
+    Which token types are supported, and what the target is, is the grant's to judge."""
+
+    subject_token: str = field(repr=False)
+    subject_token_type: str
+    actor_token: str | None = field(default=None, repr=False)
+    actor_token_type: str | None = None
+    resource: str | None = None
+    audience: str | None = None
+    scope: str | None = None
+    requested_token_type: str | None = None
+    grant_type: Literal["urn:ietf:params:oauth:grant-type:token-exchange"] = field(
+        default=TOKEN_EXCHANGE, init=False
+    )
+
+
+TokenRequest = (
+    AuthorizationCodeRequest | RefreshTokenRequest | ClientCredentialsRequest | TokenExchangeRequest
+)
 
 
 def grant_type(params: Params) -> GrantType:
     """The ``grant_type`` parameter, compared case-sensitively (RFC 6749 §5.2:
-    invalid_request when missing, unsupported_grant_type when not one of :data:`GRANT_TYPES`)."""
+    invalid_request when missing, unsupported_grant_type when not one of
+    :data:`ALL_GRANT_TYPES`)."""
     sent = single(params, "grant_type")
     if sent is None:
         raise InvalidRequest("grant_type is required")
-    for known in GRANT_TYPES:
+    for known in ALL_GRANT_TYPES:
         if sent == known:
             return known
+    # Token exchange is left out: where no [[token_exchange]] rule exists it is unsupported.
     raise UnsupportedGrantType(
         f"grant_type {sent} is not supported; use one of {', '.join(GRANT_TYPES)}"
     )
@@ -89,8 +128,35 @@ def parse(kind: GrantType, params: Params) -> TokenRequest:
         return RefreshTokenRequest(
             refresh_token=token, resource=_one_resource(params), scope=single(params, "scope")
         )
-    return ClientCredentialsRequest(
-        scope=single(params, "scope"), resource=tuple(params.get("resource", ()))
+    if kind == "client_credentials":
+        return ClientCredentialsRequest(
+            scope=single(params, "scope"), resource=tuple(params.get("resource", ()))
+        )
+    return _token_exchange(params)
+
+
+def _token_exchange(params: Params) -> TokenExchangeRequest:
+    subject = _required(params, "subject_token")
+    subject_type = _required(params, "subject_token_type")
+    actor = single(params, "actor_token")
+    actor_type = single(params, "actor_token_type")
+    # RFC 8693 §2.1: actor_token_type is REQUIRED with actor_token and MUST NOT come without it.
+    if actor is not None and actor_type is None:
+        raise InvalidRequest("actor_token_type is required with actor_token")
+    if actor is None and actor_type is not None:
+        raise InvalidRequest("actor_token_type was sent without actor_token")
+    audiences = params.get("audience", ())
+    if len(audiences) > 1:
+        raise InvalidTarget("send one audience per request: an exchanged token has one")
+    return TokenExchangeRequest(
+        subject_token=subject,
+        subject_token_type=subject_type,
+        actor_token=actor,
+        actor_token_type=actor_type,
+        resource=_one_resource(params),
+        audience=audiences[0] if audiences else None,
+        scope=single(params, "scope"),
+        requested_token_type=single(params, "requested_token_type"),
     )
 
 
@@ -109,11 +175,16 @@ def _one_resource(params: Params) -> str | None:
 
 
 __all__ = [
+    "ACCESS_TOKEN_TYPE",
+    "ALL_GRANT_TYPES",
     "GRANT_TYPES",
+    "TOKEN_EXCHANGE",
     "AuthorizationCodeRequest",
     "ClientCredentialsRequest",
+    "ClientGrantType",
     "GrantType",
     "RefreshTokenRequest",
+    "TokenExchangeRequest",
     "TokenRequest",
     "grant_type",
     "parse",

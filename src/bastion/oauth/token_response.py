@@ -54,6 +54,8 @@ class TokenResponse:
     scope: str | None = None
     refresh_token: str | None = field(default=None, repr=False)
     token_type: str = "Bearer"
+    # RFC 8693 §2.2.1: what an exchange issued (REQUIRED there, absent elsewhere).
+    issued_token_type: str | None = None
     extra: Mapping[str, object] = field(
         default_factory=lambda: MappingProxyType({}), repr=False, compare=False
     )
@@ -100,13 +102,13 @@ class TokenResponse:
         return replace(self, refresh_token=refresh_token)
 
     def to_json(self) -> dict[str, str | int]:
-        """The JSON object with its members in a fixed order (access_token, token_type,
-        expires_in, scope, refresh_token); an absent lifetime, an empty scope and an absent
-        refresh token are left out."""
-        out: dict[str, str | int] = {
-            "access_token": self.access_token,
-            "token_type": self.token_type,
-        }
+        """The JSON object with its members in a fixed order (access_token, issued_token_type,
+        token_type, expires_in, scope, refresh_token); an absent issued token type, an absent
+        lifetime, an empty scope and an absent refresh token are left out."""
+        out: dict[str, str | int] = {"access_token": self.access_token}
+        if self.issued_token_type is not None:
+            out["issued_token_type"] = self.issued_token_type
+        out["token_type"] = self.token_type
         if self.expires_in is not None:
             out["expires_in"] = self.expires_in
         if self.scope:

@@ -44,6 +44,7 @@ class Event(StrEnum):
     GRANT_REFRESHED = "grant_refreshed"
     GRANT_REVOKED = "grant_revoked"
     TOKEN_REVOKED = "token_revoked"
+    TOKEN_EXCHANGED = "token_exchanged"
     SESSIONS_ENDED = "sessions_ended"
     CLIENT_REGISTERED = "client_registered"
     CLIENT_UPDATED = "client_updated"
