@@ -94,15 +94,25 @@ class Cluster:
         }
         try:
             response = await http.post(f"{self.issuer}/token", data=data, auth=self.client.auth)
+            cut_off = _haproxy_502(response)
         except httpx.RemoteProtocolError:
-            # HAProxy closes the client's connection without an answer when the request went
-            # out on an idle connection to a replica that has just died, as a server closing
-            # a keep-alive connection would; a client asks again (a client_credentials request
-            # changes nothing it could repeat), and the retry goes to the live replica.
+            cut_off = True
+        if cut_off:
+            # The request was in flight to the replica just killed (it may have acted on it):
+            # HAProxy answers 502 if it was the first request on this client connection and
+            # closes the connection without an answer otherwise, and does not send it again,
+            # as a proxy must not repeat a POST (RFC 9110 §9.2.2; deploy/haproxy/bastion.cfg).
+            # The client asks again, as bastion's client does for this grant (it redeems
+            # nothing: bastion.client.flow.token_request); the retry goes to the live replica.
             response = await http.post(f"{self.issuer}/token", data=data, auth=self.client.auth)
         assert response.status_code == 200, response.text
         token: str = response.json()["access_token"]
         return token
+
+
+def _haproxy_502(response: httpx.Response) -> bool:
+    """HAProxy's own 502 page ("invalid or incomplete response"), not an answer of bastion's."""
+    return response.status_code == 502 and "<h1>502 Bad Gateway</h1>" in response.text
 
 
 async def _drop(schema: str) -> None:

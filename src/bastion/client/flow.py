@@ -12,7 +12,8 @@ Authorization code (OAuth 2.1 §4.1, MCP "Authorization Flow Steps"):
 - the authorization URL opened only if it is https (loopback http excepted) [C18].
 
 Client credentials (OAuth 2.1 §4.2) for machine clients, with client_secret_basic,
-client_secret_post or private_key_jwt (:mod:`bastion.client.client_auth`).
+client_secret_post or private_key_jwt (:mod:`bastion.client.client_auth`); the only token
+request sent again when a load balancer reports it cut off (it redeems nothing).
 """
 
 from __future__ import annotations
@@ -206,15 +207,43 @@ async def token_request(
     form: dict[str, str],
     *,
     now: Callable[[], float] = time.time,
+    repeatable: bool = False,
 ) -> TokenResponse:
-    """POST a token request with the client's authentication (OAuth 2.1 §3.2)."""
-    headers = {"Accept": "application/json"}
-    authenticate(client, form, headers, issuer=metadata_issuer, now=now)
-    try:
-        response = await http.post(token_endpoint, data=form, headers=headers)
-    except httpx.HTTPError as exc:
-        raise TokenEndpointError(f"the token request to {token_endpoint} failed: {exc}") from exc
+    """POST a token request with the client's authentication (OAuth 2.1 §3.2).
+
+    A ``repeatable`` request (one that consumes nothing, like client credentials) is sent once
+    more when it was cut off on the way: the connection closed without an answer, or a proxy's
+    502 instead of the server's answer (:func:`_cut_off`), as when the replica behind a load
+    balancer died holding it (docs/replicas.md). A code or refresh token redemption is never
+    sent twice: the server may have redeemed it, and a second redemption is a replay."""
+    for attempt in range(2 if repeatable else 1):
+        last = attempt == 1 or not repeatable
+        sent = dict(form)  # a fresh client assertion (its own jti) on each attempt
+        headers = {"Accept": "application/json"}
+        authenticate(client, sent, headers, issuer=metadata_issuer, now=now)
+        try:
+            response = await http.post(token_endpoint, data=sent, headers=headers)
+        except httpx.RemoteProtocolError as exc:
+            if last:
+                raise TokenEndpointError(
+                    f"the token request to {token_endpoint} failed: {exc}"
+                ) from exc
+            continue
+        except httpx.HTTPError as exc:
+            raise TokenEndpointError(
+                f"the token request to {token_endpoint} failed: {exc}"
+            ) from exc
+        if last or not _cut_off(response):
+            break
     return parse_token_response(response, token_endpoint)
+
+
+def _cut_off(response: httpx.Response) -> bool:
+    """A proxy's 502 (RFC 9110 §15.6.3) rather than the token endpoint's own answer, which is
+    JSON (RFC 6749 §5.1, §5.2): the request may not have reached a server, or reached one that
+    died before answering."""
+    media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    return response.status_code == 502 and media_type != "application/json"
 
 
 async def exchange_code(
@@ -270,7 +299,7 @@ async def client_credentials(
     if scope:
         form["scope"] = scope
     return await token_request(
-        http, metadata.issuer, metadata.token_endpoint, client, form, now=now
+        http, metadata.issuer, metadata.token_endpoint, client, form, now=now, repeatable=True
     )
 
 
