@@ -18,8 +18,11 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import httpx2
 import pytest
 import sqlalchemy as sa
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -29,11 +32,13 @@ from bastion.authserver.secret_key import cipher_for
 from bastion.config import Settings
 from bastion.config.gateway import UpstreamOAuthSettings, UpstreamSettings
 from bastion.oauth import pkce
+from bastion.oauth.www_authenticate import parse_challenges
 from bastion.store.database import Database
 from bastion.store.schema import upstream_clients
 from bastion.vault.errors import ConnectionNeeded, UpstreamMisconfigured
 from bastion.vault.upstream_server import UpstreamServer, client_metadata_document
 from tests.support.live import free_port, serve
+from tests.support.oauth_upstream import oauth_upstream
 from tests.support.oidc_provider import OidcProvider, authorization_response, oidc_provider
 
 BASTION = "https://bastion.example"
@@ -335,3 +340,52 @@ def test_client_metadata_document(settings: Settings) -> None:
     assert doc["redirect_uris"] == [f"{settings.issuer}/connect/callback"]
     assert doc["token_endpoint_auth_method"] == "none"
     assert doc["grant_types"] == ["authorization_code", "refresh_token"]
+
+
+# -- the harness upstream: the SDK server's own metadata, its tokens accepted -------------------
+
+
+@contextlib.asynccontextmanager
+async def sdk_client(url: str, token: str) -> AsyncIterator[Client]:
+    """The official SDK client over streamable HTTP with the upstream token."""
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http,
+        Client(streamable_http_client(url, http_client=http)) as client,
+    ):
+        yield client
+
+
+@pytest.mark.parametrize("registration", ["dcr", "pre-registered"])
+async def test_the_harness_upstream_accepts_the_tokens_bastion_gets(
+    server_for: Callable[..., UpstreamServer], registration: str
+) -> None:
+    """The SDK upstream: 401 with a Bearer challenge naming its RFC 9728 metadata without a
+    token or with a bad one; discovery from that metadata; the token bastion gets for alice
+    calls whoami (alice, the provider's sub) and add_note."""
+    async with oauth_upstream(bastion_issuer=BASTION, registration=True) as up:
+        async with httpx.AsyncClient(timeout=10) as http:
+            for headers in ({}, {"Authorization": "Bearer not-a-token"}):
+                refused = await http.post(up.url, json={}, headers=headers)
+                assert refused.status_code == 401
+                [challenge] = parse_challenges(refused.headers["www-authenticate"])
+                assert challenge.scheme == "bearer"
+                assert "oauth-protected-resource/mcp" in (challenge.get("resource_metadata") or "")
+        settings = up.upstream_settings(registration=registration)
+        server = server_for(up.url, **settings.oauth.model_dump(exclude_unset=True))
+        info = await server.client()
+        assert (info.issuer, info.resource, info.registration) == (
+            up.issuer,
+            up.resource,
+            registration,
+        )
+        _, verifier, answer = await _sign_in(server, login="alice")
+        assert "code" in answer, answer
+        assert answer["iss"] == up.issuer  # RFC 9207, advertised by the provider
+        assert info.iss_parameter_supported
+        tokens = await server.exchange_code(answer["code"], verifier)
+        async with sdk_client(up.url, tokens.access_token) as client:
+            who = await client.call_tool("whoami", {})
+            assert who.is_error is False
+            assert who.content[0].text == "alice"  # type: ignore[union-attr]
+            await client.call_tool("add_note", {"text": "hello"})
+        assert up.notes["alice"] == ["hello"]
