@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from bastion.authserver.app import create_app
 from bastion.authserver.secret_key import cipher_for
 from bastion.config import Settings
-from bastion.config.gateway import GatewaySettings
+from bastion.config.gateway import GatewaySettings, UpstreamSettings
 from bastion.store import upstream_connections as repo
 from bastion.store.database import Database
 from bastion.store.schema import (
@@ -41,6 +41,7 @@ from bastion.store.schema import (
 )
 from bastion.store.sealed import connection_binding
 from bastion.store.upstream_connections import ConnectRequest
+from bastion.vault.connect import routes
 from tests.console.conftest import Clock, Console, csrf_of
 from tests.support.flow import PASSWORD, add_user
 from tests.support.live import free_port, serve
@@ -278,6 +279,11 @@ async def test_c11_x09_callback_refusals(vault: Vault) -> None:
     alice = await vault.console.signed_in("alice")
     issuer = vault.upstream.issuer
     assert (await alice.get(_callback("never-issued", code="x", iss=issuer))).status_code == 400
+    async with httpx.AsyncClient(base_url=vault.issuer) as anonymous:
+        location = await vault.started(alice)
+        state = parse_qs(urlsplit(location).query)["state"][0]
+        assert (await anonymous.get(_callback(state, code="x", iss=issuer))).status_code == 403
+    assert len(await vault.rows(upstream_connect_states)) == 1  # not consumed by a stranger
 
     location = await vault.started(alice)
     state = parse_qs(urlsplit(location).query)["state"][0]
@@ -377,6 +383,24 @@ async def test_the_client_metadata_document_is_served(vault: Vault) -> None:
         doc = (await http.get("/connect/client-metadata.json")).json()
     assert doc["client_id"] == f"{vault.issuer}/connect/client-metadata.json"
     assert doc["redirect_uris"] == [f"{vault.issuer}/connect/callback"]
+
+
+def test_connect_pages_need_the_console_and_names_free_of_their_paths(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The connect pages sign people in with the console's /signin; an upstream may not be
+    called like the pages' own paths."""
+    oauth = UpstreamSettings(
+        name="notes", path="/mcp/notes", url="https://n.example/mcp", auth="oauth"
+    )
+    with pytest.raises(ValueError, match=r"console\.enabled"):
+        routes(
+            make_settings(gateway=GatewaySettings(upstreams=[oauth]), console={"enabled": False})
+        )
+    for name in ("callback", "client-metadata.json"):
+        named = oauth.model_copy(update={"name": name})
+        with pytest.raises(ValueError, match="fixed path"):
+            routes(make_settings(gateway=GatewaySettings(upstreams=[named])))
 
 
 async def test_no_connect_routes_without_an_oauth_upstream(

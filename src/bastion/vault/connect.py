@@ -515,7 +515,13 @@ async def client_metadata(request: Request) -> Response:
 
 
 def check_names(settings: Settings) -> None:
-    """Refuse upstream names the connect URL cannot carry."""
+    """Refuse upstream names the connect URL cannot carry, and connect pages without the
+    console's sign-in they send people to."""
+    if not settings.console.enabled:
+        raise ValueError(
+            'a gateway upstream has auth = "oauth", whose connect pages sign people in with the '
+            'console\'s /signin; set console.enabled = true (or remove auth = "oauth")'
+        )
     for upstream in oauth_upstreams(settings):
         if upstream.name in RESERVED_NAMES:
             raise ValueError(
