@@ -371,6 +371,16 @@ async def _interact(
     raise AssertionError("the login flow did not reach the redirect URI in 10 steps")
 
 
+async def authorization_response(
+    http: httpx.AsyncClient, url: str, *, redirect_uri: str, login: str = "alice"
+) -> dict[str, str]:
+    """Open the authorization request ``url``, sign in as ``login`` and consent on the
+    provider's development pages; the query of the redirect to ``redirect_uri`` (code, state,
+    iss), which is not requested. ``http`` keeps cookies and does not follow redirects."""
+    location = await _interact(http, await http.get(url), redirect_uri, login)
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
 class OidcProviderUser:
     """A scripted user at a browser for the provider's development pages: the ``open_url`` of
     bastion's client (``Authorizer(open_url=user)``).

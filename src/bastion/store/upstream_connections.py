@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bastion.store import rows
@@ -201,6 +202,17 @@ async def save_client(conn: AsyncConnection, client: UpstreamClient) -> None:
     await conn.execute(sa.insert(upstream_clients).values(**asdict(client)))
 
 
+async def add_client(conn: AsyncConnection, client: UpstreamClient) -> bool:
+    """Remember a first registration unless one for the same upstream and issuer exists:
+    True when stored, False when another process stored one first (then use that one)."""
+    try:
+        async with conn.begin_nested():
+            await conn.execute(sa.insert(upstream_clients).values(**asdict(client)))
+    except IntegrityError:
+        return False
+    return True
+
+
 async def delete_client(conn: AsyncConnection, upstream: str, issuer: str) -> None:
     """Forget a registration (the upstream no longer knows it)."""
     await conn.execute(
@@ -270,6 +282,7 @@ __all__ = [
     "ConnectState",
     "Connection",
     "UpstreamClient",
+    "add_client",
     "complete_request",
     "connections",
     "consume_state",
