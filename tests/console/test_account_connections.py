@@ -9,7 +9,6 @@ the connections and never hold a token; revoking deletes the connection and revo
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -17,7 +16,7 @@ from playwright.async_api import Page, expect
 
 from bastion.authserver.app import create_app
 from bastion.config import ConsoleSettings, ResourceSettings, Settings
-from bastion.store.schema import auth_audit, users
+from bastion.store.schema import users
 from tests.console.conftest import ADMIN_GROUP, Clock, Console, browser_sign_in, csrf_of
 from tests.support.flow import add_user
 from tests.support.live import free_port, serve
@@ -26,6 +25,7 @@ from tests.vault.connected import (
     UPSTREAM,
     Tokens,
     active,
+    audit_records,
     connect,
     connected,
     upstream_server,
@@ -71,23 +71,13 @@ async def console(make_settings: Callable[..., Settings]) -> AsyncIterator[Vault
                     await http.aclose()
 
 
-async def _records(console: Console, *types: str) -> list[Any]:
-    db = console.database()
-    try:
-        async with db.connect() as conn:
-            q = sa.select(auth_audit).where(auth_audit.c.type.in_(types)).order_by(auth_audit.c.id)
-            return list(await conn.execute(q))
-    finally:
-        await db.dispose()
-
-
 async def _untouched(console: VaultConsole, *held: tuple[str, Tokens]) -> None:
     """Every connection in ``held`` is still stored and still works upstream."""
     assert await connected(console.settings) == sorted((name, UPSTREAM) for name, _ in held)
     for _, tokens in held:
         assert await active(console.op, tokens.refresh_token)
     types = ("upstream_disconnected", "admin.upstream_disconnected")
-    assert await _records(console, *types) == []
+    assert await audit_records(console.settings, *types) == []
 
 
 # -- refusals -------------------------------------------------------------------------------------
@@ -200,7 +190,7 @@ async def test_a_person_sees_and_revokes_their_connection_rfc7009(console: Vault
     assert not await active(console.op, alices.refresh_token)
     assert not await active(console.op, alices.access_token)
     assert await active(console.op, bobs.refresh_token)
-    [record] = await _records(console, "upstream_disconnected")
+    [record] = await audit_records(console.settings, "upstream_disconnected")
     assert record.actor == "console:alice" and record.subject == await _id(console, "alice")
     assert record.detail == {"upstream": UPSTREAM, "issuer": console.op.issuer, "by": "owner"}
 
@@ -217,7 +207,7 @@ async def test_an_administrator_revokes_a_persons_connection(console: VaultConso
     assert answer.headers["location"] == "/admin/people/bob?notice=disconnected_revoked"
     assert await connected(console.settings) == []
     assert not await active(console.op, bobs.refresh_token)
-    [record] = await _records(console, "admin.upstream_disconnected")
+    [record] = await audit_records(console.settings, "admin.upstream_disconnected")
     assert record.actor == "console:alice" and record.target_id == await _id(console, "bob")
     again = await alice.post(admin_path("bob"), data={"csrf": csrf_of(shown.text)})
     assert again.status_code == 404 and "no connection to this service" in again.text

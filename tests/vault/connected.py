@@ -22,7 +22,7 @@ from bastion.authserver.secret_key import cipher_for
 from bastion.config import Settings
 from bastion.store import upstream_connections as connection_rows
 from bastion.store.database import Database
-from bastion.store.schema import upstream_connections, users
+from bastion.store.schema import auth_audit, upstream_connections, users
 from bastion.store.sealed import connection_binding
 from bastion.store.upstream_connections import Connection
 from tests.support.oidc_provider import (
@@ -155,6 +155,17 @@ async def active(op: OidcProvider, token: str) -> bool:
     return bool(answer.json()["active"])
 
 
+async def audit_records(settings: Settings, *types: str) -> list[Any]:
+    """The audit records of ``types``, oldest first."""
+    db = database(settings)
+    try:
+        async with db.connect() as conn:
+            q = sa.select(auth_audit).where(auth_audit.c.type.in_(types)).order_by(auth_audit.c.id)
+            return list(await conn.execute(q))
+    finally:
+        await db.dispose()
+
+
 async def connected(settings: Settings) -> list[tuple[str, str]]:
     """Every connection as (user name, upstream)."""
     db = database(settings)
@@ -176,6 +187,7 @@ __all__ = [
     "UPSTREAM_RESOURCE",
     "Tokens",
     "active",
+    "audit_records",
     "connect",
     "connected",
     "database",

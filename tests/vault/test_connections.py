@@ -26,7 +26,6 @@ from bastion.cli.main import app
 from bastion.config import Settings, load_settings
 from bastion.store import upstream_connections as connection_rows
 from bastion.store.schema import (
-    auth_audit,
     upstream_connect_requests,
     upstream_connect_states,
     users,
@@ -39,6 +38,7 @@ from tests.vault.connected import (
     UPSTREAM,
     Tokens,
     active,
+    audit_records,
     connect,
     connected,
     database,
@@ -92,16 +92,6 @@ async def vault(tmp_path: Path, backend: dict[str, Any]) -> AsyncIterator[Vault]
         yield Vault(config, settings, op)
 
 
-async def _records(settings: Settings, *types: str) -> list[Any]:
-    db = database(settings)
-    try:
-        async with db.connect() as conn:
-            q = sa.select(auth_audit).where(auth_audit.c.type.in_(types)).order_by(auth_audit.c.id)
-            return list(await conn.execute(q))
-    finally:
-        await db.dispose()
-
-
 def _no_token_in(text: str, *tokens: Tokens) -> None:
     for held in tokens:
         for value in held.values:
@@ -135,7 +125,7 @@ async def test_revoke_refuses_an_unknown_person_upstream_or_connection_and_chang
     assert code == 1 and "no upstream 'payroll'" in err
     assert await connected(vault.settings) == [("alice", UPSTREAM)]
     assert await active(vault.op, alices.refresh_token)
-    assert await _records(vault.settings, "admin.upstream_disconnected") == []
+    assert await audit_records(vault.settings, "admin.upstream_disconnected") == []
 
 
 async def test_no_command_prints_a_token(vault: Vault) -> None:
@@ -211,7 +201,7 @@ async def test_revoke_deletes_the_connection_and_revokes_it_upstream_rfc7009(
     assert not await active(vault.op, alices.refresh_token)
     assert not await active(vault.op, alices.access_token)
     assert await active(vault.op, bobs.refresh_token)
-    [record] = await _records(vault.settings, "admin.upstream_disconnected")
+    [record] = await audit_records(vault.settings, "admin.upstream_disconnected")
     assert record.actor.startswith("cli:") and record.target_kind == "user"
     assert record.detail == {"upstream": UPSTREAM, "issuer": vault.op.issuer, "username": "alice"}
     code, out, err = await vault.bastion(
@@ -237,7 +227,7 @@ async def test_removing_a_person_deletes_their_connections_and_revokes_them_upst
     for token in (*files.values, *calendar.values):
         assert not await active(vault.op, token)
     assert await active(vault.op, bobs.refresh_token)
-    [record] = await _records(vault.settings, "admin.user_removed")
+    [record] = await audit_records(vault.settings, "admin.user_removed")
     assert record.detail == {"username": "alice", "upstream_connections": ["calendar", UPSTREAM]}
 
 

@@ -219,7 +219,7 @@ class PersonRemoved:
 
 async def remove_person(
     settings: Settings,
-    users_: LocalUsers,
+    people: LocalUsers,
     cipher: Cipher,
     username: str,
     *,
@@ -229,11 +229,11 @@ async def remove_person(
     """Remove a person (:meth:`LocalUsers.remove_person`: their grants revoked, their upstream
     connections deleted with them, one transaction), then revoke each connection at its
     upstream with the tokens the deleted rows held. None: no such person."""
-    removed = await users_.remove_person(username, admin_groups=admin_groups)
+    removed = await people.remove_person(username, admin_groups=admin_groups)
     if removed is None:
         return None
     results = [
-        await revoke_upstream(settings, users_.db, cipher, c, http=http)
+        await revoke_upstream(settings, people.db, cipher, c, http=http)
         for c in removed.connections
     ]
     return PersonRemoved(username, results)
