@@ -63,6 +63,7 @@ from bastion.store import clients as client_rows
 from bastion.store import federation as federation_rows
 from bastion.store import grants
 from bastion.store import quotas as quota_rows
+from bastion.store import upstream_connections as upstream_rows
 from bastion.store.database import Database
 from bastion.store.revocation_feed import DatabaseRevocationFeed
 from bastion.tokens.keys import KeyManager
@@ -176,13 +177,14 @@ async def close_server(bastion: AuthServer) -> None:
 
 
 async def housekeeping(bastion: AuthServer) -> None:
-    """Delete expired grants, unused dynamic registrations and audit records older than
-    ``audit.retention_days``."""
+    """Delete expired grants, sign-ins in progress and URL elicitations, unused dynamic
+    registrations and audit records older than ``audit.retention_days``."""
     now = bastion.clock()
     removed = 0
     async with bastion.db.transaction() as conn:
         await grants.purge_expired(conn, now)
         await federation_rows.purge_expired_states(conn, now)
+        await upstream_rows.purge_expired(conn, now)
         await quota_rows.purge(conn, now, LONGEST_WINDOW)
         ttl = bastion.settings.registration.unused_client_ttl
         if ttl:

@@ -1,4 +1,4 @@
-"""Administration: ``bastion clients``, ``users``, ``access``, ``grants`` and
+"""Administration: ``bastion clients``, ``users``, ``access``, ``grants``, ``connections`` and
 ``registration-tokens``. Thin: parse, call one library function, print."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from bastion.cli.common import (
@@ -31,6 +32,11 @@ access_app = typer.Typer(
     help="Who may obtain tokens for which resource (access rules).", no_args_is_help=True
 )
 grants_app = typer.Typer(help="Live grants people gave to clients.", no_args_is_help=True)
+connections_app = typer.Typer(
+    help='People\'s connections to upstreams with their own OAuth (auth = "oauth"): the tokens '
+    "bastion holds for them there (never shown).",
+    no_args_is_help=True,
+)
 tokens_app = typer.Typer(
     help="Initial access tokens for dynamic client registration (RFC 7591).", no_args_is_help=True
 )
@@ -68,6 +74,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(users_app, name="users")
     app.add_typer(access_app, name="access")
     app.add_typer(grants_app, name="grants")
+    app.add_typer(connections_app, name="connections")
     app.add_typer(tokens_app, name="registration-tokens")
 
 
@@ -420,12 +427,27 @@ def users_list(as_json: JsonOption = False, config: ConfigOption = None) -> None
     print_table(console, table)
 
 
+async def _remove_user(config: Path | None, username: str) -> Any:
+    from bastion.authserver.admin import database
+    from bastion.authserver.secret_key import cipher_for
+    from bastion.identity.local import LocalUsers
+    from bastion.vault.connections import remove_person
+
+    settings = settings_or_exit(config)
+    async with database(settings) as db:
+        return await remove_person(settings, LocalUsers(db), cipher_for(settings), username)
+
+
 @users_app.command("remove")
 def users_remove(username: UsernameArgument, config: ConfigOption = None) -> None:
-    """Delete a local user, their sessions and consents, and revoke every grant they gave."""
-    if not run(_with_users(config, lambda users: users.remove(username))):
+    """Delete a local user, their sessions, consents and upstream connections, and revoke every
+    grant they gave (and their upstream tokens, where the upstream offers RFC 7009)."""
+    removed = run(_remove_user(config, username))
+    if removed is None:
         raise _no_user(username)
     console.print(f"removed {username}")
+    for done in removed.connections:
+        _print_disconnected(f"their connection to {done.upstream} was deleted", done)
 
 
 @users_app.command("passwd")
@@ -595,6 +617,68 @@ def grants_revoke(
         revoke_grants(settings_or_exit(config), grant_id=grant_id, username=user, client_id=client)
     )
     console.print(f"revoked {count} grant(s)")
+
+
+# -- upstream connections (token vault) -------------------------------------------------------
+
+UpstreamOption = Annotated[
+    str | None, typer.Option("--upstream", help='An upstream\'s name (auth = "oauth").')
+]
+
+
+def _print_disconnected(what: str, done: Any) -> None:
+    """A deleted connection, and what became of its tokens upstream (stderr when they are
+    still valid there: the operator may have to revoke them at the upstream)."""
+    if done.revoked_upstream:
+        console.print(f"{what}; {done.message}")
+    else:
+        err.print(f"[yellow]warning:[/yellow] {what}, but {escape(done.message)}")
+
+
+@connections_app.command("list")
+def connections_list(
+    user: UserOption = None,
+    upstream: UpstreamOption = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """List people's connections to upstreams (of a user, to an upstream, or all): who, where,
+    the scope, since when, until when; never their tokens."""
+    from bastion.vault.connections import connections_for_operator
+
+    found = run(
+        connections_for_operator(settings_or_exit(config), username=user, upstream=upstream)
+    )
+    if as_json:
+        print_json([asdict(c) for c in found])
+        return
+    table = Table("user", "upstream", "issuer", "scope", "connected", "expires", "refreshed")
+    for c in found:
+        table.add_row(
+            c.username or c.user_id,
+            c.upstream,
+            c.issuer,
+            c.scope or "",
+            when(c.created_at),
+            when(c.expires_at, never="-"),
+            when(c.refreshed_at, never="never"),
+        )
+    print_table(console, table)
+
+
+@connections_app.command("revoke")
+def connections_revoke(
+    user: Annotated[str, typer.Option("--user", help="The person's user name.")],
+    upstream: Annotated[str, typer.Option("--upstream", help="The upstream's name.")],
+    config: ConfigOption = None,
+) -> None:
+    """Delete a person's connection to an upstream and revoke its tokens there (RFC 7009, where
+    the upstream offers it). The connection is deleted even when the upstream cannot be reached
+    (then said on stderr); the person connects again at their next call through the gateway."""
+    from bastion.vault.connections import revoke_for_operator
+
+    done = run(revoke_for_operator(settings_or_exit(config), user, upstream))
+    _print_disconnected(f"deleted the connection of {user} to {upstream}", done)
 
 
 # -- registration tokens ----------------------------------------------------------------------

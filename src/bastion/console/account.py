@@ -1,11 +1,13 @@
 """``/account``: every signed-in person's own page.
 
 What it shows is theirs only: how they sign in (a password, the identity-provider accounts
-linked to them), their recent sign-ins, and the applications they allowed (live grants and
-remembered consents, by client). What they can do is theirs only too: revoke an application
-(every grant of theirs to that client, and the consent, so that it asks again) and sign out
-of every other browser. The client id in a revoke URL only selects among their own
-applications: another person's grants to the same client are never read nor touched.
+linked to them), their recent sign-ins, the applications they allowed (live grants and
+remembered consents, by client) and the upstream services bastion holds tokens for on their
+behalf (the token vault). What they can do is theirs only too: revoke an application (every
+grant of theirs to that client, and the consent, so that it asks again), disconnect an
+upstream service (its tokens deleted here and revoked there) and sign out of every other
+browser. The client id or upstream name in a URL only selects among their own: another
+person's grants and connections are never read nor touched.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from bastion.store import users as user_rows
 from bastion.store.auth_audit import AuditRecord, Event, Filters
 from bastion.store.schema import refresh_tokens, token_families
 from bastion.tokens import secrets as opaque
+from bastion.vault.connections import ConnectionInfo, Outcome, list_connections, revoke_connection
 
 SIGN_INS_SHOWN = 20
 
@@ -34,6 +37,21 @@ NOTICES = {
     "others_ended": "You are signed out of every other browser; this one stays signed in.",
     "signed_in_again": "You signed in again. Repeat the action to go on.",
 }
+
+# After a connection was removed (by its owner or an administrator): what became of its tokens
+# at the upstream, by Outcome.
+DISCONNECTED = {
+    Outcome.REVOKED: "The connection was removed and its tokens were revoked at the service. "
+    "The next use of the service through bastion asks to connect again.",
+    Outcome.NOT_OFFERED: "The connection was removed here. The service offers no way to revoke "
+    "its tokens: they stay valid there until they expire.",
+    Outcome.NOT_CONFIGURED: "The connection was removed here. The service is no longer set up "
+    "in bastion, so its tokens were not revoked there: they stay valid until they expire.",
+    Outcome.FAILED: "The connection was removed here, but revoking its tokens at the service "
+    "failed (it could not be reached, or refused): they stay valid there until they expire, "
+    "or until bastion's access is withdrawn in the account at that service.",
+}
+NOTICES |= {f"disconnected_{outcome}": text for outcome, text in DISCONNECTED.items()}
 
 
 @dataclass
@@ -144,13 +162,20 @@ async def recent_sign_ins(visit: Visit, conn: AsyncConnection, user_id: str) -> 
     return shown
 
 
+def connection_path(connection: ConnectionInfo) -> str:
+    """The revoke path of a connection, below /account."""
+    return f"/account/connections/{quoted(connection.upstream)}/revoke"
+
+
 @console_page(admin=False)
 async def account(visit: Visit) -> Response:
-    """GET /account: who the person is, how they sign in, their sign-ins and applications."""
+    """GET /account: who the person is, how they sign in, their sign-ins, applications and
+    connected services."""
     async with visit.bastion.db.connect() as conn:
         links = await federation_rows.links_of(conn, visit.user.id)
         applications = await applications_of(visit, conn)
         sign_ins = await recent_sign_ins(visit, conn, visit.user.id)
+    connections = await list_connections(visit.bastion.db, user_id=visit.user.id)
     federation = visit.bastion.federation
     labels = {p.name: p.label for p in federation.providers} if federation else {}
     return visit.page(
@@ -159,6 +184,8 @@ async def account(visit: Visit) -> Response:
         has_password=visit.user.password_hash is not None,
         links=[(link, labels.get(link.provider, link.provider)) for link in links],
         applications=applications,
+        connections=connections,
+        connection_path=connection_path,
         sign_ins=sign_ins,
         notice=visit.notice(NOTICES),
         when=when,
@@ -186,6 +213,29 @@ async def revoke_application(visit: Visit) -> Response:
 
 
 @console_page(admin=False)
+async def disconnect(visit: Visit) -> Response:
+    """POST /account/connections/{upstream}/revoke: delete the person's own connection to that
+    upstream and revoke its tokens there (RFC 7009). Only their own connection is looked up:
+    the upstream name never reaches another person's."""
+    upstream = visit.request.path_params["upstream"]
+    bastion = visit.bastion
+    done = await revoke_connection(
+        bastion.settings, bastion.db, bastion.cipher, visit.user.id, upstream,
+        by_operator=False, clock=bastion.clock,
+    )  # fmt: skip
+    if done is None:
+        return refused(
+            visit.request,
+            bastion,
+            "No such connection",
+            "You are not connected to this service, or the connection was already removed. "
+            "See your account.",
+            404,
+        )
+    return visit.done("/account", f"disconnected_{done.outcome}")
+
+
+@console_page(admin=False)
 async def end_other_sessions(visit: Visit) -> Response:
     """POST /account/sessions/end-others: sign the person out of every other browser."""
     await visit.bastion.users.end_other_sessions(visit.user.id, opaque.digest(visit.session_id))
@@ -196,15 +246,19 @@ ROUTES: list[BaseRoute] = [
     Route("/account", account, methods=["GET"]),
     Route("/account/sessions/end-others", end_other_sessions, methods=["POST"]),
     Route("/account/applications/{client_id:path}/revoke", revoke_application, methods=["POST"]),
+    Route("/account/connections/{upstream}/revoke", disconnect, methods=["POST"]),
 ]
 
 __all__ = [
+    "DISCONNECTED",
     "NOTICES",
     "ROUTES",
     "Application",
     "SignIn",
     "account",
     "applications_of",
+    "connection_path",
+    "disconnect",
     "end_other_sessions",
     "recent_sign_ins",
     "revoke_application",

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from bastion.console.account import recent_sign_ins
+from bastion.console.account import DISCONNECTED, recent_sign_ins
 from bastion.console.guard import Visit, console_page, is_admin, quoted, refused
 from bastion.console.times import when
 from bastion.identity.local import LastAdministratorError, UserExistsError
@@ -19,6 +19,12 @@ from bastion.store import federation as links
 from bastion.store import users as user_rows
 from bastion.store.schema import linked_accounts, token_families
 from bastion.store.users import User
+from bastion.vault.connections import (
+    ConnectionInfo,
+    list_connections,
+    remove_person,
+    revoke_connection,
+)
 
 NOTICES = {
     "sessions_ended": "Their browser sessions have ended: they sign in again at their next visit.",
@@ -32,11 +38,18 @@ NOTICES = {
     "enabled": "They are enabled: they can sign in again.",
     "password_set": "Their password was changed: their sessions have ended and every grant "
     "they gave is revoked.",
-    "removed": "They were removed, with their sessions; every grant they gave is revoked.",
+    "removed": "They were removed, with their sessions; every grant they gave is revoked, and "
+    "their tokens at connected services were deleted and revoked there.",
+    "removed_upstream_kept": "They were removed, with their sessions; every grant they gave is "
+    "revoked and their tokens at connected services were deleted here, but not every service "
+    "revoked them (see the server log): those stay valid there until they expire.",
     "made_admin": "They are an administrator of bastion now.",
     "unmade_admin": "They are no longer an administrator (unless one of their groups makes "
     "them one).",
 }
+
+# After an administrator removed one of their connections to upstream services.
+NOTICES |= {f"disconnected_{outcome}": text for outcome, text in DISCONNECTED.items()}
 
 # User names end up in page paths; groups are written separated by commas or spaces.
 _USERNAME = re.compile(r"[^\s/\\\x00-\x1f\x7f]{1,255}")
@@ -233,6 +246,7 @@ async def _person_page(
             )
         )
         sign_ins = await recent_sign_ins(visit, conn, person.id)
+    connections = await list_connections(visit.bastion.db, user_id=person.id)
     groups = _admin_groups(visit)
     return visit.page(
         "person.html",
@@ -244,11 +258,19 @@ async def _person_page(
         error=error,
         linked=linked,
         grants=int(grants or 0),
+        connections=connections,
+        connection_path=lambda c: _connection_path(person, c),
         sign_ins=sign_ins,
         admin_through=sorted(set(person.groups) & set(groups)),
         is_me=person.id == visit.user.id,
         least=visit.settings.login.min_password_length,
         when=when,
+    )
+
+
+def _connection_path(person: User, connection: ConnectionInfo) -> str:
+    return (
+        f"/admin/people/{quoted(person.username)}/connections/{quoted(connection.upstream)}/revoke"
     )
 
 
@@ -369,11 +391,39 @@ async def remove(visit: Visit) -> Response:
     found = await _person_or_404(visit)
     if isinstance(found, Response):
         return found
+    bastion = visit.bastion
     try:
-        await visit.bastion.users.remove(found.username, admin_groups=_admin_groups(visit))
+        removed = await remove_person(
+            bastion.settings,
+            bastion.users,
+            bastion.cipher,
+            found.username,
+            admin_groups=_admin_groups(visit),
+        )
     except LastAdministratorError:
         return await _last_admin(visit, found)
-    return visit.done("/admin/people", "removed")
+    kept = removed is not None and any(not c.revoked_upstream for c in removed.connections)
+    return visit.done("/admin/people", "removed_upstream_kept" if kept else "removed")
+
+
+@console_page(fresh=True)
+async def disconnect(visit: Visit) -> Response:
+    """POST /admin/people/{username}/connections/{upstream}/revoke: delete their connection to
+    that upstream and revoke its tokens there (RFC 7009)."""
+    found = await _person_or_404(visit)
+    if isinstance(found, Response):
+        return found
+    bastion = visit.bastion
+    done = await revoke_connection(
+        bastion.settings, bastion.db, bastion.cipher, found.id,
+        visit.request.path_params["upstream"], by_operator=True, clock=bastion.clock,
+    )  # fmt: skip
+    path = f"/admin/people/{quoted(found.username)}"
+    if done is None:
+        return await _person_page(
+            visit, found, status=404, error="They have no connection to this service (any more)."
+        )
+    return visit.done(path, f"disconnected_{done.outcome}")
 
 
 @console_page(fresh=True)
@@ -404,6 +454,7 @@ ROUTES: list[BaseRoute] = [
     Route("/admin/people/{username}/password", reset_password, methods=["POST"]),
     Route("/admin/people/{username}/remove", remove, methods=["POST"]),
     Route("/admin/people/{username}/admin", set_admin, methods=["POST"]),
+    Route("/admin/people/{username}/connections/{upstream}/revoke", disconnect, methods=["POST"]),
 ]
 
 __all__ = [
@@ -415,6 +466,7 @@ __all__ = [
     "add_person",
     "change_groups",
     "disable",
+    "disconnect",
     "enable",
     "end_sessions",
     "new_person",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -12,9 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bastion.clock import Clock, system_clock
 from bastion.identity.passwords import hash_password, verify_password
 from bastion.store import auth_audit, grants
+from bastion.store import upstream_connections as upstream_rows
 from bastion.store import users as user_rows
 from bastion.store.auth_audit import AuditRecord, Event
 from bastion.store.database import Database
+from bastion.store.upstream_connections import Connection
 from bastion.store.users import User
 
 # The reason of the grant_revoked records of grants a person revoked themselves.
@@ -27,6 +29,14 @@ class IdentityProvider(Protocol):
     async def authenticate(self, username: str, password: str) -> User | None:
         """The user these credentials prove, or None."""
         ...
+
+
+@dataclass(frozen=True)
+class Removed:
+    """A person just removed, and the upstream connections deleted with them."""
+
+    user: User
+    connections: list[Connection]
 
 
 class UserExistsError(Exception):
@@ -245,18 +255,36 @@ class LocalUsers:
         await grants.revoke_families_of(conn, user.id, self.clock(), reason)
 
     async def remove(self, username: str, *, admin_groups: Iterable[str] | None = None) -> bool:
+        """:meth:`remove_person`; False if there is no such user. Their upstream connections
+        are deleted but not revoked upstream: the CLI and the console remove people with
+        :func:`bastion.vault.connections.remove_person`, which does both."""
+        return await self.remove_person(username, admin_groups=admin_groups) is not None
+
+    async def remove_person(
+        self, username: str, *, admin_groups: Iterable[str] | None = None
+    ) -> Removed | None:
         """Delete a user and revoke every grant they gave (refresh tokens stop working, access
-        tokens are reported inactive); False if there is no such user. With ``admin_groups``,
+        tokens are reported inactive), and delete their upstream connections (token vault),
+        in one transaction; the user and those connections (tokens still encrypted, for the
+        caller to revoke upstream), or None if there is no such user. With ``admin_groups``,
         refuse (:class:`LastAdministratorError`) to remove the last administrator."""
         async with self.db.transaction() as conn:
             user = await user_rows.by_username(conn, username)
             if user is None:
-                return False
+                return None
             await grants.revoke_families_of(conn, user.id, self.clock(), "user removed")
-            await self._changed(conn, Event.USER_REMOVED, user.id, {"username": username})
-            removed = await user_rows.delete(conn, username)
+            gone = []
+            for connection in await upstream_rows.connections(conn, user_id=user.id):
+                deleted = await upstream_rows.delete_connection(conn, user.id, connection.upstream)
+                if deleted is not None:
+                    gone.append(deleted)
+            detail: dict[str, object] = {"username": username}
+            if gone:
+                detail["upstream_connections"] = [c.upstream for c in gone]
+            await self._changed(conn, Event.USER_REMOVED, user.id, detail)
+            await user_rows.delete(conn, username)
             await self._keep_an_administrator(conn, user, admin_groups)
-            return removed
+            return Removed(user, gone)
 
     async def list(self) -> list[User]:
         """All users."""
@@ -269,6 +297,7 @@ __all__ = [
     "IdentityProvider",
     "LastAdministratorError",
     "LocalUsers",
+    "Removed",
     "UserExistsError",
     "administers",
 ]
