@@ -17,17 +17,15 @@ replay and revoke the whole grant.
 - The upstream's authorization server unreachable: the current access token is used while it
   has not expired, else :class:`~bastion.vault.errors.UpstreamUnavailable`.
 
-Decrypted tokens are kept in this process for at most :data:`CACHE_SECONDS` (and never past
-the refresh point), so that a connection revoked or removed by another process (``bastion
-connections revoke``) stops being used within that time; :meth:`VaultTokens.forget` drops the
-entry at once and deletes the connection.
+Nothing is cached in the process: each request reads the row (one primary-key lookup), so a
+connection revoked or removed by another process (``bastion connections revoke``, a person
+removed) is not used again by any gateway process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-from dataclasses import dataclass
 
 import httpx
 
@@ -46,19 +44,11 @@ log = get_logger(__name__)
 
 # How long one process may hold a connection's refresh (longer than any refresh request).
 LEASE_SECONDS = 30
-# The longest a decrypted token is used without reading its row again.
-CACHE_SECONDS = 10
 # How long a URL elicitation stays valid.
 REQUEST_SECONDS = 600
 # Waits between reads of a row another process is refreshing: short first (a refresh usually
 # takes a round trip), together at most LEASE_SECONDS.
 _WAITS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 8.0, 9.25)
-
-
-@dataclass(frozen=True)
-class _Cached:
-    token: str
-    use_until: int
 
 
 class VaultTokens:
@@ -79,7 +69,6 @@ class VaultTokens:
     ) -> None:
         self.issuer = issuer
         self.db = db
-        self._db = db
         self._cipher = cipher
         self._clock = clock
         self._waits = waits
@@ -88,7 +77,6 @@ class VaultTokens:
             name: UpstreamServer(u, issuer=issuer, db=db, cipher=cipher, http=http)
             for name, u in self._settings.items()
         }
-        self._cache: dict[tuple[str, str], _Cached] = {}
 
     def __repr__(self) -> str:
         return f"VaultTokens(upstreams={sorted(self.servers)!r})"
@@ -103,15 +91,11 @@ class VaultTokens:
         """``user_id``'s access token at ``upstream``, refreshed when due; raises
         :class:`ConnectionNeeded` (no usable connection) or :class:`UpstreamUnavailable`."""
         now = self._clock()
-        cached = self._cache.get((user_id, upstream))
-        if cached is not None and now < cached.use_until:
-            return cached.token
-        server = self.servers[upstream]
-        info = await server.client()
         async with self.db.connect() as conn:
             connection = await store.find_connection(conn, user_id, upstream)
         if connection is None:
             raise ConnectionNeeded(f"no connection to {upstream}")
+        info = await self.servers[upstream].client()
         if (connection.issuer, connection.client_id) != (info.issuer, info.client_id):
             raise ConnectionNeeded(
                 f"the connection to {upstream} was made with another authorization server or "
@@ -124,14 +108,13 @@ class VaultTokens:
             token = await self._refresh(connection, token, now)
         elif self._expired(connection, now):
             raise ConnectionNeeded(f"the token for {upstream} has expired and cannot be refreshed")
-        return self._remember(user_id, upstream, token, connection.expires_at)
+        return token
 
     async def forget(self, user_id: str, upstream: str, *, refused: str | None = None) -> None:
         """The upstream refused ``user_id``'s token (401): delete the connection, so that the
         next call asks the person to connect again. With ``refused`` (the token the upstream
         refused), only while the row still holds that token: a reconnect or a refresh since
         then stays."""
-        self._uncache(user_id, upstream)
         async with self.db.transaction() as conn:
             connection = await store.find_connection(conn, user_id, upstream)
             if connection is None:
@@ -220,7 +203,6 @@ class VaultTokens:
                 expires_at=now + response.expires_in if response.expires_in is not None else None,
                 now=now,
             )
-        self._uncache(user_id, upstream)
 
     async def _await_refresh(self, connection: store.Connection, current: str) -> str:
         """Another process holds the lease: read the row until it lets go (bounded), then use
@@ -254,17 +236,6 @@ class VaultTokens:
     def _expired(connection: store.Connection, now: int) -> bool:
         return connection.expires_at is not None and connection.expires_at <= now
 
-    def _uncache(self, user_id: str, upstream: str) -> None:
-        self._cache.pop((user_id, upstream), None)
-
-    def _remember(self, user_id: str, upstream: str, token: str, expires_at: int | None) -> str:
-        use_until = self._clock() + CACHE_SECONDS
-        if expires_at is not None:
-            margin = self._settings[upstream].oauth.refresh_margin
-            use_until = min(use_until, int(expires_at - margin))
-        self._cache[(user_id, upstream)] = _Cached(token, use_until)
-        return token
-
     def _open(self, connection: store.Connection, kind: str) -> str:
         sealed = (
             connection.access_token_encrypted
@@ -294,4 +265,4 @@ class VaultTokens:
         return self._cipher.encrypt(token.encode("utf-8"), bound_to=bound_to)
 
 
-__all__ = ["CACHE_SECONDS", "LEASE_SECONDS", "REQUEST_SECONDS", "VaultTokens"]
+__all__ = ["LEASE_SECONDS", "REQUEST_SECONDS", "VaultTokens"]
