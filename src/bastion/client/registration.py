@@ -211,7 +211,7 @@ async def register(
         raise RegistrationRejected(
             f"registration at {metadata.registration_endpoint} failed: {exc}"
         ) from exc
-    data = json_object(response)
+    data = _json_object(response)
     if response.status_code not in (200, 201):
         error = data.get("error") if data else None
         description = data.get("error_description") if data else None
@@ -257,8 +257,7 @@ async def register(
     return client
 
 
-def json_object(response: httpx.Response) -> dict[str, Any] | None:
-    """The JSON object of a response's body, or None when it is not one."""
+def _json_object(response: httpx.Response) -> dict[str, Any] | None:
     try:
         data = json.loads(response.content)
     except ValueError:
@@ -272,7 +271,6 @@ __all__ = [
     "dcr_auth_method",
     "existing_client",
     "from_pre_registered",
-    "json_object",
     "no_route",
     "register",
     "registration_request",

@@ -3,7 +3,8 @@
 - Discovery: the upstream's Protected Resource Metadata (RFC 9728; skipped when both
   ``authorization_server`` and ``resource`` are configured), then its authorization server's
   metadata (RFC 8414 / OpenID Connect; ``issuer`` identical to the one asked for, RFC 8414
-  §3.3; PKCE S256 advertised), through :mod:`bastion.client.discovery`. Cached for an hour.
+  §3.3; PKCE S256 advertised), read with :mod:`bastion.oauth`'s models (the server side never
+  imports :mod:`bastion.client`). Cached for an hour.
 - Registration (``registration``): ``pre-registered`` (``client_id``), ``cimd`` (the Client ID
   Metadata Document bastion serves at ``<issuer>/connect/client-metadata.json``), ``dcr``
   (RFC 7591, once: the result is stored in ``upstream_clients`` with its secret and registration
@@ -21,32 +22,38 @@ are :mod:`bastion.vault.errors` exceptions: their ``message`` is safe to show a 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass, field
-from typing import Literal
-from urllib.parse import urlencode, urlsplit
+from typing import Any, Literal
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
 
-from bastion.client import flow
-from bastion.client.client_auth import authenticate
-from bastion.client.discovery import (
-    check_endpoint,
-    fetch_authorization_server,
-    fetch_protected_resource,
-    probe,
-    server_key,
-)
-from bastion.client.errors import DiscoveryError, InsecureUrl, TokenEndpointError
-from bastion.client.models import AuthorizationServerMetadata, RegisteredClient
-from bastion.client.registration import json_object
-from bastion.client.settings import AuthMethod
-from bastion.client.trace import Trace
 from bastion.config import Settings
 from bastion.config.gateway import UpstreamSettings
+from bastion.identity.upstream_client import basic_credentials
 from bastion.logs import get_logger
 from bastion.net.ssrf import BlockedAddressError, guarded_transport
-from bastion.oauth.token_response import TokenResponse
+from bastion.oauth import token_response
+from bastion.oauth.endpoint_url import EndpointUrlPolicy
+from bastion.oauth.metadata import MetadataError, url_reason
+from bastion.oauth.protected_resource import ResourceMetadata
+from bastion.oauth.resource import canonical
+from bastion.oauth.server_metadata import ServerMetadata
+from bastion.oauth.token_response import (
+    MalformedTokenResponse,
+    TokenErrorResponse,
+    TokenResponse,
+)
+from bastion.oauth.well_known import (
+    AS_METADATA,
+    OPENID_CONFIGURATION,
+    PROTECTED_RESOURCE,
+    appended,
+    inserted,
+)
+from bastion.oauth.www_authenticate import parse_challenges
 from bastion.store import upstream_connections as repo
 from bastion.store.database import Database
 from bastion.store.upstream_connections import UpstreamClient
@@ -56,11 +63,14 @@ from bastion.vault.errors import ConnectionNeeded, UpstreamMisconfigured, Upstre
 log = get_logger("bastion.vault")
 
 METADATA_TTL = 3600.0
+MAX_BODY_BYTES = 256 * 1024
 USER_AGENT = "bastion-vault"
 CALLBACK_PATH = "/connect/callback"
 CLIENT_METADATA_PATH = "/connect/client-metadata.json"
 Registration = Literal["pre-registered", "cimd", "dcr"]
+AuthMethod = Literal["none", "client_secret_basic", "client_secret_post"]
 _SECRET_METHODS: tuple[AuthMethod, ...] = ("client_secret_basic", "client_secret_post")
+_PROBE = {"jsonrpc": "2.0", "id": "bastion-probe", "method": "tools/list", "params": {}}
 
 
 def redirect_uri_for(issuer: str) -> str:
@@ -111,20 +121,20 @@ class UpstreamClientInfo:
     iss_parameter_supported: bool = False
     client_secret: str | None = field(default=None, repr=False, compare=False)
 
-    def registered(self) -> RegisteredClient:
-        """The same identity as :mod:`bastion.client` authenticates it."""
-        return RegisteredClient(
-            issuer=self.issuer,
-            client_id=self.client_id,
-            source=self.registration,
-            token_endpoint_auth_method=self.token_endpoint_auth_method,
-            client_secret=self.client_secret,
-        )
+    def authenticate(self, form: dict[str, str], headers: dict[str, str]) -> None:
+        """Add bastion's client authentication to a token or revocation request (OAuth 2.1
+        §2.4.1: HTTP Basic or the form; a public client sends its client_id)."""
+        if self.token_endpoint_auth_method == "client_secret_basic" and self.client_secret:
+            headers["Authorization"] = basic_credentials(self.client_id, self.client_secret)
+            return
+        form["client_id"] = self.client_id
+        if self.token_endpoint_auth_method == "client_secret_post" and self.client_secret:
+            form["client_secret"] = self.client_secret
 
 
 @dataclass(frozen=True)
 class _Discovered:
-    metadata: AuthorizationServerMetadata
+    metadata: ServerMetadata
     resource: str
     scopes: tuple[str, ...]
     revocation_endpoint: str | None
@@ -200,36 +210,155 @@ class UpstreamServer:
     # -- discovery -----------------------------------------------------------------------------
 
     @property
-    def _https_only(self) -> bool:
-        return not self.settings.allow_private_addresses
+    def _policy(self) -> EndpointUrlPolicy:
+        """https; http on loopback only with allow_private_addresses."""
+        return EndpointUrlPolicy(
+            http="loopback" if self.settings.allow_private_addresses else "never"
+        )
 
     def _check(self, url: str, what: str) -> str:
+        problem = self._policy.problem(url)
+        if problem == "http" or (problem == "scheme" and url.startswith("http:")):
+            if self.settings.allow_private_addresses:
+                raise self._misconfigured(
+                    f"{what} {url} uses http on a host that is not loopback; upstream OAuth "
+                    "endpoints must be https"
+                )
+            raise self._misconfigured(
+                f"{what} {url} is not https. Upstream OAuth endpoints must be https; for a "
+                f"development server on loopback over http, set "
+                f"{self._setting('allow_private_addresses')} = true"
+            )
+        if problem is not None:
+            raise self._misconfigured(f"{what} {url!r} {url_reason(problem)}")
+        return url
+
+    async def _get_json(
+        self, method: str, url: str, what: str, **kwargs: Any
+    ) -> tuple[httpx.Response, object]:
+        """One request whose answer should be JSON (None when it is not), redirects not
+        followed, the body bounded."""
+        self._check(url, what)
         try:
-            return check_endpoint(url, what, https_only=self._https_only)
-        except DiscoveryError as exc:
-            raise self._misconfigured(self._url_hint(str(exc))) from None
+            async with self._http.stream(method, url, **kwargs) as response:
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_BODY_BYTES:
+                        raise self._misconfigured(
+                            f"{what} {url}: the answer is larger than {MAX_BODY_BYTES} bytes"
+                        )
+        except httpx.HTTPError as exc:
+            raise self._transport_failed(exc, what, url) from None
+        try:
+            data: object = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            data = None
+        return response, data
 
-    def _url_hint(self, problem: str) -> str:
-        if self._https_only:
-            return (
-                f"{problem}. Upstream OAuth endpoints must be https; for a development server "
-                f"on loopback over http, set {self._setting('allow_private_addresses')} = true"
+    async def _resource_metadata(self, url: str) -> ResourceMetadata:
+        """The upstream's RFC 9728 metadata: at the well-known URL with its path inserted, then
+        the root one, then where a 401's ``WWW-Authenticate`` says (RFC 9728 §5.1). Its
+        ``resource`` must be the URL it describes (§3.3)."""
+        key = _server_key(url)
+        parts = urlsplit(key)
+        root = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+        candidates = [(inserted(key, PROTECTED_RESOURCE), key)]
+        if parts.path not in ("", "/"):
+            candidates.append((inserted(root, PROTECTED_RESOURCE), root))
+        tried: list[str] = []
+        for index in range(3):
+            if index == 2:  # the well-known URLs had nothing: ask the server itself
+                named = await self._challenge_metadata_url(url)
+                if named is None:
+                    break
+                candidates.append((named, key))
+            if index >= len(candidates):
+                continue
+            where, expected = candidates[index]
+            tried.append(where)
+            response, doc = await self._get_json(
+                "GET", where, "protected resource metadata", headers={"Accept": "application/json"}
             )
-        return f"{problem} (http is allowed only on loopback addresses)"
+            if response.status_code != 200 or not isinstance(doc, dict):
+                continue
+            try:
+                prm = ResourceMetadata.parse(doc)
+            except MetadataError as exc:
+                raise self._misconfigured(f"the metadata at {where} is malformed: {exc}") from None
+            if canonical(prm.resource) != canonical(expected):
+                raise self._misconfigured(
+                    f"the metadata at {where} describes resource {prm.resource!r}, not "
+                    f"{expected!r}; RFC 9728 §3.3 forbids using it"
+                )
+            if not prm.authorization_servers:
+                raise self._misconfigured(f"the metadata at {where} names no authorization_servers")
+            return prm
+        raise self._misconfigured(
+            f"{url} publishes no protected resource metadata (RFC 9728; tried "
+            f"{', '.join(tried)}); set {self._setting('authorization_server')} and "
+            f"{self._setting('resource')}"
+        )
 
-    def _discovery_failed(self, exc: DiscoveryError, trace: Trace) -> Exception:
-        failures = [s for s in trace.steps if not s.ok]
-        if any("BlockedAddressError" in s.detail for s in failures):
-            return self._misconfigured(
-                f"{exc}; an address is not public (SSRF protection): for a server on loopback "
-                f"or a private network set {self._setting('allow_private_addresses')} = true"
-                f" ({'; '.join(trace.lines())})"
+    async def _challenge_metadata_url(self, url: str) -> str | None:
+        """The ``resource_metadata`` of the Bearer challenge an unauthenticated MCP request
+        gets (MCP authorization: the first request gets 401 with ``WWW-Authenticate``)."""
+        response, _ = await self._get_json(
+            "POST",
+            url,
+            "the upstream url",
+            json=_PROBE,
+            headers={"Accept": "application/json, text/event-stream"},
+        )
+        for challenge in parse_challenges(", ".join(response.headers.get_list("www-authenticate"))):
+            named = challenge.get("resource_metadata") if challenge.scheme == "bearer" else None
+            if named:
+                return named
+        return None
+
+    async def _server_metadata(self, issuer: str) -> ServerMetadata:
+        """The authorization server's metadata from MCP's URLs in order (RFC 8414 §3.1, OpenID
+        Connect Discovery §4): ``issuer`` identical to the one asked for (RFC 8414 §3.3), the
+        token and authorization endpoints present, PKCE S256 advertised."""
+        self._check(issuer, "authorization server")
+        urls = [inserted(issuer, AS_METADATA), inserted(issuer, OPENID_CONFIGURATION)]
+        if urlsplit(issuer).path.rstrip("/"):
+            urls.append(appended(issuer, OPENID_CONFIGURATION))
+        problems: list[str] = []
+        for url in urls:
+            response, doc = await self._get_json(
+                "GET", url, "authorization server metadata", headers={"Accept": "application/json"}
             )
-        if failures and all(s.detail.startswith("request failed") for s in failures):
-            return self._unavailable(f"{exc} ({'; '.join(trace.lines())})")
-        if isinstance(exc, InsecureUrl):
-            return self._misconfigured(self._url_hint(str(exc)))
-        return self._misconfigured(str(exc))
+            if response.status_code != 200 or not isinstance(doc, dict):
+                continue
+            if doc.get("issuer") != issuer:
+                problems.append(
+                    f"the metadata at {url} says issuer {doc.get('issuer')!r}, not {issuer!r}; "
+                    "RFC 8414 §3.3 forbids using it"
+                )
+                continue
+            try:
+                metadata = ServerMetadata.parse(doc)
+            except MetadataError as exc:
+                raise self._misconfigured(f"the metadata at {url} is malformed: {exc}") from None
+            if metadata.token_endpoint is None or metadata.authorization_endpoint is None:
+                raise self._misconfigured(
+                    f"the metadata at {url} lacks the token_endpoint or authorization_endpoint"
+                )
+            if not metadata.supports_s256:
+                raise self._misconfigured(
+                    f"authorization server {issuer} does not advertise PKCE S256 "
+                    "(code_challenge_methods_supported); bastion requires it"
+                )
+            for name in ("token_endpoint", "authorization_endpoint", "registration_endpoint"):
+                value = getattr(metadata, name)
+                if value is not None:
+                    self._check(value, name)
+            return metadata
+        raise self._misconfigured(
+            "; ".join(problems)
+            or f"authorization server {issuer} publishes no metadata at {', '.join(urls)}"
+        )
 
     async def _discover(self) -> _Discovered:
         cached = self._discovered
@@ -237,71 +366,37 @@ class UpstreamServer:
             return cached
         assert self.upstream.url is not None
         oauth = self.settings
-        trace = Trace()
         prm = None
-        try:
-            if oauth.authorization_server is None or oauth.resource is None:
-                self._check(self.upstream.url, "the upstream url")
-                prm = await fetch_protected_resource(
-                    self._http, self.upstream.url, None, trace, https_only=self._https_only
-                )
-                if prm is None:
-                    # No well-known document: the 401's WWW-Authenticate may name one (RFC 9728 §5).
-                    found = await probe(self._http, self.upstream.url, trace)
-                    if found.challenge is not None and found.challenge.resource_metadata:
-                        prm = await fetch_protected_resource(
-                            self._http,
-                            self.upstream.url,
-                            found.challenge,
-                            trace,
-                            https_only=self._https_only,
-                        )
-                if prm is None:
-                    raise self._discovery_failed(
-                        DiscoveryError(
-                            f"{self.upstream.url} publishes no protected resource metadata "
-                            "(RFC 9728); set "
-                            f"{self._setting('authorization_server')} and "
-                            f"{self._setting('resource')}"
-                        ),
-                        trace,
-                    )
-            issuer = oauth.authorization_server or (prm.authorization_servers[0] if prm else "")
-            metadata = await fetch_authorization_server(
-                self._http, issuer, trace, https_only=self._https_only
-            )
-        except DiscoveryError as exc:
-            raise self._discovery_failed(exc, trace) from None
-        if metadata.authorization_endpoint is None:
-            raise self._misconfigured(
-                f"authorization server {metadata.issuer} has no authorization_endpoint "
-                f"({metadata.url})"
-            )
-        raw_revocation = metadata.raw.get("revocation_endpoint")
+        if oauth.authorization_server is None or oauth.resource is None:
+            prm = await self._resource_metadata(self.upstream.url)
+        issuer = oauth.authorization_server or (
+            prm.authorization_servers[0] if prm and prm.authorization_servers else ""
+        )
+        metadata = await self._server_metadata(issuer)
         revocation = (
-            self._check(raw_revocation, "revocation_endpoint")
-            if isinstance(raw_revocation, str) and raw_revocation
+            self._check(metadata.revocation_endpoint, "revocation_endpoint")
+            if metadata.revocation_endpoint
             else None
         )
-        resource = oauth.resource or (prm.resource if prm else server_key(self.upstream.url))
+        resource = oauth.resource or (prm.resource if prm else _server_key(self.upstream.url))
         scopes = tuple(
             oauth.scopes
             if oauth.scopes is not None
             else (prm.scopes_supported if prm and prm.scopes_supported else ())
         )
-        found_at = _Discovered(metadata, resource, scopes, revocation, time.monotonic())
-        self._discovered = found_at
+        found = _Discovered(metadata, resource, scopes, revocation, time.monotonic())
+        self._discovered = found
         log.info(
             "upstream %s: authorization server %s, resource %s",
             self.name,
             metadata.issuer,
             resource,
         )
-        return found_at
+        return found
 
     # -- registration --------------------------------------------------------------------------
 
-    def _route(self, metadata: AuthorizationServerMetadata) -> Registration:
+    def _route(self, metadata: ServerMetadata) -> Registration:
         oauth = self.settings
         if oauth.registration == "pre-registered" or (
             oauth.registration == "auto" and oauth.client_id is not None
@@ -344,40 +439,34 @@ class UpstreamServer:
                 return self._client
             metadata = found.metadata
             route = self._route(metadata)
-            base = {
-                "issuer": metadata.issuer,
-                "authorization_endpoint": metadata.authorization_endpoint or "",
-                "token_endpoint": metadata.token_endpoint,
-                "revocation_endpoint": found.revocation_endpoint,
-                "resource": found.resource,
-                "scopes": found.scopes,
-                "iss_parameter_supported": metadata.iss_parameter_supported,
-            }
             if route == "pre-registered":
                 secret = self.settings.client_secret
                 assert self.settings.client_id is not None
-                info = UpstreamClientInfo(
-                    client_id=self.settings.client_id,
-                    registration=route,
-                    token_endpoint_auth_method=_secret_method(metadata) if secret else "none",
-                    client_secret=secret.get_secret_value() if secret else None,
-                    **base,  # type: ignore[arg-type]
-                )
+                client_id = self.settings.client_id
+                method: AuthMethod = _secret_method(metadata) if secret else "none"
+                plain = secret.get_secret_value() if secret else None
             elif route == "cimd":
-                info = UpstreamClientInfo(
-                    client_id=client_metadata_url(self.issuer),
-                    registration=route,
-                    **base,  # type: ignore[arg-type]
-                )
+                client_id, method, plain = client_metadata_url(self.issuer), "none", None
             else:
                 stored = await self._registered(metadata)
-                info = UpstreamClientInfo(
-                    client_id=stored.client_id,
-                    registration=route,
-                    token_endpoint_auth_method=_auth_method(stored.token_endpoint_auth_method),
-                    client_secret=self._open_secret(stored),
-                    **base,  # type: ignore[arg-type]
-                )
+                client_id = stored.client_id
+                method = _auth_method(stored.token_endpoint_auth_method)
+                plain = self._open_secret(stored)
+            info = UpstreamClientInfo(
+                issuer=metadata.issuer,
+                client_id=client_id,
+                authorization_endpoint=metadata.authorization_endpoint or "",
+                token_endpoint=metadata.token_endpoint or "",
+                revocation_endpoint=found.revocation_endpoint,
+                resource=found.resource,
+                scopes=found.scopes,
+                registration=route,
+                token_endpoint_auth_method=method,
+                iss_parameter_supported=(
+                    metadata.authorization_response_iss_parameter_supported is True
+                ),
+                client_secret=plain,
+            )
             self._client = info
             return info
 
@@ -394,7 +483,7 @@ class UpstreamServer:
             stored.client_secret_encrypted, bound_to=self._secret_binding(stored.issuer)
         ).decode()
 
-    async def _registered(self, metadata: AuthorizationServerMetadata) -> UpstreamClient:
+    async def _registered(self, metadata: ServerMetadata) -> UpstreamClient:
         """The stored RFC 7591 registration for this upstream and issuer, made now if there is
         none (or it was for another redirect URI). Two processes registering at once: the first
         row stored wins, the other process deletes its own registration (RFC 7592) and uses
@@ -426,7 +515,7 @@ class UpstreamServer:
             return made
         return winner
 
-    def registration_request(self, metadata: AuthorizationServerMetadata) -> dict[str, object]:
+    def registration_request(self, metadata: ServerMetadata) -> dict[str, object]:
         """The RFC 7591 §2 metadata bastion registers with: a confidential web client (a
         secret method the server lists, else ``none``) whose one redirect URI is the callback."""
         body: dict[str, object] = {
@@ -440,17 +529,14 @@ class UpstreamServer:
         }
         return body
 
-    async def _register(self, metadata: AuthorizationServerMetadata) -> UpstreamClient:
+    async def _register(self, metadata: ServerMetadata) -> UpstreamClient:
         endpoint = metadata.registration_endpoint
         assert endpoint is not None
         body = self.registration_request(metadata)
-        try:
-            response = await self._http.post(
-                endpoint, json=body, headers={"Accept": "application/json"}
-            )
-        except httpx.HTTPError as exc:
-            raise self._transport_failed(exc, "registration", endpoint) from None
-        data = json_object(response)
+        response, answer = await self._get_json(
+            "POST", endpoint, "registration", json=body, headers={"Accept": "application/json"}
+        )
+        data = answer if isinstance(answer, dict) else None
         if response.status_code >= 500:
             raise self._unavailable(f"registration at {endpoint} answered {response.status_code}")
         if response.status_code not in (200, 201):
@@ -563,56 +649,76 @@ class UpstreamServer:
     async def _token(
         self, client: UpstreamClientInfo, form: dict[str, str], what: str
     ) -> TokenResponse:
+        """POST a token request (OAuth 2.1 §3.2) and read the answer
+        (:func:`bastion.oauth.token_response.read`)."""
+        headers = {"Accept": "application/json"}
+        client.authenticate(form, headers)
+        response, body = await self._get_json(
+            "POST", client.token_endpoint, what, data=form, headers=headers
+        )
         try:
-            return await flow.token_request(
-                self._http, client.issuer, client.token_endpoint, client.registered(), form
-            )
-        except TokenEndpointError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, httpx.HTTPError):
-                raise self._transport_failed(cause, what, client.token_endpoint) from None
-            if exc.error == "invalid_grant":
-                raise ConnectionNeeded(
-                    f"upstream {self.name!r} no longer accepts the sign-in; sign in there again",
-                    detail=f"upstream {self.name!r}: {what}: {exc}",
+            answer = token_response.read(response.status_code, body)
+        except MalformedTokenResponse as exc:
+            if response.status_code >= 500:
+                raise self._unavailable(
+                    f"{what} at {client.token_endpoint} answered {response.status_code}"
                 ) from None
-            if exc.status is not None and exc.status >= 500:
-                raise self._unavailable(f"{what}: {exc}") from None
-            if exc.error in ("invalid_client", "unauthorized_client") and (
-                client.registration == "dcr"
-            ):
-                # The server forgot bastion's registration: register again next time.
-                async with self._db.transaction() as conn:
-                    await repo.delete_client(conn, self.name, client.issuer)
-                self._client = None
-            raise self._misconfigured(f"{what}: {exc}") from None
+            raise self._misconfigured(
+                f"{what} at {client.token_endpoint} answered {response.status_code}, which "
+                f"bastion cannot use: the answer {exc.reason}"
+            ) from None
+        if isinstance(answer, TokenResponse):
+            return answer
+        return await self._token_error(client, answer, response.status_code, what)
+
+    async def _token_error(
+        self, client: UpstreamClientInfo, error: TokenErrorResponse, status: int, what: str
+    ) -> TokenResponse:
+        said = f"{what} at {client.token_endpoint} answered {status} {error.error}" + (
+            f": {error.error_description}" if error.error_description else ""
+        )
+        if error.error == "invalid_grant":
+            raise ConnectionNeeded(
+                f"upstream {self.name!r} no longer accepts the sign-in; sign in there again",
+                detail=f"upstream {self.name!r}: {said}",
+            )
+        if status >= 500 or error.error == "temporarily_unavailable":
+            raise self._unavailable(said)
+        if error.error in ("invalid_client", "unauthorized_client") and (
+            client.registration == "dcr"
+        ):
+            # The server may have forgotten bastion's registration: register again next time.
+            async with self._db.transaction() as conn:
+                await repo.delete_client(conn, self.name, client.issuer)
+            self._client = None
+        raise self._misconfigured(said)
 
     async def revoke(self, token: str, *, hint: str) -> bool:
         """Revoke ``token`` upstream (RFC 7009 §2.1; ``hint``: "access_token" or
         "refresh_token"): True when revoked, False when the server has no revocation endpoint
-        or does not revoke that type of token (``unsupported_token_type``)."""
+        or does not revoke that type of token (``unsupported_token_type``, §2.2.1)."""
         client = await self.client()
         endpoint = client.revocation_endpoint
         if endpoint is None:
             return False
         form = {"token": token, "token_type_hint": hint}
         headers = {"Accept": "application/json"}
-        authenticate(client.registered(), form, headers, issuer=client.issuer)
-        try:
-            response = await self._http.post(endpoint, data=form, headers=headers)
-        except httpx.HTTPError as exc:
-            raise self._transport_failed(exc, "revocation", endpoint) from None
+        client.authenticate(form, headers)
+        response, body = await self._get_json(
+            "POST", endpoint, "revocation", data=form, headers=headers
+        )
         if response.status_code == 200:
             return True
-        data = json_object(response)
-        error = data.get("error") if data else None
-        if error == "unsupported_token_type":
+        error = TokenErrorResponse.parse(body)
+        if error is not None and error.error == "unsupported_token_type":
             return False
-        if response.status_code >= 500 or error == "temporarily_unavailable":
+        if response.status_code >= 500 or (
+            error is not None and error.error == "temporarily_unavailable"
+        ):
             raise self._unavailable(f"revocation at {endpoint} answered {response.status_code}")
         raise self._misconfigured(
             f"revocation at {endpoint} answered {response.status_code}"
-            + (f" {error}" if error else "")
+            + (f" {error.error}" if error else "")
         )
 
     def _transport_failed(self, exc: httpx.HTTPError, what: str, url: str) -> Exception:
@@ -625,8 +731,15 @@ class UpstreamServer:
         return self._unavailable(f"{what} at {url} failed: {type(exc).__name__}: {exc}")
 
 
+def _server_key(url: str) -> str:
+    """The canonical URL of an MCP endpoint, without query or fragment (MCP "Canonical Server
+    URI")."""
+    parts = urlsplit(url)
+    return canonical(urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")))
+
+
 def _secret_method(
-    metadata: AuthorizationServerMetadata, fallback: AuthMethod = "client_secret_basic"
+    metadata: ServerMetadata, fallback: AuthMethod = "client_secret_basic"
 ) -> AuthMethod:
     """The secret method the server lists (basic first); RFC 8414 §2: an absent list means
     client_secret_basic."""
