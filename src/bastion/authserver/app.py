@@ -66,6 +66,8 @@ from bastion.store import quotas as quota_rows
 from bastion.store.database import Database
 from bastion.store.revocation_feed import DatabaseRevocationFeed
 from bastion.tokens.keys import KeyManager
+from bastion.vault import connect
+from bastion.vault.upstream_server import UpstreamServer, oauth_upstreams
 
 log = get_logger("bastion.authserver")
 
@@ -132,6 +134,10 @@ async def open_server(
             clock=clock,
         ),
         federation=Federation(settings, cipher=cipher, clock=clock),
+        upstreams={
+            upstream.name: UpstreamServer(upstream, issuer=settings.issuer, db=db, cipher=cipher)
+            for upstream in oauth_upstreams(settings)
+        },
     )
 
 
@@ -164,6 +170,8 @@ async def close_server(bastion: AuthServer) -> None:
     await bastion.client_jwks.aclose()
     if bastion.federation is not None:
         await bastion.federation.aclose()
+    for upstream in bastion.upstreams.values():
+        await upstream.aclose()
     await bastion.db.dispose()
 
 
@@ -230,6 +238,9 @@ def routes(settings: Settings) -> list[BaseRoute]:
     ]
     if settings.console.enabled:
         endpoints += console_routes()
+    # The token vault's connect pages, when a gateway upstream has its own OAuth (the
+    # authorization server reads the same [gateway] configuration as the gateway).
+    endpoints += connect.routes(settings)
     if settings.registration.enabled:
         endpoints += [
             Route("/register", register, methods=["POST"]),

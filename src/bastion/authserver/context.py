@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -47,6 +47,8 @@ class AuthServer:
     quotas: Quotas
     client_jwks: ClientJwks
     federation: Federation | None = None
+    # bastion as a client of each auth = "oauth" gateway upstream, by name (the connect pages).
+    upstreams: dict[str, UpstreamServer] = field(default_factory=dict)
 
     @property
     def issuer(self) -> str:
@@ -71,5 +73,6 @@ from bastion.authserver.quotas import Quotas  # noqa: E402
 from bastion.identity.federation import Federation  # noqa: E402
 from bastion.resource.revocation import RevocationList  # noqa: E402
 from bastion.store.revocation_feed import DatabaseRevocationFeed  # noqa: E402
+from bastion.vault.upstream_server import UpstreamServer  # noqa: E402
 
 __all__ = ["AuthServer", "make_templates", "server"]

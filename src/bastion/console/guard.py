@@ -43,12 +43,32 @@ from bastion.store import users as user_rows
 from bastion.store.auth_audit import Context
 from bastion.store.users import User
 from bastion.tokens import secrets as opaque
+from bastion.vault.upstream_server import RESERVED_NAMES
 
 log = get_logger("bastion.console")
 
 FORM_LIMIT = 65536
 # Where a sign-in may send the browser back to: console pages only, never another site.
 CONSOLE_PATHS = ("/admin", "/account")
+# ... and the token vault's connect pages: /connect/<upstream>[?elicitation=<id>].
+CONNECT_PATH = "/connect/"
+
+
+def is_elicitation_id(value: str) -> bool:
+    """Whether ``value`` has the form of a URL elicitation id (URL-safe base64, as the gateway
+    makes them)."""
+    return 0 < len(value) <= 64 and value.isascii() and all(c.isalnum() or c in "-_" for c in value)
+
+
+def _connect_page(rest: str, query: str) -> bool:
+    """``/connect/<name>`` with nothing but an optional ``elicitation=<id>`` query."""
+    name = rest.removeprefix(CONNECT_PATH)
+    if name == rest or not name or name in RESERVED_NAMES:
+        return False
+    if not name.isascii() or not all(c.isalnum() or c in "_.-" for c in name):
+        return False
+    key, _, value = query.partition("=")
+    return not query or (key == "elicitation" and is_elicitation_id(value))
 
 
 def is_admin(settings: Settings, user: User) -> bool:
@@ -65,7 +85,8 @@ def csrf_for(session_id: str) -> str:
 def console_path(bastion: AuthServer, value: str | None) -> str | None:
     """``value`` if it is a path of a console page of this server (``/admin...`` or
     ``/account...`` under the issuer's path; no scheme, host, ``//``, backslash or dot
-    segment)."""
+    segment), or of a connect page (``/connect/<upstream>``, optionally with
+    ``?elicitation=<id>`` and nothing else)."""
     if not value or len(value) > 1024 or "\\" in value or "//" in value:
         return None
     parts = urlsplit(value)
@@ -77,6 +98,8 @@ def console_path(bastion: AuthServer, value: str | None) -> str | None:
     rest = parts.path.removeprefix(base) if base else parts.path
     if rest == parts.path and base:
         return None
+    if _connect_page(rest, parts.query):
+        return value
     if not any(rest == p or rest.startswith(p + "/") for p in CONSOLE_PATHS):
         return None
     return value
@@ -265,6 +288,7 @@ __all__ = [
     "console_path",
     "csrf_for",
     "is_admin",
+    "is_elicitation_id",
     "quoted",
     "refused",
 ]

@@ -71,6 +71,8 @@ class Event(StrEnum):
     REGISTRY_ENTRY_APPROVED = "admin.registry_entry_approved"
     REGISTRY_ENTRY_STATUS_CHANGED = "admin.registry_entry_status_changed"
     REGISTRY_ENTRY_GROUPS_CHANGED = "admin.registry_entry_groups_changed"
+    UPSTREAM_CONNECTED = "upstream_connected"
+    UPSTREAM_CONNECT_FAILED = "upstream_connect_failed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,6 +67,8 @@ MAX_BODY_BYTES = 256 * 1024
 USER_AGENT = "bastion-vault"
 CALLBACK_PATH = "/connect/callback"
 CLIENT_METADATA_PATH = "/connect/client-metadata.json"
+# Upstream names a connect URL cannot carry: the connect pages' own fixed paths.
+RESERVED_NAMES = ("callback", "client-metadata.json")
 Registration = Literal["pre-registered", "cimd", "dcr"]
 AuthMethod = Literal["none", "client_secret_basic", "client_secret_post"]
 _SECRET_METHODS: tuple[AuthMethod, ...] = ("client_secret_basic", "client_secret_post")
@@ -759,6 +761,7 @@ def _auth_method(value: str) -> AuthMethod:
 __all__ = [
     "CALLBACK_PATH",
     "CLIENT_METADATA_PATH",
+    "RESERVED_NAMES",
     "UpstreamClientInfo",
     "UpstreamServer",
     "client_metadata_document",
