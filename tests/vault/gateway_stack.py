@@ -268,10 +268,13 @@ def elicitation_id_in(url: str) -> str:
 
 @asynccontextmanager
 async def vault_stack(
-    make_settings: Callable[..., Settings], *, access_ttl: int = 3600
+    make_settings: Callable[..., Settings],
+    *,
+    access_ttl: int = 3600,
+    oauth: dict[str, Any] | None = None,
 ) -> AsyncIterator[VaultStack]:
     """Start every piece (see the module docstring); upstream access tokens live
-    ``access_ttl`` seconds."""
+    ``access_ttl`` seconds; ``oauth`` overrides the upstream's ``[oauth]`` settings."""
     as_port, gateway_port, upstream_port = free_port(), free_port(), free_port()
     issuer = f"http://127.0.0.1:{as_port}"
     gateway = f"http://127.0.0.1:{gateway_port}"
@@ -306,6 +309,7 @@ async def vault_stack(
                             "registration": "pre-registered",
                             "client_id": "bastion",
                             "allow_private_addresses": True,
+                            **(oauth or {}),
                         },
                     }
                 ],

@@ -19,6 +19,7 @@ import pytest
 
 from bastion.clock import system_clock
 from bastion.config import Settings
+from tests.support.live import free_port
 from tests.vault.gateway_stack import (
     ACCEPT,
     INIT,
@@ -241,3 +242,27 @@ async def test_a_refused_refresh_elicits_and_deletes_the_connection(stack: Vault
     elicitation_of(answer.json())
     assert await stack.connection(alice_id) is None
     assert stack.upstream.authorizations == []
+
+
+async def test_an_unreachable_upstream_authorization_server_is_502_naming_the_upstream(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The upstream's authorization server cannot be reached (here: configured on a port where
+    nothing listens): a person with a connection gets 502 with a JSON-RPC error naming the
+    upstream, not an elicitation (connecting again would not help); a person without one is
+    still asked to connect, which needs no request upstream."""
+    nowhere = f"http://127.0.0.1:{free_port()}/oidc"
+    oauth = {"authorization_server": nowhere, "resource": "http://127.0.0.1:1/mcp"}
+    async with vault_stack(make_settings, oauth=oauth) as stack:
+        alice_id, alice = await stack.person("alice")
+        _, bob = await stack.person("bob")
+        await stack.seed_connection(alice_id, await stack.upstream_tokens("alice-upstream"))
+        answer = await stack.post(alice, INIT)
+        assert answer.status_code == 502
+        error = answer.json()["error"]
+        assert answer.json()["id"] == 1
+        assert error["code"] == -32000 and "'up'" in error["message"]
+        assert "try again later" in error["message"]
+        assert "-32042" not in answer.text
+        elicitation_of((await stack.post(bob, INIT)).json())
+        assert stack.upstream.authorizations == []
