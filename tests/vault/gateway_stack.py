@@ -17,7 +17,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -143,12 +143,8 @@ class VaultStack:
             )
             response = await exchange(browser, self.public_client_id, authorized)
         assert response.status_code == 200, response.text
-        db = self.db()
-        try:
-            async with db.connect() as conn:
-                user = await users.by_username(conn, username)
-        finally:
-            await db.dispose()
+        async with self._database() as db, db.connect() as conn:
+            user = await users.by_username(conn, username)
         assert user is not None
         return user.id, str(response.json()["access_token"])
 
@@ -202,26 +198,31 @@ class VaultStack:
             expires_at=expires_at if expires_at is not None else now + tokens["expires_in"],
             created_at=now,
         )
-        db = self.db()
-        try:
-            async with db.transaction() as conn:
-                await vault_rows.save_connection(conn, connection)
-        finally:
-            await db.dispose()
+        async with self._database() as db, db.transaction() as conn:
+            await vault_rows.save_connection(conn, connection)
+
+    async def expire(self, user_id: str) -> vault_rows.Connection:
+        """Make ``user_id``'s stored upstream token look expired (it is refreshed on next
+        use); the connection as it was."""
+        async with self._database() as db, db.transaction() as conn:
+            found = await vault_rows.find_connection(conn, user_id, UPSTREAM)
+            assert found is not None
+            await vault_rows.save_connection(conn, replace(found, expires_at=system_clock() - 1))
+        return found
 
     async def connection(self, user_id: str) -> vault_rows.Connection | None:
-        db = self.db()
-        try:
-            async with db.connect() as conn:
-                return await vault_rows.find_connection(conn, user_id, UPSTREAM)
-        finally:
-            await db.dispose()
+        async with self._database() as db, db.connect() as conn:
+            return await vault_rows.find_connection(conn, user_id, UPSTREAM)
 
     async def connect_request(self, elicitation_id: str) -> vault_rows.ConnectRequest | None:
+        async with self._database() as db, db.connect() as conn:
+            return await vault_rows.find_request(conn, elicitation_id, system_clock())
+
+    @asynccontextmanager
+    async def _database(self) -> AsyncIterator[Database]:
         db = self.db()
         try:
-            async with db.connect() as conn:
-                return await vault_rows.find_request(conn, elicitation_id, system_clock())
+            yield db
         finally:
             await db.dispose()
 

@@ -22,7 +22,6 @@ from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from bastion.clock import system_clock
 from bastion.config import Settings
 from tests.support.flow import PASSWORD
 from tests.vault.gateway_stack import UPSTREAM, VaultStack, vault_stack
@@ -129,18 +128,7 @@ async def test_x09_x11_sdk_client_elicits_connects_in_chromium_and_gets_its_own_
     assert await whoami(stack, alice) == "alice-upstream"
 
     # Expiry: the stored token past its refresh point is refreshed on the next call.
-    connection = await stack.connection(alice_id)
-    assert connection is not None
-    before = stack.open_token(connection)
-    await stack.seed_connection(
-        alice_id,
-        {
-            "access_token": before,
-            "refresh_token": stack.open_token(connection, "refresh"),
-            "scope": connection.scope,
-        },
-        expires_at=system_clock() - 1,
-    )
+    before = stack.open_token(await stack.expire(alice_id))
     assert await whoami(stack, alice) == "alice-upstream"
     refreshed = await stack.connection(alice_id)
     assert refreshed is not None and refreshed.refreshed_at is not None

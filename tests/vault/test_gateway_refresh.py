@@ -67,15 +67,7 @@ async def test_two_processes_refresh_a_due_token_once(stack: VaultStack) -> None
     # The stored refresh token is the rotated one and still good: one more refresh works.
     third = process(stack)
     try:
-        await stack.seed_connection(
-            alice_id,
-            {
-                "access_token": token,
-                "refresh_token": stack.open_token(connection, "refresh"),
-                "scope": connection.scope,
-            },
-            expires_at=system_clock() - 1,
-        )
+        await stack.expire(alice_id)
         assert await third.access_token(alice_id, UPSTREAM) != token
     finally:
         await third.aclose()
