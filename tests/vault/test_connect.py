@@ -12,6 +12,7 @@ browser or another person, an upstream error, an ``iss`` that is not the upstrea
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import secrets
@@ -126,9 +127,22 @@ class Vault:
 
 @pytest.fixture
 async def vault(make_settings: Callable[..., Settings]) -> AsyncIterator[Vault]:
+    """bastion pre-registered at the upstream."""
+    async with running_vault(make_settings) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def running_vault(
+    make_settings: Callable[..., Settings], *, pre_registered: bool = True
+) -> AsyncIterator[Vault]:
+    """The authorization server with alice and bob, and the upstream: bastion pre-registered
+    there, or (``pre_registered=False``) registering itself (RFC 7591)."""
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
-    async with oauth_upstream(bastion_issuer=issuer, registration=False) as up:
+    async with oauth_upstream(
+        bastion_issuer=issuer if pre_registered else None, registration=not pre_registered
+    ) as up:
         settings: Settings = make_settings(
             issuer=issuer,
             gateway=GatewaySettings(
@@ -257,7 +271,7 @@ async def test_x09_a_get_never_redirects_upstream_and_the_form_needs_csrf_and_sa
     assert params["state"][0] not in str(state)
 
 
-async def test_rfc9207_callback_refusals(vault: Vault) -> None:
+async def test_c11_x09_callback_refusals(vault: Vault) -> None:
     """Unknown state; a callback from another browser (no binding cookie) or another signed-in
     person; the upstream's access_denied; an ``iss`` that is not the upstream's, or none when it
     advertises it (RFC 9207 §2.4); a replayed state. Nothing is connected by any of them."""

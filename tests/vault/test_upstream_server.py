@@ -181,7 +181,7 @@ async def test_no_protected_resource_metadata_is_a_configuration_error(
     assert "/.well-known/oauth-protected-resource/mcp" in meta.requests
 
 
-async def test_issuer_mismatch_is_refused(server_for: Callable[..., UpstreamServer]) -> None:
+async def test_c05_issuer_mismatch_is_refused(server_for: Callable[..., UpstreamServer]) -> None:
     """RFC 8414 §3.3: metadata whose issuer differs from the one it was fetched for is not used."""
     async with upstream_with_provider() as (meta, op):
         meta.issuer = f"http://127.0.0.1:{meta.port}/as"
@@ -193,7 +193,7 @@ async def test_issuer_mismatch_is_refused(server_for: Callable[..., UpstreamServ
     assert "/.well-known/oauth-authorization-server/as" in meta.requests
 
 
-async def test_http_endpoints_need_allow_private_addresses(
+async def test_c19_http_endpoints_need_allow_private_addresses(
     server_for: Callable[..., UpstreamServer],
 ) -> None:
     """Upstream OAuth endpoints must be https; http only on loopback with
@@ -207,7 +207,7 @@ async def test_http_endpoints_need_allow_private_addresses(
     assert meta.requests == []
 
 
-async def test_private_addresses_are_blocked_by_default(
+async def test_c19_private_addresses_are_blocked_by_default(
     server_for: Callable[..., UpstreamServer],
 ) -> None:
     """SSRF guard: an https URL on a loopback address is refused before any connection; the
@@ -258,7 +258,7 @@ async def test_a_client_the_server_refuses(
 # -- who may -------------------------------------------------------------------------------------
 
 
-async def test_dcr_once_then_code_refresh_and_revocation(
+async def test_x11_dcr_once_then_code_refresh_and_revocation(
     server_for: Callable[..., UpstreamServer], db: Database
 ) -> None:
     """Discovery (RFC 9728 → RFC 8414), RFC 7591 registration stored encrypted and reused by
