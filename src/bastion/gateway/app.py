@@ -6,6 +6,10 @@ For each upstream (``[[gateway.upstreams]]``) the stack is::
       ResourceServerMiddleware       RFC 9728 metadata, 401/403/400, Origin (R01-R07, R11)
         HttpProxy | StdioBridge      the upstream, never given the client's token (R05)
 
+An upstream with ``auth = "oauth"`` gets each person's own upstream token instead
+(:mod:`bastion.gateway.upstream_oauth`): the gateway then opens bastion's database (where the
+authorization server's connect pages store the connections) and the secret key's cipher.
+
 routed at the upstream's path (and below) and at the path-inserted well-known URL of its resource
 (``/.well-known/oauth-protected-resource/<path>``, RFC 9728 §3.1). Tokens are JWTs of bastion's
 AS (``settings.issuer``), checked against its JWKS, with the upstream's resource URI as the
@@ -25,6 +29,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bastion.authserver.secret_key import cipher_for
 from bastion.config import Settings, UpstreamSettings
 from bastion.edge import jsonrpc
 from bastion.edge.asgi import send_json
@@ -33,6 +38,7 @@ from bastion.gateway.http_proxy import HttpProxy
 from bastion.gateway.replicas import replica_id, session_key
 from bastion.gateway.stdio_bridge import StdioBridge
 from bastion.gateway.upstream_http import UpstreamPool
+from bastion.gateway.upstream_oauth import UpstreamOAuth
 from bastion.gateway.upstream_reach import upstreams_check
 from bastion.logs import get_logger
 from bastion.oauth.protected_resource import metadata_url
@@ -42,7 +48,9 @@ from bastion.ops.request_id import RequestIdMiddleware
 from bastion.resource import JwtVerifier, ResourceServerMiddleware
 from bastion.resource.revocation import RevocationList
 from bastion.resource.revocation_feed import RevocationFeed
+from bastion.store.database import Database
 from bastion.store.revocation_feed import DatabaseRevocationFeed, revocation_feed
+from bastion.vault.tokens import VaultTokens
 
 log = get_logger(__name__)
 
@@ -93,7 +101,13 @@ def create_gateway_app(
     )
     jwks_uri = gateway.jwks_uri or f"{settings.issuer}/jwks"
     revoked = revocations if revocations is not None else RevocationList()
-    feed = revocation_feed(settings, revoked, http=client) if revocations is None else None
+    vault = _vault(settings)
+    vault_db = vault.db if vault is not None else None
+    feed = (
+        revocation_feed(settings, revoked, http=client, db=vault_db)
+        if revocations is None
+        else None
+    )
     sealing = session_key(settings) if any(u.url for u in gateway.upstreams) else None
     replica = replica_id(settings)
     bridges: list[StdioBridge] = []
@@ -109,6 +123,9 @@ def create_gateway_app(
                 identity_secret=secret,
                 session_key=sealing,
                 max_body_bytes=gateway.max_body_bytes,
+                oauth=UpstreamOAuth(upstream, vault)
+                if vault and upstream.auth == "oauth"
+                else None,
             )
         else:
             bridge = StdioBridge(
@@ -154,7 +171,7 @@ def create_gateway_app(
         for upstream in gateway.upstreams:
             where = upstream.url or " ".join(upstream.command or [])
             log.info("gateway: %s -> %s (resource %s)", upstream.path, where, upstream.resource)
-        _add_checks(readiness, feed, verifiers, gateway.upstreams)
+        _add_checks(readiness, feed, verifiers, gateway.upstreams, vault_db)
         readiness.started()
         try:
             yield
@@ -168,6 +185,9 @@ def create_gateway_app(
             if http is None:
                 await client.aclose()
             await upstream_client.aclose()
+            if vault is not None:
+                await vault.aclose()
+                await vault.db.dispose()
             audit.close()
 
     app = Starlette(
@@ -180,7 +200,18 @@ def create_gateway_app(
         lifespan=lifespan,
     )
     app.state.readiness = readiness
+    app.state.vault = vault
     return app
+
+
+def _vault(settings: Settings) -> VaultTokens | None:
+    """The people's upstream tokens, when an upstream has ``auth = "oauth"``: on bastion's
+    database (never migrated here, as for the revocation feed) and under its secret key."""
+    upstreams = settings.gateway.upstreams
+    if not any(u.auth == "oauth" for u in upstreams):
+        return None
+    db = Database(settings.effective_database_url, schema=settings.database_schema)
+    return VaultTokens(upstreams, issuer=settings.issuer, db=db, cipher=cipher_for(settings))
 
 
 def _add_checks(
@@ -188,13 +219,15 @@ def _add_checks(
     feed: RevocationFeed | None,
     verifiers: list[JwtVerifier],
     upstreams: list[UpstreamSettings],
+    vault_db: Database | None,
 ) -> None:
     if verifiers:
         readiness.require("signing_keys", keys_check(verifiers), failure="not fetched")
     if feed is not None:
         readiness.require("revocations", flag_check(feed.ready.is_set, "not followed"))
-    if isinstance(feed, DatabaseRevocationFeed):
-        readiness.require("database", database_check(feed.db), failure="unreachable")
+    db = feed.db if isinstance(feed, DatabaseRevocationFeed) else vault_db
+    if db is not None:
+        readiness.require("database", database_check(db), failure="unreachable")
     if upstreams:
         readiness.inform("upstreams", upstreams_check(upstreams), failure="check failed")
 

@@ -25,6 +25,9 @@ Header rules:
 - From the upstream, ``Set-Cookie`` (the gateway's origin is shared by all upstreams) and
   ``WWW-Authenticate`` (a challenge for the gateway's credential, not the client's token) are
   dropped, and a 401 becomes 502: the client's token was fine, the gateway's credential was not.
+- An upstream with its own OAuth (``auth = "oauth"``) gets the person's own upstream token as
+  ``Authorization``, and its 401 sends the person to connect again
+  (:mod:`bastion.gateway.upstream_oauth`).
 
 Session ids the upstream issues never reach the client as they are: the client gets them sealed
 to the upstream and to the caller who started the session
@@ -62,6 +65,7 @@ from bastion.gateway.identity import HEADER_PREFIX, sign_identity_headers
 from bastion.gateway.mcp_session import HEADER, owner_of, send_session_not_found, session_id_of
 from bastion.gateway.replicas import SessionSeal
 from bastion.gateway.upstream_http import UpstreamError, UpstreamPool, UpstreamResponse
+from bastion.gateway.upstream_oauth import UpstreamOAuth
 from bastion.gateway.upstream_path import UnsafePath, below_mount
 from bastion.logs import get_logger
 from bastion.ops import metrics
@@ -112,6 +116,10 @@ class _UnknownSession(Exception):
     """The session id names no session of this caller at this upstream."""
 
 
+class _TokenRefused(Exception):
+    """The upstream answered 401 to the person's upstream token."""
+
+
 def _connection_listed(headers: Iterable[tuple[bytes, bytes]]) -> set[str]:
     """Header names a Connection header declares hop-by-hop (RFC 9110 §7.6.1)."""
     listed: set[str] = set()
@@ -132,6 +140,7 @@ class HttpProxy:
         identity_secret: bytes | None = None,
         session_key: bytes | None = None,
         max_body_bytes: int = 4 * 1024 * 1024,
+        oauth: UpstreamOAuth | None = None,
     ) -> None:
         if upstream.url is None:
             raise ValueError(f"upstream {upstream.name!r} has no url; it is a stdio upstream")
@@ -145,6 +154,9 @@ class HttpProxy:
         self._identity_secret = identity_secret if upstream.forward_identity else None
         self._audience = upstream.resource or ""
         self._max_body_bytes = max_body_bytes
+        if (upstream.auth == "oauth") != (oauth is not None):
+            raise ValueError(f"upstream {upstream.name!r}: give oauth exactly when auth = oauth")
+        self._oauth = oauth
         self._extra = [(k, v.get_secret_value()) for k, v in upstream.headers.items()]
         self._extra_names = {k.lower() for k, _ in self._extra}
         # Without a key (an HttpProxy on its own), the sessions hold in this process only.
@@ -186,11 +198,19 @@ class HttpProxy:
         except _UnknownSession:
             await send_session_not_found(send)
             return
+        token: str | None = None
+        if self._oauth is not None:
+            token = await self._oauth.token_for(scope, method, body, send)
+            if token is None:
+                return
         disconnected = asyncio.ensure_future(wait_for_disconnect(receive))
         try:
             await self._exchange(
-                scope, method, target, body.raw, upstream_session, send, disconnected
+                scope, method, target, body.raw, upstream_session, send, disconnected, token
             )
+        except _TokenRefused:
+            if self._oauth is not None and token is not None:  # only then raised
+                await self._oauth.refused(scope, method, body, token, send)
         except _UpstreamFailure as failure:
             await send_json(
                 send,
@@ -224,17 +244,21 @@ class HttpProxy:
         upstream_session: str | None,
         send: Send,
         disconnected: asyncio.Task[None],
+        token: str | None = None,
     ) -> None:
         # The whole wait for the answer is bounded in _send; reads of an SSE stream are not (a
         # GET stream may rightly stay quiet for a long time).
         sending = self._send(
             method,
             target,
-            self._request_headers(scope, upstream_session),
+            self._request_headers(scope, upstream_session, token),
             body if method == "POST" else None,
         )
         response = await race_disconnect(sending, disconnected)
         try:
+            if response.status_code == 401 and token is not None:
+                log.info("upstream %s refused a person's upstream token", self.upstream.name)
+                raise _TokenRefused
             if response.status_code == 401:
                 metrics.upstream_failed(self.upstream.name, "http", "credentials_refused")
                 log.warning(
@@ -324,7 +348,9 @@ class HttpProxy:
         query: bytes = scope.get("query_string", b"")
         return f"{url}?{query.decode('latin-1')}" if query else url
 
-    def _request_headers(self, scope: Scope, upstream_session: str | None) -> list[tuple[str, str]]:
+    def _request_headers(
+        self, scope: Scope, upstream_session: str | None, token: str | None = None
+    ) -> list[tuple[str, str]]:
         raw: list[tuple[bytes, bytes]] = list(scope.get("headers", []))
         dropped = (
             HOP_BY_HOP
@@ -350,6 +376,8 @@ class HttpProxy:
             out.append((REQUEST_ID_HEADER, request_id))
         out.extend(self._forwarded(scope))
         out.extend(self._extra)
+        if token is not None:
+            out.append(("authorization", f"Bearer {token}"))
         principal = principal_of(scope)
         if self._identity_secret is not None and principal is not None:
             signed = sign_identity_headers(
