@@ -9,8 +9,9 @@ key in one transaction; the old key is removed. Shown here, refusals first:
 - a value no configured key opens stops the rekey before anything is written;
 - a process whose keys another process re-encrypted under a key it lacks keeps signing with the
   keys it loaded and logs what to do, instead of failing token requests;
-- signing keys, upstream refresh tokens and upstream sign-ins in progress all come out
-  encrypted under the new key, with their plaintext unchanged;
+- signing keys, upstream refresh tokens, upstream sign-ins in progress and everything of the
+  token vault (people's upstream tokens, bastion's registrations upstream, connect sign-ins)
+  come out encrypted under the new key, with their plaintext unchanged;
 - with real ``bastion serve`` processes and the CLI, the JWKS stays the same through the routine.
 """
 
@@ -31,8 +32,10 @@ from bastion.config import Settings
 from bastion.identity.local import LocalUsers
 from bastion.store import auth_audit
 from bastion.store import federation as federation_rows
+from bastion.store import upstream_connections as vault_rows
 from bastion.store.database import Database
 from bastion.store.federation import LinkedAccount, SignInState
+from bastion.store.sealed import SEALED, connection_binding
 from bastion.tokens.cipher import Cipher, SecretKeyError
 from bastion.tokens.keys import KeyManager
 from tests.scaleout.processes import cli_run, running
@@ -74,6 +77,114 @@ async def _store_upstream_secrets(settings: Settings) -> str:
         return user.id
     finally:
         await db.dispose()
+
+
+VAULT = {
+    "token vault: access tokens": "vault-access-token",
+    "token vault: refresh tokens": "vault-refresh-token",
+    "token vault: client secrets": "vault-client-secret",
+    "token vault: registration access tokens": "vault-registration-token",
+    "token vault: sign-ins in progress": "vault-pkce-verifier",
+}
+_ISSUER = "https://as.upstream.example"
+
+
+def _vault_bindings(user_id: str) -> dict[str, str]:
+    """What each vault value is sealed to, as the vault code seals it."""
+    return {
+        "token vault: access tokens": connection_binding(user_id, "up", "access"),
+        "token vault: refresh tokens": connection_binding(user_id, "up", "refresh"),
+        "token vault: client secrets": f"upstream-client:up|{_ISSUER}|secret",
+        "token vault: registration access tokens": f"upstream-client:up|{_ISSUER}|registration",
+        "token vault: sign-ins in progress": "connect:vault-state-hash",
+    }
+
+
+async def _store_vault_secrets(settings: Settings, user_id: str) -> None:
+    """A person's upstream connection, bastion's DCR registration there and a connect
+    sign-in in progress, each value sealed as the vault seals it."""
+    cipher = cipher_for(settings)
+    bindings = _vault_bindings(user_id)
+    sealed = {
+        name: cipher.encrypt(value.encode(), bound_to=bindings[name])
+        for name, value in VAULT.items()
+    }
+    now = system_clock()
+    db = Database(settings.effective_database_url, schema=settings.database_schema)
+    try:
+        async with db.transaction() as conn:
+            await vault_rows.save_connection(
+                conn,
+                vault_rows.Connection(
+                    user_id,
+                    "up",
+                    _ISSUER,
+                    "bastion",
+                    sealed["token vault: access tokens"],
+                    sealed["token vault: refresh tokens"],
+                    None,
+                    now + 3600,
+                    now,
+                ),
+            )
+            await vault_rows.save_client(
+                conn,
+                vault_rows.UpstreamClient(
+                    "up",
+                    _ISSUER,
+                    "dcr-client",
+                    sealed["token vault: client secrets"],
+                    "client_secret_basic",
+                    "https://bastion.example/connect/callback",
+                    "https://as.upstream.example/register/dcr-client",
+                    sealed["token vault: registration access tokens"],
+                    now,
+                ),
+            )
+            await vault_rows.save_state(
+                conn,
+                vault_rows.ConnectState(
+                    "vault-state-hash",
+                    "up",
+                    user_id,
+                    "binding",
+                    None,
+                    _ISSUER,
+                    "bastion",
+                    sealed["token vault: sign-ins in progress"],
+                    now,
+                    now + 600,
+                ),
+            )
+    finally:
+        await db.dispose()
+
+
+async def _vault_secrets(settings: Settings, user_id: str) -> dict[str, str]:
+    """Every vault value, opened with ``settings``' keys."""
+    cipher = cipher_for(settings)
+    db = Database(settings.effective_database_url, schema=settings.database_schema)
+    try:
+        async with db.connect() as conn:
+            connection = await vault_rows.find_connection(conn, user_id, "up")
+            client = await vault_rows.find_client(conn, "up", _ISSUER)
+            state = await vault_rows.consume_state(conn, "vault-state-hash", system_clock())
+    finally:
+        await db.dispose()
+    assert connection is not None and client is not None and state is not None
+    values = {
+        "token vault: access tokens": connection.access_token_encrypted,
+        "token vault: refresh tokens": connection.refresh_token_encrypted,
+        "token vault: client secrets": client.client_secret_encrypted,
+        "token vault: registration access tokens": client.registration_access_token_encrypted,
+        "token vault: sign-ins in progress": state.verifier_encrypted,
+    }
+    bindings = _vault_bindings(user_id)
+    opened = {}
+    for name, value in values.items():
+        assert value is not None
+        opened[name] = cipher.decrypt(value, bound_to=bindings[name]).decode()
+    return opened
 
 
 async def _upstream_secrets(settings: Settings) -> tuple[str, str]:
@@ -144,14 +255,17 @@ async def test_rekey_moves_every_stored_secret_to_the_new_key_unchanged(
 ) -> None:
     await rotate_keys(_keys(make_settings, OLD))
     before = {k.kid for k in await list_keys(_keys(make_settings, OLD))}
-    await _store_upstream_secrets(_keys(make_settings, OLD))
+    user_id = await _store_upstream_secrets(_keys(make_settings, OLD))
+    await _store_vault_secrets(_keys(make_settings, OLD), user_id)
 
     counts = await rekey_secrets(_keys(make_settings, NEW, OLD))
     assert counts == {
         "signing keys": len(before),
         "upstream refresh tokens": 1,
         "upstream sign-ins in progress": 1,
+        **dict.fromkeys(VAULT, 1),
     }
+    assert set(counts) == {sealed.name for sealed in SEALED}
     # A second run finds everything under the new key already.
     again = await rekey_secrets(_keys(make_settings, NEW, OLD))
     assert set(again.values()) == {0}
@@ -169,6 +283,7 @@ async def test_rekey_moves_every_stored_secret_to_the_new_key_unchanged(
     assert all(r.actor is not None and r.actor.startswith("cli:") for r in records)
     assert {k.kid for k in await list_keys(_keys(make_settings, NEW))} == before
     assert await _upstream_secrets(_keys(make_settings, NEW)) == (REFRESH_TOKEN, VERIFIER)
+    assert await _vault_secrets(_keys(make_settings, NEW), user_id) == VAULT
 
 
 async def test_a_process_left_with_the_old_key_keeps_signing_and_says_what_to_do(

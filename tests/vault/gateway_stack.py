@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.authserver.app import create_app
@@ -217,6 +218,17 @@ class VaultStack:
     async def connect_request(self, elicitation_id: str) -> vault_rows.ConnectRequest | None:
         async with self._database() as db, db.connect() as conn:
             return await vault_rows.find_request(conn, elicitation_id, system_clock())
+
+    @asynccontextmanager
+    async def db_session(self, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A connection to bastion's database (in a transaction with ``write``)."""
+        async with self._database() as db:
+            if write:
+                async with db.transaction() as conn:
+                    yield conn
+            else:
+                async with db.connect() as conn:
+                    yield conn
 
     @asynccontextmanager
     async def _database(self) -> AsyncIterator[Database]:

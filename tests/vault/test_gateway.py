@@ -16,9 +16,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from bastion.clock import system_clock
 from bastion.config import Settings
+from bastion.store.schema import upstream_connect_requests
 from tests.support.live import free_port
 from tests.vault.gateway_stack import (
     ACCEPT,
@@ -266,3 +268,38 @@ async def test_an_unreachable_upstream_authorization_server_is_502_naming_the_up
         assert "-32042" not in answer.text
         elicitation_of((await stack.post(bob, INIT)).json())
         assert stack.upstream.authorizations == []
+
+
+async def test_x09_a_person_asking_again_gets_the_same_live_elicitation(
+    stack: VaultStack,
+) -> None:
+    """A client retrying before the person connected is sent the elicitation it already has
+    (one link to follow, one row), not a new one per call; another person never gets it."""
+    _, alice = await stack.person("alice")
+    _, bob = await stack.person("bob")
+    first = elicitation_of((await stack.post(alice, INIT)).json())
+    again = elicitation_of((await stack.post(alice, call("whoami"))).json())
+    theirs = elicitation_of((await stack.post(bob, INIT)).json())
+    assert again["elicitationId"] == first["elicitationId"]
+    assert theirs["elicitationId"] != first["elicitationId"]
+    async with stack.db_session() as conn:
+        rows = (await conn.execute(sa.select(upstream_connect_requests))).all()
+    assert len(rows) == 2
+
+
+async def test_a_failing_token_store_is_503_and_nothing_reaches_the_upstream(
+    stack: VaultStack,
+) -> None:
+    """The database holding the tokens fails (here: its table is gone): 503 with a JSON-RPC
+    error, never a 500 or a stack trace, and the call does not go upstream without a token."""
+    alice_id, alice = await stack.person("alice")
+    await stack.seed_connection(alice_id, await stack.upstream_tokens("alice-upstream"))
+    async with stack.db_session(write=True) as conn:
+        await conn.execute(sa.text("DROP TABLE upstream_connections"))
+    answer = await stack.post(alice, INIT)
+    assert answer.status_code == 503
+    body = answer.json()
+    assert body["id"] == 1 and body["error"]["code"] == -32000
+    assert "token store" in body["error"]["message"]
+    assert "Traceback" not in answer.text
+    assert stack.upstream.authorizations == []

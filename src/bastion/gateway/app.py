@@ -164,6 +164,13 @@ def create_gateway_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if vault is not None:
+            try:
+                await vault.check_secret()
+            except BaseException:
+                await vault.aclose()
+                await vault.db.dispose()
+                raise
         if feed is not None:
             await feed.start()
         for bridge in bridges:

@@ -25,6 +25,8 @@ After the resource-server middleware has checked bastion's token (the caller is
   without one, so the next call after connecting again works (no loop of errors).
 - The upstream's authorization server unreachable (the token is due for refresh and has
   expired) or misconfigured: 502 with a JSON-RPC error naming the upstream.
+- bastion's database (where the tokens are) failing: 503 with a JSON-RPC error; the request
+  does not reach the upstream.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from __future__ import annotations
 import json
 import logging
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import Scope, Send
 
 from bastion.config import UpstreamSettings
@@ -80,7 +83,9 @@ class UpstreamOAuth:
                 self.name,
                 exc.detail,
             )
-            await self.ask_to_connect(person, method, body, send)
+            await self._ask_or_fail(person, method, body, send)
+        except (SQLAlchemyError, OSError) as exc:
+            await self._database_failed(exc, body, send)
         except VaultError as exc:  # the upstream's OAuth unreachable or misconfigured
             misconfigured = isinstance(exc, UpstreamMisconfigured)
             reason = "oauth_misconfigured" if misconfigured else "oauth_unavailable"
@@ -101,8 +106,31 @@ class UpstreamOAuth:
             await self._refuse_machine(send, body)
             return
         metrics.upstream_failed(self.name, "http", "token_refused")
-        await self._tokens.forget(person.subject, self.name, refused=token)
-        await self.ask_to_connect(person, method, body, send)
+        try:
+            await self._tokens.forget(person.subject, self.name, refused=token)
+        except (SQLAlchemyError, OSError) as exc:
+            await self._database_failed(exc, body, send)
+            return
+        await self._ask_or_fail(person, method, body, send)
+
+    async def _ask_or_fail(
+        self, person: Principal, method: str, body: RequestBody, send: Send
+    ) -> None:
+        try:
+            await self.ask_to_connect(person, method, body, send)
+        except (SQLAlchemyError, OSError) as exc:
+            await self._database_failed(exc, body, send)
+
+    async def _database_failed(self, exc: Exception, body: RequestBody, send: Send) -> None:
+        metrics.upstream_failed(self.name, "http", "vault_unavailable")
+        log.error(
+            "vault: cannot read or write the upstream tokens of %s in bastion's database: %r; "
+            "check that the database is up and that the gateway's database_url is right",
+            self.name,
+            exc,
+        )
+        message = f"the gateway cannot reach its token store for {self.name!r}; try again later"
+        await send_json(send, 503, jsonrpc.error(jsonrpc.UPSTREAM_ERROR, message, _one_id(body)))
 
     async def ask_to_connect(
         self, person: Principal, method: str, body: RequestBody, send: Send

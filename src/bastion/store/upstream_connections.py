@@ -239,6 +239,27 @@ async def find_request(conn: AsyncConnection, request_id: str, now: int) -> Conn
     return rows.first(ConnectRequest, await conn.execute(q))
 
 
+async def live_request(
+    conn: AsyncConnection, user_id: str, upstream: str, client_id: str | None, until: int
+) -> ConnectRequest | None:
+    """The newest uncompleted URL elicitation of this person, upstream and client that is still
+    valid at ``until``, if any."""
+    t = upstream_connect_requests
+    q = (
+        sa.select(t)
+        .where(
+            t.c.user_id == user_id,
+            t.c.upstream == upstream,
+            t.c.client_id.is_(None) if client_id is None else t.c.client_id == client_id,
+            t.c.completed_at.is_(None),
+            t.c.expires_at > until,
+        )
+        .order_by(t.c.expires_at.desc())
+        .limit(1)
+    )
+    return rows.first(ConnectRequest, await conn.execute(q))
+
+
 async def complete_request(conn: AsyncConnection, request_id: str, now: int) -> None:
     """Mark a URL elicitation done (the person connected)."""
     await conn.execute(
@@ -291,6 +312,7 @@ __all__ = [
     "find_client",
     "find_connection",
     "find_request",
+    "live_request",
     "purge_expired",
     "release_refresh_lease",
     "save_client",

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -67,13 +67,6 @@ log = get_logger("bastion.vault")
 STATE_TTL = 600  # seconds a person has to sign in upstream
 BINDING_COOKIE = "connect"
 _MAX_SHOWN = 300
-
-
-def connect_url(issuer: str, upstream: str, elicitation: str | None = None) -> str:
-    """The connect page of ``upstream``, for the elicitation ``elicitation`` if given (the URL
-    the gateway puts in a URL elicitation: it carries no credential, MCP elicitation)."""
-    url = f"{issuer.rstrip('/')}/connect/{upstream}"
-    return f"{url}?{urlencode({'elicitation': elicitation})}" if elicitation else url
 
 
 def _is_id(value: str) -> bool:
@@ -550,6 +543,5 @@ __all__ = [
     "check_names",
     "client_metadata",
     "connect_page",
-    "connect_url",
     "routes",
 ]

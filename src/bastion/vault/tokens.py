@@ -33,19 +33,22 @@ from bastion.clock import Clock, system_clock
 from bastion.config import UpstreamSettings
 from bastion.logs import get_logger
 from bastion.oauth.token_response import TokenResponse
+from bastion.store import keys as key_rows
 from bastion.store import upstream_connections as store
 from bastion.store.database import Database
 from bastion.store.sealed import connection_binding
 from bastion.tokens.cipher import Cipher, SecretKeyError
-from bastion.vault.errors import ConnectionNeeded, UpstreamUnavailable
-from bastion.vault.upstream_server import UpstreamServer
+from bastion.vault.errors import ConnectionNeeded, UpstreamMisconfigured, UpstreamUnavailable
+from bastion.vault.upstream_server import UpstreamServer, connect_url
 
 log = get_logger(__name__)
 
 # How long one process may hold a connection's refresh (longer than any refresh request).
 LEASE_SECONDS = 30
-# How long a URL elicitation stays valid.
+# How long a URL elicitation stays valid; one with at least REUSE_SECONDS left is sent again
+# to the same person and client instead of recording a new one for every refused call.
 REQUEST_SECONDS = 600
+REUSE_SECONDS = 300
 # Waits between reads of a row another process is refreshing: short first (a refresh usually
 # takes a round trip), together at most LEASE_SECONDS.
 _WAITS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 8.0, 9.25)
@@ -84,6 +87,25 @@ class VaultTokens:
     async def aclose(self) -> None:
         """Close each upstream's HTTP client (the database is the caller's)."""
         await asyncio.gather(*(server.aclose() for server in self.servers.values()))
+
+    async def check_secret(self) -> None:
+        """Refuse to start with a secret key other than the authorization server's: the
+        tokens the connect pages store would not decrypt here, and every person would be asked
+        to connect again, endlessly. The signing keys are sealed under the same key; when the
+        authorization server has made none yet there is nothing to compare."""
+        async with self.db.connect() as conn:
+            stored = await key_rows.live(conn, self._clock())
+        if not stored:
+            return
+        try:
+            self._cipher.decrypt(stored[0].private_jwk_encrypted, bound_to=stored[0].kid)
+        except SecretKeyError:
+            raise UpstreamMisconfigured(
+                "the gateway's secret key is not the authorization server's: upstream tokens "
+                "stored by the connect pages would not decrypt here. Give the gateway the same "
+                "secret_key (and previous_secret_keys) as the authorization server, or the same "
+                "data_dir when the key is the generated <data_dir>/secret.key"
+            ) from None
 
     # -- the token ------------------------------------------------------------------------------
 
@@ -135,6 +157,10 @@ class VaultTokens:
         to ``upstream``; its id and the connect page's URL on bastion's issuer. The id is random
         and names nothing: the page only serves the signed-in person it was made for."""
         now = self._clock()
+        async with self.db.connect() as conn:
+            live = await store.live_request(conn, user_id, upstream, client_id, now + REUSE_SECONDS)
+        if live is not None:
+            return live.id, connect_url(self.issuer, upstream, live.id)
         request = store.ConnectRequest(
             id=secrets.token_urlsafe(32),
             user_id=user_id,
@@ -145,7 +171,7 @@ class VaultTokens:
         )
         async with self.db.transaction() as conn:
             await store.save_request(conn, request)
-        return request.id, f"{self.issuer}/connect/{upstream}?elicitation={request.id}"
+        return request.id, connect_url(self.issuer, upstream, request.id)
 
     # -- refreshing -----------------------------------------------------------------------------
 
@@ -265,4 +291,4 @@ class VaultTokens:
         return self._cipher.encrypt(token.encode("utf-8"), bound_to=bound_to)
 
 
-__all__ = ["LEASE_SECONDS", "REQUEST_SECONDS", "VaultTokens"]
+__all__ = ["LEASE_SECONDS", "REQUEST_SECONDS", "REUSE_SECONDS", "VaultTokens"]

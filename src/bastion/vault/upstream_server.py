@@ -758,6 +758,13 @@ def _auth_method(value: str) -> AuthMethod:
     return "none" if value not in _SECRET_METHODS else value
 
 
+def connect_url(issuer: str, upstream: str, elicitation: str | None = None) -> str:
+    """The connect page of ``upstream``, for the elicitation ``elicitation`` if given (the URL
+    the gateway puts in a URL elicitation: it carries no credential, MCP elicitation)."""
+    url = f"{issuer.rstrip('/')}/connect/{upstream}"
+    return f"{url}?{urlencode({'elicitation': elicitation})}" if elicitation else url
+
+
 __all__ = [
     "CALLBACK_PATH",
     "CLIENT_METADATA_PATH",
@@ -766,6 +773,7 @@ __all__ = [
     "UpstreamServer",
     "client_metadata_document",
     "client_metadata_url",
+    "connect_url",
     "oauth_upstreams",
     "redirect_uri_for",
 ]
