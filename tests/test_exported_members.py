@@ -77,6 +77,7 @@ EXPORTS = {
         "TokenExchangeRule",
         "TokenSettings",
         "UnknownClientSettings",
+        "UpstreamExchangeSettings",
         "UpstreamListingSettings",
         "UpstreamOAuthSettings",
         "UpstreamSettings",

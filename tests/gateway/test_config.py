@@ -154,3 +154,57 @@ def test_the_as_learns_each_upstream_resource_and_every_scope_its_policy_can_ask
     assert resource.uri == "http://127.0.0.1:8000/mcp/demo"
     assert resource.scopes == ["mcp:tools", "notes:write"]
     assert "notes:write" in settings.all_scopes
+
+
+EXCHANGE = {"resource": "https://notes.example/mcp", "client_id": "gateway", "client_secret": "s"}
+NOTES_SERVER = {"uri": "https://notes.example/mcp", "name": "notes-server", "scopes": ["mcp:tools"]}
+
+
+def exchanging(upstream: dict[str, Any], **fields: Any) -> Settings:
+    return Settings(
+        issuer="https://as.example",
+        resources=[NOTES_SERVER],
+        gateway={"upstreams": [upstream]},
+        **fields,
+    )
+
+
+def test_an_exchange_upstream_keeps_its_resource_canonical_and_its_secret_masked() -> None:
+    """auth = "exchange" (RFC 8693 behind the gateway, X08)."""
+    exchange = {**EXCHANGE, "resource": "HTTPS://Notes.Example:443/mcp"}
+    settings = exchanging({**HTTP, "auth": "exchange", "exchange": exchange})
+    found = settings.gateway.upstreams[0].exchange
+    assert found is not None
+    assert found.resource == "https://notes.example/mcp"
+    assert "**" in repr(found.client_secret)
+
+
+@pytest.mark.parametrize(
+    ("upstream", "says"),
+    [
+        ({**HTTP, "auth": "exchange"}, r"needs \[gateway.upstreams.exchange\]"),
+        ({**HTTP, "exchange": EXCHANGE}, 'auth is not "exchange"'),
+        ({**STDIO, "auth": "exchange", "exchange": EXCHANGE}, "needs a url"),
+        (
+            {**HTTP, "auth": "exchange", "exchange": EXCHANGE, "headers": {"Authorization": "x"}},
+            "remove Authorization",
+        ),
+        ({**HTTP, "auth": "exchange", "exchange": {**EXCHANGE, "client_secret": ""}}, "empty"),
+        ({**HTTP, "auth": "exchange", "exchange": {**EXCHANGE, "resource": "notes"}}, "absolute"),
+        (
+            {**HTTP, "auth": "exchange", "exchange": {**EXCHANGE, "resource": "https://x.example"}},
+            r"not a configured resource; add it to \[\[resources\]\]",
+        ),
+        (
+            {
+                **HTTP,
+                "auth": "exchange",
+                "exchange": {**EXCHANGE, "resource": "https://as.example/mcp/notes"},
+            },
+            "the upstream's resource at the gateway",
+        ),
+    ],
+)
+def test_an_exchange_upstream_is_refused_with_a_reason(upstream: dict[str, Any], says: str) -> None:
+    with pytest.raises(ValidationError, match=says):
+        exchanging(upstream)

@@ -25,6 +25,7 @@ from bastion.config.authserver import (
 from bastion.config.console import ConsoleSettings
 from bastion.config.gateway import (
     GatewaySettings,
+    UpstreamExchangeSettings,
     UpstreamListingSettings,
     UpstreamOAuthSettings,
     UpstreamSettings,
@@ -87,6 +88,7 @@ __all__ = [
     "TokenExchangeRule",
     "TokenSettings",
     "UnknownClientSettings",
+    "UpstreamExchangeSettings",
     "UpstreamListingSettings",
     "UpstreamOAuthSettings",
     "UpstreamSettings",

@@ -163,6 +163,57 @@ class UpstreamOAuthSettings(BaseModel):
         return self
 
 
+class UpstreamExchangeSettings(BaseModel):
+    """How the gateway exchanges the caller's bastion token for one for the upstream itself
+    (``[gateway.upstreams.exchange]``, with ``auth = "exchange"``; docs/token-exchange.md,
+    "Behind the gateway"): RFC 8693 at bastion's own token endpoint, as a confidential client."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    resource: str = Field(
+        description="The upstream's own resource URI (one of [[resources]]): the audience of "
+        "the token it gets."
+    )
+    scopes: list[str] | None = Field(
+        None,
+        description="The scopes asked for at the upstream; default: every scope of the "
+        "caller's token that the [[token_exchange]] rule allows.",
+    )
+    client_id: str = Field(
+        min_length=1,
+        max_length=255,
+        description="The gateway's confidential client at bastion (the new token's act.sub).",
+    )
+    client_secret: SecretStr = Field(description="Its secret (client_secret_basic).")
+    cache_size: int = Field(
+        1024,
+        ge=1,
+        le=1_000_000,
+        description="Exchanged tokens kept at most (one per caller's token).",
+    )
+    refresh_margin: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="Seconds before an exchanged token expires at which a new one is asked for.",
+    )
+
+    @field_validator("resource")
+    @classmethod
+    def _resource(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment:
+            raise ValueError(f"resource must be an absolute http(s) URI; got {value!r}")
+        return canonical(value)
+
+    @field_validator("client_secret")
+    @classmethod
+    def _secret(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("client_secret must not be empty")
+        return value
+
+
 # The paths every listener answers itself (bastion.ops.health, which config cannot import; a
 # test checks that the two agree).
 PROBE_PATHS = ("/healthz", "/readyz")
@@ -207,15 +258,22 @@ class UpstreamSettings(BaseModel):
         description="Headers added to every upstream request, e.g. the upstream's own "
         "Authorization. The client's token is never forwarded.",
     )
-    auth: Literal["none", "oauth"] = Field(
+    auth: Literal["none", "oauth", "exchange"] = Field(
         "none",
         description='"oauth": the upstream has its own OAuth; each person signs in there once '
         "(the gateway asks through URL elicitation) and the gateway sends that person's "
-        "upstream token. See [gateway.upstreams.oauth].",
+        'upstream token. See [gateway.upstreams.oauth]. "exchange": the upstream takes '
+        "bastion's tokens for its own resource URI; the gateway exchanges the caller's token "
+        "for one (RFC 8693). See [gateway.upstreams.exchange].",
     )
     oauth: UpstreamOAuthSettings = Field(
         default_factory=UpstreamOAuthSettings,
         description='With auth = "oauth": how bastion is registered at the upstream.',
+    )
+    exchange: UpstreamExchangeSettings | None = Field(
+        None,
+        description="With auth = \"exchange\": the upstream's resource URI and the gateway's "
+        "client credentials at bastion.",
     )
     timeout: float = Field(
         30.0,
@@ -311,19 +369,28 @@ class UpstreamSettings(BaseModel):
             raise ValueError(f"upstream {self.name!r}: command must name a program")
         if self.url is not None and (self.env or self.cwd is not None):
             raise ValueError(f"upstream {self.name!r}: env and cwd apply to command upstreams only")
-        if self.auth == "oauth":
+        if self.auth != "none":
             if self.url is None:
                 raise ValueError(
-                    f'upstream {self.name!r}: auth = "oauth" needs a url (a stdio server has '
-                    "no OAuth; give it its credential in env)"
+                    f'upstream {self.name!r}: auth = "{self.auth}" needs a url (a stdio server '
+                    "takes no token from the gateway; give it its credential in env)"
                 )
             if any(name.lower() == "authorization" for name in self.headers):
                 raise ValueError(
-                    f'upstream {self.name!r}: auth = "oauth" sends each person\'s upstream token '
+                    f'upstream {self.name!r}: auth = "{self.auth}" sends a token for the caller '
                     "as Authorization; remove Authorization from headers"
                 )
-        elif "oauth" in self.model_fields_set:
+        if self.auth != "oauth" and "oauth" in self.model_fields_set:
             raise ValueError(f'upstream {self.name!r}: [oauth] is set but auth is not "oauth"')
+        if self.auth == "exchange" and self.exchange is None:
+            raise ValueError(
+                f'upstream {self.name!r}: auth = "exchange" needs [gateway.upstreams.exchange] '
+                "with resource, client_id and client_secret"
+            )
+        if self.auth != "exchange" and self.exchange is not None:
+            raise ValueError(
+                f'upstream {self.name!r}: [exchange] is set but auth is not "exchange"'
+            )
         return self
 
     def process_environment(self) -> dict[str, str]:
@@ -408,6 +475,7 @@ class GatewaySettings(BaseModel):
 
 __all__ = [
     "GatewaySettings",
+    "UpstreamExchangeSettings",
     "UpstreamListingSettings",
     "UpstreamOAuthSettings",
     "UpstreamSettings",

@@ -279,6 +279,19 @@ class Settings(BaseSettings):
                     f"it has {' '.join(sorted(allowed))}"
                 )
         self.token_exchange = rules
+        for upstream in self.gateway.upstreams:
+            wanted = upstream.exchange.resource if upstream.exchange else None
+            if wanted is not None and wanted not in known:
+                raise ValueError(
+                    f"upstream {upstream.name!r}: [exchange] resource {wanted} is not a "
+                    "configured resource; add it to [[resources]] (the upstream's own URI, "
+                    "which its tokens are issued for)"
+                )
+            if wanted is not None and wanted == upstream.resource:
+                raise ValueError(
+                    f"upstream {upstream.name!r}: [exchange] resource is the upstream's resource "
+                    "at the gateway; give the upstream server's own resource URI"
+                )
         return self
 
     @property

@@ -8,7 +8,9 @@ For each upstream (``[[gateway.upstreams]]``) the stack is::
 
 An upstream with ``auth = "oauth"`` gets each person's own upstream token instead
 (:mod:`bastion.gateway.upstream_oauth`): the gateway then opens bastion's database (where the
-authorization server's connect pages store the connections) and the secret key's cipher.
+authorization server's connect pages store the connections) and the secret key's cipher. One
+with ``auth = "exchange"`` gets a token bastion's authorization server issued for the upstream
+itself in exchange for the caller's (RFC 8693, :mod:`bastion.gateway.upstream_exchange`).
 
 routed at the upstream's path (and below) and at the path-inserted well-known URL of its resource
 (``/.well-known/oauth-protected-resource/<path>``, RFC 9728 §3.1). Tokens are JWTs of bastion's
@@ -37,6 +39,7 @@ from bastion.gateway.audit import AuditLog, AuditMiddleware
 from bastion.gateway.http_proxy import HttpProxy
 from bastion.gateway.replicas import replica_id, session_key
 from bastion.gateway.stdio_bridge import StdioBridge
+from bastion.gateway.upstream_exchange import UpstreamExchange
 from bastion.gateway.upstream_http import UpstreamPool
 from bastion.gateway.upstream_oauth import UpstreamOAuth
 from bastion.gateway.upstream_reach import upstreams_check
@@ -125,6 +128,11 @@ def create_gateway_app(
                 max_body_bytes=gateway.max_body_bytes,
                 oauth=UpstreamOAuth(upstream, vault)
                 if vault and upstream.auth == "oauth"
+                else None,
+                exchange=UpstreamExchange(
+                    upstream, token_endpoint=f"{settings.issuer}/token", http=client
+                )
+                if upstream.auth == "exchange"
                 else None,
             )
         else:

@@ -27,7 +27,9 @@ Header rules:
   dropped, and a 401 becomes 502: the client's token was fine, the gateway's credential was not.
 - An upstream with its own OAuth (``auth = "oauth"``) gets the person's own upstream token as
   ``Authorization``, and its 401 sends the person to connect again
-  (:mod:`bastion.gateway.upstream_oauth`).
+  (:mod:`bastion.gateway.upstream_oauth`). One with ``auth = "exchange"`` gets a token the
+  gateway obtained for it by exchanging the caller's (RFC 8693,
+  :mod:`bastion.gateway.upstream_exchange`); its 401 is a 502.
 
 Session ids the upstream issues never reach the client as they are: the client gets them sealed
 to the upstream and to the caller who started the session
@@ -64,6 +66,7 @@ from bastion.edge.body import BodyTooLarge, read_body
 from bastion.gateway.identity import HEADER_PREFIX, sign_identity_headers
 from bastion.gateway.mcp_session import HEADER, owner_of, send_session_not_found, session_id_of
 from bastion.gateway.replicas import SessionSeal
+from bastion.gateway.upstream_exchange import UpstreamExchange
 from bastion.gateway.upstream_http import UpstreamError, UpstreamPool, UpstreamResponse
 from bastion.gateway.upstream_oauth import UpstreamOAuth
 from bastion.gateway.upstream_path import UnsafePath, below_mount
@@ -141,6 +144,7 @@ class HttpProxy:
         session_key: bytes | None = None,
         max_body_bytes: int = 4 * 1024 * 1024,
         oauth: UpstreamOAuth | None = None,
+        exchange: UpstreamExchange | None = None,
     ) -> None:
         if upstream.url is None:
             raise ValueError(f"upstream {upstream.name!r} has no url; it is a stdio upstream")
@@ -157,6 +161,11 @@ class HttpProxy:
         if (upstream.auth == "oauth") != (oauth is not None):
             raise ValueError(f"upstream {upstream.name!r}: give oauth exactly when auth = oauth")
         self._oauth = oauth
+        if (upstream.auth == "exchange") != (exchange is not None):
+            raise ValueError(
+                f"upstream {upstream.name!r}: give exchange exactly when auth = exchange"
+            )
+        self._exchange_tokens = exchange
         self._extra = [(k, v.get_secret_value()) for k, v in upstream.headers.items()]
         self._extra_names = {k.lower() for k, _ in self._extra}
         # Without a key (an HttpProxy on its own), the sessions hold in this process only.
@@ -203,6 +212,10 @@ class HttpProxy:
             token = await self._oauth.token_for(scope, method, body, send)
             if token is None:
                 return
+        elif self._exchange_tokens is not None:
+            token = await self._exchange_tokens.token_for(scope, send, request_id)
+            if token is None:
+                return
         disconnected = asyncio.ensure_future(wait_for_disconnect(receive))
         try:
             await self._exchange(
@@ -211,6 +224,15 @@ class HttpProxy:
         except _TokenRefused:
             if self._oauth is not None and token is not None:  # only then raised
                 await self._oauth.refused(scope, method, body, token, send)
+            elif self._exchange_tokens is not None and token is not None:
+                metrics.upstream_failed(self.upstream.name, "http", "token_refused")
+                self._exchange_tokens.refused(token)
+                message = (
+                    f"upstream {self.upstream.name!r} refused the token the gateway obtained for it"
+                )
+                await send_json(
+                    send, 502, jsonrpc.error(jsonrpc.UPSTREAM_ERROR, message, request_id)
+                )
         except _UpstreamFailure as failure:
             await send_json(
                 send,
