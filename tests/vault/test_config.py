@@ -51,7 +51,7 @@ def _settings(upstream: dict[str, Any]) -> Settings:
             "absolute http",
         ),
         ({"url": URL, "auth": "oauth", "oauth": {"refresh_margin": -1}}, "greater than"),
-        ({"url": URL, "auth": "basic"}, "'none' or 'oauth'"),
+        ({"url": URL, "auth": "basic"}, "Input should be 'none'"),
     ],
 )
 def test_a_mistake_is_refused_with_what_to_change(upstream: dict[str, Any], message: str) -> None:
