@@ -168,10 +168,11 @@ def recording(app: ASGIApp, seen: list[str | None]) -> ASGIApp:
 
 @asynccontextmanager
 async def running(
-    make_settings: Callable[..., Settings], *, rules: str = "both"
+    make_settings: Callable[..., Settings], *, rules: str = "both", wrong_secret: bool = False
 ) -> AsyncIterator[Stack]:
     """The stack of the module docstring; ``rules``: which ``[[token_exchange]]`` rules there
-    are (``both``, ``notes`` only, or ``none``)."""
+    are (``both``, ``notes`` only, or ``none``); ``wrong_secret``: the gateway is configured
+    with a secret that is not its client's."""
     as_port, gw_port, notes_port, files_port = (free_port() for _ in range(4))
     issuer = f"http://127.0.0.1:{as_port}"
     gateway = f"http://127.0.0.1:{gw_port}"
@@ -213,7 +214,7 @@ async def running(
     await add_user(first, "alice")
     gateway_client = await confidential_client(first, client_id=GATEWAY_CLIENT)
     me = await confidential_client(first, client_id=NOTES_CLIENT)
-    settings = build(gateway_client)
+    settings = build(None if wrong_secret else gateway_client)
     stack = Stack(issuer, gateway, notes, files, settings)
     files_feed = HttpRevocationFeed(f"{issuer}/revocations", RevocationList())
     notes_feed = HttpRevocationFeed(f"{issuer}/revocations", RevocationList())
@@ -257,6 +258,22 @@ async def test_x08_without_a_token_exchange_rule_the_gateway_answers_403_naming_
         assert "'notes'" in message
         assert f"({code}:" in message
         assert "[[token_exchange]]" in message
+        assert stack.seen == []
+
+
+async def test_x08_the_gateway_s_own_credentials_refused_is_502_and_nothing_goes_upstream(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """RFC 6749 §5.2 invalid_client at the exchange: the caller's token is fine, the gateway's
+    configuration is not, so 502 (not 403: no rule would help) naming the upstream and what to
+    check; nothing reaches the upstream."""
+    async with running(make_settings, wrong_secret=True) as stack:
+        person = await stack.person()
+        response = await stack.post(person["access_token"])
+        assert response.status_code == 502
+        message = error_of(response)
+        assert "'notes'" in message
+        assert person["access_token"] not in response.text
         assert stack.seen == []
 
 
