@@ -168,11 +168,16 @@ def recording(app: ASGIApp, seen: list[str | None]) -> ASGIApp:
 
 @asynccontextmanager
 async def running(
-    make_settings: Callable[..., Settings], *, rules: str = "both", wrong_secret: bool = False
+    make_settings: Callable[..., Settings],
+    *,
+    rules: str = "both",
+    wrong_secret: bool = False,
+    scopes: list[str] | None = None,
 ) -> AsyncIterator[Stack]:
     """The stack of the module docstring; ``rules``: which ``[[token_exchange]]`` rules there
-    are (``both``, ``notes`` only, or ``none``); ``wrong_secret``: the gateway is configured
-    with a secret that is not its client's."""
+    are (``both``, ``notes`` only, ``none``, or ``narrow``: the gateway's rule allows only
+    mcp:tools); ``wrong_secret``: the gateway is configured with a secret that is not its
+    client's; ``scopes``: the upstream's ``exchange.scopes``."""
     as_port, gw_port, notes_port, files_port = (free_port() for _ in range(4))
     issuer = f"http://127.0.0.1:{as_port}"
     gateway = f"http://127.0.0.1:{gw_port}"
@@ -187,7 +192,15 @@ async def running(
         notes_rule = TokenExchangeRule(
             client=NOTES_CLIENT, source="notes-server", target="files", scopes=["files:read"]
         )
-        exchange_rules = {"both": [gateway_rule, notes_rule], "notes": [notes_rule], "none": []}
+        narrow_rule = TokenExchangeRule(
+            client=GATEWAY_CLIENT, source="notes", target="notes-server", scopes=["mcp:tools"]
+        )
+        exchange_rules = {
+            "both": [gateway_rule, notes_rule],
+            "notes": [notes_rule],
+            "none": [],
+            "narrow": [narrow_rule, notes_rule],
+        }
         upstream = {
             "name": "notes",
             "path": "/mcp/notes",
@@ -198,6 +211,7 @@ async def running(
                 "resource": notes,
                 "client_id": GATEWAY_CLIENT,
                 "client_secret": registered.secret if registered else secret,
+                **({"scopes": scopes} if scopes is not None else {}),
             },
         }
         return make_settings(
@@ -259,6 +273,35 @@ async def test_x08_without_a_token_exchange_rule_the_gateway_answers_403_naming_
         assert f"({code}:" in message
         assert "[[token_exchange]]" in message
         assert stack.seen == []
+
+
+async def test_x08_asking_beyond_the_rule_s_scopes_is_403_invalid_scope_and_nothing_goes_upstream(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """RFC 8693 §2.2.2 / RFC 6749 §5.2 invalid_scope: the upstream's exchange asks for
+    files:read, the rule allows only mcp:tools; 403 naming the code, nothing upstream."""
+    async with running(make_settings, rules="narrow", scopes=["files:read"]) as stack:
+        person = await stack.person()
+        response = await stack.post(person["access_token"])
+        assert response.status_code == 403
+        message = error_of(response)
+        assert "'notes'" in message and "(invalid_scope:" in message
+        assert stack.seen == []
+
+
+async def test_x08_the_rule_s_narrower_scopes_are_what_the_upstream_gets(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """RFC 8693 §2.1 scope narrowed by policy: without exchange.scopes the gateway asks for
+    none, and the new token has only what the rule allows (mcp:tools), not the caller's
+    files:read."""
+    async with running(make_settings, rules="narrow") as stack:
+        person = await stack.person()
+        async with sdk_client(stack.url, person["access_token"]) as client:
+            result = await client.call_tool("whoami", {})
+        assert result.is_error is False, result
+        [token] = [seen for seen in stack.seen if seen is not None][:1]
+        assert claims_of(token.removeprefix("Bearer "))["scope"] == "mcp:tools"
 
 
 async def test_x08_the_gateway_s_own_credentials_refused_is_502_and_nothing_goes_upstream(
