@@ -68,6 +68,14 @@ _EDWARDS_CURVES = ("Ed25519", "Ed448")
 _REGISTRIES = {
     alg: jws.JWSRegistry(algorithms=[alg], strict_check_header=False) for alg in ALGORITHMS
 }
+# A JWS whose header carries its public key (a DPoP proof's jwk, RFC 9449 §4.2) has a longer
+# header than joserfc's default limit of 512 octets: an RSA jwk alone is about 400 characters.
+MAX_EMBEDDED_KEY_HEADER = 4096
+_EMBEDDED_KEY_REGISTRIES = {
+    alg: jws.JWSRegistry(algorithms=[alg], strict_check_header=False) for alg in ALGORITHMS
+}
+for _registry in _EMBEDDED_KEY_REGISTRIES.values():
+    _registry.max_header_length = MAX_EMBEDDED_KEY_HEADER
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -378,11 +386,14 @@ def _for_joserfc(key: PublicKey, alg: str) -> PublicKey:
     return type(key).import_key(unnamed)
 
 
-def verify_signature(token: str, alg: str, candidates: Sequence[PublicKey]) -> Verified:
+def verify_signature(
+    token: str, alg: str, candidates: Sequence[PublicKey], *, embedded_key: bool = False
+) -> Verified:
     """Check the signature of ``token`` under ``alg`` with each candidate key in turn (RFC 7515
-    §5.2); the payload must be a JSON object (RFC 7519 §7.2 step 10). Raises
+    §5.2); the payload must be a JSON object (RFC 7519 §7.2 step 10). ``embedded_key``: the
+    header carries a ``jwk`` and may be up to :data:`MAX_EMBEDDED_KEY_HEADER` long. Raises
     :class:`BadSignature` when no key verifies it."""
-    registry = _REGISTRIES[alg]
+    registry = (_EMBEDDED_KEY_REGISTRIES if embedded_key else _REGISTRIES)[alg]
     for tried, key in enumerate(candidates, start=1):
         try:
             with warnings.catch_warnings():
@@ -478,6 +489,7 @@ def check_times(
 
 __all__ = [
     "ALGORITHMS",
+    "MAX_EMBEDDED_KEY_HEADER",
     "MAX_JWKS_KEYS",
     "MIN_RSA_BITS",
     "SUPPORTED_ALGORITHMS",
