@@ -199,6 +199,18 @@ def _back(bastion: AuthServer, request: Request, form: dict[str, list[str]]) -> 
     return back or request.url.path.rsplit("/", 1)[0]
 
 
+async def browser_session(
+    bastion: AuthServer, request: Request
+) -> tuple[str, tuple[User, int] | None]:
+    """The browser's session id (its cookie, "" when none) and, when that session is live, its
+    person and the time they signed in."""
+    sid = request.cookies.get(cookie_name(bastion, "session")) or ""
+    if not sid:
+        return sid, None
+    async with bastion.db.connect() as conn:
+        return sid, await user_rows.session_of(conn, opaque.digest(sid), bastion.clock())
+
+
 def console_page(*, admin: bool = True, fresh: bool = False) -> Callable[[Handler], Endpoint]:
     """Make ``handler`` a console endpoint: signed in, an administrator when ``admin``; a POST
     passes the same-origin and CSRF checks and, when ``fresh``, a recent sign-in."""
@@ -207,12 +219,7 @@ def console_page(*, admin: bool = True, fresh: bool = False) -> Callable[[Handle
         @functools.wraps(handler)
         async def endpoint(request: Request) -> Response:
             bastion = server(request)
-            sid = request.cookies.get(cookie_name(bastion, "session")) or ""
-            now = bastion.clock()
-            found = None
-            if sid:
-                async with bastion.db.connect() as conn:
-                    found = await user_rows.session_of(conn, opaque.digest(sid), now)
+            sid, found = await browser_session(bastion, request)
             if found is None:
                 wanted = request.url.path
                 if request.method == "GET" and request.url.query:
@@ -284,6 +291,7 @@ __all__ = [
     "CONSOLE_PATHS",
     "Handler",
     "Visit",
+    "browser_session",
     "console_page",
     "console_path",
     "csrf_for",

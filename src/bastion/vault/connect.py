@@ -40,14 +40,19 @@ from bastion.authserver.context import AuthServer, server
 from bastion.authserver.http import NO_STORE, is_vschar, query_params, single
 from bastion.authserver.interaction import cookie_name, set_cookie
 from bastion.config import Settings
-from bastion.console.guard import Visit, console_page, is_elicitation_id, refused
+from bastion.console.guard import (
+    Visit,
+    browser_session,
+    console_page,
+    is_elicitation_id,
+    refused,
+)
 from bastion.console.render import CONSOLE_HEADERS, html
 from bastion.logs import get_logger
 from bastion.oauth import pkce
 from bastion.oauth.errors import OAuthError
 from bastion.store import auth_audit
 from bastion.store import upstream_connections as repo
-from bastion.store import users as user_rows
 from bastion.store.auth_audit import AuditRecord, Event
 from bastion.store.sealed import connection_binding
 from bastion.store.upstream_connections import Connection, ConnectRequest, ConnectState
@@ -290,11 +295,7 @@ async def callback(request: Request) -> Response:
     except OAuthError as exc:
         return refused(request, bastion, "Invalid answer", exc.description, 400)
     now = bastion.clock()
-    sid = request.cookies.get(cookie_name(bastion, "session")) or ""
-    found = None
-    if sid:
-        async with bastion.db.connect() as conn:
-            found = await user_rows.session_of(conn, opaque.digest(sid), now)
+    _, found = await browser_session(bastion, request)
     if found is None:
         return refused(
             request,
