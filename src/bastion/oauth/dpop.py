@@ -23,6 +23,7 @@ from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from bastion.oauth import jose
+from bastion.oauth.dpop_nonce import DPoPNonces
 
 DPoPErrorCode = Literal["invalid_dpop_proof", "use_dpop_nonce"]
 PROOF_TYPE = "dpop+jwt"  # RFC 9449 §4.2
@@ -147,7 +148,7 @@ def verify_proof(
     uri: str,
     now: int,
     allowed_algorithms: Sequence[str] = DEFAULT_ALGORITHMS,
-    nonce: str | None = None,
+    nonce: str | DPoPNonces | None = None,
     access_token: str | None = None,
     max_age: int = MAX_AGE,
     future_leeway: int = FUTURE_LEEWAY,
@@ -156,8 +157,10 @@ def verify_proof(
 
     ``header_values``: every ``DPoP`` header value of the request; ``method`` and ``uri``: the
     request's method and URI (its query and fragment are ignored); ``now``: the checking
-    instant; ``nonce``: the nonce this server demands, if it demands one; ``access_token``: the
-    token presented with the proof, whose hash ``ath`` must be. Raises :class:`DPoPError`.
+    instant; ``nonce``: the nonce this server demands, if it demands one (a fixed value, or the
+    :class:`~bastion.oauth.dpop_nonce.DPoPNonces` whose current nonces it accepts);
+    ``access_token``: the token presented with the proof, whose hash ``ath`` must be.
+    Raises :class:`DPoPError`.
     """
     # §4.3 point 1: exactly one DPoP header field.
     if len(header_values) != 1:
@@ -235,7 +238,11 @@ def verify_proof(
         sent = claims.get("nonce")
         if sent is None:
             raise DPoPError("use_dpop_nonce", "this server requires a nonce in the DPoP proof")
-        if not isinstance(sent, str) or not hmac.compare_digest(sent.encode(), nonce.encode()):
+        if not isinstance(sent, str) or not (
+            nonce.accepts(sent, now)
+            if isinstance(nonce, DPoPNonces)
+            else hmac.compare_digest(sent.encode(), nonce.encode())
+        ):
             raise DPoPError(
                 "use_dpop_nonce", "the DPoP proof's nonce is not the one this server provided"
             )
