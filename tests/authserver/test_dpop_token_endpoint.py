@@ -20,6 +20,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from bastion.authserver import admin
 from bastion.config import ResourceSettings, Settings, TokenExchangeRule
 from bastion.config.dpop import DPoPSettings
 from bastion.oauth.token_request import ACCESS_TOKEN_TYPE, TOKEN_EXCHANGE
@@ -235,6 +236,35 @@ async def test_rfc9449_5_2_a_dpop_bound_client_without_a_proof_is_refused(world:
     assert "dpop_bound_access_tokens" in body["error_description"]
     key = new_key()
     assert_bound(await world.redeem(reg["client_id"], done, world.proof(key)), key)
+
+
+async def test_rfc9449_5_2_a_pre_registered_dpop_bound_client_without_a_proof_is_refused(
+    world: World,
+) -> None:
+    """§5.2 for a client an operator made (``bastion clients add --dpop-bound``): its
+    client_credentials request without a proof is invalid_request; with one, a bound token."""
+    made = await admin.add_client(
+        world.settings,
+        client_id="bound-robot",
+        name="Bound robot",
+        redirect_uris=[],
+        confidential=True,
+        grant_types=["client_credentials"],
+        scope=None,
+        resources=["*"],
+        dpop_bound=True,
+    )
+    assert made.secret is not None
+    assert made.client.metadata.dpop_bound_access_tokens is True
+    robot = Confidential("bound-robot", made.secret)
+    data = {"grant_type": "client_credentials", "resource": RESOURCE}
+    refused = await world.http.post("/token", data=data, headers=robot.authorization)
+    assert_error(refused, 400, "invalid_request")
+    key = new_key()
+    bound = await world.http.post(
+        "/token", data=data, headers={**robot.authorization, "DPoP": world.proof(key)}
+    )
+    assert_bound(bound, key)
 
 
 async def test_rfc9449_5_2_dpop_bound_access_tokens_must_be_a_boolean(world: World) -> None:
