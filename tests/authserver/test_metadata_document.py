@@ -27,7 +27,8 @@ DEFAULT = (
     '"introspection_endpoint_auth_methods_supported":["client_secret_basic",'
     '"client_secret_post","private_key_jwt"],"revocation_endpoint":"http://localhost/revoke",'
     '"revocation_endpoint_auth_methods_supported":["none","client_secret_basic",'
-    '"client_secret_post","private_key_jwt"],"registration_endpoint":"http://localhost/register"}'
+    '"client_secret_post","private_key_jwt"],"registration_endpoint":"http://localhost/register",'
+    '"dpop_signing_alg_values_supported":["ES256","EdDSA","RS256","PS256"]}'
 )
 VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
     "default": ({}, DEFAULT),

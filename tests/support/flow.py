@@ -138,9 +138,10 @@ async def exchange(
     authorized: Authorized,
     *,
     redirect_uri: str = REDIRECT_URI,
+    headers: dict[str, str] | None = None,
     **extra: str,
 ) -> httpx.Response:
-    """Redeem the code at the token endpoint."""
+    """Redeem the code at the token endpoint (with ``headers``, e.g. a DPoP proof)."""
     data = {
         "grant_type": "authorization_code",
         "code": authorized.params["code"],
@@ -149,4 +150,4 @@ async def exchange(
         "client_id": client_id,
         **extra,
     }
-    return await client.post("/token", data=data)
+    return await client.post("/token", data=data, headers=headers)

@@ -135,9 +135,13 @@ async def add_client(
     jwks: dict[str, Any] | None = None,
     jwks_uri: str | None = None,
     introspects: Sequence[str] = (),
+    dpop_bound: bool = False,
     db: Database | None = None,
 ) -> NewClient:
     """Pre-register a client (an operator made it: it may use client_credentials).
+
+    ``dpop_bound``: the client always uses DPoP (``dpop_bound_access_tokens``, RFC 9449 §5.2);
+    its token requests without a proof are refused.
 
     A machine client (client_credentials) may obtain tokens for ``resources`` (names, URIs or
     ``*``) with ``scope`` (all their scopes when None), through access rules ``client:<id>``;
@@ -169,6 +173,8 @@ async def add_client(
         fields["jwks"] = jwks
     if jwks_uri is not None:
         fields["jwks_uri"] = jwks_uri
+    if dpop_bound:
+        fields["dpop_bound_access_tokens"] = True
     meta = client_metadata.parse(fields)
     _check_machine(meta, targets)
     if client_id is not None and not (0 < len(client_id) <= CLIENT_ID_MAX and is_vschar(client_id)):

@@ -31,6 +31,7 @@ from bastion.authserver.cimd import MetadataDocumentResolver
 from bastion.authserver.client_jwks import ClientJwks
 from bastion.authserver.clients import ClientDirectory
 from bastion.authserver.context import AuthServer, make_templates
+from bastion.authserver.dpop import REPLAY_PURPOSE, TokenEndpointDPoP, nonce_secret
 from bastion.authserver.errors import oauth_error_handler
 from bastion.authserver.introspect import introspect
 from bastion.authserver.metadata import jwks_endpoint, metadata_endpoint
@@ -46,6 +47,7 @@ from bastion.console.routes import routes as console_routes
 from bastion.identity.federation import Federation
 from bastion.identity.local import LocalUsers
 from bastion.logs import get_logger
+from bastion.oauth.dpop_nonce import DPoPNonces
 from bastion.oauth.errors import OAuthError
 from bastion.oauth.well_known import metadata_paths
 from bastion.ops.health import (
@@ -65,6 +67,7 @@ from bastion.store import grants
 from bastion.store import quotas as quota_rows
 from bastion.store import upstream_connections as upstream_rows
 from bastion.store.database import Database
+from bastion.store.replays import DatabaseReplayGuard
 from bastion.store.revocation_feed import DatabaseRevocationFeed
 from bastion.tokens.keys import KeyManager
 from bastion.vault import connect
@@ -133,6 +136,14 @@ async def open_server(
             allow_private=settings.cimd.allow_private_addresses,
             timeout=settings.cimd.timeout,
             clock=clock,
+        ),
+        dpop=TokenEndpointDPoP(
+            settings.dpop,
+            token_url=f"{settings.issuer}/token",
+            nonces=DPoPNonces(
+                nonce_secret(secret_for(settings)), lifetime=settings.dpop.nonce_lifetime
+            ),
+            replays=DatabaseReplayGuard(db, REPLAY_PURPOSE),
         ),
         federation=Federation(settings, cipher=cipher, clock=clock),
         upstreams={

@@ -8,6 +8,7 @@ A valid request is stored and the browser continues at the interaction (log-in, 
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
@@ -43,6 +44,8 @@ from bastion.store.clients import Client
 from bastion.store.grant_records import AuthorizationRequest, RequestRecord
 
 REQUEST_TTL = 900
+# RFC 9449 §10: dpop_jkt is a JWK SHA-256 thumbprint (RFC 7638), base64url without padding.
+THUMBPRINT = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 def may_redirect_errors(client: Client, redirect_uri: str) -> bool:
@@ -137,6 +140,12 @@ def validate(
             raise InvalidRequest(f"the {unsupported} parameter is not supported")
     scope = single(params, "scope")
     resource = select_resource(bastion, params.get("resource", []))
+    dpop_jkt = single(params, "dpop_jkt")
+    if dpop_jkt is not None and not THUMBPRINT.fullmatch(dpop_jkt):
+        raise InvalidRequest(
+            "dpop_jkt must be the base64url SHA-256 JWK thumbprint of the DPoP key "
+            "(RFC 9449 section 10)"
+        )
     return AuthorizationRequest(
         client_id=client.client_id,
         redirect_uri=redirect_uri,
@@ -145,6 +154,7 @@ def validate(
         resource=resource,
         state=single(params, "state"),
         code_challenge=challenge,
+        dpop_jkt=dpop_jkt,
     )
 
 

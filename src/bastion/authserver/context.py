@@ -46,6 +46,8 @@ class AuthServer:
     revocation_feed: DatabaseRevocationFeed
     quotas: Quotas
     client_jwks: ClientJwks
+    # DPoP proofs on token requests (RFC 9449 §5): checked for every grant.
+    dpop: TokenEndpointDPoP
     federation: Federation | None = None
     # bastion as a client of each auth = "oauth" gateway upstream, by name (the connect pages).
     upstreams: dict[str, UpstreamServer] = field(default_factory=dict)
@@ -69,6 +71,7 @@ def server(request: Request) -> AuthServer:
 from bastion.access.policy import AccessPolicy  # noqa: E402
 from bastion.authserver.client_jwks import ClientJwks  # noqa: E402
 from bastion.authserver.clients import ClientDirectory  # noqa: E402
+from bastion.authserver.dpop import TokenEndpointDPoP  # noqa: E402
 from bastion.authserver.quotas import Quotas  # noqa: E402
 from bastion.identity.federation import Federation  # noqa: E402
 from bastion.resource.revocation import RevocationList  # noqa: E402

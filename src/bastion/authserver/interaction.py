@@ -430,6 +430,7 @@ async def _approve(bastion: AuthServer, request_id: str, user: User) -> Response
                     scope=scope,
                     resource=row.resource,
                     code_challenge=row.code_challenge,
+                    dpop_jkt=row.dpop_jkt,
                     family_id=secrets.token_hex(16),
                     auth_time=now,
                     expires_at=now + bastion.settings.tokens.code_ttl,

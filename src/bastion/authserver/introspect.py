@@ -48,7 +48,10 @@ async def describe_access_token(
         family = await grants.get_family(conn, family_id) if family_id else None
     if family is not None and family.revoked_at is not None:
         return INACTIVE
-    answer = {"active": True, "token_type": "Bearer"}
+    cnf = claims.get("cnf")
+    bound = isinstance(cnf, dict) and isinstance(cnf.get("jkt"), str)
+    # RFC 9449 §6.2: a DPoP-bound token's cnf.jkt as a top-level member; token_type DPoP.
+    answer: dict[str, object] = {"active": True, "token_type": "DPoP" if bound else "Bearer"}
     # grant_id too (an extension member, RFC 7662 §2.2): a resource that caches answers can
     # then refuse them once the grant is revoked (bastion.resource's revocations=).
     for name in (
@@ -61,6 +64,7 @@ async def describe_access_token(
         "iat",
         "jti",
         access_token.GRANT_ID,
+        "cnf",
     ):
         if name in claims:
             answer[name] = claims[name]

@@ -41,6 +41,7 @@ def document(bastion: AuthServer) -> ServerMetadata:
         revocation_endpoint=bastion.url("/revoke"),
         revocation_endpoint_auth_methods_supported=AUTH_METHODS,
         registration_endpoint=bastion.url("/register") if s.registration.enabled else None,
+        dpop_signing_alg_values_supported=tuple(s.dpop.algorithms) if s.dpop.enabled else None,
     )
 
 

@@ -6,6 +6,10 @@ before anything about the grant's parameters), then whether it is registered for
 and only then the grant's own parameters. Token exchange (RFC 8693) is not a grant clients
 register for: the ``[[token_exchange]]`` rules of the configuration say who may use it (without
 any, it is an unsupported grant type), and the grant checks them.
+
+A DPoP proof (RFC 9449 §5) is checked after the client and before the grant, for every grant:
+its key's thumbprint goes to the grant, which binds the tokens to it (``cnf.jkt``,
+``token_type`` DPoP); an answer to a DPoP request that is not bound is never sent.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from bastion.authserver.grants import (
 )
 from bastion.authserver.http import json_response, read_form
 from bastion.oauth import token_request
-from bastion.oauth.errors import UnauthorizedClient, UnsupportedGrantType
+from bastion.oauth.errors import ServerError, UnauthorizedClient, UnsupportedGrantType
 from bastion.oauth.token_request import (
     TOKEN_EXCHANGE,
     AuthorizationCodeRequest,
@@ -54,22 +58,35 @@ async def token(request: Request) -> Response:
     client = await authenticate(bastion, request, params)
     if grant_type != TOKEN_EXCHANGE and grant_type not in client.metadata.grant_types:
         raise UnauthorizedClient(f"this client is not registered for the {grant_type} grant")
-    answer = await grant(bastion, client, token_request.parse(grant_type, params))
+    parsed = token_request.parse(grant_type, params)
+    proof = await bastion.dpop.check(request, client, bastion.clock())
+    jkt = None if proof is None else proof.jkt
+    answer = await grant(bastion, client, parsed, dpop_jkt=jkt)
+    if jkt is not None and answer.token_type != "DPoP":
+        raise ServerError(
+            "the token could not be bound to the DPoP key",
+            detail=f"grant {grant_type} minted an unbound token for a DPoP request",
+        )
     metrics.token_issued(grant_type, public=client.is_public, origin=client.origin)
-    return json_response(answer.to_json())
+    return json_response(
+        answer.to_json(), headers=bastion.dpop.response_headers(proof, bastion.clock())
+    )
 
 
-async def grant(bastion: AuthServer, client: Client, request: TokenRequest) -> TokenResponse:
-    """Run the grant ``request`` asks for, for an authenticated ``client``."""
+async def grant(
+    bastion: AuthServer, client: Client, request: TokenRequest, *, dpop_jkt: str | None
+) -> TokenResponse:
+    """Run the grant ``request`` asks for, for an authenticated ``client``; ``dpop_jkt`` is the
+    key thumbprint of the request's DPoP proof, which the tokens are bound to."""
     match request:
         case AuthorizationCodeRequest():
-            return await authorization_code.exchange(bastion, client, request)
+            return await authorization_code.exchange(bastion, client, request, dpop_jkt=dpop_jkt)
         case RefreshTokenRequest():
-            return await refresh_token.refresh(bastion, client, request)
+            return await refresh_token.refresh(bastion, client, request, dpop_jkt=dpop_jkt)
         case ClientCredentialsRequest():
-            return await client_credentials.issue(bastion, client, request)
+            return await client_credentials.issue(bastion, client, request, dpop_jkt=dpop_jkt)
         case TokenExchangeRequest():
-            return await token_exchange.exchange(bastion, client, request)
+            return await token_exchange.exchange(bastion, client, request, dpop_jkt=dpop_jkt)
         case _:
             assert_never(request)
 

@@ -128,6 +128,14 @@ def clients_add(
     jwks_uri: Annotated[
         str | None, typer.Option(help="private_key_jwt: where the client publishes its keys.")
     ] = None,
+    dpop_bound: Annotated[
+        bool,
+        typer.Option(
+            "--dpop-bound",
+            help="The client always uses DPoP (RFC 9449 dpop_bound_access_tokens): token "
+            "requests without a DPoP proof are refused.",
+        ),
+    ] = False,
     write_client_config: Annotated[
         Path | None,
         typer.Option(
@@ -169,6 +177,7 @@ def clients_add(
             jwks=_jwks(jwks_file),
             jwks_uri=jwks_uri,
             introspects=introspect or [],
+            dpop_bound=dpop_bound,
         )
     )
     console.print(f"client_id      {created.client.client_id}")

@@ -26,6 +26,7 @@ from bastion.config.authserver import (
     UnknownClientSettings,
 )
 from bastion.config.console import ConsoleSettings
+from bastion.config.dpop import DPoPSettings
 from bastion.config.gateway import GatewaySettings, listing_name
 from bastion.config.identity_providers import IdentityProviderSettings
 from bastion.config.logs import LogSettings
@@ -113,6 +114,7 @@ class Settings(BaseSettings):
         "otherwise within this time. 0 reads the database on every request.",
     )
     tokens: TokenSettings = Field(default_factory=TokenSettings)
+    dpop: DPoPSettings = Field(default_factory=DPoPSettings)
     cimd: CimdSettings = Field(default_factory=CimdSettings)
     registration: RegistrationSettings = Field(default_factory=RegistrationSettings)
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)

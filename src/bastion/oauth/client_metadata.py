@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from bastion.oauth import endpoint_url
 from bastion.oauth.endpoint_url import EndpointUrlPolicy
@@ -50,6 +50,8 @@ class ClientMetadata(BaseModel):
     software_id: str | None = Field(None, max_length=200)
     software_version: str | None = Field(None, max_length=200)
     application_type: Literal["web", "native"] = "web"
+    # RFC 9449 §5.2: the client always uses DPoP; a token request without a proof is refused.
+    dpop_bound_access_tokens: StrictBool | None = None
 
     @property
     def is_public(self) -> bool:

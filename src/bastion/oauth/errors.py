@@ -178,11 +178,34 @@ class UnsupportedTokenType(OAuthError):
     rfc = "RFC 7009 §2.2.1"
 
 
+class InvalidDPoPProof(OAuthError):
+    """The DPoP proof of a token request is invalid (RFC 9449 §5; at a resource, §7.1)."""
+
+    error = "invalid_dpop_proof"
+    rfc = "RFC 9449 §5"
+
+
+class UseDPoPNonce(OAuthError):
+    """The DPoP proof lacks the nonce the server demands, or carries another one (RFC 9449 §8):
+    400 with the nonce to use in a ``DPoP-Nonce`` header."""
+
+    error = "use_dpop_nonce"
+    rfc = "RFC 9449 §8"
+
+    def __init__(self, description: str, *, nonce: str, detail: str | None = None) -> None:
+        super().__init__(description, detail=detail)
+        self.nonce = nonce
+
+    def headers(self) -> dict[str, str]:
+        return {"DPoP-Nonce": self.nonce}
+
+
 __all__ = [
     "AccessDenied",
     "InsufficientScope",
     "InvalidClient",
     "InvalidClientMetadata",
+    "InvalidDPoPProof",
     "InvalidGrant",
     "InvalidRedirectUri",
     "InvalidRequest",
@@ -197,5 +220,6 @@ __all__ = [
     "UnsupportedGrantType",
     "UnsupportedResponseType",
     "UnsupportedTokenType",
+    "UseDPoPNonce",
     "clean_description",
 ]

@@ -75,6 +75,8 @@ class ServerMetadata(AdvertisedMethods):
     registration_endpoint: str | None = None
     userinfo_endpoint: str | None = None
     id_token_signing_alg_values_supported: tuple[str, ...] | None = None
+    # RFC 9449 §5.1: DPoP is supported, with proofs signed with these algorithms.
+    dpop_signing_alg_values_supported: tuple[str, ...] | None = None
     extra: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}), compare=False)
 
     @classmethod
@@ -128,6 +130,7 @@ class ServerMetadata(AdvertisedMethods):
             id_token_signing_alg_values_supported=strings(
                 doc, "id_token_signing_alg_values_supported"
             ),
+            dpop_signing_alg_values_supported=strings(doc, "dpop_signing_alg_values_supported"),
             extra=unknown(doc, cls),
         )
 

@@ -20,6 +20,8 @@ class AuthorizationRequest:
     resource: str
     state: str | None
     code_challenge: str
+    # RFC 9449 §10: the thumbprint of the DPoP key the code is bound to (dpop_jkt), if sent.
+    dpop_jkt: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,8 @@ class CodeRecord:
     auth_time: int
     expires_at: int
     consumed_at: int | None = None
+    # RFC 9449 §10: only a DPoP proof of this key may redeem the code.
+    dpop_jkt: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,8 @@ class FamilyRecord:
     expires_at: int
     revoked_at: int | None = None
     revoked_reason: str | None = None
+    # RFC 9449 §5: a public client's refresh tokens work only with DPoP proofs of this key.
+    dpop_jkt: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

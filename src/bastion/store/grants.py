@@ -87,6 +87,15 @@ async def get_family(conn: AsyncConnection, family_id: str) -> FamilyRecord | No
     return rows.first(FamilyRecord, await conn.execute(q))
 
 
+async def bind_family(conn: AsyncConnection, family_id: str, jkt: str) -> None:
+    """Bind a family's refresh tokens to a DPoP key (RFC 9449 §5), unless already bound."""
+    await conn.execute(
+        sa.update(token_families)
+        .where(token_families.c.id == family_id, token_families.c.dpop_jkt.is_(None))
+        .values(dpop_jkt=jkt)
+    )
+
+
 async def save_refresh(
     conn: AsyncConnection, *, token_hash: str, family_id: str, issued_at: int
 ) -> None:
@@ -283,6 +292,7 @@ async def use_assertion_once(conn: AsyncConnection, key: str, expires_at: int, n
 
 
 __all__ = [
+    "bind_family",
     "consume_code",
     "consume_refresh",
     "create_family",

@@ -106,6 +106,8 @@ authorization_requests = sa.Table(
     # Digest of the address group the request came from: pending requests per address are
     # limited (quotas.pending_authorizations_per_address).
     sa.Column("requester", sa.String(64), nullable=True, index=True),
+    # RFC 9449 §10: the DPoP key thumbprint the code will be bound to (dpop_jkt), if sent.
+    sa.Column("dpop_jkt", sa.String(64), nullable=True),
 )
 
 # Events counted against a quota in a sliding window (registrations per hour, metadata
@@ -139,6 +141,7 @@ authorization_codes = sa.Table(
     sa.Column("auth_time", sa.BigInteger, nullable=False),
     sa.Column("expires_at", sa.BigInteger, nullable=False),
     sa.Column("consumed_at", sa.BigInteger, nullable=True),
+    sa.Column("dpop_jkt", sa.String(64), nullable=True),
 )
 
 # A refresh family: every token issued from one authorization code. Reuse of a rotated refresh
@@ -155,6 +158,8 @@ token_families = sa.Table(
     sa.Column("expires_at", sa.BigInteger, nullable=False),
     sa.Column("revoked_at", sa.BigInteger, nullable=True),
     sa.Column("revoked_reason", sa.String(64), nullable=True),
+    # RFC 9449 §5: a public client's refresh tokens are bound to this DPoP key.
+    sa.Column("dpop_jkt", sa.String(64), nullable=True),
 )
 
 refresh_tokens = sa.Table(

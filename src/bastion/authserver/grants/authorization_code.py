@@ -26,9 +26,14 @@ from bastion.tokens import secrets as opaque
 
 
 async def exchange(
-    bastion: AuthServer, client: Client, request: AuthorizationCodeRequest
+    bastion: AuthServer,
+    client: Client,
+    request: AuthorizationCodeRequest,
+    *,
+    dpop_jkt: str | None,
 ) -> TokenResponse:
-    """Redeem a code for tokens."""
+    """Redeem a code for tokens, bound to the DPoP key ``dpop_jkt`` when the request had a
+    proof (RFC 9449 §5)."""
     now = bastion.clock()
     code_hash = opaque.digest(request.code)
     # Load the signing keys now, so that minting inside the transaction needs no other connection.
@@ -41,8 +46,8 @@ async def exchange(
         row = await grants.consume_code(conn, code_hash, now)
         if row is not None:
             try:
-                _check(client, row, request)
-                outcome = await _issue(bastion, conn, client, row, now)
+                _check(client, row, request, dpop_jkt)
+                outcome = await _issue(bastion, conn, client, row, now, dpop_jkt)
             except OAuthError as exc:
                 outcome = exc
     if outcome is None:
@@ -52,8 +57,11 @@ async def exchange(
     return outcome
 
 
-def _check(client: Client, row: CodeRecord, request: AuthorizationCodeRequest) -> None:
-    """OAuth 2.1 §4.1.3 and RFC 7636 §4.6 checks of a consumed code against the request."""
+def _check(
+    client: Client, row: CodeRecord, request: AuthorizationCodeRequest, dpop_jkt: str | None
+) -> None:
+    """OAuth 2.1 §4.1.3, RFC 7636 §4.6 and RFC 9449 §10 checks of a consumed code against the
+    request."""
     if row.client_id != client.client_id:
         raise InvalidGrant("the authorization code was issued to another client")
     if request.redirect_uri is None:
@@ -62,13 +70,27 @@ def _check(client: Client, row: CodeRecord, request: AuthorizationCodeRequest) -
     elif request.redirect_uri != row.redirect_uri:
         raise InvalidGrant("redirect_uri does not match the one used in the authorization request")
     pkce.verify(request.code_verifier, row.code_challenge)
+    if row.dpop_jkt is not None and dpop_jkt != row.dpop_jkt:
+        # RFC 9449 §10: MUST reject, no error code named. The code is bound to a key this
+        # request does not prove: a grant that does not match its request (RFC 6749 §5.2).
+        raise InvalidGrant(
+            "the authorization code is bound to a DPoP key (dpop_jkt): redeem it with a DPoP "
+            "proof of that key"
+            if dpop_jkt is None
+            else "the DPoP proof's key is not the one the authorization code is bound to (dpop_jkt)"
+        )
     resource = request.resource
     if resource is not None and canonical(check_indicator(resource)) != row.resource:
         raise InvalidTarget("resource differs from the one that was authorized")
 
 
 async def _issue(
-    bastion: AuthServer, conn: AsyncConnection, client: Client, row: CodeRecord, now: int
+    bastion: AuthServer,
+    conn: AsyncConnection,
+    client: Client,
+    row: CodeRecord,
+    now: int,
+    dpop_jkt: str | None,
 ) -> TokenResponse:
     """Mint the tokens of a redeemed code and store its family, in the caller's transaction.
 
@@ -90,6 +112,7 @@ async def _issue(
         resource=row.resource,
         grant_id=row.family_id,
         claims=identity_claims(bastion, user),
+        dpop_jkt=dpop_jkt,
     )
     await grants.create_family(
         conn,
@@ -111,6 +134,7 @@ async def _issue(
         issued=issued,
         response=response,
         audit=_created(row, client, scope, now),
+        dpop_jkt=dpop_jkt,
     )
 
 

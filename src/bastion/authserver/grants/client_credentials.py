@@ -32,9 +32,14 @@ SELF_SERVICE_REFUSED = (
 
 
 async def issue(
-    bastion: AuthServer, client: Client, request: ClientCredentialsRequest
+    bastion: AuthServer,
+    client: Client,
+    request: ClientCredentialsRequest,
+    *,
+    dpop_jkt: str | None,
 ) -> TokenResponse:
-    """Issue an access token whose subject is the client itself."""
+    """Issue an access token whose subject is the client itself, bound to the DPoP key
+    ``dpop_jkt`` when the request had a proof (RFC 9449 §5)."""
     if client.is_public:
         raise UnauthorizedClient("client_credentials is only for confidential clients")
     if not client.may_act_alone:
@@ -69,6 +74,7 @@ async def issue(
         scope=scope_syntax.join(decision.scopes),
         resource=resource,
         grant_id=client.grant_id,
+        dpop_jkt=dpop_jkt,
     )
     if client.origin == "dynamic" and client.first_used_at is None:
         # Once per client: unused registrations are deleted (registration.unused_client_ttl).

@@ -13,7 +13,7 @@ old token is reuse like any other.
 from __future__ import annotations
 
 from bastion.authserver.context import AuthServer
-from bastion.authserver.issuance import add_refresh, identity_claims, mint_access
+from bastion.authserver.issuance import add_refresh, audit_binding, identity_claims, mint_access
 from bastion.oauth import scopes as scope_syntax
 from bastion.oauth.errors import InvalidGrant, InvalidScope, InvalidTarget
 from bastion.oauth.resource import canonical, check_indicator
@@ -30,9 +30,14 @@ from bastion.tokens import secrets as opaque
 
 
 async def refresh(
-    bastion: AuthServer, client: Client, request: RefreshTokenRequest
+    bastion: AuthServer,
+    client: Client,
+    request: RefreshTokenRequest,
+    *,
+    dpop_jkt: str | None,
 ) -> TokenResponse:
-    """Exchange a refresh token for a new access token and a new refresh token."""
+    """Exchange a refresh token for a new access token and a new refresh token; the access
+    token is bound to the DPoP key ``dpop_jkt`` when the request had a proof (RFC 9449 §5)."""
     now = bastion.clock()
     token_hash = opaque.digest(request.refresh_token)
     # Check the request against the grant first, and spend the token only once it is known to
@@ -54,6 +59,7 @@ async def refresh(
         raise InvalidGrant("the refresh token has been revoked")
     if family.expires_at <= now:
         raise InvalidGrant("the refresh token has expired; authorize again")
+    _check_binding(family, dpop_jkt)
     if user is None or user.disabled:
         # The person behind the grant was removed or disabled: nothing of it may live on.
         await _revoke(bastion, family.id, now, "user removed or disabled")
@@ -86,6 +92,7 @@ async def refresh(
         resource=family.resource,
         grant_id=family.id,
         claims=identity_claims(bastion, user),
+        dpop_jkt=dpop_jkt,
     )
     # Spending the old token and storing its successor is one transaction: a concurrent reuse
     # either loses the token or, after this commits, finds the successor and revokes it too.
@@ -100,13 +107,14 @@ async def refresh(
                 issued=issued,
                 response=response,
                 audit=_refreshed(family, now, "ok"),
+                dpop_jkt=dpop_jkt,
             )
             successor = response.refresh_token
             if successor and bastion.settings.tokens.refresh_reuse_window:
                 sealed = bastion.cipher.encrypt(successor.encode(), bound_to=_bound(token_hash))
                 await grants.set_successor(conn, token_hash, sealed)
     if spent is None:
-        repeated = await _repeat(bastion, token_hash, family.id, issued, response, now)
+        repeated = await _repeat(bastion, token_hash, family.id, issued, response, now, dpop_jkt)
         if repeated is not None:
             return repeated
         await _explain_failure(bastion, token_hash, client, now)
@@ -125,6 +133,7 @@ async def _repeat(
     issued: access_token.IssuedToken,
     response: TokenResponse,
     now: int,
+    dpop_jkt: str | None,
 ) -> TokenResponse | None:
     """Within the reuse window, answer a repeated refresh with the successor it already got
     (and the new access token); None when the window does not apply."""
@@ -148,7 +157,7 @@ async def _repeat(
             return None  # the chain has moved on: this is reuse
         if family.revoked_at is not None:
             return None
-        again = _refreshed(family, now, "repeated_within_window")
+        again = audit_binding(_refreshed(family, now, "repeated_within_window"), dpop_jkt)
         await grants.record_access_token(conn, family_id, issued.jti, issued.expires_at, again)
     return response.with_refresh_token(successor)
 
@@ -162,6 +171,20 @@ def _refreshed(family: FamilyRecord, now: int, outcome: str) -> AuditRecord:
         client_id=family.client_id,
         grant_id=family.id,
     )
+
+
+def _check_binding(family: FamilyRecord, dpop_jkt: str | None) -> None:
+    """RFC 9449 §5: a refresh token bound to a DPoP key (a public client's, issued with a
+    proof) works only with a proof of that key. The RFC names no error code: a token the
+    request cannot use is invalid_grant (RFC 6749 §5.2). The token is not spent."""
+    if family.dpop_jkt is None or dpop_jkt == family.dpop_jkt:
+        return
+    if dpop_jkt is None:
+        raise InvalidGrant(
+            "the refresh token is bound to a DPoP key: send a DPoP proof of that key "
+            "(RFC 9449 section 5)"
+        )
+    raise InvalidGrant("the DPoP proof's key is not the one the refresh token is bound to")
 
 
 def _check_session_age(

@@ -23,11 +23,11 @@ beyond the subject token or the rule are ``invalid_scope``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bastion.authserver.authorize import known_scopes
 from bastion.authserver.context import AuthServer
-from bastion.authserver.issuance import identity_claims, mint_access
+from bastion.authserver.issuance import audit_binding, identity_claims, mint_access
 from bastion.config import TokenExchangeRule
 from bastion.oauth import scopes as scope_syntax
 from bastion.oauth.errors import InvalidRequest, InvalidScope, InvalidTarget, UnauthorizedClient
@@ -79,9 +79,14 @@ def rules_of(bastion: AuthServer, client: Client) -> list[TokenExchangeRule]:
 
 
 async def exchange(
-    bastion: AuthServer, client: Client, request: TokenExchangeRequest
+    bastion: AuthServer,
+    client: Client,
+    request: TokenExchangeRequest,
+    *,
+    dpop_jkt: str | None,
 ) -> TokenResponse:
-    """Exchange a person's bastion access token for one for another resource (RFC 8693 §2)."""
+    """Exchange a person's bastion access token for one for another resource (RFC 8693 §2),
+    bound to the DPoP key ``dpop_jkt`` when the request had a proof (RFC 9449 §5)."""
     if client.is_public:
         # RFC 8693 §2.1 leaves client authentication to the AS: a token handed to whoever
         # knows a public client id would be a token to anyone holding a stolen subject token.
@@ -128,14 +133,18 @@ async def exchange(
         grant_id=subject.family.id,
         claims={**identity_claims(bastion, subject.user), "act": act},
         ttl=ttl,
+        dpop_jkt=dpop_jkt,
     )
-    record = AuditRecord(
-        Event.TOKEN_EXCHANGED,
-        auth_audit.millis(bastion.clock()),
-        subject=subject.family.subject,
-        client_id=client.client_id,
-        grant_id=subject.family.id,
-        detail={"from": subject.source, "to": target, "scope": scope, "act": act},
+    record = audit_binding(
+        AuditRecord(
+            Event.TOKEN_EXCHANGED,
+            auth_audit.millis(bastion.clock()),
+            subject=subject.family.subject,
+            client_id=client.client_id,
+            grant_id=subject.family.id,
+            detail={"from": subject.source, "to": target, "scope": scope, "act": act},
+        ),
+        dpop_jkt,
     )
     async with bastion.db.transaction() as conn:
         # Recorded in the person's family, so that revoking the grant announces it for as long
@@ -146,12 +155,7 @@ async def exchange(
         family = await grants.get_family(conn, subject.family.id)
         if family is None or family.revoked_at is not None:
             raise InvalidRequest("the subject token's grant has been revoked")
-    return TokenResponse(
-        access_token=response.access_token,
-        expires_in=ttl,
-        scope=response.scope,
-        issued_token_type=ACCESS_TOKEN_TYPE,
-    )
+    return replace(response, expires_in=ttl, issued_token_type=ACCESS_TOKEN_TYPE)
 
 
 async def _verified(bastion: AuthServer, token: str, what: str) -> dict[str, object]:
