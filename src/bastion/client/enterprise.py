@@ -24,7 +24,6 @@ expired is not sent: the error says so.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -40,6 +39,7 @@ from bastion.client.models import RegisteredClient
 from bastion.client.scope_selection import scope_parameter
 from bastion.client.settings import EnterpriseIdp
 from bastion.client.trace import Trace
+from bastion.client.workload import environment_value
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # RFC 8693 §2.1
 ID_TOKEN = "urn:ietf:params:oauth:token-type:id_token"  # RFC 8693 §3
@@ -64,7 +64,7 @@ def read_id_token(
     else:
         name = idp.id_token_env or ""
         where = f"the environment variable {name}"
-        token = (os.environ if environ is None else environ).get(name, "").strip()
+        token = environment_value(name, environ).strip()
     if not token:
         raise AssertionUnavailable(
             f"{where} holds no ID token; sign in to the enterprise IdP again"

@@ -12,13 +12,31 @@ retries nor falls back to another grant (:func:`bastion.client.flow.jwt_bearer`)
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
+from typing import Any
+
+from pydantic import create_model
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bastion.client.errors import AssertionUnavailable
 from bastion.client.settings import PreRegisteredClient
 
 MAX_ASSERTION_BYTES = 64 * 1024
+
+
+class _Environment(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore")
+
+
+def environment_value(name: str, environ: Mapping[str, str] | None = None) -> str:
+    """The value of the environment variable ``name`` (empty when unset), read now through a
+    pydantic-settings model like every other setting read from the environment (house rule 5);
+    ``environ`` replaces the process environment (tests)."""
+    if environ is not None:
+        return environ.get(name, "")
+    field: dict[str, Any] = {name: (str, "")}
+    model = create_model("_Variable", __base__=_Environment, **field)
+    return str(getattr(model(), name))
 
 
 def read_assertion(client: PreRegisteredClient, *, environ: Mapping[str, str] | None = None) -> str:
@@ -38,7 +56,7 @@ def read_assertion(client: PreRegisteredClient, *, environ: Mapping[str, str] | 
         token = raw.decode("utf-8", errors="replace").strip()
         where = f"the file {path}"
     elif client.assertion_env is not None:
-        token = (os.environ if environ is None else environ).get(client.assertion_env, "").strip()
+        token = environment_value(client.assertion_env, environ).strip()
         where = f"the environment variable {client.assertion_env}"
     else:
         raise AssertionUnavailable(
@@ -53,4 +71,4 @@ def read_assertion(client: PreRegisteredClient, *, environ: Mapping[str, str] | 
     return token
 
 
-__all__ = ["MAX_ASSERTION_BYTES", "read_assertion"]
+__all__ = ["MAX_ASSERTION_BYTES", "environment_value", "read_assertion"]
