@@ -6,8 +6,11 @@ the refresh, and when ``dpop = "auto"`` does not use it."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import stat
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -28,6 +31,7 @@ from tests.client.dpop_servers import DPoPResource, TokenServer, claims_of
 from tests.support.live import serve
 
 LIST = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+BASTION = str(Path(sys.executable).with_name("bastion"))
 
 
 @asynccontextmanager
@@ -220,3 +224,47 @@ def test_rfc9449_4_2_a_proof_of_the_key_module() -> None:
     assert claims["htm"] == "GET" and claims["htu"] == "https://mcp.example.com/a/b"
     assert claims["ath"] == access_token_hash("tok") and claims["nonce"] == "n"
     assert DPoPKey.from_jwk(key.to_jwk()).jkt == key.jkt
+
+
+async def bastion(*args: str) -> tuple[int, str, str]:
+    """The real ``bastion`` executable in a new process (bounded)."""
+    proc = await asyncio.create_subprocess_exec(
+        BASTION,
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_rfc9449_two_cli_runs_share_the_stored_key(tmp_path: Path) -> None:
+    """``bastion login`` twice, two processes, a workload client of client.toml: both grants
+    carry a proof of one key, kept in the 0600 token file; ``whoami`` shows the binding."""
+    token_file = tmp_path / "workload.jwt"
+    token_file.write_text("workload-token")
+    config = tmp_path / "client.toml"
+    async with stack(TokenServer(refresh_tokens=False)) as (server, rs):
+        config.write_text(
+            "use_keyring = false\n"
+            f'storage_path = "{tmp_path / "state" / "tokens.json"}"\n'
+            "[[pre_registered]]\n"
+            f'issuer = "{server.issuer}"\n'
+            'client_id = "reports-job"\n'
+            'grant_type = "jwt-bearer"\n'
+            f'assertion_file = "{token_file}"\n'
+        )
+        for _ in range(2):
+            code, _, err = await bastion("login", rs.url, "--client-config", str(config))
+            assert code == 0, err
+        code, out, err = await bastion("whoami", rs.url, "--json", "--client-config", str(config))
+    assert code == 0, err
+    assert [s.form["assertion"] for s in server.seen] == ["workload-token"] * 2
+    keys = {server.bound[f"at-{n}"] for n in (1, 2)}
+    assert len(keys) == 1
+    shown = json.loads(out)
+    assert shown["token_type"] == "DPoP" and shown["dpop_jkt"] in keys
+    stored = tmp_path / "state" / "tokens.json"
+    assert stat.S_IMODE(os.stat(stored).st_mode) == 0o600
