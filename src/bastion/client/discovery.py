@@ -580,7 +580,12 @@ async def discover(
                 else ""
             )
             + (f", scope {' '.join(challenge.scope)}" if challenge.scope else "")
-            + (f", error {challenge.error}" if challenge.error else ""),
+            + (f", error {challenge.error}" if challenge.error else "")
+            + (
+                f", DPoP offered (algs {' '.join(challenge.dpop_algs) or 'not listed'})"
+                if challenge.dpop_algs is not None
+                else ""
+            ),
         )
     prm = await fetch_protected_resource(
         http,
