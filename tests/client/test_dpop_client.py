@@ -268,3 +268,23 @@ async def test_rfc9449_two_cli_runs_share_the_stored_key(tmp_path: Path) -> None
     assert shown["token_type"] == "DPoP" and shown["dpop_jkt"] in keys
     stored = tmp_path / "state" / "tokens.json"
     assert stat.S_IMODE(os.stat(stored).st_mode) == 0o600
+
+
+async def test_rfc9449_5_without_its_key_a_bound_refresh_token_is_not_sent(
+    tmp_path: Path,
+) -> None:
+    """The key a grant is bound to was deleted from the store: its refresh token cannot be
+    used (it would be refused), so it is not sent; a new grant with a new key follows."""
+    path = tmp_path / "tokens.json"
+    async with stack(TokenServer(expires_in=0)) as (server, rs):
+        settings = machine(server, expiry_skew=0)
+        async with Authorizer(settings, storage=FileStorage(path)) as first:
+            before = await first.login(rs.url)
+        document = json.loads(path.read_text())
+        del document["dpop_keys"]
+        path.write_text(json.dumps(document))
+        (response,) = await post(settings, rs.url, storage=FileStorage(path))
+    assert response.status_code == 200
+    grants = [s.form["grant_type"] for s in server.seen]
+    assert grants == ["client_credentials", "client_credentials"]
+    assert server.bound["at-2"] != before.dpop_jkt

@@ -23,6 +23,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import urlsplit
 
 import httpx
@@ -699,16 +700,15 @@ class Authorizer:
         self._dpop_keys[(issuer, client_id)] = key
         return key
 
-    async def _refresh_prover(self, tokens: TokenSet) -> Prover | None:
-        """A grant obtained with a DPoP proof is refreshed with the same key (RFC 9449 §5)."""
+    async def _refresh_prover(self, tokens: TokenSet) -> Prover | Literal[False] | None:
+        """A grant obtained with a DPoP proof is refreshed with the same key (RFC 9449 §5):
+        its prover, None for a grant without DPoP, False when that key is no longer stored
+        (the refresh token is then useless: a new authorization follows)."""
         if tokens.dpop_jkt is None:
             return None
         key = await self._dpop_key(tokens.issuer, tokens.client_id, create=False)
         if key is None or key.jkt != tokens.dpop_jkt:
-            raise StorageError(
-                f"the DPoP key that tokens for {tokens.server_url} are bound to is no longer "
-                "stored; log in again"
-            )
+            return False
         return Prover(key, self.nonces, self._clock)
 
     async def _store(
@@ -773,6 +773,8 @@ class Authorizer:
             if client is None:
                 return None
             prover = await self._refresh_prover(tokens)
+            if prover is False:
+                return None
             try:
                 response = await flow.refresh(
                     self.http,
@@ -782,7 +784,7 @@ class Authorizer:
                     tokens.refresh_token,
                     tokens.resource,
                     now=self._clock,
-                    dpop=prover,
+                    dpop=prover or None,
                 )
             except TokenEndpointError as exc:
                 if exc.error in _DEAD_REFRESH:
