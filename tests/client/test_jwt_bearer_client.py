@@ -40,9 +40,9 @@ def unsigned_jwt(**claims: Any) -> str:
 
 @asynccontextmanager
 async def stack(
-    server: TokenServer, idp: IdpServer | None = None
+    server: TokenServer, idp: IdpServer | None = None, *, dpop: bool = False
 ) -> AsyncIterator[tuple[TokenServer, DPoPResource]]:
-    rs = DPoPResource(server, dpop=False)
+    rs = DPoPResource(server, dpop=dpop)
     async with AsyncExitStack() as running:
         server.base = await running.enter_async_context(serve(server.app()))
         rs.base = await running.enter_async_context(serve(rs.app()))
@@ -255,3 +255,22 @@ async def test_id_jag_4_and_5_the_exchange_then_the_jwt_bearer_grant(tmp_path: P
     basic = base64.b64encode(b"chat-client:chat-secret").decode()
     assert grant.authorization == f"Basic {basic}"
     assert tokens.grant_type == "jwt-bearer"
+
+
+async def test_rfc9449_5_the_jwt_bearer_grant_carries_a_proof_where_dpop_applies(
+    tmp_path: Path,
+) -> None:
+    """An ID-JAG grant at an AS and resource that both take DPoP: the jwt-bearer request has a
+    proof (the IdP exchange has none: the ID-JAG is not an access token), the token is bound."""
+    id_token = tmp_path / "id_token"
+    id_token.write_text(unsigned_jwt(sub="alice"))
+    idp = IdpServer()
+    async with (
+        stack(TokenServer(), idp, dpop=True) as (server, rs),
+        Authorizer(enterprise(server, idp, id_token), storage=MemoryStorage()) as auth,
+    ):
+        tokens = await auth.login(rs.url)
+    assert not idp.seen[0].proofs
+    (grant,) = server.seen
+    assert len(grant.proofs) == 1 and grant.claims["htu"] == server.token_endpoint
+    assert tokens.token_type == "DPoP" and server.bound[tokens.access_token] == tokens.dpop_jkt
