@@ -16,6 +16,7 @@ EXPORTS = {
     "bastion": ["__version__"],
     "bastion.access": ["AccessRule", "Decision", "Person", "decide_machine", "decide_person"],
     "bastion.client": [
+        "AssertionUnavailable",
         "AuthorizationDenied",
         "AuthorizationError",
         "AuthorizationServerMetadata",
@@ -24,8 +25,10 @@ EXPORTS = {
         "BearerChallenge",
         "ClientError",
         "ClientSettings",
+        "DPoPKey",
         "Discovery",
         "DiscoveryError",
+        "EnterpriseIdp",
         "FileStorage",
         "KeyringStorage",
         "MemoryStorage",

@@ -227,3 +227,46 @@ async def test_conformance_client_credentials_extension(
         args += ["--spec-version", version]
     run = await run_client(conformance_cli, tmp_path, *args)
     assert_all_pass(run, {scenario})
+
+
+@pytest.mark.parametrize(
+    ("scenario", "checks"),
+    [
+        (
+            "auth/dpop",
+            {
+                "sep-1932-client-token-request-proof",
+                "sep-1932-client-dpop-auth-scheme",
+                "sep-1932-client-fresh-proof",
+            },
+        ),
+        (
+            "auth/dpop-nonce",
+            {
+                "sep-1932-client-token-request-proof",
+                "sep-1932-client-dpop-auth-scheme",
+                "sep-1932-client-fresh-proof",
+                "sep-1932-client-as-nonce",
+                "sep-1932-client-rs-nonce",
+            },
+        ),
+        (
+            "auth/enterprise-managed-authorization",
+            {"complete-flow-token-exchange", "complete-flow-jwt-bearer"},
+        ),
+        ("auth/wif-jwt-bearer", {"wif-assertion-verified"}),
+    ],
+)
+async def test_rfc9449_id_jag_rfc7523_conformance_extensions(
+    conformance_cli: str, tmp_path: Path, scenario: str, checks: set[str]
+) -> None:
+    """The extension scenarios of the pinned suite: DPoP without and with server nonces
+    (RFC 9449 §5, §7.1, §8, §9: a proof at the token request, ``DPoP`` scheme, a fresh proof on
+    each MCP request, one retry with the AS's and the MCP server's nonce), enterprise-managed
+    authorization (RFC 8693 exchange at the IdP for an ID-JAG, then RFC 7523 jwt-bearer with
+    client_secret_basic) and workload identity (jwt-bearer with the workload JWT, no retry, no
+    grant fallback: the suite's wif-no-retry and wif-grant-fallback would be WARNINGs)."""
+    run = await run_client(conformance_cli, tmp_path, "--scenario", scenario, "--force")
+    assert_all_pass(run, {scenario})
+    for check in checks:
+        assert statuses(run, check) == {"SUCCESS"}, check

@@ -93,3 +93,20 @@ def test_without_a_usable_keyring_the_file_is_used(tmp_path: Path) -> None:
         default_storage(ClientSettings(storage_path=tmp_path / "t.json", use_keyring=False)),
         FileStorage,
     )
+
+
+async def test_rfc9449_the_dpop_key_is_a_keyring_entry_of_its_own(
+    dict_keyring: DictKeyring, tmp_path: Path
+) -> None:
+    """The DPoP key is kept like the tokens it binds: an entry per (issuer, client_id), nothing
+    on disk but the lock file; another store over the same keyring reads the same key."""
+    from bastion.client.dpop import DPoPKey
+
+    key = DPoPKey.generate()
+    storage = KeyringStorage(tmp_path / "keyring.lock")
+    assert await storage.get_dpop_key("https://as", "cid") is None
+    await storage.set_dpop_key("https://as", "cid", key.to_jwk())
+    assert {name for _, name in dict_keyring.items} == {"dpop-key https://as cid"}
+    stored = await KeyringStorage(tmp_path / "keyring.lock").get_dpop_key("https://as", "cid")
+    assert stored is not None and DPoPKey.from_jwk(stored).jkt == key.jkt
+    assert [p.name for p in tmp_path.iterdir()] == ["keyring.lock"]

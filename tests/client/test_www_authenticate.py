@@ -75,3 +75,23 @@ def test_c01_c02_an_unquoted_resource_metadata_url_is_followed_whole() -> None:
     url = "https://h.example/.well-known/oauth-protected-resource/mcp"
     found = bearer_challenge([f"Bearer resource_metadata={url}, scope=mcp:tools"])
     assert found == BearerChallenge(resource_metadata=url, scope=("mcp:tools",))
+
+
+def test_rfc9449_7_1_a_dpop_only_challenge_is_followed_like_a_bearer_one() -> None:
+    """A resource that takes DPoP tokens only challenges with ``DPoP``: its resource_metadata,
+    scope and error are read the same way, and the DPoP offer is recorded."""
+    found = bearer_challenge(['DPoP algs="ES256 PS256", resource_metadata="https://h/m"'])
+    assert found == BearerChallenge(resource_metadata="https://h/m", dpop_algs=("ES256", "PS256"))
+
+
+def test_rfc9449_7_1_both_schemes_the_bearer_parameters_and_the_dpop_offer() -> None:
+    found = bearer_challenge(['Bearer resource_metadata="https://h/m", DPoP'])
+    assert found == BearerChallenge(resource_metadata="https://h/m", dpop_algs=())
+
+
+def test_rfc9449_9_a_use_dpop_nonce_challenge_is_told_from_others() -> None:
+    from bastion.client.dpop import asks_for_nonce
+
+    assert asks_for_nonce(['DPoP error="use_dpop_nonce", algs="ES256"'])
+    assert not asks_for_nonce(['DPoP error="invalid_dpop_proof"'])
+    assert not asks_for_nonce(['Bearer error="use_dpop_nonce"'])

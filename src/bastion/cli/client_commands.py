@@ -148,14 +148,25 @@ def token(
     wanted = _scopes(scope or [])
     settings = load_client_settings(client_config)
 
-    async def go() -> str:
+    async def go() -> tuple[str, bool]:
         async with authorizer(settings, no_browser=no_browser) as auth:
             if wanted:
                 found = await auth.token_with_scopes(url, wanted, registry=registry)
-                return found.access_token
-            return await auth.access_token(url, registry=registry)
+                return found.access_token, found.dpop_bound
+            value = await auth.access_token(url, registry=registry)
+            stored = await auth.stored_tokens(url)
+            return value, stored is not None and stored.dpop_bound
 
-    typer.echo(_run(go()))
+    value, bound = _run(go())
+    if bound:
+        err.print(
+            "note: this token is DPoP-bound (RFC 9449): it is useless without a proof signed "
+            "by bastion's key, so `Authorization: Bearer` will be refused; use `bastion call`, "
+            'or set dpop = "never" in the client configuration for tokens scripts can send',
+            markup=False,
+            highlight=False,
+        )
+    typer.echo(value)
 
 
 def whoami(
@@ -375,6 +386,8 @@ class TokenFacts(TypedDict):
     issuer: str
     client_id: str
     grant_type: str
+    token_type: str
+    dpop_jkt: str | None
     scopes: list[str]
     scopes_confirmed: bool
     expires_at: str | None
@@ -394,6 +407,8 @@ def token_facts(tokens: TokenSet, now: float) -> TokenFacts:
         "issuer": tokens.issuer,
         "client_id": tokens.client_id,
         "grant_type": tokens.grant_type,
+        "token_type": tokens.token_type,
+        "dpop_jkt": tokens.dpop_jkt,
         "scopes": list(tokens.effective_scopes),
         "scopes_confirmed": tokens.granted_scopes is not None,
         "expires_at": None if expires_at is None else timestamp(expires_at),
@@ -417,6 +432,7 @@ def _print_facts(facts: TokenFacts) -> None:
         ("issuer", facts["issuer"]),
         ("client_id", facts["client_id"]),
         ("grant type", facts["grant_type"]),
+        ("token type", _token_type(facts)),
         ("scopes", scopes),
         ("expires", _expiry(facts["expires_in"], facts["expires_at"])),
         ("refresh token", "held" if facts["refresh_token"] else "none"),
@@ -426,11 +442,17 @@ def _print_facts(facts: TokenFacts) -> None:
         shown = timestamp(value) if name == "exp" and isinstance(value, int | float) else value
         rows.append((f"  {name}", shown if isinstance(shown, str) else json.dumps(shown)))
     if claims is not None:
-        rows.insert(8, ("access token", "a JWT; its claims, unverified (not checked here):"))
+        rows.insert(9, ("access token", "a JWT; its claims, unverified (not checked here):"))
     else:
         rows.append(("access token", "opaque (not a JWT)"))
     for label, value in rows:
         console.print(f"[bold]{label:<15}[/bold]{escape(value)}", highlight=False)
+
+
+def _token_type(facts: TokenFacts) -> str:
+    if facts["token_type"] == "DPoP":
+        return f"DPoP, bound to key {facts['dpop_jkt']} (RFC 9449)"
+    return facts["token_type"]
 
 
 def _expiry(expires_in: int | None, expires_at: str | None) -> str:

@@ -23,7 +23,9 @@ from bastion.client.discovery import (
     bearer_challenge,
     discover,
 )
+from bastion.client.dpop import DPoPKey
 from bastion.client.errors import (
+    AssertionUnavailable,
     AuthorizationDenied,
     AuthorizationError,
     ClientError,
@@ -39,11 +41,12 @@ from bastion.client.models import (
     TokenSet,
 )
 from bastion.client.registry import RegistryClient, RegistryError, ServerEntry, ServerPage
-from bastion.client.settings import ClientSettings, PreRegisteredClient
+from bastion.client.settings import ClientSettings, EnterpriseIdp, PreRegisteredClient
 from bastion.client.storage import FileStorage, KeyringStorage, MemoryStorage, TokenStorage
 from bastion.client.trace import Trace, TraceStep
 
 __all__ = [
+    "AssertionUnavailable",
     "AuthorizationDenied",
     "AuthorizationError",
     "AuthorizationServerMetadata",
@@ -52,8 +55,10 @@ __all__ = [
     "BearerChallenge",
     "ClientError",
     "ClientSettings",
+    "DPoPKey",
     "Discovery",
     "DiscoveryError",
+    "EnterpriseIdp",
     "FileStorage",
     "KeyringStorage",
     "MemoryStorage",

@@ -13,6 +13,11 @@ client credentials grant) and the request is retried once; a token about to expi
 first; a 403 ``insufficient_scope`` triggers step-up authorization (C15, at most
 ``max_authorizations`` per request). The flow holds no lock while the request is in flight, so a
 long-lived stream never blocks other requests (unlike a lock held around the whole flow).
+
+A DPoP-bound token (RFC 9449) goes as ``Authorization: DPoP <token>`` with a fresh proof in the
+``DPoP`` header on every request, each retry included (§7.1); a ``DPoP-Nonce`` the server sends
+is used from then on, and a 401 ``DPoP error="use_dpop_nonce"`` is answered once, with a new
+proof carrying it (§9). A second such 401 is the caller's answer.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import httpx
 
 from bastion.client.authorizer import Attempt, Authorizer
 from bastion.client.browser import OpenUrl
+from bastion.client.dpop import asks_for_nonce
 from bastion.client.settings import ClientSettings
 from bastion.client.storage import TokenStorage
 
@@ -35,6 +41,8 @@ class _Headers(Protocol):
 class _Request(Protocol):
     @property
     def url(self) -> object: ...
+    @property
+    def method(self) -> str: ...
     @property
     def headers(self) -> MutableMapping[str, str]: ...
     async def aread(self) -> bytes: ...
@@ -61,19 +69,47 @@ async def authorized_flow(
     first, as it may be sent again."""
     await request.aread()
     url = resource or str(request.url)
+    target = str(request.url)
     header = await authorizer.authorization(url)
-    if header is not None:
-        request.headers["Authorization"] = header
+    await _present(authorizer, request, header)
     response = yield request
+    authorizer.nonces.remember("resource", target, _nonce(response))
     attempt = Attempt()
-    for _ in range(authorizer.settings.max_authorizations + 2):
+    for _ in range(authorizer.settings.max_authorizations + 3):
         challenges: Sequence[str] = response.headers.get_list("www-authenticate")
+        if response.status_code == 401 and "DPoP" in request.headers and asks_for_nonce(challenges):
+            if attempt.dpop_nonce_retried or not _nonce(response):
+                return  # RFC 9449 §9: one retry with the server's nonce, not a loop
+            attempt.dpop_nonce_retried = True
+            await _present(authorizer, request, header)  # a new proof, with the nonce
+            response = yield request
+            authorizer.nonces.remember("resource", target, _nonce(response))
+            continue
         new = await authorizer.reconsider(url, response.status_code, challenges, header, attempt)
         if new is None:
             return
         header = new
-        request.headers["Authorization"] = header
+        await _present(authorizer, request, header)
         response = yield request
+        authorizer.nonces.remember("resource", target, _nonce(response))
+
+
+def _nonce(response: _Response) -> str | None:
+    """The ``DPoP-Nonce`` a server sent (RFC 9449 §8, §9), if any."""
+    values = response.headers.get_list("dpop-nonce")
+    return values[0] if values else None
+
+
+async def _present(authorizer: Authorizer, request: _Request, header: str | None) -> None:
+    """Put ``header`` in ``Authorization`` and, for a DPoP-bound token, a fresh proof in
+    ``DPoP`` (RFC 9449 §7.1); never a stale proof from an earlier attempt."""
+    request.headers.pop("DPoP", None)
+    if header is None:
+        return
+    request.headers["Authorization"] = header
+    proof = await authorizer.dpop_proof(header, request.method, str(request.url))
+    if proof is not None:
+        request.headers["DPoP"] = proof
 
 
 class BastionAuth(httpx.Auth):

@@ -23,11 +23,12 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import urlsplit
 
 import httpx
 
-from bastion.client import flow, registration
+from bastion.client import dpop, enterprise, flow, registration, workload
 from bastion.client.browser import OpenUrl, check_authorization_url, open_in_browser
 from bastion.client.client_auth import authenticate
 from bastion.client.discovery import (
@@ -42,7 +43,13 @@ from bastion.client.discovery import (
     probe_registry,
     server_key,
 )
-from bastion.client.errors import AuthorizationError, ClientError, TokenEndpointError
+from bastion.client.dpop import DPoPKey, Nonces, Prover
+from bastion.client.errors import (
+    AuthorizationError,
+    ClientError,
+    StorageError,
+    TokenEndpointError,
+)
 from bastion.client.loopback import LoopbackListener
 from bastion.client.models import AuthorizationServerMetadata, RegisteredClient, TokenSet
 from bastion.client.scope_selection import (
@@ -67,6 +74,7 @@ class Attempt:
     authorizations: int = 0
     refreshed: bool = False
     authorized_after_401: bool = False
+    dpop_nonce_retried: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,8 @@ class Authorizer:
         self._own_http = http is None
         self._clock = clock
         self._servers: dict[str, _Server] = {}
+        self.nonces = Nonces()  # DPoP-Nonce of each AS and resource (RFC 9449 §8, §9)
+        self._dpop_keys: dict[tuple[str, str], DPoPKey] = {}
 
     # ----------------------------------------------------------------------- plumbing
     @property
@@ -247,6 +257,28 @@ class Authorizer:
         tokens = await self._single_flight(server, lambda: self._step_up(server, challenge, wanted))
         return tokens.authorization
 
+    async def dpop_proof(self, header: str, method: str, url: str) -> str | None:
+        """The DPoP proof to send with ``header`` on a request (RFC 9449 §7.1): a fresh one,
+        with ``ath`` and the resource's last nonce, when ``header`` presents a DPoP-bound
+        token of this authorizer; None otherwise (Bearer, a static header)."""
+        tokens = next(
+            (
+                s.tokens
+                for s in self._servers.values()
+                if s.tokens is not None and s.tokens.authorization == header
+            ),
+            None,
+        )
+        if tokens is None or not tokens.dpop_bound or tokens.dpop_jkt is None:
+            return None
+        key = await self._dpop_key(tokens.issuer, tokens.client_id, create=False)
+        if key is None or key.jkt != tokens.dpop_jkt:
+            return None  # the key is gone: the resource refuses, and the 401 starts a new grant
+        nonce = self.nonces.get("resource", url)
+        return key.proof(
+            method, url, access_token=tokens.access_token, nonce=nonce, now=self._clock
+        )
+
     # ----------------------------------------------------------- public: explicit actions
     async def discover(self, url: str, challenge: BearerChallenge | None = None) -> Discovery:
         """Run discovery for ``url`` with this client's settings (see
@@ -254,7 +286,7 @@ class Authorizer:
         # PKCE matters for the authorization code grant only (checked again before any
         # authorization request); machine clients may use an AS that does not advertise it.
         pre_cc = {
-            c.issuer for c in self.settings.pre_registered if c.grant_type == "client_credentials"
+            c.issuer for c in self.settings.pre_registered if c.grant_type != "authorization_code"
         }
         discovery = await discover(
             self.http,
@@ -300,8 +332,9 @@ class Authorizer:
         """A valid access token for ``url`` (stored, refreshed, or from a new login)."""
         self._oauth_only(url)
         header = await self.authorization(url)
-        if header is not None and header.lower().startswith("bearer "):
-            return header[7:]
+        tokens = self._server(url).tokens
+        if header is not None and tokens is not None and header == tokens.authorization:
+            return tokens.access_token
         return (await self.login(url, registry=registry)).access_token
 
     async def token_with_scopes(
@@ -498,6 +531,8 @@ class Authorizer:
         )
         if client is not None and client.grant_type == "client_credentials":
             return await self._client_credentials(server, discovery, client, scopes)
+        if client is not None and client.grant_type == "jwt-bearer":
+            return await self._jwt_bearer(server, discovery, client, scopes)
         requested = with_offline_access(
             scopes, metadata.scopes_supported, wanted=self.settings.request_offline_access
         )
@@ -536,12 +571,15 @@ class Authorizer:
             check_authorization_url(request.url, allow_insecure_http=self._allow_http)
             query = await self._await_callback(listener, request.url)
             code = flow.validate_callback(query, request)
+            prover = await self._prover(discovery, client)
             response = await flow.exchange_code(
-                self.http, metadata, client, request, code, now=self._clock
+                self.http, metadata, client, request, code, now=self._clock, dpop=prover
             )
         finally:
             await listener.close()
-        return await self._store(server, discovery, metadata, client, response, tuple(scopes))
+        return await self._store(
+            server, discovery, metadata, client, response, tuple(scopes), prover
+        )
 
     async def _await_callback(self, listener: LoopbackListener, url: str) -> str:
         """Open the URL and wait for the callback; an opener failure ends the wait early."""
@@ -569,10 +607,109 @@ class Authorizer:
         scopes: Sequence[str],
     ) -> TokenSet:
         metadata = discovery.authorization_server
+        prover = await self._prover(discovery, client)
         response = await flow.client_credentials(
-            self.http, metadata, client, discovery.resource, scopes, now=self._clock
+            self.http, metadata, client, discovery.resource, scopes, now=self._clock, dpop=prover
         )
-        return await self._store(server, discovery, metadata, client, response, tuple(scopes))
+        return await self._store(
+            server, discovery, metadata, client, response, tuple(scopes), prover
+        )
+
+    async def _jwt_bearer(
+        self,
+        server: _Server,
+        discovery: Discovery,
+        client: RegisteredClient,
+        scopes: Sequence[str],
+    ) -> TokenSet:
+        """RFC 7523 §2.1 with a workload token (read now) or an ID-JAG obtained now from the
+        enterprise IdP for this AS and resource. A refusal is raised, never retried."""
+        metadata = discovery.authorization_server
+        pre = self.settings.pre_registered_for(metadata.issuer)
+        if pre is None:  # pragma: no cover - only pre-registered clients have this grant
+            raise ClientError(f"no pre-registered jwt-bearer client for {metadata.issuer}")
+        if pre.enterprise is not None:
+            assertion = await enterprise.request_id_jag(
+                self.http,
+                pre.enterprise,
+                audience=metadata.issuer,
+                resource=discovery.resource,
+                scopes=scopes,
+                now=self._clock,
+                allow_insecure_http=self._allow_http,
+                https_only=self.settings.ssrf_guard,
+            )
+        else:
+            assertion = workload.read_assertion(pre)
+        prover = await self._prover(discovery, client)
+        response = await flow.jwt_bearer(
+            self.http,
+            metadata,
+            client,
+            assertion,
+            discovery.resource,
+            scopes,
+            now=self._clock,
+            dpop=prover,
+        )
+        return await self._store(
+            server, discovery, metadata, client, response, tuple(scopes), prover
+        )
+
+    # ------------------------------------------------------------------------------ DPoP
+    def _dpop_mode(self, issuer: str) -> dpop.DPoPMode:
+        pre = self.settings.pre_registered_for(issuer)
+        return pre.dpop if pre is not None and pre.dpop is not None else self.settings.dpop
+
+    async def _prover(self, discovery: Discovery, client: RegisteredClient) -> Prover | None:
+        """The DPoP prover for a new grant at this AS, or None (the ``dpop`` setting,
+        :func:`bastion.client.dpop.wanted`)."""
+        metadata = discovery.authorization_server
+        challenge = discovery.challenge
+        takes_it = dpop.resource_takes_dpop(
+            challenge.dpop_algs if challenge is not None else None,
+            discovery.protected_resource.raw if discovery.protected_resource else None,
+        )
+        if not dpop.wanted(self._dpop_mode(metadata.issuer), metadata.raw, takes_it):
+            return None
+        key = await self._dpop_key(metadata.issuer, client.client_id, create=True)
+        assert key is not None
+        return Prover(key, self.nonces, self._clock)
+
+    async def _dpop_key(self, issuer: str, client_id: str, *, create: bool) -> DPoPKey | None:
+        """This client's DPoP key at ``issuer``: cached, stored, or (``create``) made now and
+        stored, under the store's lock so two processes make one key."""
+        cached = self._dpop_keys.get((issuer, client_id))
+        if cached is not None:
+            return cached
+        async with self.storage.lock():
+            stored = await self.storage.get_dpop_key(issuer, client_id)
+            if stored is not None:
+                try:
+                    key = DPoPKey.from_jwk(stored)
+                except ValueError as exc:
+                    raise StorageError(
+                        f"the stored DPoP key of client {client_id} at {issuer} is unusable "
+                        f"({exc}); log out of the servers of that issuer to start afresh"
+                    ) from None
+            elif create:
+                key = DPoPKey.generate()
+                await self.storage.set_dpop_key(issuer, client_id, key.to_jwk())
+            else:
+                return None
+        self._dpop_keys[(issuer, client_id)] = key
+        return key
+
+    async def _refresh_prover(self, tokens: TokenSet) -> Prover | Literal[False] | None:
+        """A grant obtained with a DPoP proof is refreshed with the same key (RFC 9449 §5):
+        its prover, None for a grant without DPoP, False when that key is no longer stored
+        (the refresh token is then useless: a new authorization follows)."""
+        if tokens.dpop_jkt is None:
+            return None
+        key = await self._dpop_key(tokens.issuer, tokens.client_id, create=False)
+        if key is None or key.jkt != tokens.dpop_jkt:
+            return False
+        return Prover(key, self.nonces, self._clock)
 
     async def _store(
         self,
@@ -582,6 +719,7 @@ class Authorizer:
         client: RegisteredClient,
         response: flow.TokenResponse,
         requested: tuple[str, ...],
+        prover: Prover | None = None,
     ) -> TokenSet:
         now = self._clock()
         tokens = TokenSet(
@@ -598,6 +736,8 @@ class Authorizer:
             requested_scopes=requested,
             granted_scopes=response.scopes,
             obtained_at=now,
+            token_type=response.token_type,
+            dpop_jkt=prover.key.jkt if prover is not None else None,
         )
         await self.storage.set_tokens(tokens)
         server.tokens = tokens
@@ -632,6 +772,9 @@ class Authorizer:
             client = await self._client_of(tokens)
             if client is None:
                 return None
+            prover = await self._refresh_prover(tokens)
+            if prover is False:
+                return None
             try:
                 response = await flow.refresh(
                     self.http,
@@ -641,6 +784,7 @@ class Authorizer:
                     tokens.refresh_token,
                     tokens.resource,
                     now=self._clock,
+                    dpop=prover or None,
                 )
             except TokenEndpointError as exc:
                 if exc.error in _DEAD_REFRESH:
@@ -651,6 +795,7 @@ class Authorizer:
             now = self._clock()
             renewed = tokens.with_changes(
                 access_token=response.access_token,
+                token_type=response.token_type,
                 expires_at=response.expires_at(now),
                 refresh_token=response.refresh_token or tokens.refresh_token,
                 granted_scopes=response.scopes

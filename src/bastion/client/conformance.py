@@ -9,6 +9,13 @@ SDK's client over :class:`~bastion.client.auth.BastionAuth`; the suite's mock au
 server redirects at once, so a headless opener plays the browser. The process exits 0 when the
 scenario's client side completed and 1 (with the reason on stderr) when it did not, which is the
 expected outcome of the scenarios that test refusals (resource mismatch, iss checks...).
+
+Extension scenarios: ``auth/dpop`` and ``auth/dpop-nonce`` need no setting (the ``dpop``
+default ``auto`` follows the AS metadata); ``auth/enterprise-managed-authorization`` becomes a
+pre-registered ``jwt-bearer`` client with ``enterprise`` settings from the context (the ID token
+written to a 0600 file, as an SSO tool would leave it); ``auth/wif-jwt-bearer`` a ``jwt-bearer``
+client whose ``assertion_file`` holds the context's ``valid_jwt`` (the other JWTs are for the
+suite's deliberately broken example clients).
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -43,7 +52,7 @@ from bastion.client.browser import headless_opener
 from bastion.client.discovery import discover
 from bastion.client.errors import ClientError
 from bastion.client.mcp_sdk import http_client
-from bastion.client.settings import ClientSettings, PreRegisteredClient
+from bastion.client.settings import ClientSettings, EnterpriseIdp, PreRegisteredClient
 from bastion.client.storage import MemoryStorage
 
 # The URL the suite expects as client_id when the AS supports CIMD (auth/basic-cimd); the suite
@@ -54,6 +63,9 @@ BACKCOMPAT = {
     "auth/2025-03-26-oauth-endpoint-fallback",
 }
 CLIENT_CREDENTIALS = {"auth/client-credentials-basic", "auth/client-credentials-jwt"}
+ENTERPRISE = "auth/enterprise-managed-authorization"
+WORKLOAD = "auth/wif-jwt-bearer"
+PRE_REGISTERED = CLIENT_CREDENTIALS | {"auth/pre-registration", ENTERPRISE, WORKLOAD}
 HANDSHAKE_VERSIONS = {"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"}
 CLIENT_INFO = Implementation(name="mcp-bastion-conformance", version="0.1.0")
 
@@ -132,10 +144,16 @@ async def _exercise_auth(client: Client, scenario: str) -> None:
 
 
 async def settings_for(
-    scenario: str, context: dict[str, Any], server_url: str, authorizer: Authorizer
+    scenario: str,
+    context: dict[str, Any],
+    server_url: str,
+    authorizer: Authorizer,
+    workdir: Path | None = None,
 ) -> ClientSettings:
     """The client settings a scenario calls for: CIMD URL, legacy mode, or credentials from the
-    context bound to the issuer (the context's, or the one the server names)."""
+    context bound to the issuer (the context's, or the one the server names). ``workdir`` holds
+    the files a jwt-bearer scenario's tokens are written to (default: a new temporary
+    directory, left for the caller to remove)."""
     base = ClientSettings(
         client_name="mcp-bastion conformance client",
         client_metadata_url=CIMD_URL,
@@ -143,9 +161,7 @@ async def settings_for(
         use_keyring=False,
     )
     client_id = context.get("client_id")
-    if not isinstance(client_id, str) or scenario not in (
-        CLIENT_CREDENTIALS | {"auth/pre-registration"}
-    ):
+    if not isinstance(client_id, str) or scenario not in PRE_REGISTERED:
         return base
     issuer = context.get("issuer")
     if not isinstance(issuer, str):
@@ -156,34 +172,61 @@ async def settings_for(
     secret = context.get("client_secret")
     key = context.get("private_key_pem")
     alg = context.get("signing_algorithm") or "ES256"
+    extra: dict[str, Any] = {}
+    if scenario in (ENTERPRISE, WORKLOAD):
+        folder = workdir or Path(tempfile.mkdtemp(prefix="bastion-conformance-"))
+        if scenario == WORKLOAD:
+            extra["assertion_file"] = _private_file(folder / "workload.jwt", context["valid_jwt"])
+        else:
+            extra["enterprise"] = EnterpriseIdp(
+                idp_token_endpoint=context.get("idp_token_endpoint"),
+                idp_client_id=context["idp_client_id"],
+                id_token_file=_private_file(folder / "id-token.jwt", context["idp_id_token"]),
+            )
+    grant = (
+        "client_credentials"
+        if scenario in CLIENT_CREDENTIALS
+        else "jwt-bearer"
+        if extra
+        else "authorization_code"
+    )
     pre = PreRegisteredClient(
         issuer=issuer,
         client_id=client_id,
         client_secret=SecretStr(secret) if isinstance(secret, str) else None,
         private_key_pem=SecretStr(key) if isinstance(key, str) else None,
         signing_alg=alg,
-        grant_type="client_credentials" if scenario in CLIENT_CREDENTIALS else "authorization_code",
+        grant_type=grant,
+        **extra,
     )
     return base.model_copy(update={"pre_registered": [pre]})
+
+
+def _private_file(path: Path, text: str) -> Path:
+    """Write ``text`` to a new file readable by its owner only."""
+    path.touch(mode=0o600, exist_ok=False)
+    path.write_text(text)
+    return path
 
 
 async def run_auth(server_url: str, env: ConformanceEnvironment) -> None:
     """An auth scenario: connect over BastionAuth, list tools, call ``test-tool``."""
     context = env.context_json()
-    probe = Authorizer(ClientSettings(use_keyring=False), storage=MemoryStorage())
-    try:
-        settings = await settings_for(env.scenario, context, server_url, probe)
-    finally:
-        await probe.aclose()
-    auth = BastionAuth(settings, storage=MemoryStorage(), open_url=headless_opener())
-    try:
-        async with (
-            http_client(auth) as http,
-            _client(http, server_url, sdk_mode(env.protocol_version)) as client,
-        ):
-            await _exercise_auth(client, env.scenario)
-    finally:
-        await auth.aclose()
+    with tempfile.TemporaryDirectory(prefix="bastion-conformance-") as workdir:
+        probe = Authorizer(ClientSettings(use_keyring=False), storage=MemoryStorage())
+        try:
+            settings = await settings_for(env.scenario, context, server_url, probe, Path(workdir))
+        finally:
+            await probe.aclose()
+        auth = BastionAuth(settings, storage=MemoryStorage(), open_url=headless_opener())
+        try:
+            async with (
+                http_client(auth) as http,
+                _client(http, server_url, sdk_mode(env.protocol_version)) as client,
+            ):
+                await _exercise_auth(client, env.scenario)
+        finally:
+            await auth.aclose()
 
 
 async def run_plain(server_url: str, env: ConformanceEnvironment) -> None:

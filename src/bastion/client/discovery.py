@@ -73,17 +73,24 @@ class BearerChallenge:
     error: str | None = None
     error_description: str | None = None
     realm: str | None = None
+    # RFC 9449 §7.1: the resource also (or only) offers the DPoP scheme, with these algs.
+    dpop_algs: tuple[str, ...] | None = None
 
 
 def bearer_challenge(values: Sequence[str]) -> BearerChallenge | None:
     """The Bearer challenge among ``WWW-Authenticate`` field values (the first with parameters,
-    else the first), or None.
+    else the first), or None; without one, the DPoP challenge read the same way (RFC 9449
+    §7.1: its ``resource_metadata``, ``scope`` and ``error`` mean the same).
 
     Several fields are combined as RFC 9110 §5.3 allows; each may hold several challenges
     (e.g. ``Basic realm="x", Bearer scope="a b"``). Scheme names are case-insensitive; empty
-    parameter values count as absent.
+    parameter values count as absent. ``dpop_algs`` says whether a DPoP challenge was offered
+    (its ``algs``, possibly none).
     """
-    bearers = [c for c in parse_challenges(", ".join(values)) if c.scheme == "bearer"]
+    challenges = parse_challenges(", ".join(values))
+    dpops = [c for c in challenges if c.scheme == "dpop"]
+    dpop_algs = tuple(a for a in (dpops[0].get("algs") or "").split(" ") if a) if dpops else None
+    bearers = [c for c in challenges if c.scheme == "bearer"] or dpops
     if not bearers:
         return None
     # A bare "Bearer" (or one with a token68) says less than one with parameters.
@@ -96,6 +103,7 @@ def bearer_challenge(values: Sequence[str]) -> BearerChallenge | None:
         error=challenge.get("error") or None,
         error_description=challenge.get("error_description") or None,
         realm=challenge.get("realm") or None,
+        dpop_algs=dpop_algs,
     )
 
 
@@ -572,7 +580,12 @@ async def discover(
                 else ""
             )
             + (f", scope {' '.join(challenge.scope)}" if challenge.scope else "")
-            + (f", error {challenge.error}" if challenge.error else ""),
+            + (f", error {challenge.error}" if challenge.error else "")
+            + (
+                f", DPoP offered (algs {' '.join(challenge.dpop_algs) or 'not listed'})"
+                if challenge.dpop_algs is not None
+                else ""
+            ),
         )
     prm = await fetch_protected_resource(
         http,

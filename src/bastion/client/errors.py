@@ -22,6 +22,7 @@
     │   ├── InvalidCallback
     │   └── AuthorizationDenied         RFC 6749 §4.1.2.1, after iss was validated
     ├── TokenEndpointError             RFC 6749 §5.2
+    ├── AssertionUnavailable           RFC 7523: the workload token or ID token is not readable
     └── StorageError
 
 Every message says what failed, the value seen and what to change (house rule 11). Discovery
@@ -133,11 +134,17 @@ class TokenEndpointError(ClientError):
         self.status = status
 
 
+class AssertionUnavailable(ClientError):
+    """A configured assertion source (workload token, enterprise ID token) could not be read:
+    the file or environment variable is missing, empty, or holds an expired token."""
+
+
 class StorageError(ClientError):
     """The token store could not be read, written or locked."""
 
 
 __all__ = [
+    "AssertionUnavailable",
     "AuthorizationDenied",
     "AuthorizationError",
     "AuthorizationServerMetadataNotFound",

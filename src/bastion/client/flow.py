@@ -14,6 +14,16 @@ Authorization code (OAuth 2.1 §4.1, MCP "Authorization Flow Steps"):
 Client credentials (OAuth 2.1 §4.2) for machine clients, with client_secret_basic,
 client_secret_post or private_key_jwt (:mod:`bastion.client.client_auth`); the only token
 request sent again when a load balancer reports it cut off (it redeems nothing).
+
+The JWT bearer grant (RFC 7523 §2.1) for an assertion: a workload identity token or an ID-JAG
+(:mod:`bastion.client.workload`, :mod:`bastion.client.enterprise`). Never sent twice: a refused
+assertion is reported, not retried (SEP-1933).
+
+DPoP (RFC 9449 §5): with a :class:`~bastion.client.dpop.Prover`, every token request carries a
+fresh proof; a ``400 use_dpop_nonce`` with a ``DPoP-Nonce`` is answered once with a new proof
+carrying that nonce (§8; the server refused before redeeming anything), and a second one is
+the error. The answer may then be ``token_type`` DPoP (or Bearer: the server chose not to bind
+it, §5).
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import httpx
 
 from bastion.client.client_auth import authenticate
+from bastion.client.dpop import SCHEME, Prover
 from bastion.client.errors import (
     AuthorizationDenied,
     InvalidCallback,
@@ -40,6 +51,8 @@ from bastion.client.models import AuthorizationServerMetadata, RegisteredClient
 from bastion.client.scope_selection import scope_parameter
 from bastion.oauth import pkce, token_response
 from bastion.oauth.token_response import MalformedTokenResponse, TokenErrorResponse, TokenResponse
+
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"  # RFC 7523 §2.1
 
 
 @dataclass(frozen=True)
@@ -160,18 +173,21 @@ def validate_callback(query: str, request: AuthorizationRequest) -> str:
     return code
 
 
-def parse_token_response(response: httpx.Response, endpoint: str) -> TokenResponse:
+def parse_token_response(
+    response: httpx.Response, endpoint: str, *, token_types: Sequence[str] = ("Bearer",)
+) -> TokenResponse:
     """Read a token endpoint answer (:func:`bastion.oauth.token_response.read`); raise
     :class:`TokenEndpointError` for an error response (RFC 6749 §5.2) and for answers this
-    client cannot use (only Bearer tokens, RFC 6750)."""
+    client cannot use (a token type not in ``token_types``: Bearer, RFC 6750, and DPoP when a
+    proof was sent, RFC 9449 §5)."""
     try:
         data: object = json.loads(response.content)
     except ValueError:
         data = None
     try:
-        answer = token_response.read(response.status_code, data)
+        answer = token_response.read(response.status_code, data, token_types=token_types)
     except MalformedTokenResponse as exc:
-        raise _unusable(exc, response.status_code, endpoint) from None
+        raise _unusable(exc, response.status_code, endpoint, token_types) from None
     if isinstance(answer, TokenErrorResponse):
         raise TokenEndpointError(
             f"{endpoint} answered HTTP {response.status_code} {answer.error}"
@@ -182,7 +198,9 @@ def parse_token_response(response: httpx.Response, endpoint: str) -> TokenRespon
     return answer
 
 
-def _unusable(exc: MalformedTokenResponse, status: int, endpoint: str) -> TokenEndpointError:
+def _unusable(
+    exc: MalformedTokenResponse, status: int, endpoint: str, token_types: Sequence[str]
+) -> TokenEndpointError:
     """The client's words for an answer that is neither a success nor an error response."""
     if exc.problem == "not_a_success":
         return TokenEndpointError(f"{endpoint} answered HTTP {status}", status=status)
@@ -191,8 +209,17 @@ def _unusable(exc: MalformedTokenResponse, status: int, endpoint: str) -> TokenE
     if exc.problem == "no_access_token":
         return TokenEndpointError(f"{endpoint} answered without an access_token")
     if exc.problem == "not_bearer":
+        usable = " or ".join(token_types)
+        unbound = isinstance(exc.value, str) and exc.value.lower() == "dpop"
         return TokenEndpointError(
-            f"{endpoint} issued a token of type {exc.value!r}; this client uses Bearer tokens"
+            f"{endpoint} issued a token of type {exc.value!r}"
+            + (" (bound to a key, yet this request sent no DPoP proof)" if unbound else "")
+            + "; "
+            + (
+                "this client uses Bearer tokens"
+                if tuple(token_types) == ("Bearer",)
+                else f"this request can use {usable}"
+            )
         )
     return TokenEndpointError(
         f"{endpoint} answered a scope that is not a string (RFC 6749 §3.3): {exc.value!r}"
@@ -208,19 +235,46 @@ async def token_request(
     *,
     now: Callable[[], float] = time.time,
     repeatable: bool = False,
+    dpop: Prover | None = None,
 ) -> TokenResponse:
-    """POST a token request with the client's authentication (OAuth 2.1 §3.2).
+    """POST a token request with the client's authentication (OAuth 2.1 §3.2) and, with
+    ``dpop``, a DPoP proof (RFC 9449 §5), retried once on ``use_dpop_nonce`` (§8).
 
     A ``repeatable`` request (one that consumes nothing, like client credentials) is sent once
     more when it was cut off on the way: the connection closed without an answer, or a proxy's
     502 instead of the server's answer (:func:`_cut_off`), as when the replica behind a load
     balancer died holding it (docs/replicas.md). A code or refresh token redemption is never
     sent twice: the server may have redeemed it, and a second redemption is a replay."""
+    response = await _post(
+        http, metadata_issuer, token_endpoint, client, form, now, repeatable, dpop
+    )
+    if dpop is not None and _nonce_demanded(response):
+        response = await _post(
+            http, metadata_issuer, token_endpoint, client, form, now, repeatable, dpop
+        )
+    types = ("Bearer", SCHEME) if dpop is not None else ("Bearer",)
+    return parse_token_response(response, token_endpoint, token_types=types)
+
+
+async def _post(
+    http: httpx.AsyncClient,
+    metadata_issuer: str,
+    token_endpoint: str,
+    client: RegisteredClient,
+    form: dict[str, str],
+    now: Callable[[], float],
+    repeatable: bool,
+    dpop: Prover | None,
+) -> httpx.Response:
+    """One token request (sent twice only when ``repeatable`` and cut off); the server's
+    ``DPoP-Nonce`` is remembered from whatever it answers."""
     for attempt in range(2 if repeatable else 1):
         last = attempt == 1 or not repeatable
         sent = dict(form)  # a fresh client assertion (its own jti) on each attempt
         headers = {"Accept": "application/json"}
         authenticate(client, sent, headers, issuer=metadata_issuer, now=now)
+        if dpop is not None:
+            headers["DPoP"] = dpop.token_proof(token_endpoint)  # a fresh jti each time
         try:
             response = await http.post(token_endpoint, data=sent, headers=headers)
         except httpx.RemoteProtocolError as exc:
@@ -233,9 +287,22 @@ async def token_request(
             raise TokenEndpointError(
                 f"the token request to {token_endpoint} failed: {exc}"
             ) from exc
+        if dpop is not None:
+            dpop.nonces.remember("token", token_endpoint, response.headers.get("dpop-nonce"))
         if last or not _cut_off(response):
             break
-    return parse_token_response(response, token_endpoint)
+    return response
+
+
+def _nonce_demanded(response: httpx.Response) -> bool:
+    """A ``400 use_dpop_nonce`` that came with a ``DPoP-Nonce`` to use (RFC 9449 §8)."""
+    if response.status_code != 400 or not response.headers.get("dpop-nonce"):
+        return False
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("error") == "use_dpop_nonce"
 
 
 def _cut_off(response: httpx.Response) -> bool:
@@ -254,6 +321,7 @@ async def exchange_code(
     code: str,
     *,
     now: Callable[[], float] = time.time,
+    dpop: Prover | None = None,
 ) -> TokenResponse:
     """Redeem the code with the PKCE verifier and the same ``resource`` (OAuth 2.1 §4.1.3,
     RFC 8707 §2)."""
@@ -265,7 +333,7 @@ async def exchange_code(
         "resource": request.resource,
     }
     return await token_request(
-        http, metadata.issuer, metadata.token_endpoint, client, form, now=now
+        http, metadata.issuer, metadata.token_endpoint, client, form, now=now, dpop=dpop
     )
 
 
@@ -278,10 +346,12 @@ async def refresh(
     resource: str,
     *,
     now: Callable[[], float] = time.time,
+    dpop: Prover | None = None,
 ) -> TokenResponse:
-    """The refresh_token grant (OAuth 2.1 §4.3) for the same ``resource`` (RFC 8707 §2)."""
+    """The refresh_token grant (OAuth 2.1 §4.3) for the same ``resource`` (RFC 8707 §2); a
+    DPoP-bound grant is refreshed with a proof of the same key (RFC 9449 §5)."""
     form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "resource": resource}
-    return await token_request(http, issuer, token_endpoint, client, form, now=now)
+    return await token_request(http, issuer, token_endpoint, client, form, now=now, dpop=dpop)
 
 
 async def client_credentials(
@@ -292,6 +362,7 @@ async def client_credentials(
     scopes: Sequence[str] = (),
     *,
     now: Callable[[], float] = time.time,
+    dpop: Prover | None = None,
 ) -> TokenResponse:
     """The client credentials grant (OAuth 2.1 §4.2) for ``resource``."""
     form = {"grant_type": "client_credentials", "resource": resource}
@@ -299,16 +370,48 @@ async def client_credentials(
     if scope:
         form["scope"] = scope
     return await token_request(
-        http, metadata.issuer, metadata.token_endpoint, client, form, now=now, repeatable=True
+        http,
+        metadata.issuer,
+        metadata.token_endpoint,
+        client,
+        form,
+        now=now,
+        repeatable=True,
+        dpop=dpop,
+    )
+
+
+async def jwt_bearer(
+    http: httpx.AsyncClient,
+    metadata: AuthorizationServerMetadata,
+    client: RegisteredClient,
+    assertion: str,
+    resource: str,
+    scopes: Sequence[str] = (),
+    *,
+    now: Callable[[], float] = time.time,
+    dpop: Prover | None = None,
+) -> TokenResponse:
+    """The JWT bearer grant (RFC 7523 §2.1): ``assertion`` (a workload token or an ID-JAG),
+    ``scope`` when there are scopes, and ``resource`` (RFC 8707 §2; MCP asks for it in every
+    token request). Sent once: a refused assertion is the caller's error, never retried."""
+    form = {"grant_type": JWT_BEARER, "assertion": assertion, "resource": resource}
+    scope = scope_parameter(scopes)
+    if scope:
+        form["scope"] = scope
+    return await token_request(
+        http, metadata.issuer, metadata.token_endpoint, client, form, now=now, dpop=dpop
     )
 
 
 __all__ = [
+    "JWT_BEARER",
     "AuthorizationRequest",
     "TokenResponse",
     "build_authorization_request",
     "client_credentials",
     "exchange_code",
+    "jwt_bearer",
     "parse_token_response",
     "refresh",
     "token_request",

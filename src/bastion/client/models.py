@@ -112,11 +112,18 @@ class TokenSet:
     requested_scopes: tuple[str, ...] = ()
     granted_scopes: tuple[str, ...] | None = None
     obtained_at: float = 0.0
+    dpop_jkt: str | None = None  # the DPoP key the grant proved (RFC 9449 §5), if any
+
+    @property
+    def dpop_bound(self) -> bool:
+        """Whether the access token is DPoP-bound (token_type DPoP, RFC 9449 §5)."""
+        return self.token_type == "DPoP"
 
     @property
     def authorization(self) -> str:
-        """The Authorization header value (RFC 6750 §2.1; MCP: header only, checklist C13)."""
-        return f"Bearer {self.access_token}"
+        """The Authorization header value: ``Bearer`` (RFC 6750 §2.1) or ``DPoP`` (RFC 9449
+        §7.1, with a proof in the DPoP header); MCP: header only, checklist C13."""
+        return f"{'DPoP' if self.dpop_bound else 'Bearer'} {self.access_token}"
 
     @property
     def effective_scopes(self) -> tuple[str, ...]:
@@ -148,6 +155,7 @@ class TokenSet:
             "requested_scopes": list(self.requested_scopes),
             "granted_scopes": None if self.granted_scopes is None else list(self.granted_scopes),
             "obtained_at": self.obtained_at,
+            "dpop_jkt": self.dpop_jkt,
         }
 
     @classmethod
@@ -169,6 +177,7 @@ class TokenSet:
             requested_scopes=tuple(data.get("requested_scopes") or ()),
             granted_scopes=None if granted is None else tuple(granted),
             obtained_at=float(data.get("obtained_at") or 0.0),
+            dpop_jkt=data.get("dpop_jkt"),
         )
 
 

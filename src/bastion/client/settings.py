@@ -13,7 +13,9 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 AuthMethod = Literal["none", "client_secret_basic", "client_secret_post", "private_key_jwt"]
-GrantType = Literal["authorization_code", "client_credentials"]
+GrantType = Literal["authorization_code", "client_credentials", "jwt-bearer"]
+DPoPMode = Literal["auto", "always", "never"]
+IdpAuthMethod = Literal["none", "client_secret_basic", "client_secret_post"]
 SigningAlg = Literal["ES256", "ES384", "RS256", "PS256", "EdDSA", "Ed25519"]
 
 
@@ -26,13 +28,65 @@ def _absolute_http_url(value: str, what: str) -> str:
     return value
 
 
+def _env_name(value: str | None) -> str | None:
+    if value is not None and not value.replace("_", "").isalnum():
+        raise ValueError(f"not an environment variable name: {value!r}")
+    return value
+
+
+class EnterpriseIdp(BaseModel):
+    """Enterprise-managed authorization (ID-JAG): where the ID token is exchanged for an
+    Identity Assertion JWT Authorization Grant (RFC 8693 at the enterprise IdP), and where the
+    ID token comes from (a file or an environment variable, read at each exchange)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    idp_issuer: str | None = Field(
+        None, description="The IdP's issuer; its token endpoint is discovered (RFC 8414, OIDC)."
+    )
+    idp_token_endpoint: str | None = Field(
+        None, description="The IdP's token endpoint (instead of discovery)."
+    )
+    idp_client_id: str = Field(min_length=1, description="This client's client_id at the IdP.")
+    idp_client_secret: SecretStr | None = None
+    idp_token_endpoint_auth_method: IdpAuthMethod | None = Field(
+        None, description="Default: client_secret_post with a secret (the MCP example), else none."
+    )
+    id_token_file: Path | None = Field(None, description="A file holding the user's ID token.")
+    id_token_env: str | None = Field(None, description="An environment variable holding it.")
+
+    @field_validator("idp_issuer", "idp_token_endpoint")
+    @classmethod
+    def _urls(cls, value: str | None) -> str | None:
+        return None if value is None else _absolute_http_url(value, "the IdP URL")
+
+    @field_validator("id_token_env")
+    @classmethod
+    def _env(cls, value: str | None) -> str | None:
+        return _env_name(value)
+
+    @model_validator(mode="after")
+    def _complete(self) -> EnterpriseIdp:
+        if (self.idp_issuer is None) == (self.idp_token_endpoint is None):
+            raise ValueError("enterprise needs exactly one of idp_issuer and idp_token_endpoint")
+        if (self.id_token_file is None) == (self.id_token_env is None):
+            raise ValueError("enterprise needs exactly one of id_token_file and id_token_env")
+        method = self.idp_token_endpoint_auth_method
+        if method not in (None, "none") and self.idp_client_secret is None:
+            raise ValueError(f"idp_token_endpoint_auth_method {method} needs idp_client_secret")
+        return self
+
+
 class PreRegisteredClient(BaseModel):
     """Client credentials registered with one authorization server out of band.
 
     Bound to ``issuer`` and used with no other authorization server (MCP client registration,
     "Authorization Server Binding"; checklist C03, C09). ``grant_type`` ``client_credentials``
     makes a machine client: no browser, the token comes from the client credentials grant
-    (OAuth 2.1 §4.2).
+    (OAuth 2.1 §4.2). ``jwt-bearer`` (RFC 7523 §2.1) gets the token for an assertion: a
+    workload identity token (``assertion_file`` or ``assertion_env``, read at each token
+    request), or an ID-JAG from the enterprise IdP (``enterprise``). ``dpop`` overrides the
+    client-wide DPoP setting for this authorization server.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -54,6 +108,21 @@ class PreRegisteredClient(BaseModel):
     redirect_uri: str | None = Field(
         None, description="The loopback redirect URI registered for this client, if fixed."
     )
+    assertion_file: Path | None = Field(
+        None, description="jwt-bearer: a file holding the workload token (re-read each time)."
+    )
+    assertion_env: str | None = Field(
+        None, description="jwt-bearer: an environment variable holding the workload token."
+    )
+    enterprise: EnterpriseIdp | None = Field(
+        None, description="jwt-bearer with an ID-JAG from this enterprise IdP."
+    )
+    dpop: DPoPMode | None = Field(None, description="Overrides the client-wide dpop setting.")
+
+    @field_validator("assertion_env")
+    @classmethod
+    def _env(cls, value: str | None) -> str | None:
+        return _env_name(value)
 
     @field_validator("issuer")
     @classmethod
@@ -73,6 +142,27 @@ class PreRegisteredClient(BaseModel):
             raise ValueError(
                 "a client_credentials client needs client_secret or private_key_pem "
                 "(OAuth 2.1 §4.2: only confidential clients use this grant)"
+            )
+        sources = [
+            name
+            for name in ("assertion_file", "assertion_env", "enterprise")
+            if getattr(self, name) is not None
+        ]
+        if self.grant_type == "jwt-bearer" and len(sources) != 1:
+            raise ValueError(
+                "a jwt-bearer client needs exactly one of assertion_file, assertion_env (a "
+                "workload token) and enterprise (an ID-JAG); got " + (", ".join(sources) or "none")
+            )
+        if self.grant_type != "jwt-bearer" and sources:
+            raise ValueError(f'{sources[0]} needs grant_type = "jwt-bearer"')
+        if (
+            self.enterprise is not None
+            and self.client_secret is None
+            and self.private_key_pem is None
+        ):
+            raise ValueError(
+                "an enterprise (ID-JAG) client authenticates at the authorization server: it "
+                "needs client_secret or private_key_pem (ID-JAG §5)"
             )
         return self
 
@@ -103,6 +193,11 @@ class ClientSettings(BaseModel):
     static_headers: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="Server URL -> Authorization header value; disables OAuth for that URL.",
+    )
+    dpop: DPoPMode = Field(
+        "auto",
+        description="DPoP-bound tokens (RFC 9449): auto (when the AS lists ES256 in "
+        "dpop_signing_alg_values_supported), always, or never.",
     )
     request_offline_access: bool = Field(
         True, description="Add offline_access to scoped requests when the AS lists it (C16)."
@@ -184,4 +279,13 @@ class ClientSettings(BaseModel):
         return None
 
 
-__all__ = ["AuthMethod", "ClientSettings", "GrantType", "PreRegisteredClient", "SigningAlg"]
+__all__ = [
+    "AuthMethod",
+    "ClientSettings",
+    "DPoPMode",
+    "EnterpriseIdp",
+    "GrantType",
+    "IdpAuthMethod",
+    "PreRegisteredClient",
+    "SigningAlg",
+]

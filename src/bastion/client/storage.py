@@ -2,7 +2,8 @@
 OAuth 2.1 §7.1: secure storage; checklist C16: refresh tokens stay confidential).
 
 :class:`TokenStorage` is the seam (a Protocol, house rule 4). Tokens are keyed by (MCP server
-URL, issuer) and client registrations by issuer (checklist C09). Backends:
+URL, issuer), client registrations by issuer (checklist C09) and DPoP keys (RFC 9449) by
+(issuer, client_id): a private key kept exactly as safely as the tokens it binds. Backends:
 
 - :class:`KeyringStorage`: the OS keyring, when the ``keyring`` package has a usable backend;
 - :class:`FileStorage`: a JSON file readable by its owner only (0600, in a 0700 directory) under
@@ -76,6 +77,14 @@ class TokenStorage(Protocol):
 
     async def delete_client(self, issuer: str) -> None:
         """Forget the registration with ``issuer``."""
+        ...
+
+    async def get_dpop_key(self, issuer: str, client_id: str) -> dict[str, str] | None:
+        """The private DPoP JWK of this client at ``issuer``, or None."""
+        ...
+
+    async def set_dpop_key(self, issuer: str, client_id: str, jwk: dict[str, str]) -> None:
+        """Store the DPoP key of this client at ``issuer``."""
         ...
 
 
@@ -213,6 +222,16 @@ class _DocumentStorage:
             document.setdefault("clients", {}).pop(issuer, None)
             await self._write(document)
 
+    async def get_dpop_key(self, issuer: str, client_id: str) -> dict[str, str] | None:
+        data = (await self._read()).get("dpop_keys", {}).get(issuer, {}).get(client_id)
+        return data if isinstance(data, dict) else None
+
+    async def set_dpop_key(self, issuer: str, client_id: str, jwk: dict[str, str]) -> None:
+        async with self._lock.hold():
+            document = await self._read()
+            document.setdefault("dpop_keys", {}).setdefault(issuer, {})[client_id] = jwk
+            await self._write(document)
+
 
 class MemoryStorage(_DocumentStorage):
     """Tokens in memory only: gone when the process ends."""
@@ -348,6 +367,13 @@ class KeyringStorage:
     async def delete_client(self, issuer: str) -> None:
         async with self._lock.hold():
             await self._set(f"client {issuer}", {})
+
+    async def get_dpop_key(self, issuer: str, client_id: str) -> dict[str, str] | None:
+        return await self._get(f"dpop-key {issuer} {client_id}") or None
+
+    async def set_dpop_key(self, issuer: str, client_id: str, jwk: dict[str, str]) -> None:
+        async with self._lock.hold():
+            await self._set(f"dpop-key {issuer} {client_id}", jwk)
 
 
 def _keyring() -> Any:

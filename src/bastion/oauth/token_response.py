@@ -20,7 +20,7 @@ HTTP exchange itself stays with the readers: this module does no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Literal
@@ -61,17 +61,24 @@ class TokenResponse:
     )
 
     @classmethod
-    def parse(cls, body: object) -> TokenResponse:
-        """Read a 200 answer's JSON body; raise :class:`MalformedTokenResponse`."""
+    def parse(cls, body: object, *, token_types: Collection[str] = ("Bearer",)) -> TokenResponse:
+        """Read a 200 answer's JSON body; raise :class:`MalformedTokenResponse`.
+
+        ``token_types`` are the types the reader can use (compared without case, kept in the
+        reader's spelling): a client that sent a DPoP proof also takes ``DPoP`` (RFC 9449 §5),
+        one that asked for an ID-JAG ``N_A`` (RFC 8693 §2.2.1)."""
         if not isinstance(body, Mapping):
             raise MalformedTokenResponse("not_an_object", "is not a JSON object", body)
         access = body.get("access_token")
         if not isinstance(access, str) or not access:
             raise MalformedTokenResponse("no_access_token", "has no access_token", access)
         token_type = body.get("token_type")
-        if not isinstance(token_type, str) or token_type.lower() != "bearer":
+        usable = {name.lower(): name for name in token_types}
+        if not isinstance(token_type, str) or token_type.lower() not in usable:
             raise MalformedTokenResponse(
-                "not_bearer", f"has token_type {token_type!r}, not Bearer", token_type
+                "not_bearer",
+                f"has token_type {token_type!r}, not {' or '.join(token_types)}",
+                token_type,
             )
         scope = body.get("scope")
         if scope is not None and not isinstance(scope, str):
@@ -85,6 +92,7 @@ class TokenResponse:
             else None,
             scope=scope,
             refresh_token=refresh if isinstance(refresh, str) and refresh else None,
+            token_type=usable[token_type.lower()],
             extra=MappingProxyType({k: v for k, v in body.items() if k not in _MEMBERS}),
         )
 
@@ -145,9 +153,11 @@ class TokenErrorResponse:
         )
 
 
-def read(status: int, body: object) -> TokenResponse | TokenErrorResponse:
+def read(
+    status: int, body: object, *, token_types: Collection[str] = ("Bearer",)
+) -> TokenResponse | TokenErrorResponse:
     """What a token endpoint answered with HTTP ``status`` and the parsed ``body`` (None when
-    the body is not JSON): an error response, or a success; raise
+    the body is not JSON): an error response, or a success with one of ``token_types``; raise
     :class:`MalformedTokenResponse` for anything else (see the module's rules)."""
     error = TokenErrorResponse.parse(body)
     if error is not None:
@@ -156,7 +166,7 @@ def read(status: int, body: object) -> TokenResponse | TokenErrorResponse:
         raise MalformedTokenResponse(
             "not_a_success", f"answered HTTP {status} without an error object", body
         )
-    return TokenResponse.parse(body)
+    return TokenResponse.parse(body, token_types=token_types)
 
 
 __all__ = ["MalformedTokenResponse", "Problem", "TokenErrorResponse", "TokenResponse", "read"]
