@@ -47,6 +47,8 @@ class AuthServer:
     quotas: Quotas
     client_jwks: ClientJwks
     federation: Federation | None = None
+    # The keys of the [[workload_identities]] issuers (the jwt-bearer grant); None without rules.
+    workload_keys: WorkloadKeys | None = None
     # bastion as a client of each auth = "oauth" gateway upstream, by name (the connect pages).
     upstreams: dict[str, UpstreamServer] = field(default_factory=dict)
 
@@ -70,6 +72,7 @@ from bastion.access.policy import AccessPolicy  # noqa: E402
 from bastion.authserver.client_jwks import ClientJwks  # noqa: E402
 from bastion.authserver.clients import ClientDirectory  # noqa: E402
 from bastion.authserver.quotas import Quotas  # noqa: E402
+from bastion.authserver.workload import WorkloadKeys  # noqa: E402
 from bastion.identity.federation import Federation  # noqa: E402
 from bastion.resource.revocation import RevocationList  # noqa: E402
 from bastion.store.revocation_feed import DatabaseRevocationFeed  # noqa: E402
