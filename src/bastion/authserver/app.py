@@ -40,7 +40,7 @@ from bastion.authserver.revocations import revocation_list
 from bastion.authserver.revoke import revoke
 from bastion.authserver.secret_key import cipher_for, secret_for
 from bastion.authserver.token import token
-from bastion.authserver.workload import WorkloadKeys
+from bastion.authserver.workload_keys import WorkloadKeys
 from bastion.clock import Clock, system_clock
 from bastion.config import Settings
 from bastion.console.routes import routes as console_routes

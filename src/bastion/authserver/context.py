@@ -72,7 +72,7 @@ from bastion.access.policy import AccessPolicy  # noqa: E402
 from bastion.authserver.client_jwks import ClientJwks  # noqa: E402
 from bastion.authserver.clients import ClientDirectory  # noqa: E402
 from bastion.authserver.quotas import Quotas  # noqa: E402
-from bastion.authserver.workload import WorkloadKeys  # noqa: E402
+from bastion.authserver.workload_keys import WorkloadKeys  # noqa: E402
 from bastion.identity.federation import Federation  # noqa: E402
 from bastion.resource.revocation import RevocationList  # noqa: E402
 from bastion.store.revocation_feed import DatabaseRevocationFeed  # noqa: E402
