@@ -270,6 +270,14 @@ async def test_x07_scope_beyond_the_rule_is_invalid_scope(world: World) -> None:
     assert_error(response, 400, "invalid_scope")
 
 
+async def test_x07_a_refused_request_does_not_spend_the_token(world: World) -> None:
+    """A single-use token is spent only by a token issued: a request refused for its scope
+    may be sent again, corrected, with the same token."""
+    token = world.gh_token()
+    assert_error(await world.token(token, scope="mcp:prompts"), 400, "invalid_scope")
+    assert (await world.token(token, scope="mcp:tools")).status_code == 200
+
+
 async def test_x07_resource_without_an_access_rule_is_invalid_target(world: World) -> None:
     """RFC 8707 §2: the client's access rules give it demo only."""
     response = await world.token(world.k8s_token(), resource=FILES)

@@ -74,11 +74,16 @@ def verify(assertion: str, keys: jose.UsableKeys, issuer: str) -> jose.JsonObjec
     return claims
 
 
-def check_audience(claims: jose.JsonObject, wanted: str) -> None:
-    """RFC 7523 §3 item 3: ``aud`` (a string, or a list of them) names ``wanted``, exactly."""
+def names_audience(claims: jose.JsonObject, wanted: str) -> bool:
+    """Whether ``aud`` (a string, or a list of them) names ``wanted``, exactly."""
     aud = claims.get("aud")
     audiences: Sequence[object] = aud if isinstance(aud, list) else [aud]
-    if wanted not in [a for a in audiences if isinstance(a, str)]:
+    return bool(wanted) and wanted in [a for a in audiences if isinstance(a, str)]
+
+
+def check_audience(claims: jose.JsonObject, wanted: str) -> None:
+    """RFC 7523 §3 item 3: the assertion names ``wanted`` as its audience."""
+    if not names_audience(claims, wanted):
         raise InvalidGrant(f"the assertion's aud must be {wanted}")
 
 
@@ -127,6 +132,7 @@ __all__ = [
     "check_audience",
     "check_times",
     "header",
+    "names_audience",
     "token_digest",
     "typ",
     "unverified_claims",

@@ -21,7 +21,7 @@ from bastion.authserver.context import AuthServer
 from bastion.config import WorkloadIdentityRule
 from bastion.logs import get_logger
 from bastion.oauth import jose
-from bastion.oauth.errors import InvalidClient, InvalidGrant, OAuthError
+from bastion.oauth.errors import InvalidClient, InvalidGrant
 from bastion.store.clients import Client
 
 log = get_logger("bastion.workload")
@@ -55,41 +55,14 @@ async def verified(
         raise InvalidGrant(
             f"the token is signed with a key {first.issuer} does not publish"
         ) from None
-    audiences = {r.audience for r in rules}
-    for audience in sorted(a for a in audiences if a):
-        try:
-            assertions.check_audience(claims, audience)
-            break
-        except InvalidGrant:
-            continue
-    else:
-        raise InvalidGrant(
-            f"the token's aud must be {' or '.join(sorted(a for a in audiences if a))}"
-        )
-    lifetime = max(r.max_lifetime for r in rules)
-    assertions.check_times(claims, now=bastion.clock(), max_lifetime=lifetime, require_iat=False)
-    matching = [
-        r
-        for r in rules
-        if r.matches(claims)
-        and r.audience is not None
-        and _has_audience(claims, r.audience)
-        and _within(claims, r.max_lifetime, bastion.clock())
-    ]
-    return claims, matching
-
-
-def _has_audience(claims: jose.JsonObject, audience: str) -> bool:
-    try:
-        assertions.check_audience(claims, audience)
-    except OAuthError:
-        return False
-    return True
-
-
-def _within(claims: jose.JsonObject, max_lifetime: int, now: int) -> bool:
-    exp = claims.get("exp")
-    return isinstance(exp, int | float) and exp <= now + max_lifetime
+    for_us = [r for r in rules if assertions.names_audience(claims, r.audience or "")]
+    if not for_us:
+        wanted = " or ".join(sorted({r.audience or "" for r in rules}))
+        raise InvalidGrant(f"the token's aud must be {wanted}")
+    now = bastion.clock()
+    longest = max(r.max_lifetime for r in for_us)
+    exp = assertions.check_times(claims, now=now, max_lifetime=longest, require_iat=False)
+    return claims, [r for r in for_us if r.matches(claims) and exp <= now + r.max_lifetime]
 
 
 async def authenticate(bastion: AuthServer, assertion: str, client_id: str | None) -> Client:

@@ -98,9 +98,10 @@ async def redeem(bastion: AuthServer, client: Client, request: JwtBearerRequest)
     if not isinstance(jti, str) or not jti:
         raise InvalidGrant("the ID-JAG has no jti")
     resource = _resource(bastion, claims, request)
-    await assertions.use_once(bastion, REPLAY_PURPOSE, f"{spec.issuer} {jti}", exp)
     user = await _person(bastion, spec, claims)
     scope = await _scope(bastion, client, user, claims, request, resource)
+    # Spent only once everything else holds: a request refused for its scope may be corrected.
+    await assertions.use_once(bastion, REPLAY_PURPOSE, f"{spec.issuer} {jti}", exp)
     return await _issue(bastion, client, user, spec, scope, resource, jti)
 
 

@@ -27,7 +27,6 @@ from bastion.authserver.context import AuthServer
 from bastion.authserver.grants import id_jag
 from bastion.authserver.http import single
 from bastion.authserver.issuance import mint_access
-from bastion.authserver.quotas import requester
 from bastion.config import WorkloadIdentityRule
 from bastion.oauth import scopes as scope_syntax
 from bastion.oauth.errors import (
@@ -60,12 +59,7 @@ async def client_of(bastion: AuthServer, request: Request, params: dict[str, lis
         or assertions.typ(assertion) == assertions.ID_JAG_TYP
     ):
         return await authenticate(bastion, request, params)
-    client_id = single(params, "client_id")
-    client = await workload.authenticate(bastion, assertion, client_id)
-    if client_id is None:
-        # Counted like any client's requests from here on (quotas look at the client_id).
-        await bastion.clients.find(client.client_id, requester=requester(request.scope))
-    return client
+    return await workload.authenticate(bastion, assertion, single(params, "client_id"))
 
 
 async def issue(bastion: AuthServer, client: Client, request: JwtBearerRequest) -> TokenResponse:
@@ -102,18 +96,18 @@ async def _workload_token(
             )
         )
     rule = mine[0]
-    exp = claims.get("exp")
-    assert isinstance(exp, int | float)  # checked by workload.verified
-    if rule.single_use:
+    resource = select_resource(bastion, (request.resource,) if request.resource else ())
+    scope = await _machine_scope(bastion, client, rule, request, resource)
+    if rule.single_use:  # spent only once everything else holds
         jti = claims.get("jti")
+        exp = claims.get("exp")
+        assert isinstance(exp, int | float)  # checked by workload.verified
         key = (
             f"{rule.issuer} {jti}"
             if isinstance(jti, str) and jti
             else assertions.token_digest(request.assertion)
         )
         await assertions.use_once(bastion, REPLAY_PURPOSE, key, int(exp))
-    resource = select_resource(bastion, (request.resource,) if request.resource else ())
-    scope = await _machine_scope(bastion, client, rule, request, resource)
     _, response = await mint_access(
         bastion,
         client=client,
