@@ -131,9 +131,10 @@ def grant_type(params: Params) -> GrantType:
     for known in ALL_GRANT_TYPES:
         if sent == known:
             return known
-    # Token exchange is left out: where no [[token_exchange]] rule exists it is unsupported.
+    # Token exchange and jwt-bearer are left out: without configuration they are unsupported.
+    always = [g for g in GRANT_TYPES if g != JWT_BEARER]
     raise UnsupportedGrantType(
-        f"grant_type {sent} is not supported; use one of {', '.join(GRANT_TYPES)}"
+        f"grant_type {sent} is not supported; use one of {', '.join(always)}"
     )
 
 
