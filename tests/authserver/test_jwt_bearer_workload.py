@@ -2,6 +2,8 @@
 client authentication, with no secret (RFC 7523 §2.1, §3, §3.1; SEP-1933; checklist X07), on
 SQLite and PostgreSQL.
 
+The replay test at the end runs two ``bastion serve`` processes on one PostgreSQL schema.
+
 Two stand-in platforms serve discovery and keys on 127.0.0.1 and sign with real P-256 keys: a
 Kubernetes-like cluster (service-account subjects, only what verifying tokens needs in its
 discovery document; tokens reused until they near expiry, so its rule has
@@ -11,13 +13,16 @@ discovery document; tokens reused until they near expiry, so its rule has
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from bastion.authserver import admin
 from bastion.config import ResourceSettings, Settings, WorkloadIdentityRule
@@ -26,7 +31,8 @@ from bastion.store.database import Database
 from bastion.store.schema import auth_audit, clients
 from tests.authserver._issuers import Issuer, jti, new_key, served, unsigned
 from tests.authserver._tokens import Confidential, FakeClock, assert_error, confidential_client
-from tests.conftest import ISSUER
+from tests.conftest import ISSUER, POSTGRES_URL
+from tests.scaleout.processes import free_ports, require_postgres, serving
 from tests.support.asgi import running
 from tests.support.jwt import claims_of
 
@@ -361,3 +367,55 @@ async def test_x07_metadata_lists_jwt_bearer(world: World) -> None:
     """RFC 8414 §2: grant_types_supported names the grant once a workload rule exists."""
     metadata = (await world.http.get("/.well-known/oauth-authorization-server")).json()
     assert JWT_BEARER in metadata["grant_types_supported"]
+
+
+@pytest.mark.postgres
+async def test_rfc7523_3_replay_is_refused_by_another_bastion_process(tmp_path: Path) -> None:
+    """RFC 7523 §3 item 7 across processes: two ``bastion serve`` on one PostgreSQL schema (as
+    behind a load balancer); a single-use workload token redeemed at A is refused at B."""
+    require_postgres(POSTGRES_URL)
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    port_a, port_b = free_ports(2)
+    try:
+        async with served(Issuer(oidc_sign_in=False)) as k8s:
+            environment: dict[str, Any] = {
+                "issuer": f"http://127.0.0.1:{port_a}",
+                "data_dir": str(tmp_path / "data"),
+                "database_url": POSTGRES_URL,
+                "database_schema": schema,
+                "secret_key": "jwt-bearer-test-secret-key-0123456789abcdef",
+                "resources": [{"uri": DEMO, "name": "demo", "scopes": ["mcp:tools"]}],
+                "workload_identities": [
+                    {
+                        "name": "ci-cluster",
+                        "issuer": k8s.url,
+                        "subject": "system:serviceaccount:ci:*",
+                        "client": "ci-deployer",
+                        "allow_private_addresses": True,
+                    }
+                ],
+            }
+            await machine(Settings(**environment), "ci-deployer", [JWT_BEARER])
+            now = FakeClock().now
+            token = k8s.sign(
+                {
+                    "iss": k8s.url,
+                    "sub": "system:serviceaccount:ci:deployer",
+                    "aud": environment["issuer"],
+                    "jti": jti(),
+                    **k8s.times(600, now=now),
+                }
+            )
+            form = {"grant_type": JWT_BEARER, "assertion": token, "resource": DEMO}
+            with serving(environment, [port_a, port_b]) as (a, b):
+                async with httpx.AsyncClient(timeout=10, trust_env=False) as http:
+                    first = await http.post(f"{a.url}/token", data=form)
+                    again = await http.post(f"{b.url}/token", data=form)
+        assert first.status_code == 200, first.text
+        body = assert_error(again, 400, "invalid_grant")
+        assert "already used" in body["error_description"]
+    finally:
+        engine = create_async_engine(POSTGRES_URL)
+        async with engine.begin() as conn:
+            await conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        await engine.dispose()
