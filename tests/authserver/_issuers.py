@@ -40,6 +40,7 @@ class Issuer:
     key: ECKey = field(default_factory=lambda: new_key("key-1"))
     url: str = ""
     oidc_sign_in: bool = True
+    discovery_issuer: str | None = None  # another issuer in the discovery document (a fault)
     jwks_requests: int = 0
 
     def app(self) -> Starlette:
@@ -52,7 +53,7 @@ class Issuer:
 
     async def discovery(self, request: Request) -> Response:
         doc: dict[str, Any] = {
-            "issuer": self.url,
+            "issuer": self.discovery_issuer or self.url,
             "jwks_uri": f"{self.url}/jwks",
             "id_token_signing_alg_values_supported": ["ES256"],
             "subject_types_supported": ["public"],

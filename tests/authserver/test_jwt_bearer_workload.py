@@ -252,6 +252,30 @@ async def test_rfc7523_3_1_bad_token_of_a_configured_issuer_is_invalid_grant(
     assert_error(await world.token(tokens[make]()), 400, "invalid_grant")
 
 
+async def test_x07_discovery_naming_another_issuer_is_invalid_grant(
+    world: World, make_settings: Callable[..., Settings]
+) -> None:
+    """OpenID Connect Discovery 1.0 §4.3: the keys of an issuer whose discovery document names
+    another issuer are not used; the token is refused (invalid_grant) and nothing issued."""
+    async with served(Issuer(oidc_sign_in=False, discovery_issuer="https://evil.example")) as bad:
+        rule = WorkloadIdentityRule(
+            name="liar",
+            issuer=bad.url,
+            subject="system:serviceaccount:ci:*",
+            client="ci-deployer",
+            allow_private_addresses=True,
+        )
+        settings = make_settings(resources=RESOURCES, workload_identities=[rule])
+        token = bad.sign(claims_of(world.k8s_token()) | {"iss": bad.url})
+        async with running(settings, clock=world.clock) as http:
+            response = await http.post(
+                "/token", data={"grant_type": JWT_BEARER, "assertion": token, "resource": DEMO}
+            )
+    body = assert_error(response, 400, "invalid_grant")
+    assert "another issuer" in body["error_description"]
+    assert bad.jwks_requests == 0
+
+
 async def test_x07_id_jag_typ_is_not_a_workload_token(world: World) -> None:
     """A token typed as an ID-JAG is never a workload's: it needs an authenticated client."""
     token = world.gh_token(typ="oauth-id-jag+jwt")
