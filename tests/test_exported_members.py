@@ -84,6 +84,7 @@ EXPORTS = {
         "UpstreamListingSettings",
         "UpstreamOAuthSettings",
         "UpstreamSettings",
+        "WorkloadIdentityRule",
         "config_file_from_environment",
         "environment_names_data",
         "export_config_file",

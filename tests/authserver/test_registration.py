@@ -288,7 +288,8 @@ async def test_a04_missing_or_malformed_redirect_uris_are_refused(
 
 UNSUPPORTED_GRANT = (
     "grant_types: unsupported {}; supported: authorization_code, refresh_token, "
-    "client_credentials (implicit and password grants are not part of OAuth 2.1)"
+    "client_credentials, urn:ietf:params:oauth:grant-type:jwt-bearer (implicit and password "
+    "grants are not part of OAuth 2.1)"
 )
 
 

@@ -19,6 +19,7 @@ from bastion.clock import system_clock
 from bastion.config import Settings
 from bastion.oauth import client_metadata
 from bastion.oauth.resource import canonical
+from bastion.oauth.token_request import JWT_BEARER
 from bastion.private_files import private_dir
 from bastion.store import access as rule_rows
 from bastion.store import auth_audit
@@ -213,8 +214,11 @@ async def add_client(
 
 
 def _check_machine(meta: client_metadata.ClientMetadata, targets: list[str] | None) -> None:
-    if targets and "client_credentials" not in meta.grant_types:
-        raise AdminError("resources are given to machine clients: add --grant client_credentials")
+    if targets and not {"client_credentials", JWT_BEARER} & set(meta.grant_types):
+        raise AdminError(
+            "resources are given to machine clients: add --grant client_credentials (or "
+            f"--grant {JWT_BEARER} for a workload, docs/workload-identity.md)"
+        )
 
 
 async def _give_resources(
@@ -281,10 +285,7 @@ async def update_client(
         scopes = (meta.scope or "").split()
         for target in targets or [EVERY]:
             check_known_scopes(settings, scopes, target)
-        if targets and "client_credentials" not in meta.grant_types:
-            raise AdminError(
-                "resources are given to machine clients: add --grant client_credentials"
-            )
+        _check_machine(meta, targets)
         await client_rows.update(conn, client_id, now, metadata=meta, introspects=readers)
         if targets is not None:
             await rule_rows.delete_rules_of(conn, f"client:{client_id}")

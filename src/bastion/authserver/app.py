@@ -41,6 +41,7 @@ from bastion.authserver.revocations import revocation_list
 from bastion.authserver.revoke import revoke
 from bastion.authserver.secret_key import cipher_for, secret_for
 from bastion.authserver.token import token
+from bastion.authserver.workload_keys import WorkloadKeys
 from bastion.clock import Clock, system_clock
 from bastion.config import Settings
 from bastion.console.routes import routes as console_routes
@@ -146,6 +147,9 @@ async def open_server(
             replays=DatabaseReplayGuard(db, REPLAY_PURPOSE),
         ),
         federation=Federation(settings, cipher=cipher, clock=clock),
+        workload_keys=WorkloadKeys(settings.workload_identities, clock=clock)
+        if settings.workload_identities
+        else None,
         upstreams={
             upstream.name: UpstreamServer(upstream, issuer=settings.issuer, db=db, cipher=cipher)
             for upstream in oauth_upstreams(settings)
@@ -182,6 +186,8 @@ async def close_server(bastion: AuthServer) -> None:
     await bastion.client_jwks.aclose()
     if bastion.federation is not None:
         await bastion.federation.aclose()
+    if bastion.workload_keys is not None:
+        await bastion.workload_keys.aclose()
     for upstream in bastion.upstreams.values():
         await upstream.aclose()
     await bastion.db.dispose()

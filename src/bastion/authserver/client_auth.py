@@ -91,6 +91,16 @@ def presented(request: Request, params: dict[str, list[str]]) -> Presented:
     return Presented("none", form_id)
 
 
+def sends_credentials(request: Request, params: dict[str, list[str]]) -> bool:
+    """Whether a request carries client credentials (HTTP Basic, a secret or a client
+    assertion), more than a bare client_id."""
+    return (
+        "authorization" in request.headers
+        or single(params, "client_secret") is not None
+        or single(params, "client_assertion") is not None
+    )
+
+
 async def authenticate(
     bastion: AuthServer, request: Request, params: dict[str, list[str]]
 ) -> Client:
@@ -191,4 +201,4 @@ async def _verify_assertion(bastion: AuthServer, client: Client, assertion: str)
         raise InvalidClient("the client assertion was already used")
 
 
-__all__ = ["ASSERTION_TYPE", "Presented", "authenticate", "presented"]
+__all__ = ["ASSERTION_TYPE", "Presented", "authenticate", "presented", "sends_credentials"]

@@ -49,6 +49,8 @@ class AuthServer:
     # DPoP proofs on token requests (RFC 9449 §5): checked for every grant.
     dpop: TokenEndpointDPoP
     federation: Federation | None = None
+    # The keys of the [[workload_identities]] issuers (the jwt-bearer grant); None without rules.
+    workload_keys: WorkloadKeys | None = None
     # bastion as a client of each auth = "oauth" gateway upstream, by name (the connect pages).
     upstreams: dict[str, UpstreamServer] = field(default_factory=dict)
 
@@ -73,6 +75,7 @@ from bastion.authserver.client_jwks import ClientJwks  # noqa: E402
 from bastion.authserver.clients import ClientDirectory  # noqa: E402
 from bastion.authserver.dpop import TokenEndpointDPoP  # noqa: E402
 from bastion.authserver.quotas import Quotas  # noqa: E402
+from bastion.authserver.workload_keys import WorkloadKeys  # noqa: E402
 from bastion.identity.federation import Federation  # noqa: E402
 from bastion.resource.revocation import RevocationList  # noqa: E402
 from bastion.store.revocation_feed import DatabaseRevocationFeed  # noqa: E402

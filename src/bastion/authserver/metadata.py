@@ -13,7 +13,7 @@ from bastion.authserver.client_auth import ASSERTION_ALGS
 from bastion.authserver.context import AuthServer, server
 from bastion.oauth.client_metadata import AUTH_METHODS
 from bastion.oauth.server_metadata import ServerMetadata
-from bastion.oauth.token_request import GRANT_TYPES, TOKEN_EXCHANGE
+from bastion.oauth.token_request import GRANT_TYPES, JWT_BEARER, TOKEN_EXCHANGE
 
 CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
 
@@ -29,8 +29,11 @@ def document(bastion: AuthServer) -> ServerMetadata:
         scopes_supported=tuple(s.all_scopes),
         response_types_supported=("code",),
         response_modes_supported=("query",),
-        # Token exchange is advertised only when some rule allows it (refused by default).
-        grant_types_supported=(*GRANT_TYPES, TOKEN_EXCHANGE) if s.token_exchange else GRANT_TYPES,
+        # Token exchange and jwt-bearer are advertised only when configured (refused otherwise).
+        grant_types_supported=(
+            *(g for g in GRANT_TYPES if g != JWT_BEARER or s.accepts_jwt_bearer),
+            *((TOKEN_EXCHANGE,) if s.token_exchange else ()),
+        ),
         token_endpoint_auth_methods_supported=AUTH_METHODS,
         token_endpoint_auth_signing_alg_values_supported=tuple(ASSERTION_ALGS),
         code_challenge_methods_supported=("S256",),

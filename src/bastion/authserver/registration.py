@@ -60,7 +60,7 @@ def _refuse_machine_grants(
     """Machine access is never self-service: a client that registers itself may ask people to
     sign in, never act alone, unless an operator's initial access token allows machine
     clients."""
-    alone = sorted(set(meta.grant_types) & client_metadata.PERSONLESS_GRANTS)
+    alone = sorted(set(meta.grant_types) & client_metadata.OPERATOR_GRANTS)
     if alone and (token is None or not token.machine_rules):
         raise InvalidClientMetadata(
             f"grant_types: {', '.join(alone)} is not available to self-registered clients; "

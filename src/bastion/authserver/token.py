@@ -25,6 +25,7 @@ from bastion.authserver.context import AuthServer, server
 from bastion.authserver.grants import (
     authorization_code,
     client_credentials,
+    jwt_bearer,
     refresh_token,
     token_exchange,
 )
@@ -32,9 +33,11 @@ from bastion.authserver.http import json_response, read_form
 from bastion.oauth import token_request
 from bastion.oauth.errors import ServerError, UnauthorizedClient, UnsupportedGrantType
 from bastion.oauth.token_request import (
+    JWT_BEARER,
     TOKEN_EXCHANGE,
     AuthorizationCodeRequest,
     ClientCredentialsRequest,
+    JwtBearerRequest,
     RefreshTokenRequest,
     TokenExchangeRequest,
     TokenRequest,
@@ -55,7 +58,11 @@ async def token(request: Request) -> Response:
         raise UnsupportedGrantType(
             f"grant_type {TOKEN_EXCHANGE} is not enabled here: no [[token_exchange]] rule"
         )
-    client = await authenticate(bastion, request, params)
+    client = await (
+        jwt_bearer.client_of(bastion, request, params)  # a workload's token authenticates too
+        if grant_type == JWT_BEARER
+        else authenticate(bastion, request, params)
+    )
     if grant_type != TOKEN_EXCHANGE and grant_type not in client.metadata.grant_types:
         raise UnauthorizedClient(f"this client is not registered for the {grant_type} grant")
     parsed = token_request.parse(grant_type, params)
@@ -85,6 +92,8 @@ async def grant(
             return await refresh_token.refresh(bastion, client, request, dpop_jkt=dpop_jkt)
         case ClientCredentialsRequest():
             return await client_credentials.issue(bastion, client, request, dpop_jkt=dpop_jkt)
+        case JwtBearerRequest():
+            return await jwt_bearer.issue(bastion, client, request, dpop_jkt=dpop_jkt)
         case TokenExchangeRequest():
             return await token_exchange.exchange(bastion, client, request, dpop_jkt=dpop_jkt)
         case _:

@@ -58,7 +58,11 @@ Introspects = Annotated[
 ]
 Grants = Annotated[
     list[str] | None,
-    typer.Option("--grant", help="authorization_code, refresh_token, client_credentials (repeat)."),
+    typer.Option(
+        "--grant",
+        help="authorization_code, refresh_token, client_credentials, "
+        "urn:ietf:params:oauth:grant-type:jwt-bearer (repeat).",
+    ),
 ]
 
 ClientIdArgument = Annotated[str, typer.Argument(help="The client's client_id.")]

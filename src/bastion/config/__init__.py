@@ -59,6 +59,7 @@ from bastion.config.registry_scopes import (
 from bastion.config.resources import ResourceSettings
 from bastion.config.revocations import RevocationSettings
 from bastion.config.settings import Settings
+from bastion.config.workload import WorkloadIdentityRule
 
 __all__ = [
     "CONFIG_FILE_VARIABLE",
@@ -92,6 +93,7 @@ __all__ = [
     "UpstreamListingSettings",
     "UpstreamOAuthSettings",
     "UpstreamSettings",
+    "WorkloadIdentityRule",
     "config_file_from_environment",
     "environment_names_data",
     "export_config_file",

@@ -210,6 +210,13 @@ class IdentityProviderSettings(BaseModel):
         description="Keep the provider's refresh token, encrypted with secret_key, for later "
         "token exchange. Never given to MCP clients.",
     )
+    accept_id_jag: bool = Field(
+        False,
+        description="Accept this provider's Identity Assertion JWT Authorization Grants "
+        "(ID-JAG, enterprise-managed authorization) at the token endpoint: a client the "
+        "provider names gets a token for the person, with no browser. See "
+        "docs/enterprise-managed-authorization.md.",
+    )
     session_max_age: int | None = Field(
         None,
         ge=300,
@@ -280,6 +287,12 @@ class IdentityProviderSettings(BaseModel):
             )
         if self.token_endpoint_auth_method == "none" and self.client_secret is not None:
             raise ValueError(f"{where}: token_endpoint_auth_method none takes no client_secret")
+        if self.accept_id_jag and (self.kind in ("oauth2", "github") or self.is_public):
+            raise ValueError(
+                f"{where}: accept_id_jag needs an OpenID provider with its own issuer and keys "
+                "(an enterprise identity provider), not a plain OAuth 2.0, GitHub or "
+                "multi-tenant provider"
+            )
         if self.is_public and self.allow.is_empty and not self.allow.any_account:
             raise ValueError(
                 f"{where}: anyone with an account there could sign in. Add allow rules "

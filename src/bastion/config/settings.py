@@ -34,6 +34,7 @@ from bastion.config.metrics import MetricsSettings
 from bastion.config.registry import RegistrySettings
 from bastion.config.resources import ResourceSettings
 from bastion.config.revocations import RevocationSettings
+from bastion.config.workload import WorkloadIdentityRule
 from bastion.oauth.endpoint_url import EndpointUrlPolicy
 from bastion.oauth.resource import canonical
 
@@ -136,6 +137,12 @@ class Settings(BaseSettings):
     upstreams: list[IdentityProviderSettings] = Field(
         default_factory=list,
         description="Identity providers people sign in with (federation); see docs/providers/.",
+    )
+    workload_identities: list[WorkloadIdentityRule] = Field(
+        default_factory=list,
+        description="Workloads (Kubernetes, GitHub Actions, SPIFFE) that obtain tokens with "
+        "their platform's token as a machine client, without a secret (RFC 7523 jwt-bearer); "
+        "see docs/workload-identity.md.",
     )
 
     @field_validator("trusted_proxies")
@@ -295,6 +302,28 @@ class Settings(BaseSettings):
                     "at the gateway; give the upstream server's own resource URI"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _workload_identities(self) -> Settings:
+        names = [w.name for w in self.workload_identities]
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"workload_identities: the name {name!r} is used twice")
+        known = set(self.all_scopes)
+        for rule in self.workload_identities:
+            if rule.audience is None:
+                rule.audience = self.issuer
+            unknown = sorted(set(rule.scopes or ()) - known)
+            if unknown:
+                raise ValueError(
+                    f"workload_identities[{rule.name}]: unknown scopes {' '.join(unknown)}"
+                )
+        return self
+
+    @property
+    def accepts_jwt_bearer(self) -> bool:
+        """Whether the jwt-bearer grant (RFC 7523) is offered: an upstream accepts ID-JAGs
+        or a workload identity is configured."""
+        return bool(self.workload_identities) or any(u.accept_id_jag for u in self.upstreams)
 
     @property
     def effective_database_url(self) -> str:

@@ -18,11 +18,15 @@ from bastion.oauth.redirect_uri import (
     RedirectUriError,
     validate_for_registration,
 )
-from bastion.oauth.token_request import GRANT_TYPES
+from bastion.oauth.token_request import GRANT_TYPES, JWT_BEARER
 
 AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post", "private_key_jwt")
 # Grants with no person behind them: a client uses them acting for itself.
 PERSONLESS_GRANTS = frozenset({"client_credentials"})
+# Grants only an operator gives a client: acting alone, and jwt-bearer (RFC 7523), with which
+# an identity provider's assertion (an ID-JAG) or a workload's token obtains tokens without a
+# person's consent here.
+OPERATOR_GRANTS = PERSONLESS_GRANTS | {JWT_BEARER}
 RESPONSE_TYPES = ("code",)
 CONFIDENTIAL_METHODS = frozenset({"client_secret_basic", "client_secret_post", "private_key_jwt"})
 
@@ -154,6 +158,7 @@ __all__ = [
     "AUTH_METHODS",
     "CONFIDENTIAL_METHODS",
     "GRANT_TYPES",
+    "OPERATOR_GRANTS",
     "PERSONLESS_GRANTS",
     "RESPONSE_TYPES",
     "AuthMethod",

@@ -45,6 +45,7 @@ class Event(StrEnum):
     GRANT_REVOKED = "grant_revoked"
     TOKEN_REVOKED = "token_revoked"
     TOKEN_EXCHANGED = "token_exchanged"
+    WORKLOAD_TOKEN_ISSUED = "workload_token_issued"
     SESSIONS_ENDED = "sessions_ended"
     UPSTREAM_DISCONNECTED = "upstream_disconnected"
     CLIENT_REGISTERED = "client_registered"
