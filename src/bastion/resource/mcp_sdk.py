@@ -41,8 +41,8 @@ class McpTokenVerifier:
     A refused token gives None (the SDK answers 401); an unreachable authorization server
     (``TemporarilyUnavailable``) propagates, so the SDK fails the request instead of telling the
     client its token is invalid. A DPoP-bound token (``cnf.jkt``) gives None too: the SDK never
-    checks the DPoP proof that must come with it (RFC 9449 §7.2). ``AccessToken.client_id`` is the token's client_id, or its
-    subject when it names none (the SDK requires one).
+    checks the DPoP proof that must come with it (RFC 9449 §7.2). ``AccessToken.client_id`` is
+    the token's client_id, or its subject when it names none (the SDK requires one).
     """
 
     def __init__(self, verifier: TokenVerifier, *, resource: str) -> None:

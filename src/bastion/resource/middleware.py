@@ -196,10 +196,10 @@ class ResourceServerMiddleware:
         self.metadata_url = metadata_url(self.resource)
         self.metadata_path = urlsplit(self.metadata_url).path
         parts = urlsplit(self.resource)
-        base = urlsplit(public_url) if public_url else parts._replace(path="")
-        if base.scheme not in ("http", "https") or not base.netloc or base.query or base.fragment:
+        public = urlsplit(public_url) if public_url else parts._replace(path="")
+        if public.scheme not in ("http", "https") or not public.netloc or public.query:
             raise ValueError(f"public_url must be an absolute http(s) URL; got {public_url!r}")
-        self._public_base = f"{base.scheme}://{base.netloc}{base.path.rstrip('/')}"
+        self._public_base = f"{public.scheme}://{public.netloc}{public.path.rstrip('/')}"
         prefixes = [parts.path] if protect_paths is None else list(protect_paths)
         for prefix in prefixes:
             if prefix and not prefix.startswith("/"):
