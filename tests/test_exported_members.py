@@ -136,6 +136,7 @@ EXPORTS = {
         "IntrospectionVerifier",
         "JwtVerifier",
         "Principal",
+        "ResourceDPoP",
         "ResourceServerMiddleware",
         "RevocationCheck",
         "RevocationList",

@@ -11,6 +11,8 @@ every replica shares) and whether it demands nonces of its own (§9). The middle
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Sequence
 
 from bastion.clock import Clock, system_clock
@@ -124,4 +126,12 @@ class ResourceDPoP:
             )
 
 
-__all__ = ["ResourceDPoP"]
+def derived_nonces(secret: bytes, *, context: str, lifetime: int = 300) -> DPoPNonces:
+    """The nonces of a resource (RFC 9449 §9) under a key derived from ``secret`` for
+    ``context``: every process holding the same secret makes and accepts the same nonces, and
+    they are not the authorization server's (§9: a resource's nonces are its own)."""
+    key = hmac.new(secret, f"bastion resource dpop nonce {context}".encode(), hashlib.sha256)
+    return DPoPNonces(key.digest(), lifetime=lifetime)
+
+
+__all__ = ["ResourceDPoP", "derived_nonces"]
