@@ -21,6 +21,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from joserfc.jwk import ECKey
+from pydantic import ValidationError
 
 from bastion.authserver.app import create_app
 from bastion.config import ResourceSettings, Settings
@@ -213,3 +214,10 @@ async def test_x03_a_bound_token_with_its_proof_reaches_the_upstream_without_tok
     assert "dpop" not in {name.lower() for name, _ in sent}
     assert "authorization" not in {name.lower() for name, _ in sent}
     assert token not in json.dumps(sent) and proof not in json.dumps(sent)
+
+
+def test_x05_an_algorithm_bastion_cannot_verify_is_a_configuration_error() -> None:
+    """[gateway.dpop] algorithms: only JWS algorithms bastion verifies (never none or HS256)."""
+    with pytest.raises(ValidationError) as caught:
+        Settings(issuer="https://auth.example.com", gateway={"dpop": {"algorithms": ["HS256"]}})
+    assert "unknown DPoP algorithms ['HS256']" in str(caught.value)
