@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 
 from bastion.oauth.www_authenticate import parse_challenges
-from tests.registry.harness import PRM_URL, REGISTRY, Registry, RegistryFactory
+from tests.registry.harness import PRM_URL, REGISTRY, Registry, RegistryFactory, server_json
 from tests.support.dpop import make_proof, new_key, thumbprint
 
 SERVERS = f"{REGISTRY}/v0.1/servers"
@@ -63,6 +63,27 @@ async def test_x05_require_dpop_and_nonces_at_the_registry(
         )
     assert second.status_code == 200, second.text
     assert metadata["dpop_bound_access_tokens_required"] is True
+
+
+async def test_x05_a_publish_without_the_write_scope_is_challenged_in_dpop(reg: Registry) -> None:
+    """The registry's own 403 insufficient_scope (a publish with a read token) is in the scheme
+    the token came with (RFC 9449 §7.1)."""
+    key = new_key()
+    token = await reg.token(cnf={"jkt": thumbprint(key)})
+    url = f"{REGISTRY}/v0.1/publish"
+    response = await reg.client.post(
+        url,
+        json=server_json("com.acme.team-a/dpop"),
+        headers={
+            "Authorization": f"DPoP {token}",
+            "DPoP": make_proof(key, "POST", url, token=token),
+        },
+    )
+    assert response.status_code == 403, response.text
+    [challenge] = parse_challenges(response.headers["www-authenticate"])
+    assert challenge.scheme == "dpop"
+    assert challenge.get("error") == "insufficient_scope"
+    assert challenge.get("algs") == "ES256 EdDSA RS256 PS256"
 
 
 # -- who may ----------------------------------------------------------------------------------

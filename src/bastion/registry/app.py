@@ -45,7 +45,7 @@ from bastion.authserver.secret_key import secret_for
 from bastion.config import Settings
 from bastion.logs import get_logger
 from bastion.oauth.protected_resource import check_resource, metadata_url
-from bastion.oauth.www_authenticate import build_bearer_challenge
+from bastion.oauth.www_authenticate import build_bearer_challenge, build_dpop_challenge
 from bastion.ops.health import (
     Probes,
     Readiness,
@@ -217,14 +217,17 @@ def create_registry_app(
         revocations=revoked,
     )
 
-    def challenge(scope: str) -> str:
-        return build_bearer_challenge(
-            realm=config.realm,
-            resource_metadata=prm_url,
-            scope=scope,
-            error="insufficient_scope",
-            error_description=f"this operation needs scope {scope}",
-        )
+    def challenge(scope: str, dpop: bool) -> str:
+        params = {
+            "realm": config.realm,
+            "resource_metadata": prm_url,
+            "scope": scope,
+            "error": "insufficient_scope",
+            "error_description": f"this operation needs scope {scope}",
+        }
+        if dpop:
+            return build_dpop_challenge(algs=config.dpop.algorithms, **params)
+        return build_bearer_challenge(**params)
 
     registry = Registry(db, config, clock=clock, challenge=challenge)
     api = RegistryApi(registry, config, prefix=prefix, max_body=config.max_body_bytes)
