@@ -140,6 +140,7 @@ EXPORTS = {
         "IntrospectionVerifier",
         "JwtVerifier",
         "Principal",
+        "ResourceDPoP",
         "ResourceServerMiddleware",
         "RevocationCheck",
         "RevocationList",

@@ -340,7 +340,9 @@ async def test_r07_sdk_client_registers_authorizes_and_steps_up_through_the_gate
     assert flow[step_up + 1 : step_up + 3] == [token_endpoint, ("POST", resource, 200)]
     assert [f[2] for f in flow].count(401) == 1
     assert [f[2] for f in flow].count(403) == 1
-    [challenge] = parse_challenges(client.exchanges[0].www_authenticate or "")
+    # The SDK's client reads the Bearer challenge; the DPoP one follows it (RFC 9449 §7.2).
+    challenge, dpop = parse_challenges(client.exchanges[0].www_authenticate or "")
+    assert (challenge.scheme, dpop.scheme) == ("bearer", "dpop")
     assert challenge.params == {
         "resource_metadata": metadata_url_of(stack, name),
         "scope": "mcp:tools",

@@ -174,7 +174,8 @@ async def test_r01_r02_r03_no_token_is_401_pointing_at_the_resource_metadata(
     async with httpx.AsyncClient() as http:
         response = await http.post(stack.url("notes"), json=INIT, headers={"Accept": ACCEPT})
         assert response.status_code == 401
-        [challenge] = parse_challenges(response.headers["www-authenticate"])
+        challenge, dpop = parse_challenges(response.headers["www-authenticate"])
+        assert (challenge.scheme, dpop.scheme) == ("bearer", "dpop")
         metadata_url = f"{stack.gateway}/.well-known/oauth-protected-resource/mcp/notes"
         assert challenge.params["resource_metadata"] == metadata_url
         assert challenge.params["scope"] == "mcp:tools"

@@ -20,13 +20,18 @@ from tests.registry.harness import (
     server_json,
 )
 
+# Bearer, and DPoP beside it (RFC 9449 §7.2: a resource taking both schemes offers both).
 CHALLENGE_401 = (
-    f'Bearer realm="mcp-registry", resource_metadata="{PRM_URL}", scope="mcp-registry:read"'
+    f'Bearer realm="mcp-registry", resource_metadata="{PRM_URL}", scope="mcp-registry:read", '
+    f'DPoP realm="mcp-registry", resource_metadata="{PRM_URL}", scope="mcp-registry:read", '
+    'algs="ES256 EdDSA RS256 PS256"'
 )
 
 
 def challenge(response: httpx.Response) -> Challenge:
-    [found] = parse_challenges(response.headers["www-authenticate"])
+    """The first challenge: Bearer (a 401 without token offers DPoP after it)."""
+    found = parse_challenges(response.headers["www-authenticate"])[0]
+    assert found.scheme == "bearer"
     return found
 
 
@@ -94,6 +99,7 @@ async def test_g01_protected_resource_metadata_names_the_registry_url_as_resourc
             "mcp-registry:write",
         ],
         "resource_name": "MCP Registry",
+        "dpop_signing_alg_values_supported": ["ES256", "EdDSA", "RS256", "PS256"],
     }
 
 
@@ -268,7 +274,9 @@ async def test_the_middleware_realm_option_puts_realm_in_every_challenge() -> No
         response = await client.get("/api")
         assert response.status_code == 401
         assert response.headers["www-authenticate"] == (
-            f'Bearer realm="Example", resource_metadata="{metadata}", scope="a:read"'
+            f'Bearer realm="Example", resource_metadata="{metadata}", scope="a:read", '
+            f'DPoP realm="Example", resource_metadata="{metadata}", scope="a:read", '
+            'algs="ES256 EdDSA RS256 PS256"'
         )
         response = await client.get("/api", headers={"Authorization": "Bearer abc"})
         assert challenge(response).get("realm") == "Example"

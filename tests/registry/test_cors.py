@@ -12,7 +12,8 @@ async def test_a_preflight_is_answered_without_a_token_with_copilots_headers(
     reg: Registry,
 ) -> None:
     """OPTIONS with Origin and Access-Control-Request-Method: 204, exactly
-    `Access-Control-Allow-Headers: Authorization, Content-Type`."""
+    `Access-Control-Allow-Headers: Authorization, Content-Type` (what Copilot needs) and `DPoP`
+    (RFC 9449 §7.1)."""
     response = await reg.client.options(
         f"{reg.base}/servers",
         headers={
@@ -23,7 +24,7 @@ async def test_a_preflight_is_answered_without_a_token_with_copilots_headers(
     )
     assert response.status_code == 204
     assert response.headers["access-control-allow-origin"] == "*"
-    assert response.headers["access-control-allow-headers"] == "Authorization, Content-Type"
+    assert response.headers["access-control-allow-headers"] == "Authorization, Content-Type, DPoP"
     assert response.headers["access-control-allow-methods"] == (
         "GET, POST, PUT, PATCH, DELETE, OPTIONS"
     )
@@ -36,7 +37,7 @@ async def test_answers_carry_cors_headers_and_expose_the_challenge(reg: Registry
     response = await reg.client.get(f"{reg.base}/servers", headers={"Origin": ORIGIN})
     assert response.status_code == 401
     assert response.headers["access-control-allow-origin"] == "*"
-    assert response.headers["access-control-expose-headers"] == "WWW-Authenticate"
+    assert response.headers["access-control-expose-headers"] == "WWW-Authenticate, DPoP-Nonce"
     token = await reg.token()
     response = await reg.client.get(
         f"{reg.base}/servers", headers={"Origin": ORIGIN, **reg.bearer(token)}

@@ -56,7 +56,7 @@ async def test_publish_then_two_users_of_different_groups_list_different_entries
             # Discovery as a client does it: 401 -> resource_metadata -> authorization server.
             probe = await http.get("/registry/v0.1/servers", params={"limit": 1})
             assert probe.status_code == 401
-            [challenge] = parse_challenges(probe.headers["www-authenticate"])
+            challenge, _dpop = parse_challenges(probe.headers["www-authenticate"])
             assert challenge.get("realm") == "mcp-registry"
             assert challenge.get("scope") == READ
             metadata = (await http.get(challenge.get("resource_metadata") or "")).json()

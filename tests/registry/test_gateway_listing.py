@@ -284,6 +284,6 @@ async def test_the_listed_remote_is_the_gateways_protected_endpoint(
                 headers={"Accept": "application/json, text/event-stream"},
             )
             assert refused.status_code == 401
-            [challenge] = parse_challenges(refused.headers["www-authenticate"])
+            challenge, _dpop = parse_challenges(refused.headers["www-authenticate"])
             metadata = await http.get(challenge.get("resource_metadata") or "")
             assert metadata.json()["resource"] == remote["url"]

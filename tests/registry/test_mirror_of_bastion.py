@@ -32,7 +32,9 @@ async def _source_settings(tmp_path: Path) -> Settings:
     db = Database(settings.effective_database_url)
     try:
         await db.upgrade()
-        registry = Registry(db, settings.registry, clock=MillisClock(), challenge=lambda s: "")
+        registry = Registry(
+            db, settings.registry, clock=MillisClock(), challenge=lambda scope, dpop: ""
+        )
         for version in ("1.0.0", "1.1.0"):
             valid = validate_server(server_json("com.acme.team-a/weather", version))
             entry = new_entry(

@@ -47,7 +47,7 @@ CUSTOM = {"read": "catalog.read", "write": "catalog.write", "admin": "catalog.ad
 
 
 def scope_of(response: httpx.Response) -> str | None:
-    [found] = parse_challenges(response.headers["www-authenticate"])
+    found = parse_challenges(response.headers["www-authenticate"])[0]
     return found.get("scope")
 
 
@@ -269,7 +269,7 @@ async def test_g01_g03_new_names_end_to_end_over_http(
             assert probe.headers["www-authenticate"].startswith(
                 'Bearer realm="mcp-registry", resource_metadata="'
             )
-            assert probe.headers["www-authenticate"].endswith('scope="mcp-registry:read"')
+            assert 'scope="mcp-registry:read", DPoP ' in probe.headers["www-authenticate"]
             prm = (await http.get("/.well-known/oauth-protected-resource/registry")).json()
             assert {"mcp-registry:read", "mcp-registry:write"} <= set(prm["scopes_supported"])
             assert not any(s.startswith("registry:") for s in prm["scopes_supported"])

@@ -269,6 +269,22 @@ async def test_r04_answer_without_aud_is_refused_unless_explicitly_allowed(
     assert principal.scopes == frozenset({"mcp:tools"})
 
 
+async def test_rfc9449_6_2_an_answer_with_cnf_jkt_and_token_type_dpop_gives_the_jkt(
+    foreign: Foreign,
+) -> None:
+    """RFC 9449 §6.2: the introspection answer of a DPoP-bound token carries cnf.jkt (and
+    token_type DPoP); the principal carries the jkt for the middleware's binding check."""
+    foreign.answers["t-bound"] = {
+        "active": True,
+        "sub": "u",
+        "aud": RESOURCE,
+        "token_type": "DPoP",
+        "cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"},
+    }
+    principal = await foreign_verifier(foreign.http).verify("t-bound")
+    assert principal.jkt == "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
+
+
 @pytest.mark.parametrize(
     ("answer", "description"),
     [
@@ -276,7 +292,7 @@ async def test_r04_answer_without_aud_is_refused_unless_explicitly_allowed(
         ({"sub": "u", "aud": RESOURCE}, "token is not active"),
         (
             {"active": True, "sub": "u", "aud": RESOURCE, "token_type": "refresh_token"},
-            "token_type 'refresh_token' is not a bearer access token",
+            "token_type 'refresh_token' is not an access token",
         ),
         (
             {"active": True, "sub": "u", "aud": RESOURCE, "iss": "https://evil.example"},
@@ -285,8 +301,12 @@ async def test_r04_answer_without_aud_is_refused_unless_explicitly_allowed(
         ({"active": True, "aud": [RESOURCE]}, "names neither sub nor client_id"),
         ({"active": True, "sub": "u", "aud": RESOURCE, "exp": 1000}, "token expired at 1000"),
         (
-            {"active": True, "sub": "u", "aud": RESOURCE, "cnf": {"jkt": "x"}},
+            {"active": True, "sub": "u", "aud": RESOURCE, "cnf": {"x5t#S256": "x"}},
             "sender-constrained",
+        ),
+        (
+            {"active": True, "sub": "u", "aud": RESOURCE, "token_type": "DPoP"},
+            "token_type DPoP without cnf.jkt",
         ),
     ],
 )

@@ -252,14 +252,22 @@ async def test_bad_signature_is_refused(bastion_as: LiveAS) -> None:
     assert description == f"bad signature: the token does not verify with key '{key.kid}'"
 
 
-async def test_token_without_sub_or_with_cnf_is_refused(bastion_as: LiveAS) -> None:
-    """RFC 9068 §2.2 requires sub; a sender-constrained token (cnf, RFC 9449 §7.1) cannot be
-    used as a plain bearer token."""
+async def test_token_without_sub_or_with_a_cnf_other_than_jkt_is_refused(
+    bastion_as: LiveAS,
+) -> None:
+    """RFC 9068 §2.2 requires sub; a token bound by a confirmation method the resource cannot
+    check (RFC 8705 §3 x5t#S256) cannot be used as a plain bearer token. A DPoP-bound one
+    (cnf.jkt, RFC 9449 §6.1) is verified, its jkt in the principal, for the middleware to check
+    the proof (RFC 9449 §7)."""
     key = await signing_key_of(bastion_as.settings)
+    jkt = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
     async with verifier_for(bastion_as) as verifier:
         assert "no sub" in await refused(verifier, forge(key, good_claims(bastion_as, sub=None)))
-        cnf = good_claims(bastion_as, cnf={"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"})
-        assert "sender-constrained" in await refused(verifier, forge(key, cnf))
+        for cnf in ({"x5t#S256": "abc"}, {"jkt": jkt, "x5t#S256": "abc"}, {"jkt": 7}, "x"):
+            claims = good_claims(bastion_as, cnf=cnf)
+            assert "sender-constrained" in await refused(verifier, forge(key, claims))
+        principal = await verifier.verify(forge(key, good_claims(bastion_as, cnf={"jkt": jkt})))
+    assert principal.jkt == jkt
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ Real pieces only: a bastion AS and the SDK server under uvicorn, the SDK's own c
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,7 +21,9 @@ from mcp.server.mcpserver import MCPServer
 from bastion.oauth.www_authenticate import parse_challenges
 from bastion.resource import JwtVerifier, ResourceServerMiddleware, ScopePolicy
 from bastion.resource.mcp_sdk import McpTokenVerifier
-from tests.resource.conftest import LiveAS, StartAS, get_token, service_client
+from bastion.tokens import access_token
+from tests.resource.conftest import LiveAS, StartAS, get_token, service_client, signing_key_of
+from tests.support.dpop import new_key, thumbprint
 from tests.support.live import free_port, serve
 
 INITIALIZE = {
@@ -163,3 +166,32 @@ async def test_r07_middleware_around_an_sdk_app_enforces_tool_scopes(start_as: S
                     f"http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp"
                 )
         await verifier.aclose()
+
+
+async def test_rfc9449_7_2_the_adapter_refuses_a_dpop_bound_token(bastion_as: LiveAS) -> None:
+    """The SDK's Bearer authentication never sees a DPoP proof, so a DPoP-bound token (cnf.jkt)
+    is refused there (RFC 9449 §7.2); an unbound one of the same AS is accepted."""
+    key = await signing_key_of(bastion_as.settings)
+    now = int(time.time())
+    bound, unbound = (
+        access_token.issue(
+            key,
+            issuer=bastion_as.issuer,
+            subject="svc",
+            audience=bastion_as.resource,
+            client_id="svc",
+            scope="mcp:tools",
+            now=now,
+            ttl=300,
+            extra=extra,
+        ).token
+        for extra in ({"cnf": {"jkt": thumbprint(new_key())}}, {})
+    )
+    verifier = JwtVerifier(
+        issuer=bastion_as.issuer, audience=bastion_as.resource, jwks_uri=bastion_as.jwks_uri
+    )
+    async with verifier:
+        adapter = McpTokenVerifier(verifier, resource=bastion_as.resource)
+        assert await adapter.verify_token(bound) is None
+        accepted = await adapter.verify_token(unbound)
+    assert accepted is not None and accepted.subject == "svc"

@@ -109,7 +109,8 @@ async def test_r02_r03_request_without_token_gets_401_with_metadata_and_scope(
     response = await client.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "initialize"})
     assert_json_error(response, 401, "unauthorized")
     assert response.headers["www-authenticate"] == (
-        f'Bearer resource_metadata="{PRM_URL}", scope="mcp:tools"'
+        f'Bearer resource_metadata="{PRM_URL}", scope="mcp:tools", '
+        f'DPoP resource_metadata="{PRM_URL}", scope="mcp:tools", algs="ES256 EdDSA RS256 PS256"'
     )
 
 
@@ -118,7 +119,9 @@ async def test_r03_401_scope_falls_back_to_scopes_supported(make_client: MakeCli
     client = make_client(policy=None, scopes_supported=["mcp:tools", "mcp:prompts"])
     response = await client.get("/mcp")
     assert response.headers["www-authenticate"] == (
-        f'Bearer resource_metadata="{PRM_URL}", scope="mcp:prompts mcp:tools"'
+        f'Bearer resource_metadata="{PRM_URL}", scope="mcp:prompts mcp:tools", '
+        f'DPoP resource_metadata="{PRM_URL}", scope="mcp:prompts mcp:tools", '
+        'algs="ES256 EdDSA RS256 PS256"'
     )
 
 
@@ -693,7 +696,7 @@ async def test_r01_to_r04_discovery_from_a_401_to_an_admitted_request(start_as: 
         async with serve(app, port=port) as base, httpx.AsyncClient() as http:
             first = await http.post(f"{base}/mcp", json=call("delete_file"))
             assert first.status_code == 401
-            [challenge] = parse_challenges(first.headers["www-authenticate"])
+            [challenge, _dpop] = parse_challenges(first.headers["www-authenticate"])
             prm = (await http.get(challenge.get("resource_metadata") or "")).json()
             assert prm["resource"] == resource
             [issuer] = prm["authorization_servers"]

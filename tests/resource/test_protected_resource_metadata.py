@@ -160,6 +160,7 @@ async def test_r01_r02_metadata_is_served_at_the_path_inserted_url(
         "scopes_supported": ["mcp:tools"],
         "bearer_methods_supported": ["header"],
         "resource_name": "Demo MCP server",
+        "dpop_signing_alg_values_supported": ["ES256", "EdDSA", "RS256", "PS256"],
     }
 
 

@@ -199,7 +199,8 @@ async def test_r01_r02_r03_protected_app_leads_a_client_to_oidc_provider_and_adm
         response = await client.post("/mcp", json=message)
         assert response.status_code == 401
         assert response.headers["www-authenticate"] == (
-            f'Bearer resource_metadata="{PRM_URL}", scope="mcp:tools"'
+            f'Bearer resource_metadata="{PRM_URL}", scope="mcp:tools", DPoP resource_metadata='
+            f'"{PRM_URL}", scope="mcp:tools", algs="ES256 EdDSA RS256 PS256"'
         )
         prm = (await client.get(PRM_URL)).json()
         assert prm["resource"] == RESOURCE

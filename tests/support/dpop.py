@@ -52,10 +52,16 @@ def make_proof(
     ath: str | None = None,
     iat: int | None = None,
     jti: str | None = None,
+    token: str | None = None,
+    **overrides: object,
 ) -> str:
     """A DPoP proof JWT for ``htm`` ``htu`` signed by ``key`` (ES256), issued now unless
-    ``iat`` is given, with a random ``jti`` unless given."""
-    header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": public_jwk(key)}
+    ``iat`` is given, with a random ``jti`` unless given; ``token`` sets ``ath`` to its hash
+    (or give ``ath`` itself); ``header`` overrides members of the JOSE header."""
+    header: dict[str, object] = {"typ": "dpop+jwt", "alg": "ES256", "jwk": public_jwk(key)}
+    header.update(overrides)
+    if token is not None:
+        ath = _b64(hashlib.sha256(token.encode("ascii")).digest())
     claims: dict[str, object] = {
         "jti": jti or secrets.token_urlsafe(16),
         "htm": htm,

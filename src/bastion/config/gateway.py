@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from bastion.config._urls import service_url
+from bastion.config.resources import ResourceDPoPSettings
 from bastion.oauth.endpoint_url import ANY_HTTP
 from bastion.oauth.resource import canonical
 from bastion.resource.policy import ScopePolicySettings
@@ -248,6 +249,16 @@ class UpstreamSettings(BaseModel):
         default_factory=ScopePolicySettings,
         description="Scopes required per MCP method and tool name.",
     )
+    require_dpop: bool = Field(
+        False,
+        description="Accept DPoP-bound tokens only (RFC 9449): Bearer tokens are refused, and "
+        "the protected resource metadata says dpop_bound_access_tokens_required.",
+    )
+    dpop_nonce: bool | None = Field(
+        None,
+        description="Demand DPoP nonces at this upstream (RFC 9449 section 9); default: "
+        "gateway.dpop.nonce.",
+    )
     forward_identity: bool = Field(
         False,
         description="Send the verified subject, client and scopes as X-Bastion-* headers signed "
@@ -442,6 +453,10 @@ class GatewaySettings(BaseModel):
         description="Origins browsers may call the gateway from; any other Origin gets 403.",
     )
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body.")
+    dpop: ResourceDPoPSettings = Field(
+        default_factory=ResourceDPoPSettings,
+        description="DPoP at every upstream (RFC 9449): algorithms, proof age, nonces.",
+    )
 
     @field_validator("public_url", "jwks_uri")
     @classmethod

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 from bastion.config._urls import service_url
 from bastion.config.registry_scopes import RegistryScopeNames, group_of
+from bastion.config.resources import ResourceDPoPSettings
 from bastion.oauth.endpoint_url import EndpointUrlPolicy
 
 _REGISTRY_MEMBER = re.compile(r"^(\*|(group|sub|client):\S+)$")
@@ -231,6 +232,15 @@ class RegistrySettings(BaseModel):
     mirrors: list[MirrorSettings] = Field(
         default_factory=list,
         description="Upstream registries to follow ([[registry.mirrors]]); see MirrorSettings.",
+    )
+    require_dpop: bool = Field(
+        False,
+        description="Accept DPoP-bound tokens only (RFC 9449): Bearer tokens are refused, and "
+        "the protected resource metadata says dpop_bound_access_tokens_required.",
+    )
+    dpop: ResourceDPoPSettings = Field(
+        default_factory=ResourceDPoPSettings,
+        description="DPoP at the registry (RFC 9449): algorithms, proof age, nonces.",
     )
 
     @field_validator("public_url", "jwks_uri")

@@ -12,6 +12,15 @@ authorization server's connect pages store the connections) and the secret key's
 with ``auth = "exchange"`` gets a token bastion's authorization server issued for the upstream
 itself in exchange for the caller's (RFC 8693, :mod:`bastion.gateway.upstream_exchange`).
 
+DPoP-bound tokens (RFC 9449 §7) are accepted with their proof at every upstream (``require_dpop``
+refuses Bearer tokens at one); the ``jti`` of accepted proofs are kept in bastion's database when
+the gateway has it (following revocations there, or with an ``auth = "oauth"`` upstream), so that
+every gateway replica refuses a proof another has seen, else in this process only. Proofs are
+checked against ``gateway.public_url`` + the request's path, never the Host header; nonces
+(``[gateway.dpop] nonce``, or an upstream's ``dpop_nonce``) are derived from the session key,
+the same on every replica. Neither the client's ``Authorization`` nor its ``DPoP`` header goes
+upstream.
+
 routed at the upstream's path (and below) and at the path-inserted well-known URL of its resource
 (``/.well-known/oauth-protected-resource/<path>``, RFC 9728 §3.1). Tokens are JWTs of bastion's
 AS (``settings.issuer``), checked against its JWKS, with the upstream's resource URI as the
@@ -45,13 +54,16 @@ from bastion.gateway.upstream_oauth import UpstreamOAuth
 from bastion.gateway.upstream_reach import upstreams_check
 from bastion.logs import get_logger
 from bastion.oauth.protected_resource import metadata_url
+from bastion.oauth.replay import MemoryReplayGuard, ReplayGuard
 from bastion.ops.health import Probes, Readiness, database_check, flag_check, keys_check
 from bastion.ops.http_metrics import http_metrics
 from bastion.ops.request_id import RequestIdMiddleware
 from bastion.resource import JwtVerifier, ResourceServerMiddleware
+from bastion.resource.dpop import ResourceDPoP, derived_nonces
 from bastion.resource.revocation import RevocationList
 from bastion.resource.revocation_feed import RevocationFeed
 from bastion.store.database import Database
+from bastion.store.replays import DatabaseReplayGuard
 from bastion.store.revocation_feed import DatabaseRevocationFeed, revocation_feed
 from bastion.vault.tokens import VaultTokens
 
@@ -113,6 +125,10 @@ def create_gateway_app(
     )
     sealing = session_key(settings) if any(u.url for u in gateway.upstreams) else None
     replica = replica_id(settings)
+    dpop_db = feed.db if isinstance(feed, DatabaseRevocationFeed) else vault_db
+    replay: ReplayGuard = (
+        DatabaseReplayGuard(dpop_db, "dpop-resource") if dpop_db else MemoryReplayGuard()
+    )
     bridges: list[StdioBridge] = []
     verifiers: list[JwtVerifier] = []
     routes: list[Route] = []
@@ -160,6 +176,8 @@ def create_gateway_app(
             allowed_origins=gateway.allowed_origins or None,
             max_body_bytes=gateway.max_body_bytes,
             protect_paths=[upstream.path],
+            dpop=_dpop(settings, upstream, replay),
+            public_url=gateway.public_url,
         )
         stack = AuditMiddleware(protected, upstream=upstream.name, log=audit)
         metadata_path = urlsplit(metadata_url(resource)).path
@@ -217,6 +235,25 @@ def create_gateway_app(
     app.state.readiness = readiness
     app.state.vault = vault
     return app
+
+
+def _dpop(settings: Settings, upstream: UpstreamSettings, replay: ReplayGuard) -> ResourceDPoP:
+    """How ``upstream`` checks DPoP (RFC 9449 §7): the gateway's ``[gateway.dpop]`` settings,
+    the upstream's ``require_dpop`` and ``dpop_nonce``, proofs remembered in ``replay``."""
+    config = settings.gateway.dpop
+    wants_nonce = config.nonce if upstream.dpop_nonce is None else upstream.dpop_nonce
+    nonces = (
+        derived_nonces(session_key(settings), context="gateway", lifetime=config.nonce_lifetime)
+        if wants_nonce
+        else None
+    )
+    return ResourceDPoP(
+        algorithms=config.algorithms,
+        required=upstream.require_dpop,
+        replay=replay,
+        nonces=nonces,
+        max_age=config.max_age,
+    )
 
 
 def _vault(settings: Settings) -> VaultTokens | None:

@@ -9,7 +9,8 @@ upstream request is closed too (for 2026-07-28 servers that is how a request is 
 Header rules:
 
 - The client's ``Authorization`` never reaches the upstream: token passthrough is forbidden
-  (MCP authorization, "Token Passthrough"; checklist R05). Neither do ``Cookie``, hop-by-hop
+  (MCP authorization, "Token Passthrough"; checklist R05). Neither do its ``DPoP`` proof
+  (RFC 9449 §7: for the gateway's URL and the client's token), ``Cookie``, hop-by-hop
   headers (RFC 9110 §7.6.1), ``Origin`` and ``Referer`` (the gateway already checked Origin; the
   upstream sees the gateway as its client), nor any ``X-Bastion-*`` header a client made up.
 - ``Forwarded``, ``X-Forwarded-*`` and ``X-Real-IP`` from the client are dropped: the gateway
@@ -93,18 +94,29 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
-# Never sent upstream (besides hop-by-hop). Authorization: R05. Host, Content-Length and
-# Accept-Encoding are set by the proxy itself.
+# Never sent upstream (besides hop-by-hop). Authorization: R05; DPoP: the client's proof is for
+# the gateway's URL and its token (RFC 9449 §7), and nothing of either goes on. Host,
+# Content-Length and Accept-Encoding are set by the proxy itself.
 REQUEST_DROPPED = frozenset(
-    {"authorization", "cookie", "origin", "referer", "host", "content-length", "accept-encoding"}
+    {
+        "authorization",
+        "dpop",
+        "cookie",
+        "origin",
+        "referer",
+        "host",
+        "content-length",
+        "accept-encoding",
+    }
 )
 # Proxy headers of the client's making; the gateway sets X-Forwarded-* itself.
 FORWARDING = frozenset({"forwarded", "x-real-ip"})
 FORWARDING_PREFIX = "x-forwarded-"
 # The gateway's own server writes Date (RFC 9110 §6.6.1), and sets X-Accel-Buffering on
-# event streams: the upstream's copies would make two of each.
+# event streams: the upstream's copies would make two of each. The gateway's DPoP nonces are its
+# own (RFC 9449 §9): an upstream's DPoP-Nonce would mislead the client.
 RESPONSE_DROPPED = frozenset(
-    {"set-cookie", "www-authenticate", "content-length", "date", "x-accel-buffering"}
+    {"set-cookie", "www-authenticate", "dpop-nonce", "content-length", "date", "x-accel-buffering"}
 )
 
 

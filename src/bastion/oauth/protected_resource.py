@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from bastion.oauth.metadata import (
     MetadataError,
     check_url,
+    flag,
     required_string,
     string,
     strings,
@@ -47,6 +48,8 @@ class ResourceMetadata:
     scopes_supported: tuple[str, ...] | None = None
     resource_name: str | None = None
     resource_documentation: str | None = None
+    dpop_signing_alg_values_supported: tuple[str, ...] | None = None
+    dpop_bound_access_tokens_required: bool | None = None
     extra: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}), compare=False)
 
     @classmethod
@@ -67,6 +70,8 @@ class ResourceMetadata:
             bearer_methods_supported=strings(doc, "bearer_methods_supported"),
             resource_name=string(doc, "resource_name"),
             resource_documentation=url(doc, "resource_documentation"),
+            dpop_signing_alg_values_supported=strings(doc, "dpop_signing_alg_values_supported"),
+            dpop_bound_access_tokens_required=flag(doc, "dpop_bound_access_tokens_required"),
             extra=unknown(doc, cls),
         )
 
@@ -113,6 +118,8 @@ def build_metadata(
     resource_name: str | None = None,
     resource_documentation: str | None = None,
     bearer_methods_supported: Sequence[str] = ("header",),
+    dpop_signing_alg_values_supported: Sequence[str] = (),
+    dpop_bound_access_tokens_required: bool = False,
 ) -> ResourceMetadata:
     """The RFC 9728 §2 metadata of a protected resource, as bastion serves it.
 
@@ -120,8 +127,10 @@ def build_metadata(
     ``authorization_servers`` must name at least one issuer (MCP, checklist R01);
     ``scopes_supported`` must not contain ``offline_access`` (MCP, checklist R08: refresh tokens
     are not a resource requirement); ``bearer_methods_supported`` is ``["header"]``, the only
-    method MCP allows (tokens never in the query string or a form body). Raises ValueError with
-    the rule broken.
+    method MCP allows (tokens never in the query string or a form body);
+    ``dpop_signing_alg_values_supported`` the algorithms accepted in DPoP proofs and
+    ``dpop_bound_access_tokens_required`` whether only DPoP-bound tokens are accepted (RFC 9728
+    §2, RFC 9449 §7; left out when empty or false). Raises ValueError with the rule broken.
     """
     if not authorization_servers:
         raise ValueError(
@@ -152,6 +161,8 @@ def build_metadata(
         scopes_supported=tuple(scopes) or None,
         resource_name=resource_name or None,
         resource_documentation=resource_documentation or None,
+        dpop_signing_alg_values_supported=tuple(dpop_signing_alg_values_supported) or None,
+        dpop_bound_access_tokens_required=True if dpop_bound_access_tokens_required else None,
     )
 
 

@@ -1,4 +1,5 @@
-"""``WWW-Authenticate`` challenges: building Bearer challenges and parsing any challenge list.
+"""``WWW-Authenticate`` challenges: building Bearer and DPoP challenges and parsing any challenge
+list.
 
 Grammar (RFC 9110 §11.6.1 and §11.3, §5.6.2 token, §5.6.4 quoted-string)::
 
@@ -8,7 +9,8 @@ Grammar (RFC 9110 §11.6.1 and §11.3, §5.6.2 token, §5.6.4 quoted-string)::
     token68          = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 
 The Bearer scheme and its parameters ``realm``, ``scope``, ``error``, ``error_description`` are
-RFC 6750 §3; ``resource_metadata`` is RFC 9728 §5.1. The builder is strict (it refuses values a
+RFC 6750 §3; ``resource_metadata`` is RFC 9728 §5.1; the DPoP scheme and its ``algs`` are
+RFC 9449 §7.1. The builder is strict (it refuses values a
 conforming parser could not read back); the parser is lenient (it never raises and returns what
 it can make sense of), because it reads headers written by servers we do not control.
 """
@@ -16,6 +18,7 @@ it can make sense of), because it reads headers written by servers we do not con
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 # RFC 9110 §5.6.2: tchar.
@@ -63,21 +66,16 @@ def _description(text: str) -> str:
     return re.sub(r"[^\x20\x21\x23-\x5b\x5d-\x7e]", "?", text)
 
 
-def build_bearer_challenge(
+def _params(
     *,
+    realm: str | None,
     resource_metadata: str | None,
-    scope: str | None = None,
-    error: str | None = None,
-    error_description: str | None = None,
-    realm: str | None = None,
-) -> str:
-    """A Bearer challenge (RFC 6750 §3) with ``resource_metadata`` (RFC 9728 §5.1).
-
-    Parameters appear in the order realm, resource_metadata, scope, error, error_description,
-    each as a quoted-string; absent (None or empty) ones are left out. ``scope`` must be
-    space-separated scope-tokens and ``error`` an RFC 6750 §3 NQSCHAR string (ValueError
-    otherwise); ``error_description`` is reduced to the characters RFC 6750 §3 allows.
-    """
+    scope: str | None,
+    error: str | None,
+    error_description: str | None,
+) -> list[tuple[str, str]]:
+    """The RFC 6750 §3 parameters (and RFC 9728 §5.1 ``resource_metadata``) of a challenge, in
+    the order realm, resource_metadata, scope, error, error_description; absent ones left out."""
     params: list[tuple[str, str]] = []
     if realm:
         params.append(("realm", realm))
@@ -94,9 +92,68 @@ def build_bearer_challenge(
         params.append(("error", error))
     if error_description:
         params.append(("error_description", _description(error_description)))
+    return params
+
+
+def _challenge(scheme: str, params: list[tuple[str, str]]) -> str:
     if not params:
-        return "Bearer"
-    return "Bearer " + ", ".join(f"{name}={quote(value)}" for name, value in params)
+        return scheme
+    return scheme + " " + ", ".join(f"{name}={quote(value)}" for name, value in params)
+
+
+def build_bearer_challenge(
+    *,
+    resource_metadata: str | None,
+    scope: str | None = None,
+    error: str | None = None,
+    error_description: str | None = None,
+    realm: str | None = None,
+) -> str:
+    """A Bearer challenge (RFC 6750 §3) with ``resource_metadata`` (RFC 9728 §5.1).
+
+    Parameters appear in the order realm, resource_metadata, scope, error, error_description,
+    each as a quoted-string; absent (None or empty) ones are left out. ``scope`` must be
+    space-separated scope-tokens and ``error`` an RFC 6750 §3 NQSCHAR string (ValueError
+    otherwise); ``error_description`` is reduced to the characters RFC 6750 §3 allows.
+    """
+    return _challenge(
+        "Bearer",
+        _params(
+            realm=realm,
+            resource_metadata=resource_metadata,
+            scope=scope,
+            error=error,
+            error_description=error_description,
+        ),
+    )
+
+
+def build_dpop_challenge(
+    *,
+    algs: Sequence[str],
+    resource_metadata: str | None,
+    scope: str | None = None,
+    error: str | None = None,
+    error_description: str | None = None,
+    realm: str | None = None,
+) -> str:
+    """A DPoP challenge (RFC 9449 §7.1): the parameters of :func:`build_bearer_challenge` (the
+    DPoP scheme takes RFC 6750's, and its errors ``invalid_dpop_proof`` and ``use_dpop_nonce``,
+    §7.1 and §9), then ``algs``, the space-separated JWS algorithms the resource accepts in
+    proofs."""
+    for alg in algs:
+        if not _SCOPE_TOKEN.fullmatch(alg):
+            raise ValueError(f"algorithm {alg!r} cannot be listed in algs (RFC 9449 §7.1)")
+    params = _params(
+        realm=realm,
+        resource_metadata=resource_metadata,
+        scope=scope,
+        error=error,
+        error_description=error_description,
+    )
+    if algs:
+        params.append(("algs", " ".join(algs)))
+    return _challenge("DPoP", params)
 
 
 class _Reader:
@@ -239,4 +296,10 @@ def _read_params(reader: _Reader, params: dict[str, str]) -> None:
             return
 
 
-__all__ = ["Challenge", "build_bearer_challenge", "parse_challenges", "quote"]
+__all__ = [
+    "Challenge",
+    "build_bearer_challenge",
+    "build_dpop_challenge",
+    "parse_challenges",
+    "quote",
+]

@@ -12,6 +12,11 @@ path of ``registry.public_url``)::
                                    whose audience is the registry URL (G02)
           RegistryApi  ◄──────────────────────────────┘
 
+DPoP-bound tokens (RFC 9449 §7) are accepted with their proof, whose ``jti`` is kept in the
+registry's database (every replica refuses a proof another has seen); ``registry.require_dpop``
+refuses Bearer tokens, and ``[registry.dpop]`` sets algorithms, proof age and nonces (derived
+from bastion's secret key).
+
 plus the Protected Resource Metadata at the path-inserted well-known URL of the registry URL
 (its ``resource`` is the registry URL; RFC 9728 §3) and bastion's OpenAPI document at
 ``<prefix>/openapi.json``; with ``[[registry.mirrors]]``, the lifespan also runs the mirrors
@@ -36,10 +41,11 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.asgi_wrappers import CatchAll, Terminal
+from bastion.authserver.secret_key import secret_for
 from bastion.config import Settings
 from bastion.logs import get_logger
 from bastion.oauth.protected_resource import check_resource, metadata_url
-from bastion.oauth.www_authenticate import build_bearer_challenge
+from bastion.oauth.www_authenticate import build_bearer_challenge, build_dpop_challenge
 from bastion.ops.health import (
     Probes,
     Readiness,
@@ -62,9 +68,11 @@ from bastion.registry.problems import Problem, not_found
 from bastion.registry.service import Registry
 from bastion.registry.times import MillisClock, system_millis
 from bastion.resource import JwtVerifier, ResourceServerMiddleware, TokenVerifier
+from bastion.resource.dpop import ResourceDPoP, derived_nonces
 from bastion.resource.revocation import RevocationList
 from bastion.resource.revocation_feed import RevocationFeed
 from bastion.store.database import Database
+from bastion.store.replays import DatabaseReplayGuard
 from bastion.store.revocation_feed import revocation_feed
 
 log = get_logger("bastion.registry")
@@ -209,14 +217,17 @@ def create_registry_app(
         revocations=revoked,
     )
 
-    def challenge(scope: str) -> str:
-        return build_bearer_challenge(
-            realm=config.realm,
-            resource_metadata=prm_url,
-            scope=scope,
-            error="insufficient_scope",
-            error_description=f"this operation needs scope {scope}",
-        )
+    def challenge(scope: str, dpop: bool) -> str:
+        params = {
+            "realm": config.realm,
+            "resource_metadata": prm_url,
+            "scope": scope,
+            "error": "insufficient_scope",
+            "error_description": f"this operation needs scope {scope}",
+        }
+        if dpop:
+            return build_dpop_challenge(algs=config.dpop.algorithms, **params)
+        return build_bearer_challenge(**params)
 
     registry = Registry(db, config, clock=clock, challenge=challenge)
     api = RegistryApi(registry, config, prefix=prefix, max_body=config.max_body_bytes)
@@ -232,6 +243,19 @@ def create_registry_app(
         max_body_bytes=config.max_body_bytes,
         protect_paths=[f"{prefix}/v0.1", f"{prefix}/v0"],
         realm=config.realm,
+        dpop=ResourceDPoP(
+            algorithms=config.dpop.algorithms,
+            required=config.require_dpop,
+            replay=DatabaseReplayGuard(db, "dpop-resource"),
+            nonces=derived_nonces(
+                secret_for(settings).encode(),
+                context="registry",
+                lifetime=config.dpop.nonce_lifetime,
+            )
+            if config.dpop.nonce
+            else None,
+            max_age=config.dpop.max_age,
+        ),
     )
     gate: ASGIApp = _Anonymous(api, protected) if config.anonymous_read else protected
     audited = AuditMiddleware(gate, db=db, prefix=prefix, clock=clock)

@@ -1,9 +1,11 @@
 """CORS for the registry API, outside the token check (browsers send preflights without tokens).
 
 GitHub Copilot needs ``Access-Control-Allow-Headers: Authorization, Content-Type``; a preflight
-from an allowed origin gets exactly that, the registry's methods, and a max-age. Answers to
-allowed origins carry ``Access-Control-Allow-Origin`` and expose ``WWW-Authenticate`` so a browser
-client can read a 401's challenge. No credentials mode: the API uses Bearer tokens, not cookies.
+from an allowed origin gets that and ``DPoP`` (a DPoP client's proof, RFC 9449 §7.1), the
+registry's methods, and a max-age. Answers to allowed origins carry
+``Access-Control-Allow-Origin`` and expose ``WWW-Authenticate`` and ``DPoP-Nonce`` so a browser
+client can read a 401's challenge and the nonce to use (RFC 9449 §7.1, §9). No credentials
+mode: the API uses tokens, not cookies.
 Paths in ``skip`` (the protected-resource metadata, whose middleware answers CORS itself) pass
 through untouched.
 """
@@ -15,9 +17,9 @@ from collections.abc import Sequence
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-ALLOW_HEADERS = "Authorization, Content-Type"
+ALLOW_HEADERS = "Authorization, Content-Type, DPoP"
 ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
-EXPOSE_HEADERS = "WWW-Authenticate"
+EXPOSE_HEADERS = "WWW-Authenticate, DPoP-Nonce"
 MAX_AGE = "600"
 
 

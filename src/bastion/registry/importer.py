@@ -144,7 +144,9 @@ class Importer:
         self.groups = tuple(sorted(set(groups)))
         self.approved = approved
         self.clock = clock
-        self.registry = Registry(db, settings.registry, clock=clock, challenge=lambda s: "")
+        self.registry = Registry(
+            db, settings.registry, clock=clock, challenge=lambda scope, dpop: ""
+        )
         self.report = ImportReport()
 
     async def add(self, document: Any) -> None:

@@ -240,7 +240,9 @@ class MirrorSync:
         self.filter = MirrorFilter(mirror)
         self.max_document_bytes = settings.registry.max_body_bytes
         self.max_pass_bytes = MAX_PASS_BYTES
-        self.registry = Registry(db, settings.registry, clock=clock, challenge=lambda s: "")
+        self.registry = Registry(
+            db, settings.registry, clock=clock, challenge=lambda scope, dpop: ""
+        )
 
     def __repr__(self) -> str:
         return f"MirrorSync({self.mirror.name!r}, {self.mirror.url!r})"

@@ -41,7 +41,7 @@ def operator_caller(actor: str) -> Caller:
 def operator_registry(db: Database, settings: RegistrySettings, clock: MillisClock) -> Registry:
     """The registry service on ``db`` for an operator's changes (no token challenge: an
     operator is never asked for a scope)."""
-    return Registry(db, settings, clock=clock, challenge=lambda scope: "")
+    return Registry(db, settings, clock=clock, challenge=lambda scope, dpop: "")
 
 
 def _differences(before: Entry, after: Entry) -> dict[str, object]:

@@ -30,8 +30,9 @@ from bastion.store.registry import STATUSES, Entry, ListQuery
 DEFAULT_LIMIT = 30
 MAX_LIMIT = 100
 MAX_STATUS_MESSAGE = 500
-# Builds the WWW-Authenticate value of a 403 insufficient_scope for the scopes given.
-Challenge = Callable[[str], str]
+# Builds the WWW-Authenticate value of a 403 insufficient_scope for the scopes given, in the DPoP
+# scheme when the token came with it (a DPoP-bound token, RFC 9449 §7.1), else Bearer.
+Challenge = Callable[[str, bool], str]
 # Writes the records of a change in its transaction: the entry before and after it.
 Recorder = Callable[[AsyncConnection, Entry, Entry], Awaitable[None]]
 
@@ -153,7 +154,9 @@ class Registry:
                 403,
                 f"this operation needs scope {names.name_of(scope)}; the token has "
                 f"{' '.join(sorted(caller.principal.scopes)) or 'no scope'}",
-                headers={"WWW-Authenticate": self.challenge(wanted)},
+                headers={
+                    "WWW-Authenticate": self.challenge(wanted, caller.principal.jkt is not None)
+                },
                 result="insufficient_scope",
             )
         return caller.principal

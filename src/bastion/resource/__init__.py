@@ -1,7 +1,8 @@
 """Resource-server side of MCP authorization: protect any ASGI app with bastion's tokens.
 
-- :class:`ResourceServerMiddleware`: Protected Resource Metadata (RFC 9728), Bearer challenges
-  (RFC 6750 §3), scope policy per JSON-RPC method and tool, Origin checks.
+- :class:`ResourceServerMiddleware`: Protected Resource Metadata (RFC 9728), Bearer and DPoP
+  challenges (RFC 6750 §3, RFC 9449 §7), scope policy per JSON-RPC method and tool, Origin
+  checks; :class:`ResourceDPoP`: how it checks DPoP-bound tokens (proofs, replay, nonces).
 - :class:`JwtVerifier` (RFC 9068 via JWKS) and :class:`IntrospectionVerifier` (RFC 7662), both
   :class:`TokenVerifier`\\ s returning a :class:`Principal`.
 - :class:`ScopePolicy` / :class:`ScopePolicySettings`: which scopes an operation needs.
@@ -14,6 +15,7 @@ The adapter for the official ``mcp`` SDK lives in :mod:`bastion.resource.mcp_sdk
 """
 
 from bastion.edge.jsonrpc import RpcCall, rpc_calls
+from bastion.resource.dpop import ResourceDPoP
 from bastion.resource.introspection import IntrospectionVerifier
 from bastion.resource.jwt_verifier import DEFAULT_ALGORITHMS, SUPPORTED_ALGORITHMS, JwtVerifier
 from bastion.resource.middleware import ResourceServerMiddleware
@@ -30,6 +32,7 @@ __all__ = [
     "IntrospectionVerifier",
     "JwtVerifier",
     "Principal",
+    "ResourceDPoP",
     "ResourceServerMiddleware",
     "RevocationCheck",
     "RevocationList",

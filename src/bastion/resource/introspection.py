@@ -132,10 +132,12 @@ class IntrospectionVerifier(CachingVerifier):
         if answer.get("active") is not True:
             raise InvalidToken("token is not active (expired, revoked or unknown to the AS)")
         token_type = answer.get("token_type")
+        # RFC 9449 §6.2: a DPoP-bound token is introspected with token_type DPoP and its cnf.
         if token_type is not None and (
-            not isinstance(token_type, str) or token_type.lower() not in ("bearer", "access_token")
+            not isinstance(token_type, str)
+            or token_type.lower() not in ("bearer", "access_token", "dpop")
         ):
-            raise InvalidToken(f"token_type {short(token_type)} is not a bearer access token")
+            raise InvalidToken(f"token_type {short(token_type)} is not an access token")
         if self.issuer is not None and answer.get("iss") != self.issuer:
             raise InvalidToken(
                 f"wrong issuer: expected {self.issuer!r}, got {short(answer.get('iss'))}"
@@ -152,6 +154,9 @@ class IntrospectionVerifier(CachingVerifier):
             )
         exp = check_times(answer, now, self.leeway, need_exp=False)
         refuse_sender_constrained(answer)
+        bound = answer.get("cnf")
+        if isinstance(token_type, str) and token_type.lower() == "dpop" and bound is None:
+            raise InvalidToken("token_type DPoP without cnf.jkt: the binding cannot be checked")
         sub = answer.get("sub")
         client_id = answer.get("client_id")
         subject = sub if isinstance(sub, str) and sub else client_id

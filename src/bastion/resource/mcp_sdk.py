@@ -40,8 +40,9 @@ class McpTokenVerifier:
     reported as ``AccessToken.resource`` so the SDK's ``validate_token_resource`` check agrees.
     A refused token gives None (the SDK answers 401); an unreachable authorization server
     (``TemporarilyUnavailable``) propagates, so the SDK fails the request instead of telling the
-    client its token is invalid. ``AccessToken.client_id`` is the token's client_id, or its
-    subject when it names none (the SDK requires one).
+    client its token is invalid. A DPoP-bound token (``cnf.jkt``) gives None too: the SDK never
+    checks the DPoP proof that must come with it (RFC 9449 §7.2). ``AccessToken.client_id`` is
+    the token's client_id, or its subject when it names none (the SDK requires one).
     """
 
     def __init__(self, verifier: TokenVerifier, *, resource: str) -> None:
@@ -53,6 +54,10 @@ class McpTokenVerifier:
         try:
             principal = await self.verifier.verify(token)
         except InvalidToken:
+            return None
+        if principal.jkt is not None:
+            # The SDK takes Bearer tokens only and never sees a DPoP proof: a DPoP-bound token
+            # is refused (RFC 9449 §7.2). Wrap the app in ResourceServerMiddleware for DPoP.
             return None
         claims = dict(principal.claims)
         return AccessToken(

@@ -7,10 +7,17 @@ Token Usage" and "Error Handling"; checklist ids in brackets):
 2. A token in the query string (``access_token``, RFC 6750 §2.3) or a form body (RFC 6750
    §2.2), a repeated or malformed ``Authorization`` header -> 400 ``invalid_request`` (MCP:
    tokens only in the Authorization header) [R06].
-3. No Bearer token -> 401 with ``WWW-Authenticate: Bearer resource_metadata="…", scope="…"``
-   (RFC 9728 §5.1, RFC 6750 §3) [R02, R03].
+3. No token -> 401 with ``WWW-Authenticate: Bearer resource_metadata="…", scope="…", DPoP
+   algs="…", resource_metadata="…", scope="…"`` (RFC 9728 §5.1, RFC 6750 §3, RFC 9449 §7.1,
+   §7.2; the Bearer challenge is left out when the resource requires DPoP) [R02, R03, X05].
 4. Token refused by the verifier (expired, wrong audience, bad signature…) -> 401
-   ``error="invalid_token"`` with ``error_description`` [R04, R06].
+   ``error="invalid_token"`` with ``error_description`` [R04, R06], in the scheme the token was
+   sent with. With ``Authorization: DPoP`` (RFC 9449 §7.1) the DPoP proof is checked first (a
+   missing or bad one: ``DPoP error="invalid_dpop_proof"``; a missing or stale nonce when the
+   resource demands them: ``DPoP error="use_dpop_nonce"`` and a ``DPoP-Nonce`` header, §9),
+   then the token, then that the token is bound to the proof's key (``cnf.jkt``; otherwise
+   ``DPoP error="invalid_token"``), then that the proof was not used before (§11.1). A
+   DPoP-bound token sent as ``Bearer`` is 401 ``DPoP error="invalid_token"`` (§7.2) [X03, X04].
 5. POST bodies (JSON) are read, bounded by ``max_body_bytes`` (413 beyond), parsed as a JSON-RPC
    message or batch; the scopes their methods and tools need come from the :class:`ScopePolicy`.
    Missing scopes -> 403 ``error="insufficient_scope"`` naming every scope the operation needs
@@ -36,21 +43,23 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion import safe_json
 from bastion.edge.asgi import ClientGone, media_type, send_bytes, send_json
 from bastion.edge.body import BodyTooLarge, RequestBody, read_body, replay
 from bastion.edge.jsonrpc import RpcCall
 from bastion.logs import get_logger
+from bastion.oauth.dpop import DPoPError
 from bastion.oauth.errors import InvalidToken, OAuthError, clean_description
 from bastion.oauth.protected_resource import build_metadata, check_resource, metadata_url
 from bastion.oauth.redirect_uri import is_loopback_host
-from bastion.oauth.www_authenticate import build_bearer_challenge
+from bastion.oauth.www_authenticate import build_bearer_challenge, build_dpop_challenge
 from bastion.ops import metrics
+from bastion.resource.dpop import ResourceDPoP
 from bastion.resource.policy import ScopePolicy
 from bastion.resource.principal import Principal, attach_principal
 from bastion.resource.verifier import TokenVerifier
@@ -64,6 +73,8 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 WEBSOCKET_POLICY_VIOLATION = 1008
 # The body's error code for a request that carried no token (its challenge has no error code).
 UNAUTHORIZED = "unauthorized"
+# Where an accepted DPoP proof is put in the ASGI scope (for the app, audit and the nonce).
+_DPOP_KEY = "bastion.dpop"
 # Methods whose body the app may act on: bodies of these must be JSON (the policy reads JSON).
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -80,6 +91,7 @@ class _Refusal(Exception):
         challenge: bool = True,
         scope: str | None = None,
         headers: Sequence[tuple[str, str]] = (),
+        dpop: bool = False,
     ) -> None:
         super().__init__(description)
         self.status = status
@@ -89,6 +101,8 @@ class _Refusal(Exception):
         self.challenge = challenge
         self.scope = scope
         self.headers = headers
+        # The challenge is in the DPoP scheme (the request used it, or the error is about it).
+        self.dpop = dpop
 
 
 def _origin(value: str) -> str | None:
@@ -135,7 +149,12 @@ class ResourceServerMiddleware:
     resource is on loopback; ``"*"`` accepts any); ``protect_paths`` the path prefixes that need
     a token (default: the resource's path and everything below it); ``realm`` the RFC 6750 §3
     ``realm`` of every challenge (e.g. "MCP Registry", as the registry authorization document
-    shows; default: none).
+    shows; default: none); ``dpop`` how DPoP-bound tokens are checked (RFC 9449 §7; default:
+    :class:`~bastion.resource.dpop.ResourceDPoP` with its defaults: accepted beside Bearer
+    tokens, proofs remembered in this process, no nonces); ``public_url`` the URL under which
+    clients address this app's paths, against which a DPoP proof's ``htu`` is checked (default:
+    the origin of ``resource``; a gateway behind a proxy that strips a path prefix gives its
+    public URL with that prefix). The Host header is never trusted for it.
     """
 
     def __init__(
@@ -152,6 +171,8 @@ class ResourceServerMiddleware:
         max_body_bytes: int = 4 * 1024 * 1024,
         protect_paths: Sequence[str] | None = None,
         realm: str | None = None,
+        dpop: ResourceDPoP | None = None,
+        public_url: str | None = None,
     ) -> None:
         if max_body_bytes < 1:
             raise ValueError("max_body_bytes must be positive")
@@ -161,17 +182,24 @@ class ResourceServerMiddleware:
         self.policy = policy or ScopePolicy()
         self.max_body_bytes = max_body_bytes
         self.realm = realm
+        self.dpop = dpop if dpop is not None else ResourceDPoP()
         document = build_metadata(
             resource=self.resource,
             authorization_servers=authorization_servers,
             scopes_supported=scopes_supported,
             resource_name=resource_name,
+            dpop_signing_alg_values_supported=self.dpop.algorithms,
+            dpop_bound_access_tokens_required=self.dpop.required,
         )
         self.metadata = document.to_json()
         self._metadata_body = json.dumps(self.metadata).encode("utf-8")
         self.metadata_url = metadata_url(self.resource)
         self.metadata_path = urlsplit(self.metadata_url).path
         parts = urlsplit(self.resource)
+        public = urlsplit(public_url) if public_url else parts._replace(path="")
+        if public.scheme not in ("http", "https") or not public.netloc or public.query:
+            raise ValueError(f"public_url must be an absolute http(s) URL; got {public_url!r}")
+        self._public_base = f"{public.scheme}://{public.netloc}{public.path.rstrip('/')}"
         prefixes = [parts.path] if protect_paths is None else list(protect_paths)
         for prefix in prefixes:
             if prefix and not prefix.startswith("/"):
@@ -222,7 +250,22 @@ class ResourceServerMiddleware:
             return
         except ClientGone:
             return
+        if self.dpop.nonces is not None and _DPOP_KEY in scope:
+            send = self._with_nonce(send)
         await self.app(scope, receive, send)
+
+    def _with_nonce(self, send: Send) -> Send:
+        """``send`` adding the current ``DPoP-Nonce`` to the response (RFC 9449 §8.2, §9), so
+        the client's next proof carries a fresh nonce without a refused request first."""
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                nonce = self.dpop.nonce() or ""
+                headers = [*message.get("headers", []), (b"dpop-nonce", nonce.encode())]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        return sending
 
     def _protected(self, path: str) -> bool:
         candidates = {path, _normalize_path(path)}
@@ -239,7 +282,7 @@ class ResourceServerMiddleware:
         headers = Headers(scope=scope)
         self._check_origin(headers)
         self._check_query(scope)
-        token = self._bearer(headers)
+        credentials = self._credentials(headers)
         body: RequestBody | None = None
         media = media_type(headers.get("content-type"))
         has_body = scope["method"] in BODY_METHODS
@@ -251,14 +294,8 @@ class ResourceServerMiddleware:
                     "invalid_request",
                     "access tokens go in the Authorization header, never in a form body (MCP)",
                 )
-        if token is None:
-            raise _Refusal(
-                401,
-                UNAUTHORIZED,
-                "this resource needs a Bearer access token; see resource_metadata",
-                scope=self._challenge_scope,
-            )
-        principal = await self._verify(token)
+        principal = await self._authenticate(scope, headers, credentials)
+        dpop = credentials is not None and credentials[0] == "dpop"
         # Recorded before the scope check, so that an audit of a 403 names who was refused.
         attach_principal(scope, principal)
         calls: tuple[RpcCall, ...] = ()
@@ -284,6 +321,7 @@ class ResourceServerMiddleware:
                 f"this operation needs scope {' '.join(sorted(required))}; the token lacks "
                 f"{' '.join(sorted(missing))}",
                 scope=" ".join(sorted(required)),
+                dpop=dpop,
             )
         if has_body and not _is_json(media):
             # After the scope check, so that a client lacking scope learns that first.
@@ -325,7 +363,69 @@ class ResourceServerMiddleware:
             needed |= self.policy.required(call.method, call.tool)
         return frozenset(needed)
 
-    async def _verify(self, token: str) -> Principal:
+    async def _authenticate(
+        self, scope: Scope, headers: Headers, credentials: tuple[str, str] | None
+    ) -> Principal:
+        """The principal of the request's token, its DPoP proof checked when it is sent with the
+        DPoP scheme (RFC 9449 §7.1); raise _Refusal otherwise."""
+        if credentials is None or (credentials[0] == "bearer" and self.dpop.required):
+            raise _Refusal(
+                401,
+                UNAUTHORIZED,
+                "this resource needs a DPoP-bound access token sent with the DPoP scheme and a "
+                "DPoP proof (RFC 9449); see resource_metadata"
+                if self.dpop.required
+                else "this resource needs an access token; see resource_metadata",
+                scope=self._challenge_scope,
+            )
+        scheme, token = credentials
+        if scheme == "bearer":
+            principal = await self._verify(token, dpop=False)
+            if principal.jkt is not None:
+                # RFC 9449 §7.2: a DPoP-bound token is refused as a bearer token.
+                raise _Refusal(
+                    401,
+                    "invalid_token",
+                    "the access token is DPoP-bound: send it as 'Authorization: DPoP <token>' "
+                    "with a DPoP proof (RFC 9449 section 7.2)",
+                    scope=self._challenge_scope,
+                    dpop=True,
+                )
+            return principal
+        try:
+            proof = self.dpop.proof(
+                headers.getlist("dpop"),
+                method="GET" if scope["type"] == "websocket" else scope["method"],
+                uri=self._request_uri(scope),
+                token=token,
+            )
+        except DPoPError as exc:
+            raise self._dpop_refusal(exc) from None
+        principal = await self._verify(token, dpop=True)
+        try:
+            await self.dpop.accept(proof, principal)
+        except DPoPError as exc:
+            raise self._dpop_refusal(exc) from None
+        except InvalidToken as exc:
+            log.info("refused a DPoP token: %s", exc.description)
+            raise _Refusal(
+                401, "invalid_token", exc.description, scope=self._challenge_scope, dpop=True
+            ) from None
+        scope[_DPOP_KEY] = proof
+        return principal
+
+    def _dpop_refusal(self, exc: DPoPError) -> _Refusal:
+        log.info("refused a DPoP proof: %s", exc)
+        return _Refusal(401, exc.code, str(exc), scope=self._challenge_scope, dpop=True)
+
+    def _request_uri(self, scope: Scope) -> str:
+        """The request's URI as clients address it (RFC 9449 §4.3 point 9): ``public_url`` and
+        the path as sent (``raw_path``, percent-encodings kept), never the Host header."""
+        raw: bytes | None = scope.get("raw_path")
+        path = raw.decode("latin-1") if raw else quote(scope["path"])
+        return self._public_base + path.partition("?")[0]
+
+    async def _verify(self, token: str, *, dpop: bool) -> Principal:
         try:
             return await self.verifier.verify(token)
         except InvalidToken as exc:
@@ -335,6 +435,7 @@ class ResourceServerMiddleware:
                 "invalid_token",
                 exc.description or "invalid token",
                 scope=self._challenge_scope,
+                dpop=dpop,
             ) from None
         except OAuthError as exc:
             # TemporarilyUnavailable (AS unreachable) and the like: not the token's fault.
@@ -387,24 +488,30 @@ class ResourceServerMiddleware:
                     "section 2.3); use the Authorization header",
                 )
 
-    def _bearer(self, headers: Headers) -> str | None:
+    def _credentials(self, headers: Headers) -> tuple[str, str] | None:
+        """The scheme (``bearer`` or ``dpop``) and token of the Authorization header, or None
+        when there is none or its scheme is another."""
         values = headers.getlist("authorization")
         if not values:
             return None
         if len(values) > 1:
             raise _Refusal(400, "invalid_request", "more than one Authorization header")
         scheme, _, rest = values[0].strip(" \t").partition(" ")
-        if scheme.lower() != "bearer":
+        scheme = scheme.lower()
+        if scheme not in ("bearer", "dpop"):
             # RFC 6750 §3.1: an unsupported method gets a challenge without an error code.
             return None
         token = rest.strip(" ")
         if not _B64TOKEN.fullmatch(token):
+            shown = "Bearer" if scheme == "bearer" else "DPoP"
             raise _Refusal(
                 400,
                 "invalid_request",
-                "malformed Authorization header: expected 'Bearer <token>' (RFC 6750 section 2.1)",
+                f"malformed Authorization header: expected '{shown} <token>' (RFC 6750 section "
+                "2.1, RFC 9449 section 7.1)",
+                dpop=scheme == "dpop",
             )
-        return token
+        return scheme, token
 
     async def _read_body(self, scope: Scope, receive: Receive) -> RequestBody:
         try:
@@ -415,15 +522,27 @@ class ResourceServerMiddleware:
     # -- answers --------------------------------------------------------------------------------
 
     def _challenge(self, refusal: _Refusal) -> str:
-        # RFC 6750 §3.1: a request without authentication gets a challenge without error code.
+        # RFC 6750 §3.1: a request without authentication gets a challenge without error code:
+        # one per scheme the resource takes (RFC 9449 §7.2), Bearer not when DPoP is required.
         bare = refusal.error == UNAUTHORIZED
-        return build_bearer_challenge(
+        dpop = build_dpop_challenge(
+            algs=self.dpop.algorithms,
             resource_metadata=self.metadata_url,
             scope=refusal.scope,
             error=None if bare else refusal.error,
             error_description=None if bare else refusal.description,
             realm=self.realm,
         )
+        if refusal.dpop or (bare and self.dpop.required):
+            return dpop
+        bearer = build_bearer_challenge(
+            resource_metadata=self.metadata_url,
+            scope=refusal.scope,
+            error=None if bare else refusal.error,
+            error_description=None if bare else refusal.description,
+            realm=self.realm,
+        )
+        return f"{bearer}, {dpop}" if bare else bearer
 
     async def _refuse(self, send: Send, refusal: _Refusal) -> None:
         metrics.oauth_error(self.resource, refusal.error)
@@ -431,6 +550,11 @@ class ResourceServerMiddleware:
         headers = [("Cache-Control", "no-store"), *refusal.headers]
         if refusal.challenge:
             headers.append(("WWW-Authenticate", self._challenge(refusal)))
+            nonce = self.dpop.nonce()
+            if nonce is not None and (refusal.dpop or refusal.error == UNAUTHORIZED):
+                # RFC 9449 §9: with use_dpop_nonce (and with any DPoP challenge, to save the
+                # client a refused request), the nonce its next proof must carry.
+                headers.append(("DPoP-Nonce", nonce))
         await send_json(send, refusal.status, body, headers)
 
     async def _serve_metadata(self, scope: Scope, send: Send) -> None:
@@ -475,10 +599,7 @@ class ResourceServerMiddleware:
         try:
             self._check_origin(headers)
             self._check_query(scope)
-            token = self._bearer(headers)
-            if token is None:
-                raise _Refusal(401, UNAUTHORIZED, "no token")
-            principal = await self._verify(token)
+            principal = await self._authenticate(scope, headers, self._credentials(headers))
             required = self.policy.required(None, None)
             if self.policy.missing(principal.scopes, required):
                 raise _Refusal(403, "insufficient_scope", "missing scope")

@@ -17,7 +17,8 @@ class Principal:
     ``subject`` is ``sub`` (for client_credentials tokens, the client itself); ``client_id`` the
     client the token was issued to; ``scopes`` the granted scopes; ``claims`` every claim of the
     token or introspection answer; ``token_id`` its ``jti``; ``expires_at`` its ``exp``
-    (Unix seconds); ``grant_id`` the grant it belongs to (from ``claims``).
+    (Unix seconds); ``grant_id`` the grant it belongs to and ``jkt`` the RFC 7638 thumbprint of
+    the key the token is bound to (RFC 9449 §6: ``cnf.jkt``), both from ``claims``.
     """
 
     subject: str
@@ -30,10 +31,16 @@ class Principal:
     # The grant the token belongs to (its ``grant_id`` claim), if it names one: derived from
     # ``claims`` once, as every request checks it against the revocation list.
     grant_id: str | None = field(init=False, compare=False, repr=False)
+    # The DPoP key the token is bound to (RFC 9449 §6.1 ``cnf.jkt``), if it is bound: such a
+    # token is only accepted with a proof of that key (RFC 9449 §7).
+    jkt: str | None = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         found = self.claims.get("grant_id")
         object.__setattr__(self, "grant_id", found if isinstance(found, str) else None)
+        cnf = self.claims.get("cnf")
+        jkt = cnf.get("jkt") if isinstance(cnf, Mapping) else None
+        object.__setattr__(self, "jkt", jkt if isinstance(jkt, str) and jkt else None)
 
     @property
     def groups(self) -> frozenset[str]:

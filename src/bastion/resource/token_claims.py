@@ -82,14 +82,24 @@ def scopes_of(claims: Mapping[str, object]) -> frozenset[str]:
 
 
 def refuse_sender_constrained(claims: Mapping[str, object]) -> None:
-    """Refuse a token bound to a key (``cnf``): this resource accepts bearer tokens only."""
-    # RFC 9449 §7.1, RFC 8705 §3: a token bound to a key (cnf) is only usable with a proof of
-    # possession, which a bearer-only resource server cannot check; accepting it as a bearer
-    # token would undo the binding.
-    if "cnf" in claims:
-        raise InvalidToken(
-            "token is sender-constrained (cnf claim); this resource accepts bearer tokens only"
-        )
+    """Refuse a token bound to a key in a way this resource cannot check (a ``cnf`` that is not
+    exactly a DPoP ``jkt``). A DPoP-bound token (``cnf.jkt``, RFC 9449 §6) passes: its
+    :attr:`~bastion.resource.principal.Principal.jkt` is set, and whoever accepts the principal
+    must check the proof of possession (the resource-server middleware does, RFC 9449 §7)."""
+    # RFC 8705 §3 (cnf x5t#S256) and other confirmation methods need a proof this resource
+    # cannot check; accepting such a token as a bearer token would undo the binding.
+    cnf = claims.get("cnf")
+    if cnf is None:
+        return
+    if isinstance(cnf, Mapping) and set(cnf) == {"jkt"}:
+        jkt = cnf["jkt"]
+        if isinstance(jkt, str) and jkt:
+            return
+    methods = ", ".join(sorted(str(k) for k in cnf)) if isinstance(cnf, Mapping) else short(cnf)
+    raise InvalidToken(
+        f"token is sender-constrained with a cnf this resource cannot check ({methods}); only "
+        "DPoP-bound tokens (cnf.jkt, RFC 9449) or bearer tokens are accepted"
+    )
 
 
 def principal_from_claims(claims: jose.JsonObject, *, subject: str, expires_at: int) -> Principal:
