@@ -148,6 +148,7 @@ class EnterpriseIdP:
             extra["scope"] = form["scope"]
         if claims.get("email"):
             extra["email"] = claims["email"]
+            extra["email_verified"] = True
         grant = self.id_jag(
             person,
             audience=audience,
