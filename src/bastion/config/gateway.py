@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from bastion.config._urls import service_url
-from bastion.config.resources import ResourceDPoPSettings
+from bastion.config.dpop import ResourceDPoPSettings
 from bastion.oauth.endpoint_url import ANY_HTTP
 from bastion.oauth.resource import canonical
 from bastion.resource.policy import ScopePolicySettings

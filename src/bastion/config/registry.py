@@ -8,8 +8,8 @@ import re
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from bastion.config._urls import service_url
+from bastion.config.dpop import ResourceDPoPSettings
 from bastion.config.registry_scopes import RegistryScopeNames, group_of
-from bastion.config.resources import ResourceDPoPSettings
 from bastion.oauth.endpoint_url import EndpointUrlPolicy
 
 _REGISTRY_MEMBER = re.compile(r"^(\*|(group|sub|client):\S+)$")
