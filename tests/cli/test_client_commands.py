@@ -250,8 +250,11 @@ async def test_c12_c13_c15_login_once_then_token_whoami_tools_and_call_reuse_the
     assert [len(r.authorizations) for r in cli.runs] == [1] + [0] * 7
     assert cli.tokens(stack.url)["access_token"] == stored["access_token"]
 
-    # token: the stored access token, alone on stdout, for an Authorization header (C13).
+    # token: the stored access token, alone on stdout (C13). The server takes DPoP, so the token
+    # is bound to the client's key (dpop = "auto"): standard error says so, and the server
+    # refuses it as Bearer (RFC 9449 §7.2), as a token copied out of the client must be.
     assert printed.ok().out == stored["access_token"] + "\n"
+    assert stored["token_type"] == "DPoP" and "DPoP" in printed.err
     async with httpx.AsyncClient(timeout=BOUND) as http:
         response = await http.post(
             stack.url,
@@ -261,7 +264,8 @@ async def test_c12_c13_c15_login_once_then_token_whoami_tools_and_call_reuse_the
                 "Accept": "application/json, text/event-stream",
             },
         )
-    assert response.status_code == 200, response.text
+    assert response.status_code == 401, response.text
+    assert response.json()["error"] == "invalid_token"
 
     # whoami: the stored facts and the access token's claims, marked unverified.
     shown = json.loads(facts_json.ok().out)
@@ -424,8 +428,11 @@ async def test_a_static_authorization_header_disables_oauth_for_that_url(
     stack: Stack, cli: Cli
 ) -> None:
     """static_headers: the configured header is sent as is (tools works with nothing stored and
-    no authorization); token and login refuse, whoami says OAuth is disabled there."""
-    token = (await cli("token", stack.url, "--client-config", machine_config(cli, stack))).ok()
+    no authorization); token and login refuse, whoami says OAuth is disabled there. The token
+    for the header comes from ``bastion token`` with ``dpop = "never"``, as docs/client.md says
+    for scripts that send it as Bearer."""
+    bearer_config = machine_config(cli, stack, dpop="never")
+    token = (await cli("token", stack.url, "--client-config", bearer_config)).ok()
     other = cli.directory / "other.json"
 
     def static(name: str, value: str) -> Path:

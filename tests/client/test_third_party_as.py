@@ -227,7 +227,10 @@ async def test_c01_c04_c05_c08_c10_c11_c12_the_whole_flow_with_dcr_at_oidc_provi
         tokens = await storage.get_tokens(s.url, op.issuer)
     assert tokens is not None
     assert s.recorder.statuses == [401, 200]
-    assert s.recorder.seen == [(401, None), (200, f"Bearer {tokens.access_token}")]
+    # node-oidc-provider offers DPoP and the middleware takes it: the client binds its token to
+    # its key (RFC 9449, dpop = "auto") and presents it in the DPoP scheme (§7.1).
+    assert tokens.token_type == "DPoP" and tokens.dpop_jkt is not None
+    assert s.recorder.seen == [(401, None), (200, f"DPoP {tokens.access_token}")]
     # DCR (C08): native, loopback, public; stored under the issuer (C09).
     body = httpx.Response(200, content=reg.content).json()
     assert body["application_type"] == "native"
@@ -410,18 +413,20 @@ async def test_c03_c09_credentials_of_one_provider_are_not_used_at_another(
 # -- refresh (C16) -------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("dpop", ["never", "auto"])
 async def test_c16_refresh_token_is_used_after_expiry_and_after_a_restart(
-    tmp_path: Path,
+    tmp_path: Path, dpop: str
 ) -> None:
     """With a provider that issues refresh tokens to clients allowed the grant: once the access
     token has expired (the client's clock moved past it), the next request is authorized by a
     refresh (OAuth 2.1 §4.3, with ``resource``, RFC 8707 §2.2), without a browser, in this
-    process and in a new one over the same token file. The provider rotates the refresh token
-    for a public client: every refresh uses the newest one (reusing a rotated one would revoke
-    the grant)."""
+    process and in a new one over the same token file. The provider rotates a public client's
+    Bearer refresh token: every refresh uses the newest one (reusing a rotated one would revoke
+    the grant). With DPoP (``auto``: oidc-provider and the middleware both take it) the refresh
+    token is bound to the client's key instead (RFC 9449 §5) and not rotated."""
     now = [0.0]
     async with site(tmp_path, registration=True, refresh_tokens="always") as s:
-        first = s.authorizer(clock=lambda: now[0])
+        first = s.authorizer(clock=lambda: now[0], dpop=dpop)
         now[0] = 1_000.0
         response = await s.get_tools(first)
         assert response.status_code == 200, response.text
@@ -439,7 +444,7 @@ async def test_c16_refresh_token_is_used_after_expiry_and_after_a_restart(
         # A new process an hour later: the stored refresh token again, no browser.
         s.wire.clear()
         later = [now[0] + 3600 + 1]
-        second = s.authorizer(clock=lambda: later[0], open_url=never_open)
+        second = s.authorizer(clock=lambda: later[0], open_url=never_open, dpop=dpop)
         third = await s.get_tools(second)
         assert third.status_code == 200, third.text
         after = await storage.get_tokens(s.url, s.op.issuer)
@@ -450,11 +455,22 @@ async def test_c16_refresh_token_is_used_after_expiry_and_after_a_restart(
     assert len(s.user.opened) == 1
     assert middle is not None and after is not None
     assert len({before.access_token, middle.access_token, after.access_token}) == 3
-    assert middle.refresh_token not in (None, before.refresh_token)  # rotated
     assert form(s.wire.sent[0])["refresh_token"] == [middle.refresh_token]
     assert s.recorder.statuses == [401, 200, 200, 200]
+    if dpop == "never":
+        assert middle.refresh_token not in (None, before.refresh_token)  # rotated
+        assert before.dpop_jkt is None
+        scheme = "Bearer"
+    else:
+        # Bound to the client's DPoP key (RFC 9449 §5), so oidc-provider keeps it instead of
+        # rotating it (OAuth 2.1 §4.3.1: sender-constrained or rotated); the same key,
+        # reloaded from the token file by the new process, proves it again.
+        assert before.dpop_jkt is not None
+        assert middle.dpop_jkt == after.dpop_jkt == before.dpop_jkt
+        assert middle.refresh_token == before.refresh_token
+        scheme = "DPoP"
     assert [auth for _, auth in s.recorder.seen[1:]] == [
-        f"Bearer {t.access_token}" for t in (before, middle, after)
+        f"{scheme} {t.access_token}" for t in (before, middle, after)
     ]
 
 
@@ -586,7 +602,7 @@ async def test_c13_c15_the_mcp_sdk_client_calls_tools_with_oidc_provider_as_the_
     assert all(s.user.params(i)["resource"] == [s.url] for i in range(2))
     assert s.recorder.statuses.count(403) == 1  # one step-up, then the call went through
     assert all(
-        (auth or "").startswith("Bearer ") for status, auth in s.recorder.seen if status != 401
+        (auth or "").startswith("DPoP ") for status, auth in s.recorder.seen if status != 401
     )
     assert tokens is not None and set(tokens.effective_scopes) >= {"mcp:tools", "notes:write"}
     assert "hello" in str(notes.structured_content)

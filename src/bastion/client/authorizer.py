@@ -102,7 +102,9 @@ class Authorizer:
 
     ``open_url`` sends the user to the authorization URL (default: print it and open the system
     browser); ``storage`` keeps tokens (default: keyring or the 0600 token file); ``http`` is the
-    client for discovery and token requests (default: one made here, closed by :meth:`aclose`).
+    client for discovery and token requests (default: one made here, closed by :meth:`aclose`);
+    ``clock`` decides when tokens count as expired. DPoP proofs always carry the wall clock's
+    ``iat``: the server compares it with its own.
     """
 
     def __init__(
@@ -275,9 +277,7 @@ class Authorizer:
         if key is None or key.jkt != tokens.dpop_jkt:
             return None  # the key is gone: the resource refuses, and the 401 starts a new grant
         nonce = self.nonces.get("resource", url)
-        return key.proof(
-            method, url, access_token=tokens.access_token, nonce=nonce, now=self._clock
-        )
+        return key.proof(method, url, access_token=tokens.access_token, nonce=nonce)
 
     # ----------------------------------------------------------- public: explicit actions
     async def discover(self, url: str, challenge: BearerChallenge | None = None) -> Discovery:
@@ -674,7 +674,7 @@ class Authorizer:
             return None
         key = await self._dpop_key(metadata.issuer, client.client_id, create=True)
         assert key is not None
-        return Prover(key, self.nonces, self._clock)
+        return Prover(key, self.nonces)
 
     async def _dpop_key(self, issuer: str, client_id: str, *, create: bool) -> DPoPKey | None:
         """This client's DPoP key at ``issuer``: cached, stored, or (``create``) made now and
@@ -709,7 +709,7 @@ class Authorizer:
         key = await self._dpop_key(tokens.issuer, tokens.client_id, create=False)
         if key is None or key.jkt != tokens.dpop_jkt:
             return False
-        return Prover(key, self.nonces, self._clock)
+        return Prover(key, self.nonces)
 
     async def _store(
         self,

@@ -19,6 +19,7 @@ import pytest
 
 from bastion.access.admin import allow
 from bastion.client import RegistryClient, RegistryError
+from bastion.client.dpop import DPoPKey
 from bastion.config import Settings
 from bastion.registry.access import READ, WRITE
 from bastion.registry.audit import export
@@ -116,17 +117,26 @@ async def test_g02_rfc6750_3_1_a_read_only_token_cannot_publish_and_nothing_is_w
     live: LiveRegistry, users: dict[str, BrowserUser]
 ) -> None:
     """RFC 6750 §3.1: a token with the read scope only gets 403 insufficient_scope whose
-    challenge names the write scope; nothing is stored, and the refusal is audited."""
+    challenge names the write scope; nothing is stored, and the refusal is audited. The token
+    the client stored is DPoP-bound (the registry takes DPoP), so it goes with a proof of the
+    client's stored key, and the challenge is in the DPoP scheme (RFC 9449 §7.1)."""
     cli = cli_of(live, users, "alice")
     stored = await read_token(live, cli, "alice")
-    async with httpx.AsyncClient(base_url=live.url) as http:
+    token = stored["access_token"]
+    key = DPoPKey.from_jwk(cli.stored()["dpop_keys"][stored["issuer"]][stored["client_id"]])
+    publish = f"{live.url}/v0.1/publish"
+    async with httpx.AsyncClient() as http:
         response = await http.post(
-            "/v0.1/publish",
+            publish,
             json=server_json(GAMMA),
-            headers={"Authorization": f"Bearer {stored['access_token']}"},
+            headers={
+                "Authorization": f"DPoP {token}",
+                "DPoP": key.proof("POST", publish, access_token=token),
+            },
         )
     assert response.status_code == 403
     challenge = response.headers["www-authenticate"]
+    assert challenge.startswith("DPoP ")
     assert 'error="insufficient_scope"' in challenge
     assert WRITE in challenge.split('scope="', 1)[1].split('"', 1)[0].split()
     assert await visible_to_alice(live, GAMMA) == []

@@ -65,11 +65,12 @@ async def test_g01_g02_c12_first_request_signs_in_for_the_registry_url(live: Liv
         assert stored is not None and stored.resource == live.url
 
 
-async def test_c13_token_stored_for_the_registry_url_and_sent_as_bearer_header(
+async def test_c13_x05_token_stored_for_the_registry_url_and_sent_in_the_authorization_header(
     live: LiveRegistry,
 ) -> None:
     """Another process with the same token file needs no browser; every request carries the
-    token in the Authorization header and never in the URL."""
+    token in the Authorization header and never in the URL. The registry takes DPoP, so the
+    token is DPoP-bound and each request has a proof of its own (RFC 9449 §7.1)."""
     async with live.authorizer("alice") as auth, RegistryClient(live.url, auth) as registry:
         await registry.ensure_token()
     assert len(live.opened("alice")) == 1
@@ -87,9 +88,10 @@ async def test_c13_token_stored_for_the_registry_url_and_sent_as_bearer_header(
         await registry.get(ALPHA)
     assert len(sent) == 2
     for request in sent:
-        assert request.headers["authorization"].startswith("Bearer ")
-        token = request.headers["authorization"][7:]
+        assert request.headers["authorization"].startswith("DPoP ")
+        token = request.headers["authorization"].removeprefix("DPoP ")
         assert token not in str(request.url)
+    assert len({request.headers["dpop"] for request in sent}) == 2
 
 
 async def test_g02_publishing_steps_up_from_registry_read_to_registry_write(
