@@ -7,11 +7,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from bastion.oauth.dpop_nonce import DPoPNonces
 from bastion.oauth.replay import MemoryReplayGuard
+from bastion.store import grants
 from bastion.store.database import Database
 from bastion.store.replays import DatabaseReplayGuard
+from bastion.store.schema import used_assertions
 
 SECRET = b"k" * 32
 
@@ -74,3 +77,20 @@ async def test_rfc9449_11_1_database_guard_is_shared_and_separated_by_purpose(
     assert not await second.first_use("jti-1", 2_000, 1_500)
     assert await other.first_use("jti-1", 2_000, 1_500)
     assert await second.first_use("jti-1", 3_000, 2_000)
+
+
+async def test_rfc7523_3_an_id_is_refused_until_it_expires_even_before_any_sweep(
+    database: Database,
+) -> None:
+    """The first use is one insert; a second use of a live id is a replay, a use after its
+    expiry is a first use again (the stale row is replaced), and the sweep removes only what
+    has expired."""
+    async with database.transaction() as conn:
+        assert await grants.use_assertion_once(conn, "k", 100, 10)
+        assert not await grants.use_assertion_once(conn, "k", 100, 99)
+        assert await grants.use_assertion_once(conn, "k", 300, 100)
+        assert not await grants.use_assertion_once(conn, "k", 300, 250)
+        assert await grants.use_assertion_once(conn, "other", 150, 100)
+        await grants.purge_expired(conn, 200)
+        left = (await conn.execute(sa.select(used_assertions.c.expires_at))).scalars().all()
+    assert left == [300]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bastion.store import auth_audit, revocations, rows
@@ -21,6 +22,7 @@ from bastion.store.schema import (
     refresh_tokens,
     revoked_access_tokens,
     token_families,
+    used_assertions,
 )
 
 
@@ -274,21 +276,34 @@ async def purge_expired(conn: AsyncConnection, now: int) -> None:
         sa.delete(family_access_tokens).where(family_access_tokens.c.expires_at <= now)
     )
     await conn.execute(sa.delete(token_families).where(token_families.c.expires_at <= now))
+    await purge_used_assertions(conn, now)
 
 
 async def use_assertion_once(conn: AsyncConnection, key: str, expires_at: int, now: int) -> bool:
-    """Record a client assertion's id; False if it was seen before (a replay)."""
-    from sqlalchemy.exc import IntegrityError
-
-    from bastion.store.schema import used_assertions
-
-    await conn.execute(sa.delete(used_assertions).where(used_assertions.c.expires_at <= now))
-    try:
-        async with conn.begin_nested():
-            await conn.execute(sa.insert(used_assertions).values(key=key, expires_at=expires_at))
-    except IntegrityError:
+    """Record a single-use id (a client assertion's, a DPoP proof's...); False if it is
+    recorded and has not expired (a replay). Expired rows are left to :func:`purge_expired`
+    and :func:`purge_used_assertions`: a first use is one ``INSERT ... ON CONFLICT DO
+    NOTHING``, without a savepoint."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    insert = (
+        dialect.insert(used_assertions)
+        .values(key=key, expires_at=expires_at)
+        .on_conflict_do_nothing(index_elements=["key"])
+    )
+    if (await conn.execute(insert)).rowcount == 1:
+        return True
+    # The same id again: a replay, unless the row it left has expired and is not purged yet.
+    stale = sa.delete(used_assertions).where(
+        used_assertions.c.key == key, used_assertions.c.expires_at <= now
+    )
+    if (await conn.execute(stale)).rowcount == 0:
         return False
-    return True
+    return (await conn.execute(insert)).rowcount == 1
+
+
+async def purge_used_assertions(conn: AsyncConnection, now: int) -> None:
+    """Delete the single-use ids whose time is over."""
+    await conn.execute(sa.delete(used_assertions).where(used_assertions.c.expires_at <= now))
 
 
 __all__ = [
@@ -304,6 +319,7 @@ __all__ = [
     "get_request",
     "is_access_token_revoked",
     "purge_expired",
+    "purge_used_assertions",
     "record_access_token",
     "revoke_access_token",
     "revoke_families_of",
