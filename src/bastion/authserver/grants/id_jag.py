@@ -34,6 +34,7 @@ from bastion.authserver import assertions
 from bastion.authserver.authorize import known_scopes
 from bastion.authserver.context import AuthServer
 from bastion.authserver.issuance import audit_binding, identity_claims, mint_access
+from bastion.authserver.person_scopes import admitted_scopes
 from bastion.identity.claims import UpstreamIdentity, local_groups, map_claims, refusal
 from bastion.identity.errors import AccountNotAllowed, FederationError
 from bastion.identity.linking import link_account
@@ -217,18 +218,7 @@ async def _scope(
         wanted &= mine
     if not wanted:
         raise InvalidScope(f"the ID-JAG grants no scope of {resource} this client may have")
-    async with bastion.db.connect() as conn:
-        decision = await bastion.access.for_user(conn, user, resource, sorted(wanted))
-    if not decision.allowed:
-        raise InvalidTarget(
-            f"{user.username} may not use {resource}: the access rules do not admit them"
-        )
-    if decision.withheld and (request.scope is not None or not decision.scopes):
-        raise InvalidScope(
-            f"{user.username} may not obtain scope {' '.join(sorted(decision.withheld))} "
-            f"at {resource}"
-        )
-    return scope_syntax.join(decision.scopes)
+    return await admitted_scopes(bastion, user, resource, wanted, asked=request.scope is not None)
 
 
 async def _issue(

@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from bastion.authserver.authorize import known_scopes
 from bastion.authserver.context import AuthServer
 from bastion.authserver.issuance import audit_binding, identity_claims, mint_access
+from bastion.authserver.person_scopes import admitted_scopes
 from bastion.config import TokenExchangeRule
 from bastion.oauth import scopes as scope_syntax
 from bastion.oauth.errors import InvalidRequest, InvalidScope, InvalidTarget, UnauthorizedClient
@@ -254,20 +255,11 @@ async def _scope(
         raise InvalidScope(
             f"scope {' '.join(sorted(beyond))} is beyond what the exchange rule allows at {target}"
         )
-    async with bastion.db.connect() as conn:
-        decision = await bastion.access.for_user(conn, subject.user, target, sorted(asked))
-    if not decision.allowed:
-        # RFC 8693 §2.2.2: invalid_target when the AS is unwilling to issue a token for the
-        # target; the person could not obtain one there by signing in either.
-        raise InvalidTarget(
-            f"{subject.user.username} may not use {target}: the access rules do not admit them"
-        )
-    if decision.withheld and (request.scope is not None or not decision.scopes):
-        raise InvalidScope(
-            f"{subject.user.username} may not obtain scope "
-            f"{' '.join(sorted(decision.withheld))} at {target}"
-        )
-    return scope_syntax.join(decision.scopes)
+    # RFC 8693 §2.2.2: invalid_target when the AS is unwilling to issue a token for the
+    # target; the person could not obtain one there by signing in either.
+    return await admitted_scopes(
+        bastion, subject.user, target, asked, asked=request.scope is not None
+    )
 
 
 __all__ = ["NO_RULE", "Subject", "exchange", "rules_of"]
