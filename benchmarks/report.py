@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.loadgen import Result
+from benchmarks.loadgen import BUSY_LOADER, Result
 
 # The unit of rows whose samples are delays (p50 and p99 matter; a rate means nothing).
 DELAYS = "delays"
@@ -55,6 +55,26 @@ class Row:
         return sum(r.requests for r in self.rounds)
 
     @property
+    def loader_cpu(self) -> float | None:
+        """The load generator's highest CPU share over the rounds (None: not known)."""
+        shares = [r.loader_cpu for r in self.rounds if r.loader_cpu is not None]
+        return max(shares) if shares else None
+
+    @property
+    def loader_busy(self) -> bool:
+        """Whether the load generator used more than 90 % of its CPU in some round."""
+        return (self.loader_cpu or 0.0) > BUSY_LOADER
+
+    def loader_text(self) -> str:
+        """e.g. ``38 %``, ``**95 %**`` (busy), with ``wrk`` when wrk sent the load."""
+        share = self.loader_cpu
+        if share is None:
+            return ""
+        text = f"{share * 100:.0f} %"
+        text = f"**{text}**" if self.loader_busy else text
+        return text + (" wrk" if any(r.loader == "wrk" for r in self.rounds) else "")
+
+    @property
     def errors(self) -> int:
         return sum(r.errors for r in self.rounds)
 
@@ -71,6 +91,7 @@ class Row:
             "requests": self.requests,
             "errors": self.errors,
             "round_rates": [round(r.rate, 1) for r in self.rounds],
+            "loader_cpu": None if self.loader_cpu is None else round(self.loader_cpu, 3),
             "rounds": [r.summary() for r in self.rounds],
             "note": self.note,
         }
@@ -78,7 +99,9 @@ class Row:
 
 @dataclass
 class Ratio:
-    """``numerator`` / ``denominator`` (row names), with the target it should reach, if any."""
+    """``numerator`` / ``denominator`` (row names), with the target it should reach, if any.
+    With ``at_most``, the value is a quantity that must stay at or below the target (such as
+    an added latency in ``unit``), given by the suite."""
 
     label: str
     numerator: str
@@ -88,12 +111,20 @@ class Ratio:
     note: str = ""
     # Measured by the suite itself (e.g. the median of paired rounds), not rate / rate.
     given: float | None = None
+    at_most: bool = False
+    unit: str = ""
 
     @property
     def met(self) -> bool | None:
         if self.target is None or self.value is None:
             return None
-        return self.value >= self.target
+        return self.value <= self.target if self.at_most else self.value >= self.target
+
+    def target_text(self) -> str:
+        if self.target is None:
+            return ""
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{'<=' if self.at_most else '>='} {self.target:.2f}{unit}"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +133,8 @@ class Ratio:
             "denominator": self.denominator,
             "value": None if self.value is None else round(self.value, 3),
             "target": self.target,
+            "at_most": self.at_most,
+            "unit": self.unit,
             "met": self.met,
             "note": self.note,
         }
@@ -174,17 +207,18 @@ class Report:
             out += [
                 f"## {group}",
                 "",
-                "| target | rate | p50 ms | p99 ms | requests | errors | rounds | note |",
-                "|---|---:|---:|---:|---:|---:|---|---|",
+                "| target | rate | p50 ms | p99 ms | requests | errors | rounds | load gen CPU "
+                "| note |",
+                "|---|---:|---:|---:|---:|---:|---|---:|---|",
             ]
             for row in (r for r in self.rows if r.group == group):
                 if not row.measured:
-                    out.append(f"| {row.name} | not measured | | | | | | {row.note} |")
+                    out.append(f"| {row.name} | not measured | | | | | | | {row.note} |")
                     continue
                 if row.unit == DELAYS:
                     out.append(
                         f"| {row.name} | | {row.p50:.2f} | {row.p99:.2f} | {row.requests} | "
-                        f"{row.errors} | | {row.note} |"
+                        f"{row.errors} | | {row.loader_text()} | {row.note} |"
                     )
                     continue
                 rounds = ", ".join(f"{r.rate:.0f}" for r in row.rounds)
@@ -193,18 +227,26 @@ class Report:
                 errors = str(row.errors) if row.rounds else ""
                 out.append(
                     f"| {row.name} | {row.rate:,.0f} {row.unit} | {latency[0]} | {latency[1]} | "
-                    f"{requests} | {errors} | {rounds} | {row.note} |"
+                    f"{requests} | {errors} | {rounds} | {row.loader_text()} | {row.note} |"
                 )
             out.append("")
         out += ["## ratios (same run)", "", "| ratio | value | target | met |"]
         out.append("|---|---:|---:|---|")
         for ratio in self.ratios:
             value = "not measured" if ratio.value is None else _ratio_text(ratio.value)
-            target = "" if ratio.target is None else f">= {ratio.target:.2f}"
+            value += f" {ratio.unit}" if ratio.unit and ratio.value is not None else ""
+            target = ratio.target_text()
             met = {None: "", True: "yes", False: "**no**"}[ratio.met]
             note = f" ({ratio.note})" if ratio.note and ratio.value is None else ""
             out.append(f"| {ratio.label}{note} | {value} | {target} | {met} |")
         out.append("")
+        busy = [r.name for r in self.rows if r.loader_busy]
+        if busy:
+            out.append(
+                f"**The load generator used more than {BUSY_LOADER:.0%} of its CPU** in: "
+                f"{'; '.join(busy)}. Their rates may be the generator's limit, not the server's."
+            )
+            out.append("")
         if self.notes:
             out += ["## notes", ""] + [f"- {n}" for n in self.notes] + [""]
         return "\n".join(out)
