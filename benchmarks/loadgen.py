@@ -12,7 +12,9 @@ whichever connection is free; a request sent after its due time because every co
 busy counts its latency from the due time, so a slow server cannot hide its queue).
 
 The generator's own CPU use during the measured window (``/proc/self/stat``) comes back with the
-result: near 100 % of its CPU, it, not the server, may be what limits the rate.
+result: near 100 % of its CPU, it, not the server, may be what limits the rate. So does the time
+it waited for its CPU while other processes had it (``schedstat``): on a shared machine a
+generator can be starved without being busy.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ class Result:
     latencies_ms: list[float] = field(default_factory=list)
     # The load generator's CPU seconds per wall second in the measured window (None: unknown).
     loader_cpu: float | None = None
+    # Its seconds spent runnable but waiting for a CPU, per wall second (others had the CPU).
+    loader_wait: float | None = None
     loader: str = "own"
     late: int = 0  # fixed rate: requests sent after their due time (every connection was busy)
 
@@ -96,6 +100,7 @@ class Result:
             "first_error": self.first_error,
             "loader": self.loader,
             "loader_cpu": None if self.loader_cpu is None else round(self.loader_cpu, 3),
+            "loader_wait": None if self.loader_wait is None else round(self.loader_wait, 3),
             "late": self.late,
         }
 
@@ -106,6 +111,16 @@ def process_cpu_seconds(pid: int | str = "self") -> float:
         # The command name (field 2) may hold spaces; the fields after it are plain.
         fields = stat.read().rsplit(b")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_queue_seconds() -> float:
+    """Seconds this thread was runnable but waited for a CPU (``/proc/thread-self/schedstat``;
+    0 where the kernel does not keep it)."""
+    try:
+        with open("/proc/thread-self/schedstat", "rb") as schedstat:
+            return int(schedstat.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 class _Answer:
@@ -177,7 +192,7 @@ async def _drive(load: Load) -> Result:
     waiting = 0  # requests sent and not answered yet
 
     def cpu_mark() -> None:
-        cpu_from[:] = [process_cpu_seconds(), time.perf_counter()]
+        cpu_from[:] = [process_cpu_seconds(), run_queue_seconds(), time.perf_counter()]
 
     if load.warmup > 0:
         loop.call_later(load.warmup, cpu_mark)
@@ -252,9 +267,9 @@ async def _drive(load: Load) -> Result:
         result.errors += 1
     if measured_start is not None:
         result.seconds = max(last_done - measured_start, 1e-9)
-    if cpu_from:
-        wall = time.perf_counter() - cpu_from[1]
-        result.loader_cpu = (process_cpu_seconds() - cpu_from[0]) / wall if wall > 0 else None
+    if cpu_from and (wall := time.perf_counter() - cpu_from[2]) > 0:
+        result.loader_cpu = (process_cpu_seconds() - cpu_from[0]) / wall
+        result.loader_wait = (run_queue_seconds() - cpu_from[1]) / wall
     return result
 
 

@@ -11,6 +11,10 @@ from typing import Any
 
 from benchmarks.loadgen import BUSY_LOADER, Result
 
+# Above this share of wall time waiting for its CPU, the load generator's waits are shown.
+STARVED_LOADER = 0.1
+# Above this share, a row is flagged: the generator was starved of its CPU.
+STARVED_REPORTED = 0.5
 # The unit of rows whose samples are delays (p50 and p99 matter; a rate means nothing).
 DELAYS = "delays"
 
@@ -65,13 +69,30 @@ class Row:
         """Whether the load generator used more than 90 % of its CPU in some round."""
         return (self.loader_cpu or 0.0) > BUSY_LOADER
 
+    @property
+    def loader_wait(self) -> float | None:
+        """The highest share of wall time the load generator waited for its CPU (None: not
+        known, e.g. wrk)."""
+        waits = [r.loader_wait for r in self.rounds if r.loader_wait is not None]
+        return max(waits) if waits else None
+
+    @property
+    def loader_starved(self) -> bool:
+        """Whether the load generator waited for its CPU more than half of some round."""
+        return (self.loader_wait or 0.0) > STARVED_REPORTED
+
     def loader_text(self) -> str:
-        """e.g. ``38 %``, ``**95 %**`` (busy), with ``wrk`` when wrk sent the load."""
+        """e.g. ``38 %``, ``**95 %**`` (busy), ``38 % (waited 20 %)`` (it waited for its CPU
+        that long), with ``wrk`` when wrk sent the load."""
         share = self.loader_cpu
         if share is None:
             return ""
         text = f"{share * 100:.0f} %"
         text = f"**{text}**" if self.loader_busy else text
+        wait = self.loader_wait
+        if wait is not None and wait > STARVED_LOADER:
+            waited = f"waited {wait * 100:.0f} %"
+            text += f" (**{waited}**)" if self.loader_starved else f" ({waited})"
         return text + (" wrk" if any(r.loader == "wrk" for r in self.rounds) else "")
 
     @property
@@ -92,6 +113,7 @@ class Row:
             "errors": self.errors,
             "round_rates": [round(r.rate, 1) for r in self.rounds],
             "loader_cpu": None if self.loader_cpu is None else round(self.loader_cpu, 3),
+            "loader_wait": None if self.loader_wait is None else round(self.loader_wait, 3),
             "rounds": [r.summary() for r in self.rounds],
             "note": self.note,
         }
@@ -245,6 +267,14 @@ class Report:
             out.append(
                 f"**The load generator used more than {BUSY_LOADER:.0%} of its CPU** in: "
                 f"{'; '.join(busy)}. Their rates may be the generator's limit, not the server's."
+            )
+            out.append("")
+        starved = [r.name for r in self.rows if r.loader_starved]
+        if starved:
+            out.append(
+                f"**The load generator waited for its CPU more than {STARVED_REPORTED:.0%} of "
+                f"the time** (other processes had it) in: {'; '.join(starved)}. Their rates and "
+                "latencies tell of the machine's contention as much as of the server."
             )
             out.append("")
         if self.notes:
