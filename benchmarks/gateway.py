@@ -118,15 +118,31 @@ def token(bastion: Process, stack: Stack, audience: str | None = None) -> str:
     return value
 
 
+@dataclass(frozen=True)
+class Running:
+    """The gateway and its upstream servers of one suite."""
+
+    gateway: Process
+    upstream: Process
+    sdk: Process | None
+
+    def pids(self, *, through: bool, sdk: bool) -> tuple[int, ...]:
+        """The servers a call straight to an upstream or through the gateway keeps busy."""
+        upstream = self.sdk if sdk else self.upstream
+        assert upstream is not None
+        busy = [upstream, self.gateway] if through else [upstream]
+        return tuple(server.process.pid for server in busy)
+
+
 @contextlib.contextmanager
 def gateway_and_upstream(
     plan: Plan, stack: Stack, upstreams: Upstreams | None = None
-) -> Iterator[Process]:
+) -> Iterator[Running]:
     """The one-line upstream (and with ``upstreams`` the SDK demo) and ``bastion gateway`` in
-    front of them; yields the gateway."""
+    front of them."""
     settings: Mapping[str, Any] = upstreams.settings(stack) if upstreams else stack.settings()
     with contextlib.ExitStack() as running:
-        running.enter_context(
+        upstream = running.enter_context(
             uvicorn_app(
                 "upstream",
                 "benchmarks.apps:upstream",
@@ -135,8 +151,9 @@ def gateway_and_upstream(
                 cpus=plan.server_cpus,
             )
         )
+        sdk = None
         if upstreams is not None:
-            running.enter_context(
+            sdk = running.enter_context(
                 uvicorn_app(
                     "sdk-demo",
                     "benchmarks.mcp_demo:http_app",
@@ -145,12 +162,13 @@ def gateway_and_upstream(
                     cpus=plan.server_cpus,
                 )
             )
-        yield running.enter_context(
+        gateway = running.enter_context(
             bastion_gateway(settings, port=stack.gateway_port, cpus=plan.server_cpus)
         )
+        yield Running(gateway, upstream, sdk)
 
 
-def one_line_loads(plan: Plan, stack: Stack, bearer: str) -> tuple[Load, Load]:
+def one_line_loads(plan: Plan, stack: Stack, bearer: str, running: Running) -> tuple[Load, Load]:
     """Straight to the one-line upstream, and through the gateway."""
     body = json.dumps(CALL).encode()
     headers = {
@@ -164,11 +182,19 @@ def one_line_loads(plan: Plan, stack: Stack, bearer: str) -> tuple[Load, Load]:
 
     expect = b'"result"'
     direct = planning.load(
-        plan, stack.upstream_port, [call(stack.upstream_port, {})], expect_body=expect
+        plan,
+        stack.upstream_port,
+        [call(stack.upstream_port, {})],
+        expect_body=expect,
+        watch=running.pids(through=False, sdk=False),
     )
     auth = {"Authorization": f"Bearer {bearer}"}
     through = planning.load(
-        plan, stack.gateway_port, [call(stack.gateway_port, auth)], expect_body=expect
+        plan,
+        stack.gateway_port,
+        [call(stack.gateway_port, auth)],
+        expect_body=expect,
+        watch=running.pids(through=True, sdk=False),
     )
     return direct, through
 
@@ -178,7 +204,7 @@ async def run(
 ) -> None:
     one_line_token = token(bastion, stack)
     sdk_token = token(bastion, stack, resource(stack, SDK_PATH))
-    with gateway_and_upstream(plan, stack, upstreams):
+    with gateway_and_upstream(plan, stack, upstreams) as running:
         sdk_url = f"http://127.0.0.1:{upstreams.sdk_port}/mcp"
         gateway_url = resource(stack, SDK_PATH)
         straight = await mcp_sessions.open_sessions(sdk_url, SESSIONS)
@@ -188,14 +214,16 @@ async def run(
             upstreams.sdk_port,
             mcp_sessions.calls(upstreams.sdk_port, "/mcp", straight),
             expect_body=mcp_sessions.CALL_OK,
+            watch=running.pids(through=False, sdk=True),
         )
         sdk_through = planning.load(
             plan,
             stack.gateway_port,
             mcp_sessions.calls(stack.gateway_port, SDK_PATH, through, sdk_token),
             expect_body=mcp_sessions.CALL_OK,
+            watch=running.pids(through=True, sdk=True),
         )
-        one_direct, one_through = one_line_loads(plan, stack, one_line_token)
+        one_direct, one_through = one_line_loads(plan, stack, one_line_token, running)
         loads = {
             SDK_DIRECT: sdk_direct,
             SDK_THROUGH: sdk_through,
@@ -203,8 +231,8 @@ async def run(
             THROUGH: one_through,
         }
         results = await planning.interleaved(plan, [planning.fixed(n, x) for n, x in loads.items()])
-        for name in loads:
-            report.rows.append(Row(GROUP, name, rounds=results[name]))
+        rows = {name: Row(GROUP, name, rounds=results[name]) for name in loads}
+        report.rows.extend(rows.values())
         report.ratios.append(
             Ratio(
                 f"gateway / direct (throughput), SDK demo server, {SESSIONS} sessions",
@@ -221,6 +249,11 @@ async def run(
                 target=ONE_LINE_TARGET,
             )
         )
+        for label, straight_name, through_name, target in (
+            (f"SDK demo server, {SESSIONS} sessions", SDK_DIRECT, SDK_THROUGH, SDK_TARGET),
+            ("one-line upstream", DIRECT, THROUGH, ONE_LINE_TARGET),
+        ):
+            report.ratios.append(cpu_ratio(label, rows[straight_name], rows[through_name], target))
         for label, straight_name, through_name in (
             ("SDK demo", SDK_DIRECT, SDK_THROUGH),
             ("one-line", DIRECT, THROUGH),
@@ -266,6 +299,23 @@ async def added_latency(
                 unit="ms",
             )
         )
+
+
+def cpu_ratio(label: str, straight: Row, through: Row, target: float) -> Ratio:
+    """The throughput ratio the servers' CPU per request predicts for a CPU of their own:
+    straight's CPU per request / through's (the upstream's and the gateway's together), robust
+    to what else the machine runs."""
+    given = None
+    if straight.server_cpu_ms and through.server_cpu_ms:
+        given = straight.server_cpu_ms / through.server_cpu_ms
+    return Ratio(
+        f"gateway / direct (from server CPU per request), {label}",
+        through.name,
+        straight.name,
+        target=target,
+        given=given,
+        by_suite=True,
+    )
 
 
 def _late(results: list[Result], rate: float) -> str:

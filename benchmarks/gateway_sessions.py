@@ -40,7 +40,7 @@ async def run(
     plan: Plan, stack: Stack, bastion: Process, report: Report, upstreams: Upstreams
 ) -> None:
     port = stack.gateway_port
-    with gateway_and_upstream(plan, stack, upstreams):
+    with gateway_and_upstream(plan, stack, upstreams) as running:
         opened: list[tuple[str, list[mcp_sessions.Session], str]] = []
         targets: list[Target] = []
         try:
@@ -51,7 +51,11 @@ async def run(
                 opened.append((url, sessions, bearer))
                 for count in COUNTS:
                     calls = mcp_sessions.calls(port, path, sessions[:count], bearer)
-                    load = planning.load(plan, port, calls, expect_body=mcp_sessions.CALL_OK)
+                    # The gateway with its stdio processes, and the HTTP demo.
+                    watch = running.pids(through=True, sdk=True)
+                    load = planning.load(
+                        plan, port, calls, expect_body=mcp_sessions.CALL_OK, watch=watch
+                    )
                     targets.append(planning.fixed(name(kind, count), load))
             results = await planning.interleaved(plan, targets)
         finally:

@@ -27,6 +27,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from queue import Empty
 from typing import Any
 
@@ -52,6 +53,8 @@ class Load:
     cpus: frozenset[int] | None = None
     rate: float | None = None  # requests per second on a fixed schedule; None: closed loop
     loader: str = "own"  # "wrk": sent by wrk where it can (benchmarks.wrk.supports)
+    # Servers (with their child processes) whose CPU time the measured window took.
+    watch: tuple[int, ...] = ()
 
 
 # Seconds past the end of a load that answers may still take; later, the load ends without them.
@@ -76,6 +79,7 @@ class Result:
     loader_wait: float | None = None
     loader: str = "own"
     late: int = 0  # fixed rate: requests sent after their due time (every connection was busy)
+    server_cpu: float | None = None  # CPU seconds of the Load's watched servers in the window
 
     @property
     def rate(self) -> float:
@@ -102,6 +106,7 @@ class Result:
             "loader_cpu": None if self.loader_cpu is None else round(self.loader_cpu, 3),
             "loader_wait": None if self.loader_wait is None else round(self.loader_wait, 3),
             "late": self.late,
+            "server_cpu_s": None if self.server_cpu is None else round(self.server_cpu, 4),
         }
 
 
@@ -111,6 +116,22 @@ def process_cpu_seconds(pid: int | str = "self") -> float:
         # The command name (field 2) may hold spaces; the fields after it are plain.
         fields = stat.read().rsplit(b")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pids: Sequence[int]) -> float:
+    """CPU seconds of processes ``pids`` and their living descendants (a gateway's stdio
+    upstreams, a server's workers) so far."""
+    total = 0.0
+    pending = list(pids)
+    while pending:
+        pid = pending.pop()
+        try:
+            total += process_cpu_seconds(pid)
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue  # ended meanwhile
+    return total
 
 
 def run_queue_seconds() -> float:
@@ -192,7 +213,8 @@ async def _drive(load: Load) -> Result:
     waiting = 0  # requests sent and not answered yet
 
     def cpu_mark() -> None:
-        cpu_from[:] = [process_cpu_seconds(), run_queue_seconds(), time.perf_counter()]
+        servers = tree_cpu_seconds(load.watch)
+        cpu_from[:] = [process_cpu_seconds(), run_queue_seconds(), servers, time.perf_counter()]
 
     if load.warmup > 0:
         loop.call_later(load.warmup, cpu_mark)
@@ -267,9 +289,11 @@ async def _drive(load: Load) -> Result:
         result.errors += 1
     if measured_start is not None:
         result.seconds = max(last_done - measured_start, 1e-9)
-    if cpu_from and (wall := time.perf_counter() - cpu_from[2]) > 0:
+    if cpu_from and (wall := time.perf_counter() - cpu_from[3]) > 0:
         result.loader_cpu = (process_cpu_seconds() - cpu_from[0]) / wall
         result.loader_wait = (run_queue_seconds() - cpu_from[1]) / wall
+        if load.watch:
+            result.server_cpu = tree_cpu_seconds(load.watch) - cpu_from[2]
     return result
 
 
@@ -356,4 +380,5 @@ __all__ = [
     "process_cpu_seconds",
     "raw_request",
     "run",
+    "tree_cpu_seconds",
 ]

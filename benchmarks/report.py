@@ -59,6 +59,22 @@ class Row:
         return sum(r.requests for r in self.rounds)
 
     @property
+    def server_cpu_ms(self) -> float | None:
+        """Milliseconds of the watched servers' CPU per request, over every round (None when
+        a round did not watch them)."""
+        if not self.rounds or any(r.server_cpu is None for r in self.rounds):
+            return None
+        requests = self.requests
+        return sum(r.server_cpu or 0.0 for r in self.rounds) * 1000 / requests if requests else None
+
+    def note_text(self) -> str:
+        """The note, after the server CPU per request when it was measured."""
+        cpu = self.server_cpu_ms
+        if cpu is None:
+            return self.note
+        return f"server CPU {cpu:.2f} ms/request" + (f"; {self.note}" if self.note else "")
+
+    @property
     def loader_cpu(self) -> float | None:
         """The load generator's highest CPU share over the rounds (None: not known)."""
         shares = [r.loader_cpu for r in self.rounds if r.loader_cpu is not None]
@@ -114,6 +130,7 @@ class Row:
             "round_rates": [round(r.rate, 1) for r in self.rounds],
             "loader_cpu": None if self.loader_cpu is None else round(self.loader_cpu, 3),
             "loader_wait": None if self.loader_wait is None else round(self.loader_wait, 3),
+            "server_cpu_ms": None if self.server_cpu_ms is None else round(self.server_cpu_ms, 4),
             "rounds": [r.summary() for r in self.rounds],
             "note": self.note,
         }
@@ -135,6 +152,7 @@ class Ratio:
     given: float | None = None
     at_most: bool = False
     unit: str = ""
+    by_suite: bool = False  # the value is ``given`` only, never rate / rate
 
     @property
     def met(self) -> bool | None:
@@ -185,8 +203,9 @@ class Report:
 
     def compute_ratios(self) -> None:
         for ratio in self.ratios:
-            if ratio.given is not None:
+            if ratio.given is not None or ratio.by_suite:
                 ratio.value = ratio.given
+                ratio.note = ratio.note or ("" if ratio.given is not None else "not measured")
                 continue
             top, bottom = self.row(ratio.numerator), self.row(ratio.denominator)
             if top is None or bottom is None or not top.measured or not bottom.measured:
@@ -240,7 +259,7 @@ class Report:
                 if row.unit == DELAYS:
                     out.append(
                         f"| {row.name} | | {row.p50:.2f} | {row.p99:.2f} | {row.requests} | "
-                        f"{row.errors} | | {row.loader_text()} | {row.note} |"
+                        f"{row.errors} | | {row.loader_text()} | {row.note_text()} |"
                     )
                     continue
                 rounds = ", ".join(f"{r.rate:.0f}" for r in row.rounds)
@@ -249,7 +268,7 @@ class Report:
                 errors = str(row.errors) if row.rounds else ""
                 out.append(
                     f"| {row.name} | {row.rate:,.0f} {row.unit} | {latency[0]} | {latency[1]} | "
-                    f"{requests} | {errors} | {rounds} | {row.loader_text()} | {row.note} |"
+                    f"{requests} | {errors} | {rounds} | {row.loader_text()} | {row.note_text()} |"
                 )
             out.append("")
         out += ["## ratios (same run)", "", "| ratio | value | target | met |"]

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks.loadgen import Load, Result
+from benchmarks.loadgen import Load, Result, tree_cpu_seconds
 
 MARK = "WRK-RESULT "
 
@@ -201,7 +201,11 @@ def run(load: Load) -> Result:
     try:
         if load.warmup > 0:
             _wrk(wrk, load, lua, max(1, math.ceil(load.warmup)))
-        return parse(*_wrk(wrk, load, lua, max(1, math.ceil(load.duration))))
+        servers = tree_cpu_seconds(load.watch)
+        result = parse(*_wrk(wrk, load, lua, max(1, math.ceil(load.duration))))
+        if load.watch:
+            result.server_cpu = tree_cpu_seconds(load.watch) - servers
+        return result
     finally:
         with contextlib.suppress(OSError):
             lua.unlink()
