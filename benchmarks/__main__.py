@@ -20,7 +20,10 @@ Suites of the gateway:
 ``--loader wrk`` sends every load wrk can send (Debian's wrk, with a Lua script sending the same
 prepared requests and checking the answers alike); pools of single-use requests and fixed-rate
 loads stay with the own generator. Either way each row shows the load generator's CPU use during
-the measurement, and the report flags rows where it passed 90 %.
+the measurement and, when above 10 %, how long it waited for its CPU (others had it); the report
+flags rows where it was busy above 90 % or waited above 50 %. The gateway suites also give the
+servers' CPU per request (gateway, upstreams and stdio processes, from /proc), and ratios from it
+that hold on a machine shared with other work.
 
 Writes benchmarks/results/latest.md and latest.json (``--output`` for elsewhere). PostgreSQL is
 used when reachable (BASTION_BENCH_POSTGRES_URL, default the local test server; ``--sqlite`` to

@@ -61,14 +61,22 @@ async def run(
         finally:
             for url, sessions, bearer in opened:
                 await mcp_sessions.close_sessions(url, sessions, bearer)
-    for label, _ in targets:
-        report.rows.append(Row(GROUP, label, rounds=results[label]))
+    rows = {label: Row(GROUP, label, rounds=results[label]) for label, _ in targets}
+    report.rows.extend(rows.values())
     for kind, _ in KINDS:
+        many, one = rows[name(kind, max(COUNTS))], rows[name(kind, 1)]
+        label = f"gateway sessions {kind}: {max(COUNTS)} / 1 session"
+        report.ratios.append(Ratio(f"{label} (throughput)", many.name, one.name))
+        cpu = None
+        if many.server_cpu_ms and one.server_cpu_ms:
+            cpu = one.server_cpu_ms / many.server_cpu_ms
         report.ratios.append(
             Ratio(
-                f"gateway sessions {kind}: {max(COUNTS)} / 1 session (throughput)",
-                name(kind, max(COUNTS)),
-                name(kind, 1),
+                f"{label} (from server CPU per request)",
+                many.name,
+                one.name,
+                given=cpu,
+                by_suite=True,
             )
         )
     report.notes.append(
