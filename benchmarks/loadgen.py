@@ -268,7 +268,7 @@ async def _drive(load: Load) -> Result:
                 result.statuses[answer.status] = result.statuses.get(answer.status, 0) + 1
                 ok = answer.status == load.expect_status and load.expect_body in answer.body
                 if not ok:
-                    result.errors += waiting
+                    result.errors += 1
                     if not result.first_error:
                         result.first_error = f"{answer.status} {answer.body[:300]!r}"
                 result.latencies_ms.append(elapsed)
@@ -286,7 +286,7 @@ async def _drive(load: Load) -> Result:
         result.first_error = result.first_error or (
             f"requests without an answer after {ANSWER_TIMEOUT:.0f} s (counted as errors)"
         )
-        result.errors += 1
+        result.errors += waiting
     if measured_start is not None:
         result.seconds = max(last_done - measured_start, 1e-9)
     if cpu_from and (wall := time.perf_counter() - cpu_from[3]) > 0:

@@ -33,7 +33,7 @@ def _load(port: int) -> Load:
         raw_request("127.0.0.1", port, "GET", "/nope"),
     ]
     return Load(
-        "127.0.0.1", port, requests, connections=2, duration=1, warmup=0, expect_body=b"hello"
+        "127.0.0.1", port, requests, connections=4, duration=1, warmup=0, expect_body=b"hello"
     )
 
 
