@@ -281,21 +281,24 @@ class Report:
             note = f" ({ratio.note})" if ratio.note and ratio.value is None else ""
             out.append(f"| {ratio.label}{note} | {value} | {target} | {met} |")
         out.append("")
-        busy = [r.name for r in self.rows if r.loader_busy]
-        if busy:
-            out.append(
-                f"**The load generator used more than {BUSY_LOADER:.0%} of its CPU** in: "
-                f"{'; '.join(busy)}. Their rates may be the generator's limit, not the server's."
-            )
-            out.append("")
-        starved = [r.name for r in self.rows if r.loader_starved]
-        if starved:
-            out.append(
-                f"**The load generator waited for its CPU more than {STARVED_REPORTED:.0%} of "
-                f"the time** (other processes had it) in: {'; '.join(starved)}. Their rates and "
-                "latencies tell of the machine's contention as much as of the server."
-            )
-            out.append("")
+        for flagged, headline, meaning in (
+            (
+                [r.name for r in self.rows if r.loader_busy],
+                f"used more than {BUSY_LOADER:.0%} of its CPU",
+                "Their rates may be the generator's limit, not the server's.",
+            ),
+            (
+                [r.name for r in self.rows if r.loader_starved],
+                f"waited for its CPU more than {STARVED_REPORTED:.0%} of the time",
+                "(Other processes had it.) Their rates and latencies tell of the machine's "
+                "contention as much as of the server.",
+            ),
+        ):
+            if flagged:
+                out += [
+                    f"**The load generator {headline}** in: {'; '.join(flagged)}. {meaning}",
+                    "",
+                ]
         if self.notes:
             out += ["## notes", ""] + [f"- {n}" for n in self.notes] + [""]
         return "\n".join(out)

@@ -102,7 +102,7 @@ def test_the_report_flags_a_busy_or_starved_load_generator() -> None:
     assert "| 20 % (**waited 60 %**) |" in text
     assert "| 38 % |" in text
     assert "used more than 90% of its CPU** in: busy." in text
-    assert "of the time** (other processes had it) in: starved." in text
+    assert "waited for its CPU more than 50% of the time** in: starved." in text
 
 
 def test_an_upper_bound_target_is_met_at_or_below_it() -> None:
