@@ -1,6 +1,6 @@
 """``python -m benchmarks``: every benchmark on loopback, bounded in time, one report.
 
-    python -m benchmarks                 # full run: 3 interleaved rounds of 5 s (~12 minutes)
+    python -m benchmarks                 # full run: 3 interleaved rounds of 5 s (~13 minutes)
     python -m benchmarks --quick         # smoke run: 1 round of 2 s (~3 minutes), without
                                          # gateway-sessions unless named with --only
     python -m benchmarks --only registry # one suite (also issuance, verification, gateway,
