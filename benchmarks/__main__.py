@@ -1,10 +1,29 @@
 """``python -m benchmarks``: every benchmark on loopback, bounded in time, one report.
 
-    python -m benchmarks                 # full run: 3 interleaved rounds of 5 s (~8 minutes)
-    python -m benchmarks --quick         # smoke run: 1 round of 2 s (~2 minutes)
+    python -m benchmarks                 # full run: 3 interleaved rounds of 5 s (~13 minutes)
+    python -m benchmarks --quick         # smoke run: 1 round of 2 s (~3 minutes), without
+                                         # gateway-sessions unless named with --only
     python -m benchmarks --only registry # one suite (also issuance, verification, gateway,
-                                         # revocation, metrics, scaling, audit)
+                                         # gateway-sessions, revocation, metrics, scaling, audit)
+    python -m benchmarks --loader wrk    # loads sent by wrk instead of the own generator
     python -m benchmarks --simple-auth ~/src/python-sdk   # also the SDK's simple-auth example
+
+Suites of the gateway:
+
+- ``gateway``: tools/call straight to the upstream and through ``bastion gateway``, for a
+  one-line upstream and for the official SDK's demo server with 8 sessions (ratios with their
+  targets), then both at a fixed rate of half the gateway's measured maximum: the gateway's
+  added p50 and p99.
+- ``gateway-sessions``: 1, 8 and 64 concurrent sessions through the gateway, to the SDK demo
+  over HTTP and over stdio (the stdio bridge, a process per session).
+
+``--loader wrk`` sends every load wrk can send (Debian's wrk, with a Lua script sending the same
+prepared requests and checking the answers alike); pools of single-use requests and fixed-rate
+loads stay with the own generator. Either way each row shows the load generator's CPU use during
+the measurement and, when above 10 %, how long it waited for its CPU (others had it); the report
+flags rows where it was busy above 90 % or waited above 50 %. The gateway suites also give the
+servers' CPU per request (gateway, upstreams and stdio processes, from /proc), and ratios from it
+that hold on a machine shared with other work.
 
 Writes benchmarks/results/latest.md and latest.json (``--output`` for elsewhere). PostgreSQL is
 used when reachable (BASTION_BENCH_POSTGRES_URL, default the local test server; ``--sqlite`` to
@@ -24,6 +43,7 @@ from pathlib import Path
 from benchmarks import (
     audit,
     gateway,
+    gateway_sessions,
     issuance,
     metrics_cost,
     registry,
@@ -33,7 +53,7 @@ from benchmarks import (
 )
 from benchmarks.machine import describe
 from benchmarks.node_provider import node_binary, node_version
-from benchmarks.plan import Plan, make_plan
+from benchmarks.plan import LOADERS, Plan, make_plan
 from benchmarks.report import Report
 from benchmarks.servers import bastion_serve, free_port
 from benchmarks.stack import POSTGRES_URL, postgres_reachable, postgres_version, stack
@@ -42,12 +62,17 @@ SUITES = (
     "issuance",
     "verification",
     "gateway",
+    "gateway-sessions",
     "revocation",
     "metrics",
     "registry",
     "scaling",
     "audit",
 )
+# Left out of --quick unless named (it starts 64 upstream processes).
+SLOW = ("gateway-sessions",)
+# Suites measured against the `bastion serve` started for them, in this order.
+SERVED = ("issuance", "verification", "gateway", "gateway-sessions", "revocation", "metrics")
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -67,6 +92,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, help="seconds per measurement (default 5, 2)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3, 1)")
     parser.add_argument("--connections", type=int, default=32, help="concurrent connections")
+    parser.add_argument(
+        "--loader",
+        choices=LOADERS,
+        default="own",
+        help="the load generator (wrk: for every load it can send)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS, help="where latest.* go")
     return parser.parse_args(argv)
 
@@ -82,8 +113,9 @@ async def main(argv: list[str]) -> int:
         duration=args.duration,
         rounds=args.rounds,
         connections=args.connections,
+        loader=args.loader,
     )
-    suites = args.only or list(SUITES)
+    suites = args.only or [s for s in SUITES if not (args.quick and s in SLOW)]
     node = node_binary()
     report = Report(
         command=shlex.join(["python", "-m", "benchmarks", *argv]),
@@ -100,23 +132,24 @@ async def main(argv: list[str]) -> int:
         "gateway_port": free_port(),
         "upstream_port": free_port(),
     }
+    upstreams = gateway.Upstreams(sdk_port=free_port())
     async with stack(use_postgres=use_postgres, ports=ports) as run:
         report.notes.append(
             f"database: {run.database}"
             + (f" ({POSTGRES_URL.split('@')[-1]}, a fresh schema)" if use_postgres else "")
         )
-        if {"issuance", "verification", "gateway", "revocation", "metrics"} & set(suites):
-            with bastion_serve(run.settings(), port=run.as_port, cpus=plan.server_cpus) as server:
-                for name, suite in (
-                    ("issuance", issuance.run),
-                    ("verification", verification.run),
-                    ("gateway", gateway.run),
-                    ("revocation", revocation.run),
-                    ("metrics", metrics_cost.run),
-                ):
-                    if name in suites:
-                        _progress(f"{name}…")
-                        await suite(plan, run, server, report)
+        if set(SERVED) & set(suites):
+            # The AS knows the gateway's every upstream, so that it issues tokens for each.
+            settings = upstreams.settings(run)
+            with bastion_serve(settings, port=run.as_port, cpus=plan.server_cpus) as server:
+                for name in (n for n in SERVED if n in suites):
+                    _progress(f"{name}…")
+                    if name == "gateway":
+                        await gateway.run(plan, run, server, report, upstreams)
+                    elif name == "gateway-sessions":
+                        await gateway_sessions.run(plan, run, server, report, upstreams)
+                    else:
+                        await SERVED_SUITES[name](plan, run, server, report)
         if "registry" in suites:
             _progress("registry…")
             await registry.run(plan, run, report)
@@ -134,6 +167,14 @@ async def main(argv: list[str]) -> int:
     return 0
 
 
+SERVED_SUITES = {
+    "issuance": issuance.run,
+    "verification": verification.run,
+    "revocation": revocation.run,
+    "metrics": metrics_cost.run,
+}
+
+
 def _settings(plan: Plan) -> dict[str, object]:
     return {
         "rounds": plan.rounds,
@@ -141,6 +182,7 @@ def _settings(plan: Plan) -> dict[str, object]:
         "warm-up s": plan.warmup,
         "connections": plan.connections,
         "server CPU": sorted(plan.server_cpus) if plan.server_cpus else "any",
+        "load generator": plan.loader,
         "load generator CPU": sorted(plan.load_cpus) if plan.load_cpus else "any",
         "log level": "warning",
     }

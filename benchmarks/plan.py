@@ -1,5 +1,8 @@
 """How long and how hard each measurement runs, and the interleaved rounds that compare
-targets under the same conditions (A, B, A, B… so that drift hits both alike)."""
+targets under the same conditions (A, B, A, B… so that drift hits both alike).
+
+Loads go out from the own generator (:mod:`benchmarks.loadgen`) or, with ``loader="wrk"``, from
+wrk (:mod:`benchmarks.wrk`) wherever wrk can send them (not pools, not fixed rates)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from benchmarks import loadgen
+from benchmarks import loadgen, wrk
 from benchmarks.loadgen import Load, Result
 from benchmarks.machine import usable_cpus
 
@@ -28,6 +31,10 @@ class Plan:
     server_cpus: frozenset[int] | None
     load_cpus: frozenset[int] | None
     use_postgres: bool
+    loader: str = "own"  # or "wrk"
+
+
+LOADERS = ("own", "wrk")
 
 
 def make_plan(
@@ -38,6 +45,7 @@ def make_plan(
     duration: float | None = None,
     rounds: int | None = None,
     connections: int = 32,
+    loader: str = "own",
 ) -> Plan:
     """The full plan (3 rounds of 5 s) or the quick one (1 round of 2 s)."""
     cpus = usable_cpus()
@@ -57,6 +65,7 @@ def make_plan(
         server_cpus=server,
         load_cpus=load,
         use_postgres=use_postgres,
+        loader=loader,
     )
 
 
@@ -74,16 +83,29 @@ def load(plan: Plan, port: int, requests: Sequence[bytes], **fields: object) -> 
         warmup=plan.warmup,
         max_requests=plan.max_requests,
         cpus=plan.load_cpus,
+        loader=plan.loader,
     )
     return replace(base, **fields)  # type: ignore[arg-type]
 
 
 async def measure(one: Load) -> Result:
-    """Run one load from its own process (without blocking the event loop)."""
+    """Run one load from a process of its own (without blocking the event loop): wrk when the
+    load asks for it and wrk can send it, else the own generator."""
+    if one.loader == "wrk" and wrk.supports(one):
+        return await asyncio.to_thread(wrk.run, one)
     return await asyncio.to_thread(loadgen.run, one)
 
 
 Target = tuple[str, Callable[[], Awaitable[Load]]]
+
+
+def fixed(name: str, one: Load) -> Target:
+    """A target that sends the same ``one`` load every round."""
+
+    async def make() -> Load:
+        return one
+
+    return name, make
 
 
 async def interleaved(plan: Plan, targets: Sequence[Target]) -> dict[str, list[Result]]:
@@ -119,4 +141,14 @@ async def side_by_side(
     return firsts, seconds, ratios
 
 
-__all__ = ["Plan", "Target", "interleaved", "load", "make_plan", "measure", "side_by_side"]
+__all__ = [
+    "LOADERS",
+    "Plan",
+    "Target",
+    "fixed",
+    "interleaved",
+    "load",
+    "make_plan",
+    "measure",
+    "side_by_side",
+]
