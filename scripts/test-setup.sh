@@ -7,6 +7,7 @@
 #   - sqlite3, the command docs/operations.md backs SQLite up with
 #   - Debian's haproxy for the load balancer test (the test runs its own haproxy process; the
 #     system service is not started)
+#   - Debian's wrk, the benchmarks' second load generator (tests/benchmarks)
 #   - Node 22, the pinned MCP conformance suite and oidc-provider from the npm registry
 # Idempotent and quick when everything is already there.
 set -euo pipefail
@@ -94,6 +95,13 @@ if [ ! -x /usr/sbin/haproxy ]; then
 fi
 if [ -x /usr/sbin/haproxy ]; then
   echo "export BASTION_HAPROXY=/usr/sbin/haproxy" >>"$env_file"
+fi
+
+# wrk ----------------------------------------------------------------------------------------
+# The benchmarks' second load generator; tests/benchmarks checks that it counts wrong answers.
+if ! command -v wrk >/dev/null; then
+  log "installing Debian's wrk"
+  apt_install wrk || log "could not install wrk: its benchmark test will skip (or fail where BASTION_REQUIRE_POSTGRES=1)"
 fi
 
 # Node 22 + MCP conformance suite --------------------------------------------------------------
