@@ -11,6 +11,7 @@ isLatest, and bastion's approved and groups. Errors are RFC 9457 problems
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 from starlette.datastructures import Headers, QueryParams
@@ -24,6 +25,7 @@ from bastion.registry.access import Caller, caller_of
 from bastion.registry.audit import note_of
 from bastion.registry.names import LATEST, VERSION_MAX, name_problem
 from bastion.registry.problems import FieldError, Problem, bad_request, not_found
+from bastion.registry.read_cache import Answer, ReadCache
 from bastion.registry.service import (
     MAX_LIMIT,
     ListRequest,
@@ -55,14 +57,21 @@ def server_response(entry: Entry) -> dict[str, Any]:
     return {"server": entry.server, "_meta": {META_KEY: meta}}
 
 
-def _json(document: dict[str, Any], status: int = 200) -> Response:
-    body = json.dumps(document, separators=(",", ":")).encode("utf-8")
+def _encode(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode("utf-8")
+
+
+def _body_response(body: bytes, status: int = 200) -> Response:
     return Response(
         body,
         status_code=status,
         media_type="application/json",
         headers={"Cache-Control": "no-store"},
     )
+
+
+def _json(document: dict[str, Any], status: int = 200) -> Response:
+    return _body_response(_encode(document), status)
 
 
 def _query_value(query: QueryParams, name: str) -> str | None:
@@ -143,12 +152,19 @@ class RegistryApi:
     """The API endpoints as one ASGI app (routing by :func:`bastion.registry.paths.parse`)."""
 
     def __init__(
-        self, registry: Registry, settings: RegistrySettings, *, prefix: str, max_body: int
+        self,
+        registry: Registry,
+        settings: RegistrySettings,
+        *,
+        prefix: str,
+        max_body: int,
+        cache: ReadCache | None = None,
     ) -> None:
         self.registry = registry
         self.settings = settings
         self.prefix = prefix
         self.max_body = max_body
+        self.cache = cache
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -201,11 +217,13 @@ class RegistryApi:
         query = request.query_params
         if target.resource == "list":
             list_request = parse_list_request(query)
-            page = await self.registry.list_servers(caller, list_request)
+            answer = await self._read(
+                caller, ("list", list_request), self._list(caller, list_request)
+            )
             if note is not None:
                 note.detail = {
-                    "count": len(page.entries),
-                    "entries": [f"{e.name}@{e.version}" for e in page.entries],
+                    "count": answer.count,
+                    "entries": list(answer.entries or ()),
                     **{
                         k: v
                         for k, v in (
@@ -216,12 +234,7 @@ class RegistryApi:
                         if v is not None
                     },
                 }
-            metadata: dict[str, Any] = {"count": len(page.entries)}
-            if page.next_cursor is not None:
-                metadata["nextCursor"] = page.next_cursor
-            return _json(
-                {"servers": [server_response(e) for e in page.entries], "metadata": metadata}
-            )
+            return _body_response(answer.body)
         if target.resource == "publish":
             document = await self._body(request)
             if note is not None:
@@ -235,17 +248,14 @@ class RegistryApi:
         name = target.name or ""
         include_deleted = _boolean(query, "include_deleted") if method == "GET" else False
         if target.resource == "list_versions":
-            entries = await self.registry.list_versions(
-                caller, name, include_deleted=include_deleted
+            answer = await self._read(
+                caller,
+                ("versions", name, include_deleted),
+                self._versions(caller, name, include_deleted),
             )
             if note is not None:
-                note.detail = {"count": len(entries)}
-            return _json(
-                {
-                    "servers": [server_response(e) for e in entries],
-                    "metadata": {"count": len(entries)},
-                }
-            )
+                note.detail = {"count": answer.count}
+            return _body_response(answer.body)
         if target.resource == "server_status":
             change = parse_status_change(await self._body(request))
             count, entries = await self.registry.set_server_status(caller, name, change)
@@ -260,15 +270,75 @@ class RegistryApi:
                 note.detail = {"status": change.status, "approved": entry.approved}
             return _json(server_response(entry))
         if method == "GET":
-            entry = await self.registry.get(caller, name, version, include_deleted=include_deleted)
+            answer = await self._read(
+                caller,
+                ("get", name, version, include_deleted),
+                self._version(caller, name, version, include_deleted),
+            )
             if note is not None and version == LATEST:
-                note.version = entry.version
-            return _json(server_response(entry))
+                note.version = answer.version
+            return _body_response(answer.body)
         if method == "PUT":
             entry = await self.registry.update(caller, name, version, await self._body(request))
             return _json(server_response(entry))
         entry = await self.registry.delete(caller, name, version)
         return _json(server_response(entry))
+
+    async def _read(
+        self, caller: Caller, request: Hashable, build: Callable[[], Awaitable[Answer]]
+    ) -> Answer:
+        """The answer of a read: kept from an earlier request of the same parameters and
+        visibility while the registry is unchanged (:mod:`bastion.registry.read_cache`), else
+        built. The scope check runs either way."""
+        self.registry.need_read(caller)
+        if self.cache is None:
+            return await build()
+        key = (request, caller.viewer())
+        generation = await self.cache.generation()
+        answer = self.cache.get(key, generation)
+        if answer is None:
+            answer = await build()
+            self.cache.put(key, generation, answer)
+        return answer
+
+    def _list(self, caller: Caller, request: ListRequest) -> Callable[[], Awaitable[Answer]]:
+        async def build() -> Answer:
+            page = await self.registry.list_servers(caller, request)
+            metadata: dict[str, Any] = {"count": len(page.entries)}
+            if page.next_cursor is not None:
+                metadata["nextCursor"] = page.next_cursor
+            document = {"servers": [server_response(e) for e in page.entries], "metadata": metadata}
+            return Answer(
+                _encode(document),
+                count=len(page.entries),
+                entries=tuple(f"{e.name}@{e.version}" for e in page.entries),
+            )
+
+        return build
+
+    def _versions(
+        self, caller: Caller, name: str, include_deleted: bool
+    ) -> Callable[[], Awaitable[Answer]]:
+        async def build() -> Answer:
+            entries = await self.registry.list_versions(
+                caller, name, include_deleted=include_deleted
+            )
+            document = {
+                "servers": [server_response(e) for e in entries],
+                "metadata": {"count": len(entries)},
+            }
+            return Answer(_encode(document), count=len(entries))
+
+        return build
+
+    def _version(
+        self, caller: Caller, name: str, version: str, include_deleted: bool
+    ) -> Callable[[], Awaitable[Answer]]:
+        async def build() -> Answer:
+            entry = await self.registry.get(caller, name, version, include_deleted=include_deleted)
+            return Answer(_encode(server_response(entry)), version=entry.version)
+
+        return build
 
 
 __all__ = ["META_KEY", "RegistryApi", "parse_list_request", "server_response"]
