@@ -172,7 +172,9 @@ def _other_process(reg: Registry) -> Iterator[str]:
     """The same registry (same database) served by a uvicorn process of its own."""
     port = free_port()
     values: dict[str, Any] = json.loads(reg.settings.model_dump_json())
-    values["secret_key"] = reg.settings.secret_key.get_secret_value()
+    secret = reg.settings.secret_key
+    assert secret is not None
+    values["secret_key"] = secret.get_secret_value()
     env = {**os.environ, "TEST_REGISTRY_SETTINGS": json.dumps(values), "TEST_PORT": str(port)}
     env["PYTHONPATH"] = os.pathsep.join(sys.path)
     process = subprocess.Popen([sys.executable, "-c", _OTHER_PROCESS], env=env)

@@ -34,11 +34,12 @@ from bastion.registry.service import (
 )
 from bastion.registry.times import format_rfc3339, parse_rfc3339
 from bastion.registry.validation import parse_object
-from bastion.resource.principal import principal_of
-from bastion.store.registry import Entry
+from bastion.resource.principal import Principal, principal_of
+from bastion.store.registry import Entry, Visibility
 
 META_KEY = "dev.mcp-bastion/registry"
 _MAX_QUERY_VALUE = 1024
+_MAX_CALLERS = 4096
 
 
 def server_response(entry: Entry) -> dict[str, Any]:
@@ -165,11 +166,16 @@ class RegistryApi:
         self.prefix = prefix
         self.max_body = max_body
         self.cache = cache
+        self._callers: dict[Principal | None, tuple[Caller, Visibility]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
         try:
-            response = await self._handle(request)
+            if self.cache is not None and scope["method"] == "GET":
+                answer = await self._kept(scope)
+                if answer is not None:
+                    await _send(send, answer.body)
+                    return
+            response = await self._handle(Request(scope, receive))
         except Problem as problem:
             note = note_of(scope)
             if note is not None and note.result is None:
@@ -177,12 +183,38 @@ class RegistryApi:
             response = problem.response()
         await response(scope, receive, send)
 
-    def _caller(self, request: Request) -> Caller:
-        principal = principal_of(request.scope)
+    def _caller(self, scope: Scope) -> tuple[Caller, Visibility]:
+        """The caller of a request and what it may see (kept per principal: the verifier's
+        cache hands out the same principal for the same token)."""
+        principal = principal_of(scope)
         if principal is None and not self.settings.anonymous_read:
             # Unreachable behind the token check; refuse rather than trust the wiring.
             raise Problem(401, "this registry needs an access token", result="unauthorized")
-        return caller_of(principal, self.settings)
+        found = self._callers.get(principal)
+        if found is None:
+            if len(self._callers) >= _MAX_CALLERS:
+                self._callers.clear()
+            caller = caller_of(principal, self.settings)
+            found = self._callers[principal] = (caller, caller.viewer())
+        return found
+
+    async def _kept(self, scope: Scope) -> Answer | None:
+        """The answer kept for this read and caller's visibility, its audit note filled in;
+        None when there is none (the request takes the full path)."""
+        assert self.cache is not None
+        caller, view = self._caller(scope)
+        generation = await self.cache.generation()
+        answer = self.cache.get(_read_key(scope, view), generation)
+        if answer is None:
+            return None
+        # Only answers of well-formed reads are kept: what remains to check is the caller.
+        self.registry.need_read(caller)
+        note = note_of(scope)
+        if note is not None:
+            note.detail = answer.detail
+            if answer.latest is not None:
+                note.version = answer.latest
+        return answer
 
     async def _body(self, request: Request) -> dict[str, Any]:
         media = Headers(scope=request.scope).get("content-type")
@@ -212,29 +244,23 @@ class RegistryApi:
             )
         if target.name is not None and name_problem(target.name) is not None:
             raise not_found(f"no server named {target.name[:200]!r}")
-        caller = self._caller(request)
+        caller, view = self._caller(request.scope)
         note = note_of(request.scope)
         query = request.query_params
         if target.resource == "list":
             list_request = parse_list_request(query)
-            answer = await self._read(
-                caller, ("list", list_request), self._list(caller, list_request)
+            extra: dict[str, object] = {
+                k: v
+                for k, v in (
+                    ("search", list_request.search),
+                    ("version", list_request.version),
+                    ("updated_since", query.get("updated_since")),
+                )
+                if v is not None
+            }
+            return await self._read(
+                request.scope, caller, view, self._list(caller, list_request, extra)
             )
-            if note is not None:
-                note.detail = {
-                    "count": answer.count,
-                    "entries": list(answer.entries or ()),
-                    **{
-                        k: v
-                        for k, v in (
-                            ("search", list_request.search),
-                            ("version", list_request.version),
-                            ("updated_since", query.get("updated_since")),
-                        )
-                        if v is not None
-                    },
-                }
-            return _body_response(answer.body)
         if target.resource == "publish":
             document = await self._body(request)
             if note is not None:
@@ -248,14 +274,9 @@ class RegistryApi:
         name = target.name or ""
         include_deleted = _boolean(query, "include_deleted") if method == "GET" else False
         if target.resource == "list_versions":
-            answer = await self._read(
-                caller,
-                ("versions", name, include_deleted),
-                self._versions(caller, name, include_deleted),
+            return await self._read(
+                request.scope, caller, view, self._versions(caller, name, include_deleted)
             )
-            if note is not None:
-                note.detail = {"count": answer.count}
-            return _body_response(answer.body)
         if target.resource == "server_status":
             change = parse_status_change(await self._body(request))
             count, entries = await self.registry.set_server_status(caller, name, change)
@@ -270,14 +291,9 @@ class RegistryApi:
                 note.detail = {"status": change.status, "approved": entry.approved}
             return _json(server_response(entry))
         if method == "GET":
-            answer = await self._read(
-                caller,
-                ("get", name, version, include_deleted),
-                self._version(caller, name, version, include_deleted),
+            return await self._read(
+                request.scope, caller, view, self._version(caller, name, version, include_deleted)
             )
-            if note is not None and version == LATEST:
-                note.version = answer.version
-            return _body_response(answer.body)
         if method == "PUT":
             entry = await self.registry.update(caller, name, version, await self._body(request))
             return _json(server_response(entry))
@@ -285,34 +301,38 @@ class RegistryApi:
         return _json(server_response(entry))
 
     async def _read(
-        self, caller: Caller, request: Hashable, build: Callable[[], Awaitable[Answer]]
-    ) -> Answer:
-        """The answer of a read: kept from an earlier request of the same parameters and
-        visibility while the registry is unchanged (:mod:`bastion.registry.read_cache`), else
-        built. The scope check runs either way."""
+        self,
+        scope: Scope,
+        caller: Caller,
+        view: Visibility,
+        build: Callable[[], Awaitable[Answer]],
+    ) -> Response:
+        """Answer a read: build it (:meth:`_kept` answers it next time while the registry is
+        unchanged, :mod:`bastion.registry.read_cache`) and fill in its audit note."""
         self.registry.need_read(caller)
-        if self.cache is None:
-            return await build()
-        key = (request, caller.viewer())
-        generation = await self.cache.generation()
-        answer = self.cache.get(key, generation)
-        if answer is None:
-            answer = await build()
-            self.cache.put(key, generation, answer)
-        return answer
+        generation = await self.cache.generation() if self.cache is not None else None
+        answer = await build()
+        if self.cache is not None:
+            self.cache.put(_read_key(scope, view), generation, answer)
+        note = note_of(scope)
+        if note is not None:
+            note.detail = answer.detail
+            if answer.latest is not None:
+                note.version = answer.latest
+        return _body_response(answer.body)
 
-    def _list(self, caller: Caller, request: ListRequest) -> Callable[[], Awaitable[Answer]]:
+    def _list(
+        self, caller: Caller, request: ListRequest, extra: dict[str, object]
+    ) -> Callable[[], Awaitable[Answer]]:
         async def build() -> Answer:
             page = await self.registry.list_servers(caller, request)
             metadata: dict[str, Any] = {"count": len(page.entries)}
             if page.next_cursor is not None:
                 metadata["nextCursor"] = page.next_cursor
             document = {"servers": [server_response(e) for e in page.entries], "metadata": metadata}
-            return Answer(
-                _encode(document),
-                count=len(page.entries),
-                entries=tuple(f"{e.name}@{e.version}" for e in page.entries),
-            )
+            entries = [f"{e.name}@{e.version}" for e in page.entries]
+            detail = {"count": len(page.entries), "entries": entries, **extra}
+            return Answer(_encode(document), detail)
 
         return build
 
@@ -327,7 +347,7 @@ class RegistryApi:
                 "servers": [server_response(e) for e in entries],
                 "metadata": {"count": len(entries)},
             }
-            return Answer(_encode(document), count=len(entries))
+            return Answer(_encode(document), {"count": len(entries)})
 
         return build
 
@@ -336,9 +356,26 @@ class RegistryApi:
     ) -> Callable[[], Awaitable[Answer]]:
         async def build() -> Answer:
             entry = await self.registry.get(caller, name, version, include_deleted=include_deleted)
-            return Answer(_encode(server_response(entry)), version=entry.version)
+            latest = entry.version if version == LATEST else None
+            return Answer(_encode(server_response(entry)), latest=latest)
 
         return build
+
+
+def _read_key(scope: Scope, view: Visibility) -> Hashable:
+    """What a read's answer depends on: its path and query as sent, and the visibility."""
+    return (scope.get("raw_path") or scope["path"], scope.get("query_string", b""), view)
+
+
+async def _send(send: Send, body: bytes) -> None:
+    """Send a kept JSON answer (the headers :func:`_body_response` gives)."""
+    headers = [
+        (b"cache-control", b"no-store"),
+        (b"content-length", str(len(body)).encode("latin-1")),
+        (b"content-type", b"application/json"),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 __all__ = ["META_KEY", "RegistryApi", "parse_list_request", "server_response"]

@@ -38,13 +38,12 @@ MAX_BYTES = 64 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Answer:
-    """A read's answer: the JSON body, and what its audit record says about it (the entries
-    a page listed, the count, the version ``latest`` stood for)."""
+    """A read's answer: the JSON body, and what its audit record says about it: ``detail``
+    (a page's entries and count, the query), ``latest`` (the version ``latest`` stood for)."""
 
     body: bytes
-    count: int | None = None
-    entries: tuple[str, ...] | None = None
-    version: str | None = None
+    detail: dict[str, object] | None = None
+    latest: str | None = None
 
 
 class ReadCache:
