@@ -11,18 +11,20 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bastion.config import Settings
 from bastion.registry.access import READ
-from bastion.registry.read_cache import CONFIRM_SECONDS
+from bastion.registry.read_cache import CONFIRM_SECONDS, Answer, ReadCache
 from bastion.store import registry as rows
 from bastion.store.database import Database
-from bastion.store.schema import registry_entries
+from bastion.store.schema import registry_entries, registry_generation
 from tests.registry.harness import Registry, RegistryFactory, encoded, server_json
 from tests.support.live import free_port
 
@@ -231,3 +233,59 @@ async def test_another_process_serves_a_change_no_later_than_confirm_seconds_aft
                     await db.dispose()
                 await asyncio.sleep(CONFIRM_SECONDS + 0.1)
                 assert await names() == []
+
+
+class GatedDatabase(Database):
+    """A Database whose reads wait at a gate the test opens."""
+
+    def __init__(self, url: str, *, schema: str | None) -> None:
+        super().__init__(url, schema=schema)
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        self.entered.set()
+        await self.gate.wait()
+        async with super().connect() as conn:
+            yield conn
+
+
+async def test_the_generation_read_again_after_confirm_seconds_and_after_this_processs_change(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A kept answer is used while the generation was read less than confirm_seconds ago; a
+    change by SQL is seen once that has passed; a change of this process that commits while the
+    generation is being read makes that read not count (its value may predate the change)."""
+    settings = make_settings()
+    db = GatedDatabase(settings.effective_database_url, schema=settings.database_schema)
+    now = [100.0]
+    try:
+        await db.upgrade()
+        cache = ReadCache(db, confirm_seconds=0.5, clock=lambda: now[0])
+        first = await cache.generation()
+        assert first is not None
+        cache.put("page", first, Answer(b"[]"))
+        async with db.transaction() as conn:
+            await conn.execute(sa.update(registry_generation).values(value=first + 7))
+        now[0] += 0.4
+        assert await cache.generation() == first
+        assert cache.get("page", first) == Answer(b"[]")
+        now[0] += 0.2
+        assert await cache.generation() == first + 7
+        assert cache.get("page", first) is None and cache.get("page", first + 7) is None
+
+        cache.put("page", first + 7, Answer(b"[1]"))
+        now[0] += 1
+        db.gate.clear()
+        db.entered.clear()
+        reading = asyncio.ensure_future(cache.generation())
+        await db.entered.wait()
+        cache.changed()
+        db.gate.set()
+        assert await reading is None
+        assert cache.get("page", first + 7) is None
+        assert await cache.generation() == first + 7
+    finally:
+        await db.dispose()
