@@ -16,12 +16,19 @@ group the benchmark's token does not have, so visibility is filtered in SQL as i
 entries are validated like publications and written to each database in one bulk transaction
 before any server starts (not measured; the time is reported). Rounds interleave SQLite,
 PostgreSQL and the static app for every request.
+
+The scale curve: ``BENCH_REGISTRY_ENTRIES=1000,10000,100000 python -m benchmarks --only
+registry`` measures the same requests with each of these catalogue sizes in turn (a group of
+rows per size, ratios for each), and times each request's query in-process with nothing kept
+in memory (the cost of the first read after a change). The default is 10,000 entries only;
+100,000 takes a few minutes more to validate and seed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import tempfile
 import time
 import uuid
@@ -40,7 +47,9 @@ from bastion.config import Settings
 from bastion.registry.cursor import encode as cursor_of
 from bastion.registry.validation import ValidServer, validate_server
 from bastion.registry.versions import Candidate, choose_latest
+from bastion.store import registry as store
 from bastion.store.database import Database
+from bastion.store.registry import ListQuery, Visibility
 from bastion.store.schema import registry_entries, registry_entry_groups, registry_servers
 from benchmarks import plan as planning
 from benchmarks.loadgen import Load, Result, raw_request
@@ -52,6 +61,8 @@ from benchmarks.stack import POSTGRES_URL, Credentials, Stack
 SERVERS = 5_000
 VERSIONS = ("1.0.0", "1.1.0")
 ENTRIES = SERVERS * len(VERSIONS)
+ENTRIES_VARIABLE = "BENCH_REGISTRY_ENTRIES"  # comma-separated catalogue sizes (the scale curve)
+QUERY_REPEATS = 20
 HIDDEN_GROUP = "finance"  # one server in ten; the benchmark's token is not in it
 SEARCH = "postgres"  # in the description of one server in sixteen
 TEAMS = ("payments", "search", "data", "identity", "platform", "mobile", "ml", "support")
@@ -109,18 +120,23 @@ class Catalogue:
     groups: list[dict[str, Any]]
     validation_seconds: float
 
+    @property
+    def size(self) -> int:
+        """How many entries (versions) the catalogue holds."""
+        return len(self.entries)
+
     def visible_latest(self) -> list[dict[str, Any]]:
         """The latest versions the benchmark's token may see, in list order."""
         found = [e for e in self.entries if e["is_latest"] and not e["groups"]]
         return sorted(found, key=lambda e: (e["name"], e["version"]))
 
 
-def catalogue() -> Catalogue:
+def catalogue(servers_count: int = SERVERS) -> Catalogue:
     """Every entry as the service would store it: validated like a publication, approved, the
     latest version chosen by :func:`~bastion.registry.versions.choose_latest`."""
     started = time.perf_counter()
     valid: list[list[ValidServer]] = [
-        [validate_server(document(i, v)) for v in VERSIONS] for i in range(SERVERS)
+        [validate_server(document(i, v)) for v in VERSIONS] for i in range(servers_count)
     ]
     seconds = time.perf_counter() - started
     servers: list[dict[str, Any]] = []
@@ -209,12 +225,24 @@ def cases(rows: Catalogue) -> list[Case]:
     ]
 
 
-def group(case: Case) -> str:
-    return f"registry ({ENTRIES:,} entries): {case.title}"
+def group(case: Case, entries: int = ENTRIES) -> str:
+    return f"registry ({entries:,} entries): {case.title}"
 
 
-def name(case: Case, target: str) -> str:
-    return f"{case.key}: {target}"
+def name(case: Case, target: str, entries: int = ENTRIES) -> str:
+    suffix = "" if entries == ENTRIES else f" ({entries:,} entries)"
+    return f"{case.key}: {target}{suffix}"
+
+
+def sizes() -> list[int]:
+    """The catalogue sizes to measure: ``$BENCH_REGISTRY_ENTRIES``, else 10,000."""
+    raw = os.environ.get(ENTRIES_VARIABLE, "").strip()
+    if not raw:
+        return [ENTRIES]
+    found = [int(part.replace("_", "")) for part in raw.split(",") if part.strip()]
+    if not found or any(n < 2 * len(VERSIONS) * 16 for n in found):
+        raise ValueError(f"{ENTRIES_VARIABLE}: sizes of at least {2 * len(VERSIONS) * 16}")
+    return found
 
 
 def _token(issuer: str, client: Credentials, resource: str) -> str:
@@ -387,9 +415,47 @@ async def postgres_schema() -> AsyncIterator[str]:
             await engine.dispose()
 
 
+async def query_times(url: str, schema: str | None, rows: Catalogue) -> dict[str, float]:
+    """Milliseconds of each request's query alone (best of QUERY_REPEATS, in this process,
+    through :mod:`bastion.store.registry` as the service calls it, nothing kept in memory)."""
+    visible = rows.visible_latest()
+    deep = visible[len(visible) * 9 // 10 - 1]
+    middle = visible[len(visible) // 2]["name"]
+    view = Visibility(everything=False, subject="bench-reader", groups=frozenset())
+    queries = {
+        "first": ListQuery(limit=31, latest_only=True),
+        "deep": ListQuery(limit=31, latest_only=True, after=(deep["name"], deep["version"])),
+        "search": ListQuery(limit=31, latest_only=True, search=SEARCH),
+    }
+    db = Database(url, schema=schema)
+    best: dict[str, float] = {}
+    try:
+        async with db.connect() as conn:
+            for _ in range(QUERY_REPEATS):
+                for key, query in queries.items():
+                    started = time.perf_counter()
+                    await store.list_entries(conn, query, view)
+                    elapsed = time.perf_counter() - started
+                    best[key] = min(best.get(key, elapsed), elapsed)
+                started = time.perf_counter()
+                await store.versions_of(conn, middle, view)
+                elapsed = time.perf_counter() - started
+                best["latest"] = min(best.get("latest", elapsed), elapsed)
+    finally:
+        await db.dispose()
+    return {key: seconds * 1000 for key, seconds in best.items()}
+
+
 async def run(plan: Plan, stack: Stack, report: Report) -> None:
-    rows = catalogue()
+    for entries in sizes():
+        await run_size(plan, stack, report, entries)
+
+
+async def run_size(plan: Plan, stack: Stack, report: Report, entries: int) -> None:
+    """Measure the four requests with a catalogue of ``entries`` versions."""
+    rows = catalogue(max(1, entries // len(VERSIONS)))
     requests = cases(rows)
+    queried: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="bastion-bench-registry-") as tmp:
         sqlite = {"database_url": f"sqlite+aiosqlite:///{Path(tmp) / 'registry.db'}"}
         async with contextlib.AsyncExitStack() as cleanup:
@@ -399,38 +465,60 @@ async def run(plan: Plan, stack: Stack, report: Report) -> None:
                 postgres = {"database_url": POSTGRES_URL, "database_schema": schema}
                 backends.append(backend(stack, POSTGRES, postgres))
             measured = await measure(plan, stack, rows, requests, backends, Path(tmp))
+            for one in backends:
+                model = Settings(**one.settings)
+                queried[one.label] = await query_times(
+                    model.effective_database_url, model.database_schema, rows
+                )
     for case in requests:
         size = f"{len(measured.bodies[case.key]):,} bytes"
         for label in (*BACKENDS, STATIC):
             key = name(case, label)
+            row = name(case, label, rows.size)
             if key in measured.results:
-                report.rows.append(Row(group(case), key, rounds=measured.results[key], note=size))
+                report.rows.append(
+                    Row(group(case, rows.size), row, rounds=measured.results[key], note=size)
+                )
             else:
                 report.rows.append(
-                    Row(group(case), key, note="not measured (--sqlite, or no PostgreSQL)")
+                    Row(
+                        group(case, rows.size),
+                        row,
+                        note="not measured (--sqlite, or no PostgreSQL)",
+                    )
                 )
         for label in BACKENDS:
+            suffix = "" if rows.size == ENTRIES else f" ({rows.size:,} entries)"
             report.ratios.append(
                 Ratio(
-                    f"registry {case.key}: {label.removeprefix('registry, ')} / static",
-                    name(case, label),
-                    name(case, STATIC),
+                    f"registry {case.key}{suffix}: {label.removeprefix('registry, ')} / static",
+                    name(case, label, rows.size),
+                    name(case, STATIC, rows.size),
                 )
             )
     seeded = ", ".join(
         f"{b.label.removeprefix('registry, ')} {b.seed_seconds:.1f} s" for b in backends
     )
     report.notes.append(
-        f"registry: {ENTRIES:,} entries ({SERVERS:,} servers x {len(VERSIONS)} versions) "
-        f"validated in {rows.validation_seconds:.1f} s, then written in one transaction per "
-        f"database (migrations included): {seeded}; not measured. Each registry request is "
-        "verified (token from the cache) and writes its audit record (one committed INSERT). "
-        "The registry and the static app are pinned to the server CPU; PostgreSQL is not."
+        f"registry: {rows.size:,} entries ({rows.size // len(VERSIONS):,} servers x "
+        f"{len(VERSIONS)} versions) validated in {rows.validation_seconds:.1f} s, then written "
+        f"in one transaction per database (migrations included): {seeded}; not measured. Each "
+        "registry request is verified (token from the cache), answered from the answers kept "
+        "in memory after the first (bastion.registry.read_cache), and waits for its audit "
+        "record's commit (group commit). The registry and the static app are pinned to the "
+        "server CPU; PostgreSQL is not."
     )
+    for label, times in queried.items():
+        report.notes.append(
+            f"registry ({rows.size:,} entries), {label.removeprefix('registry, ')}: each "
+            "query alone, nothing kept in memory (best of "
+            f"{QUERY_REPEATS}): " + ", ".join(f"{key} {ms:.2f} ms" for key, ms in times.items())
+        )
 
 
 __all__ = [
     "ENTRIES",
+    "ENTRIES_VARIABLE",
     "Backend",
     "Case",
     "Catalogue",
@@ -441,6 +529,9 @@ __all__ = [
     "document",
     "measure",
     "postgres_schema",
+    "query_times",
     "run",
+    "run_size",
     "seed",
+    "sizes",
 ]

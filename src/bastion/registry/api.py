@@ -11,6 +11,7 @@ isLatest, and bastion's approved and groups. Errors are RFC 9457 problems
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 from starlette.datastructures import Headers, QueryParams
@@ -24,6 +25,7 @@ from bastion.registry.access import Caller, caller_of
 from bastion.registry.audit import note_of
 from bastion.registry.names import LATEST, VERSION_MAX, name_problem
 from bastion.registry.problems import FieldError, Problem, bad_request, not_found
+from bastion.registry.read_cache import Answer, ReadCache
 from bastion.registry.service import (
     MAX_LIMIT,
     ListRequest,
@@ -32,11 +34,12 @@ from bastion.registry.service import (
 )
 from bastion.registry.times import format_rfc3339, parse_rfc3339
 from bastion.registry.validation import parse_object
-from bastion.resource.principal import principal_of
-from bastion.store.registry import Entry
+from bastion.resource.principal import Principal, principal_of
+from bastion.store.registry import Entry, Visibility
 
 META_KEY = "dev.mcp-bastion/registry"
 _MAX_QUERY_VALUE = 1024
+_MAX_CALLERS = 4096
 
 
 def server_response(entry: Entry) -> dict[str, Any]:
@@ -55,14 +58,21 @@ def server_response(entry: Entry) -> dict[str, Any]:
     return {"server": entry.server, "_meta": {META_KEY: meta}}
 
 
-def _json(document: dict[str, Any], status: int = 200) -> Response:
-    body = json.dumps(document, separators=(",", ":")).encode("utf-8")
+def _encode(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode("utf-8")
+
+
+def _body_response(body: bytes, status: int = 200) -> Response:
     return Response(
         body,
         status_code=status,
         media_type="application/json",
         headers={"Cache-Control": "no-store"},
     )
+
+
+def _json(document: dict[str, Any], status: int = 200) -> Response:
+    return _body_response(_encode(document), status)
 
 
 def _query_value(query: QueryParams, name: str) -> str | None:
@@ -143,17 +153,29 @@ class RegistryApi:
     """The API endpoints as one ASGI app (routing by :func:`bastion.registry.paths.parse`)."""
 
     def __init__(
-        self, registry: Registry, settings: RegistrySettings, *, prefix: str, max_body: int
+        self,
+        registry: Registry,
+        settings: RegistrySettings,
+        *,
+        prefix: str,
+        max_body: int,
+        cache: ReadCache | None = None,
     ) -> None:
         self.registry = registry
         self.settings = settings
         self.prefix = prefix
         self.max_body = max_body
+        self.cache = cache
+        self._callers: dict[Principal | None, tuple[Caller, Visibility]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
         try:
-            response = await self._handle(request)
+            if self.cache is not None and scope["method"] == "GET":
+                answer = await self._kept(scope)
+                if answer is not None:
+                    await _send(send, answer.body)
+                    return
+            response = await self._handle(Request(scope, receive))
         except Problem as problem:
             note = note_of(scope)
             if note is not None and note.result is None:
@@ -161,12 +183,38 @@ class RegistryApi:
             response = problem.response()
         await response(scope, receive, send)
 
-    def _caller(self, request: Request) -> Caller:
-        principal = principal_of(request.scope)
+    def _caller(self, scope: Scope) -> tuple[Caller, Visibility]:
+        """The caller of a request and what it may see (kept per principal: the verifier's
+        cache hands out the same principal for the same token)."""
+        principal = principal_of(scope)
         if principal is None and not self.settings.anonymous_read:
             # Unreachable behind the token check; refuse rather than trust the wiring.
             raise Problem(401, "this registry needs an access token", result="unauthorized")
-        return caller_of(principal, self.settings)
+        found = self._callers.get(principal)
+        if found is None:
+            if len(self._callers) >= _MAX_CALLERS:
+                self._callers.clear()
+            caller = caller_of(principal, self.settings)
+            found = self._callers[principal] = (caller, caller.viewer())
+        return found
+
+    async def _kept(self, scope: Scope) -> Answer | None:
+        """The answer kept for this read and caller's visibility, its audit note filled in;
+        None when there is none (the request takes the full path)."""
+        assert self.cache is not None
+        caller, view = self._caller(scope)
+        generation = await self.cache.generation()
+        answer = self.cache.get(_read_key(scope, view), generation)
+        if answer is None:
+            return None
+        # Only answers of well-formed reads are kept: what remains to check is the caller.
+        self.registry.need_read(caller)
+        note = note_of(scope)
+        if note is not None:
+            note.detail = answer.detail
+            if answer.latest is not None:
+                note.version = answer.latest
+        return answer
 
     async def _body(self, request: Request) -> dict[str, Any]:
         media = Headers(scope=request.scope).get("content-type")
@@ -196,31 +244,22 @@ class RegistryApi:
             )
         if target.name is not None and name_problem(target.name) is not None:
             raise not_found(f"no server named {target.name[:200]!r}")
-        caller = self._caller(request)
+        caller, view = self._caller(request.scope)
         note = note_of(request.scope)
         query = request.query_params
         if target.resource == "list":
             list_request = parse_list_request(query)
-            page = await self.registry.list_servers(caller, list_request)
-            if note is not None:
-                note.detail = {
-                    "count": len(page.entries),
-                    "entries": [f"{e.name}@{e.version}" for e in page.entries],
-                    **{
-                        k: v
-                        for k, v in (
-                            ("search", list_request.search),
-                            ("version", list_request.version),
-                            ("updated_since", query.get("updated_since")),
-                        )
-                        if v is not None
-                    },
-                }
-            metadata: dict[str, Any] = {"count": len(page.entries)}
-            if page.next_cursor is not None:
-                metadata["nextCursor"] = page.next_cursor
-            return _json(
-                {"servers": [server_response(e) for e in page.entries], "metadata": metadata}
+            extra: dict[str, object] = {
+                k: v
+                for k, v in (
+                    ("search", list_request.search),
+                    ("version", list_request.version),
+                    ("updated_since", query.get("updated_since")),
+                )
+                if v is not None
+            }
+            return await self._read(
+                request.scope, caller, view, self._list(caller, list_request, extra)
             )
         if target.resource == "publish":
             document = await self._body(request)
@@ -235,16 +274,8 @@ class RegistryApi:
         name = target.name or ""
         include_deleted = _boolean(query, "include_deleted") if method == "GET" else False
         if target.resource == "list_versions":
-            entries = await self.registry.list_versions(
-                caller, name, include_deleted=include_deleted
-            )
-            if note is not None:
-                note.detail = {"count": len(entries)}
-            return _json(
-                {
-                    "servers": [server_response(e) for e in entries],
-                    "metadata": {"count": len(entries)},
-                }
+            return await self._read(
+                request.scope, caller, view, self._versions(caller, name, include_deleted)
             )
         if target.resource == "server_status":
             change = parse_status_change(await self._body(request))
@@ -260,15 +291,91 @@ class RegistryApi:
                 note.detail = {"status": change.status, "approved": entry.approved}
             return _json(server_response(entry))
         if method == "GET":
-            entry = await self.registry.get(caller, name, version, include_deleted=include_deleted)
-            if note is not None and version == LATEST:
-                note.version = entry.version
-            return _json(server_response(entry))
+            return await self._read(
+                request.scope, caller, view, self._version(caller, name, version, include_deleted)
+            )
         if method == "PUT":
             entry = await self.registry.update(caller, name, version, await self._body(request))
             return _json(server_response(entry))
         entry = await self.registry.delete(caller, name, version)
         return _json(server_response(entry))
+
+    async def _read(
+        self,
+        scope: Scope,
+        caller: Caller,
+        view: Visibility,
+        build: Callable[[], Awaitable[Answer]],
+    ) -> Response:
+        """Answer a read: build it (:meth:`_kept` answers it next time while the registry is
+        unchanged, :mod:`bastion.registry.read_cache`) and fill in its audit note."""
+        self.registry.need_read(caller)
+        generation = await self.cache.generation() if self.cache is not None else None
+        answer = await build()
+        if self.cache is not None:
+            self.cache.put(_read_key(scope, view), generation, answer)
+        note = note_of(scope)
+        if note is not None:
+            note.detail = answer.detail
+            if answer.latest is not None:
+                note.version = answer.latest
+        return _body_response(answer.body)
+
+    def _list(
+        self, caller: Caller, request: ListRequest, extra: dict[str, object]
+    ) -> Callable[[], Awaitable[Answer]]:
+        async def build() -> Answer:
+            page = await self.registry.list_servers(caller, request)
+            metadata: dict[str, Any] = {"count": len(page.entries)}
+            if page.next_cursor is not None:
+                metadata["nextCursor"] = page.next_cursor
+            document = {"servers": [server_response(e) for e in page.entries], "metadata": metadata}
+            entries = [f"{e.name}@{e.version}" for e in page.entries]
+            detail = {"count": len(page.entries), "entries": entries, **extra}
+            return Answer(_encode(document), detail)
+
+        return build
+
+    def _versions(
+        self, caller: Caller, name: str, include_deleted: bool
+    ) -> Callable[[], Awaitable[Answer]]:
+        async def build() -> Answer:
+            entries = await self.registry.list_versions(
+                caller, name, include_deleted=include_deleted
+            )
+            document = {
+                "servers": [server_response(e) for e in entries],
+                "metadata": {"count": len(entries)},
+            }
+            return Answer(_encode(document), {"count": len(entries)})
+
+        return build
+
+    def _version(
+        self, caller: Caller, name: str, version: str, include_deleted: bool
+    ) -> Callable[[], Awaitable[Answer]]:
+        async def build() -> Answer:
+            entry = await self.registry.get(caller, name, version, include_deleted=include_deleted)
+            latest = entry.version if version == LATEST else None
+            return Answer(_encode(server_response(entry)), latest=latest)
+
+        return build
+
+
+def _read_key(scope: Scope, view: Visibility) -> Hashable:
+    """What a read's answer depends on: its path and query as sent, and the visibility."""
+    return (scope.get("raw_path") or scope["path"], scope.get("query_string", b""), view)
+
+
+async def _send(send: Send, body: bytes) -> None:
+    """Send a kept JSON answer (the headers :func:`_body_response` gives)."""
+    headers = [
+        (b"cache-control", b"no-store"),
+        (b"content-length", str(len(body)).encode("latin-1")),
+        (b"content-type", b"application/json"),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 __all__ = ["META_KEY", "RegistryApi", "parse_list_request", "server_response"]

@@ -65,6 +65,7 @@ from bastion.registry.gateway_listing import sync_gateway
 from bastion.registry.mirror_schedule import MirrorScheduler
 from bastion.registry.old_scopes import old_scope_note
 from bastion.registry.problems import Problem, not_found
+from bastion.registry.read_cache import ReadCache
 from bastion.registry.service import Registry
 from bastion.registry.times import MillisClock, system_millis
 from bastion.resource import JwtVerifier, ResourceServerMiddleware, TokenVerifier
@@ -229,8 +230,9 @@ def create_registry_app(
             return build_dpop_challenge(algs=config.dpop.algorithms, **params)
         return build_bearer_challenge(**params)
 
-    registry = Registry(db, config, clock=clock, challenge=challenge)
-    api = RegistryApi(registry, config, prefix=prefix, max_body=config.max_body_bytes)
+    cache = ReadCache(db)
+    registry = Registry(db, config, clock=clock, challenge=challenge, changed=cache.changed)
+    api = RegistryApi(registry, config, prefix=prefix, max_body=config.max_body_bytes, cache=cache)
     protected = ResourceServerMiddleware(
         api,
         resource=resource,

@@ -165,9 +165,10 @@ class AuditMiddleware:
             nonlocal written
             if message["type"] == "http.response.start":
                 started["status"] = message["status"]
-                started["challenge"] = Headers(raw=message.get("headers", [])).get(
-                    "www-authenticate"
-                )
+                if message["status"] >= 300:  # only refusals carry a challenge worth reading
+                    started["challenge"] = Headers(raw=message.get("headers", [])).get(
+                        "www-authenticate"
+                    )
             elif (
                 message["type"] == "http.response.body"
                 and not message.get("more_body")

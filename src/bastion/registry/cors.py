@@ -23,6 +23,15 @@ EXPOSE_HEADERS = "WWW-Authenticate, DPoP-Nonce"
 MAX_AGE = "600"
 
 
+def _origin(scope: Scope) -> str | None:
+    """The request's first Origin header (what ``Headers.get`` gives, without building it for
+    every request)."""
+    for name, value in scope["headers"]:
+        if name == b"origin":
+            return str(value.decode("latin-1"))
+    return None
+
+
 class RegistryCors:
     """A plain ASGI CORS middleware (Fetch standard, "CORS protocol")."""
 
@@ -48,12 +57,13 @@ class RegistryCors:
         if scope["type"] != "http" or scope["path"] in self.skip:
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        origin = headers.get("origin")
+        origin = _origin(scope)
         if origin is None:
             await self.app(scope, receive, send)
             return
-        preflight = scope["method"] == "OPTIONS" and "access-control-request-method" in headers
+        preflight = scope["method"] == "OPTIONS" and "access-control-request-method" in Headers(
+            scope=scope
+        )
         if preflight:
             await self._preflight(origin, send)
             return

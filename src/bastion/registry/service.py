@@ -8,7 +8,8 @@ chosen by one writer at a time (:mod:`bastion.registry.versions`).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,14 +134,26 @@ class Registry:
         *,
         clock: MillisClock,
         challenge: Challenge,
+        changed: Callable[[], None] = lambda: None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.clock = clock
         self.challenge = challenge
+        self.changed = changed
 
     def __repr__(self) -> str:
         return f"Registry(db={self.db.url.split('://')[0]!r})"
+
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction; ``changed`` is called once it is over (committed or not), so
+        that nothing read before it is answered after it."""
+        try:
+            async with self.db.transaction() as conn:
+                yield conn
+        finally:
+            self.changed()
 
     # -- checks ---------------------------------------------------------------------------------
 
@@ -206,13 +219,14 @@ class Registry:
 
     # -- reads ----------------------------------------------------------------------------------
 
-    def _need_read(self, caller: Caller) -> None:
+    def need_read(self, caller: Caller) -> None:
+        """Refuse a token without the read scope (anonymous callers pass: anonymous_read)."""
         if caller.principal is not None and not caller.has(READ):
             self._need(caller, READ)
 
     async def list_servers(self, caller: Caller, request: ListRequest) -> Page:
         """GET /v0.1/servers."""
-        self._need_read(caller)
+        self.need_read(caller)
         after = None
         if request.cursor:
             try:
@@ -243,7 +257,7 @@ class Registry:
         self, caller: Caller, name: str, *, include_deleted: bool
     ) -> list[Entry]:
         """GET /v0.1/servers/{name}/versions: newest publication first; 404 when none."""
-        self._need_read(caller)
+        self.need_read(caller)
         async with self.db.connect() as conn:
             found = await rows.versions_of(conn, name, caller.viewer())
         if not include_deleted:
@@ -254,7 +268,7 @@ class Registry:
 
     async def get(self, caller: Caller, name: str, version: str, *, include_deleted: bool) -> Entry:
         """GET /v0.1/servers/{name}/versions/{version|latest}."""
-        self._need_read(caller)
+        self.need_read(caller)
         async with self.db.connect() as conn:
             if version == LATEST:
                 candidates = await rows.versions_of(conn, name, caller.viewer())
@@ -293,7 +307,7 @@ class Registry:
 
     async def insert(self, entry: Entry, now: int) -> Entry:
         """Store a new version and choose the server's latest; 409 when it exists."""
-        async with self.db.transaction() as conn:
+        async with self._writing() as conn:
             await rows.lock_server(conn, entry.name, now)
             existing = await rows.versions_of(conn, entry.name)
             if any(e.version == entry.version for e in existing):
@@ -348,7 +362,7 @@ class Registry:
         if mismatched:
             raise bad_request("the body names another server or version", *mismatched)
         now = self.clock()
-        async with self.db.transaction() as conn:
+        async with self._writing() as conn:
             await rows.lock_server(conn, name, now)
             entry = await self._editable(conn, caller, name, version)
             self._may_edit(caller, entry)
@@ -370,7 +384,7 @@ class Registry:
         for mirrors that synchronise with updated_since)."""
         self._need(caller, WRITE)
         now = self.clock()
-        async with self.db.transaction() as conn:
+        async with self._writing() as conn:
             await rows.lock_server(conn, name, now)
             entry = await self._editable(conn, caller, name, version)
             self._may_edit(caller, entry)
@@ -416,7 +430,7 @@ class Registry:
         API request records)."""
         self._need_admin(caller)
         now = self.clock()
-        async with self.db.transaction() as conn:
+        async with self._writing() as conn:
             await rows.lock_server(conn, name, now)
             entry = await rows.get_entry(conn, name, version)
             if entry is None:
@@ -436,7 +450,7 @@ class Registry:
         """PATCH /v0.1/servers/{name}/status: every version at once (registry admins)."""
         self._need_admin(caller)
         now = self.clock()
-        async with self.db.transaction() as conn:
+        async with self._writing() as conn:
             await rows.lock_server(conn, name, now)
             everything = await rows.versions_of(conn, name)
             if not everything:

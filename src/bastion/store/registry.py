@@ -18,6 +18,7 @@ from bastion.store.schema import (
     registry_audit,
     registry_entries,
     registry_entry_groups,
+    registry_generation,
     registry_servers,
 )
 
@@ -285,6 +286,14 @@ async def set_latest(conn: AsyncConnection, name: str, latest: str | None, now: 
         )
 
 
+async def generation(conn: AsyncConnection) -> int | None:
+    """The registry's generation: a number that changes with every write to the entries or
+    their groups (triggers of migration 0012); None when its row is missing."""
+    g = registry_generation.c
+    value = (await conn.execute(sa.select(g.value).where(g.id == 1))).scalar()
+    return None if value is None else int(value)
+
+
 def _audit_row(record: AuditRecord) -> dict[str, Any]:
     return {
         "at": record.at,
@@ -379,6 +388,7 @@ __all__ = [
     "add_audit",
     "add_audits",
     "audit_records",
+    "generation",
     "get_entry",
     "insert_entry",
     "list_entries",

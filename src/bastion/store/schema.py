@@ -341,6 +341,15 @@ registry_entry_groups = sa.Table(
     ),
 )
 
+# One row (id 1): a counter that triggers (migration 0012) move with every insert, update or
+# delete of registry_entries or registry_entry_groups; caches of registry answers compare it.
+registry_generation = sa.Table(
+    "registry_generation",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+
 # Every registry request: who (sub, client_id), which entry, what, and how it went.
 registry_audit = sa.Table(
     "registry_audit",
@@ -570,6 +579,7 @@ __all__ = [
     "registry_audit",
     "registry_entries",
     "registry_entry_groups",
+    "registry_generation",
     "registry_mirrored",
     "registry_mirrors",
     "registry_servers",
