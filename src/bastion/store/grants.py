@@ -6,7 +6,9 @@ racing redemptions exactly one sees the row (SQLite >= 3.35 and PostgreSQL both 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -15,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bastion.store import auth_audit, revocations, rows
 from bastion.store.auth_audit import AuditRecord, Event
 from bastion.store.grant_records import CodeRecord, FamilyRecord, RefreshRecord, RequestRecord
+from bastion.store.prepared import Prepared
 from bastion.store.schema import (
     authorization_codes,
     authorization_requests,
@@ -23,7 +26,9 @@ from bastion.store.schema import (
     revoked_access_tokens,
     token_families,
     used_assertions,
+    users,
 )
+from bastion.store.users import User
 
 
 async def save_request(conn: AsyncConnection, request: RequestRecord, *, requester: str) -> None:
@@ -133,6 +138,126 @@ async def get_refresh(conn: AsyncConnection, token_hash: str) -> RefreshRecord |
     """A refresh token in any state."""
     q = sa.select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash)
     return rows.first(RefreshRecord, await conn.execute(q))
+
+
+def _labelled(table: sa.Table, prefix: str) -> list[sa.Label[object]]:
+    return [column.label(prefix + column.name) for column in table.c]
+
+
+def _unlabelled(row: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    return {key[len(prefix) :]: value for key, value in row.items() if key.startswith(prefix)}
+
+
+def _user_of(row: Mapping[str, Any]) -> User | None:
+    if row["u_id"] is None:
+        return None
+    found = _unlabelled(row, "u_")
+    found["groups"] = list(found["groups"] or [])
+    found["is_admin"] = bool(found["is_admin"])
+    found["disabled"] = bool(found["disabled"])
+    return User(**found)
+
+
+_REFRESH_GRANT = Prepared(
+    sa.select(
+        *_labelled(refresh_tokens, "r_"), *_labelled(token_families, "f_"), *_labelled(users, "u_")
+    )
+    .select_from(
+        refresh_tokens.join(
+            token_families, token_families.c.id == refresh_tokens.c.family_id
+        ).outerjoin(users, users.c.id == token_families.c.subject)
+    )
+    .where(refresh_tokens.c.token_hash == sa.bindparam("token_hash", type_=sa.String))
+)
+
+
+async def refresh_grant(
+    conn: AsyncConnection, token_hash: str
+) -> tuple[RefreshRecord, FamilyRecord, User | None] | None:
+    """A refresh token in any state with its family and the family's user (None if removed),
+    in one query; None if the token is unknown."""
+    row = await _REFRESH_GRANT.first(conn, {"token_hash": token_hash})
+    if row is None:
+        return None
+    refresh = RefreshRecord(**_unlabelled(row, "r_"))
+    return refresh, FamilyRecord(**_unlabelled(row, "f_")), _user_of(row)
+
+
+def _rotation(audited: bool) -> Prepared:
+    spent = (
+        sa.update(refresh_tokens)
+        .where(
+            refresh_tokens.c.token_hash == sa.bindparam("token_hash", type_=sa.String),
+            refresh_tokens.c.used_at.is_(None),
+        )
+        .values(
+            used_at=sa.bindparam("now", type_=sa.BigInteger),
+            successor_encrypted=sa.bindparam("sealed", type_=sa.Text),
+        )
+        .returning(refresh_tokens.c.family_id)
+        .cte("spent")
+    )
+    successor = (
+        sa.insert(refresh_tokens)
+        .from_select(
+            ["token_hash", "family_id", "issued_at"],
+            sa.select(
+                sa.bindparam("successor_hash", type_=sa.String),
+                spent.c.family_id,
+                sa.bindparam("issued_at", type_=sa.BigInteger),
+            ),
+        )
+        .cte("successor")
+    )
+    access = (
+        sa.insert(family_access_tokens)
+        .from_select(
+            ["jti", "family_id", "expires_at"],
+            sa.select(
+                sa.bindparam("jti", type_=sa.String),
+                spent.c.family_id,
+                sa.bindparam("expires_at", type_=sa.BigInteger),
+            ),
+        )
+        .cte("access")
+    )
+    ctes = [successor, access, *([auth_audit.audit_after(spent)] if audited else [])]
+    return Prepared(sa.select(spent.c.family_id).add_cte(*ctes))
+
+
+_ROTATION = {audited: _rotation(audited) for audited in (True, False)}
+
+
+async def rotate_refresh(
+    conn: AsyncConnection,
+    *,
+    token_hash: str,
+    now: int,
+    sealed: str | None,
+    successor_hash: str,
+    issued_at: int,
+    jti: str,
+    expires_at: int,
+    audit: AuditRecord,
+) -> bool:
+    """PostgreSQL: in one statement, spend a refresh token (remembering its ``sealed``
+    successor), store the successor, record the access token ``jti`` in the family and the
+    ``audit`` record; all of it only if the token was unspent. False if it was spent
+    (concurrently, or before): then nothing was written. Of racing rotations of one token
+    exactly one finds it unspent (the row lock orders them; the later one re-checks
+    ``used_at``)."""
+    params: dict[str, object] = {
+        "token_hash": token_hash,
+        "now": now,
+        "sealed": sealed,
+        "successor_hash": successor_hash,
+        "issued_at": issued_at,
+        "jti": jti,
+        "expires_at": expires_at,
+    }
+    audited = auth_audit.audit_params(audit)
+    statement = _ROTATION[audited is not None]
+    return await statement.first(conn, {**params, **(audited or {})}) is not None
 
 
 async def revoke_family(conn: AsyncConnection, family_id: str, now: int, reason: str) -> None:
@@ -321,9 +446,11 @@ __all__ = [
     "purge_expired",
     "purge_used_assertions",
     "record_access_token",
+    "refresh_grant",
     "revoke_access_token",
     "revoke_families_of",
     "revoke_family",
+    "rotate_refresh",
     "save_code",
     "save_refresh",
     "save_request",
