@@ -260,6 +260,107 @@ async def rotate_refresh(
     return await statement.first(conn, {**params, **(audited or {})}) is not None
 
 
+_CODE_GRANT = Prepared(
+    sa.select(*_labelled(authorization_codes, "c_"), *_labelled(users, "u_"))
+    .select_from(authorization_codes.outerjoin(users, users.c.id == authorization_codes.c.subject))
+    .where(authorization_codes.c.code_hash == sa.bindparam("code_hash", type_=sa.String))
+)
+
+
+async def code_grant(
+    conn: AsyncConnection, code_hash: str
+) -> tuple[CodeRecord, User | None] | None:
+    """A code in any state with its user (None if removed), in one query; None if unknown."""
+    row = await _CODE_GRANT.first(conn, {"code_hash": code_hash})
+    if row is None:
+        return None
+    return CodeRecord(**_unlabelled(row, "c_")), _user_of(row)
+
+
+def _redemption(audited: bool, refresh: bool) -> Prepared:
+    spent = (
+        sa.update(authorization_codes)
+        .where(
+            authorization_codes.c.code_hash == sa.bindparam("code_hash", type_=sa.String),
+            authorization_codes.c.consumed_at.is_(None),
+            authorization_codes.c.expires_at > sa.bindparam("now", type_=sa.BigInteger),
+        )
+        .values(consumed_at=sa.bindparam("now", type_=sa.BigInteger))
+        .returning(authorization_codes.c.family_id)
+        .cte("spent")
+    )
+    columns = ["client_id", "subject", "scope", "resource", "created_at", "expires_at", "dpop_jkt"]
+    family = (
+        sa.insert(token_families)
+        .from_select(
+            ["id", *columns],
+            sa.select(
+                spent.c.family_id,
+                *(sa.bindparam(f"f_{c}", type_=token_families.c[c].type) for c in columns),
+            ),
+        )
+        .returning(token_families.c.id)
+        .cte("family")
+    )
+    access = (
+        sa.insert(family_access_tokens)
+        .from_select(
+            ["jti", "family_id", "expires_at"],
+            sa.select(
+                sa.bindparam("jti", type_=sa.String),
+                family.c.id,
+                sa.bindparam("expires_at", type_=sa.BigInteger),
+            ),
+        )
+        .cte("access")
+    )
+    ctes = [family, access]
+    if refresh:
+        first = sa.select(
+            sa.bindparam("refresh_hash", type_=sa.String),
+            family.c.id,
+            sa.bindparam("issued_at", type_=sa.BigInteger),
+        )
+        columns = ["token_hash", "family_id", "issued_at"]
+        ctes.append(sa.insert(refresh_tokens).from_select(columns, first).cte("refresh"))
+    if audited:
+        ctes.append(auth_audit.audit_after(spent))
+    return Prepared(sa.select(spent.c.family_id).add_cte(*ctes))
+
+
+_REDEMPTION = {(a, r): _redemption(a, r) for a in (True, False) for r in (True, False)}
+
+
+async def redeem_code(
+    conn: AsyncConnection,
+    *,
+    code_hash: str,
+    now: int,
+    family: FamilyRecord,
+    jti: str,
+    expires_at: int,
+    refresh_hash: str | None,
+    issued_at: int,
+    audit: AuditRecord,
+) -> bool:
+    """PostgreSQL: in one statement, spend a code and store its ``family`` (whose id the code
+    names), the access token ``jti``, the first refresh token (``refresh_hash``, if any) and
+    the ``audit`` record; all of it only if the code was unspent and unexpired. False if it
+    was not: then nothing was written. Of racing redemptions exactly one spends the code."""
+    params: dict[str, object] = {
+        "code_hash": code_hash,
+        "now": now,
+        "jti": jti,
+        "expires_at": expires_at,
+        "refresh_hash": refresh_hash,
+        "issued_at": issued_at,
+        **{f"f_{k}": v for k, v in asdict(family).items()},
+    }
+    audited = auth_audit.audit_params(audit)
+    statement = _REDEMPTION[audited is not None, refresh_hash is not None]
+    return await statement.first(conn, {**params, **(audited or {})}) is not None
+
+
 async def revoke_family(conn: AsyncConnection, family_id: str, now: int, reason: str) -> None:
     """Revoke a family: its refresh tokens stop working, and while some of its access tokens
     live, the grant is recorded as revoked (resource servers refuse every token carrying its
@@ -433,6 +534,7 @@ async def purge_used_assertions(conn: AsyncConnection, now: int) -> None:
 
 __all__ = [
     "bind_family",
+    "code_grant",
     "consume_code",
     "consume_refresh",
     "create_family",
@@ -446,6 +548,7 @@ __all__ = [
     "purge_expired",
     "purge_used_assertions",
     "record_access_token",
+    "redeem_code",
     "refresh_grant",
     "revoke_access_token",
     "revoke_families_of",
