@@ -29,6 +29,7 @@ from tests.authserver._tokens import (
     introspect,
     refresh,
 )
+from tests.store.test_database import pooled_backends, terminate, until_closed
 from tests.support.asgi import running
 from tests.support.flow import add_user, register
 
@@ -325,3 +326,22 @@ async def test_grants_of_federated_users_end_after_the_providers_session_max_age
         assert "corp" in ended.json()["error_description"]
         still = await refresh(client, bob.client_id, bob.tokens["refresh_token"])
         assert still.status_code == 200, still.text
+
+
+async def test_refresh_and_code_grants_work_after_postgresql_ended_the_pooled_connections(
+    settings: Settings, app_client: httpx.AsyncClient, alice: None
+) -> None:
+    """The pool pings no connection before use: one the server ended (a restart,
+    pg_terminate_backend) is found closed at checkout and replaced, and no request fails."""
+    if not settings.effective_database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's backends")
+    db = app_client.app.state.bastion.db  # type: ignore[attr-defined]
+    grant = await code_grant(app_client)
+    pids, connections = await pooled_backends(db)
+    await terminate(pids)
+    await until_closed(connections)
+
+    refreshed = await refresh(app_client, grant.client_id, grant.tokens["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+    again = await code_grant(app_client)
+    assert "refresh_token" in again.tokens

@@ -189,6 +189,11 @@ def _rotation(audited: bool) -> Prepared:
         .where(
             refresh_tokens.c.token_hash == sa.bindparam("token_hash", type_=sa.String),
             refresh_tokens.c.used_at.is_(None),
+            # A family revoked since the caller read it rotates no more.
+            sa.exists().where(
+                token_families.c.id == refresh_tokens.c.family_id,
+                token_families.c.revoked_at.is_(None),
+            ),
         )
         .values(
             used_at=sa.bindparam("now", type_=sa.BigInteger),
@@ -242,10 +247,10 @@ async def rotate_refresh(
 ) -> bool:
     """PostgreSQL: in one statement, spend a refresh token (remembering its ``sealed``
     successor), store the successor, record the access token ``jti`` in the family and the
-    ``audit`` record; all of it only if the token was unspent. False if it was spent
-    (concurrently, or before): then nothing was written. Of racing rotations of one token
-    exactly one finds it unspent (the row lock orders them; the later one re-checks
-    ``used_at``)."""
+    ``audit`` record; all of it only if the token was unspent and its family not revoked.
+    False if not (spent or revoked concurrently, or before): then nothing was written. Of
+    racing rotations of one token exactly one finds it unspent (the row lock orders them; the
+    later one re-checks ``used_at``)."""
     params: dict[str, object] = {
         "token_hash": token_hash,
         "now": now,

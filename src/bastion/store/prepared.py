@@ -33,12 +33,15 @@ class Prepared:
         self.processors: list[Callable[[Any], Any] | None] = [
             processors.get(name) for name in self.names
         ]
+        # Values given in the statement itself (literals SQLAlchemy binds as parameters).
+        self.fixed = {name: compiled.binds[name].value for name in self.names}
 
     def _args(self, params: Mapping[str, object]) -> list[object]:
-        return [
-            params[name] if process is None else process(params[name])
-            for name, process in zip(self.names, self.processors, strict=True)
-        ]
+        args: list[object] = []
+        for name, process in zip(self.names, self.processors, strict=True):
+            value = params[name] if name in params else self.fixed[name]
+            args.append(value if process is None else process(value))
+        return args
 
     async def first(
         self, conn: AsyncConnection, params: Mapping[str, object]
@@ -50,6 +53,16 @@ class Prepared:
             return row
         found = (await conn.execute(self.statement, dict(params))).mappings().first()
         return None if found is None else dict(found)
+
+    async def all(
+        self, conn: AsyncConnection, params: Mapping[str, object]
+    ) -> list[Mapping[str, Any]]:
+        """Every row (by column name)."""
+        raw = _autocommit_asyncpg(conn)
+        if raw is not None:
+            rows: list[Mapping[str, Any]] = await raw.fetch(self.sql, *self._args(params))
+            return rows
+        return [dict(row) for row in (await conn.execute(self.statement, dict(params))).mappings()]
 
 
 def _autocommit_asyncpg(conn: AsyncConnection) -> Any:

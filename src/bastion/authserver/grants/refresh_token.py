@@ -50,8 +50,8 @@ async def refresh(
             family, user, scopes = await _granted(
                 bastion, conn, client, request, token_hash, now, dpop_jkt
             )
-        except _Revoke as refused:
-            refusal: _Revoke | None = refused
+        except _Refusal as refused:
+            refusal: _Refusal | None = refused
         else:
             refusal = None
             issued, response = await mint_access(
@@ -82,8 +82,9 @@ async def refresh(
     return rotated
 
 
-class _Revoke(Exception):
-    """A refused refresh: ``error`` to answer, after revoking the family for ``reason``."""
+class _Refusal(Exception):
+    """A refused refresh: ``error`` to answer, after revoking the family for ``reason`` when
+    one is given."""
 
     def __init__(self, error: OAuthError, family_id: str = "", reason: str | None = None):
         super().__init__(error.description)
@@ -106,31 +107,31 @@ async def _granted(
     dpop_jkt: str | None,
 ) -> tuple[FamilyRecord, User, list[str]]:
     """The family, its user and the scopes the refresh may have, read through ``conn``;
-    raises :class:`_Revoke` when the request is refused. The request is checked against the
+    raises :class:`_Refusal` when the request is refused. The request is checked against the
     grant before the token is spent: a malformed retry by the rightful client must not look
     like reuse later."""
     found = await grants.refresh_grant(conn, token_hash)
     if found is None:
-        raise _Revoke(InvalidGrant("the refresh token is not valid"))
+        raise _Refusal(InvalidGrant("the refresh token is not valid"))
     row, family, user = found
     if family.client_id != client.client_id:
         error = InvalidGrant("the refresh token was issued to another client")
         if row.used_at is not None:
             # A rotated token in a stranger's hands: the grant is compromised.
-            raise _Revoke(error, family.id, "refresh token reused by another client")
-        raise _Revoke(error)
+            raise _Refusal(error, family.id, "refresh token reused by another client")
+        raise _Refusal(error)
     if family.revoked_at is not None:
-        raise _Revoke(InvalidGrant("the refresh token has been revoked"))
+        raise _Refusal(InvalidGrant("the refresh token has been revoked"))
     if family.expires_at <= now:
-        raise _Revoke(InvalidGrant("the refresh token has expired; authorize again"))
+        raise _Refusal(InvalidGrant("the refresh token has expired; authorize again"))
     try:
         _check_binding(family, dpop_jkt)
     except InvalidGrant as exc:
-        raise _Revoke(exc) from None
+        raise _Refusal(exc) from None
     if user is None or user.disabled:
         # The person behind the grant was removed or disabled: nothing of it may live on.
         error = InvalidGrant("the user of this grant no longer exists or is disabled")
-        raise _Revoke(error, family.id, "user removed or disabled")
+        raise _Refusal(error, family.id, "user removed or disabled")
     limits = {u.name: u.session_max_age for u in bastion.settings.upstreams if u.session_max_age}
     try:
         if limits:
@@ -146,7 +147,7 @@ async def _granted(
         if resource is not None and canonical(check_indicator(resource)) != family.resource:
             raise InvalidTarget("resource differs from the one that was authorized")
     except OAuthError as exc:
-        raise _Revoke(exc) from None
+        raise _Refusal(exc) from None
     # The rules and the person's groups are checked again at every refresh: access withdrawn
     # since the sign-in ends the grant, a scope withdrawn is left out.
     decision = await bastion.access.for_user(conn, user, family.resource, asked)
@@ -154,7 +155,7 @@ async def _granted(
         error = InvalidGrant(
             f"{user.username} may no longer use {family.resource}; the grant has been revoked"
         )
-        raise _Revoke(error, family.id, "access withdrawn")
+        raise _Refusal(error, family.id, "access withdrawn")
     return family, user, list(decision.scopes)
 
 
