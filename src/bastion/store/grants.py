@@ -7,18 +7,21 @@ racing redemptions exactly one sees the row (SQLite >= 3.35 and PostgreSQL both 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bastion.access.rules import AccessRule
 from bastion.store import auth_audit, revocations, rows
 from bastion.store.auth_audit import AuditRecord, Event
 from bastion.store.grant_records import CodeRecord, FamilyRecord, RefreshRecord, RequestRecord
 from bastion.store.prepared import Prepared
 from bastion.store.schema import (
+    access_rules,
     authorization_codes,
     authorization_requests,
     family_access_tokens,
@@ -158,29 +161,72 @@ def _user_of(row: Mapping[str, Any]) -> User | None:
     return User(**found)
 
 
-_REFRESH_GRANT = Prepared(
-    sa.select(
-        *_labelled(refresh_tokens, "r_"), *_labelled(token_families, "f_"), *_labelled(users, "u_")
+def _rules_for(resource: sa.ColumnElement[str]) -> sa.Label[Any]:
+    """PostgreSQL: the access rules about ``resource`` (and ``*``) as one JSON column, in the
+    order of :func:`bastion.store.access.list_rules`: no round trip of their own."""
+    rule = sa.func.json_build_array(
+        access_rules.c.resource, access_rules.c.who, access_rules.c.scopes
     )
-    .select_from(
-        refresh_tokens.join(
-            token_families, token_families.c.id == refresh_tokens.c.family_id
-        ).outerjoin(users, users.c.id == token_families.c.subject)
+    ordered = aggregate_order_by(rule, access_rules.c.resource, access_rules.c.who)
+    return (
+        sa.select(sa.func.json_agg(ordered))
+        .where(access_rules.c.resource.in_([resource, sa.literal_column("'*'")]))
+        .scalar_subquery()
+        .label("rules")
     )
-    .where(refresh_tokens.c.token_hash == sa.bindparam("token_hash", type_=sa.String))
-)
 
 
-async def refresh_grant(
-    conn: AsyncConnection, token_hash: str
-) -> tuple[RefreshRecord, FamilyRecord, User | None] | None:
-    """A refresh token in any state with its family and the family's user (None if removed),
-    in one query; None if the token is unknown."""
-    row = await _REFRESH_GRANT.first(conn, {"token_hash": token_hash})
+def _rules_of(row: Mapping[str, Any]) -> list[AccessRule] | None:
+    if "rules" not in row:
+        return None
+    return [
+        AccessRule(resource, who, tuple(scopes)) for resource, who, scopes in row["rules"] or []
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshGrant:
+    """A refresh token with its family, the family's user (None if removed) and, when read
+    with them (PostgreSQL), the access rules about the family's resource."""
+
+    token: RefreshRecord
+    family: FamilyRecord
+    user: User | None
+    rules: list[AccessRule] | None
+
+
+def _refresh_grant(with_rules: bool) -> Prepared:
+    columns = [*_labelled(refresh_tokens, "r_"), *_labelled(token_families, "f_")]
+    columns += _labelled(users, "u_")
+    if with_rules:
+        columns.append(_rules_for(token_families.c.resource))
+    return Prepared(
+        sa.select(*columns)
+        .select_from(
+            refresh_tokens.join(
+                token_families, token_families.c.id == refresh_tokens.c.family_id
+            ).outerjoin(users, users.c.id == token_families.c.subject)
+        )
+        .where(refresh_tokens.c.token_hash == sa.bindparam("token_hash", type_=sa.String))
+    )
+
+
+_REFRESH_GRANT = {postgres: _refresh_grant(postgres) for postgres in (True, False)}
+
+
+async def refresh_grant(conn: AsyncConnection, token_hash: str) -> RefreshGrant | None:
+    """A refresh token in any state with its family, user and (PostgreSQL) rules, in one
+    query; None if the token is unknown."""
+    statement = _REFRESH_GRANT[conn.dialect.name == "postgresql"]
+    row = await statement.first(conn, {"token_hash": token_hash})
     if row is None:
         return None
-    refresh = RefreshRecord(**_unlabelled(row, "r_"))
-    return refresh, FamilyRecord(**_unlabelled(row, "f_")), _user_of(row)
+    return RefreshGrant(
+        RefreshRecord(**_unlabelled(row, "r_")),
+        FamilyRecord(**_unlabelled(row, "f_")),
+        _user_of(row),
+        _rules_of(row),
+    )
 
 
 def _rotation(audited: bool) -> Prepared:
@@ -265,21 +311,40 @@ async def rotate_refresh(
     return await statement.first(conn, {**params, **(audited or {})}) is not None
 
 
-_CODE_GRANT = Prepared(
-    sa.select(*_labelled(authorization_codes, "c_"), *_labelled(users, "u_"))
-    .select_from(authorization_codes.outerjoin(users, users.c.id == authorization_codes.c.subject))
-    .where(authorization_codes.c.code_hash == sa.bindparam("code_hash", type_=sa.String))
-)
+@dataclass(frozen=True, slots=True)
+class CodeGrant:
+    """An authorization code with its user (None if removed) and, when read with them
+    (PostgreSQL), the access rules about its resource."""
+
+    code: CodeRecord
+    user: User | None
+    rules: list[AccessRule] | None
 
 
-async def code_grant(
-    conn: AsyncConnection, code_hash: str
-) -> tuple[CodeRecord, User | None] | None:
-    """A code in any state with its user (None if removed), in one query; None if unknown."""
-    row = await _CODE_GRANT.first(conn, {"code_hash": code_hash})
+def _code_grant(with_rules: bool) -> Prepared:
+    columns = [*_labelled(authorization_codes, "c_"), *_labelled(users, "u_")]
+    if with_rules:
+        columns.append(_rules_for(authorization_codes.c.resource))
+    return Prepared(
+        sa.select(*columns)
+        .select_from(
+            authorization_codes.outerjoin(users, users.c.id == authorization_codes.c.subject)
+        )
+        .where(authorization_codes.c.code_hash == sa.bindparam("code_hash", type_=sa.String))
+    )
+
+
+_CODE_GRANT = {postgres: _code_grant(postgres) for postgres in (True, False)}
+
+
+async def code_grant(conn: AsyncConnection, code_hash: str) -> CodeGrant | None:
+    """A code in any state with its user and (PostgreSQL) rules, in one query; None if
+    unknown."""
+    statement = _CODE_GRANT[conn.dialect.name == "postgresql"]
+    row = await statement.first(conn, {"code_hash": code_hash})
     if row is None:
         return None
-    return CodeRecord(**_unlabelled(row, "c_")), _user_of(row)
+    return CodeGrant(CodeRecord(**_unlabelled(row, "c_")), _user_of(row), _rules_of(row))
 
 
 def _redemption(audited: bool, refresh: bool) -> Prepared:
@@ -538,6 +603,8 @@ async def purge_used_assertions(conn: AsyncConnection, now: int) -> None:
 
 
 __all__ = [
+    "CodeGrant",
+    "RefreshGrant",
     "bind_family",
     "code_grant",
     "consume_code",

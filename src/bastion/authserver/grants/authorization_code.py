@@ -10,8 +10,15 @@ from typing import NoReturn
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bastion.access.rules import AccessRule
 from bastion.authserver.context import AuthServer
-from bastion.authserver.issuance import add_refresh, audit_binding, identity_claims, mint_access
+from bastion.authserver.issuance import (
+    add_refresh,
+    audit_binding,
+    decide,
+    identity_claims,
+    mint_access,
+)
 from bastion.oauth import pkce
 from bastion.oauth.errors import InvalidGrant, InvalidRequest, InvalidTarget, OAuthError
 from bastion.oauth.resource import canonical, check_indicator
@@ -93,12 +100,12 @@ async def _redeem_at_once(
     unspent (so exactly one of racing redemptions stores anything). A failed check spends the
     code alone. None when the code was unknown, expired or spent already."""
     found = await grants.code_grant(conn, code_hash)
-    if found is None or found[0].consumed_at is not None or found[0].expires_at <= now:
+    if found is None or found.code.consumed_at is not None or found.code.expires_at <= now:
         return None
-    row, user = found
+    row = found.code
     try:
         _check(client, row, request, dpop_jkt)
-        user, scope = await _allowed(bastion, conn, row, user)
+        user, scope = await _allowed(bastion, conn, row, found.user, found.rules)
     except OAuthError as exc:
         return exc if await grants.consume_code(conn, code_hash, now) else None
     issued, response = await mint_access(
@@ -158,14 +165,18 @@ def _check(
 
 
 async def _allowed(
-    bastion: AuthServer, conn: AsyncConnection, row: CodeRecord, user: User | None
+    bastion: AuthServer,
+    conn: AsyncConnection,
+    row: CodeRecord,
+    user: User | None,
+    rules: list[AccessRule] | None = None,
 ) -> tuple[User, str]:
     """The person and the rules are checked again: a code is spent within seconds of the
     consent, but a user disabled or removed from a group meanwhile gets nothing. The user
     and the scope the tokens get."""
     if user is None or user.disabled:
         raise InvalidGrant("the user of this authorization no longer exists or is disabled")
-    decision = await bastion.access.for_user(conn, user, row.resource, row.scope.split())
+    decision = await decide(bastion, conn, user, row.resource, row.scope.split(), rules)
     if not decision.grants_something:
         raise InvalidGrant(f"{user.username} may no longer use {row.resource}")
     return user, " ".join(sorted(decision.scopes))

@@ -15,7 +15,13 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bastion.authserver.context import AuthServer
-from bastion.authserver.issuance import add_refresh, audit_binding, identity_claims, mint_access
+from bastion.authserver.issuance import (
+    add_refresh,
+    audit_binding,
+    decide,
+    identity_claims,
+    mint_access,
+)
 from bastion.oauth import scopes as scope_syntax
 from bastion.oauth.errors import InvalidGrant, InvalidScope, InvalidTarget, OAuthError
 from bastion.oauth.resource import canonical, check_indicator
@@ -113,7 +119,7 @@ async def _granted(
     found = await grants.refresh_grant(conn, token_hash)
     if found is None:
         raise _Refusal(InvalidGrant("the refresh token is not valid"))
-    row, family, user = found
+    row, family, user = found.token, found.family, found.user
     if family.client_id != client.client_id:
         error = InvalidGrant("the refresh token was issued to another client")
         if row.used_at is not None:
@@ -150,7 +156,7 @@ async def _granted(
         raise _Refusal(exc) from None
     # The rules and the person's groups are checked again at every refresh: access withdrawn
     # since the sign-in ends the grant, a scope withdrawn is left out.
-    decision = await bastion.access.for_user(conn, user, family.resource, asked)
+    decision = await decide(bastion, conn, user, family.resource, asked, found.rules)
     if not decision.grants_something:
         error = InvalidGrant(
             f"{user.username} may no longer use {family.resource}; the grant has been revoked"
