@@ -127,17 +127,7 @@ async def _grants(plan: Plan, stack: Stack, bastion: Process, report: Report) ->
     pool = plan.pool
 
     async def bastion_refresh() -> Load:
-        tokens = await stack.refresh_pool(pool)
-        requests = [
-            form_request(
-                "127.0.0.1",
-                bastion.port,
-                "/token",
-                urlencode({"grant_type": "refresh_token", "refresh_token": t}),
-                {"Authorization": refresh.basic()},
-            )
-            for t in tokens
-        ]
+        requests = _refresh_requests(bastion.port, await stack.refresh_pool(pool), refresh.basic())
         return planning.load(plan, bastion.port, requests, pooled=True, expect_body=JWT_EXPECTED)
 
     async def bastion_code() -> Load:
@@ -197,6 +187,20 @@ async def _grants(plan: Plan, stack: Stack, bastion: Process, report: Report) ->
     await _scale(plan, stack, bastion, report)
 
 
+def _refresh_requests(port: int, tokens: list[str], basic: str) -> list[bytes]:
+    """One refresh_token request per token, by the confidential ``refresh`` client."""
+    return [
+        form_request(
+            "127.0.0.1",
+            port,
+            "/token",
+            urlencode({"grant_type": "refresh_token", "refresh_token": token}),
+            {"Authorization": basic},
+        )
+        for token in tokens
+    ]
+
+
 def grant_counts() -> list[int]:
     """The sizes of the refresh_token scale curve (``BASTION_BENCH_GRANTS``), ascending."""
     named = os.environ.get("BASTION_BENCH_GRANTS", "10000")
@@ -210,16 +214,7 @@ async def _scale(plan: Plan, stack: Stack, bastion: Process, report: Report) -> 
     for count in grant_counts():
         took = await _fill_grants(stack, count)
         tokens = await stack.refresh_pool(plan.pool)
-        requests = [
-            form_request(
-                "127.0.0.1",
-                bastion.port,
-                "/token",
-                urlencode({"grant_type": "refresh_token", "refresh_token": t}),
-                {"Authorization": refresh.basic()},
-            )
-            for t in tokens
-        ]
+        requests = _refresh_requests(bastion.port, tokens, refresh.basic())
         load = planning.load(plan, bastion.port, requests, pooled=True, expect_body=JWT_EXPECTED)
         name = f"{BASTION_RT}, {count:,} grants in the database"
         row = Row(GROUP, name, "tokens/s", note=f"rows written in {took:.0f} s, not measured")

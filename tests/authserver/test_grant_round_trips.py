@@ -1,8 +1,8 @@
 """What the code and refresh grants send to PostgreSQL: one read of the grant with its user
 and the access rules about its resource, and one statement that writes the whole rotation;
-no BEGIN, COMMIT or ROLLBACK, no ping. Counted on the wire: SQLAlchemy's statements by its cursor events, the
-ones sent through asyncpg directly (and asyncpg's transaction commands) by asyncpg's query
-logger."""
+no BEGIN, COMMIT or ROLLBACK, no ping. Counted on the wire: SQLAlchemy's statements by its
+cursor events, the ones sent through asyncpg directly (and asyncpg's transaction commands)
+by asyncpg's query logger."""
 
 from __future__ import annotations
 

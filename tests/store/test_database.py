@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,18 +17,6 @@ from tests.conftest import POSTGRES_URL
 
 pytestmark = pytest.mark.postgres
 PARALLEL = 4
-
-
-@pytest.fixture
-async def pg(backend: dict[str, Any]) -> AsyncIterator[Database]:
-    if "database_schema" not in backend:
-        pytest.skip("the pool's health checks are PostgreSQL's")
-    db = Database(backend["database_url"], schema=backend["database_schema"])
-    await db.upgrade()
-    try:
-        yield db
-    finally:
-        await db.dispose()
 
 
 async def pooled_backends(db: Database) -> tuple[set[int], list[Any]]:

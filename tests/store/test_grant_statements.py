@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -28,18 +26,6 @@ from bastion.store.schema import (
 pytestmark = pytest.mark.postgres
 RACERS = 16
 NOW = int(time.time())
-
-
-@pytest.fixture
-async def pg(backend: dict[str, Any]) -> AsyncIterator[Database]:
-    if "database_schema" not in backend:
-        pytest.skip("single-statement rotations are PostgreSQL's (SQLite uses a transaction)")
-    db = Database(backend["database_url"], schema=backend["database_schema"])
-    await db.upgrade()
-    try:
-        yield db
-    finally:
-        await db.dispose()
 
 
 def family(family_id: str = "fam") -> FamilyRecord:

@@ -229,6 +229,30 @@ async def refresh_grant(conn: AsyncConnection, token_hash: str) -> RefreshGrant 
     )
 
 
+def _refresh_row(token_hash: str, family_id: sa.ColumnElement[str], name: str) -> sa.CTE:
+    """A data-modifying WITH storing a refresh token (parameters ``token_hash`` and
+    ``issued_at``) for each family id ``family_id`` gives."""
+    values = sa.select(
+        sa.bindparam(token_hash, type_=sa.String),
+        family_id,
+        sa.bindparam("issued_at", type_=sa.BigInteger),
+    )
+    columns = ["token_hash", "family_id", "issued_at"]
+    return sa.insert(refresh_tokens).from_select(columns, values).cte(name)
+
+
+def _access_row(family_id: sa.ColumnElement[str]) -> sa.CTE:
+    """A data-modifying WITH recording the access token (parameters ``jti`` and
+    ``expires_at``) in each family ``family_id`` gives."""
+    values = sa.select(
+        sa.bindparam("jti", type_=sa.String),
+        family_id,
+        sa.bindparam("expires_at", type_=sa.BigInteger),
+    )
+    columns = ["jti", "family_id", "expires_at"]
+    return sa.insert(family_access_tokens).from_select(columns, values).cte("access")
+
+
 def _rotation(audited: bool) -> Prepared:
     spent = (
         sa.update(refresh_tokens)
@@ -248,30 +272,8 @@ def _rotation(audited: bool) -> Prepared:
         .returning(refresh_tokens.c.family_id)
         .cte("spent")
     )
-    successor = (
-        sa.insert(refresh_tokens)
-        .from_select(
-            ["token_hash", "family_id", "issued_at"],
-            sa.select(
-                sa.bindparam("successor_hash", type_=sa.String),
-                spent.c.family_id,
-                sa.bindparam("issued_at", type_=sa.BigInteger),
-            ),
-        )
-        .cte("successor")
-    )
-    access = (
-        sa.insert(family_access_tokens)
-        .from_select(
-            ["jti", "family_id", "expires_at"],
-            sa.select(
-                sa.bindparam("jti", type_=sa.String),
-                spent.c.family_id,
-                sa.bindparam("expires_at", type_=sa.BigInteger),
-            ),
-        )
-        .cte("access")
-    )
+    successor = _refresh_row("successor_hash", spent.c.family_id, "successor")
+    access = _access_row(spent.c.family_id)
     ctes = [successor, access, *([auth_audit.audit_after(spent)] if audited else [])]
     return Prepared(sa.select(spent.c.family_id).add_cte(*ctes))
 
@@ -372,27 +374,9 @@ def _redemption(audited: bool, refresh: bool) -> Prepared:
         .returning(token_families.c.id)
         .cte("family")
     )
-    access = (
-        sa.insert(family_access_tokens)
-        .from_select(
-            ["jti", "family_id", "expires_at"],
-            sa.select(
-                sa.bindparam("jti", type_=sa.String),
-                family.c.id,
-                sa.bindparam("expires_at", type_=sa.BigInteger),
-            ),
-        )
-        .cte("access")
-    )
-    ctes = [family, access]
+    ctes = [family, _access_row(family.c.id)]
     if refresh:
-        first = sa.select(
-            sa.bindparam("refresh_hash", type_=sa.String),
-            family.c.id,
-            sa.bindparam("issued_at", type_=sa.BigInteger),
-        )
-        columns = ["token_hash", "family_id", "issued_at"]
-        ctes.append(sa.insert(refresh_tokens).from_select(columns, first).cte("refresh"))
+        ctes.append(_refresh_row("refresh_hash", family.c.id, "refresh"))
     if audited:
         ctes.append(auth_audit.audit_after(spent))
     return Prepared(sa.select(spent.c.family_id).add_cte(*ctes))

@@ -30,6 +30,7 @@ from bastion.store.auth_audit import AuditRecord, Event
 from bastion.store.clients import Client
 from bastion.store.grant_records import CodeRecord, FamilyRecord
 from bastion.store.users import User
+from bastion.tokens import access_token
 from bastion.tokens import secrets as opaque
 
 
@@ -108,16 +109,7 @@ async def _redeem_at_once(
         user, scope = await _allowed(bastion, conn, row, found.user, found.rules)
     except OAuthError as exc:
         return exc if await grants.consume_code(conn, code_hash, now) else None
-    issued, response = await mint_access(
-        bastion,
-        client=client,
-        subject=row.subject,
-        scope=scope,
-        resource=row.resource,
-        grant_id=row.family_id,
-        claims=identity_claims(bastion, user),
-        dpop_jkt=dpop_jkt,
-    )
+    issued, response = await _mint(bastion, client, row, user, scope, dpop_jkt)
     refresh = opaque.new_token() if "refresh_token" in client.metadata.grant_types else None
     # A public client's family is bound to the key of its DPoP proof (see add_refresh).
     binds = refresh is not None and client.is_public and dpop_jkt is not None
@@ -182,6 +174,26 @@ async def _allowed(
     return user, " ".join(sorted(decision.scopes))
 
 
+async def _mint(
+    bastion: AuthServer,
+    client: Client,
+    row: CodeRecord,
+    user: User,
+    scope: str,
+    dpop_jkt: str | None,
+) -> tuple[access_token.IssuedToken, TokenResponse]:
+    return await mint_access(
+        bastion,
+        client=client,
+        subject=row.subject,
+        scope=scope,
+        resource=row.resource,
+        grant_id=row.family_id,
+        claims=identity_claims(bastion, user),
+        dpop_jkt=dpop_jkt,
+    )
+
+
 def _family(
     bastion: AuthServer,
     row: CodeRecord,
@@ -212,16 +224,7 @@ async def _issue(
 ) -> TokenResponse:
     """Mint the tokens of a redeemed code and store its family, in the caller's transaction."""
     user, scope = await _allowed(bastion, conn, row, await user_rows.by_id(conn, row.subject))
-    issued, response = await mint_access(
-        bastion,
-        client=client,
-        subject=row.subject,
-        scope=scope,
-        resource=row.resource,
-        grant_id=row.family_id,
-        claims=identity_claims(bastion, user),
-        dpop_jkt=dpop_jkt,
-    )
+    issued, response = await _mint(bastion, client, row, user, scope, dpop_jkt)
     await grants.create_family(conn, _family(bastion, row, client, scope, now))
     return await add_refresh(
         bastion,
