@@ -1,15 +1,23 @@
 """Token issuance: bastion against node-oidc-provider (client_credentials, ES256 JWTs, one
 process each, interleaved rounds), bastion's refresh_token and authorization_code grants, and
-the MCP SDK's simple-auth example for the grant it has (authorization_code)."""
+the MCP SDK's simple-auth example for the grant it has (authorization_code).
+
+The refresh_token grant is also measured with many other grants in the database (its scale
+curve; a flat p50 is the goal): 10,000 by default; ``BASTION_BENCH_GRANTS`` names the sizes,
+e.g. ``10000,1000000`` (a million rows take about a minute to write on PostgreSQL)."""
 
 from __future__ import annotations
 
 import base64
 import json
+import os
+import time
 from urllib.parse import urlencode
 
 import httpx
+import sqlalchemy as sa
 
+from bastion.store.schema import refresh_tokens, token_families
 from benchmarks import plan as planning
 from benchmarks import simple_auth
 from benchmarks.loadgen import Load, form_request
@@ -119,17 +127,7 @@ async def _grants(plan: Plan, stack: Stack, bastion: Process, report: Report) ->
     pool = plan.pool
 
     async def bastion_refresh() -> Load:
-        tokens = await stack.refresh_pool(pool)
-        requests = [
-            form_request(
-                "127.0.0.1",
-                bastion.port,
-                "/token",
-                urlencode({"grant_type": "refresh_token", "refresh_token": t}),
-                {"Authorization": refresh.basic()},
-            )
-            for t in tokens
-        ]
+        requests = _refresh_requests(bastion.port, await stack.refresh_pool(pool), refresh.basic())
         return planning.load(plan, bastion.port, requests, pooled=True, expect_body=JWT_EXPECTED)
 
     async def bastion_code() -> Load:
@@ -182,6 +180,96 @@ async def _grants(plan: Plan, stack: Stack, bastion: Process, report: Report) ->
     report.ratios.append(
         Ratio("authorization_code: bastion / simple-auth example", BASTION_AC, SIMPLE_AC)
     )
+    report.ratios.append(Ratio("refresh_token / client_credentials", BASTION_RT, BASTION_CC, 0.4))
+    report.ratios.append(
+        Ratio("authorization_code / client_credentials", BASTION_AC, BASTION_CC, 0.4)
+    )
+    await _scale(plan, stack, bastion, report)
+
+
+def _refresh_requests(port: int, tokens: list[str], basic: str) -> list[bytes]:
+    """One refresh_token request per token, by the confidential ``refresh`` client."""
+    return [
+        form_request(
+            "127.0.0.1",
+            port,
+            "/token",
+            urlencode({"grant_type": "refresh_token", "refresh_token": token}),
+            {"Authorization": basic},
+        )
+        for token in tokens
+    ]
+
+
+def grant_counts() -> list[int]:
+    """The sizes of the refresh_token scale curve (``BASTION_BENCH_GRANTS``), ascending."""
+    named = os.environ.get("BASTION_BENCH_GRANTS", "10000")
+    return sorted({int(n.replace("_", "")) for n in named.split(",") if n.strip()})
+
+
+async def _scale(plan: Plan, stack: Stack, bastion: Process, report: Report) -> None:
+    """refresh_token with ``grant_counts()`` grants (families, each with a refresh token) in
+    the database besides the pool, written before each measurement and not measured."""
+    refresh = stack.clients["refresh"]
+    for count in grant_counts():
+        took = await _fill_grants(stack, count)
+        tokens = await stack.refresh_pool(plan.pool)
+        requests = _refresh_requests(bastion.port, tokens, refresh.basic())
+        load = planning.load(plan, bastion.port, requests, pooled=True, expect_body=JWT_EXPECTED)
+        name = f"{BASTION_RT}, {count:,} grants in the database"
+        row = Row(GROUP, name, "tokens/s", note=f"rows written in {took:.0f} s, not measured")
+        row.rounds = [await planning.measure(load)]
+        report.rows.append(row)
+
+
+async def _fill_grants(stack: Stack, count: int) -> float:
+    """Bring the benchmark's extra grants to ``count`` (one INSERT ... SELECT per table, over
+    generate_series on PostgreSQL, a recursive WITH on SQLite), then ANALYZE; the seconds."""
+    started = time.monotonic()
+    now = int(time.time())
+    db = stack.db()
+    try:
+        async with db.transaction() as conn:
+            have = sa.select(sa.func.count()).where(token_families.c.id.startswith("scale-"))
+            first = 1 + (await conn.execute(have)).scalar_one()
+            if first <= count:
+                n, key = _numbers(stack.database == "postgresql", first, count)
+                families = sa.select(
+                    key,
+                    sa.literal(stack.clients["refresh"].client_id),
+                    sa.literal(stack.user_id),
+                    sa.literal(SCOPE),
+                    sa.literal(stack.resource),
+                    sa.literal(now),
+                    sa.literal(now + 86400),
+                ).select_from(n)
+                columns = ["id", "client_id", "subject", "scope", "resource", "created_at"]
+                await conn.execute(
+                    sa.insert(token_families).from_select([*columns, "expires_at"], families)
+                )
+                tokens = sa.select(key, key, sa.literal(now)).select_from(n)
+                await conn.execute(
+                    sa.insert(refresh_tokens).from_select(
+                        ["token_hash", "family_id", "issued_at"], tokens
+                    )
+                )
+        async with db.transaction() as conn:
+            await conn.execute(sa.text("ANALYZE token_families"))
+            await conn.execute(sa.text("ANALYZE refresh_tokens"))
+    finally:
+        await db.dispose()
+    return time.monotonic() - started
+
+
+def _numbers(postgres: bool, first: int, last: int) -> tuple[sa.FromClause, sa.ColumnElement[str]]:
+    """The integers ``first``..``last`` as a FROM, and a 64-character key made of each (like
+    a SHA-256 digest in length, never one of a real token)."""
+    if postgres:
+        series = sa.func.generate_series(first, last).table_valued("n").render_derived()
+        return series, sa.literal("scale-") + sa.func.lpad(sa.cast(series.c.n, sa.String), 58, "0")
+    numbers = sa.select(sa.literal(first).label("n")).cte("numbers", recursive=True)
+    numbers = numbers.union_all(sa.select(numbers.c.n + 1).where(numbers.c.n < last))
+    return numbers, sa.literal("scale-") + sa.func.printf("%058d", numbers.c.n)
 
 
 def _code_form(

@@ -15,11 +15,12 @@ import sqlalchemy as sa
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
+from bastion.access import admin as access_admin
 from bastion.authserver.admin import database
 from bastion.config import Settings
 from bastion.identity.local import LocalUsers
 from bastion.store.federation import LinkedAccount, add_link
-from bastion.store.schema import users
+from bastion.store.schema import access_rules, users
 from tests.authserver._tokens import (
     FakeClock,
     assert_error,
@@ -29,6 +30,7 @@ from tests.authserver._tokens import (
     introspect,
     refresh,
 )
+from tests.store.test_database import pooled_backends, terminate, until_closed
 from tests.support.asgi import running
 from tests.support.flow import add_user, register
 
@@ -325,3 +327,54 @@ async def test_grants_of_federated_users_end_after_the_providers_session_max_age
         assert "corp" in ended.json()["error_description"]
         still = await refresh(client, bob.client_id, bob.tokens["refresh_token"])
         assert still.status_code == 200, still.text
+
+
+async def test_refresh_and_code_grants_work_after_postgresql_ended_the_pooled_connections(
+    settings: Settings, app_client: httpx.AsyncClient, alice: None
+) -> None:
+    """The pool pings no connection before use: one the server ended (a restart,
+    pg_terminate_backend) is found closed at checkout and replaced, and no request fails."""
+    if not settings.effective_database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's backends")
+    db = app_client.app.state.bastion.db  # type: ignore[attr-defined]
+    grant = await code_grant(app_client)
+    pids, connections = await pooled_backends(db)
+    await terminate(pids)
+    await until_closed(connections)
+
+    refreshed = await refresh(app_client, grant.client_id, grant.tokens["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+    again = await code_grant(app_client)
+    assert "refresh_token" in again.tokens
+
+
+async def test_a_rule_changed_behind_the_servers_back_ends_the_grant_at_the_next_refresh(
+    settings: Settings, app_client: httpx.AsyncClient
+) -> None:
+    """The rules are read with the grant at every refresh (on PostgreSQL in the same query),
+    not from a cache: a rule changed in the table by hand, which no process announced, is
+    seen; the refresh is refused and the grant revoked."""
+    await add_user(settings, groups=["finance"])
+    await access_admin.allow(settings, "demo", "group:finance", [])
+    grant = await code_grant(app_client)
+    async with database(settings) as db, db.transaction() as conn:
+        await conn.execute(sa.update(access_rules).values(who="group:hr"))
+    refused = await refresh(app_client, grant.client_id, grant.tokens["refresh_token"])
+    assert_error(refused, 400, "invalid_grant")
+    assert "may no longer use" in refused.json()["error_description"]
+
+    async with database(settings) as db:
+        await access_admin.allow(settings, "demo", "group:finance", [], db=db)
+    again = await refresh(app_client, grant.client_id, grant.tokens["refresh_token"])
+    assert_error(again, 400, "invalid_grant")
+
+
+async def test_a_refresh_under_the_rules_gets_the_scopes_they_give(
+    settings: Settings, app_client: httpx.AsyncClient
+) -> None:
+    await add_user(settings, groups=["finance"])
+    await access_admin.allow(settings, "demo", "group:finance", [])
+    grant = await code_grant(app_client)
+    refreshed = await refresh(app_client, grant.client_id, grant.tokens["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+    assert refreshed.json()["scope"] == "mcp:tools"

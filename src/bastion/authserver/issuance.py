@@ -8,11 +8,13 @@ an unbound token."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bastion.access.policy import decide_for_user
+from bastion.access.rules import AccessRule, Decision
 from bastion.authserver.context import AuthServer
 from bastion.oauth.token_response import TokenResponse
 from bastion.store import clients as client_rows
@@ -25,6 +27,21 @@ from bastion.tokens import secrets as opaque
 from bastion.tokens.access_token import GRANT_ID
 
 CONFIRMATION = "cnf"  # RFC 7800 §3.1; with the jkt member of RFC 9449 §6.1
+
+
+async def decide(
+    bastion: AuthServer,
+    conn: AsyncConnection,
+    user: User,
+    resource: str,
+    asked: Iterable[str],
+    rules: list[AccessRule] | None,
+) -> Decision:
+    """What ``user`` may obtain of the ``asked`` scopes for ``resource`` under the current
+    rules: ``rules`` when the grant was read with them, else read now through ``conn``."""
+    if rules is None:
+        return await bastion.access.for_user(conn, user, resource, asked)
+    return await decide_for_user(conn, rules, user, resource, asked, bastion.access.upgrade)
 
 
 def identity_claims(bastion: AuthServer, user: User | None) -> dict[str, object]:
@@ -136,4 +153,11 @@ async def add_refresh(
     return response
 
 
-__all__ = ["CONFIRMATION", "add_refresh", "audit_binding", "identity_claims", "mint_access"]
+__all__ = [
+    "CONFIRMATION",
+    "add_refresh",
+    "audit_binding",
+    "decide",
+    "identity_claims",
+    "mint_access",
+]

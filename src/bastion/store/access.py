@@ -8,18 +8,29 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bastion.access.rules import AccessRule
 from bastion.store.clients import announce_change
+from bastion.store.prepared import Prepared
 from bastion.store.schema import access_rules
 
 # The payload a client-cache listener sees for a change of the rules (not of one client).
 RULES_CHANGED = "access-rules"
 
 
+_ALL = sa.select(access_rules).order_by(access_rules.c.resource, access_rules.c.who)
+# Read at every refresh and code redemption: built once.
+_FOR_RESOURCE = Prepared(
+    _ALL.where(
+        access_rules.c.resource.in_([sa.bindparam("resource", type_=sa.String), sa.literal("*")])
+    )
+)
+
+
 async def list_rules(conn: AsyncConnection, resource: str | None = None) -> list[AccessRule]:
     """Every rule (or those about ``resource``, ``*`` rules included), by resource and who."""
-    q = sa.select(access_rules).order_by(access_rules.c.resource, access_rules.c.who)
-    if resource is not None:
-        q = q.where(access_rules.c.resource.in_([resource, "*"]))
-    return [AccessRule(r.resource, r.who, tuple(r.scopes)) for r in await conn.execute(q)]
+    if resource is None:
+        found = (await conn.execute(_ALL)).mappings()
+    else:
+        found = await _FOR_RESOURCE.all(conn, {"resource": resource})  # type: ignore[assignment]
+    return [AccessRule(r["resource"], r["who"], tuple(r["scopes"])) for r in found]
 
 
 async def put_rule(conn: AsyncConnection, rule: AccessRule, now: int) -> bool:

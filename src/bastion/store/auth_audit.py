@@ -186,6 +186,24 @@ def with_audit(statement: sa.Insert) -> sa.Insert:
     return statement.add_cte(sa.insert(auth_audit).values(_AUDIT_VALUES).cte("audit"))
 
 
+def audit_after(source: sa.CTE) -> sa.CTE:
+    """A data-modifying WITH (PostgreSQL) that stores one audit record, parameters
+    ``a_<column>`` as for :func:`with_audit`, once for each row of ``source``: a statement
+    whose change may find nothing to change writes the record only when it changed
+    something. Build it once (at import)."""
+    values = sa.select(*(_AUDIT_VALUES[c] for c in _COLUMNS)).select_from(source)
+    return sa.insert(auth_audit).from_select(_COLUMNS, values).cte(f"audit_{source.name}")
+
+
+def audit_params(record: AuditRecord) -> dict[str, object] | None:
+    """The ``a_<column>`` parameters of ``record`` for :func:`with_audit` and
+    :func:`audit_after`; None when the trail is off for this request."""
+    context = CONTEXT.get()
+    if not context.enabled:
+        return None
+    return {f"a_{k}": v for k, v in _row(record, context).items()}
+
+
 async def execute_with(
     conn: AsyncConnection,
     statement: sa.Insert,
@@ -197,11 +215,11 @@ async def execute_with(
     goes in the same statement (``audited``, made by :func:`with_audit` from ``statement``),
     so that the token endpoint's transactions make no extra round trip for it; otherwise in a
     statement of its own."""
-    context = CONTEXT.get()
-    if len(records) == 1 and context.enabled and conn.dialect.name == "postgresql":
-        row = _row(records[0], context)
-        await conn.execute(audited, {**params, **{f"a_{k}": v for k, v in row.items()}})
-        return
+    if len(records) == 1 and conn.dialect.name == "postgresql":
+        audit = audit_params(records[0])
+        if audit is not None:
+            await conn.execute(audited, {**params, **audit})
+            return
     await conn.execute(statement, params)
     await add(conn, *records)
 
@@ -284,6 +302,8 @@ __all__ = [
     "Event",
     "Filters",
     "add",
+    "audit_after",
+    "audit_params",
     "bind",
     "bounded",
     "cut",

@@ -6,16 +6,22 @@ racing redemptions exactly one sees the row (SQLite >= 3.35 and PostgreSQL both 
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bastion.access.rules import AccessRule
 from bastion.store import auth_audit, revocations, rows
 from bastion.store.auth_audit import AuditRecord, Event
 from bastion.store.grant_records import CodeRecord, FamilyRecord, RefreshRecord, RequestRecord
+from bastion.store.prepared import Prepared
 from bastion.store.schema import (
+    access_rules,
     authorization_codes,
     authorization_requests,
     family_access_tokens,
@@ -23,7 +29,9 @@ from bastion.store.schema import (
     revoked_access_tokens,
     token_families,
     used_assertions,
+    users,
 )
+from bastion.store.users import User
 
 
 async def save_request(conn: AsyncConnection, request: RequestRecord, *, requester: str) -> None:
@@ -133,6 +141,278 @@ async def get_refresh(conn: AsyncConnection, token_hash: str) -> RefreshRecord |
     """A refresh token in any state."""
     q = sa.select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash)
     return rows.first(RefreshRecord, await conn.execute(q))
+
+
+def _labelled(table: sa.Table, prefix: str) -> list[sa.Label[object]]:
+    return [column.label(prefix + column.name) for column in table.c]
+
+
+def _unlabelled(row: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    return {key[len(prefix) :]: value for key, value in row.items() if key.startswith(prefix)}
+
+
+def _user_of(row: Mapping[str, Any]) -> User | None:
+    if row["u_id"] is None:
+        return None
+    found = _unlabelled(row, "u_")
+    found["groups"] = list(found["groups"] or [])
+    found["is_admin"] = bool(found["is_admin"])
+    found["disabled"] = bool(found["disabled"])
+    return User(**found)
+
+
+def _rules_for(resource: sa.ColumnElement[str]) -> sa.Label[Any]:
+    """PostgreSQL: the access rules about ``resource`` (and ``*``) as one JSON column, in the
+    order of :func:`bastion.store.access.list_rules`: no round trip of their own."""
+    rule = sa.func.json_build_array(
+        access_rules.c.resource, access_rules.c.who, access_rules.c.scopes
+    )
+    ordered = aggregate_order_by(rule, access_rules.c.resource, access_rules.c.who)
+    return (
+        sa.select(sa.func.json_agg(ordered))
+        .where(access_rules.c.resource.in_([resource, sa.literal_column("'*'")]))
+        .scalar_subquery()
+        .label("rules")
+    )
+
+
+def _rules_of(row: Mapping[str, Any]) -> list[AccessRule] | None:
+    if "rules" not in row:
+        return None
+    return [
+        AccessRule(resource, who, tuple(scopes)) for resource, who, scopes in row["rules"] or []
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshGrant:
+    """A refresh token with its family, the family's user (None if removed) and, when read
+    with them (PostgreSQL), the access rules about the family's resource."""
+
+    token: RefreshRecord
+    family: FamilyRecord
+    user: User | None
+    rules: list[AccessRule] | None
+
+
+def _refresh_grant(with_rules: bool) -> Prepared:
+    columns = [*_labelled(refresh_tokens, "r_"), *_labelled(token_families, "f_")]
+    columns += _labelled(users, "u_")
+    if with_rules:
+        columns.append(_rules_for(token_families.c.resource))
+    return Prepared(
+        sa.select(*columns)
+        .select_from(
+            refresh_tokens.join(
+                token_families, token_families.c.id == refresh_tokens.c.family_id
+            ).outerjoin(users, users.c.id == token_families.c.subject)
+        )
+        .where(refresh_tokens.c.token_hash == sa.bindparam("token_hash", type_=sa.String))
+    )
+
+
+_REFRESH_GRANT = {postgres: _refresh_grant(postgres) for postgres in (True, False)}
+
+
+async def refresh_grant(conn: AsyncConnection, token_hash: str) -> RefreshGrant | None:
+    """A refresh token in any state with its family, user and (PostgreSQL) rules, in one
+    query; None if the token is unknown."""
+    statement = _REFRESH_GRANT[conn.dialect.name == "postgresql"]
+    row = await statement.first(conn, {"token_hash": token_hash})
+    if row is None:
+        return None
+    return RefreshGrant(
+        RefreshRecord(**_unlabelled(row, "r_")),
+        FamilyRecord(**_unlabelled(row, "f_")),
+        _user_of(row),
+        _rules_of(row),
+    )
+
+
+def _refresh_row(token_hash: str, family_id: sa.ColumnElement[str], name: str) -> sa.CTE:
+    """A data-modifying WITH storing a refresh token (parameters ``token_hash`` and
+    ``issued_at``) for each family id ``family_id`` gives."""
+    values = sa.select(
+        sa.bindparam(token_hash, type_=sa.String),
+        family_id,
+        sa.bindparam("issued_at", type_=sa.BigInteger),
+    )
+    columns = ["token_hash", "family_id", "issued_at"]
+    return sa.insert(refresh_tokens).from_select(columns, values).cte(name)
+
+
+def _access_row(family_id: sa.ColumnElement[str]) -> sa.CTE:
+    """A data-modifying WITH recording the access token (parameters ``jti`` and
+    ``expires_at``) in each family ``family_id`` gives."""
+    values = sa.select(
+        sa.bindparam("jti", type_=sa.String),
+        family_id,
+        sa.bindparam("expires_at", type_=sa.BigInteger),
+    )
+    columns = ["jti", "family_id", "expires_at"]
+    return sa.insert(family_access_tokens).from_select(columns, values).cte("access")
+
+
+def _rotation(audited: bool) -> Prepared:
+    spent = (
+        sa.update(refresh_tokens)
+        .where(
+            refresh_tokens.c.token_hash == sa.bindparam("token_hash", type_=sa.String),
+            refresh_tokens.c.used_at.is_(None),
+            # A family revoked since the caller read it rotates no more.
+            sa.exists().where(
+                token_families.c.id == refresh_tokens.c.family_id,
+                token_families.c.revoked_at.is_(None),
+            ),
+        )
+        .values(
+            used_at=sa.bindparam("now", type_=sa.BigInteger),
+            successor_encrypted=sa.bindparam("sealed", type_=sa.Text),
+        )
+        .returning(refresh_tokens.c.family_id)
+        .cte("spent")
+    )
+    successor = _refresh_row("successor_hash", spent.c.family_id, "successor")
+    access = _access_row(spent.c.family_id)
+    ctes = [successor, access, *([auth_audit.audit_after(spent)] if audited else [])]
+    return Prepared(sa.select(spent.c.family_id).add_cte(*ctes))
+
+
+_ROTATION = {audited: _rotation(audited) for audited in (True, False)}
+
+
+async def rotate_refresh(
+    conn: AsyncConnection,
+    *,
+    token_hash: str,
+    now: int,
+    sealed: str | None,
+    successor_hash: str,
+    issued_at: int,
+    jti: str,
+    expires_at: int,
+    audit: AuditRecord,
+) -> bool:
+    """PostgreSQL: in one statement, spend a refresh token (remembering its ``sealed``
+    successor), store the successor, record the access token ``jti`` in the family and the
+    ``audit`` record; all of it only if the token was unspent and its family not revoked.
+    False if not (spent or revoked concurrently, or before): then nothing was written. Of
+    racing rotations of one token exactly one finds it unspent (the row lock orders them; the
+    later one re-checks ``used_at``)."""
+    params: dict[str, object] = {
+        "token_hash": token_hash,
+        "now": now,
+        "sealed": sealed,
+        "successor_hash": successor_hash,
+        "issued_at": issued_at,
+        "jti": jti,
+        "expires_at": expires_at,
+    }
+    audited = auth_audit.audit_params(audit)
+    statement = _ROTATION[audited is not None]
+    return await statement.first(conn, {**params, **(audited or {})}) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class CodeGrant:
+    """An authorization code with its user (None if removed) and, when read with them
+    (PostgreSQL), the access rules about its resource."""
+
+    code: CodeRecord
+    user: User | None
+    rules: list[AccessRule] | None
+
+
+def _code_grant(with_rules: bool) -> Prepared:
+    columns = [*_labelled(authorization_codes, "c_"), *_labelled(users, "u_")]
+    if with_rules:
+        columns.append(_rules_for(authorization_codes.c.resource))
+    return Prepared(
+        sa.select(*columns)
+        .select_from(
+            authorization_codes.outerjoin(users, users.c.id == authorization_codes.c.subject)
+        )
+        .where(authorization_codes.c.code_hash == sa.bindparam("code_hash", type_=sa.String))
+    )
+
+
+_CODE_GRANT = {postgres: _code_grant(postgres) for postgres in (True, False)}
+
+
+async def code_grant(conn: AsyncConnection, code_hash: str) -> CodeGrant | None:
+    """A code in any state with its user and (PostgreSQL) rules, in one query; None if
+    unknown."""
+    statement = _CODE_GRANT[conn.dialect.name == "postgresql"]
+    row = await statement.first(conn, {"code_hash": code_hash})
+    if row is None:
+        return None
+    return CodeGrant(CodeRecord(**_unlabelled(row, "c_")), _user_of(row), _rules_of(row))
+
+
+def _redemption(audited: bool, refresh: bool) -> Prepared:
+    spent = (
+        sa.update(authorization_codes)
+        .where(
+            authorization_codes.c.code_hash == sa.bindparam("code_hash", type_=sa.String),
+            authorization_codes.c.consumed_at.is_(None),
+            authorization_codes.c.expires_at > sa.bindparam("now", type_=sa.BigInteger),
+        )
+        .values(consumed_at=sa.bindparam("now", type_=sa.BigInteger))
+        .returning(authorization_codes.c.family_id)
+        .cte("spent")
+    )
+    columns = ["client_id", "subject", "scope", "resource", "created_at", "expires_at", "dpop_jkt"]
+    family = (
+        sa.insert(token_families)
+        .from_select(
+            ["id", *columns],
+            sa.select(
+                spent.c.family_id,
+                *(sa.bindparam(f"f_{c}", type_=token_families.c[c].type) for c in columns),
+            ),
+        )
+        .returning(token_families.c.id)
+        .cte("family")
+    )
+    ctes = [family, _access_row(family.c.id)]
+    if refresh:
+        ctes.append(_refresh_row("refresh_hash", family.c.id, "refresh"))
+    if audited:
+        ctes.append(auth_audit.audit_after(spent))
+    return Prepared(sa.select(spent.c.family_id).add_cte(*ctes))
+
+
+_REDEMPTION = {(a, r): _redemption(a, r) for a in (True, False) for r in (True, False)}
+
+
+async def redeem_code(
+    conn: AsyncConnection,
+    *,
+    code_hash: str,
+    now: int,
+    family: FamilyRecord,
+    jti: str,
+    expires_at: int,
+    refresh_hash: str | None,
+    issued_at: int,
+    audit: AuditRecord,
+) -> bool:
+    """PostgreSQL: in one statement, spend a code and store its ``family`` (whose id the code
+    names), the access token ``jti``, the first refresh token (``refresh_hash``, if any) and
+    the ``audit`` record; all of it only if the code was unspent and unexpired. False if it
+    was not: then nothing was written. Of racing redemptions exactly one spends the code."""
+    params: dict[str, object] = {
+        "code_hash": code_hash,
+        "now": now,
+        "jti": jti,
+        "expires_at": expires_at,
+        "refresh_hash": refresh_hash,
+        "issued_at": issued_at,
+        **{f"f_{k}": v for k, v in asdict(family).items()},
+    }
+    audited = auth_audit.audit_params(audit)
+    statement = _REDEMPTION[audited is not None, refresh_hash is not None]
+    return await statement.first(conn, {**params, **(audited or {})}) is not None
 
 
 async def revoke_family(conn: AsyncConnection, family_id: str, now: int, reason: str) -> None:
@@ -307,7 +587,10 @@ async def purge_used_assertions(conn: AsyncConnection, now: int) -> None:
 
 
 __all__ = [
+    "CodeGrant",
+    "RefreshGrant",
     "bind_family",
+    "code_grant",
     "consume_code",
     "consume_refresh",
     "create_family",
@@ -321,9 +604,12 @@ __all__ = [
     "purge_expired",
     "purge_used_assertions",
     "record_access_token",
+    "redeem_code",
+    "refresh_grant",
     "revoke_access_token",
     "revoke_families_of",
     "revoke_family",
+    "rotate_refresh",
     "save_code",
     "save_refresh",
     "save_request",

@@ -10,8 +10,15 @@ from typing import NoReturn
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bastion.access.rules import AccessRule
 from bastion.authserver.context import AuthServer
-from bastion.authserver.issuance import add_refresh, identity_claims, mint_access
+from bastion.authserver.issuance import (
+    add_refresh,
+    audit_binding,
+    decide,
+    identity_claims,
+    mint_access,
+)
 from bastion.oauth import pkce
 from bastion.oauth.errors import InvalidGrant, InvalidRequest, InvalidTarget, OAuthError
 from bastion.oauth.resource import canonical, check_indicator
@@ -22,6 +29,8 @@ from bastion.store import users as user_rows
 from bastion.store.auth_audit import AuditRecord, Event
 from bastion.store.clients import Client
 from bastion.store.grant_records import CodeRecord, FamilyRecord
+from bastion.store.users import User
+from bastion.tokens import access_token
 from bastion.tokens import secrets as opaque
 
 
@@ -38,23 +47,86 @@ async def exchange(
     code_hash = opaque.digest(request.code)
     # Load the signing keys now, so that minting inside the transaction needs no other connection.
     await bastion.keys.signing_key()
-    outcome: TokenResponse | OAuthError | None = None
-    # One transaction consumes the code and stores the family with its tokens: a concurrent
-    # replay either wins the code or, once this commits, finds the family and revokes it. A
-    # failed check still commits the consumption (the code is spent) and nothing else.
-    async with bastion.db.transaction() as conn:
-        row = await grants.consume_code(conn, code_hash, now)
-        if row is not None:
-            try:
-                _check(client, row, request, dpop_jkt)
-                outcome = await _issue(bastion, conn, client, row, now, dpop_jkt)
-            except OAuthError as exc:
-                outcome = exc
+    outcome: TokenResponse | OAuthError | None
+    if bastion.db.is_sqlite or (client.origin == "dynamic" and client.first_used_at is None):
+        # A client's first use is recorded in the same transaction (add_refresh).
+        async with bastion.db.transaction() as conn:
+            outcome = await _redeem(bastion, conn, client, request, code_hash, now, dpop_jkt)
+    else:
+        async with bastion.db.statements() as conn:
+            outcome = await _redeem_at_once(
+                bastion, conn, client, request, code_hash, now, dpop_jkt
+            )
     if outcome is None:
         await _explain_failure(bastion, code_hash, now)
     if isinstance(outcome, OAuthError):
         raise outcome
     return outcome
+
+
+async def _redeem(
+    bastion: AuthServer,
+    conn: AsyncConnection,
+    client: Client,
+    request: AuthorizationCodeRequest,
+    code_hash: str,
+    now: int,
+    dpop_jkt: str | None,
+) -> TokenResponse | OAuthError | None:
+    """In the transaction of ``conn``: consume the code and store the family with its tokens.
+    A concurrent replay either wins the code or, once this commits, finds the family and
+    revokes it. A failed check still commits the consumption (the code is spent) and nothing
+    else. None when the code could not be consumed."""
+    row = await grants.consume_code(conn, code_hash, now)
+    if row is None:
+        return None
+    try:
+        _check(client, row, request, dpop_jkt)
+        return await _issue(bastion, conn, client, row, now, dpop_jkt)
+    except OAuthError as exc:
+        return exc
+
+
+async def _redeem_at_once(
+    bastion: AuthServer,
+    conn: AsyncConnection,
+    client: Client,
+    request: AuthorizationCodeRequest,
+    code_hash: str,
+    now: int,
+    dpop_jkt: str | None,
+) -> TokenResponse | OAuthError | None:
+    """:func:`_redeem` on PostgreSQL in autocommit: the code and its user are read and checked
+    first, then one statement spends the code and stores everything only if it was still
+    unspent (so exactly one of racing redemptions stores anything). A failed check spends the
+    code alone. None when the code was unknown, expired or spent already."""
+    found = await grants.code_grant(conn, code_hash)
+    if found is None or found.code.consumed_at is not None or found.code.expires_at <= now:
+        return None
+    row = found.code
+    try:
+        _check(client, row, request, dpop_jkt)
+        user, scope = await _allowed(bastion, conn, row, found.user, found.rules)
+    except OAuthError as exc:
+        return exc if await grants.consume_code(conn, code_hash, now) else None
+    issued, response = await _mint(bastion, client, row, user, scope, dpop_jkt)
+    refresh = opaque.new_token() if "refresh_token" in client.metadata.grant_types else None
+    # A public client's family is bound to the key of its DPoP proof (see add_refresh).
+    binds = refresh is not None and client.is_public and dpop_jkt is not None
+    redeemed = await grants.redeem_code(
+        conn,
+        code_hash=code_hash,
+        now=now,
+        family=_family(bastion, row, client, scope, now, dpop_jkt if binds else None),
+        jti=issued.jti,
+        expires_at=issued.expires_at,
+        refresh_hash=None if refresh is None else opaque.digest(refresh),
+        issued_at=bastion.clock(),
+        audit=audit_binding(_created(row, client, scope, now), dpop_jkt),
+    )
+    if not redeemed:
+        return None
+    return response if refresh is None else response.with_refresh_token(refresh)
 
 
 def _check(
@@ -84,27 +156,33 @@ def _check(
         raise InvalidTarget("resource differs from the one that was authorized")
 
 
-async def _issue(
+async def _allowed(
     bastion: AuthServer,
     conn: AsyncConnection,
-    client: Client,
     row: CodeRecord,
-    now: int,
-    dpop_jkt: str | None,
-) -> TokenResponse:
-    """Mint the tokens of a redeemed code and store its family, in the caller's transaction.
-
-    The person and the rules are checked again: a code is spent within seconds of the consent,
-    but a user disabled or removed from a group meanwhile gets nothing."""
-    user = await user_rows.by_id(conn, row.subject)
+    user: User | None,
+    rules: list[AccessRule] | None = None,
+) -> tuple[User, str]:
+    """The person and the rules are checked again: a code is spent within seconds of the
+    consent, but a user disabled or removed from a group meanwhile gets nothing. The user
+    and the scope the tokens get."""
     if user is None or user.disabled:
         raise InvalidGrant("the user of this authorization no longer exists or is disabled")
-    asked = row.scope.split()
-    decision = await bastion.access.for_user(conn, user, row.resource, asked)
+    decision = await decide(bastion, conn, user, row.resource, row.scope.split(), rules)
     if not decision.grants_something:
         raise InvalidGrant(f"{user.username} may no longer use {row.resource}")
-    scope = " ".join(sorted(decision.scopes))
-    issued, response = await mint_access(
+    return user, " ".join(sorted(decision.scopes))
+
+
+async def _mint(
+    bastion: AuthServer,
+    client: Client,
+    row: CodeRecord,
+    user: User,
+    scope: str,
+    dpop_jkt: str | None,
+) -> tuple[access_token.IssuedToken, TokenResponse]:
+    return await mint_access(
         bastion,
         client=client,
         subject=row.subject,
@@ -114,18 +192,40 @@ async def _issue(
         claims=identity_claims(bastion, user),
         dpop_jkt=dpop_jkt,
     )
-    await grants.create_family(
-        conn,
-        FamilyRecord(
-            id=row.family_id,
-            client_id=client.client_id,
-            subject=row.subject,
-            scope=scope,
-            resource=row.resource,
-            created_at=now,
-            expires_at=now + bastion.settings.tokens.refresh_token_ttl,
-        ),
+
+
+def _family(
+    bastion: AuthServer,
+    row: CodeRecord,
+    client: Client,
+    scope: str,
+    now: int,
+    dpop_jkt: str | None = None,
+) -> FamilyRecord:
+    return FamilyRecord(
+        id=row.family_id,
+        client_id=client.client_id,
+        subject=row.subject,
+        scope=scope,
+        resource=row.resource,
+        created_at=now,
+        expires_at=now + bastion.settings.tokens.refresh_token_ttl,
+        dpop_jkt=dpop_jkt,
     )
+
+
+async def _issue(
+    bastion: AuthServer,
+    conn: AsyncConnection,
+    client: Client,
+    row: CodeRecord,
+    now: int,
+    dpop_jkt: str | None,
+) -> TokenResponse:
+    """Mint the tokens of a redeemed code and store its family, in the caller's transaction."""
+    user, scope = await _allowed(bastion, conn, row, await user_rows.by_id(conn, row.subject))
+    issued, response = await _mint(bastion, client, row, user, scope, dpop_jkt)
+    await grants.create_family(conn, _family(bastion, row, client, scope, now))
     return await add_refresh(
         bastion,
         conn,

@@ -1,0 +1,101 @@
+"""The PostgreSQL pool (bastion.store.database): connections the server ended are replaced
+at checkout without a pre-ping, whether they sat idle in the pool or were in use."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from bastion.store import database as database_module
+from bastion.store.database import Database
+from tests.conftest import POSTGRES_URL
+
+pytestmark = pytest.mark.postgres
+PARALLEL = 4
+
+
+async def pooled_backends(db: Database) -> tuple[set[int], list[Any]]:
+    """Check out PARALLEL connections at once; their server pids and asyncpg connections
+    (returned to the pool before this returns)."""
+    ready = asyncio.Event()
+    seen: list[tuple[int, Any]] = []
+
+    async def hold() -> None:
+        async with db.connect() as conn:
+            pid = (await conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one()
+            seen.append((pid, (await conn.get_raw_connection()).driver_connection))
+            if len(seen) == PARALLEL:
+                ready.set()
+            await asyncio.wait_for(ready.wait(), 10)
+
+    await asyncio.gather(*(hold() for _ in range(PARALLEL)))
+    return {pid for pid, _ in seen}, [raw for _, raw in seen]
+
+
+async def terminate(pids: set[int]) -> None:
+    """End these backends from another connection, as a restart or an operator would."""
+    engine = create_async_engine(POSTGRES_URL)
+    try:
+        async with engine.begin() as conn:
+            for pid in pids:
+                await conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    finally:
+        await engine.dispose()
+
+
+async def until_closed(connections: list[Any]) -> None:
+    """Wait (at most 10 s) until asyncpg has read the end of every connection."""
+    deadline = time.monotonic() + 10
+    while not all(c.is_closed() for c in connections):
+        assert time.monotonic() < deadline, "asyncpg never saw the connections close"
+        await asyncio.sleep(0.02)
+
+
+async def test_connections_ended_by_the_server_while_pooled_are_replaced(pg: Database) -> None:
+    pids, connections = await pooled_backends(pg)
+    await terminate(pids)
+    await until_closed(connections)
+
+    async def one() -> int:
+        async with pg.transaction() as conn:
+            return int((await conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one())
+
+    fresh = await asyncio.gather(*(one() for _ in range(PARALLEL)))
+    assert not pids & set(fresh)
+
+
+async def test_a_connection_idle_longer_than_the_ping_interval_is_pinged(
+    pg: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Idle connections are pinged; a ping that fails replaces the connection (a dead peer
+    whose end asyncpg has not read, as on a silent network path, looks like this)."""
+    pids, _connections = await pooled_backends(pg)
+    pings: list[Any] = []
+    dialect = pg.engine.sync_engine.dialect
+
+    def failing_ping(dbapi_connection: Any) -> bool:
+        pings.append(dbapi_connection)
+        raise OSError("no answer")
+
+    monkeypatch.setattr(database_module, "IDLE_PING", 0.0)
+    monkeypatch.setattr(dialect, "do_ping", failing_ping)
+    async with pg.connect() as conn:
+        pid = (await conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one()
+    assert len(pings) == 1
+    assert pid not in pids
+
+
+async def test_no_ping_for_a_connection_in_steady_use(
+    pg: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await pooled_backends(pg)
+    pings: list[Any] = []
+    monkeypatch.setattr(pg.engine.sync_engine.dialect, "do_ping", pings.append)
+    async with pg.transaction() as conn:
+        await conn.execute(sa.text("SELECT 1"))
+    assert pings == []
