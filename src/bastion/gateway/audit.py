@@ -40,13 +40,12 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion import safe_json
 from bastion.edge import jsonrpc
 from bastion.edge.body import body_of
-from bastion.gateway.mcp_session import HEADER, session_id_of
+from bastion.gateway.mcp_session import session_header, session_id_of
 from bastion.logs import escape_json_controls, get_logger
 from bastion.ops.request_id import request_id_of
 from bastion.private_files import private_dir
@@ -84,13 +83,14 @@ class AuditLog:
 
     def write(self, record: Mapping[str, object]) -> None:
         """Log one record and append it to the file (one ``write``: lines never interleave)."""
-        line = _json_line(record)
         # In the log the subject is a field, which logging.user_ids hashes or omits; the file
-        # is the audit trail and names it.
-        shown = {k: v for k, v in record.items() if k != "sub"}
-        self._logger.info("%s", _json_line(shown), extra={"subject": record.get("sub")})
+        # is the audit trail and names it. A line no handler would take is not made.
+        if self._logger.isEnabledFor(logging.INFO):
+            shown = {k: v for k, v in record.items() if k != "sub"}
+            self._logger.info("%s", _json_line(shown), extra={"subject": record.get("sub")})
         if self.path is None:
             return
+        line = _json_line(record)
         with self._lock:
             try:
                 os.write(self._open(self.path), (line + "\n").encode())
@@ -155,8 +155,7 @@ class AuditMiddleware:
             nonlocal status, completed, session_id
             if message["type"] == "http.response.start":
                 status = message["status"]
-                answered = Headers(raw=list(message.get("headers", [])))
-                session_id = session_id or answered.get(HEADER)
+                session_id = session_id or session_header(message.get("headers", ()))
             elif message["type"] == "http.response.body":
                 if status is not None and status >= 400 and len(error_body) < ERROR_PEEK_BYTES:
                     error_body.extend(message.get("body", b"")[:ERROR_PEEK_BYTES])
