@@ -138,10 +138,11 @@ class _Connection(asyncio.Protocol):
         self.reused = False
         self.idle_since = 0.0
         self.closed = False
+        # One parser per connection: llhttp starts on the next answer once one is complete.
+        self.parser = httptools.HttpResponseParser(self)
         self._reset()
 
     def _reset(self) -> None:
-        self.parser = httptools.HttpResponseParser(self)
         self.head: asyncio.Future[None] | None = None
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
