@@ -87,13 +87,19 @@ Lifespan = Callable[[object], AbstractAsyncContextManager[None]]
 
 class GatewayApp:
     """The app ``bastion gateway`` serves: ``app`` (the routes in their middleware), run inside
-    ``lifespan`` (the ASGI lifespan protocol, as Starlette runs it); ``state`` as a Starlette
-    app's."""
+    ``lifespan`` (the ASGI lifespan protocol, as Starlette runs it); ``state`` and
+    ``router.lifespan_context`` as a Starlette app's (apps served together, and tests, enter
+    lifespans that way)."""
 
     def __init__(self, app: ASGIApp, *, lifespan: Lifespan) -> None:
         self.app = app
-        self.lifespan = lifespan
+        self.lifespan_context = lifespan
         self.state = State()
+
+    @property
+    def router(self) -> GatewayApp:
+        """This app: its ``lifespan_context`` is where a Starlette app's router has it."""
+        return self
 
     def __repr__(self) -> str:
         return "GatewayApp()"
@@ -109,7 +115,7 @@ class GatewayApp:
         started = False
         await receive()
         try:
-            async with self.lifespan(self):
+            async with self.lifespan_context(self):
                 await send({"type": "lifespan.startup.complete"})
                 started = True
                 await receive()
