@@ -23,11 +23,21 @@ class JsonTooDeep(ValueError):
         super().__init__(f"JSON nested deeper than {limit} levels")
 
 
-def loads(data: str | bytes | bytearray, *, max_depth: int = MAX_DEPTH, **options: Any) -> Any:
-    """``json.loads(data, **options)``, raising :class:`JsonTooDeep` (a ``ValueError``) for a
-    document nested deeper than ``max_depth`` arrays and objects."""
+def loads(
+    data: str | bytes | bytearray,
+    *,
+    max_depth: int = MAX_DEPTH,
+    decoder: json.JSONDecoder | None = None,
+    **options: Any,
+) -> Any:
+    """``json.loads(data, **options)`` (``decoder.decode(data)`` with a ``decoder`` made once
+    for a hot path, and ``data`` a ``str``), raising :class:`JsonTooDeep` (a ``ValueError``)
+    for a document nested deeper than ``max_depth`` arrays and objects."""
     try:
-        document = json.loads(data, **options)
+        if decoder is not None and isinstance(data, str):
+            document = decoder.decode(data)
+        else:
+            document = json.loads(data, **options)
     except RecursionError:
         raise JsonTooDeep(max_depth) from None
     if _openers(data) > max_depth and _deeper_than(document, max_depth):

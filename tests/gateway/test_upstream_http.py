@@ -250,3 +250,31 @@ async def test_a_malformed_answer_is_an_upstream_error() -> None:
                 await pool.request("GET", url, [])
         finally:
             await pool.aclose()
+
+
+@pytest.mark.parametrize(
+    ("target", "headers"),
+    [
+        ("/mcp", [("x-note", "a\r\nx-injected: 1")]),
+        ("/mcp", [("x-note", "a\nb")]),
+        ("/mcp", [("x-note", "a\rb")]),
+        ("/mcp", [("x-note", "a\x00b")]),
+        ("/mcp", [("x-bad name", "a")]),
+        ("/mcp", [("x-bad:name", "a")]),
+        ("/mcp", [("", "a")]),
+        ("/mcp%20x HTTP/1.1\r\nx-injected: 1\r\n", []),
+    ],
+)
+async def test_a_request_that_would_break_http_framing_is_refused_before_any_byte(
+    target: str, headers: list[tuple[str, str]]
+) -> None:
+    """CR, LF or NUL in a header value or the target, a header name that is not a token: an
+    UpstreamError, and the upstream gets nothing (not even a connection)."""
+    async with raw_server(ok()) as (server, url):
+        pool = UpstreamPool()
+        try:
+            with pytest.raises(UpstreamError, match="cannot be relayed"):
+                await pool.request("POST", f"{url}{target}", headers, b"{}")
+        finally:
+            await pool.aclose()
+    assert (server.connections, server.heads) == (0, [])

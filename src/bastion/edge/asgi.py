@@ -94,8 +94,50 @@ async def race_disconnect(work: Awaitable[T], disconnected: asyncio.Future[None]
     raise ClientGone
 
 
+class DisconnectWatch:
+    """Cancel the current task when the client disconnects (call once the request body has
+    been read): one watcher task and a callback, cheaper than racing each wait against it.
+
+    The task's wait is then interrupted by :class:`asyncio.CancelledError`; whoever catches it
+    asks :meth:`left` (which takes the cancellation back when it was ours, else the error must
+    be raised again), and :meth:`close` ends the watch in a ``finally``."""
+
+    __slots__ = ("_closed", "_gone", "_task", "_watcher")
+
+    def __init__(self, receive: Receive) -> None:
+        self._gone = False
+        self._closed = False
+        self._task = asyncio.current_task()
+        self._watcher = asyncio.ensure_future(wait_for_disconnect(receive))
+        self._watcher.add_done_callback(self._done)
+
+    def _done(self, watcher: asyncio.Future[None]) -> None:
+        # A callback scheduled before close() may still run after it: then it does nothing.
+        if self._closed or watcher.cancelled() or watcher.exception() is not None:
+            return
+        self._gone = True
+        if self._task is not None:
+            self._task.cancel()
+
+    def left(self) -> bool:
+        """Whether the client left (the cancellation was this watch's, now taken back)."""
+        if not self._gone:
+            return False
+        if self._task is not None:
+            self._task.uncancel()
+        self._gone = False
+        return True
+
+    def close(self) -> None:
+        """Stop watching."""
+        self._closed = True
+        self._watcher.remove_done_callback(self._done)
+        self._watcher.cancel()
+
+
 __all__ = [
     "ClientGone",
+    "DisconnectWatch",
     "media_type",
     "race_disconnect",
     "send_bytes",

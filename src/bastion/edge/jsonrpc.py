@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import NamedTuple, TypeGuard
 
 from bastion import safe_json
@@ -53,8 +52,7 @@ class RpcCall(NamedTuple):
     tool: str | None
 
 
-@dataclass(frozen=True)
-class MessageSummary:
+class MessageSummary(NamedTuple):
     """One message of a body: its method (None for a response), the tool name of a
     ``tools/call``, and its id (None for a notification)."""
 
@@ -72,11 +70,15 @@ def _unique_members(pairs: list[tuple[str, object]]) -> Message:
     return out
 
 
+# Made once: json.loads with an object_pairs_hook builds a decoder (and its scanner) per call.
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_members)
+
+
 def read_json(body: bytes) -> object:
     """The JSON document of a body (see the module docstring for the rules); raises
     :class:`MalformedMessage` with code :data:`PARSE_ERROR` saying which rule it broke."""
     try:
-        return safe_json.loads(body.decode("utf-8"), object_pairs_hook=_unique_members)
+        return safe_json.loads(body.decode("utf-8"), decoder=_DECODER)
     except (JsonTooDeep, RepeatedMember) as exc:
         raise MalformedMessage(f"the body is not valid JSON: {exc}", PARSE_ERROR) from None
     except ValueError:  # UnicodeDecodeError included

@@ -35,18 +35,14 @@ from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 import httpx
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from bastion.authserver.secret_key import cipher_for
 from bastion.config import Settings, UpstreamSettings
-from bastion.edge import jsonrpc
-from bastion.edge.asgi import send_json
 from bastion.gateway.audit import AuditLog, AuditMiddleware
 from bastion.gateway.http_proxy import HttpProxy
 from bastion.gateway.replicas import replica_id, session_key
+from bastion.gateway.routing import GatewayApp, Routes
 from bastion.gateway.stdio_bridge import StdioBridge
 from bastion.gateway.upstream_exchange import UpstreamExchange
 from bastion.gateway.upstream_http import UpstreamPool
@@ -56,7 +52,7 @@ from bastion.logs import get_logger
 from bastion.oauth.protected_resource import metadata_url
 from bastion.oauth.replay import MemoryReplayGuard, ReplayGuard
 from bastion.ops.health import Probes, Readiness, database_check, flag_check, keys_check
-from bastion.ops.http_metrics import http_metrics
+from bastion.ops.http_metrics import HttpMetrics
 from bastion.ops.request_id import RequestIdMiddleware
 from bastion.resource import JwtVerifier, ResourceServerMiddleware
 from bastion.resource.dpop import ResourceDPoP, derived_nonces
@@ -70,18 +66,6 @@ from bastion.vault.tokens import VaultTokens
 log = get_logger(__name__)
 
 
-class _NotFound:
-    """404 for every path no upstream serves, any method (an ASGI class, not an endpoint)."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            await send_json(
-                send, 404, jsonrpc.error(jsonrpc.INVALID_REQUEST, "no MCP server at this path")
-            )
-        elif scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1000})
-
-
 def _resource(upstream: UpstreamSettings) -> str:
     if upstream.resource is None:  # Settings fills it in; a hand-built model may not have
         raise ValueError(f"upstream {upstream.name!r} has no resource URI")
@@ -93,7 +77,7 @@ def create_gateway_app(
     *,
     http: httpx.AsyncClient | None = None,
     revocations: RevocationList | None = None,
-) -> Starlette:
+) -> GatewayApp:
     """The gateway for ``settings.gateway``; ``http`` (default: one made here and closed on
     shutdown) fetches the JWKS. Every upstream refuses revoked tokens: those of ``revocations``
     when given (a list an authorization server in the same process keeps current), else of a
@@ -131,7 +115,7 @@ def create_gateway_app(
     )
     bridges: list[StdioBridge] = []
     verifiers: list[JwtVerifier] = []
-    routes: list[Route] = []
+    routes = Routes(lambda app: Probes(app, readiness=readiness))
     for upstream in gateway.upstreams:
         resource = _resource(upstream)
         inner: ASGIApp
@@ -180,16 +164,10 @@ def create_gateway_app(
             public_url=gateway.public_url,
         )
         stack = AuditMiddleware(protected, upstream=upstream.name, log=audit)
-        metadata_path = urlsplit(metadata_url(resource)).path
-        routes += [
-            Route(upstream.path, stack),
-            Route(upstream.path + "/{below:path}", stack),
-            Route(metadata_path, stack),
-        ]
-    routes.append(Route("/{anything:path}", _NotFound()))
+        routes.add(upstream.path, stack, metadata_path=urlsplit(metadata_url(resource)).path)
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: object) -> AsyncIterator[None]:
         if vault is not None:
             try:
                 await vault.check_secret()
@@ -223,15 +201,10 @@ def create_gateway_app(
                 await vault.db.dispose()
             audit.close()
 
-    app = Starlette(
-        routes=routes,
-        middleware=[
-            Middleware(RequestIdMiddleware),
-            *http_metrics("gateway", enabled=settings.metrics.listen is not None),
-            Middleware(Probes, readiness=readiness),
-        ],
-        lifespan=lifespan,
-    )
+    served: ASGIApp = routes
+    if settings.metrics.listen is not None:
+        served = HttpMetrics(served, name="gateway")
+    app = GatewayApp(RequestIdMiddleware(served), lifespan=lifespan)
     app.state.readiness = readiness
     app.state.vault = vault
     return app

@@ -40,13 +40,12 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion import safe_json
 from bastion.edge import jsonrpc
 from bastion.edge.body import body_of
-from bastion.gateway.mcp_session import HEADER, session_id_of
+from bastion.gateway.mcp_session import session_header, session_id_of
 from bastion.logs import escape_json_controls, get_logger
 from bastion.ops.request_id import request_id_of
 from bastion.private_files import private_dir
@@ -84,13 +83,14 @@ class AuditLog:
 
     def write(self, record: Mapping[str, object]) -> None:
         """Log one record and append it to the file (one ``write``: lines never interleave)."""
-        line = _json_line(record)
         # In the log the subject is a field, which logging.user_ids hashes or omits; the file
-        # is the audit trail and names it.
-        shown = {k: v for k, v in record.items() if k != "sub"}
-        self._logger.info("%s", _json_line(shown), extra={"subject": record.get("sub")})
+        # is the audit trail and names it. A line no handler would take is not made.
+        if self._logger.isEnabledFor(logging.INFO):
+            shown = {k: v for k, v in record.items() if k != "sub"}
+            self._logger.info("%s", _json_line(shown), extra={"subject": record.get("sub")})
         if self.path is None:
             return
+        line = _json_line(record)
         with self._lock:
             try:
                 os.write(self._open(self.path), (line + "\n").encode())
@@ -102,6 +102,26 @@ class AuditLog:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+
+
+class _Clock:
+    """UTC wall-clock time as ``2026-01-02T03:04:05.678Z``, the date and time part made once
+    a second (a record per request: formatting a datetime each time cost more than the rest)."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            stamp = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second, self._prefix = second, stamp
+        return f"{self._prefix}.{int((now - second) * 1000):03d}Z"
+
+
+_now = _Clock()
 
 
 def _error_of(body: bytes) -> str | None:
@@ -155,8 +175,7 @@ class AuditMiddleware:
             nonlocal status, completed, session_id
             if message["type"] == "http.response.start":
                 status = message["status"]
-                answered = Headers(raw=list(message.get("headers", [])))
-                session_id = session_id or answered.get(HEADER)
+                session_id = session_id or session_header(message.get("headers", ()))
             elif message["type"] == "http.response.body":
                 if status is not None and status >= 400 and len(error_body) < ERROR_PEEK_BYTES:
                     error_body.extend(message.get("body", b"")[:ERROR_PEEK_BYTES])
@@ -182,7 +201,7 @@ class AuditMiddleware:
     ) -> dict[str, object]:
         principal = principal_of(scope)
         return {
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "time": _now(),
             "upstream": self.upstream,
             "sub": principal.subject if principal else None,
             "client_id": principal.client_id if principal else None,

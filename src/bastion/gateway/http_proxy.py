@@ -51,21 +51,14 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from urllib.parse import quote
 
-from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
 from bastion.config import UpstreamSettings
 from bastion.edge import jsonrpc
-from bastion.edge.asgi import (
-    ClientGone,
-    media_type,
-    race_disconnect,
-    send_json,
-    wait_for_disconnect,
-)
+from bastion.edge.asgi import ClientGone, DisconnectWatch, media_type, send_json
 from bastion.edge.body import BodyTooLarge, read_body
 from bastion.gateway.identity import HEADER_PREFIX, sign_identity_headers
-from bastion.gateway.mcp_session import HEADER, owner_of, send_session_not_found, session_id_of
+from bastion.gateway.mcp_session import HEADER, owner_of, send_session_not_found
 from bastion.gateway.replicas import SessionSeal
 from bastion.gateway.upstream_exchange import UpstreamExchange
 from bastion.gateway.upstream_http import UpstreamError, UpstreamPool, UpstreamResponse
@@ -127,21 +120,25 @@ class _UpstreamFailure(Exception):
         self.message = message
 
 
-class _UnknownSession(Exception):
-    """The session id names no session of this caller at this upstream."""
-
-
 class _TokenRefused(Exception):
     """The upstream answered 401 to the person's upstream token."""
 
 
-def _connection_listed(headers: Iterable[tuple[bytes, bytes]]) -> set[str]:
-    """Header names a Connection header declares hop-by-hop (RFC 9110 §7.6.1)."""
-    listed: set[str] = set()
-    for name, value in headers:
-        if name.lower() == b"connection":
-            listed.update(p.strip().lower() for p in value.decode("latin-1").split(","))
-    return listed
+def _connection_listed(value: bytes) -> frozenset[bytes]:
+    """Header names a Connection header value declares hop-by-hop (RFC 9110 §7.6.1)."""
+    return frozenset(p.strip().lower() for p in value.split(b","))
+
+
+def _encoded(names: Iterable[str]) -> frozenset[bytes]:
+    return frozenset(name.encode("latin-1") for name in names)
+
+
+_SESSION = HEADER.encode()
+_REQUEST_ID = REQUEST_ID_HEADER.encode()
+_DROPPED_PREFIXES = (HEADER_PREFIX.encode(), FORWARDING_PREFIX.encode())
+_RESPONSE_DROPPED_STREAM = _encoded(HOP_BY_HOP | RESPONSE_DROPPED)
+_RESPONSE_DROPPED_PLAIN = _encoded(HOP_BY_HOP | (RESPONSE_DROPPED - {"content-length"}))
+_TARGETS_KEPT = 1024
 
 
 class HttpProxy:
@@ -178,8 +175,19 @@ class HttpProxy:
                 f"upstream {upstream.name!r}: give exchange exactly when auth = exchange"
             )
         self._exchange_tokens = exchange
-        self._extra = [(k, v.get_secret_value()) for k, v in upstream.headers.items()]
-        self._extra_names = {k.lower() for k, _ in self._extra}
+        self._extra = [
+            (k.lower().encode("latin-1"), v.get_secret_value().encode("latin-1"))
+            for k, v in upstream.headers.items()
+        ]
+        extra_names = {k.lower() for k in upstream.headers}
+        self._dropped = _encoded(
+            HOP_BY_HOP | REQUEST_DROPPED | FORWARDING | extra_names | {REQUEST_ID_HEADER}
+        )
+        self._own_request_id = REQUEST_ID_HEADER not in extra_names
+        self._forward_for = "x-forwarded-for" not in extra_names
+        self._forward_proto = "x-forwarded-proto" not in extra_names
+        self._forward_host = "x-forwarded-host" not in extra_names
+        self._targets: dict[tuple[bytes | None, str], str] = {}
         # Without a key (an HttpProxy on its own), the sessions hold in this process only.
         self.sessions = SessionSeal(session_key or secrets.token_bytes(32), upstream.name)
 
@@ -214,11 +222,14 @@ class HttpProxy:
             return
         ids = jsonrpc.request_ids(body.messages) if method == "POST" else []
         request_id = ids[0] if len(ids) == 1 else None
-        try:
-            upstream_session = self._upstream_session(scope)
-        except _UnknownSession:
-            await send_session_not_found(send)
-            return
+        headers, sealed, host = self._relayed_headers(scope)
+        upstream_session: str | None = None
+        if sealed is not None:
+            upstream_session = self.sessions.open(sealed, owner_of(scope))
+            if upstream_session is None:
+                await send_session_not_found(send)
+                return
+            headers.append((_SESSION, upstream_session.encode("latin-1")))
         token: str | None = None
         if self._oauth is not None:
             token = await self._oauth.token_for(scope, method, body, send)
@@ -228,11 +239,16 @@ class HttpProxy:
             token = await self._exchange_tokens.token_for(scope, send, request_id)
             if token is None:
                 return
-        disconnected = asyncio.ensure_future(wait_for_disconnect(receive))
+        self._add_headers(headers, scope, host, token)
+        watch = DisconnectWatch(receive)
         try:
             await self._exchange(
-                scope, method, target, body.raw, upstream_session, send, disconnected, token
+                scope, method, target, body.raw if method == "POST" else None, headers, send, token
             )
+        except asyncio.CancelledError:
+            if not watch.left():
+                raise
+            log.debug("client left; closed the request to upstream %s", self.upstream.name)
         except _TokenRefused:
             if self._oauth is not None and token is not None:  # only then raised
                 await self._oauth.refused(scope, method, body, token, send)
@@ -251,21 +267,8 @@ class HttpProxy:
                 failure.status,
                 jsonrpc.error(jsonrpc.UPSTREAM_ERROR, failure.message, request_id),
             )
-        except ClientGone:
-            log.debug("client left; closed the request to upstream %s", self.upstream.name)
         finally:
-            disconnected.cancel()
-
-    def _upstream_session(self, scope: Scope) -> str | None:
-        """The upstream's id of the session the request names (None: it names none); raises
-        :class:`_UnknownSession` when the id does not open for this caller and upstream (R10)."""
-        sealed = session_id_of(scope)
-        if sealed is None:
-            return None
-        opened = self.sessions.open(sealed, owner_of(scope))
-        if opened is None:
-            raise _UnknownSession
-        return opened
+            watch.close()
 
     # -- the exchange ---------------------------------------------------------------------------
 
@@ -274,21 +277,14 @@ class HttpProxy:
         scope: Scope,
         method: str,
         target: str,
-        body: bytes,
-        upstream_session: str | None,
+        body: bytes | None,
+        headers: list[tuple[bytes, bytes]],
         send: Send,
-        disconnected: asyncio.Task[None],
         token: str | None = None,
     ) -> None:
         # The whole wait for the answer is bounded in _send; reads of an SSE stream are not (a
         # GET stream may rightly stay quiet for a long time).
-        sending = self._send(
-            method,
-            target,
-            self._request_headers(scope, upstream_session, token),
-            body if method == "POST" else None,
-        )
-        response = await race_disconnect(sending, disconnected)
+        response = await self._send(method, target, headers, body)
         try:
             if response.status_code == 401 and token is not None:
                 log.info("upstream %s refused a person's upstream token", self.upstream.name)
@@ -303,24 +299,30 @@ class HttpProxy:
                 raise _UpstreamFailure(
                     502, f"upstream {self.upstream.name!r} refused the gateway's credentials"
                 )
-            streaming = self._is_event_stream(response)
-            headers = self._response_headers(response, streaming, scope)
-            await send(
-                {"type": "http.response.start", "status": response.status_code, "headers": headers}
-            )
-            chunks = self._chunks(response, streaming)
+            answer, streaming = self._response_headers(response, scope)
+            start = {"type": "http.response.start", "status": response.status_code}
+            start["headers"] = answer
+            if response.complete and not streaming:
+                # The whole answer is here (the usual JSON one): one message for its body.
+                whole = response.body()
+                await send(start)
+                await send({"type": "http.response.body", "body": whole, "more_body": False})
+                return
+            await send(start)
             try:
-                await race_disconnect(self._relay(chunks, send), disconnected)
+                async for chunk in self._chunks(response, streaming):
+                    if chunk:
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
             except _UpstreamFailure as failure:
                 # The status is sent already: end the body; the client sees no response.
                 log.warning("upstream %s broke off: %s", self.upstream.name, failure.message)
                 metrics.upstream_failed(self.upstream.name, "http", "broken_off")
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await response.aclose()
 
     async def _send(
-        self, method: str, url: str, headers: list[tuple[str, str]], body: bytes | None
+        self, method: str, url: str, headers: list[tuple[bytes, bytes]], body: bytes | None
     ) -> UpstreamResponse:
         name = self.upstream.name
         started = time.perf_counter()
@@ -358,60 +360,83 @@ class HttpProxy:
                 raise _UpstreamFailure(502, f"{type(exc).__name__}: {exc}") from None
             yield chunk
 
-    @staticmethod
-    async def _relay(chunks: AsyncIterator[bytes], send: Send) -> None:
-        async for chunk in chunks:
-            if chunk:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
     # -- URLs and headers -----------------------------------------------------------------------
 
     def _target(self, scope: Scope) -> str:
         """The upstream URL for this request: the path below the mount path (as the client
         encoded it, dot segments removed), then the query; raises :class:`UnsafePath`."""
-        mount = self.upstream.path
         raw_path: bytes | None = scope.get("raw_path")
+        key = (raw_path, scope["path"])
+        url = self._targets.get(key)
+        if url is None:
+            url = self._target_url(raw_path, scope["path"])
+            if len(self._targets) >= _TARGETS_KEPT:
+                self._targets.clear()
+            self._targets[key] = url
+        query: bytes = scope.get("query_string", b"")
+        return f"{url}?{query.decode('latin-1')}" if query else url
+
+    def _target_url(self, raw_path: bytes | None, path: str) -> str:
+        mount = self.upstream.path
         raw = raw_path.decode("latin-1") if raw_path else None
         if raw is not None and (raw == mount or raw.startswith(mount + "/")):
             below = raw[len(mount) :]
         else:
-            below = quote(scope["path"][len(mount) :])
+            below = quote(path[len(mount) :])
         below = below_mount(mount, below)
-        url = self.url if not below else self.url.rstrip("/") + below
-        query: bytes = scope.get("query_string", b"")
-        return f"{url}?{query.decode('latin-1')}" if query else url
+        return self.url if not below else self.url.rstrip("/") + below
 
-    def _request_headers(
-        self, scope: Scope, upstream_session: str | None, token: str | None = None
-    ) -> list[tuple[str, str]]:
-        raw: list[tuple[bytes, bytes]] = list(scope.get("headers", []))
-        dropped = (
-            HOP_BY_HOP
-            | REQUEST_DROPPED
-            | FORWARDING
-            | _connection_listed(raw)
-            | self._extra_names
-            | {REQUEST_ID_HEADER}
-        )
-        out: list[tuple[str, str]] = []
-        for name_b, value_b in raw:
-            name = name_b.decode("latin-1").lower()
-            if name in dropped or name.startswith((HEADER_PREFIX, FORWARDING_PREFIX)):
-                continue
-            if name == HEADER:
-                if upstream_session is not None:
-                    out.append((name, upstream_session))
-                continue
-            out.append((name, value_b.decode("latin-1")))
-        out.append(("accept-encoding", "identity"))
+    def _relayed_headers(
+        self, scope: Scope
+    ) -> tuple[list[tuple[bytes, bytes]], str | None, bytes | None]:
+        """The client's headers that go upstream, the session id it named and its Host."""
+        dropped = self._dropped
+        out: list[tuple[bytes, bytes]] = []
+        listed: frozenset[bytes] = frozenset()
+        sealed: str | None = None
+        host: bytes | None = None
+        for name, value in scope["headers"]:
+            name = name.lower()
+            if name in dropped or name.startswith(_DROPPED_PREFIXES):
+                if name == b"host" and host is None:
+                    host = value
+                elif name == b"connection":
+                    listed |= _connection_listed(value)
+            elif name == _SESSION:
+                if sealed is None:
+                    sealed = value.decode("latin-1")
+            else:
+                out.append((name, value))
+        if listed:
+            out = [(name, value) for name, value in out if name not in listed]
+        return out, sealed, host
+
+    def _add_headers(
+        self,
+        out: list[tuple[bytes, bytes]],
+        scope: Scope,
+        host: bytes | None,
+        token: str | None,
+    ) -> None:
+        """The gateway's own headers: the request id, X-Forwarded-For, -Proto and -Host (unless
+        configured in ``headers``: the client address uvicorn gave, behind ``trusted_proxies``
+        the one they reported, the scheme and the Host the client asked for), the configured
+        ones, the upstream token and the signed identity."""
+        out.append((b"accept-encoding", b"identity"))
         request_id = request_id_of(scope)
-        if request_id is not None and REQUEST_ID_HEADER not in self._extra_names:
-            out.append((REQUEST_ID_HEADER, request_id))
-        out.extend(self._forwarded(scope))
+        if request_id is not None and self._own_request_id:
+            out.append((_REQUEST_ID, request_id.encode("latin-1")))
+        client = scope.get("client")
+        if client and client[0] and self._forward_for:
+            out.append((b"x-forwarded-for", str(client[0]).encode("latin-1")))
+        scheme = scope.get("scheme")
+        if scheme and self._forward_proto:
+            out.append((b"x-forwarded-proto", scheme.encode("latin-1")))
+        if host and self._forward_host:
+            out.append((b"x-forwarded-host", host))
         out.extend(self._extra)
         if token is not None:
-            out.append(("authorization", f"Bearer {token}"))
+            out.append((b"authorization", f"Bearer {token}".encode("latin-1")))
         principal = principal_of(scope)
         if self._identity_secret is not None and principal is not None:
             signed = sign_identity_headers(
@@ -422,47 +447,33 @@ class HttpProxy:
                 audience=self._audience,
                 groups=principal.groups,
             )
-            out.extend(signed.items())
-        return out
-
-    def _forwarded(self, scope: Scope) -> list[tuple[str, str]]:
-        """The gateway's own X-Forwarded-For, -Proto and -Host (unless configured in
-        ``headers``): the client address uvicorn gave (behind ``trusted_proxies``, the one they
-        reported), the scheme and the Host the client asked for."""
-        client = scope.get("client")
-        values = {
-            "x-forwarded-for": client[0] if client else None,
-            "x-forwarded-proto": scope.get("scheme"),
-            "x-forwarded-host": Headers(scope=scope).get("host"),
-        }
-        return [(k, v) for k, v in values.items() if v and k not in self._extra_names]
-
-    @staticmethod
-    def _is_event_stream(response: UpstreamResponse) -> bool:
-        return media_type(response.header("content-type")) == "text/event-stream"
+            out.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in signed.items())
 
     def _response_headers(
-        self, response: UpstreamResponse, streaming: bool, scope: Scope
-    ) -> list[tuple[bytes, bytes]]:
-        raw = response.raw_headers
-        dropped = HOP_BY_HOP | _connection_listed(raw)
-        if not streaming:
-            dropped = dropped | (RESPONSE_DROPPED - {"content-length"})
-        else:
-            dropped = dropped | RESPONSE_DROPPED
-        out = [(k.lower(), v) for k, v in raw if k.decode("latin-1").lower() not in dropped]
-        # The client gets the upstream's session id sealed to it, never as it is.
-        owner = owner_of(scope)
-        out = [
-            (k, self.sessions.seal(v.decode("latin-1"), owner).encode())
-            if k == b"mcp-session-id"
-            else (k, v)
-            for k, v in out
-        ]
+        self, response: UpstreamResponse, scope: Scope
+    ) -> tuple[list[tuple[bytes, bytes]], bool]:
+        """The upstream's headers the client gets, and whether the answer is an event stream."""
+        raw = [(name.lower(), value) for name, value in response.raw_headers]
+        streaming = False
+        listed: frozenset[bytes] = frozenset()
+        for name, value in raw:
+            if name == b"content-type" and not streaming:
+                streaming = media_type(value.decode("latin-1")) == "text/event-stream"
+            elif name == b"connection":
+                listed |= _connection_listed(value)
+        dropped = _RESPONSE_DROPPED_STREAM if streaming else _RESPONSE_DROPPED_PLAIN
+        out: list[tuple[bytes, bytes]] = []
+        for name, value in raw:
+            if name in dropped or name in listed:
+                continue
+            if name == _SESSION:
+                # The client gets the upstream's session id sealed to it, never as it is.
+                value = self.sessions.seal(value.decode("latin-1"), owner_of(scope)).encode()
+            out.append((name, value))
         if streaming:
             # MCP streamable HTTP: ask reverse proxies in front of the gateway not to buffer.
             out.append((b"x-accel-buffering", b"no"))
-        return out
+        return out, streaming
 
 
 __all__ = ["HOP_BY_HOP", "METHODS", "HttpProxy"]

@@ -10,7 +10,8 @@ authentication: sessions belong to the caller (``sub`` and ``client_id``) who st
 
 from __future__ import annotations
 
-from starlette.datastructures import Headers
+from collections.abc import Iterable
+
 from starlette.types import Scope, Send
 
 from bastion.edge import jsonrpc
@@ -18,14 +19,23 @@ from bastion.edge.asgi import send_json
 from bastion.resource.principal import principal_of
 
 HEADER = "mcp-session-id"
+_HEADER = HEADER.encode()
 SESSION_NOT_FOUND = -32001
 # Who started a session: (sub, client_id), or None for a request no middleware verified.
 Owner = tuple[str, str | None] | None
 
 
 def session_id_of(scope: Scope) -> str | None:
-    """The ``Mcp-Session-Id`` the request names, if any."""
-    return Headers(scope=scope).get(HEADER)
+    """The ``Mcp-Session-Id`` the request names (the first, if several), if any."""
+    return session_header(scope.get("headers", ()))
+
+
+def session_header(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The first ``Mcp-Session-Id`` of ASGI ``headers``, if any."""
+    for name, value in headers:
+        if name.lower() == _HEADER:
+            return value.decode("latin-1")
+    return None
 
 
 def owner_of(scope: Scope) -> Owner:
@@ -58,5 +68,6 @@ __all__ = [
     "owner_of",
     "send_session_not_found",
     "send_session_required",
+    "session_header",
     "session_id_of",
 ]
