@@ -17,6 +17,7 @@ client_id and subject of the verified token on a protected resource.
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import time
@@ -110,26 +111,34 @@ class RequestIdMiddleware:
             failed = True
             raise
         finally:
-            latency = round((self.clock() - started) * 1000, 2)
-            principal = principal_of(scope)
-            route = route_of(scope)
-            _access_log.info(
-                "%s %s %s %s ms",
-                scope.get("method"),
-                route,
-                status if status is not None else ("failed" if failed else "no answer"),
-                latency,
-                extra={
-                    "request_id": request_id,
-                    "method": scope.get("method"),
-                    "route": route,
-                    "status": status,
-                    "latency_ms": latency,
-                    "client_id": principal.client_id if principal else None,
-                    "subject": principal.subject if principal else None,
-                },
-            )
+            if _access_log.isEnabledFor(logging.INFO):
+                _log_access(scope, request_id, status, failed, self.clock() - started)
             REQUEST_ID.reset(token)
+
+
+def _log_access(
+    scope: Scope, request_id: str, status: int | None, failed: bool, seconds: float
+) -> None:
+    """The access log's record of one answered (or failed) request."""
+    latency = round(seconds * 1000, 2)
+    principal = principal_of(scope)
+    route = route_of(scope)
+    _access_log.info(
+        "%s %s %s %s ms",
+        scope.get("method"),
+        route,
+        status if status is not None else ("failed" if failed else "no answer"),
+        latency,
+        extra={
+            "request_id": request_id,
+            "method": scope.get("method"),
+            "route": route,
+            "status": status,
+            "latency_ms": latency,
+            "client_id": principal.client_id if principal else None,
+            "subject": principal.subject if principal else None,
+        },
+    )
 
 
 __all__ = [
