@@ -1,6 +1,8 @@
 """ASGI apps the benchmarks serve with uvicorn (``uvicorn --factory benchmarks.apps:<name>``).
 
 - :func:`bare`: GET /mcp answers a small JSON document; no middleware.
+- :func:`bare_form`: POST /token reads an ``application/x-www-form-urlencoded`` body and answers
+  a small JSON document; no middleware (the floor a token endpoint is measured against).
 - :func:`protected`: the same endpoint behind :class:`ResourceServerMiddleware` and a
   :class:`JwtVerifier` of the AS at ``BENCH_ISSUER`` for the resource ``BENCH_RESOURCE``; the
   verified-token cache holds ``BENCH_CACHE_SIZE`` tokens (0: every request checks the signature).
@@ -27,6 +29,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -59,6 +62,16 @@ def _routes() -> list[Route]:
 def bare() -> Starlette:
     """The endpoint alone."""
     return Starlette(routes=_routes())
+
+
+async def _form(request: Request) -> Response:
+    params = dict(parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True))
+    return JSONResponse({"grant_type": params.get("grant_type"), "parameters": len(params)})
+
+
+def bare_form() -> Starlette:
+    """POST /token: the form body read and parsed, a small JSON answer, nothing else."""
+    return Starlette(routes=[Route("/ready", _ready), Route("/token", _form, methods=["POST"])])
 
 
 def revocation_list(size: int) -> RevocationList:
@@ -201,6 +214,7 @@ def static() -> _Static:
 __all__ = [
     "authorization_with_resource",
     "bare",
+    "bare_form",
     "protected",
     "registry",
     "revocation_list",

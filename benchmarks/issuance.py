@@ -1,6 +1,12 @@
 """Token issuance: bastion against node-oidc-provider (client_credentials, ES256 JWTs, one
-process each, interleaved rounds), bastion's refresh_token and authorization_code grants, and
-the MCP SDK's simple-auth example for the grant it has (authorization_code).
+process each, interleaved rounds) and against a bare POST endpoint (the same form read and a
+small JSON answer, nothing else, under the same uvicorn settings), bastion's refresh_token and
+authorization_code grants, and the MCP SDK's simple-auth example for the grant it has
+(authorization_code).
+
+With ``BENCH_CLIENTS=N`` (e.g. 10000) bastion also issues client_credentials tokens to N
+registered clients taking turns, next to the single client: the cost of many clients (client
+cache, access rules) shows in their ratio.
 
 The refresh_token grant is also measured with many other grants in the database (its scale
 curve; a flat p50 is the goal): 10,000 by default; ``BASTION_BENCH_GRANTS`` names the sizes,
@@ -8,6 +14,7 @@ e.g. ``10000,1000000`` (a million rows take about a minute to write on PostgreSQ
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -24,16 +31,18 @@ from benchmarks.loadgen import Load, form_request
 from benchmarks.node_provider import NodeProvider, node_binary, node_provider
 from benchmarks.plan import Plan, Target
 from benchmarks.report import Ratio, Report, Row
-from benchmarks.servers import Process, free_port
-from benchmarks.stack import REDIRECT_URI, SCOPE, Stack
+from benchmarks.servers import Process, free_port, uvicorn_app
+from benchmarks.stack import REDIRECT_URI, SCOPE, Credentials, Stack
 
 GROUP = "token issuance (POST /token, one server process)"
 BASTION_CC = "bastion client_credentials"
 NODE_CC = "node-oidc-provider client_credentials"
+BARE_FORM = "bare POST endpoint (form in, small JSON out)"
 BASTION_RT = "bastion refresh_token (rotation)"
 BASTION_AC = "bastion authorization_code (PKCE, public client)"
 SIMPLE_AC = "simple-auth example authorization_code (PKCE, public client)"
 JWT_EXPECTED = b'"access_token"'
+BATCH = 4  # clients registered at once (database connections in use)
 
 
 def _header(token: str) -> dict[str, object]:
@@ -58,53 +67,138 @@ def check_token(url: str, body: str, authorization: str | None) -> str:
     return f"opaque, {len(token)} bytes"
 
 
-def client_credentials_load(plan: Plan, stack: Stack, port: int, basic: str) -> Load:
-    request = form_request(
-        "127.0.0.1", port, "/token", stack.client_credentials_body(), {"Authorization": basic}
-    )
-    return planning.load(plan, port, [request], expect_body=JWT_EXPECTED)
+def client_credentials_load(
+    plan: Plan, stack: Stack, port: int, basic: str | list[str], expect: bytes = JWT_EXPECTED
+) -> Load:
+    """POST /token with the client_credentials form, as one client (``basic``) or as several
+    taking turns (a list of Basic credentials, one request each, sent round-robin)."""
+    body = stack.client_credentials_body()
+    requests = [
+        form_request("127.0.0.1", port, "/token", body, {"Authorization": b})
+        for b in ([basic] if isinstance(basic, str) else basic)
+    ]
+    return planning.load(plan, port, requests, expect_body=expect)
+
+
+def many_clients() -> int:
+    """``BENCH_CLIENTS``: how many registered clients take turns (0: not measured)."""
+    return int(os.environ.get("BENCH_CLIENTS", "0") or 0)
+
+
+async def register_clients(stack: Stack, count: int) -> list[Credentials]:
+    """``count`` machine clients made as ``bastion clients add`` makes them (each with its
+    access rule for every resource), a few at a time through one database pool."""
+    from bastion.authserver.admin import add_client
+
+    settings = stack.model()
+    db = stack.db()
+    made: list[Credentials] = []
+
+    async def one(index: int) -> Credentials:
+        new = await add_client(
+            settings,
+            client_id=f"bench-many-{index:05d}",
+            name=f"benchmark client {index}",
+            redirect_uris=[],
+            confidential=True,
+            grant_types=["client_credentials"],
+            resources=["*"],
+            scope=SCOPE,
+            db=db,
+        )
+        return Credentials(new.client.client_id, new.secret)
+
+    try:
+        for start in range(0, count, BATCH):
+            made += await asyncio.gather(*(one(i) for i in range(start, min(count, start + BATCH))))
+    finally:
+        await db.dispose()
+    return made
 
 
 async def run(plan: Plan, stack: Stack, bastion: Process, report: Report) -> None:
     """Every issuance measurement; ``bastion`` is the AS (``bastion serve``, one process)."""
-    service = stack.clients["service"]
-    notes = {
-        BASTION_CC: check_token(
-            f"{bastion.url}/token", stack.client_credentials_body(), service.basic()
-        )
-    }
-    node = node_binary()
-
-    async def bastion_cc() -> Load:
-        return client_credentials_load(plan, stack, bastion.port, service.basic())
-
-    targets: list[Target] = [(BASTION_CC, bastion_cc)]
-    rows = [Row(GROUP, BASTION_CC, "tokens/s", note=notes[BASTION_CC])]
-    if node is None:
-        rows.append(
-            Row(GROUP, NODE_CC, note="not measured: no Node 22 (run scripts/setup-node.sh)")
-        )
-        await _measure(plan, targets, rows, report)
-    else:
-        with node_provider(node, resource=stack.resource, scope=SCOPE, cpus=plan.server_cpus) as op:
-            basic = _basic(op)
-            note = check_token(f"{op.issuer}/token", stack.client_credentials_body(), basic)
-
-            async def node_cc() -> Load:
-                return client_credentials_load(plan, stack, op.port, basic)
-
-            targets.append((NODE_CC, node_cc))
-            rows.append(Row(GROUP, NODE_CC, "tokens/s", note=note))
-            await _measure(plan, targets, rows, report)
-    report.ratios.append(
-        Ratio("client_credentials: bastion / node-oidc-provider", BASTION_CC, NODE_CC, 1.0)
-    )
+    await _client_credentials(plan, stack, bastion, report)
     report.notes.append(
         "issuance: node-oidc-provider runs with its in-memory adapter and the simple-auth example "
         "keeps codes and tokens in dicts; bastion commits codes and refresh tokens to the "
         f"database ({stack.database}) and stores nothing for client_credentials."
     )
     await _grants(plan, stack, bastion, report)
+
+
+async def _client_credentials(plan: Plan, stack: Stack, bastion: Process, report: Report) -> None:
+    """bastion's client_credentials (one client; N clients with BENCH_CLIENTS=N), the bare POST
+    endpoint and node-oidc-provider, interleaved."""
+    service = stack.clients["service"]
+    note = check_token(f"{bastion.url}/token", stack.client_credentials_body(), service.basic())
+
+    async def bastion_cc() -> Load:
+        return client_credentials_load(plan, stack, bastion.port, service.basic())
+
+    targets: list[Target] = [(BASTION_CC, bastion_cc)]
+    rows = [Row(GROUP, BASTION_CC, "tokens/s", note=note)]
+    count = many_clients()
+    many_name = f"bastion client_credentials, {count:,} clients taking turns"
+    if count:
+        clients = [c.basic() for c in await register_clients(stack, count)]
+
+        async def bastion_many() -> Load:
+            return client_credentials_load(plan, stack, bastion.port, clients)
+
+        targets.append((many_name, bastion_many))
+        # A client's turn comes every count / rate seconds: beyond client_cache_ttl (5 s) below
+        # count / 5 tokens/s, and then each request reads its client from the database.
+        note = f"one request per client in turn; below {count // 5:,} tokens/s each is a cache miss"
+        rows.append(Row(GROUP, many_name, "tokens/s", note=note))
+    form_port = free_port()
+    with uvicorn_app(
+        "bare-form",
+        "benchmarks.apps:bare_form",
+        port=form_port,
+        # bastion serve's uvicorn settings: no forwarded headers (nor Server header, access log).
+        env={"UVICORN_PROXY_HEADERS": "false"},
+        cpus=plan.server_cpus,
+    ):
+
+        async def bare_form() -> Load:
+            return client_credentials_load(plan, stack, form_port, service.basic(), b"grant_type")
+
+        targets.append((BARE_FORM, bare_form))
+        rows.append(Row(GROUP, BARE_FORM, "requests/s", note="benchmarks.apps:bare_form"))
+        await _with_node(plan, stack, targets, rows, report)
+    report.ratios += [
+        Ratio("client_credentials: bastion / node-oidc-provider", BASTION_CC, NODE_CC, 1.5),
+        Ratio("client_credentials: bastion / bare POST endpoint", BASTION_CC, BARE_FORM, 0.5),
+    ]
+    if count:
+        report.ratios.append(
+            Ratio(f"client_credentials: {count:,} clients / one client", many_name, BASTION_CC, 0.8)
+        )
+
+
+async def _with_node(
+    plan: Plan, stack: Stack, targets: list[Target], rows: list[Row], report: Report
+) -> None:
+    """Measure ``targets`` interleaved, with node-oidc-provider's client_credentials when
+    Node 22 is installed."""
+    node = node_binary()
+    if node is None:
+        rows.append(
+            Row(GROUP, NODE_CC, note="not measured: no Node 22 (run scripts/setup-node.sh)")
+        )
+        await _measure(plan, targets, rows, report)
+        return
+    with node_provider(node, resource=stack.resource, scope=SCOPE, cpus=plan.server_cpus) as op:
+        basic = _basic(op)
+        note = check_token(f"{op.issuer}/token", stack.client_credentials_body(), basic)
+
+        async def node_cc() -> Load:
+            return client_credentials_load(plan, stack, op.port, basic)
+
+        targets.append((NODE_CC, node_cc))
+        rows.append(Row(GROUP, NODE_CC, "tokens/s", note=note))
+        await _measure(plan, targets, rows, report)
 
 
 async def _measure(plan: Plan, targets: list[Target], rows: list[Row], report: Report) -> None:
@@ -287,4 +381,14 @@ def _code_form(
     return urlencode(form)
 
 
-__all__ = ["BASTION_CC", "GROUP", "NODE_CC", "check_token", "client_credentials_load", "run"]
+__all__ = [
+    "BARE_FORM",
+    "BASTION_CC",
+    "GROUP",
+    "NODE_CC",
+    "check_token",
+    "client_credentials_load",
+    "many_clients",
+    "register_clients",
+    "run",
+]

@@ -107,6 +107,8 @@ class AccessPolicy:
         self.upgrade = upgrade
         self._monotonic = monotonic
         self._rules: list[AccessRule] | None = None
+        # The rules by whom they are about, for the rules list they were made from.
+        self._by_who: tuple[list[AccessRule], dict[str, list[AccessRule]]] | None = None
         self._until = 0.0
         self._generation = 0
         self._lock = asyncio.Lock()
@@ -149,13 +151,24 @@ class AccessPolicy:
     ) -> Decision:
         """What machine client ``client_id`` may obtain for ``resource``."""
         asked = self.upgrade(requested, resource)
-        rules = _upgraded(await self.rules(), resource, self.upgrade)
+        who = f"client:{client_id}"
+        rules = _upgraded(self._about(await self.rules(), who), resource, self.upgrade)
         decision = decide_machine(rules, resource, client_id, asked, resource_scopes)
         if not decision.rules and self._rules is not None:
             self.changed()  # a rule added by another process is not missed
-            rules = _upgraded(await self.rules(), resource, self.upgrade)
+            rules = _upgraded(self._about(await self.rules(), who), resource, self.upgrade)
             decision = decide_machine(rules, resource, client_id, asked, resource_scopes)
         return decision
+
+    def _about(self, rules: list[AccessRule], who: str) -> list[AccessRule]:
+        """The rules of ``rules`` about ``who`` (only those can decide for a machine client):
+        a lookup, not a walk through every client's rules on every token request."""
+        if self._by_who is None or self._by_who[0] is not rules:
+            index: dict[str, list[AccessRule]] = {}
+            for rule in rules:
+                index.setdefault(rule.who, []).append(rule)
+            self._by_who = (rules, index)
+        return self._by_who[1].get(who, [])
 
 
 async def reconcile(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -40,7 +41,7 @@ from bastion.authserver.registration import manage, register
 from bastion.authserver.revocations import revocation_list
 from bastion.authserver.revoke import revoke
 from bastion.authserver.secret_key import cipher_for, secret_for
-from bastion.authserver.token import token
+from bastion.authserver.token import TokenEndpoint, token
 from bastion.authserver.workload_keys import WorkloadKeys
 from bastion.clock import Clock, system_clock
 from bastion.config import Settings
@@ -296,6 +297,9 @@ def create_app(
         readiness.require("migrations", migrations_check(bastion.db), failure="cannot be read")
         readiness.require("signing_keys", flag_check(bastion.keys.can_sign, "none active"))
         readiness.started()
+        # What start-up made (modules, settings, keys) lives as long as the process: out of
+        # the collector's sight, a full collection no longer walks ~150,000 objects.
+        gc.freeze()
         stop = asyncio.Event()
         task = asyncio.create_task(_housekeeping_loop(bastion, stop))
         try:
@@ -328,6 +332,7 @@ def create_app(
             *http_metrics("authserver", enabled=settings.metrics.listen is not None),
             Middleware(CatchAll, respond=_server_error, log=log),
             Middleware(Probes, readiness=readiness, prefixes=[prefix] if prefix else []),
+            Middleware(TokenEndpoint, prefix=prefix),
         ],
         lifespan=lifespan,
         exception_handlers={

@@ -112,7 +112,7 @@ async def authenticate(
         )
     if not cred.client_id:
         raise InvalidClient("client_id is missing")
-    client = await bastion.clients.find(cred.client_id, requester=requester(request.scope))
+    client = await bastion.clients.find(cred.client_id, requester=lambda: requester(request.scope))
     expected = client.metadata.token_endpoint_auth_method
     if cred.method != expected:
         raise InvalidClient(

@@ -38,7 +38,10 @@ class ClientDirectory:
 
     Stored clients (pre-registered and dynamic) are kept in memory for ``cache_ttl`` seconds
     (``client_cache_ttl``; 0 disables it), at most ``cache_size`` of them, so that the token
-    endpoint needs no database read per request. A change made through this process
+    endpoint needs no database read per request. Only registered clients are cached, each for
+    a few seconds, so the bound is rarely reached (about 2 KB a client): it is well above the
+    clients a large deployment has, as a full cache drops the oldest entries first and clients
+    taking turns would then each miss it. A change made through this process
     (RFC 7592 update or delete, first use) drops the entry at once (:meth:`invalidate`); on
     PostgreSQL every change, from any process or the CLI, is announced with NOTIFY and dropped
     by every listening process (:mod:`bastion.authserver.client_events`). Otherwise, and while a
@@ -54,7 +57,7 @@ class ClientDirectory:
         clock: Clock,
         *,
         cache_ttl: float | None = None,
-        cache_size: int = 10_000,
+        cache_size: int = 100_000,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.db = db
@@ -134,11 +137,14 @@ class ClientDirectory:
             if not lock.locked() and self._reads.get(client_id) is lock:
                 del self._reads[client_id]
 
-    async def find(self, client_id: str, *, requester: str | None = None) -> Client:
+    async def find(
+        self, client_id: str, *, requester: str | Callable[[], str] | None = None
+    ) -> Client:
         """The client for ``client_id``; raise InvalidClient with a reason when there is none.
 
-        ``requester`` (:func:`bastion.authserver.quotas.requester`) is whom fetching a client
-        metadata document counts against; TooManyRequests when that quota is used up."""
+        ``requester`` (:func:`bastion.authserver.quotas.requester`, or a function that works it
+        out, called only when needed) is whom fetching a client metadata document counts
+        against; TooManyRequests when that quota is used up."""
         if not client_id or len(client_id) > 2048:
             raise InvalidClient("client_id is missing or too long")
         if not is_vschar(client_id):
@@ -153,7 +159,8 @@ class ClientDirectory:
         if cimd.enabled and self.resolver.is_metadata_document_id(
             client_id, allow_http=cimd.allow_private_addresses
         ):
-            metadata = await self.resolver.resolve(client_id, requester=requester)
+            who = requester() if callable(requester) else requester
+            metadata = await self.resolver.resolve(client_id, requester=who)
             return Client(client_id=client_id, origin="metadata_document", metadata=metadata)
         if self.settings.unknown_clients.policy == "loopback_public":
             log.warning(

@@ -10,18 +10,26 @@ any, it is an unsupported grant type), and the grant checks them.
 A DPoP proof (RFC 9449 §5) is checked after the client and before the grant, for every grant:
 its key's thumbprint goes to the grant, which binds the tokens to it (``cnf.jkt``,
 ``token_type`` DPoP); an answer to a DPoP request that is not bound is never sent.
+
+POST /token is answered by :class:`TokenEndpoint`, a plain ASGI layer inside the app's request
+id, metrics and last-resort layers, without Starlette's router and exception layers (the route
+is still declared, for the 405 of other methods and for the route label of logs and metrics).
 """
 
 from __future__ import annotations
 
 from typing import assert_never
 
+from starlette._utils import get_route_path
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.authserver.audit import audited
 from bastion.authserver.client_auth import authenticate
 from bastion.authserver.context import AuthServer, server
+from bastion.authserver.errors import json_error
 from bastion.authserver.grants import (
     authorization_code,
     client_credentials,
@@ -31,7 +39,12 @@ from bastion.authserver.grants import (
 )
 from bastion.authserver.http import json_response, read_form
 from bastion.oauth import token_request
-from bastion.oauth.errors import ServerError, UnauthorizedClient, UnsupportedGrantType
+from bastion.oauth.errors import (
+    OAuthError,
+    ServerError,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+)
 from bastion.oauth.token_request import (
     JWT_BEARER,
     TOKEN_EXCHANGE,
@@ -100,4 +113,39 @@ async def grant(
             assert_never(request)
 
 
-__all__ = ["grant", "token"]
+class TokenEndpoint:
+    """Answer POST ``prefix``/token (RFC 6749 §3.2) before Starlette's router: the same
+    :func:`token` and the same error answers (:func:`~bastion.authserver.errors.json_error`),
+    with the scope the router would have made (``route``, and ``root_path`` under a mount) so
+    that logs and metrics name the route as before. Other methods and paths pass through."""
+
+    def __init__(self, app: ASGIApp, *, prefix: str = "") -> None:
+        self.app = app
+        self.prefix = prefix
+        self.path = f"{prefix}/token"
+        self.route = Route("/token", token, methods=["POST"])
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or get_route_path(scope) != self.path
+        ):
+            await self.app(scope, receive, send)
+            return
+        root_path = scope.get("root_path", "")
+        scope["route"] = self.route
+        scope["endpoint"] = token
+        scope["path_params"] = {}
+        if self.prefix:
+            scope["app_root_path"] = scope.get("app_root_path", root_path)
+            scope["root_path"] = root_path + self.prefix
+        request = Request(scope, receive, send)
+        try:
+            response = await token(request)
+        except OAuthError as exc:
+            response = json_error(exc, request)
+        await response(scope, receive, send)
+
+
+__all__ = ["TokenEndpoint", "grant", "token"]

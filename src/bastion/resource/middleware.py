@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import json
 import re
+import string
 from collections.abc import Sequence
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -67,7 +68,7 @@ from bastion.resource.verifier import TokenVerifier
 log = get_logger(__name__)
 
 # RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
-_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_B64TOKEN_CHARS = (string.ascii_letters + string.digits + "-._~+/").encode()
 _HEADER_LIST = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~, ]*")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 WEBSOCKET_POLICY_VIOLATION = 1008
@@ -205,6 +206,7 @@ class ResourceServerMiddleware:
             if prefix and not prefix.startswith("/"):
                 raise ValueError(f"protect_paths entries must start with '/'; got {prefix!r}")
         self.protect_paths = tuple(p.rstrip("/") for p in prefixes)
+        self._exact_paths = frozenset(self.protect_paths)
         # What a 401 suggests (RFC 6750 §3, MCP "Scope Selection Strategy"): what every request
         # needs, else the advertised scopes.
         base = self.policy.required(None, None) or frozenset(document.scopes_supported or ())
@@ -268,6 +270,8 @@ class ResourceServerMiddleware:
         return sending
 
     def _protected(self, path: str) -> bool:
+        if path in self._exact_paths:
+            return True
         candidates = {path, _normalize_path(path)}
         for prefix in self.protect_paths:
             if not prefix:
@@ -280,11 +284,13 @@ class ResourceServerMiddleware:
     async def _admit(self, scope: Scope, receive: Receive) -> Receive:
         """Check the request; return the ``receive`` the app must use, or raise _Refusal."""
         headers = Headers(scope=scope)
-        self._check_origin(headers)
+        origins, authorizations, content_type = _scan(scope["headers"])
+        if origins:
+            self._check_origin(origins)
         self._check_query(scope)
-        credentials = self._credentials(headers)
+        credentials = self._credentials(authorizations)
         body: RequestBody | None = None
-        media = media_type(headers.get("content-type"))
+        media = media_type(content_type)
         has_body = scope["method"] in BODY_METHODS
         if has_body and media == "application/x-www-form-urlencoded":
             body = await self._read_body(scope, receive)
@@ -299,7 +305,7 @@ class ResourceServerMiddleware:
         # Recorded before the scope check, so that an audit of a 403 names who was refused.
         attach_principal(scope, principal)
         calls: tuple[RpcCall, ...] = ()
-        if scope["method"] == "POST" and body is None and _json_like(headers):
+        if scope["method"] == "POST" and body is None and _json_like(content_type):
             body = await self._read_body(scope, receive)
             if body.calls is None:
                 raise _Refusal(
@@ -328,7 +334,7 @@ class ResourceServerMiddleware:
             if body is None:
                 body = await self._read_body(scope, receive)
             if body.raw:
-                raise _not_json(headers.get("content-type"))
+                raise _not_json(content_type)
         return receive if body is None else replay(body, receive)
 
     def _check_groups(self, principal: Principal, calls: Sequence[RpcCall]) -> None:
@@ -451,8 +457,7 @@ class ResourceServerMiddleware:
 
     # -- request checks -------------------------------------------------------------------------
 
-    def _check_origin(self, headers: Headers) -> None:
-        origins = headers.getlist("origin")
+    def _check_origin(self, origins: list[str]) -> None:
         if not origins:
             return
         if len(origins) > 1:
@@ -488,10 +493,9 @@ class ResourceServerMiddleware:
                     "section 2.3); use the Authorization header",
                 )
 
-    def _credentials(self, headers: Headers) -> tuple[str, str] | None:
-        """The scheme (``bearer`` or ``dpop``) and token of the Authorization header, or None
-        when there is none or its scheme is another."""
-        values = headers.getlist("authorization")
+    def _credentials(self, values: list[str]) -> tuple[str, str] | None:
+        """The scheme (``bearer`` or ``dpop``) and token of the Authorization header (all its
+        ``values``), or None when there is none or its scheme is another."""
         if not values:
             return None
         if len(values) > 1:
@@ -502,7 +506,7 @@ class ResourceServerMiddleware:
             # RFC 6750 §3.1: an unsupported method gets a challenge without an error code.
             return None
         token = rest.strip(" ")
-        if not _B64TOKEN.fullmatch(token):
+        if not _is_b64token(token):
             shown = "Bearer" if scheme == "bearer" else "DPoP"
             raise _Refusal(
                 400,
@@ -596,10 +600,11 @@ class ResourceServerMiddleware:
         """WebSocket handshakes under a protected path need a valid token too (and an allowed
         Origin); without one the handshake is refused (close code 1008 before accept)."""
         headers = Headers(scope=scope)
+        origins, authorizations, _ = _scan(scope["headers"])
         try:
-            self._check_origin(headers)
+            self._check_origin(origins)
             self._check_query(scope)
-            principal = await self._authenticate(scope, headers, self._credentials(headers))
+            principal = await self._authenticate(scope, headers, self._credentials(authorizations))
             required = self.policy.required(None, None)
             if self.policy.missing(principal.scopes, required):
                 raise _Refusal(403, "insufficient_scope", "missing scope")
@@ -631,11 +636,35 @@ def _not_json(content_type: str | None) -> _Refusal:
     )
 
 
-def _json_like(headers: Headers) -> bool:
-    """Whether the body may be JSON to the app: no content type, or one that mentions json
-    anywhere (servers differ in how they read ``Content-Type``; err on reading the body)."""
-    value = headers.get("content-type")
+def _json_like(value: str | None) -> bool:
+    """Whether the body may be JSON to the app: no content type (``value``), or one that
+    mentions json anywhere (servers differ in how they read ``Content-Type``; err on reading
+    the body)."""
     return value is None or value.strip() == "" or "json" in value.lower()
+
+
+def _scan(raw: list[tuple[bytes, bytes]]) -> tuple[list[str], list[str], str | None]:
+    """In one pass over the request's headers (names are lowercase in ASGI): every ``Origin``
+    and every ``Authorization`` value, and the first ``Content-Type`` (as Starlette's
+    ``Headers.getlist`` and ``Headers.get`` read them)."""
+    origins: list[str] = []
+    authorizations: list[str] = []
+    content_type: str | None = None
+    for name, value in raw:
+        if name == b"authorization":
+            authorizations.append(value.decode("latin-1"))
+        elif name == b"origin":
+            origins.append(value.decode("latin-1"))
+        elif name == b"content-type" and content_type is None:
+            content_type = value.decode("latin-1")
+    return origins, authorizations, content_type
+
+
+def _is_b64token(token: str) -> bool:
+    """RFC 6750 §2.1 ``b64token``: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" )
+    *"=", checked with a byte table rather than the regular expression engine."""
+    body = token.rstrip("=")
+    return bool(body) and body.isascii() and not body.encode().translate(None, _B64TOKEN_CHARS)
 
 
 __all__ = ["WEBSOCKET_POLICY_VIOLATION", "ResourceServerMiddleware"]

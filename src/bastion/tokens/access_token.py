@@ -81,26 +81,40 @@ def _b64(data: bytes) -> bytes:
     return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+_ES256 = ec.ECDSA(hashes.SHA256())
+# Per signing key: the key object it was made for (an id is only unique while its object
+# lives), the private key, and the encoded header segment, which is the same for every token.
+_signers: dict[int, tuple[object, object, bytes]] = {}
+
+
+def _signer(key: SigningKey, header: Mapping[str, object]) -> tuple[object, bytes]:
+    """The private key of ``key`` and its token header's encoded segment, made once per key."""
+    found = _signers.get(id(key.key))
+    if found is None or found[0] is not key.key:
+        if len(_signers) > 64:  # keys rotate rarely; never let retired ones pile up
+            _signers.clear()
+        segment = _b64(_COMPACT.encode(header).encode())
+        found = (key.key, key.key.private_key, segment)
+        _signers[id(key.key)] = found
+    return found[1], found[2]
+
+
 def _sign_compact(
     key: SigningKey, header: Mapping[str, object], claims: Mapping[str, object]
 ) -> str | None:
     """RFC 7515 §7.1 compact serialization signed with ``cryptography`` directly, for the
     algorithms bastion signs with (a third of the cost of the generic path); None for others.
+    ``header`` must be the one :func:`issue` makes for ``key`` (its segment is reused).
 
     ES256 signatures are the raw 64-byte ``R || S`` of RFC 7518 §3.4, not DER.
     """
-    private = key.key.private_key
-    signing_input = (
-        _b64(json.dumps(header, separators=(",", ":")).encode())
-        + b"."
-        + _b64(json.dumps(claims, separators=(",", ":")).encode())
-    )
-    if (
-        key.alg == "ES256"
-        and isinstance(private, ec.EllipticCurvePrivateKey)
-        and isinstance(private.curve, ec.SECP256R1)
-    ):
-        r, s = decode_dss_signature(private.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+    private, header_segment = _signer(key, header)
+    signing_input = header_segment + b"." + _b64(_COMPACT.encode(claims).encode())
+    if key.alg == "ES256" and isinstance(private, ec.EllipticCurvePrivateKey):
+        if not isinstance(private.curve, ec.SECP256R1):
+            return None
+        r, s = decode_dss_signature(private.sign(signing_input, _ES256))
         signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
     elif key.alg in ("Ed25519", "EdDSA") and isinstance(private, ed25519.Ed25519PrivateKey):
         signature = private.sign(signing_input)
