@@ -8,6 +8,10 @@
     python -m benchmarks --loader wrk    # loads sent by wrk instead of the own generator
     python -m benchmarks --simple-auth ~/src/python-sdk   # also the SDK's simple-auth example
 
+Scale curves: ``--only registry --registry-entries 1000,10000,100000``, ``--only issuance
+--grants 10000,1000000`` (a million grants take about a minute to write on PostgreSQL) and
+``--only issuance --clients 10000``.
+
 Suites of the gateway:
 
 - ``gateway``: tools/call straight to the upstream and through ``bastion gateway``, for a
@@ -76,6 +80,17 @@ SERVED = ("issuance", "verification", "gateway", "gateway-sessions", "revocation
 RESULTS = Path(__file__).parent / "results"
 
 
+def _sizes(text: str) -> tuple[int, ...]:
+    """``1000,10000,100_000`` as a tuple of positive counts."""
+    try:
+        found = tuple(int(part.replace("_", "")) for part in text.split(",") if part.strip())
+    except ValueError:
+        found = ()
+    if not found or min(found) <= 0:
+        raise argparse.ArgumentTypeError(f"expected positive counts separated by commas: {text!r}")
+    return found
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks", description=(__doc__ or "").split("\n")[0]
@@ -98,6 +113,27 @@ def parse(argv: list[str]) -> argparse.Namespace:
         default="own",
         help="the load generator (wrk: for every load it can send)",
     )
+    parser.add_argument(
+        "--clients",
+        type=int,
+        default=0,
+        metavar="N",
+        help="issuance: also N registered clients taking turns at client_credentials",
+    )
+    parser.add_argument(
+        "--grants",
+        type=_sizes,
+        default=(10_000,),
+        metavar="N,N",
+        help="issuance: refresh_token with these many grants in the database (default 10000)",
+    )
+    parser.add_argument(
+        "--registry-entries",
+        type=_sizes,
+        default=(10_000,),
+        metavar="N,N",
+        help="registry: catalogue sizes to measure (default 10000; e.g. 1000,10000,100000)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS, help="where latest.* go")
     return parser.parse_args(argv)
 
@@ -114,6 +150,9 @@ async def main(argv: list[str]) -> int:
         rounds=args.rounds,
         connections=args.connections,
         loader=args.loader,
+        clients=args.clients,
+        grant_counts=args.grants,
+        registry_entries=args.registry_entries,
     )
     suites = args.only or [s for s in SUITES if not (args.quick and s in SLOW)]
     node = node_binary()

@@ -4,20 +4,19 @@ small JSON answer, nothing else, under the same uvicorn settings), bastion's ref
 authorization_code grants, and the MCP SDK's simple-auth example for the grant it has
 (authorization_code).
 
-With ``BENCH_CLIENTS=N`` (e.g. 10000) bastion also issues client_credentials tokens to N
+With ``--clients N`` (e.g. 10000) bastion also issues client_credentials tokens to N
 registered clients taking turns, next to the single client: the cost of many clients (client
 cache, access rules) shows in their ratio.
 
 The refresh_token grant is also measured with many other grants in the database (its scale
-curve; a flat p50 is the goal): 10,000 by default; ``BASTION_BENCH_GRANTS`` names the sizes,
-e.g. ``10000,1000000`` (a million rows take about a minute to write on PostgreSQL)."""
+curve; a flat p50 is the goal): 10,000 by default; ``--grants`` names the sizes, e.g.
+``10000,1000000`` (a million rows take about a minute to write on PostgreSQL)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
-import os
 import time
 from urllib.parse import urlencode
 
@@ -80,11 +79,6 @@ def client_credentials_load(
     return planning.load(plan, port, requests, expect_body=expect)
 
 
-def many_clients() -> int:
-    """``BENCH_CLIENTS``: how many registered clients take turns (0: not measured)."""
-    return int(os.environ.get("BENCH_CLIENTS", "0") or 0)
-
-
 async def register_clients(stack: Stack, count: int) -> list[Credentials]:
     """``count`` machine clients made as ``bastion clients add`` makes them (each with its
     access rule for every resource), a few at a time through one database pool."""
@@ -128,7 +122,7 @@ async def run(plan: Plan, stack: Stack, bastion: Process, report: Report) -> Non
 
 
 async def _client_credentials(plan: Plan, stack: Stack, bastion: Process, report: Report) -> None:
-    """bastion's client_credentials (one client; N clients with BENCH_CLIENTS=N), the bare POST
+    """bastion's client_credentials (one client; N clients with --clients N), the bare POST
     endpoint and node-oidc-provider, interleaved."""
     service = stack.clients["service"]
     note = check_token(f"{bastion.url}/token", stack.client_credentials_body(), service.basic())
@@ -138,7 +132,7 @@ async def _client_credentials(plan: Plan, stack: Stack, bastion: Process, report
 
     targets: list[Target] = [(BASTION_CC, bastion_cc)]
     rows = [Row(GROUP, BASTION_CC, "tokens/s", note=note)]
-    count = many_clients()
+    count = plan.clients
     many_name = f"bastion client_credentials, {count:,} clients taking turns"
     if count:
         clients = [c.basic() for c in await register_clients(stack, count)]
@@ -295,17 +289,11 @@ def _refresh_requests(port: int, tokens: list[str], basic: str) -> list[bytes]:
     ]
 
 
-def grant_counts() -> list[int]:
-    """The sizes of the refresh_token scale curve (``BASTION_BENCH_GRANTS``), ascending."""
-    named = os.environ.get("BASTION_BENCH_GRANTS", "10000")
-    return sorted({int(n.replace("_", "")) for n in named.split(",") if n.strip()})
-
-
 async def _scale(plan: Plan, stack: Stack, bastion: Process, report: Report) -> None:
-    """refresh_token with ``grant_counts()`` grants (families, each with a refresh token) in
+    """refresh_token with ``plan.grant_counts`` grants (families, each with a refresh token) in
     the database besides the pool, written before each measurement and not measured."""
     refresh = stack.clients["refresh"]
-    for count in grant_counts():
+    for count in plan.grant_counts:
         took = await _fill_grants(stack, count)
         tokens = await stack.refresh_pool(plan.pool)
         requests = _refresh_requests(bastion.port, tokens, refresh.basic())
@@ -388,7 +376,6 @@ __all__ = [
     "NODE_CC",
     "check_token",
     "client_credentials_load",
-    "many_clients",
     "register_clients",
     "run",
 ]

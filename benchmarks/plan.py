@@ -32,6 +32,9 @@ class Plan:
     load_cpus: frozenset[int] | None
     use_postgres: bool
     loader: str = "own"  # or "wrk"
+    clients: int = 0  # registered clients taking turns at client_credentials (0: not measured)
+    grant_counts: tuple[int, ...] = (10_000,)  # grants in the database, refresh_token's curve
+    registry_entries: tuple[int, ...] = (10_000,)  # catalogue sizes, the registry's curve
 
 
 LOADERS = ("own", "wrk")
@@ -46,6 +49,9 @@ def make_plan(
     rounds: int | None = None,
     connections: int = 32,
     loader: str = "own",
+    clients: int = 0,
+    grant_counts: tuple[int, ...] = (10_000,),
+    registry_entries: tuple[int, ...] = (10_000,),
 ) -> Plan:
     """The full plan (3 rounds of 5 s) or the quick one (1 round of 2 s)."""
     cpus = usable_cpus()
@@ -66,6 +72,9 @@ def make_plan(
         load_cpus=load,
         use_postgres=use_postgres,
         loader=loader,
+        clients=clients,
+        grant_counts=tuple(sorted(set(grant_counts))),
+        registry_entries=tuple(registry_entries),
     )
 
 

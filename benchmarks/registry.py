@@ -17,18 +17,17 @@ entries are validated like publications and written to each database in one bulk
 before any server starts (not measured; the time is reported). Rounds interleave SQLite,
 PostgreSQL and the static app for every request.
 
-The scale curve: ``BENCH_REGISTRY_ENTRIES=1000,10000,100000 python -m benchmarks --only
-registry`` measures the same requests with each of these catalogue sizes in turn (a group of
-rows per size, ratios for each), and times each request's query in-process with nothing kept
-in memory (the cost of the first read after a change). The default is 10,000 entries only;
-100,000 takes a few minutes more to validate and seed.
+The scale curve: ``python -m benchmarks --only registry --registry-entries
+1000,10000,100000`` measures the same requests with each of these catalogue sizes in turn (a
+group of rows per size, ratios for each), and times each request's query in-process with
+nothing kept in memory (the cost of the first read after a change). The default is 10,000
+entries only; 100,000 takes a few minutes more to validate and seed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import tempfile
 import time
 import uuid
@@ -61,7 +60,6 @@ from benchmarks.stack import POSTGRES_URL, Credentials, Stack
 SERVERS = 5_000
 VERSIONS = ("1.0.0", "1.1.0")
 ENTRIES = SERVERS * len(VERSIONS)
-ENTRIES_VARIABLE = "BENCH_REGISTRY_ENTRIES"  # comma-separated catalogue sizes (the scale curve)
 QUERY_REPEATS = 20
 HIDDEN_GROUP = "finance"  # one server in ten; the benchmark's token is not in it
 SEARCH = "postgres"  # in the description of one server in sixteen
@@ -234,15 +232,12 @@ def name(case: Case, target: str, entries: int = ENTRIES) -> str:
     return f"{case.key}: {target}{suffix}"
 
 
-def sizes() -> list[int]:
-    """The catalogue sizes to measure: ``$BENCH_REGISTRY_ENTRIES``, else 10,000."""
-    raw = os.environ.get(ENTRIES_VARIABLE, "").strip()
-    if not raw:
-        return [ENTRIES]
-    found = [int(part.replace("_", "")) for part in raw.split(",") if part.strip()]
-    if not found or any(n < 2 * len(VERSIONS) * 16 for n in found):
-        raise ValueError(f"{ENTRIES_VARIABLE}: sizes of at least {2 * len(VERSIONS) * 16}")
-    return found
+def sizes(plan: Plan) -> list[int]:
+    """The catalogue sizes to measure (``--registry-entries``, default 10,000)."""
+    smallest = 2 * len(VERSIONS) * 16
+    if any(n < smallest for n in plan.registry_entries):
+        raise ValueError(f"--registry-entries: sizes of at least {smallest}")
+    return list(plan.registry_entries)
 
 
 def _token(issuer: str, client: Credentials, resource: str) -> str:
@@ -447,7 +442,7 @@ async def query_times(url: str, schema: str | None, rows: Catalogue) -> dict[str
 
 
 async def run(plan: Plan, stack: Stack, report: Report) -> None:
-    for entries in sizes():
+    for entries in sizes(plan):
         await run_size(plan, stack, report, entries)
 
 
@@ -518,7 +513,6 @@ async def run_size(plan: Plan, stack: Stack, report: Report, entries: int) -> No
 
 __all__ = [
     "ENTRIES",
-    "ENTRIES_VARIABLE",
     "Backend",
     "Case",
     "Catalogue",
