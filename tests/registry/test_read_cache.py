@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bastion.config import Settings
 from bastion.registry.access import READ
-from bastion.registry.read_cache import CONFIRM_SECONDS, Answer, ReadCache
+from bastion.registry.read_cache import CONFIRM_SECONDS, Answer, ReadCache, writing
 from bastion.store import registry as rows
 from bastion.store.database import Database
 from bastion.store.schema import registry_entries, registry_generation
@@ -287,5 +287,40 @@ async def test_the_generation_read_again_after_confirm_seconds_and_after_this_pr
         assert await reading is None
         assert cache.get("page", first + 7) is None
         assert await cache.generation() == first + 7
+    finally:
+        await db.dispose()
+
+
+async def test_a_write_of_this_process_outside_the_api_empties_every_cache_at_once(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A registry write made in this process by other code than the registry app's own service
+    (the console's operator service, a mirror run, an import: all go through
+    ``read_cache.writing``) empties every cache of the process when it is over, committed or
+    not. The caches' clock stands still, so waiting out confirm_seconds cannot explain it."""
+    settings = make_settings()
+    db = Database(settings.effective_database_url, schema=settings.database_schema)
+    try:
+        await db.upgrade()
+        caches = [ReadCache(db, clock=lambda: 100.0) for _ in range(2)]
+        for cache in caches:
+            generation = await cache.generation()
+            cache.put("page", generation, Answer(b"[]"))
+            assert cache.get("page", generation) == Answer(b"[]")
+        async with writing(db) as conn:
+            await conn.execute(sa.update(registry_generation).values(value=41))
+        for cache in caches:
+            assert cache.get("page", await cache.generation()) is None
+            assert await cache.generation() == 41
+            cache.put("page", 41, Answer(b"[1]"))
+        try:
+            async with writing(db) as conn:
+                await conn.execute(sa.update(registry_generation).values(value=42))
+                raise RuntimeError("the write fails after its statement")
+        except RuntimeError:
+            pass
+        for cache in caches:
+            assert cache.get("page", 41) is None
+            assert await cache.generation() == 41
     finally:
         await db.dispose()

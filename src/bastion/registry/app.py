@@ -231,7 +231,7 @@ def create_registry_app(
         return build_bearer_challenge(**params)
 
     cache = ReadCache(db)
-    registry = Registry(db, config, clock=clock, challenge=challenge, changed=cache.changed)
+    registry = Registry(db, config, clock=clock, challenge=challenge)
     api = RegistryApi(registry, config, prefix=prefix, max_body=config.max_body_bytes, cache=cache)
     protected = ResourceServerMiddleware(
         api,

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bastion.config import Settings
 from bastion.logs import get_logger
 from bastion.private_files import private_dir
+from bastion.registry.read_cache import writing
 from bastion.registry.service import new_entry
 from bastion.registry.times import MillisClock, system_millis
 from bastion.registry.validation import SCHEMA_ID, validate_server
@@ -188,7 +189,7 @@ async def sync_gateway(
             async with db.connect() as conn:
                 changes, unchanged = plan(await rows.versions_of(conn, name), listing)
         else:
-            async with db.transaction() as conn:
+            async with writing(db) as conn:
                 changes, unchanged = await _apply(conn, name, listing, clock())
         report.changes += changes
         report.unchanged += unchanged

@@ -24,6 +24,7 @@ from bastion.config import Settings
 from bastion.private_files import private_dir
 from bastion.registry.audit import clean_name, clean_version
 from bastion.registry.problems import Problem
+from bastion.registry.read_cache import writing
 from bastion.registry.service import Registry, new_entry
 from bastion.registry.times import MillisClock, system_millis
 from bastion.registry.validation import validate_server
@@ -182,7 +183,7 @@ class Importer:
 
     async def _audit(self, document: Any, now: int, status: int, result: str) -> None:
         fields = document if isinstance(document, dict) else {}
-        async with self.db.transaction() as conn:
+        async with writing(self.db) as conn:
             await rows.add_audit(
                 conn,
                 AuditRecord(

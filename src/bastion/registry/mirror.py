@@ -53,6 +53,7 @@ from bastion.registry.mirror_upstream import (
 )
 from bastion.registry.names import name_problem
 from bastion.registry.problems import Problem
+from bastion.registry.read_cache import writing
 from bastion.registry.service import Registry
 from bastion.registry.times import MillisClock, format_rfc3339, parse_rfc3339, system_millis
 from bastion.registry.validation import ValidServer, validate_server
@@ -272,7 +273,7 @@ class MirrorSync:
         holder = _holder()
         now = self.clock()
         if not dry_run:
-            async with self.db.transaction() as conn:
+            async with writing(self.db) as conn:
                 taken = await mirrors.claim(
                     conn, self.mirror.name, holder, now, now + self.lease_millis
                 )
@@ -289,7 +290,7 @@ class MirrorSync:
             )
         finally:
             if not dry_run:
-                async with self.db.transaction() as conn:
+                async with writing(self.db) as conn:
                     await mirrors.release(conn, self.mirror.name, holder, report.error)
         return report
 
@@ -350,7 +351,7 @@ class MirrorSync:
             }
         if dry_run:
             return
-        async with self.db.transaction() as conn:
+        async with writing(self.db) as conn:
             kept = await mirrors.save_progress(
                 conn, self.mirror.name, holder, filters=filters, now=self.clock(), **progress
             )
@@ -434,7 +435,7 @@ class MirrorSync:
         if first.kind == "unchanged":
             return Change("unchanged", valid.name, valid.version, first.reason)
         now = self.clock()
-        async with self.db.transaction() as conn:
+        async with writing(self.db) as conn:
             if first.kind != "curated":
                 await rows.lock_server(conn, valid.name, now)
             decision = await self._decide(conn, upstream) if first.kind != "curated" else first
@@ -487,7 +488,7 @@ class MirrorSync:
     ) -> Change:
         change = Change("refused", name, version, reason)
         if not dry_run:
-            async with self.db.transaction() as conn:
+            async with writing(self.db) as conn:
                 await rows.add_audit(conn, self._record(change, self.clock()))
         return change
 
@@ -514,7 +515,7 @@ class MirrorSync:
         }
         if report.error:
             detail["error"] = report.error[:500]
-        async with self.db.transaction() as conn:
+        async with writing(self.db) as conn:
             await rows.add_audit(
                 conn,
                 AuditRecord(

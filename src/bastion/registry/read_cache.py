@@ -10,11 +10,12 @@ runs and the audit record is written for every request, cached or not.
 
 How fresh an answer is:
 
-- A change made through this process's :class:`~bastion.registry.service.Registry` (the API's
-  publish, edit, delete and status changes) empties the cache when its transaction has
-  committed: no later read of this process sees the state before it.
-- Any other change (another process or replica, a mirror run, ``bastion registry`` commands,
-  SQL by hand) is seen within :data:`CONFIRM_SECONDS`: a cached answer is used only while the
+- A change made by this process (the API's publish, edit, delete and status changes, the
+  console's, a mirror run, an import, the gateway listing: every registry write goes through
+  :func:`writing`) empties every cache of the process when its transaction is over: no later
+  read of this process sees the state before it.
+- Any other change (another process or replica, ``bastion registry`` commands, SQL by hand) is
+  seen within :data:`CONFIRM_SECONDS`: a cached answer is used only while the
   generation was read from the database less than that long ago; the first read after that
   reads it again (one small query, shared by the reads waiting for it) before answering.
 """
@@ -23,9 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bastion.store import registry as rows
 from bastion.store.database import Database
@@ -69,6 +74,7 @@ class ReadCache:
         self._confirmed_at = float("-inf")
         self._confirming: asyncio.Future[int | None] | None = None
         self._changes = 0
+        _caches.add(self)
 
     def __repr__(self) -> str:
         return f"ReadCache(generation={self._generation}, answers={len(self._answers)})"
@@ -136,4 +142,24 @@ class ReadCache:
         self._bytes = 0
 
 
-__all__ = ["CONFIRM_SECONDS", "Answer", "ReadCache"]
+_caches: weakref.WeakSet[ReadCache] = weakref.WeakSet()
+
+
+def changed_in_process() -> None:
+    """Every cache of this process forgets its answers: this process changed the registry."""
+    for cache in list(_caches):
+        cache.changed()
+
+
+@asynccontextmanager
+async def writing(db: Database) -> AsyncIterator[AsyncConnection]:
+    """A transaction that changes the registry; once it is over (committed or not) every cache
+    of this process forgets its answers, so that nothing read before it is answered after it."""
+    try:
+        async with db.transaction() as conn:
+            yield conn
+    finally:
+        changed_in_process()
+
+
+__all__ = ["CONFIRM_SECONDS", "Answer", "ReadCache", "changed_in_process", "writing"]

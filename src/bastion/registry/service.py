@@ -20,6 +20,7 @@ from bastion.registry import cursor as cursors
 from bastion.registry.access import ADMIN, READ, WRITE, Caller, owns_namespace
 from bastion.registry.names import LATEST, namespace_of
 from bastion.registry.problems import FieldError, Problem, bad_request, not_found
+from bastion.registry.read_cache import writing
 from bastion.registry.times import MillisClock
 from bastion.registry.validation import PUBLISH_META, ValidServer, check_groups, validate_server
 from bastion.registry.versions import Candidate, choose_latest
@@ -134,26 +135,21 @@ class Registry:
         *,
         clock: MillisClock,
         challenge: Challenge,
-        changed: Callable[[], None] = lambda: None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.clock = clock
         self.challenge = challenge
-        self.changed = changed
 
     def __repr__(self) -> str:
         return f"Registry(db={self.db.url.split('://')[0]!r})"
 
     @contextlib.asynccontextmanager
     async def _writing(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction; ``changed`` is called once it is over (committed or not), so
-        that nothing read before it is answered after it."""
-        try:
-            async with self.db.transaction() as conn:
-                yield conn
-        finally:
-            self.changed()
+        """A write transaction (:func:`~bastion.registry.read_cache.writing`: once it is over,
+        no answer read before it is served by this process)."""
+        async with writing(self.db) as conn:
+            yield conn
 
     # -- checks ---------------------------------------------------------------------------------
 

@@ -45,22 +45,22 @@ class Prepared:
 
     async def first(
         self, conn: AsyncConnection, params: Mapping[str, object]
-    ) -> Mapping[str, Any] | None:
+    ) -> Mapping[str, object] | None:
         """The first row (by column name), or None."""
         raw = _autocommit_asyncpg(conn)
         if raw is not None:
-            row: Mapping[str, Any] | None = await raw.fetchrow(self.sql, *self._args(params))
+            row: Mapping[str, object] | None = await raw.fetchrow(self.sql, *self._args(params))
             return row
         found = (await conn.execute(self.statement, dict(params))).mappings().first()
         return None if found is None else dict(found)
 
     async def all(
         self, conn: AsyncConnection, params: Mapping[str, object]
-    ) -> list[Mapping[str, Any]]:
+    ) -> list[Mapping[str, object]]:
         """Every row (by column name)."""
         raw = _autocommit_asyncpg(conn)
         if raw is not None:
-            rows: list[Mapping[str, Any]] = await raw.fetch(self.sql, *self._args(params))
+            rows: list[Mapping[str, object]] = await raw.fetch(self.sql, *self._args(params))
             return rows
         return [dict(row) for row in (await conn.execute(self.statement, dict(params))).mappings()]
 
