@@ -4,7 +4,8 @@
     python -m benchmarks --quick         # smoke run: 1 round of 2 s (~3 minutes), without
                                          # gateway-sessions unless named with --only
     python -m benchmarks --only registry # one suite (also issuance, verification, gateway,
-                                         # gateway-sessions, revocation, metrics, scaling, audit)
+                                         # gateway-sessions, gateway-dpop, revocation, metrics,
+                                         # scaling, audit)
     python -m benchmarks --loader wrk    # loads sent by wrk instead of the own generator
     python -m benchmarks --simple-auth ~/src/python-sdk   # also the SDK's simple-auth example
 
@@ -20,6 +21,8 @@ Suites of the gateway:
   added p50 and p99.
 - ``gateway-sessions``: 1, 8 and 64 concurrent sessions through the gateway, to the SDK demo
   over HTTP and over stdio (the stdio bridge, a process per session).
+- ``gateway-dpop``: tools/call through the gateway with a DPoP-bound token and a fresh proof per
+  request (signed before each round), against the same call with a Bearer token.
 
 ``--loader wrk`` sends every load wrk can send (Debian's wrk, with a Lua script sending the same
 prepared requests and checking the answers alike); pools of single-use requests and fixed-rate
@@ -47,6 +50,7 @@ from pathlib import Path
 from benchmarks import (
     audit,
     gateway,
+    gateway_dpop,
     gateway_sessions,
     issuance,
     metrics_cost,
@@ -67,6 +71,7 @@ SUITES = (
     "verification",
     "gateway",
     "gateway-sessions",
+    "gateway-dpop",
     "revocation",
     "metrics",
     "registry",
@@ -76,7 +81,15 @@ SUITES = (
 # Left out of --quick unless named (it starts 64 upstream processes).
 SLOW = ("gateway-sessions",)
 # Suites measured against the `bastion serve` started for them, in this order.
-SERVED = ("issuance", "verification", "gateway", "gateway-sessions", "revocation", "metrics")
+SERVED = (
+    "issuance",
+    "verification",
+    "gateway",
+    "gateway-sessions",
+    "gateway-dpop",
+    "revocation",
+    "metrics",
+)
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -211,6 +224,7 @@ SERVED_SUITES = {
     "verification": verification.run,
     "revocation": revocation.run,
     "metrics": metrics_cost.run,
+    "gateway-dpop": gateway_dpop.run,
 }
 
 

@@ -161,6 +161,24 @@ def test_rfc9449_4_3_6_bad_signature_is_refused() -> None:
     assert "signature does not verify" in refused([f"{head}.{body}.{sig}"])
 
 
+def test_rfc9449_4_3_6_a_key_seen_before_never_verifies_another_keys_proof() -> None:
+    """Proof keys are remembered by their JWK: after a good proof of one key, a proof carrying
+    that key's JWK but signed by another is still refused, the other key's own proof still
+    verifies with its own thumbprint, and an unusable JWK stays refused when sent again."""
+    other = ec.generate_private_key(ec.SECP256R1())
+    assert check([proof()]).jkt == dpop.jwk_thumbprint(public_jwk(EC_KEY))
+    forged = proof(other, header={"jwk": public_jwk(EC_KEY)})
+    assert "signature does not verify" in refused([forged])
+    assert "signature does not verify" in refused([forged])
+    assert check([proof(other)]).jkt == dpop.jwk_thumbprint(public_jwk(other))
+    unusable = proof(header={"jwk": public_jwk(ED_KEY)})
+    for _ in range(2):
+        assert "can verify ES256" in refused([unusable])
+    # The same JWK with a private member added is refused, even though its public part is known.
+    private = {**public_jwk(EC_KEY), "d": b64int(EC_KEY.private_numbers().private_value, 32)}
+    assert "private key members" in refused([proof(header={"jwk": private})])
+
+
 def test_rfc9449_4_3_8_wrong_htm_is_refused() -> None:
     assert "htm 'GET'" in refused([proof(htm="GET")])
     assert "htm 'post'" in refused([proof(htm="post")])

@@ -94,3 +94,33 @@ async def test_rfc7523_3_an_id_is_refused_until_it_expires_even_before_any_sweep
         await grants.purge_expired(conn, 200)
         left = (await conn.execute(sa.select(used_assertions.c.expires_at))).scalars().all()
     assert left == [300]
+
+
+async def test_rfc9449_11_1_racing_uses_of_one_id_on_separate_connections_admit_exactly_one(
+    database: Database,
+) -> None:
+    """Sixteen first uses of one proof id at once, each on a connection of its own (replicas
+    sharing the database): one is admitted, fifteen are replays. Then the same with a stale row
+    left behind by an expired id: exactly one replaces it."""
+    import asyncio
+
+    guards = [DatabaseReplayGuard(database, "dpop-resource") for _ in range(16)]
+    fresh = await asyncio.gather(*(g.first_use("jti-race", 2_000, 1_000) for g in guards))
+    assert sorted(fresh) == [False] * 15 + [True]
+    again = await asyncio.gather(*(g.first_use("jti-race", 4_000, 3_000) for g in guards))
+    assert sorted(again) == [False] * 15 + [True]
+    assert not await guards[0].first_use("jti-race", 4_000, 3_999)
+
+
+async def test_rfc9449_11_1_a_replay_inside_a_transaction_leaves_it_usable(
+    database: Database,
+) -> None:
+    """A refused second use raises nothing and aborts nothing: the transaction it ran in
+    goes on (client_auth checks assertions inside the token request's transaction)."""
+    async with database.transaction() as conn:
+        assert await grants.use_assertion_once(conn, "same", 500, 100)
+        assert not await grants.use_assertion_once(conn, "same", 500, 200)
+        assert await grants.use_assertion_once(conn, "next", 500, 200)
+    async with database.connect() as conn:
+        keys = (await conn.execute(sa.select(used_assertions.c.key))).scalars().all()
+    assert sorted(keys) == ["next", "same"]

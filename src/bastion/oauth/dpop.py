@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -64,6 +65,30 @@ class DPoPProof:
     jti: str
     iat: int
     alg: str
+
+
+# Proof keys already imported, by their JWK: a client signs every proof with one key, and
+# importing it (point decoding, curve check) costs a third of a proof's verification.
+_KEYS_KEPT = 4096
+_keys: dict[str, tuple[jose.PublicKey, str] | None] = {}
+
+
+def _proof_key(jwk: Mapping[str, object]) -> tuple[jose.PublicKey, str] | None:
+    """The public key of a proof's ``jwk`` header and its RFC 7638 thumbprint (None when it
+    is not a usable public key), remembered for the next proof of the same key."""
+    try:
+        cache_key = json.dumps(jwk, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError):
+        cache_key = None
+    if cache_key is not None and cache_key in _keys:
+        return _keys[cache_key]
+    key = jose.public_key(jwk)
+    found = None if key is None else (key, key.thumbprint())
+    if cache_key is not None:
+        if len(_keys) >= _KEYS_KEPT:
+            _keys.clear()
+        _keys[cache_key] = found
+    return found
 
 
 def jwk_thumbprint(jwk: Mapping[str, object]) -> str:
@@ -204,12 +229,13 @@ def verify_proof(
             f"the DPoP proof's jwk holds private key members ({', '.join(private)}): send the "
             f"public key only (RFC 9449 section 4.3)"
         )
-    key = jose.public_key(jwk)
-    if key is None or not jose.fits(key, alg):
+    found = _proof_key(jwk)
+    if found is None or not jose.fits(found[0], alg):
         raise _invalid(
             f"the DPoP proof's jwk is not a public key that can verify {alg} "
             f"(RFC 9449 section 4.3; RSA keys need 2048 bits or more)"
         )
+    key, jkt = found
     # §4.3 point 6: the signature verifies with that key.
     try:
         claims = jose.verify_signature(token, alg, [key], embedded_key=True).claims
@@ -274,7 +300,7 @@ def verify_proof(
             raise _invalid(
                 "the DPoP proof's ath is not the hash of the access token sent (RFC 9449 section 7)"
             )
-    return DPoPProof(jkt=key.thumbprint(), jti=jti, iat=int(iat), alg=alg)
+    return DPoPProof(jkt=jkt, jti=jti, iat=int(iat), alg=alg)
 
 
 __all__ = [

@@ -559,26 +559,34 @@ async def purge_expired(conn: AsyncConnection, now: int) -> None:
     await purge_used_assertions(conn, now)
 
 
+def _use_once(dialect: Any) -> sa.Insert:
+    """Insert the id, or replace its row when that has expired; RETURNING says which."""
+    insert = dialect.insert(used_assertions).values(
+        key=sa.bindparam("key", type_=sa.String),
+        expires_at=sa.bindparam("expires_at", type_=sa.BigInteger),
+    )
+    statement: sa.Insert = insert.on_conflict_do_update(
+        index_elements=["key"],
+        set_={"expires_at": insert.excluded.expires_at},
+        where=used_assertions.c.expires_at <= sa.bindparam("now", type_=sa.BigInteger),
+    ).returning(used_assertions.c.key)
+    return statement
+
+
+_USE_ONCE_POSTGRES = Prepared(_use_once(postgresql))
+_USE_ONCE_SQLITE = _use_once(sqlite)
+
+
 async def use_assertion_once(conn: AsyncConnection, key: str, expires_at: int, now: int) -> bool:
     """Record a single-use id (a client assertion's, a DPoP proof's...); False if it is
-    recorded and has not expired (a replay). Expired rows are left to :func:`purge_expired`
-    and :func:`purge_used_assertions`: a first use is one ``INSERT ... ON CONFLICT DO
-    NOTHING``, without a savepoint."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    insert = (
-        dialect.insert(used_assertions)
-        .values(key=key, expires_at=expires_at)
-        .on_conflict_do_nothing(index_elements=["key"])
-    )
-    if (await conn.execute(insert)).rowcount == 1:
-        return True
-    # The same id again: a replay, unless the row it left has expired and is not purged yet.
-    stale = sa.delete(used_assertions).where(
-        used_assertions.c.key == key, used_assertions.c.expires_at <= now
-    )
-    if (await conn.execute(stale)).rowcount == 0:
-        return False
-    return (await conn.execute(insert)).rowcount == 1
+    recorded and has not expired (a replay). One statement, atomic on its own: an insert that,
+    on a conflict, takes over the row only if it has expired (expired rows are otherwise left
+    to :func:`purge_expired` and :func:`purge_used_assertions`). Concurrent first uses of one
+    id wait for each other on PostgreSQL's unique index: exactly one gets the row."""
+    params = {"key": key, "expires_at": expires_at, "now": now}
+    if conn.dialect.name == "postgresql":
+        return await _USE_ONCE_POSTGRES.first(conn, params) is not None
+    return (await conn.execute(_USE_ONCE_SQLITE, params)).first() is not None
 
 
 async def purge_used_assertions(conn: AsyncConnection, now: int) -> None:

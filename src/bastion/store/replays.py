@@ -15,7 +15,7 @@ PURGE_INTERVAL = 60
 class DatabaseReplayGuard:
     """Records identifiers in ``used_assertions``; ``purpose`` keeps one use of the table (DPoP
     proofs at the token endpoint, at a resource, ID-JAGs...) apart from the others. A first
-    use costs one insert; expired ids are swept at most every :data:`PURGE_INTERVAL` seconds."""
+    use costs one statement; expired ids are swept at most every :data:`PURGE_INTERVAL` seconds."""
 
     def __init__(self, db: Database, purpose: str) -> None:
         self._db = db
@@ -28,7 +28,8 @@ class DatabaseReplayGuard:
     async def first_use(self, key: str, expires_at: int, now: int) -> bool:
         """Record ``key`` until ``expires_at``; False if any process recorded it before."""
         digest = opaque.digest(f"{self.purpose} {key}")
-        async with self._db.transaction() as conn:
+        # One statement, atomic on its own: on PostgreSQL it commits without BEGIN/COMMIT.
+        async with self._db.statements() as conn:
             if self._purged_at is None or now - self._purged_at >= PURGE_INTERVAL:
                 self._purged_at = now
                 await grants.purge_used_assertions(conn, now)
