@@ -263,6 +263,20 @@ async def test_upstream_that_does_not_answer_in_time_is_504(
     assert "'notes'" in response.json()["error"]["message"]
 
 
+async def test_a_client_leaving_before_the_answer_closes_the_upstream_request(
+    upstream: tuple[RecordingUpstream, str], proxied: ProxyFactory
+) -> None:
+    """When the client goes away while the upstream has not answered yet (well within its
+    timeout), the upstream request is closed too: that is how a request is cancelled."""
+    recorder, url = upstream
+    async with proxied(url=url, timeout=30) as base:
+        async with httpx.AsyncClient(timeout=0.3) as leaving:
+            with pytest.raises(httpx.ReadTimeout):
+                await leaving.post(f"{base}/mcp/slow", json=INIT)
+        await asyncio.wait_for(recorder.slow_abandoned.wait(), 10)
+    assert len(recorder.requests) == 1
+
+
 async def test_upstream_401_becomes_502_without_its_challenge(
     upstream: tuple[RecordingUpstream, str], proxied: ProxyFactory, http: httpx.AsyncClient
 ) -> None:
