@@ -21,6 +21,7 @@ from bastion.gateway.upstream_http import UpstreamPool
 from bastion.resource.principal import Principal, attach_principal
 from bastion.serve import proxy_options
 from tests.gateway.conftest import ALICE, ProxyFactory, sealed
+from tests.gateway.test_upstream_http import raw_server
 from tests.gateway.upstream import RecordingUpstream
 from tests.support.live import free_port, raw_request, serve
 
@@ -159,6 +160,31 @@ async def test_sse_answer_is_relayed_as_it_arrives(
         rest = [line async for line in lines]
     final = [json.loads(x.removeprefix("data: ")) for x in rest if x.startswith("data: ")]
     assert final == [{"jsonrpc": "2.0", "id": 7, "result": {"done": True}}]
+
+
+async def test_an_sse_answer_that_ends_with_its_event_is_relayed_whole_on_one_connection(
+    proxied: ProxyFactory, http: httpx.AsyncClient
+) -> None:
+    """An SSE answer whose end arrives with its one event (as the SDK's answers to a POST
+    usually do) reaches the client whole, and the upstream connection is kept for the next."""
+    event = b'event: message\r\ndata: {"jsonrpc":"2.0","id":1,"result":{}}\r\n\r\n'
+
+    async def reply(head: bytes) -> bytes:
+        return (
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+            + f"{len(event):x}\r\n".encode()
+            + event
+            + b"\r\n0\r\n\r\n"
+        )
+
+    async with raw_server(reply) as (server, url), proxied(url=f"{url}/mcp") as base:
+        for _ in range(3):
+            response = await http.post(f"{base}/mcp", json=INIT, headers={"Accept": ACCEPT})
+            assert response.status_code == 200
+            assert response.headers["content-type"] == "text/event-stream"
+            assert response.content == event
+    assert server.connections == 1
 
 
 async def test_get_stream_passes_last_event_id_and_closes_upstream_when_client_leaves(

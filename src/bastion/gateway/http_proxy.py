@@ -317,15 +317,22 @@ class HttpProxy:
                 await send({"type": "http.response.body", "body": whole, "more_body": False})
                 return
             await send(start)
+            ended = False
             try:
                 async for chunk in self._chunks(response, streaming):
                     if chunk:
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                        # When the answer's end arrived with this chunk (an SSE answer to a
+                        # POST usually ends with its one event), the chunk ends the body too.
+                        ended = response.drained
+                        await send(
+                            {"type": "http.response.body", "body": chunk, "more_body": not ended}
+                        )
             except _UpstreamFailure as failure:
                 # The status is sent already: end the body; the client sees no response.
                 log.warning("upstream %s broke off: %s", self.upstream.name, failure.message)
                 metrics.upstream_failed(self.upstream.name, "http", "broken_off")
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if not ended:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await response.aclose()
 
