@@ -21,6 +21,7 @@ from bastion.gateway.upstream_http import UpstreamPool
 from bastion.resource.principal import Principal, attach_principal
 from bastion.serve import proxy_options
 from tests.gateway.conftest import ALICE, ProxyFactory, sealed
+from tests.gateway.test_upstream_http import raw_server
 from tests.gateway.upstream import RecordingUpstream
 from tests.support.live import free_port, raw_request, serve
 
@@ -161,6 +162,31 @@ async def test_sse_answer_is_relayed_as_it_arrives(
     assert final == [{"jsonrpc": "2.0", "id": 7, "result": {"done": True}}]
 
 
+async def test_an_sse_answer_that_ends_with_its_event_is_relayed_whole_on_one_connection(
+    proxied: ProxyFactory, http: httpx.AsyncClient
+) -> None:
+    """An SSE answer whose end arrives with its one event (as the SDK's answers to a POST
+    usually do) reaches the client whole, and the upstream connection is kept for the next."""
+    event = b'event: message\r\ndata: {"jsonrpc":"2.0","id":1,"result":{}}\r\n\r\n'
+
+    async def reply(head: bytes) -> bytes:
+        return (
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+            + f"{len(event):x}\r\n".encode()
+            + event
+            + b"\r\n0\r\n\r\n"
+        )
+
+    async with raw_server(reply) as (server, url), proxied(url=f"{url}/mcp") as base:
+        for _ in range(3):
+            response = await http.post(f"{base}/mcp", json=INIT, headers={"Accept": ACCEPT})
+            assert response.status_code == 200
+            assert response.headers["content-type"] == "text/event-stream"
+            assert response.content == event
+    assert server.connections == 1
+
+
 async def test_get_stream_passes_last_event_id_and_closes_upstream_when_client_leaves(
     upstream: tuple[RecordingUpstream, str], proxied: ProxyFactory, http: httpx.AsyncClient
 ) -> None:
@@ -261,6 +287,20 @@ async def test_upstream_that_does_not_answer_in_time_is_504(
     recorder.release()
     assert response.status_code == 504
     assert "'notes'" in response.json()["error"]["message"]
+
+
+async def test_a_client_leaving_before_the_answer_closes_the_upstream_request(
+    upstream: tuple[RecordingUpstream, str], proxied: ProxyFactory
+) -> None:
+    """When the client goes away while the upstream has not answered yet (well within its
+    timeout), the upstream request is closed too: that is how a request is cancelled."""
+    recorder, url = upstream
+    async with proxied(url=url, timeout=30) as base:
+        async with httpx.AsyncClient(timeout=0.3) as leaving:
+            with pytest.raises(httpx.ReadTimeout):
+                await leaving.post(f"{base}/mcp/slow", json=INIT)
+        await asyncio.wait_for(recorder.slow_abandoned.wait(), 10)
+    assert len(recorder.requests) == 1
 
 
 async def test_upstream_401_becomes_502_without_its_challenge(

@@ -98,6 +98,27 @@ async def test_r10_another_callers_session_id_is_not_found_on_any_replica(
     assert len(recorder.requests) == seen
 
 
+async def test_r10_a_session_its_owner_is_using_is_still_not_found_for_another_caller(
+    upstream: tuple[RecordingUpstream, str], http: httpx.AsyncClient
+) -> None:
+    """Alice's session id, opened for her on this replica a moment ago, presented by Bob to the
+    same replica: 404 -32001 and nothing upstream (what a replica keeps of opened ids is kept
+    per caller)."""
+    recorder, url = upstream
+    async with replicas(url, "notes") as (one,):
+        session_id = await _start(http, one)
+        as_alice = {"Accept": ACCEPT, "Mcp-Session-Id": session_id}
+        for _ in range(2):
+            continued = await http.post(f"{one}/mcp", json=INIT, headers=as_alice)
+            assert continued.status_code == 200, continued.text
+        seen = len(recorder.requests)
+        as_bob = {**as_alice, "X-Test-As": "bob"}
+        answers = [await http.post(f"{one}/mcp", json=INIT, headers=as_bob) for _ in range(2)]
+    assert [a.status_code for a in answers] == [404, 404]
+    assert all(a.json() == NOT_FOUND for a in answers)
+    assert len(recorder.requests) == seen
+
+
 def _damaged(good: str) -> dict[str, str]:
     version, encoded, mac = good.split(".")
     flipped = mac[:-1] + ("A" if mac[-1] != "A" else "B")

@@ -9,7 +9,8 @@ Routes (all under /mcp):
   response event. A proxy that buffers would never deliver the first event before the release.
 - GET /mcp: an SSE stream with one event, then open until the client leaves (``closed`` is set).
 - DELETE /mcp: 204.
-- POST /mcp/slow: answers only after ``release`` (for the 504 test).
+- POST /mcp/slow: answers only after ``release`` (for the 504 test); ``slow_abandoned`` is set
+  when its client (the proxy) closes the connection first.
 - POST /mcp/unauthorized: 401 with a challenge (for the gateway credential test).
 - POST /mcp/gzip: a JSON answer compressed even though the client asked for identity.
 """
@@ -35,6 +36,8 @@ class RecordingUpstream:
         self.requests: list[dict[str, Any]] = []
         self.released = asyncio.Event()
         self.stream_closed = asyncio.Event()
+        # Set when a client of /mcp/slow left before it was released.
+        self.slow_abandoned = asyncio.Event()
         self.app = Starlette(
             routes=[
                 Route("/mcp", self.mcp, methods=["GET", "POST", "DELETE"]),
@@ -118,7 +121,13 @@ class RecordingUpstream:
 
     async def slow(self, request: Request) -> Response:
         await self._record(request)
-        await self.released.wait()
+        released = asyncio.ensure_future(self.released.wait())
+        left = asyncio.ensure_future(_client_left(request))
+        await asyncio.wait({released, left}, return_when=asyncio.FIRST_COMPLETED)
+        released.cancel()
+        left.cancel()
+        if left.done() and not left.cancelled():
+            self.slow_abandoned.set()
         return JSONResponse({"jsonrpc": "2.0", "id": 1, "result": {}})
 
     async def unauthorized(self, request: Request) -> Response:
@@ -137,6 +146,12 @@ class RecordingUpstream:
     async def below(self, request: Request) -> Response:
         await self._record(request)
         return JSONResponse({"path": request.url.path, "query": request.url.query})
+
+
+async def _client_left(request: Request) -> None:
+    """Return when the client of ``request`` (its body read) closes the connection."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 __all__ = ["RecordingUpstream"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -61,6 +60,7 @@ from bastion.ops.health import (
 )
 from bastion.ops.http_metrics import http_metrics
 from bastion.ops.request_id import RequestIdMiddleware
+from bastion.ops.start_up import freeze_start_up
 from bastion.private_files import private_dir
 from bastion.resource.revocation import RevocationList
 from bastion.store import clients as client_rows
@@ -275,20 +275,6 @@ def routes(settings: Settings) -> list[BaseRoute]:
     return [*well_known, *endpoints]
 
 
-_frozen = False
-
-
-def _freeze_start_up() -> None:
-    """Once per process: what start-up made (modules, settings, keys) lives as long as the
-    process; out of the collector's sight, a full collection no longer walks ~150,000 objects.
-    Collected first, so that no garbage is kept for good; later apps (tests) skip both."""
-    global _frozen
-    if not _frozen:
-        _frozen = True
-        gc.collect()
-        gc.freeze()
-
-
 def create_app(
     settings: Settings,
     *,
@@ -311,7 +297,7 @@ def create_app(
         readiness.require("migrations", migrations_check(bastion.db), failure="cannot be read")
         readiness.require("signing_keys", flag_check(bastion.keys.can_sign, "none active"))
         readiness.started()
-        _freeze_start_up()
+        freeze_start_up()
         stop = asyncio.Event()
         task = asyncio.create_task(_housekeeping_loop(bastion, stop))
         try:

@@ -94,48 +94,98 @@ async def race_disconnect(work: Awaitable[T], disconnected: asyncio.Future[None]
     raise ClientGone
 
 
+# Seconds a watched wait runs before the watch starts reading ``receive``: most waits end sooner,
+# and then no watcher task was made at all. A client that left is noticed at most this late.
+WATCH_AFTER = 0.05
+
+
 class DisconnectWatch:
     """Cancel the current task when the client disconnects (call once the request body has
-    been read): one watcher task and a callback, cheaper than racing each wait against it.
+    been read) or, while :meth:`limit` has set one, when a deadline passes: a timer per
+    request, cheaper than a watcher task and a timeout per wait.
 
-    The task's wait is then interrupted by :class:`asyncio.CancelledError`; whoever catches it
-    asks :meth:`left` (which takes the cancellation back when it was ours, else the error must
-    be raised again), and :meth:`close` ends the watch in a ``finally``."""
+    The watcher task that reads ``receive`` starts only once the watch has run for
+    :data:`WATCH_AFTER` seconds (most requests are answered before). The task's wait is then
+    interrupted by :class:`asyncio.CancelledError`; whoever catches it asks :meth:`left` or
+    :meth:`expired` (which take the cancellation back when it was this watch's, else the error
+    must be raised again), and :meth:`close` ends the watch in a ``finally``."""
 
-    __slots__ = ("_closed", "_gone", "_task", "_watcher")
+    __slots__ = ("_closed", "_deadline", "_reason", "_receive", "_start", "_task", "_watcher")
 
     def __init__(self, receive: Receive) -> None:
-        self._gone = False
         self._closed = False
+        # Why this watch cancelled the task ("left" or "expired"), until that is taken back.
+        self._reason: str | None = None
+        self._receive = receive
         self._task = asyncio.current_task()
-        self._watcher = asyncio.ensure_future(wait_for_disconnect(receive))
-        self._watcher.add_done_callback(self._done)
+        self._watcher: asyncio.Future[None] | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+        self._start: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            WATCH_AFTER, self._begin
+        )
+
+    def _begin(self) -> None:
+        self._start = None
+        if not self._closed:
+            self._watcher = asyncio.ensure_future(wait_for_disconnect(self._receive))
+            self._watcher.add_done_callback(self._done)
 
     def _done(self, watcher: asyncio.Future[None]) -> None:
         # A callback scheduled before close() may still run after it: then it does nothing.
-        if self._closed or watcher.cancelled() or watcher.exception() is not None:
+        if not watcher.cancelled() and watcher.exception() is None:
+            self._cancel("left")
+
+    def _expire(self) -> None:
+        self._deadline = None
+        self._cancel("expired")
+
+    def _cancel(self, reason: str) -> None:
+        # One cancellation of ours at a time: the first reason is the one the task is told.
+        if self._closed or self._reason is not None or self._task is None:
             return
-        self._gone = True
+        self._reason = reason
+        self._task.cancel()
+
+    def _taken_back(self, reason: str) -> bool:
+        if self._reason != reason:
+            return False
+        self._reason = None
         if self._task is not None:
-            self._task.cancel()
+            self._task.uncancel()
+        return True
+
+    def limit(self, seconds: float | None) -> None:
+        """Cancel the task ``seconds`` from now unless :meth:`limit` is called again first
+        (``None``: no deadline)."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        if seconds is not None and not self._closed:
+            self._deadline = asyncio.get_running_loop().call_later(seconds, self._expire)
 
     def left(self) -> bool:
         """Whether the client left (the cancellation was this watch's, now taken back)."""
-        if not self._gone:
-            return False
-        if self._task is not None:
-            self._task.uncancel()
-        self._gone = False
-        return True
+        return self._taken_back("left")
+
+    def expired(self) -> bool:
+        """Whether the deadline of :meth:`limit` passed (the cancellation was this watch's,
+        now taken back)."""
+        return self._taken_back("expired")
 
     def close(self) -> None:
         """Stop watching."""
         self._closed = True
-        self._watcher.remove_done_callback(self._done)
-        self._watcher.cancel()
+        for handle in (self._start, self._deadline):
+            if handle is not None:
+                handle.cancel()
+        self._start = self._deadline = None
+        if self._watcher is not None:
+            self._watcher.remove_done_callback(self._done)
+            self._watcher.cancel()
 
 
 __all__ = [
+    "WATCH_AFTER",
     "ClientGone",
     "DisconnectWatch",
     "media_type",

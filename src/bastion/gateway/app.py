@@ -54,6 +54,7 @@ from bastion.oauth.replay import MemoryReplayGuard, ReplayGuard
 from bastion.ops.health import Probes, Readiness, database_check, flag_check, keys_check
 from bastion.ops.http_metrics import HttpMetrics
 from bastion.ops.request_id import RequestIdMiddleware
+from bastion.ops.start_up import freeze_start_up
 from bastion.resource import JwtVerifier, ResourceServerMiddleware
 from bastion.resource.dpop import ResourceDPoP, derived_nonces
 from bastion.resource.revocation import RevocationList
@@ -184,6 +185,7 @@ def create_gateway_app(
             log.info("gateway: %s -> %s (resource %s)", upstream.path, where, upstream.resource)
         _add_checks(readiness, feed, verifiers, gateway.upstreams, vault_db)
         readiness.started()
+        freeze_start_up()
         try:
             yield
         finally:

@@ -243,7 +243,14 @@ class HttpProxy:
         watch = DisconnectWatch(receive)
         try:
             await self._exchange(
-                scope, method, target, body.raw if method == "POST" else None, headers, send, token
+                scope,
+                method,
+                target,
+                body.raw if method == "POST" else None,
+                headers,
+                send,
+                watch,
+                token,
             )
         except asyncio.CancelledError:
             if not watch.left():
@@ -280,11 +287,12 @@ class HttpProxy:
         body: bytes | None,
         headers: list[tuple[bytes, bytes]],
         send: Send,
+        watch: DisconnectWatch,
         token: str | None = None,
     ) -> None:
         # The whole wait for the answer is bounded in _send; reads of an SSE stream are not (a
         # GET stream may rightly stay quiet for a long time).
-        response = await self._send(method, target, headers, body)
+        response = await self._send(method, target, headers, body, watch)
         try:
             if response.status_code == 401 and token is not None:
                 log.info("upstream %s refused a person's upstream token", self.upstream.name)
@@ -309,27 +317,42 @@ class HttpProxy:
                 await send({"type": "http.response.body", "body": whole, "more_body": False})
                 return
             await send(start)
+            ended = False
             try:
                 async for chunk in self._chunks(response, streaming):
                     if chunk:
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                        # When the answer's end arrived with this chunk (an SSE answer to a
+                        # POST usually ends with its one event), the chunk ends the body too.
+                        ended = response.drained
+                        await send(
+                            {"type": "http.response.body", "body": chunk, "more_body": not ended}
+                        )
             except _UpstreamFailure as failure:
                 # The status is sent already: end the body; the client sees no response.
                 log.warning("upstream %s broke off: %s", self.upstream.name, failure.message)
                 metrics.upstream_failed(self.upstream.name, "http", "broken_off")
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if not ended:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await response.aclose()
 
     async def _send(
-        self, method: str, url: str, headers: list[tuple[bytes, bytes]], body: bytes | None
+        self,
+        method: str,
+        url: str,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes | None,
+        watch: DisconnectWatch,
     ) -> UpstreamResponse:
         name = self.upstream.name
         started = time.perf_counter()
+        # The client's watch also bounds the wait: one timer instead of a timeout of its own.
+        watch.limit(self.upstream.timeout)
         try:
-            async with asyncio.timeout(self.upstream.timeout):
-                response = await self._http.request(method, url, headers, body)
-        except TimeoutError:
+            response = await self._http.request(method, url, headers, body)
+        except asyncio.CancelledError:
+            if not watch.expired():
+                raise
             metrics.upstream_failed(name, "http", "timeout")
             log.warning(
                 "upstream %s (%s) did not answer within %s s", name, self.url, self.upstream.timeout
@@ -341,6 +364,8 @@ class HttpProxy:
             metrics.upstream_failed(name, "http", "unreachable")
             log.warning("upstream %s (%s) is unreachable: %s", name, self.url, exc)
             raise _UpstreamFailure(502, f"upstream {name!r} is unreachable") from None
+        finally:
+            watch.limit(None)
         metrics.upstream_answered(name, "http", time.perf_counter() - started)
         return response
 

@@ -64,6 +64,10 @@ class SessionSeal:
             raise ValueError("the session key must have at least 32 bytes")
         self._key = key
         self._upstream = upstream
+        # A session's every request seals or opens the same id for the same caller: the answers
+        # are kept (only opens that succeeded, keyed by the exact sealed id and its owner).
+        self._sealed: dict[tuple[str, Owner], str] = {}
+        self._opened: dict[tuple[str, Owner], str] = {}
 
     def __repr__(self) -> str:
         return f"SessionSeal(upstream={self._upstream!r})"
@@ -76,12 +80,20 @@ class SessionSeal:
 
     def seal(self, session_id: str, owner: Owner) -> str:
         """The id the client gets for the upstream's ``session_id``, started by ``owner``."""
-        raw = session_id.encode("utf-8", "surrogatepass")
-        return f"{VERSION}.{_b64(raw)}.{_b64(self._mac(session_id, owner))}"
+        key = (session_id, owner)
+        sealed = self._sealed.get(key)
+        if sealed is None:
+            raw = session_id.encode("utf-8", "surrogatepass")
+            sealed = f"{VERSION}.{_b64(raw)}.{_b64(self._mac(session_id, owner))}"
+            _keep(self._sealed, key, sealed)
+        return sealed
 
     def open(self, sealed: str, owner: Owner) -> str | None:
         """The upstream's session id if ``sealed`` was sealed by this upstream for ``owner``;
         None for anything else (another caller's, another upstream's, forged or damaged)."""
+        opened = self._opened.get((sealed, owner))
+        if opened is not None:
+            return opened
         version, _, rest = sealed.partition(".")
         encoded, _, mac = rest.partition(".")
         if version != VERSION:
@@ -93,7 +105,18 @@ class SessionSeal:
             return None
         if not hmac.compare_digest(given, self._mac(session_id, owner)):
             return None
+        _keep(self._opened, (sealed, owner), session_id)
         return session_id
+
+
+# Sessions whose sealed and opened ids are kept per upstream; beyond, both start again empty.
+_KEPT = 4096
+
+
+def _keep(kept: dict[tuple[str, Owner], str], key: tuple[str, Owner], value: str) -> None:
+    if len(kept) >= _KEPT:
+        kept.clear()
+    kept[key] = value
 
 
 def session_key(settings: Settings) -> bytes:

@@ -287,6 +287,12 @@ class UpstreamResponse:
         connection = self._connection
         return connection is not None and connection.complete
 
+    @property
+    def drained(self) -> bool:
+        """Whether the whole body has arrived and every chunk of it was taken."""
+        connection = self._connection
+        return connection is not None and connection.complete and not connection.chunks
+
     def body(self) -> bytes:
         """The whole body, once :attr:`complete`."""
         connection = self._connection
