@@ -64,33 +64,36 @@ async def test_a_large_write_is_not_held() -> None:
     gathering, peer = await _pair()
     gathering.write(b"x" * FLUSH_BYTES)
     assert gathering.get_write_buffer_size() < FLUSH_BYTES
-    peer.setblocking(True)
-    peer.settimeout(5)
     got = b""
     while len(got) < FLUSH_BYTES:
-        got += peer.recv(1 << 20)
+        got += _blocking(peer).recv(1 << 20)
     assert got == b"x" * FLUSH_BYTES
     gathering.close()
     peer.close()
 
 
-async def test_close_sends_what_was_kept_and_abort_drops_it() -> None:
+def _blocking(peer: socket.socket) -> socket.socket:
+    peer.setblocking(True)
+    peer.settimeout(5)
+    return peer
+
+
+async def test_close_sends_what_was_kept() -> None:
     gathering, peer = await _pair()
     gathering.write(b"last words")
     gathering.close()
     await _settle()
-    peer.setblocking(True)
-    peer.settimeout(5)
-    assert peer.recv(100) == b"last words"
+    assert _blocking(peer).recv(100) == b"last words"
     assert peer.recv(100) == b""  # then the end of the stream
     peer.close()
+
+
+async def test_abort_drops_what_was_kept() -> None:
     gathering, peer = await _pair()
     gathering.write(b"never sent")
     gathering.abort()
     await _settle()
-    peer.setblocking(True)
-    peer.settimeout(5)
-    assert peer.recv(100) == b""
+    assert _blocking(peer).recv(100) == b""
     peer.close()
 
 
@@ -174,7 +177,8 @@ def _uvloop_pair_checks() -> None:
     async def checks() -> None:
         await test_the_writes_of_one_loop_step_leave_together_after_it()
         await test_a_large_write_is_not_held()
-        await test_close_sends_what_was_kept_and_abort_drops_it()
+        await test_close_sends_what_was_kept()
+        await test_abort_drops_what_was_kept()
 
     uvloop.run(checks())
 
