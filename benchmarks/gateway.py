@@ -32,6 +32,7 @@ from benchmarks.loadgen import Load, Result, raw_request
 from benchmarks.mcp_demo import STDIO_COMMAND
 from benchmarks.plan import Plan
 from benchmarks.report import Ratio, Report, Row
+from benchmarks.report import cpu_ratio as report_cpu_ratio
 from benchmarks.servers import Process, bastion_gateway, uvicorn_app
 from benchmarks.stack import SCOPE, Stack
 
@@ -302,19 +303,10 @@ async def added_latency(
 
 
 def cpu_ratio(label: str, straight: Row, through: Row, target: float) -> Ratio:
-    """The throughput ratio the servers' CPU per request predicts for a CPU of their own:
-    straight's CPU per request / through's (the upstream's and the gateway's together), robust
-    to what else the machine runs."""
-    given = None
-    if straight.server_cpu_ms and through.server_cpu_ms:
-        given = straight.server_cpu_ms / through.server_cpu_ms
-    return Ratio(
-        f"gateway / direct (from server CPU per request), {label}",
-        through.name,
-        straight.name,
-        target=target,
-        given=given,
-        by_suite=True,
+    """The gateway / direct ratio from the servers' CPU per request (the upstream's and the
+    gateway's together through it): robust to what else the machine runs."""
+    return report_cpu_ratio(
+        f"gateway / direct (from server CPU per request), {label}", through, straight, target
     )
 
 

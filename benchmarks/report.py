@@ -312,4 +312,14 @@ class Report:
         return md, js
 
 
-__all__ = ["DELAYS", "Ratio", "Report", "Row"]
+def cpu_ratio(label: str, numerator: Row, denominator: Row, target: float | None = None) -> Ratio:
+    """The throughput ratio ``numerator`` / ``denominator`` that their servers' CPU per request
+    predicts for servers with a CPU of their own (the denominator's CPU per request over the
+    numerator's): it holds on a machine that runs other work, where rates swing."""
+    given = None
+    if numerator.server_cpu_ms and denominator.server_cpu_ms:
+        given = denominator.server_cpu_ms / numerator.server_cpu_ms
+    return Ratio(label, numerator.name, denominator.name, target=target, given=given, by_suite=True)
+
+
+__all__ = ["DELAYS", "Ratio", "Report", "Row", "cpu_ratio"]

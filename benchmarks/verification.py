@@ -16,7 +16,7 @@ from bastion.resource import JwtVerifier, RevocationList
 from benchmarks import plan as planning
 from benchmarks.loadgen import Load, raw_request
 from benchmarks.plan import Plan, Target
-from benchmarks.report import Ratio, Report, Row
+from benchmarks.report import Ratio, Report, Row, cpu_ratio
 from benchmarks.servers import Process, free_port, uvicorn_app
 from benchmarks.stack import Stack
 
@@ -113,34 +113,38 @@ async def run(plan: Plan, stack: Stack, bastion: Process, report: Report) -> Non
             port=cached_port,
             env={**env, "BENCH_CACHE_SIZE": "10000"},
             cpus=plan.server_cpus,
-        ),
+        ) as cached_app,
         uvicorn_app(
             "protected-uncached",
             "benchmarks.apps:protected",
             port=uncached_port,
             env={**env, "BENCH_CACHE_SIZE": "0"},
             cpus=plan.server_cpus,
-        ),
-        uvicorn_app("bare", "benchmarks.apps:bare", port=bare_port, env={}, cpus=plan.server_cpus),
+        ) as uncached_app,
+        uvicorn_app(
+            "bare", "benchmarks.apps:bare", port=bare_port, env={}, cpus=plan.server_cpus
+        ) as bare_app,
     ):
         expect = b'"hello":"bench-service"'
 
-        def target(port: int, body: bytes) -> Load:
-            return planning.load(plan, port, [get(port)], expect_body=body)
+        def target(server: Process, body: bytes) -> Load:
+            return planning.load(
+                plan, server.port, [get(server.port)], expect_body=body, watch=(server.process.pid,)
+            )
 
         async def cached() -> Load:
-            return target(cached_port, expect)
+            return target(cached_app, expect)
 
         async def uncached() -> Load:
-            return target(uncached_port, expect)
+            return target(uncached_app, expect)
 
         async def bare() -> Load:
-            return target(bare_port, b'"hello":"anonymous"')
+            return target(bare_app, b'"hello":"anonymous"')
 
         targets: list[Target] = [(CACHED, cached), (UNCACHED, uncached), (BARE, bare)]
         results = await planning.interleaved(plan, targets)
-    for name, _ in targets:
-        report.rows.append(Row(GROUP, name, rounds=results[name]))
+    rows = {name: Row(GROUP, name, rounds=results[name]) for name, _ in targets}
+    report.rows.extend(rows.values())
     seconds = 1.0 if plan.quick else 2.0
     in_process = await verifier_rate(stack.issuer, stack.resource, token, seconds)
     raw = await asyncio.to_thread(raw_verify_rate, seconds)
@@ -150,6 +154,12 @@ async def run(plan: Plan, stack: Stack, bastion: Process, report: Report) -> Non
     report.rows.append(Row(GROUP, RAW, "verifications/s", rate_override=raw, note="no HTTP"))
     report.ratios += [
         Ratio("cached verification / bare endpoint", CACHED, BARE, 0.90),
+        cpu_ratio(
+            "cached verification / bare endpoint (from server CPU per request)",
+            rows[CACHED],
+            rows[BARE],
+            0.90,
+        ),
         Ratio("uncached verification / bare endpoint", UNCACHED, BARE),
         Ratio("uncached verification / cached verification", UNCACHED, CACHED),
         Ratio("JwtVerifier (no cache) / raw cryptography verify", IN_PROCESS, RAW),

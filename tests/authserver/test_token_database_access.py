@@ -12,8 +12,8 @@ SQLAlchemy ``before_cursor_execute`` listener on the app's own engine.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -42,15 +42,34 @@ WRITES = ("INSERT", "UPDATE", "DELETE", "MERGE")
 class Statements:
     """Every SQL statement the app's engine sends for the test's requests while :func:`counting`
     is active (ASGITransport runs the app in the test's task; the housekeeping task, which the
-    lifespan starts, is left out)."""
+    lifespan starts, is left out): SQLAlchemy's by its cursor events, the ones sent through
+    asyncpg directly (:mod:`bastion.store.prepared`) by asyncpg's query logger."""
 
     def __init__(self, *, every_task: bool = False) -> None:
         self.seen: list[str] = []
         self.task = None if every_task else asyncio.current_task()
 
+    def _ours(self) -> bool:
+        return self.task is None or asyncio.current_task() is self.task
+
     def record(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if self.task is None or asyncio.current_task() is self.task:
+        if self._ours():
             self.seen.append(" ".join(statement.split()))
+
+    def logged(self, query: Any) -> None:
+        self.seen.append(" ".join(query.query.split()))
+
+    def checkout(self, _dbapi: Any, record: Any, _proxy: Any) -> None:
+        # asyncpg calls its loggers later, from the loop: listen only while a request of the
+        # test holds the connection.
+        add = getattr(record.driver_connection, "add_query_logger", None)  # asyncpg only
+        if add is not None and self._ours():
+            add(self.logged)
+
+    def checkin(self, _dbapi: Any, record: Any) -> None:
+        remove = getattr(record.driver_connection, "remove_query_logger", None)
+        if remove is not None:
+            remove(self.logged)
 
     @property
     def writes(self) -> list[str]:
@@ -61,15 +80,25 @@ class Statements:
         return [s for s in self.seen if s.startswith("SELECT") and f"FROM {table}" in s]
 
 
-@contextmanager
-def counting(app_client: httpx.AsyncClient, *, every_task: bool = False) -> Iterator[Statements]:
+@asynccontextmanager
+async def counting(
+    app_client: httpx.AsyncClient, *, every_task: bool = False
+) -> AsyncIterator[Statements]:
     engine = app_client.app.state.bastion.db.engine.sync_engine  # type: ignore[attr-defined]
     statements = Statements(every_task=every_task)
-    event.listen(engine, "before_cursor_execute", statements.record)
+    listeners = [
+        ("before_cursor_execute", statements.record),
+        ("checkout", statements.checkout),
+        ("checkin", statements.checkin),
+    ]
+    for name, listener in listeners:
+        event.listen(engine, name, listener)
     try:
         yield statements
+        await asyncio.sleep(0)  # asyncpg's loggers run from the loop
     finally:
-        event.remove(engine, "before_cursor_execute", statements.record)
+        for name, listener in listeners:
+            event.remove(engine, name, listener)
 
 
 async def register_machine(
@@ -105,7 +134,7 @@ async def test_a01_client_credentials_with_a_jwt_writes_nothing_and_reads_the_cl
     """OAuth 2.1 §4.2, RFC 9068 §2: the token is self-contained. After the first request has
     loaded the client's registration and the access rules, further requests send no statement
     at all."""
-    with counting(app_client) as statements:
+    async with counting(app_client) as statements:
         for _ in range(20):
             response = await app_client.post("/token", **cc(service))
             assert response.status_code == 200, response.text
@@ -120,7 +149,7 @@ async def test_a01_concurrent_requests_of_an_uncached_client_read_its_registrati
 ) -> None:
     """Twenty token requests arriving together for a client not yet cached wait for one read
     of its registration, instead of one query each (the same holds when an entry expires)."""
-    with counting(app_client, every_task=True) as statements:
+    async with counting(app_client, every_task=True) as statements:
         answers = await asyncio.gather(
             *(app_client.post("/token", **cc(service)) for _ in range(20))
         )
@@ -136,7 +165,7 @@ async def test_a01_a_client_cache_ttl_of_zero_reads_the_client_on_every_request(
     settings = make_settings(client_cache_ttl=0)
     async with running(settings) as client:
         service = await confidential_client(settings)
-        with counting(client) as statements:
+        async with counting(client) as statements:
             for _ in range(5):
                 assert (await client.post("/token", **cc(service))).status_code == 200
     assert statements.writes == []
@@ -156,7 +185,7 @@ async def test_a04_a_dynamic_client_records_its_first_use_once_and_is_kept_by_ho
         assert registered.status_code == 201, registered.text
         body = registered.json()
         robot = Confidential(body["client_id"], body["client_secret"])
-        with counting(client) as statements:
+        async with counting(client) as statements:
             for _ in range(5):
                 assert (await client.post("/token", **cc(robot))).status_code == 200
         assert [s.split()[0] for s in statements.writes] == ["UPDATE"]
@@ -291,7 +320,7 @@ async def test_a01_no_database_write_happens_for_refused_client_credentials_requ
 ) -> None:
     """A wrong secret is refused (RFC 6749 §5.2 invalid_client) without writing anything."""
     wrong = Confidential(service.client_id, "wrong-secret")
-    with counting(app_client) as statements:
+    async with counting(app_client) as statements:
         for _ in range(3):
             assert_error(await app_client.post("/token", **cc(wrong)), 401, "invalid_client")
     assert statements.writes == []

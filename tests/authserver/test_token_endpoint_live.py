@@ -9,12 +9,15 @@ RFCs prescribe (RFC 6749 §3.2, §5.1, §5.2; RFC 9449 §5 for DPoP), as real cl
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
 
-from bastion.config import Settings
+from bastion.authserver.app import create_app
+from bastion.config import ResourceSettings, Settings
 from tests.authserver._tokens import Confidential, basic, confidential_client
+from tests.support.live import free_port, serve
 
 FORM = "application/x-www-form-urlencoded"
 # Headers of every answer of the token endpoint besides the ones uvicorn adds.
@@ -257,6 +260,64 @@ REFUSALS: list[tuple[str, bytes, dict[str, str], int, str, str, dict[str, str]]]
         {},
     ),
     (
+        "two resources",
+        b"grant_type=client_credentials&resource=a&resource=b",
+        {"Content-Type": FORM, "Authorization": "CLIENT"},
+        400,
+        "invalid_target",
+        "send one resource per request; each token has a single audience",
+        {},
+    ),
+    (
+        "a grant the client is not registered for",
+        b"grant_type=refresh_token&refresh_token=abc",
+        {"Content-Type": FORM, "Authorization": "CLIENT"},
+        400,
+        "unauthorized_client",
+        "this client is not registered for the refresh_token grant",
+        {},
+    ),
+    (
+        "the secret in the body of a client registered for Basic",
+        b"grant_type=client_credentials&client_id=CLIENT_ID&client_secret=x",
+        {"Content-Type": FORM},
+        401,
+        "invalid_client",
+        "client CLIENT_ID is registered for client_secret_basic authentication, but the request "
+        "used client_secret_post",
+        {"WWW-Authenticate": 'Basic realm="bastion"'},
+    ),
+    (
+        "Basic credentials without a colon",
+        b"grant_type=client_credentials",
+        {"Content-Type": FORM, "Authorization": "Basic YWJj"},
+        401,
+        "invalid_client",
+        "the Basic credentials must be client_id:client_secret",
+        {"WWW-Authenticate": 'Basic realm="bastion"'},
+    ),
+    (
+        "a content type with parameters and capitals",
+        b"grant_type=client_credentials",
+        {
+            "Content-Type": "Application/X-WWW-Form-Urlencoded; charset=utf-8",
+            "Authorization": "CLIENT",
+        },
+        200,
+        "",
+        "",
+        {},
+    ),
+    (
+        "form content type as a prefix of another",
+        b"grant_type=client_credentials",
+        {"Content-Type": "application/x-www-form-urlencodedx", "Authorization": "CLIENT"},
+        400,
+        "invalid_request",
+        "send the parameters as application/x-www-form-urlencoded",
+        {},
+    ),
+    (
         "a DPoP header that is not a proof",
         b"grant_type=client_credentials",
         {"Content-Type": FORM, "Authorization": "CLIENT", "DPoP": "not-a-jwt"},
@@ -288,6 +349,8 @@ async def test_refusals_are_exact(
         sent["Authorization"] = basic(client.client_id, client.secret)
     elif sent.get("Authorization") == "WRONG":
         sent["Authorization"] = basic(client.client_id, "wrong")
+    body = body.replace(b"CLIENT_ID", client.client_id.encode())
+    description = description.replace("CLIENT_ID", client.client_id)
     if b"resource=" not in body:
         body += b"&resource=" + f"{issuer}/mcp".replace(":", "%3A").replace("/", "%2F").encode()
     response = await post(f"{issuer}/token", body, sent)
@@ -328,3 +391,57 @@ async def test_token_path_with_a_trailing_slash_is_not_the_endpoint(
     )
     assert response.status_code != 200
     assert b"access_token" not in response.content
+
+
+@pytest.fixture
+async def live_under_path(
+    make_settings: Callable[..., Settings],
+) -> AsyncIterator[tuple[str, str, Confidential]]:
+    """The authorization server with an issuer that has a path (``…/auth``): the token endpoint
+    is served under it. Yields the server's root URL, the issuer and a confidential client."""
+    port = free_port()
+    root = f"http://127.0.0.1:{port}"
+    issuer = f"{root}/auth"
+    settings = make_settings(
+        issuer=issuer,
+        resources=[ResourceSettings(uri=f"{issuer}/mcp", name="demo", scopes=["mcp:tools"])],
+    )
+    async with serve(create_app(settings), port=port):
+        yield root, issuer, await confidential_client(settings)
+
+
+async def test_under_an_issuer_path_only_that_path_is_the_token_endpoint(
+    live_under_path: tuple[str, str, Confidential],
+) -> None:
+    root, issuer, client = live_under_path
+    body = form(cc(f"{issuer}/mcp"))
+    headers = {"Content-Type": FORM, "Authorization": basic(client.client_id, client.secret)}
+    for elsewhere in (f"{root}/token", f"{root}/authtoken", f"{issuer}x/token"):
+        answer = await post(elsewhere, body, headers)
+        assert answer.status_code == 404, (elsewhere, answer.text)
+        assert b"access_token" not in answer.content
+    slash = await post(f"{issuer}/token/", body, headers)  # Starlette's redirect, no token
+    assert slash.status_code == 307
+    assert b"access_token" not in slash.content
+    refused = await post(f"{issuer}/token", b"grant_type=password", headers)
+    refusal(
+        refused,
+        400,
+        "unsupported_grant_type",
+        "grant_type password is not supported; use one of authorization_code, refresh_token, "
+        "client_credentials",
+    )
+    unauthenticated = await post(f"{issuer}/token", body, {"Content-Type": FORM})
+    refusal(
+        unauthenticated,
+        401,
+        "invalid_client",
+        "client authentication is required (or client_id for public clients)",
+        **{"WWW-Authenticate": 'Basic realm="bastion"'},
+    )
+    ok = await post(f"{issuer}/token", body, headers)
+    assert ok.status_code == 200, ok.text
+    assert set(ok.headers) - UVICORN_HEADERS == ANSWER_HEADERS
+    wrong_method = await post(f"{issuer}/token", b"", method="GET")
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers["allow"] == "POST"

@@ -128,7 +128,7 @@ class AccessPolicy:
                 return self._rules
             generation = self._generation
             started = self._monotonic()
-            async with self.db.connect() as conn:
+            async with self.db.statements() as conn:  # one round trip on PostgreSQL
                 found = await rule_rows.list_rules(conn)
             if generation == self._generation and self.cache_ttl > 0:
                 self._rules, self._until = found, started + self.cache_ttl

@@ -18,6 +18,7 @@ import functools
 import getpass
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
@@ -39,14 +40,17 @@ PURGE_BATCH = 1000
 PURGE_BATCHES = 50
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+Answer = TypeVar("Answer")
 
 
-def audited(endpoint: Endpoint) -> Endpoint:
+def audited(
+    endpoint: Callable[[Request], Awaitable[Answer]],
+) -> Callable[[Request], Awaitable[Answer]]:
     """Run ``endpoint`` with its request's audit context: the request id the request-id
     middleware put in the scope (if any), and whether the trail is on."""
 
     @functools.wraps(endpoint)
-    async def bound(request: Request) -> Response:
+    async def bound(request: Request) -> Answer:
         request_id = request.scope.get(REQUEST_ID)
         context = Context(
             request_id=request_id if isinstance(request_id, str) else None,

@@ -125,7 +125,7 @@ class ClientDirectory:
                     return client
                 generation = self._generation
                 now = self._monotonic()
-                async with self.db.connect() as conn:
+                async with self.db.statements() as conn:  # one round trip on PostgreSQL
                     client = await client_rows.get(conn, client_id)
                 # Not cached if a change was announced meanwhile: the row may be the old one.
                 if client is not None and self.cache_ttl > 0 and generation == self._generation:

@@ -132,9 +132,14 @@ async def read_json(request: Request, limit: int) -> object:
         raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
 
 
+def json_bytes(data: object) -> bytes:
+    """``data`` as the JSON bytes :func:`json_response` sends (compact, UTF-8)."""
+    return _JSON.encode(data).encode("utf-8")
+
+
 class _Json(JSONResponse):
     def render(self, content: object) -> bytes:
-        return _JSON.encode(content).encode("utf-8")
+        return json_bytes(content)
 
 
 def json_response(
@@ -149,6 +154,7 @@ __all__ = [
     "BodyTooLarge",
     "form_pairs",
     "is_vschar",
+    "json_bytes",
     "json_response",
     "parse_params",
     "query_params",

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import assert_never
 
-from starlette._utils import get_route_path
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -37,7 +36,7 @@ from bastion.authserver.grants import (
     refresh_token,
     token_exchange,
 )
-from bastion.authserver.http import json_response, read_form
+from bastion.authserver.http import NO_STORE, json_bytes, read_form
 from bastion.oauth import token_request
 from bastion.oauth.errors import (
     OAuthError,
@@ -59,10 +58,25 @@ from bastion.oauth.token_response import TokenResponse
 from bastion.ops import metrics
 from bastion.store.clients import Client
 
+# The success answer's headers besides Content-Length (RFC 6749 §5.1: never cached), as
+# json_response sends them.
+_ANSWER_HEADERS = [
+    (b"cache-control", b"no-store"),
+    (b"pragma", b"no-cache"),
+    (b"content-type", b"application/json"),
+]
+
+
+async def token(request: Request) -> Response:
+    """POST /token as a Starlette endpoint (the route's; :class:`TokenEndpoint` answers first)."""
+    body, headers = await answer(request)
+    return Response(body, media_type="application/json", headers={**NO_STORE, **headers})
+
 
 @audited
-async def token(request: Request) -> Response:
-    """POST /token."""
+async def answer(request: Request) -> tuple[bytes, dict[str, str]]:
+    """POST /token: the success answer's JSON body and its headers beyond the no-store ones;
+    raise :class:`~bastion.oauth.errors.OAuthError` for the error answer."""
     bastion = server(request)
     params = await read_form(request, bastion.settings.max_body_bytes)
     grant_type = token_request.grant_type(params)
@@ -81,16 +95,14 @@ async def token(request: Request) -> Response:
     parsed = token_request.parse(grant_type, params)
     proof = await bastion.dpop.check(request, client, bastion.clock())
     jkt = None if proof is None else proof.jkt
-    answer = await grant(bastion, client, parsed, dpop_jkt=jkt)
-    if jkt is not None and answer.token_type != "DPoP":
+    issued = await grant(bastion, client, parsed, dpop_jkt=jkt)
+    if jkt is not None and issued.token_type != "DPoP":
         raise ServerError(
             "the token could not be bound to the DPoP key",
             detail=f"grant {grant_type} minted an unbound token for a DPoP request",
         )
     metrics.token_issued(grant_type, public=client.is_public, origin=client.origin)
-    return json_response(
-        answer.to_json(), headers=bastion.dpop.response_headers(proof, bastion.clock())
-    )
+    return json_bytes(issued.to_json()), bastion.dpop.response_headers(proof, bastion.clock())
 
 
 async def grant(
@@ -126,11 +138,7 @@ class TokenEndpoint:
         self.route = Route("/token", token, methods=["POST"])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["method"] != "POST"
-            or get_route_path(scope) != self.path
-        ):
+        if scope["type"] != "http" or scope["method"] != "POST" or route_path(scope) != self.path:
             await self.app(scope, receive, send)
             return
         root_path = scope.get("root_path", "")
@@ -142,10 +150,26 @@ class TokenEndpoint:
             scope["root_path"] = root_path + self.prefix
         request = Request(scope, receive, send)
         try:
-            response = await token(request)
+            body, extra = await answer(request)
         except OAuthError as exc:
-            response = json_error(exc, request)
-        await response(scope, receive, send)
+            await json_error(exc, request)(scope, receive, send)
+            return
+        headers = [*_ANSWER_HEADERS, (b"content-length", str(len(body)).encode())]
+        headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
-__all__ = ["TokenEndpoint", "grant", "token"]
+def route_path(scope: Scope) -> str:
+    """The request's path below the ``root_path`` it was mounted under, as Starlette's router
+    matches it (a ``root_path`` that is not a whole-segment prefix of the path is ignored)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if not root or not path.startswith(root):
+        return path
+    if path == root:
+        return ""
+    return path[len(root) :] if path[len(root)] == "/" else path
+
+
+__all__ = ["TokenEndpoint", "answer", "grant", "route_path", "token"]

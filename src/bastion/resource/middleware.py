@@ -283,15 +283,14 @@ class ResourceServerMiddleware:
 
     async def _admit(self, scope: Scope, receive: Receive) -> Receive:
         """Check the request; return the ``receive`` the app must use, or raise _Refusal."""
-        headers = Headers(scope=scope)
         origins, authorizations, content_type = _scan(scope["headers"])
         if origins:
             self._check_origin(origins)
         self._check_query(scope)
         credentials = self._credentials(authorizations)
         body: RequestBody | None = None
-        media = media_type(content_type)
         has_body = scope["method"] in BODY_METHODS
+        media = media_type(content_type) if has_body else ""  # read below only with a body
         if has_body and media == "application/x-www-form-urlencoded":
             body = await self._read_body(scope, receive)
             if any(k == "access_token" for k, _ in parse_qsl(body.raw.decode("latin-1"), True)):
@@ -300,7 +299,7 @@ class ResourceServerMiddleware:
                     "invalid_request",
                     "access tokens go in the Authorization header, never in a form body (MCP)",
                 )
-        principal = await self._authenticate(scope, headers, credentials)
+        principal = await self._authenticate(scope, credentials)
         dpop = credentials is not None and credentials[0] == "dpop"
         # Recorded before the scope check, so that an audit of a 403 names who was refused.
         attach_principal(scope, principal)
@@ -369,9 +368,7 @@ class ResourceServerMiddleware:
             needed |= self.policy.required(call.method, call.tool)
         return frozenset(needed)
 
-    async def _authenticate(
-        self, scope: Scope, headers: Headers, credentials: tuple[str, str] | None
-    ) -> Principal:
+    async def _authenticate(self, scope: Scope, credentials: tuple[str, str] | None) -> Principal:
         """The principal of the request's token, its DPoP proof checked when it is sent with the
         DPoP scheme (RFC 9449 §7.1); raise _Refusal otherwise."""
         if credentials is None or (credentials[0] == "bearer" and self.dpop.required):
@@ -400,7 +397,7 @@ class ResourceServerMiddleware:
             return principal
         try:
             proof = self.dpop.proof(
-                headers.getlist("dpop"),
+                Headers(scope=scope).getlist("dpop"),
                 method="GET" if scope["type"] == "websocket" else scope["method"],
                 uri=self._request_uri(scope),
                 token=token,
@@ -599,12 +596,11 @@ class ResourceServerMiddleware:
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """WebSocket handshakes under a protected path need a valid token too (and an allowed
         Origin); without one the handshake is refused (close code 1008 before accept)."""
-        headers = Headers(scope=scope)
         origins, authorizations, _ = _scan(scope["headers"])
         try:
             self._check_origin(origins)
             self._check_query(scope)
-            principal = await self._authenticate(scope, headers, self._credentials(authorizations))
+            principal = await self._authenticate(scope, self._credentials(authorizations))
             required = self.policy.required(None, None)
             if self.policy.missing(principal.scopes, required):
                 raise _Refusal(403, "insufficient_scope", "missing scope")

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp
 
 from bastion.logs import UVICORN_LOGGING
 from bastion.serve.listeners import Listener, bind_listener, bind_listeners
+from bastion.serve.one_write import OneWriteProtocol
 
 
 def proxy_options(trusted_proxies: Sequence[str]) -> dict[str, Any]:
@@ -35,11 +36,13 @@ SHUTDOWN_GRACE = 5
 
 def uvicorn_options(trusted_proxies: Sequence[str]) -> dict[str, Any]:
     """What every bastion listener gives ``uvicorn.run``/``uvicorn.Config``: the
-    :func:`proxy_options`, no Server header, bastion's log setup. uvicorn's access log is off:
+    :func:`proxy_options`, one write per answer (:mod:`bastion.serve.one_write`), no Server
+    header, bastion's log setup. uvicorn's access log is off:
     bastion's (:mod:`bastion.ops.request_id`) replaces it, with the request id and the route
     instead of the path with its query string, which can hold authorization codes and state."""
     return {
         **proxy_options(trusted_proxies),
+        "http": OneWriteProtocol,
         "server_header": False,
         "log_config": copy.deepcopy(UVICORN_LOGGING),
         "access_log": False,
