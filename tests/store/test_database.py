@@ -165,3 +165,37 @@ async def test_a_kept_connection_left_idle_longer_than_the_ping_interval_is_drop
     monkeypatch.setattr(database_module, "IDLE_PING", 0.0)
     await asyncio.sleep(0.01)
     assert await pid_of_next_use(pg) != first
+
+
+async def test_a_checkout_when_every_connection_is_out_takes_back_a_kept_one(
+    pg: Database,
+) -> None:
+    """Kept connections are checked out as far as the pool knows: when all POOL_SIZE are out,
+    some of them kept idle, a transaction gets one of those back at once instead of waiting
+    for the pool's timeout."""
+    await statements_backends(pg, database_module.KEPT)
+    assert len(pg.kept()) == database_module.KEPT
+    holding = database_module.POOL_SIZE - database_module.KEPT
+    held = asyncio.Event()
+    release = asyncio.Event()
+    count = 0
+
+    async def hold() -> None:
+        nonlocal count
+        async with pg.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+            count += 1
+            if count == holding:
+                held.set()
+            await asyncio.wait_for(release.wait(), 10)
+
+    holders = [asyncio.create_task(hold()) for _ in range(holding)]
+    try:
+        await asyncio.wait_for(held.wait(), 10)
+        assert pg.engine.sync_engine.pool.checkedout() == database_module.POOL_SIZE  # type: ignore[attr-defined]
+        async with asyncio.timeout(5), pg.transaction() as conn:
+            assert (await conn.execute(sa.text("SELECT 1"))).scalar_one() == 1
+        assert len(pg.kept()) == database_module.KEPT - 1
+    finally:
+        release.set()
+        await asyncio.gather(*holders)

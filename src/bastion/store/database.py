@@ -65,24 +65,29 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """A connection inside one transaction, committed on success and rolled back on error."""
-        async with self.engine.begin() as conn:
-            yield conn
+        conn = await self._checkout()
+        try:
+            async with conn.begin():
+                yield conn
+        finally:
+            await conn.close()
 
     @asynccontextmanager
     async def statements(self) -> AsyncIterator[AsyncConnection]:
         """A connection for reads and for changes made in one statement each. On PostgreSQL
         every statement commits on its own (autocommit): no BEGIN, COMMIT or ROLLBACK round
-        trips, so a change that must be atomic goes in one statement. On SQLite a
-        transaction, committed on success (its separate statements are atomic together)."""
+        trips, so a change that must be atomic goes in one statement; the connection is kept
+        checked out for the next use (see :class:`_Kept`). On SQLite a transaction, committed
+        on success (its separate statements are atomic together)."""
         if self.is_sqlite:
-            async with self.engine.begin() as conn:
+            async with self.transaction() as conn:
                 yield conn
             return
         kept = self._kept.take()
         if kept is not None:
             conn = kept
         else:
-            conn = await self.engine.connect()
+            conn = await self._checkout()
             try:
                 await conn.execution_options(isolation_level="AUTOCOMMIT")
             except BaseException:
@@ -104,8 +109,23 @@ class Database:
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
         """A connection for reads (autobegin; nothing is committed)."""
-        async with self.engine.connect() as conn:
+        conn = await self._checkout()
+        try:
             yield conn
+        finally:
+            await conn.close()
+
+    async def _checkout(self) -> AsyncConnection:
+        """A connection from the pool. Should every connection be out while some are kept
+        idle by :meth:`statements`, one of those goes back first; and none is kept while a
+        checkout waits (the pool hands each one returned to a waiter)."""
+        if not self.is_sqlite and self.engine.sync_engine.pool.checkedout() >= POOL_SIZE:  # type: ignore[attr-defined]
+            await self._kept.release_one()
+        self._kept.waiting += 1
+        try:
+            return await self.engine.connect()
+        finally:
+            self._kept.waiting -= 1
 
     async def upgrade(self) -> None:
         """Bring the schema to the newest migration (Alembic ``upgrade head``).
@@ -115,7 +135,7 @@ class Database:
         SCHEMA and CREATE TABLE. On PostgreSQL a transaction-scoped advisory lock serialises
         them; on an SQLite file, a lock on ``<database>.migrations.lock`` beside it (the
         sqlite3 module runs DDL outside transactions, so the database's own lock cannot)."""
-        async with _file_lock(sqlite_file(self.url)), self.engine.begin() as conn:
+        async with _file_lock(sqlite_file(self.url)), self.transaction() as conn:
             if not self.is_sqlite:
                 await conn.execute(
                     sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
@@ -194,6 +214,7 @@ class _Kept:
 
     def __init__(self) -> None:
         self.idle: list[tuple[AsyncConnection, float, asyncio.AbstractEventLoop]] = []
+        self.waiting = 0  # checkouts from the pool under way
 
     def take(self) -> AsyncConnection | None:
         loop = asyncio.get_running_loop()
@@ -213,7 +234,7 @@ class _Kept:
 
     def keep(self, conn: AsyncConnection) -> bool:
         """Keep ``conn`` for the next use; False when enough are kept (the caller closes it)."""
-        if len(self.idle) >= KEPT or conn.invalidated or _driver(conn) is None:
+        if self.waiting or len(self.idle) >= KEPT or conn.invalidated or _driver(conn) is None:
             return False
         self.idle.append((conn, time.monotonic(), asyncio.get_running_loop()))
         metrics.DB_IN_USE.dec()
@@ -231,6 +252,16 @@ class _Kept:
             task = loop.create_task(_invalidate(conn))
             _closing.add(task)
             task.add_done_callback(_closing.discard)
+
+    async def release_one(self) -> None:
+        """Return one kept connection to the pool, if there is one of this event loop."""
+        loop = asyncio.get_running_loop()
+        for index, (conn, _, owner) in enumerate(self.idle):
+            if owner is loop:
+                del self.idle[index]
+                metrics.DB_IN_USE.inc()
+                await conn.close()
+                return
 
     async def close(self) -> None:
         """Return every kept connection to the pool (before the engine is disposed)."""

@@ -7,7 +7,7 @@ racing redemptions exactly one sees the row (SQLite >= 3.35 and PostgreSQL both 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import sqlalchemy as sa
@@ -396,6 +396,8 @@ def _redemption(audited: bool, refresh: bool) -> Prepared:
 
 
 _REDEMPTION = {(a, r): _redemption(a, r) for a in (True, False) for r in (True, False)}
+# The family's fields as the redemption's parameters (a shallow copy: asdict copies deeply).
+_FAMILY_PARAMS = [(f"f_{field.name}", field.name) for field in fields(FamilyRecord)]
 
 
 async def redeem_code(
@@ -421,7 +423,7 @@ async def redeem_code(
         "expires_at": expires_at,
         "refresh_hash": refresh_hash,
         "issued_at": issued_at,
-        **{f"f_{k}": v for k, v in asdict(family).items()},
+        **{label: getattr(family, name) for label, name in _FAMILY_PARAMS},
     }
     audited = auth_audit.audit_params(audit)
     statement = _REDEMPTION[audited is not None, refresh_hash is not None]
