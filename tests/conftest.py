@@ -40,7 +40,7 @@ RESOURCE = "http://localhost:9001/mcp"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A test that takes the ``pg`` fixture (tests/store/conftest.py: PostgreSQL's own
+    """A test that takes the ``pg`` fixture (PostgreSQL's own
     behaviour) has no SQLite run: its SQLite variant is deselected rather than skipped, so that
     a skip in CI always means something is missing."""
     keep, dropped = [], []
@@ -126,6 +126,20 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     async with engine.begin() as conn:
         await conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
     await engine.dispose()
+
+
+@pytest.fixture
+async def pg(backend: dict[str, Any]) -> AsyncIterator[Database]:
+    """A migrated PostgreSQL schema (the SQLite run of a test using it is deselected, see
+    :func:`pytest_collection_modifyitems`)."""
+    if "database_schema" not in backend:
+        pytest.skip("PostgreSQL only")
+    db = Database(backend["database_url"], schema=backend["database_schema"])
+    await db.upgrade()
+    try:
+        yield db
+    finally:
+        await db.dispose()
 
 
 @pytest.fixture

@@ -24,7 +24,8 @@ from tests.support.flow import add_user, authorize, exchange
 @contextmanager
 def wire(client: httpx.AsyncClient) -> Iterator[list[str]]:
     """Every statement the requests of this task send while the block runs."""
-    engine = client.app.state.bastion.db.engine.sync_engine  # type: ignore[attr-defined]
+    db = client.app.state.bastion.db  # type: ignore[attr-defined]
+    engine = db.engine.sync_engine
     seen: list[str] = []
     task = asyncio.current_task()  # the requests' (ASGITransport), not housekeeping's
 
@@ -36,20 +37,27 @@ def wire(client: httpx.AsyncClient) -> Iterator[list[str]]:
         seen.append(query.query)
 
     # asyncpg calls its loggers later, from the loop: listen only while this task holds the
-    # connection.
+    # connection, checked out from the pool or one of those Database.statements() keeps
+    # checked out between uses (listened to until the block ends).
     def checkout(_dbapi: Any, record: Any, _proxy: Any) -> None:
         if asyncio.current_task() is task:
             record.driver_connection.add_query_logger(logged)
+            listening.append(record.driver_connection)
 
     def checkin(_dbapi: Any, record: Any) -> None:
         record.driver_connection.remove_query_logger(logged)
 
+    listening = [conn.sync_connection.connection.driver_connection for conn in db.kept()]  # type: ignore[union-attr]
+    for driver in listening:
+        driver.add_query_logger(logged)
     event.listen(engine, "before_cursor_execute", statement)
     event.listen(engine, "checkout", checkout)
     event.listen(engine, "checkin", checkin)
     try:
         yield seen
     finally:
+        for driver in listening:
+            driver.remove_query_logger(logged)
         for name, listener in [
             ("checkin", checkin),
             ("checkout", checkout),

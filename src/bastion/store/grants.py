@@ -7,7 +7,7 @@ racing redemptions exactly one sees the row (SQLite >= 3.35 and PostgreSQL both 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import sqlalchemy as sa
@@ -147,14 +147,27 @@ def _labelled(table: sa.Table, prefix: str) -> list[sa.Label[object]]:
     return [column.label(prefix + column.name) for column in table.c]
 
 
-def _unlabelled(row: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    return {key[len(prefix) :]: value for key, value in row.items() if key.startswith(prefix)}
+class _Unlabelled:
+    """A table's columns out of a row read with :func:`_labelled` (by name, no scan of the
+    row's other columns)."""
+
+    def __init__(self, table: sa.Table, prefix: str) -> None:
+        self.names = [(prefix + column.name, column.name) for column in table.c]
+
+    def __call__(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        return {name: row[label] for label, name in self.names}
+
+
+_REFRESH_COLUMNS = _Unlabelled(refresh_tokens, "r_")
+_FAMILY_COLUMNS = _Unlabelled(token_families, "f_")
+_CODE_COLUMNS = _Unlabelled(authorization_codes, "c_")
+_USER_COLUMNS = _Unlabelled(users, "u_")
 
 
 def _user_of(row: Mapping[str, Any]) -> User | None:
     if row["u_id"] is None:
         return None
-    found = _unlabelled(row, "u_")
+    found = _USER_COLUMNS(row)
     found["groups"] = list(found["groups"] or [])
     found["is_admin"] = bool(found["is_admin"])
     found["disabled"] = bool(found["disabled"])
@@ -222,8 +235,8 @@ async def refresh_grant(conn: AsyncConnection, token_hash: str) -> RefreshGrant 
     if row is None:
         return None
     return RefreshGrant(
-        RefreshRecord(**_unlabelled(row, "r_")),
-        FamilyRecord(**_unlabelled(row, "f_")),
+        RefreshRecord(**_REFRESH_COLUMNS(row)),
+        FamilyRecord(**_FAMILY_COLUMNS(row)),
         _user_of(row),
         _rules_of(row),
     )
@@ -346,7 +359,7 @@ async def code_grant(conn: AsyncConnection, code_hash: str) -> CodeGrant | None:
     row = await statement.first(conn, {"code_hash": code_hash})
     if row is None:
         return None
-    return CodeGrant(CodeRecord(**_unlabelled(row, "c_")), _user_of(row), _rules_of(row))
+    return CodeGrant(CodeRecord(**_CODE_COLUMNS(row)), _user_of(row), _rules_of(row))
 
 
 def _redemption(audited: bool, refresh: bool) -> Prepared:
@@ -383,6 +396,8 @@ def _redemption(audited: bool, refresh: bool) -> Prepared:
 
 
 _REDEMPTION = {(a, r): _redemption(a, r) for a in (True, False) for r in (True, False)}
+# The family's fields as the redemption's parameters (a shallow copy: asdict copies deeply).
+_FAMILY_PARAMS = [(f"f_{field.name}", field.name) for field in fields(FamilyRecord)]
 
 
 async def redeem_code(
@@ -408,7 +423,7 @@ async def redeem_code(
         "expires_at": expires_at,
         "refresh_hash": refresh_hash,
         "issued_at": issued_at,
-        **{f"f_{k}": v for k, v in asdict(family).items()},
+        **{label: getattr(family, name) for label, name in _FAMILY_PARAMS},
     }
     audited = auth_audit.audit_params(audit)
     statement = _REDEMPTION[audited is not None, refresh_hash is not None]
