@@ -31,7 +31,7 @@ from bastion.resource.principal import principal_of
 
 SCOPE_KEY = "bastion.request_id"
 # The root path the request came in with, to tell the mount paths Starlette adds below it.
-_ROOT_KEY = "bastion.request_id.root_path"
+ROOT_KEY = "bastion.request_id.root_path"
 HEADER = "x-request-id"
 _HEADER = HEADER.encode()
 MAX_LENGTH = 128
@@ -54,6 +54,11 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> str | None:
     return found[0].decode("ascii")
 
 
+def access_logged() -> bool:
+    """Whether the access log takes its records (INFO on ``bastion.access``)."""
+    return _access_log.isEnabledFor(logging.INFO)
+
+
 def request_id_of(scope: Mapping[str, object]) -> str | None:
     """The id :class:`RequestIdMiddleware` gave the request of ``scope`` (None outside it)."""
     found = scope.get(SCOPE_KEY)
@@ -66,7 +71,7 @@ def route_of(scope: Scope) -> str:
     route = scope.get("route")
     if isinstance(route, Route):
         mounted: str = scope.get("root_path", "")
-        outer: str = scope.get(_ROOT_KEY, "")
+        outer: str = scope.get(ROOT_KEY, "")
         return mounted[len(outer) :] + route.path
     path: str = scope.get("path", "")
     return path
@@ -86,7 +91,7 @@ class RequestIdMiddleware:
             return
         request_id = request_id_from(scope.get("headers", [])) or new_request_id()
         scope[SCOPE_KEY] = request_id
-        scope[_ROOT_KEY] = scope.get("root_path", "")
+        scope[ROOT_KEY] = scope.get("root_path", "")
         started = self.clock()
         status: int | None = None
 
@@ -112,14 +117,15 @@ class RequestIdMiddleware:
             raise
         finally:
             if _access_log.isEnabledFor(logging.INFO):
-                _log_access(scope, request_id, status, failed, self.clock() - started)
+                log_access(scope, request_id, status, failed, self.clock() - started)
             REQUEST_ID.reset(token)
 
 
-def _log_access(
+def log_access(
     scope: Scope, request_id: str, status: int | None, failed: bool, seconds: float
 ) -> None:
-    """The access log's record of one answered (or failed) request."""
+    """The access log's record of one answered (or failed) request, when ``bastion.access``
+    takes INFO (check with ``access_logged()`` first, to spare building it)."""
     latency = round(seconds * 1000, 2)
     principal = principal_of(scope)
     route = route_of(scope)
@@ -145,8 +151,11 @@ __all__ = [
     "ACCESS_LOGGER",
     "HEADER",
     "MAX_LENGTH",
+    "ROOT_KEY",
     "SCOPE_KEY",
     "RequestIdMiddleware",
+    "access_logged",
+    "log_access",
     "new_request_id",
     "request_id_from",
     "request_id_of",

@@ -145,10 +145,8 @@ class AuditMiddleware:
         self.clock = clock
         self.writer = AuditWriter(db)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] == "OPTIONS":
-            await self.app(scope, receive, send)
-            return
+    def note(self, scope: Scope) -> Note:
+        """The note of a new request, put in its scope (what the handlers fill in)."""
         raw = scope.get("raw_path") or scope["path"].encode("utf-8")
         target = paths.parse(raw, self.prefix)
         action = target.action(scope["method"]) if target else None
@@ -158,24 +156,30 @@ class AuditMiddleware:
             version=target.version if target else None,
         )
         scope[NOTE] = note
-        started: dict[str, Any] = {}
+        return note
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] == "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        note = self.note(scope)
+        status = 500
+        challenge: str | None = None
         written = False
 
         async def audited(message: Message) -> None:
-            nonlocal written
+            nonlocal written, status, challenge
             if message["type"] == "http.response.start":
-                started["status"] = message["status"]
-                if message["status"] >= 300:  # only refusals carry a challenge worth reading
-                    started["challenge"] = Headers(raw=message.get("headers", [])).get(
-                        "www-authenticate"
-                    )
+                status = message["status"]
+                if status >= 300:  # only refusals carry a challenge worth reading
+                    challenge = challenge_of(message)
             elif (
                 message["type"] == "http.response.body"
                 and not message.get("more_body")
                 and not written
             ):
                 written = True
-                await self._write(scope, note, started.get("status", 500), started)
+                await self.write(scope, note, status, challenge)
             await send(message)
 
         try:
@@ -183,12 +187,15 @@ class AuditMiddleware:
         except Exception:
             if not written:
                 written = True
-                await self._write(scope, note, 500, {})
+                await self.write(scope, note, 500, None)
             raise
         if not written:  # the app returned without finishing an answer
-            await self._write(scope, note, started.get("status", 500), started)
+            await self.write(scope, note, status, challenge)
 
-    async def _write(self, scope: Scope, note: Note, status: int, started: dict[str, Any]) -> None:
+    async def write(self, scope: Scope, note: Note, status: int, challenge: str | None) -> None:
+        """Commit the record of the request of ``scope`` (answered with ``status`` and, for a
+        refusal, the ``WWW-Authenticate`` value ``challenge``); a failure is logged, not
+        raised: the answer is already decided."""
         who = principal_of(scope)
         record = AuditRecord(
             at=self.clock(),
@@ -198,7 +205,7 @@ class AuditMiddleware:
             server_name=clean_name(note.name),
             version=clean_version(note.version),
             status=status,
-            result=note.result or _result_of(status, started.get("challenge")),
+            result=note.result or _result_of(status, challenge),
             detail=note.detail,
             request_id=request_id_of(scope),
         )
@@ -209,6 +216,11 @@ class AuditMiddleware:
             # The answer is already decided (a write is already committed): keep serving, but
             # make the gap impossible to miss.
             log.exception("could not write the registry audit record %r", record)
+
+
+def challenge_of(message: Message) -> str | None:
+    """The ``WWW-Authenticate`` value of an ``http.response.start`` message, if any."""
+    return Headers(raw=message.get("headers", [])).get("www-authenticate")
 
 
 def export_line(record: AuditRecord) -> dict[str, Any]:
@@ -250,6 +262,7 @@ __all__ = [
     "AuditMiddleware",
     "AuditWriter",
     "Note",
+    "challenge_of",
     "clean_name",
     "clean_version",
     "export",
