@@ -53,6 +53,8 @@ class Note:
     version: str | None = None
     result: str | None = None
     detail: dict[str, object] | None = None
+    # json.dumps(detail), when the handler has it already (set together with detail).
+    detail_json: str | None = None
 
 
 def note_of(scope: Scope) -> Note | None:
@@ -208,6 +210,7 @@ class AuditMiddleware:
             result=note.result or _result_of(status, challenge),
             detail=note.detail,
             request_id=request_id_of(scope),
+            detail_json=note.detail_json,
         )
         metrics.registry_operation(record.action, record.result)
         try:

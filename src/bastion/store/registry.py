@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bastion.store.database import JsonText
 from bastion.store.schema import (
     registry_audit,
     registry_entries,
@@ -86,6 +87,9 @@ class AuditRecord:
     detail: dict[str, object] | None = field(default=None)
     id: int | None = None
     request_id: str | None = None
+    # ``json.dumps(detail)`` when the writer has it already (an answer kept in memory), so
+    # that it is not serialized again for every request.
+    detail_json: str | None = field(default=None, compare=False, repr=False)
 
 
 def _entry(row: sa.Row[Any]) -> Entry:
@@ -304,7 +308,7 @@ def _audit_row(record: AuditRecord) -> dict[str, Any]:
         "version": record.version,
         "status": record.status,
         "result": record.result,
-        "detail": record.detail,
+        "detail": record.detail if record.detail_json is None else JsonText(record.detail_json),
         "request_id": record.request_id,
     }
 
