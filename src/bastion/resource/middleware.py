@@ -273,7 +273,9 @@ class ResourceServerMiddleware:
     def _protected(self, path: str) -> bool:
         if path in self._exact_paths:
             return True
-        candidates = {path, _normalize_path(path)}
+        # A path without empty or dot segments is its own normal form.
+        plain = path.startswith("/") and "//" not in path and "/." not in path
+        candidates = {path} if plain and not path.endswith("/") else {path, _normalize_path(path)}
         for prefix in self.protect_paths:
             if not prefix:
                 return True
