@@ -17,13 +17,19 @@ from bastion.store.database import Database
 
 
 class CountingDatabase(Database):
-    """A Database that counts the transactions it opens."""
+    """A Database that counts the transactions it opens: ``transaction()``, and
+    ``statements()`` (a transaction on SQLite; on PostgreSQL each statement commits alone, and
+    the writer makes one per batch)."""
 
     transactions = 0
 
     def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
         self.transactions += 1
         return super().transaction()
+
+    def statements(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        self.transactions += 1
+        return super().statements()
 
 
 @pytest.fixture

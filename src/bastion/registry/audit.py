@@ -118,7 +118,9 @@ class AuditWriter:
                 batch = self._pending[: self.max_batch]
                 del self._pending[: self.max_batch]
                 try:
-                    async with self.db.transaction() as conn:
+                    # One statement, atomic on its own: on PostgreSQL it commits by itself
+                    # (no BEGIN and COMMIT round trips), on SQLite in a transaction.
+                    async with self.db.statements() as conn:
                         await rows.add_audits(conn, [record for record, _ in batch])
                 except Exception as exc:
                     for _, done in batch:
