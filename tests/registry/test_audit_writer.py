@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -76,6 +76,50 @@ async def test_concurrent_records_share_transactions_in_arrival_order(
     assert [r.subject for r in await stored(db)] == [f"user-{n}" for n in range(50)]
     # All 50 are waiting before the flush starts: batches of 20, 20 and 10.
     assert db.transactions - before == 3
+
+
+class OverlapDatabase(CountingDatabase):
+    """A CountingDatabase that also counts the most statements() connections open at once."""
+
+    open_now = 0
+    most_open = 0
+
+    @asynccontextmanager
+    async def _tracked(self) -> AsyncIterator[AsyncConnection]:
+        self.open_now += 1
+        self.most_open = max(self.most_open, self.open_now)
+        try:
+            async with Database.statements(self) as conn:
+                await asyncio.sleep(0.01)  # long enough for the other flush to start
+                yield conn
+        finally:
+            self.open_now -= 1
+
+    def statements(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        self.transactions += 1
+        return self._tracked()
+
+
+async def test_with_two_flushes_a_batch_commits_while_another_does(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """flushes=2: two commits under way at once, never three; every record committed once."""
+    settings = make_settings()
+    db = OverlapDatabase(settings.effective_database_url, schema=settings.database_schema)
+    await db.upgrade()
+    try:
+        writer = AuditWriter(db, max_batch=20, flushes=2)
+        await asyncio.gather(*(writer.write(record(n)) for n in range(50)))
+        await writer.aclose()
+        assert sorted(r.subject for r in await stored(db)) == sorted(f"user-{n}" for n in range(50))
+        # 0-19 and 20-39 commit together; the first flush to finish takes 40-49.
+        assert (db.transactions, db.most_open) == (3, 2)
+        for n in range(50, 60):
+            await writer.write(record(n))
+        await writer.aclose()
+        assert db.most_open == 2 and "flushing=0" in repr(writer)
+    finally:
+        await db.dispose()
 
 
 @pytest.mark.empty_database
