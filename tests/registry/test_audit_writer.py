@@ -4,16 +4,19 @@ and records of concurrent requests share transactions."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bastion.config import Settings
 from bastion.registry.audit import AuditWriter
 from bastion.store import registry as rows
 from bastion.store.database import Database
+from bastion.store.schema import registry_audit
 
 
 class CountingDatabase(Database):
@@ -148,3 +151,61 @@ async def test_a_cancelled_request_does_not_cancel_its_commit(db: CountingDataba
     await first
     await writer.aclose()
     assert [r.subject for r in await stored(db)] == ["user-1", "user-2"]
+
+
+async def test_records_are_stored_as_sqlalchemys_insert_stores_them(db: CountingDatabase) -> None:
+    """add_audits (on SQLite straight to the driver) stores each column exactly as a plain
+    SQLAlchemy insert of the same record does: a missing detail as JSON null, text as JSON
+    text, a detail serialized ahead (detail_json) as that text."""
+    detail: dict[str, object] = {"entries": ["io.x/é@1"], "count": 1}
+    records = [
+        rows.AuditRecord(
+            at=1,
+            subject="s",
+            client_id=None,
+            action="get",
+            server_name="io.x/y",
+            version="1.0.0",
+            status=200,
+            result="ok",
+            request_id="r1",
+        ),
+        rows.AuditRecord(
+            at=2,
+            subject=None,
+            client_id="c",
+            action="list",
+            server_name=None,
+            version=None,
+            status=401,
+            result="unauthorized",
+            detail=detail,
+        ),
+        rows.AuditRecord(
+            at=3,
+            subject="s",
+            client_id="c",
+            action="list",
+            server_name=None,
+            version=None,
+            status=200,
+            result="ok",
+            detail=detail,
+            detail_json=json.dumps(detail),
+        ),
+    ]
+    async with db.statements() as conn:
+        await rows.add_audits(conn, records)
+    async with db.transaction() as conn:
+        await conn.execute(
+            sa.insert(registry_audit),
+            [{**rows._audit_row(r), "at": r.at + 100, "detail": r.detail} for r in records],
+        )
+    columns = sa.select(
+        *(c for c in registry_audit.c if c.name not in ("id", "at", "detail")),
+        sa.cast(registry_audit.c.detail, sa.Text),
+    ).order_by(registry_audit.c.at)
+    async with db.connect() as conn:
+        stored = [tuple(row) for row in (await conn.execute(columns)).all()]
+    assert stored[:3] == stored[3:]
+    assert stored[0][-1] == "null"
