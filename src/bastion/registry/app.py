@@ -21,6 +21,11 @@ plus the Protected Resource Metadata at the path-inserted well-known URL of the 
 (its ``resource`` is the registry URL; RFC 9728 §3) and bastion's OpenAPI document at
 ``<prefix>/openapi.json``; with ``[[registry.mirrors]]``, the lifespan also runs the mirrors
 (:mod:`bastion.registry.mirror_schedule`).
+
+In front of it all, :class:`~bastion.registry.front.RegistryFront` answers the GETs that the
+token check lets through unchanged (one Bearer token with the read scope, no Origin, no DPoP)
+in one call to the API, with what the layers above would add; every other request, a refused
+one included, goes through the stack above.
 """
 
 from __future__ import annotations
