@@ -297,3 +297,36 @@ async def test_every_read_has_its_audit_record_committed_when_its_answer_arrives
             if status == 200 and name != "latest":
                 assert found[0].detail is not None
                 assert found[0].detail["count"] == len(response.json()["servers"])
+
+
+async def test_a_read_that_fails_is_a_500_problem_with_its_request_id_and_audit_record(
+    live: Registry,
+) -> None:
+    """The database losing the entries' table mid-service: a plain read (token accepted, nothing
+    kept in memory) answers 500 with an RFC 9457 problem and no trace, carries its request id,
+    and its record (status 500) is committed; the registry keeps serving."""
+    headers = live.bearer(await live.token("ann", groups=["team-a"]))
+    path = f"{live.base}/servers/{encoded(PUBLIC[1])}/versions/latest"
+    db = Database(live.settings.effective_database_url, schema=live.settings.database_schema)
+    try:
+        async with db.transaction() as conn:
+            await conn.exec_driver_sql("ALTER TABLE registry_entries RENAME TO registry_gone")
+        response = await live.client.get(path, headers={**headers, "X-Request-Id": "broken-1"})
+        async with db.transaction() as conn:
+            await conn.exec_driver_sql("ALTER TABLE registry_gone RENAME TO registry_entries")
+    finally:
+        await db.dispose()
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["x-request-id"] == "broken-1"
+    assert response.json() == {
+        "type": "about:blank",
+        "title": "Internal Server Error",
+        "status": 500,
+        "detail": "internal error; see the server log",
+    }
+    found = [r for r in await _records(live) if r.request_id == "broken-1"]
+    assert [(r.status, r.result, r.subject, r.action) for r in found] == [
+        (500, "error", "ann", "get")
+    ]
+    assert (await live.client.get(path, headers=headers)).status_code == 200
