@@ -296,10 +296,13 @@ class Measured:
 
 
 @contextlib.contextmanager
-def _serving(plan: Plan, backends: Sequence[Backend]) -> Iterator[None]:
+def _serving(plan: Plan, backends: Sequence[Backend]) -> Iterator[dict[str, int]]:
+    """Every backend's registry process; yields their process ids by label (whose CPU each
+    measurement reads)."""
     with contextlib.ExitStack() as running:
+        pids: dict[str, int] = {}
         for one in backends:
-            running.enter_context(
+            server = running.enter_context(
                 uvicorn_app(
                     one.label,
                     "benchmarks.apps:registry",
@@ -309,7 +312,8 @@ def _serving(plan: Plan, backends: Sequence[Backend]) -> Iterator[None]:
                     ready_path="/openapi.json",
                 )
             )
-        yield
+            pids[one.label] = server.process.pid
+        yield pids
 
 
 async def _reader(stack: Stack, backends: Sequence[Backend]) -> tuple[dict[str, Any], Credentials]:
@@ -333,14 +337,14 @@ async def _reader(stack: Stack, backends: Sequence[Backend]) -> tuple[dict[str, 
 
 
 def _load_maker(
-    plan: Plan, port: int, token: str, case: Case, body: bytes
+    plan: Plan, port: int, token: str, case: Case, body: bytes, pid: int
 ) -> Callable[[], Awaitable[Load]]:
     request = raw_request(
         "127.0.0.1", port, "GET", case.target, headers={"Authorization": f"Bearer {token}"}
     )
 
     async def make() -> Load:
-        return planning.load(plan, port, [request], expect_body=body)
+        return planning.load(plan, port, [request], expect_body=body, watch=(pid,))
 
     return make
 
@@ -363,7 +367,7 @@ async def measure(
     pages = tmp / "pages.json"
     with (
         bastion_serve(as_settings, port=stack.as_port, cpus=plan.server_cpus),
-        _serving(plan, backends),
+        _serving(plan, backends) as pids,
     ):
         for one in backends:
             one.token = _token(stack.issuer, reader, one.url)
@@ -382,14 +386,14 @@ async def measure(
             port=static_port,
             env={"BENCH_STATIC_PAGES": str(pages)},
             cpus=plan.server_cpus,
-        ):
+        ) as static:
             targets: list[Target] = []
             for case in requests:
                 body = bodies[case.key]
                 for one in backends:
-                    make = _load_maker(plan, one.port, one.token, case, body)
+                    make = _load_maker(plan, one.port, one.token, case, body, pids[one.label])
                     targets.append((name(case, one.label), make))
-                make = _load_maker(plan, static_port, first.token, case, body)
+                make = _load_maker(plan, static_port, first.token, case, body, static.process.pid)
                 targets.append((name(case, STATIC), make))
             results = await planning.interleaved(plan, targets)
     return Measured(results, bodies)

@@ -3,7 +3,10 @@ scope or the answer; then the well-formed id kept, echoed and logged with the ac
 
 from __future__ import annotations
 
+import base64
 import logging
+import os
+import re
 from collections.abc import Iterator
 
 import httpx
@@ -20,6 +23,7 @@ from bastion.ops.request_id import (
     ACCESS_LOGGER,
     SCOPE_KEY,
     RequestIdMiddleware,
+    new_request_id,
     request_id_from,
     request_id_of,
 )
@@ -259,3 +263,30 @@ async def test_websocket_and_lifespan_scopes_pass_untouched() -> None:
     await middleware({"type": "lifespan"}, nothing, ignore)
     await middleware({"type": "websocket", "headers": []}, nothing, ignore)
     assert all(SCOPE_KEY not in scope for scope in scopes)
+
+
+def test_new_ids_are_128_random_bits_never_repeated_across_reads() -> None:
+    """22 URL-safe characters (16 bytes), all distinct over several reads of the CSPRNG."""
+    ids = [new_request_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for value in ids:
+        assert re.fullmatch(r"[A-Za-z0-9_-]{22}", value)
+        assert len(base64.urlsafe_b64decode(value + "==")) == 16
+
+
+def test_a_forked_worker_never_hands_out_the_ids_its_parent_will() -> None:
+    """``bastion serve --workers`` forks: bytes read before the fork are not used in the child."""
+    new_request_id()  # random bytes are now kept in this process
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.close(write)
+    try:
+        from_child = os.read(read, 100).decode()
+    finally:
+        os.close(read)
+        os.waitpid(child, 0)
+    assert len(from_child) == 22
+    assert from_child != new_request_id()

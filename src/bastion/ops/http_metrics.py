@@ -56,9 +56,14 @@ class HttpMetrics:
         try:
             await self.app(scope, receive, timed)
         finally:
-            count, duration = self._child(scope, status)
-            count.inc()
-            duration.observe(time.perf_counter() - started)
+            self.observe(scope, status, time.perf_counter() - started)
+
+    def observe(self, scope: Scope, status: int, seconds: float) -> None:
+        """Count one answered request of ``scope`` that took ``seconds`` (for apps that answer
+        some requests without passing them through this middleware)."""
+        count, duration = self._child(scope, status)
+        count.inc()
+        duration.observe(seconds)
 
     def _child(self, scope: Scope, status: int) -> tuple[Counter, Histogram]:
         route = self.route_of(scope) or UNMATCHED

@@ -17,7 +17,9 @@ client_id and subject of the verified token on a protected resource.
 
 from __future__ import annotations
 
+import base64
 import logging
+import os
 import re
 import secrets
 import time
@@ -31,7 +33,7 @@ from bastion.resource.principal import principal_of
 
 SCOPE_KEY = "bastion.request_id"
 # The root path the request came in with, to tell the mount paths Starlette adds below it.
-_ROOT_KEY = "bastion.request_id.root_path"
+ROOT_KEY = "bastion.request_id.root_path"
 HEADER = "x-request-id"
 _HEADER = HEADER.encode()
 MAX_LENGTH = 128
@@ -41,9 +43,37 @@ ACCESS_LOGGER = "bastion.access"
 _access_log = get_logger(ACCESS_LOGGER)
 
 
+class _RandomIds:
+    """Request ids from the operating system's CSPRNG, read for many ids at a time (one
+    ``getrandom`` call per :data:`_IDS_PER_READ` ids instead of one per request). Bytes read
+    before a fork are dropped in the child, so worker processes never share ids."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._at = 0
+
+    def next(self) -> str:
+        if self._at >= len(self._buffer):
+            self._buffer = secrets.token_bytes(_ID_BYTES * _IDS_PER_READ)
+            self._at = 0
+        chunk = self._buffer[self._at : self._at + _ID_BYTES]
+        self._at += _ID_BYTES
+        return base64.urlsafe_b64encode(chunk).rstrip(b"=").decode("ascii")
+
+    def forget(self) -> None:
+        self._buffer = b""
+        self._at = 0
+
+
+_ID_BYTES = 16
+_IDS_PER_READ = 256
+_ids = _RandomIds()
+os.register_at_fork(after_in_child=_ids.forget)
+
+
 def new_request_id() -> str:
     """A fresh id: 128 random bits, URL-safe base64 (22 characters)."""
-    return secrets.token_urlsafe(16)
+    return _ids.next()
 
 
 def request_id_from(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -52,6 +82,11 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> str | None:
     if len(found) != 1 or not _WELL_FORMED.fullmatch(found[0]):
         return None
     return found[0].decode("ascii")
+
+
+def access_logged() -> bool:
+    """Whether the access log takes its records (INFO on ``bastion.access``)."""
+    return _access_log.isEnabledFor(logging.INFO)
 
 
 def request_id_of(scope: Mapping[str, object]) -> str | None:
@@ -66,7 +101,7 @@ def route_of(scope: Scope) -> str:
     route = scope.get("route")
     if isinstance(route, Route):
         mounted: str = scope.get("root_path", "")
-        outer: str = scope.get(_ROOT_KEY, "")
+        outer: str = scope.get(ROOT_KEY, "")
         return mounted[len(outer) :] + route.path
     path: str = scope.get("path", "")
     return path
@@ -86,7 +121,7 @@ class RequestIdMiddleware:
             return
         request_id = request_id_from(scope.get("headers", [])) or new_request_id()
         scope[SCOPE_KEY] = request_id
-        scope[_ROOT_KEY] = scope.get("root_path", "")
+        scope[ROOT_KEY] = scope.get("root_path", "")
         started = self.clock()
         status: int | None = None
 
@@ -112,14 +147,15 @@ class RequestIdMiddleware:
             raise
         finally:
             if _access_log.isEnabledFor(logging.INFO):
-                _log_access(scope, request_id, status, failed, self.clock() - started)
+                log_access(scope, request_id, status, failed, self.clock() - started)
             REQUEST_ID.reset(token)
 
 
-def _log_access(
+def log_access(
     scope: Scope, request_id: str, status: int | None, failed: bool, seconds: float
 ) -> None:
-    """The access log's record of one answered (or failed) request."""
+    """The access log's record of one answered (or failed) request, when ``bastion.access``
+    takes INFO (check with ``access_logged()`` first, to spare building it)."""
     latency = round(seconds * 1000, 2)
     principal = principal_of(scope)
     route = route_of(scope)
@@ -145,8 +181,11 @@ __all__ = [
     "ACCESS_LOGGER",
     "HEADER",
     "MAX_LENGTH",
+    "ROOT_KEY",
     "SCOPE_KEY",
     "RequestIdMiddleware",
+    "access_logged",
+    "log_access",
     "new_request_id",
     "request_id_from",
     "request_id_of",

@@ -211,7 +211,7 @@ class RegistryApi:
         self.registry.need_read(caller)
         note = note_of(scope)
         if note is not None:
-            note.detail = answer.detail
+            note.detail, note.detail_json = answer.detail, answer.detail_json
             if answer.latest is not None:
                 note.version = answer.latest
         return answer
@@ -316,7 +316,7 @@ class RegistryApi:
             self.cache.put(_read_key(scope, view), generation, answer)
         note = note_of(scope)
         if note is not None:
-            note.detail = answer.detail
+            note.detail, note.detail_json = answer.detail, answer.detail_json
             if answer.latest is not None:
                 note.version = answer.latest
         return _body_response(answer.body)

@@ -21,6 +21,11 @@ plus the Protected Resource Metadata at the path-inserted well-known URL of the 
 (its ``resource`` is the registry URL; RFC 9728 §3) and bastion's OpenAPI document at
 ``<prefix>/openapi.json``; with ``[[registry.mirrors]]``, the lifespan also runs the mirrors
 (:mod:`bastion.registry.mirror_schedule`).
+
+In front of it all, :class:`~bastion.registry.front.RegistryFront` answers the GETs that the
+token check lets through unchanged (one Bearer token with the read scope, no Origin, no DPoP)
+in one call to the API, with what the layers above would add; every other request, a refused
+one included, goes through the stack above.
 """
 
 from __future__ import annotations
@@ -54,13 +59,14 @@ from bastion.ops.health import (
     keys_check,
     migrations_check,
 )
-from bastion.ops.http_metrics import http_metrics
+from bastion.ops.http_metrics import HttpMetrics, http_metrics
 from bastion.ops.request_id import RequestIdMiddleware
 from bastion.private_files import private_dir
 from bastion.registry.access import scope_policy
 from bastion.registry.api import RegistryApi
 from bastion.registry.audit import AuditMiddleware, note_of
 from bastion.registry.cors import RegistryCors
+from bastion.registry.front import RegistryFront
 from bastion.registry.gateway_listing import sync_gateway
 from bastion.registry.mirror_schedule import MirrorScheduler
 from bastion.registry.old_scopes import old_scope_note
@@ -184,7 +190,7 @@ def create_registry_app(
     verifier: TokenVerifier | None = None,
     clock: MillisClock = system_millis,
     revocations: RevocationList | None = None,
-) -> Starlette:
+) -> RegistryFront:
     """The registry for ``settings.registry``. ``http`` (default: one made here and closed on
     shutdown) fetches the AS's JWKS; ``verifier`` replaces the default JWT verifier (e.g. an
     IntrospectionVerifier for another AS); ``clock`` gives Unix milliseconds. The default
@@ -304,12 +310,11 @@ def create_registry_app(
             await audited.writer.aclose()
             await db.dispose()
 
+    metrics_on = settings.metrics.listen is not None
     app = Starlette(
         middleware=[
             Middleware(RequestIdMiddleware),
-            *http_metrics(
-                "registry", enabled=settings.metrics.listen is not None, route_of=routes.route_of
-            ),
+            *http_metrics("registry", enabled=metrics_on, route_of=routes.route_of),
             Middleware(_failsafe),
             Middleware(Probes, readiness=readiness),
             Middleware(RegistryCors, allowed_origins=config.allowed_origins, skip=[metadata_path]),
@@ -318,7 +323,15 @@ def create_registry_app(
         lifespan=lifespan,
     )
     app.state.readiness = readiness
-    return app
+    return RegistryFront(
+        app,
+        api=api,
+        protected=protected,
+        audit=audited,
+        prefixes=routes.api,
+        # Requests of the front and of the full stack count in the same series.
+        metrics=HttpMetrics(api, name="registry", route_of=routes.route_of) if metrics_on else None,
+    )
 
 
 def _add_checks(

@@ -42,6 +42,8 @@ from bastion.store.registry import AuditRecord
 log = get_logger("bastion.registry.audit")
 NOTE = "bastion.registry.audit"
 _PAGE = 1000
+# Commits of audit batches under way at once on PostgreSQL (AuditWriter).
+PG_FLUSHES = 2
 
 
 @dataclass
@@ -53,6 +55,8 @@ class Note:
     version: str | None = None
     result: str | None = None
     detail: dict[str, object] | None = None
+    # json.dumps(detail), when the handler has it already (set together with detail).
+    detail_json: str | None = None
 
 
 def note_of(scope: Scope) -> Note | None:
@@ -88,51 +92,58 @@ def _result_of(status: int, challenge: str | None) -> str:
 class AuditWriter:
     """Group commit of audit records (see the module docstring).
 
-    :meth:`write` returns once the record is committed, or raises what the commit raised. One
-    flush task runs at a time; it takes at most ``max_batch`` records per transaction.
+    :meth:`write` returns once the record is committed, or raises what the commit raised. Up
+    to ``flushes`` flush tasks run at a time (each takes what is waiting when it starts, at
+    most ``max_batch`` records per statement): with more than one, a batch gathers while
+    another commits, which raises throughput where a commit's latency, not the CPU, is the
+    limit (PostgreSQL); SQLite has one writer at a time, so one is enough there.
     """
 
-    def __init__(self, db: Database, *, max_batch: int = 500) -> None:
+    def __init__(self, db: Database, *, max_batch: int = 500, flushes: int = 1) -> None:
+        if flushes < 1:
+            raise ValueError("flushes must be at least 1")
         self.db = db
         self.max_batch = max_batch
+        self.flushes = flushes
         self._pending: list[tuple[AuditRecord, asyncio.Future[None]]] = []
-        self._flushing: asyncio.Task[None] | None = None
+        self._flushing: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
-        return f"AuditWriter(pending={len(self._pending)})"
+        return f"AuditWriter(pending={len(self._pending)}, flushing={len(self._flushing)})"
 
     async def write(self, record: AuditRecord) -> None:
         """Commit ``record`` together with whatever else is waiting."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((record, done))
-        if self._flushing is None:
-            self._flushing = asyncio.create_task(self._flush())
+        if len(self._flushing) < self.flushes:
+            task = asyncio.create_task(self._flush())
+            self._flushing.add(task)
+            task.add_done_callback(self._flushing.discard)
         # A request cancelled meanwhile does not cancel the commit its record is part of.
         await asyncio.shield(done)
 
     async def _flush(self) -> None:
-        try:
-            while self._pending:
-                batch = self._pending[: self.max_batch]
-                del self._pending[: self.max_batch]
-                try:
-                    async with self.db.transaction() as conn:
-                        await rows.add_audits(conn, [record for record, _ in batch])
-                except Exception as exc:
-                    for _, done in batch:
-                        if not done.done():
-                            done.set_exception(exc)
-                else:
-                    for _, done in batch:
-                        if not done.done():
-                            done.set_result(None)
-        finally:
-            self._flushing = None
+        while self._pending:
+            batch = self._pending[: self.max_batch]
+            del self._pending[: self.max_batch]
+            try:
+                # One statement, atomic on its own: on PostgreSQL it commits by itself (no
+                # BEGIN and COMMIT round trips), on SQLite in a transaction.
+                async with self.db.statements() as conn:
+                    await rows.add_audits(conn, [record for record, _ in batch])
+            except Exception as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
 
     async def aclose(self) -> None:
         """Wait for the records still being written."""
-        if self._flushing is not None:
-            await self._flushing
+        while self._flushing:
+            await asyncio.gather(*self._flushing)
 
 
 class AuditMiddleware:
@@ -143,12 +154,10 @@ class AuditMiddleware:
         self.db = db
         self.prefix = prefix
         self.clock = clock
-        self.writer = AuditWriter(db)
+        self.writer = AuditWriter(db, flushes=1 if db.is_sqlite else PG_FLUSHES)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] == "OPTIONS":
-            await self.app(scope, receive, send)
-            return
+    def note(self, scope: Scope) -> Note:
+        """The note of a new request, put in its scope (what the handlers fill in)."""
         raw = scope.get("raw_path") or scope["path"].encode("utf-8")
         target = paths.parse(raw, self.prefix)
         action = target.action(scope["method"]) if target else None
@@ -158,24 +167,30 @@ class AuditMiddleware:
             version=target.version if target else None,
         )
         scope[NOTE] = note
-        started: dict[str, Any] = {}
+        return note
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] == "OPTIONS":
+            await self.app(scope, receive, send)
+            return
+        note = self.note(scope)
+        status = 500
+        challenge: str | None = None
         written = False
 
         async def audited(message: Message) -> None:
-            nonlocal written
+            nonlocal written, status, challenge
             if message["type"] == "http.response.start":
-                started["status"] = message["status"]
-                if message["status"] >= 300:  # only refusals carry a challenge worth reading
-                    started["challenge"] = Headers(raw=message.get("headers", [])).get(
-                        "www-authenticate"
-                    )
+                status = message["status"]
+                if status >= 300:  # only refusals carry a challenge worth reading
+                    challenge = challenge_of(message)
             elif (
                 message["type"] == "http.response.body"
                 and not message.get("more_body")
                 and not written
             ):
                 written = True
-                await self._write(scope, note, started.get("status", 500), started)
+                await self.write(scope, note, status, challenge)
             await send(message)
 
         try:
@@ -183,12 +198,15 @@ class AuditMiddleware:
         except Exception:
             if not written:
                 written = True
-                await self._write(scope, note, 500, {})
+                await self.write(scope, note, 500, None)
             raise
         if not written:  # the app returned without finishing an answer
-            await self._write(scope, note, started.get("status", 500), started)
+            await self.write(scope, note, status, challenge)
 
-    async def _write(self, scope: Scope, note: Note, status: int, started: dict[str, Any]) -> None:
+    async def write(self, scope: Scope, note: Note, status: int, challenge: str | None) -> None:
+        """Commit the record of the request of ``scope`` (answered with ``status`` and, for a
+        refusal, the ``WWW-Authenticate`` value ``challenge``); a failure is logged, not
+        raised: the answer is already decided."""
         who = principal_of(scope)
         record = AuditRecord(
             at=self.clock(),
@@ -198,9 +216,10 @@ class AuditMiddleware:
             server_name=clean_name(note.name),
             version=clean_version(note.version),
             status=status,
-            result=note.result or _result_of(status, started.get("challenge")),
+            result=note.result or _result_of(status, challenge),
             detail=note.detail,
             request_id=request_id_of(scope),
+            detail_json=note.detail_json,
         )
         metrics.registry_operation(record.action, record.result)
         try:
@@ -209,6 +228,11 @@ class AuditMiddleware:
             # The answer is already decided (a write is already committed): keep serving, but
             # make the gap impossible to miss.
             log.exception("could not write the registry audit record %r", record)
+
+
+def challenge_of(message: Message) -> str | None:
+    """The ``WWW-Authenticate`` value of an ``http.response.start`` message, if any."""
+    return Headers(raw=message.get("headers", [])).get("www-authenticate")
 
 
 def export_line(record: AuditRecord) -> dict[str, Any]:
@@ -250,6 +274,7 @@ __all__ = [
     "AuditMiddleware",
     "AuditWriter",
     "Note",
+    "challenge_of",
     "clean_name",
     "clean_version",
     "export",

@@ -10,6 +10,7 @@ too: names have exactly one ``/``, so the two segments are unambiguous. Versions
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import unquote
 
 API_VERSIONS = ("v0.1", "v0")
@@ -63,6 +64,17 @@ def segments(raw_path: bytes) -> list[str]:
 def parse(raw_path: bytes, prefix: str) -> Target | None:
     """The target of a path under the registry ``prefix`` (``""`` or ``/registry``), or None
     when the path names nothing the API serves."""
+    if len(raw_path) <= _CACHED_LENGTH:
+        return _parse_kept(raw_path, prefix)
+    return _parse(raw_path, prefix)
+
+
+# Paths up to this long have their targets kept (the same few paths are read again and again;
+# the bound keeps the memory of the kept ones small whatever paths clients send).
+_CACHED_LENGTH = 512
+
+
+def _parse(raw_path: bytes, prefix: str) -> Target | None:
     try:
         parts = segments(raw_path)
     except UnicodeDecodeError:
@@ -96,6 +108,9 @@ def parse(raw_path: bytes, prefix: str) -> Target | None:
     if len(rest) == 3 and rest[0] == "versions" and rest[1] and rest[2] == "status":
         return Target("version_status", name, rest[1])
     return None
+
+
+_parse_kept = lru_cache(maxsize=4096)(_parse)
 
 
 __all__ = ["API_VERSIONS", "Target", "parse", "segments"]

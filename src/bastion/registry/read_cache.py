@@ -23,12 +23,14 @@ How fresh an answer is:
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import cached_property
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -49,6 +51,12 @@ class Answer:
     body: bytes
     detail: dict[str, object] | None = None
     latest: str | None = None
+
+    @cached_property
+    def detail_json(self) -> str | None:
+        """``detail`` as the audit column stores it, serialized once for every request the
+        answer is kept for."""
+        return None if self.detail is None else json.dumps(self.detail)
 
 
 class ReadCache:

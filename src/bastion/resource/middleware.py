@@ -210,6 +210,7 @@ class ResourceServerMiddleware:
         # What a 401 suggests (RFC 6750 §3, MCP "Scope Selection Strategy"): what every request
         # needs, else the advertised scopes.
         base = self.policy.required(None, None) or frozenset(document.scopes_supported or ())
+        self._plain_scopes = self.policy.required(None, None)
         self._challenge_scope = " ".join(sorted(base)) or None
         own = _origin(f"{parts.scheme}://{parts.netloc}")
         self._any_origin = False
@@ -272,7 +273,9 @@ class ResourceServerMiddleware:
     def _protected(self, path: str) -> bool:
         if path in self._exact_paths:
             return True
-        candidates = {path, _normalize_path(path)}
+        # A path without empty or dot segments is its own normal form.
+        plain = path.startswith("/") and "//" not in path and "/." not in path
+        candidates = {path} if plain and not path.endswith("/") else {path, _normalize_path(path)}
         for prefix in self.protect_paths:
             if not prefix:
                 return True
@@ -451,6 +454,45 @@ class ResourceServerMiddleware:
                 challenge=exc.status_code in (400, 401, 403),
                 headers=extra,
             ) from None
+
+    async def plain_read(self, scope: Scope) -> Principal | None:
+        """The principal of a request the full check would let through unchanged, attached to
+        ``scope`` as :meth:`__call__` attaches it: a GET under a protected path with exactly
+        one well-formed ``Authorization: Bearer`` header, no ``Origin``, ``DPoP`` or
+        ``access_token`` in the query, a token the verifier accepts that is not DPoP-bound,
+        every scope a request without a body needs, and no group rules. None for anything
+        else: such a request goes through :meth:`__call__`, which answers it (and refuses it
+        with its exact challenge), so nothing is refused here."""
+        if (
+            scope["method"] != "GET"
+            or self.dpop.required
+            or self.policy.uses_groups
+            or not self._protected(scope["path"])
+            or b"access_token" in scope.get("query_string", b"")
+        ):
+            return None
+        authorization: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                if authorization is not None:
+                    return None
+                authorization = value
+            elif name == b"origin" or name == b"dpop":
+                return None
+        if authorization is None or authorization[:7].lower() != b"bearer ":
+            return None
+        token = authorization[7:].decode("latin-1").strip(" ")
+        if not _is_b64token(token):
+            return None
+        try:
+            principal = await self.verifier.verify(token)
+        except OAuthError:
+            return None
+        if principal.jkt is not None or self.policy.missing(principal.scopes, self._plain_scopes):
+            return None
+        attach_principal(scope, principal)
+        scope["bastion.calls"] = ()
+        return principal
 
     # -- request checks -------------------------------------------------------------------------
 

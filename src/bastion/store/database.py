@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import json
 import os
 import time
 from collections.abc import AsyncIterator
@@ -32,6 +33,18 @@ IDLE_PING = 30.0
 KEPT = POOL_SIZE // 2
 
 
+class JsonText(str):
+    """A JSON value already serialized by ``json.dumps`` (default separators): a JSON column
+    stores it as it is instead of serializing it again (:func:`serialize_json`)."""
+
+    __slots__ = ()
+
+
+def serialize_json(value: object) -> str:
+    """The engines' JSON serializer: ``json.dumps``, except for :class:`JsonText`."""
+    return str.__str__(value) if isinstance(value, JsonText) else json.dumps(value)
+
+
 class Database:
     """Owns one async engine. Made in the app's lifespan (or a CLI command) and passed around."""
 
@@ -51,7 +64,9 @@ class Database:
             kwargs.update(pool_size=POOL_SIZE, max_overflow=0)
             if schema:
                 args["server_settings"] = {"search_path": schema}
-        self.engine: AsyncEngine = create_async_engine(url, connect_args=args, **kwargs)
+        self.engine: AsyncEngine = create_async_engine(
+            url, connect_args=args, json_serializer=serialize_json, **kwargs
+        )
         self._kept = _Kept()
         _count_connections(self.engine.sync_engine)
         if not self.is_sqlite:
