@@ -180,7 +180,8 @@ def _uvloop_pair_checks() -> None:
         await test_close_sends_what_was_kept()
         await test_abort_drops_what_was_kept()
 
-    uvloop.run(checks())
+    # Bounded: a check that waited forever would hang the thread, and with it the run.
+    uvloop.run(asyncio.wait_for(checks(), 60))
 
 
 async def test_the_same_on_uvloop_transports() -> None:
