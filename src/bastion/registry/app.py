@@ -61,6 +61,7 @@ from bastion.ops.health import (
 )
 from bastion.ops.http_metrics import HttpMetrics, http_metrics
 from bastion.ops.request_id import RequestIdMiddleware
+from bastion.ops.start_up import freeze_start_up
 from bastion.private_files import private_dir
 from bastion.registry.access import scope_policy
 from bastion.registry.api import RegistryApi
@@ -295,6 +296,7 @@ def create_registry_app(
             await mirrors.start()
         _add_checks(readiness, db, feed, token_verifier if revocations is None else None)
         readiness.started()
+        freeze_start_up()
         try:
             yield
         finally:
