@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import statistics
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -33,12 +34,13 @@ from benchmarks.mcp_demo import STDIO_COMMAND
 from benchmarks.plan import Plan
 from benchmarks.report import Ratio, Report, Row
 from benchmarks.report import cpu_ratio as report_cpu_ratio
-from benchmarks.servers import Process, bastion_gateway, uvicorn_app
+from benchmarks.servers import Process, bastion_gateway, free_port, started, uvicorn_app
 from benchmarks.stack import SCOPE, Stack
 
 GROUP = "gateway (MCP tools/call over HTTP; gateway and upstream share the server CPU)"
 DIRECT = "tools/call straight to the upstream"
 THROUGH = "tools/call through bastion gateway"
+RELAYED = "tools/call relayed by a bare app with the gateway's upstream client (the floor)"
 SESSIONS = 8
 SDK_DIRECT = f"SDK demo server, {SESSIONS} sessions: straight"
 SDK_THROUGH = f"SDK demo server, {SESSIONS} sessions: through bastion gateway"
@@ -225,13 +227,40 @@ async def run(
             watch=running.pids(through=True, sdk=True),
         )
         one_direct, one_through = one_line_loads(plan, stack, one_line_token, running)
-        loads = {
-            SDK_DIRECT: sdk_direct,
-            SDK_THROUGH: sdk_through,
-            DIRECT: one_direct,
-            THROUGH: one_through,
-        }
-        results = await planning.interleaved(plan, [planning.fixed(n, x) for n, x in loads.items()])
+        relay_port = free_port()
+        with started(
+            "relay",
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.relay",
+                str(relay_port),
+                f"{stack.upstream_url}/mcp",
+            ],
+            port=relay_port,
+            env=os.environ,
+            ready_path="/ready",
+            cpus=plan.server_cpus,
+        ) as relay:
+            relayed = replace(
+                one_direct,
+                port=relay_port,
+                requests=[
+                    r.replace(b":%d" % stack.upstream_port, b":%d" % relay_port, 1)
+                    for r in one_direct.requests
+                ],
+                watch=(relay.process.pid, running.upstream.process.pid),
+            )
+            loads = {
+                SDK_DIRECT: sdk_direct,
+                SDK_THROUGH: sdk_through,
+                DIRECT: one_direct,
+                THROUGH: one_through,
+                RELAYED: relayed,
+            }
+            results = await planning.interleaved(
+                plan, [planning.fixed(n, x) for n, x in loads.items()]
+            )
         rows = {name: Row(GROUP, name, rounds=results[name]) for name in loads}
         report.rows.extend(rows.values())
         report.ratios.append(
@@ -248,6 +277,16 @@ async def run(
                 THROUGH,
                 DIRECT,
                 target=ONE_LINE_TARGET,
+            )
+        )
+        report.ratios.append(
+            Ratio("relayed by a bare app / direct (the floor), one-line upstream", RELAYED, DIRECT)
+        )
+        report.ratios.append(
+            report_cpu_ratio(
+                "relayed by a bare app / direct (the floor, from server CPU per request)",
+                rows[RELAYED],
+                rows[DIRECT],
             )
         )
         for label, straight_name, through_name, target in (

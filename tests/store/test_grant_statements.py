@@ -194,3 +194,28 @@ async def test_a_code_for_a_client_without_refresh_tokens_stores_none(pg: Databa
     await with_code(pg)
     assert await redeem(pg, 0, refresh=False) is True
     assert (await counts(pg))["refresh_tokens"] == 0
+
+
+async def test_a_grant_is_read_with_the_rules_that_decide_for_people_only(pg: Database) -> None:
+    """The grant's read brings the rules about its resource and ``*`` that can decide for a
+    person; machine clients' rules (``client:ID``, which never do) stay out of it, however many
+    there are (each grant used to carry all of them)."""
+    from bastion.access.rules import AccessRule
+    from bastion.store import access
+
+    await with_refresh_token(pg)
+    resource = family().resource
+    async with pg.transaction() as conn:
+        await access.put_rule(conn, AccessRule(resource, "group:staff", ("mcp:tools",)), NOW)
+        await access.put_rule(conn, AccessRule("*", "user:alice", ("*",)), NOW)
+        await access.put_rule(conn, AccessRule("http://elsewhere/mcp", "group:x"), NOW)
+        for n in range(50):
+            await access.put_rule(conn, AccessRule("*", f"client:machine-{n}"), NOW)
+            await access.put_rule(conn, AccessRule(resource, f"client:robot-{n}"), NOW)
+    async with pg.statements() as conn:
+        found = await grants.refresh_grant(conn, "old")
+    assert found is not None and found.rules is not None
+    assert sorted((r.resource, r.who) for r in found.rules) == [
+        ("*", "user:alice"),
+        (resource, "group:staff"),
+    ]
