@@ -8,7 +8,7 @@ import json
 import os
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,9 +77,14 @@ class Database:
             if database is not None:
                 event.listen(self.engine.sync_engine, "do_connect", _PrivateFile(database))
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+    def transaction(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """A connection inside one transaction, committed on success and rolled back on error."""
+        return self._transaction()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
+        # statements() and upgrade() use this one, so that each use of the public methods is
+        # one transaction of theirs (a subclass counting them sees no others).
         conn = await self._checkout()
         try:
             async with conn.begin():
@@ -95,7 +100,7 @@ class Database:
         checked out for the next use (see :class:`_Kept`). On SQLite a transaction, committed
         on success (its separate statements are atomic together)."""
         if self.is_sqlite:
-            async with self.transaction() as conn:
+            async with self._transaction() as conn:
                 yield conn
             return
         kept = self._kept.take()
@@ -150,7 +155,7 @@ class Database:
         SCHEMA and CREATE TABLE. On PostgreSQL a transaction-scoped advisory lock serialises
         them; on an SQLite file, a lock on ``<database>.migrations.lock`` beside it (the
         sqlite3 module runs DDL outside transactions, so the database's own lock cannot)."""
-        async with _file_lock(sqlite_file(self.url)), self.transaction() as conn:
+        async with _file_lock(sqlite_file(self.url)), self._transaction() as conn:
             if not self.is_sqlite:
                 await conn.execute(
                     sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
