@@ -465,3 +465,35 @@ async def test_a06_racing_rotations_of_one_refresh_token_give_one_successor(
             refusal(answer, 400, "invalid_grant", REVOKED if described == REVOKED else REUSED)
     revoked_at, count = await family_state(pg, family_id)
     assert revoked_at is not None and count == 2
+
+
+async def test_a06_a_refresh_after_access_was_closed_to_a_group_is_refused_among_machine_rules(
+    deployment: Deployment, http: httpx.AsyncClient, pg: Database
+) -> None:
+    """The grant's read brings only the rules that decide for people (machine clients' rules
+    are left out of it): a rule closing the resource to a group alice is not in, written
+    straight into the database (as another process or SQL by hand would) among many machine
+    clients' rules, ends her grant at the next refresh, with the exact refusal, nothing
+    rotated."""
+    from bastion.access.rules import AccessRule
+    from bastion.store import access
+
+    client_id = await public_client(deployment)
+    tokens = await redeemed(http, deployment, client_id)
+    resource = deployment.resource("notes")
+    now = int(time.time())
+    async with pg.transaction() as conn:
+        await access.put_rule(conn, AccessRule(resource, "group:staff", ("mcp:tools",)), now)
+        for n in range(200):
+            await access.put_rule(conn, AccessRule("*", f"client:robot-{n}"), now)
+            await access.put_rule(conn, AccessRule(resource, f"client:arm-{n}"), now)
+    before = await row_counts(deployment.settings)
+
+    response = await refreshed(http, client_id, tokens["refresh_token"])
+    refusal(
+        response,
+        400,
+        "invalid_grant",
+        f"alice may no longer use {resource}; the grant has been revoked",
+    )
+    assert (await row_counts(deployment.settings))["refresh_tokens"] == before["refresh_tokens"]
