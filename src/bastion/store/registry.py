@@ -334,9 +334,23 @@ async def add_audits(conn: AsyncConnection, records: Sequence[AuditRecord]) -> N
     await conn.execute(sa.insert(registry_audit), [_audit_row(r) for r in records])
 
 
-_SQLITE_AUDIT_INSERT = (
-    "INSERT INTO registry_audit (at, subject, client_id, action, server_name, version, "
-    "status, result, detail, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# The columns of _audit_row, in the order of the SQLite statement made from them.
+_AUDIT_COLUMNS = (
+    "at",
+    "subject",
+    "client_id",
+    "action",
+    "server_name",
+    "version",
+    "status",
+    "result",
+    "detail",
+    "request_id",
+)
+_SQLITE_AUDIT_INSERT = str(
+    sa.insert(registry_audit)
+    .values({column: sa.bindparam(column) for column in _AUDIT_COLUMNS})
+    .compile(dialect=sqlite.dialect())
 )
 
 
@@ -344,19 +358,9 @@ def _sqlite_audit_values(r: AuditRecord) -> tuple[object, ...]:
     """The values of :data:`_SQLITE_AUDIT_INSERT` for ``r``, as SQLAlchemy's SQLite dialect
     binds them: the detail as its JSON text (``null`` for none: JSON's ``none_as_null`` is
     off)."""
-    detail = r.detail_json if r.detail_json is not None else serialize_json(r.detail)
-    return (
-        r.at,
-        r.subject,
-        r.client_id,
-        r.action,
-        r.server_name,
-        r.version,
-        r.status,
-        r.result,
-        detail,
-        r.request_id,
-    )
+    row = _audit_row(r)
+    row["detail"] = r.detail_json if r.detail_json is not None else serialize_json(r.detail)
+    return tuple(row[column] for column in _AUDIT_COLUMNS)
 
 
 def _audit_record(r: sa.Row[Any]) -> AuditRecord:
